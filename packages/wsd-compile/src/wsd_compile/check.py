@@ -1,0 +1,156 @@
+"""The runtime check: a small Relax model that proves the WebGPU toolchain end to end.
+
+``write_runtime_check(out_dir)`` compiles two functions that exercise the
+kernel families Stable Diffusion is made of (a matmul with bias and SiLU; a
+conv2d with bias followed by group norm) for WebGPU, links them with the
+tvmjs runtime, and writes beside the ``.wasm`` their weights and inputs as
+a tensor cache together with the outputs numpy computes for them. The
+browser page (``wsd-web check``) and the Node runner load that directory,
+run each function on the GPU and compare with the expected outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+from wsd_artifacts import write_tensor_cache
+
+from .runtime import RuntimeObjects
+from .webgpu import WebGPUBuild, build_webgpu_wasm
+
+CHECK_INDEX = "check.json"
+CHECK_WASM = "check.wasm"
+
+_X = (4, 32)
+_FC = (32, 16)
+_IMG = (1, 8, 16, 16)
+_CONV = (16, 8, 3, 3)
+_GROUPS = 4
+_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class CheckFunction:
+    """One function of the check model: argument tensor names, in call order."""
+
+    name: str
+    args: tuple[str, ...]
+    output_shape: tuple[int, ...]
+
+
+CHECK_FUNCTIONS = (
+    CheckFunction("matmul_silu", ("x", "fc.weight", "fc.bias"), (_X[0], _FC[1])),
+    CheckFunction(
+        "conv_group_norm",
+        ("image", "conv.weight", "conv.bias", "norm.weight", "norm.bias"),
+        (_IMG[0], _CONV[0], _IMG[2], _IMG[3]),
+    ),
+)
+
+
+def build_check_module() -> tvm.IRModule:
+    """The check model as a Relax IRModule with two fp32 functions."""
+    bb = relax.BlockBuilder()
+    f32 = "float32"
+    x = relax.Var("x", relax.TensorStructInfo(_X, f32))
+    w = relax.Var("fc_weight", relax.TensorStructInfo(_FC, f32))
+    b = relax.Var("fc_bias", relax.TensorStructInfo((_FC[1],), f32))
+    with bb.function("matmul_silu", [x, w, b]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.add(relax.op.matmul(x, w), b))
+            out = bb.emit_output(relax.op.nn.silu(y))
+        bb.emit_func_output(out)
+
+    img = relax.Var("image", relax.TensorStructInfo(_IMG, f32))
+    cw = relax.Var("conv_weight", relax.TensorStructInfo(_CONV, f32))
+    cb = relax.Var("conv_bias", relax.TensorStructInfo((_CONV[0],), f32))
+    gamma = relax.Var("norm_weight", relax.TensorStructInfo((_CONV[0],), f32))
+    beta = relax.Var("norm_bias", relax.TensorStructInfo((_CONV[0],), f32))
+    with bb.function("conv_group_norm", [img, cw, cb, gamma, beta]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(img, cw, padding=1))
+            biased = bb.emit(relax.op.add(conv, relax.op.reshape(cb, (1, _CONV[0], 1, 1))))
+            out = bb.emit_output(
+                relax.op.nn.group_norm(biased, gamma, beta, _GROUPS, 1, [2, 3], epsilon=_EPS)
+            )
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic weights and inputs for the check model."""
+    rng = np.random.default_rng(seed)
+
+    def normal(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype("float32")
+
+    return {
+        "x": normal(_X),
+        "fc.weight": normal(_FC, 0.2),
+        "fc.bias": normal((_FC[1],), 0.1),
+        "image": normal(_IMG),
+        "conv.weight": normal(_CONV, 0.1),
+        "conv.bias": normal((_CONV[0],), 0.1),
+        "norm.weight": normal((_CONV[0],), 0.5) + 1.0,
+        "norm.bias": normal((_CONV[0],), 0.1),
+    }
+
+
+def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray:
+    """The numpy result of ``fn``, in float64 then rounded to float32."""
+    a = {k: v.astype("float64") for k, v in t.items()}
+    if fn.name == "matmul_silu":
+        y = a["x"] @ a["fc.weight"] + a["fc.bias"]
+        return (y / (1.0 + np.exp(-y))).astype("float32")
+    padded = np.pad(a["image"], ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
+    conv = np.einsum("nchwij,ocij->nohw", windows, a["conv.weight"])
+    conv += a["conv.bias"][None, :, None, None]
+    n, c, h, w = conv.shape
+    grouped = conv.reshape(n, _GROUPS, c // _GROUPS, h, w)
+    mean = grouped.mean(axis=(2, 3, 4), keepdims=True)
+    var = grouped.var(axis=(2, 3, 4), keepdims=True)
+    normed = ((grouped - mean) / np.sqrt(var + _EPS)).reshape(n, c, h, w)
+    return (normed * a["norm.weight"][None, :, None, None] + a["norm.bias"][None, :, None, None]).astype(
+        "float32"
+    )
+
+
+@dataclass(frozen=True)
+class RuntimeCheck:
+    """A written runtime-check directory."""
+
+    directory: Path
+    build: WebGPUBuild
+
+
+def write_runtime_check(
+    out_dir: str | Path, *, runtime: RuntimeObjects | None = None, seed: int = 0
+) -> RuntimeCheck:
+    """Compile and link the check model into ``out_dir`` with its tensors and expected outputs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    build = build_webgpu_wasm(build_check_module(), out / CHECK_WASM, runtime=runtime)
+    tensors = check_inputs(seed)
+    expected = {f"expected.{fn.name}": _reference(fn, tensors) for fn in CHECK_FUNCTIONS}
+    write_tensor_cache(out, {**tensors, **expected})
+    index: dict[str, Any] = {
+        "wasm": CHECK_WASM,
+        "functions": [
+            {
+                "name": fn.name,
+                "args": list(fn.args),
+                "output": {"shape": list(fn.output_shape), "dtype": "float32"},
+                "expected": f"expected.{fn.name}",
+            }
+            for fn in CHECK_FUNCTIONS
+        ],
+    }
+    (out / CHECK_INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    return RuntimeCheck(out, build)

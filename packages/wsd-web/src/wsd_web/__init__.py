@@ -1,0 +1,1 @@
+"""wsd-web: the browser app, its static server and a headless runner."""
