@@ -58,20 +58,20 @@ def build_check_module() -> tvm.IRModule:
     """The check model as a Relax IRModule with two fp32 functions."""
     bb = relax.BlockBuilder()
     f32 = "float32"
-    x = relax.Var("x", relax.TensorStructInfo(_X, f32))
-    w = relax.Var("fc_weight", relax.TensorStructInfo(_FC, f32))
-    b = relax.Var("fc_bias", relax.TensorStructInfo((_FC[1],), f32))
+    x = relax.Var("x", relax.TensorType(_X, f32))
+    w = relax.Var("fc_weight", relax.TensorType(_FC, f32))
+    b = relax.Var("fc_bias", relax.TensorType((_FC[1],), f32))
     with bb.function("matmul_silu", [x, w, b]):
         with bb.dataflow():
             y = bb.emit(relax.op.add(relax.op.matmul(x, w), b))
             out = bb.emit_output(relax.op.nn.silu(y))
         bb.emit_func_output(out)
 
-    img = relax.Var("image", relax.TensorStructInfo(_IMG, f32))
-    cw = relax.Var("conv_weight", relax.TensorStructInfo(_CONV, f32))
-    cb = relax.Var("conv_bias", relax.TensorStructInfo((_CONV[0],), f32))
-    gamma = relax.Var("norm_weight", relax.TensorStructInfo((_CONV[0],), f32))
-    beta = relax.Var("norm_bias", relax.TensorStructInfo((_CONV[0],), f32))
+    img = relax.Var("image", relax.TensorType(_IMG, f32))
+    cw = relax.Var("conv_weight", relax.TensorType(_CONV, f32))
+    cb = relax.Var("conv_bias", relax.TensorType((_CONV[0],), f32))
+    gamma = relax.Var("norm_weight", relax.TensorType((_CONV[0],), f32))
+    beta = relax.Var("norm_bias", relax.TensorType((_CONV[0],), f32))
     with bb.function("conv_group_norm", [img, cw, cb, gamma, beta]):
         with bb.dataflow():
             conv = bb.emit(relax.op.nn.conv2d(img, cw, padding=1))

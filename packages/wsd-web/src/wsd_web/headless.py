@@ -1,0 +1,77 @@
+"""Driving the app in headless Chromium with WebGPU (SwiftShader when there is no GPU)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .server import serving
+
+#: WebGPU on the CPU through SwiftShader, and no background traffic.
+CHROMIUM_ARGS = (
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader",
+    "--use-webgpu-adapter=swiftshader",
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+class HeadlessError(Exception):
+    """The headless browser could not be started or the page failed."""
+
+
+def chromium_path() -> str:
+    """``$WSD_CHROMIUM``, else Chromium on PATH; an error with the fix if neither exists."""
+    candidate = os.environ.get("WSD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(candidate).is_file():
+        raise HeadlessError(
+            "Chromium was not found: install it (Debian: `apt-get install chromium`) "
+            "or set WSD_CHROMIUM to a Chromium/Chrome executable"
+        )
+    return candidate
+
+
+@contextmanager
+def headless_page(model_dir: str | Path, page_path: str) -> Iterator[Any]:
+    """Serve the app with ``model_dir`` and open ``page_path`` in headless Chromium.
+
+    Yields the Playwright page. Console errors and page errors are collected
+    on ``page.wsd_errors`` so a failure can say what the browser saw.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise HeadlessError("headless runs need Playwright: pip install 'wsd-web[headless]'") from None
+    with serving(model_dir) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.wsd_errors = errors
+            page.goto(base + page_path)
+            yield page
+        finally:
+            browser.close()
+
+
+def run_check(model_dir: str | Path, *, timeout_s: float = 300) -> dict[str, Any]:
+    """Run a runtime-check build in headless Chromium and return the page's result."""
+    with headless_page(model_dir, "check.html") as page:
+        page.set_default_timeout(timeout_s * 1000)
+        page.wait_for_function("window.wsdCheck !== undefined")
+        result: dict[str, Any] = page.evaluate("window.wsdCheck")
+        if "error" in result:
+            seen = "; ".join(page.wsd_errors)
+            raise HeadlessError(f"the check page failed: {result['error']}" + (f" ({seen})" if seen else ""))
+        return result

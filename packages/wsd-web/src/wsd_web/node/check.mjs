@@ -1,0 +1,29 @@
+// Runs a runtime-check build on WebGPU in Node through Dawn (npm `webgpu`)
+// and prints the result as one JSON line.
+//   node check.mjs DIR
+// On a machine without a GPU, point Vulkan at SwiftShader:
+//   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { create, globals } from "webgpu";
+
+import { runCheck } from "../static/js/check_runner.js";
+import { requestGPU } from "../static/js/webgpu_device.js";
+
+const dir = process.argv[2];
+if (!dir) {
+  process.stderr.write("usage: node check.mjs DIR (a directory written by `wsd-compile check`)\n");
+  process.exit(2);
+}
+Object.assign(globalThis, globals);
+const tvmjs = createRequire(import.meta.url)("../static/vendor/tvmjs/index.js");
+const gpu = await requestGPU(create([]));
+const result = await runCheck({
+  tvmjs,
+  gpu,
+  fetchBytes: async (path) => new Uint8Array(await readFile(join(dir, path))),
+});
+process.stdout.write(`${JSON.stringify(result)}\n`);
+gpu.device.destroy();
+process.exit(0);

@@ -1,0 +1,96 @@
+// One model library (.wasm) loaded into tvmjs on a WebGPU device.
+// Ownership: the session owns its VM and every tensor it uploads; dispose()
+// releases them all. Per-call results live in the caller's tvm scope.
+
+/** @typedef {import("@mlc-ai/web-runtime").Instance} Instance */
+/** @typedef {import("@mlc-ai/web-runtime").Tensor} Tensor */
+/** @typedef {import("@mlc-ai/web-runtime").VirtualMachine} VirtualMachine */
+/** @typedef {import("@mlc-ai/web-runtime").PackedFunc} PackedFunc */
+/** @typedef {typeof import("@mlc-ai/web-runtime")} TVMJS */
+/** @typedef {import("./tensor_cache.js").TensorRecord} TensorRecord */
+
+export class TVMSession {
+  /**
+   * @param {Instance} tvm
+   * @param {VirtualMachine} vm
+   * @param {string[]} log  Messages the runtime printed (C++ errors land here).
+   */
+  constructor(tvm, vm, log) {
+    this.tvm = tvm;
+    this.vm = vm;
+    this.log = log;
+    /** @type {Tensor[]} */
+    this.owned = [];
+  }
+
+  /**
+   * Instantiate a model library on `device`.
+   * @param {TVMJS} tvmjs  The tvmjs module (global `tvmjs` in a page).
+   * @param {ArrayBuffer} wasm  The linked model library.
+   * @param {GPUDevice} device
+   * @returns {Promise<TVMSession>}
+   */
+  static async create(tvmjs, wasm, device) {
+    /** @type {string[]} */
+    const log = [];
+    const tvm = await tvmjs.instantiate(wasm, tvmjs.createPolyfillWASI(), (msg) => log.push(msg));
+    tvm.initWebGPU(device);
+    tvm.beginScope();
+    const vm = tvm.detachFromCurrentScope(tvm.createVirtualMachine(tvm.webgpu()));
+    tvm.endScope();
+    return new TVMSession(tvm, vm, log);
+  }
+
+  /**
+   * A compiled function of the library, or a clear error naming what exists.
+   * @param {string} name
+   * @returns {PackedFunc}
+   */
+  func(name) {
+    try {
+      return this.vm.getFunction(name);
+    } catch (e) {
+      throw new Error(`the model library has no function ${name} (${this.log.join(" ") || e})`);
+    }
+  }
+
+  /**
+   * Upload raw tensor bytes to a new GPU tensor owned by the session.
+   * @param {TensorRecord} record
+   * @param {Uint8Array} bytes
+   * @returns {Tensor}
+   */
+  upload(record, bytes) {
+    const t = this.tvm.withNewScope(() =>
+      this.tvm.detachFromCurrentScope(this.tvm.empty(record.shape, record.dtype, this.tvm.webgpu())),
+    );
+    t.copyFromRawBytes(bytes);
+    this.owned.push(t);
+    return t;
+  }
+
+  /**
+   * Copy a float32 GPU tensor to the CPU and return its values.
+   * @param {Tensor} gpuTensor
+   * @returns {Promise<Float32Array>}
+   */
+  async download(gpuTensor) {
+    this.tvm.beginScope();
+    try {
+      const host = this.tvm.empty(gpuTensor.shape, gpuTensor.dtype, this.tvm.cpu());
+      host.copyFrom(gpuTensor);
+      await this.tvm.webgpu().sync();
+      return Float32Array.from(/** @type {Float32Array} */ (host.toArray()));
+    } finally {
+      this.tvm.endScope();
+    }
+  }
+
+  /** Release every GPU tensor the session owns, the VM and the runtime. */
+  dispose() {
+    for (const t of this.owned) t.dispose();
+    this.owned = [];
+    this.vm.dispose();
+    this.tvm.dispose();
+  }
+}

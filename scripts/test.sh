@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs exactly this through .ci/run): set-up,
+# then lint, static types, Python + browser + Node tests with coverage gates.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh
+export PATH="$root/.venv/bin:$PATH"
+# Dawn (Node WebGPU) on machines without a GPU: Chromium's SwiftShader Vulkan driver.
+if [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ] && [ -f /usr/lib/chromium/vk_swiftshader_icd.json ]; then
+  export VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+  export LD_LIBRARY_PATH=/usr/lib/chromium${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "ruff"
+ruff check .
+ruff format --check .
+step "mypy --strict"
+mypy packages/*/src
+step "tsc --checkJs"
+(cd packages/wsd-web && npx --no-install tsc -p jsconfig.json)
+
+# V8 coverage of every Node process (the Dawn runs inside pytest too) lands here.
+rm -rf coverage && mkdir -p coverage/js-v8
+export NODE_V8_COVERAGE="$root/coverage/js-v8"
+step "pytest (Python, Node + Dawn, headless Chromium)"
+pytest --cov --cov-report=term "$@"
+step "node --test"
+(cd packages/wsd-web && npx --no-install c8 --temp-directory "$NODE_V8_COVERAGE" --clean=false \
+  --all --src src/wsd_web/static/js --include 'src/wsd_web/static/js/**' --exclude 'src/wsd_web/static/vendor/**' \
+  --check-coverage --lines 80 --reporter text node --test tests/js/)
+step "all checks passed"

@@ -1,0 +1,97 @@
+"""The compiled runtime-check model runs on WebGPU and matches torch.
+
+Proof that the toolchain works end to end: a Relax module with a matmul +
+SiLU and a conv2d + group norm, compiled by TVM for WebGPU with a wasm32
+host, linked with wsd's own tvmjs runtime build, its weights loaded from a
+tensor cache written by wsd-artifacts, run (a) in headless Chromium (WebGPU
+on SwiftShader) served by wsd-web's HTTP server and (b) in Node with Dawn,
+and compared with torch's CPU result on the same tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsd_artifacts import read_tensor_cache, write_tensor_cache
+from wsd_web.cli import main as wsd_web_main
+from wsd_web.headless import run_check
+
+NODE_RUNNER = Path(__file__).parents[1] / "packages/wsd-web/src/wsd_web/node/check.mjs"
+SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
+FP32_TOLERANCE = 1e-4
+
+
+def torch_reference(check_dir: Path) -> dict[str, np.ndarray]:
+    """The check functions computed by torch on the CPU, independently of the build."""
+    t = {k: torch.from_numpy(v) for k, v in read_tensor_cache(check_dir).items()}
+    matmul = F.silu(t["x"] @ t["fc.weight"] + t["fc.bias"])
+    conv = F.conv2d(t["image"], t["conv.weight"], t["conv.bias"], padding=1)
+    norm = F.group_norm(conv, 4, t["norm.weight"], t["norm.bias"], eps=1e-5)
+    return {"matmul_silu": matmul.numpy(), "conv_group_norm": norm.numpy()}
+
+
+def assert_matches_torch(result: dict[str, Any], check_dir: Path) -> dict[str, float]:
+    reference = torch_reference(check_dir)
+    assert [fn["name"] for fn in result["functions"]] == list(reference)
+    errors = {}
+    for fn in result["functions"]:
+        got = np.asarray(fn["output"], dtype="float32").reshape(fn["shape"])
+        want = reference[fn["name"]]
+        assert got.shape == want.shape
+        errors[fn["name"]] = float(np.abs(got - want).max())
+        assert errors[fn["name"]] <= FP32_TOLERANCE, (fn["name"], errors[fn["name"]])
+        assert fn["maxAbsError"] <= FP32_TOLERANCE  # the page's own comparison with numpy
+        assert np.abs(want).max() > 0.5  # not a trivially small output
+    return errors
+
+
+@pytest.mark.browser
+def test_headless_chromium_webgpu_matches_torch(check_dir: Path) -> None:
+    result = run_check(check_dir)
+    assert "SwiftShader" in result["adapter"] or result["adapter"]
+    print("chromium max abs error:", assert_matches_torch(result, check_dir))
+
+
+@pytest.mark.dawn
+def test_node_dawn_webgpu_matches_torch(check_dir: Path) -> None:
+    env = dict(os.environ)
+    if not env.get("VK_ICD_FILENAMES") and not env.get("VK_DRIVER_FILES"):
+        env["VK_ICD_FILENAMES"] = SWIFTSHADER_ICD
+        env["LD_LIBRARY_PATH"] = "/usr/lib/chromium"
+    proc = subprocess.run(
+        ["node", str(NODE_RUNNER), str(check_dir)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    print("dawn max abs error:", assert_matches_torch(result, check_dir))
+
+
+@pytest.mark.browser
+def test_wsd_web_check_reports_and_passes(check_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert wsd_web_main(["check", str(check_dir)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {fn["name"] for fn in summary["functions"]} == {"matmul_silu", "conv_group_norm"}
+    assert all("output" not in fn for fn in summary["functions"])
+
+
+@pytest.mark.browser
+def test_a_corrupted_expected_output_fails_the_check(check_dir: Path, tmp_path: Path) -> None:
+    """The comparison can fail: flip the expected values and the page reports a large error."""
+    bad = tmp_path / "bad"
+    shutil.copytree(check_dir, bad)
+    tensors = read_tensor_cache(bad)
+    tensors["expected.matmul_silu"] = -tensors["expected.matmul_silu"]
+    for f in bad.glob("shard-*.bin"):
+        f.unlink()
+    write_tensor_cache(bad, tensors)
+    assert wsd_web_main(["check", str(bad)]) == 1
