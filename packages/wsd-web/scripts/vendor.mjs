@@ -1,6 +1,6 @@
 // Copies the app's third-party JS from node_modules (pinned by package-lock.json)
 // into the Python package's data, so `wsd-web serve` ships it with the app.
-import { cpSync, mkdirSync } from "node:fs";
+import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -17,3 +17,6 @@ for (const [from, to] of files) {
   mkdirSync(dirname(join(vendor, to)), { recursive: true });
   cpSync(join(root, "node_modules", from), join(vendor, to));
 }
+// The tvmjs bundle is UMD: a <script> in a page, CommonJS under Node (where
+// its emscripten part needs `require`), whatever this package's own "type" says.
+writeFileSync(join(vendor, "tvmjs", "package.json"), '{"type": "commonjs"}\n');

@@ -19,11 +19,18 @@ if (!dir) {
 Object.assign(globalThis, globals);
 const tvmjs = createRequire(import.meta.url)("../static/vendor/tvmjs/index.js");
 const gpu = await requestGPU(create([]));
-const result = await runCheck({
-  tvmjs,
-  gpu,
-  fetchBytes: async (path) => new Uint8Array(await readFile(join(dir, path))),
-});
-process.stdout.write(`${JSON.stringify(result)}\n`);
-gpu.device.destroy();
-process.exit(0);
+let status = 0;
+try {
+  const result = await runCheck({
+    tvmjs,
+    gpu,
+    fetchBytes: async (path) => new Uint8Array(await readFile(join(dir, path))),
+  });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} catch (error) {
+  process.stderr.write(`check failed: ${error instanceof Error ? error.stack : error}\n`);
+  status = 1;
+} finally {
+  gpu.device.destroy();
+}
+process.exit(status);

@@ -3,6 +3,7 @@
 /**
  * @typedef {object} GPUInfo
  * @property {GPUDevice} device
+ * @property {GPU} instance  Kept referenced: Dawn (Node) crashes if the instance is collected.
  * @property {string} adapter  A human-readable adapter description.
  * @property {string[]} features
  */
@@ -45,5 +46,5 @@ export async function requestGPU(gpu) {
   const info = adapter.info;
   const adapterName = [info.vendor, info.architecture, info.device, info.description]
     .filter((s) => s).join(" ") || "unknown adapter";
-  return { device, adapter: adapterName, features: [...device.features].map(String).sort() };
+  return { device, instance: gpu, adapter: adapterName, features: [...device.features].map(String).sort() };
 }

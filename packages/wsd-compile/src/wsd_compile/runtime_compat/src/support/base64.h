@@ -6,7 +6,8 @@
  *
  * Base64OutStream encodes everything written to it into a sink stream;
  * call Finish() to emit the final (padded) quartet.  Base64InStream decodes
- * from a source stream; whitespace is skipped, decoding stops at '=' or at
+ * from a source stream; whitespace is skipped, decoding stops at the first
+ * character outside the alphabet ('=' padding, a closing quote, ...) or at
  * the end of the source.  Used by tensor JSON (de)serialization
  * (`__data_to_json__` / `__data_from_json__`) and the disco debug protocol.
  */
@@ -158,15 +159,18 @@ class Base64InStream : public Stream {
     int nchar = 0;
     while (nchar < 4) {
       int c = PeekChar();
-      if (c < 0 || c == '=') break;
-      ++in_pos_;
-      if (base64::IsSpace(static_cast<unsigned char>(c))) continue;
+      if (c < 0) break;
+      if (base64::IsSpace(static_cast<unsigned char>(c))) {
+        ++in_pos_;
+        continue;
+      }
       int d = base64::DecodeChar(static_cast<unsigned char>(c));
-      TVM_FFI_ICHECK(d >= 0) << "Invalid character in base64 input: code " << c;
+      if (d < 0) break;  // '=' padding or any other terminator (e.g. a closing quote)
+      ++in_pos_;
       v = (v << 6) | static_cast<uint32_t>(d);
       ++nchar;
     }
-    if (nchar < 4) finished_ = true;  // '=' padding or end of input: last group
+    if (nchar < 4) finished_ = true;  // padding / terminator / end of input: last group
     TVM_FFI_ICHECK(nchar != 1) << "Truncated base64 input";
     if (nchar == 0) return false;
     v <<= 6 * (4 - nchar);
