@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from wsd_artifacts import read_tensor_cache, write_tensor_cache
 from wsd_web.cli import main as wsd_web_main
 from wsd_web.headless import run_check
@@ -69,7 +68,11 @@ def test_node_dawn_webgpu_matches_torch(check_dir: Path) -> None:
         env["VK_ICD_FILENAMES"] = SWIFTSHADER_ICD
         env["LD_LIBRARY_PATH"] = "/usr/lib/chromium"
     proc = subprocess.run(
-        ["node", str(NODE_RUNNER), str(check_dir)], capture_output=True, text=True, env=env, timeout=300
+        ["node", str(NODE_RUNNER), str(check_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -77,7 +80,9 @@ def test_node_dawn_webgpu_matches_torch(check_dir: Path) -> None:
 
 
 @pytest.mark.browser
-def test_wsd_web_check_reports_and_passes(check_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wsd_web_check_reports_and_passes(
+    check_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert wsd_web_main(["check", str(check_dir)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {fn["name"] for fn in summary["functions"]} == {"matmul_silu", "conv_group_norm"}

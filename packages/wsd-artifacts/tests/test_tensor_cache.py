@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from wsd_artifacts import (
     INDEX_NAME,
     ArtifactError,
@@ -49,8 +48,12 @@ def test_index_is_tvmjs_shaped_and_raw(tmp_path: Path) -> None:
     assert {r["format"] for r in shard["records"]} == {"raw"}
     first = shard["records"][0]
     assert first == {
-        "name": "a.weight", "shape": [3, 5], "dtype": "float32",
-        "format": "raw", "nbytes": 60, "byteOffset": 0,
+        "name": "a.weight",
+        "shape": [3, 5],
+        "dtype": "float32",
+        "format": "raw",
+        "nbytes": 60,
+        "byteOffset": 0,
     }
 
 
@@ -63,7 +66,9 @@ def test_shards_split_at_the_cap_and_are_named_by_content(tmp_path: Path) -> Non
     for shard in cache.shards:
         data = (tmp_path / "x" / shard.data_path).read_bytes()
         assert shard.data_path == f"shard-{hashlib.sha256(data).hexdigest()[:32]}.bin"
-        assert shard.integrity == "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+        assert (
+            shard.integrity == "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+        )
         assert sri_sha384_file(tmp_path / "x" / shard.data_path) == shard.integrity
     assert cache.total_bytes == 5 * 64
     assert cache.files()[0] == INDEX_NAME
@@ -77,7 +82,7 @@ def test_a_tensor_larger_than_the_cap_gets_its_own_shard(tmp_path: Path) -> None
 
 
 def test_64_bit_dtypes_are_refused_with_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="float64.*cast it to one of float32"):
+    with pytest.raises(ArtifactError, match=r"float64.*cast it to one of float32"):
         write_tensor_cache(tmp_path, {"x": np.zeros(2)})
 
 
@@ -87,7 +92,7 @@ def test_a_non_positive_shard_cap_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_index_names_the_directory(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="tensor-cache.json does not exist"):
+    with pytest.raises(ArtifactError, match=r"tensor-cache\.json does not exist"):
         load_tensor_cache_index(tmp_path)
 
 

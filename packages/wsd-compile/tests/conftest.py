@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from wsd_compile import RuntimeObjects, tvmjs_runtime
 
 

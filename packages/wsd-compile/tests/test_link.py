@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import tvm
-
 from wsd_compile import RuntimeObjects, ToolchainError, build_webgpu_wasm, link_wasm
 from wsd_compile.check import build_check_module
 
@@ -25,8 +24,12 @@ def test_a_relax_module_links_into_one_standalone_wasm(
     assert not (tmp_path / "m.js").exists()
 
 
-def test_a_missing_runtime_object_names_the_fix(runtime_objects: RuntimeObjects, tmp_path: Path) -> None:
-    gone = replace(runtime_objects, objects=(tmp_path / "wasm_runtime.o", *runtime_objects.objects[1:]))
+def test_a_missing_runtime_object_names_the_fix(
+    runtime_objects: RuntimeObjects, tmp_path: Path
+) -> None:
+    gone = replace(
+        runtime_objects, objects=(tmp_path / "wasm_runtime.o", *runtime_objects.objects[1:])
+    )
     with pytest.raises(ToolchainError, match="wsd-compile runtime"):
         link_wasm([], tmp_path / "m.wasm", runtime=gone)
 
@@ -39,7 +42,7 @@ def test_a_missing_model_object_is_named(runtime_objects: RuntimeObjects, tmp_pa
 def test_link_errors_carry_emcc_output(runtime_objects: RuntimeObjects, tmp_path: Path) -> None:
     bogus = tmp_path / "lib0.o"
     bogus.write_bytes(b"not an object file")
-    with pytest.raises(ToolchainError, match="emcc failed to link m.wasm"):
+    with pytest.raises(ToolchainError, match=r"emcc failed to link m\.wasm"):
         link_wasm([bogus], tmp_path / "m.wasm", runtime=runtime_objects)
 
 

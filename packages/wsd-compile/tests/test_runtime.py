@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from wsd_compile import RUNTIME_UNITS, ToolchainError, tvmjs_runtime
 from wsd_compile.runtime import assemble_source_tree, runtime_cache_key
 
@@ -45,7 +44,9 @@ def test_source_tree_has_the_layout_the_makefile_expects(tmp_path: Path) -> None
     for unit in RUNTIME_UNITS:
         assert (root / "web" / "emcc" / f"{unit}.cc").is_file()
     assert (root / "3rdparty" / "tvm-ffi" / "include" / "tvm" / "ffi" / "any.h").is_file()
-    assert (root / "3rdparty" / "tvm-ffi" / "3rdparty" / "dlpack" / "include" / "dlpack" / "dlpack.h").is_file()
+    assert (
+        root / "3rdparty" / "tvm-ffi" / "3rdparty" / "dlpack" / "include" / "dlpack" / "dlpack.h"
+    ).is_file()
     for header in MISSING_FROM_WHEELS:
         assert (root / header).is_file(), header
 
@@ -54,7 +55,9 @@ def test_cache_key_names_the_tvm_version() -> None:
     assert runtime_cache_key("emcc").startswith("tvm0.27")
 
 
-def test_tvm_home_objects_are_used_as_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tvm_home_objects_are_used_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dist = tmp_path / "web" / "dist" / "wasm"
     dist.mkdir(parents=True)
     for unit in RUNTIME_UNITS:

@@ -9,7 +9,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from wsd_web.cli import main
 from wsd_web.server import make_server, serving
 
@@ -62,7 +61,9 @@ def test_binds_to_localhost_by_default(model_dir: Path) -> None:
         server.server_close()
 
 
-def test_a_missing_model_directory_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_model_directory_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["serve", str(tmp_path / "nope")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist; build one with wsd-compile" in err[0]
@@ -71,7 +72,8 @@ def test_a_missing_model_directory_is_one_clear_line(tmp_path: Path, capsys: pyt
 def test_serve_command_prints_its_url_and_serves(model_dir: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsd_web", "serve", str(model_dir), "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -164,14 +164,18 @@ def load_tensor_cache_index(directory: str | Path) -> TensorCache:
     try:
         doc = json.loads(index.read_text())
     except FileNotFoundError:
-        raise ArtifactError(f"{index} does not exist: is {root} a tensor-cache directory?") from None
+        raise ArtifactError(
+            f"{index} does not exist: is {root} a tensor-cache directory?"
+        ) from None
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{index} is not valid JSON ({e}); rebuild the weights") from None
     try:
         shards = tuple(_shard_from_json(s) for s in doc["records"])
         metadata = dict(doc.get("metadata", {}))
     except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{index} is not a tensor-cache index ({e!r}); rebuild the weights") from None
+        raise ArtifactError(
+            f"{index} is not a tensor-cache index ({e!r}); rebuild the weights"
+        ) from None
     return TensorCache(root, shards, metadata)
 
 
@@ -179,14 +183,20 @@ def _shard_from_json(s: Mapping[str, Any]) -> Shard:
     records = []
     for r in s["records"]:
         if r.get("format", "raw") != "raw":
-            raise ValueError(f"tensor {r['name']!r} uses encoding {r['format']!r}; only raw is read")
+            raise ValueError(
+                f"tensor {r['name']!r} uses encoding {r['format']!r}; only raw is read"
+            )
         shape = tuple(int(d) for d in r["shape"])
         if r["dtype"] not in SUPPORTED_DTYPES:
             raise ValueError(f"tensor {r['name']!r} has unsupported dtype {r['dtype']!r}")
         expected = math.prod(shape) * np.dtype(r["dtype"]).itemsize
         if int(r["nbytes"]) != expected:
-            raise ValueError(f"tensor {r['name']!r}: nbytes {r['nbytes']} != {expected} for its shape")
-        records.append(TensorRecord(str(r["name"]), shape, str(r["dtype"]), expected, int(r["byteOffset"])))
+            raise ValueError(
+                f"tensor {r['name']!r}: nbytes {r['nbytes']} != {expected} for its shape"
+            )
+        records.append(
+            TensorRecord(str(r["name"]), shape, str(r["dtype"]), expected, int(r["byteOffset"]))
+        )
     return Shard(str(s["dataPath"]), int(s["nbytes"]), str(s.get("integrity", "")), tuple(records))
 
 
@@ -199,7 +209,9 @@ def read_tensor_cache(directory: str | Path) -> dict[str, np.ndarray]:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ArtifactError(f"shard {path} is missing; rebuild or re-download the weights") from None
+            raise ArtifactError(
+                f"shard {path} is missing; rebuild or re-download the weights"
+            ) from None
         if len(data) != shard.nbytes:
             raise ArtifactError(
                 f"shard {path} has {len(data)} bytes, its record says {shard.nbytes}; the file is "
@@ -209,5 +221,9 @@ def read_tensor_cache(directory: str | Path) -> dict[str, np.ndarray]:
             if r.byte_offset + r.nbytes > len(data):
                 raise ArtifactError(f"tensor {r.name!r} lies beyond the end of shard {path}")
             raw = data[r.byte_offset : r.byte_offset + r.nbytes]
-            out[r.name] = np.frombuffer(raw, dtype=np.dtype(r.dtype).newbyteorder("<")).reshape(r.shape).copy()
+            out[r.name] = (
+                np.frombuffer(raw, dtype=np.dtype(r.dtype).newbyteorder("<"))
+                .reshape(r.shape)
+                .copy()
+            )
     return out

@@ -102,12 +102,13 @@ def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray:
+def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray[Any, Any]:
     """The numpy result of ``fn``, in float64 then rounded to float32."""
     a = {k: v.astype("float64") for k, v in t.items()}
     if fn.name == "matmul_silu":
         y = a["x"] @ a["fc.weight"] + a["fc.bias"]
-        return (y / (1.0 + np.exp(-y))).astype("float32")
+        silu: np.ndarray[Any, Any] = (y / (1.0 + np.exp(-y))).astype("float32")
+        return silu
     padded = np.pad(a["image"], ((0, 0), (0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
     conv = np.einsum("nchwij,ocij->nohw", windows, a["conv.weight"])
@@ -117,9 +118,9 @@ def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray:
     mean = grouped.mean(axis=(2, 3, 4), keepdims=True)
     var = grouped.var(axis=(2, 3, 4), keepdims=True)
     normed = ((grouped - mean) / np.sqrt(var + _EPS)).reshape(n, c, h, w)
-    return (normed * a["norm.weight"][None, :, None, None] + a["norm.bias"][None, :, None, None]).astype(
-        "float32"
-    )
+    scaled = normed * a["norm.weight"][None, :, None, None] + a["norm.bias"][None, :, None, None]
+    out: np.ndarray[Any, Any] = scaled.astype("float32")
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,14 @@ from .toolchain import find_emcc
 # BigInt for 64-bit values at the JS boundary, and growable memory.
 _LDFLAGS = (
     "--no-entry",
-    "-s", "WASM_BIGINT=1",
-    "-s", "STANDALONE_WASM=1",
-    "-s", "ALLOW_MEMORY_GROWTH=1",
-    "-s", "ERROR_ON_UNDEFINED_SYMBOLS=0",
+    "-s",
+    "WASM_BIGINT=1",
+    "-s",
+    "STANDALONE_WASM=1",
+    "-s",
+    "ALLOW_MEMORY_GROWTH=1",
+    "-s",
+    "ERROR_ON_UNDEFINED_SYMBOLS=0",
 )
 
 
@@ -50,7 +54,9 @@ def link_wasm(
     runtime.check()
     for obj in objects:
         if not Path(obj).is_file():
-            raise ToolchainError(f"model object {obj} does not exist; export the model library again")
+            raise ToolchainError(
+                f"model object {obj} does not exist; export the model library again"
+            )
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [emcc_path, optimize, "-o", str(out), *_LDFLAGS]

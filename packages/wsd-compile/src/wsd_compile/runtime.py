@@ -105,7 +105,8 @@ def assemble_source_tree(dest: Path) -> Path:
     for src, dst in copies.items():
         if not src.is_dir():
             raise ToolchainError(
-                f"{src} is missing from the installed wheel; reinstall apache-tvm and apache-tvm-ffi"
+                f"{src} is missing from the installed wheel; "
+                "reinstall apache-tvm and apache-tvm-ffi"
             )
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
     for header in _compat_headers():

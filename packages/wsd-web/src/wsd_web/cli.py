@@ -7,6 +7,7 @@ says what was wrong and what to do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -23,11 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the app with a model build over HTTP")
     serve.add_argument("dir", help="a directory written by wsd-compile")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: localhost only)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
+    )
     check = sub.add_parser("check", help="run a runtime-check build in headless Chromium (WebGPU)")
     check.add_argument("dir", help="a directory written by `wsd-compile check`")
-    check.add_argument("--tolerance", type=float, default=CHECK_TOLERANCE, help="max abs error allowed")
+    check.add_argument(
+        "--tolerance", type=float, default=CHECK_TOLERANCE, help="max abs error allowed"
+    )
     return parser
 
 
@@ -38,16 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             server = make_server(args.dir, args.host, args.port)
             url = server_url(server)
-            print(f"Serving {args.dir} at {url} (runtime check: {url}check.html); Ctrl-C stops", flush=True)
-            try:
+            print(
+                f"Serving {args.dir} at {url} (runtime check: {url}check.html); Ctrl-C stops",
+                flush=True,
+            )
+            with contextlib.suppress(KeyboardInterrupt):
                 server.serve_forever()
-            except KeyboardInterrupt:
-                pass
             return 0
         result = run_check(args.dir)
-        print(json.dumps({k: v for k, v in result.items()} | {
-            "functions": [{k: v for k, v in fn.items() if k != "output"} for fn in result["functions"]]
-        }))
+        summary = [{k: v for k, v in fn.items() if k != "output"} for fn in result["functions"]]
+        print(json.dumps({**result, "functions": summary}))
         worst = max(fn["maxAbsError"] for fn in result["functions"])
         if worst > args.tolerance:
             print(f"wsd-web: max abs error {worst:.3g} exceeds {args.tolerance:g}", file=sys.stderr)

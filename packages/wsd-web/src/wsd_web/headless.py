@@ -41,16 +41,18 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def headless_page(model_dir: str | Path, page_path: str) -> Iterator[Any]:
+def headless_page(model_dir: str | Path, page_path: str) -> Iterator[tuple[Any, list[str]]]:
     """Serve the app with ``model_dir`` and open ``page_path`` in headless Chromium.
 
-    Yields the Playwright page. Console errors and page errors are collected
-    on ``page.wsd_errors`` so a failure can say what the browser saw.
+    Yields the Playwright page and a list that collects its console and page
+    errors, so a failure can say what the browser saw.
     """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise HeadlessError("headless runs need Playwright: pip install 'wsd-web[headless]'") from None
+        raise HeadlessError(
+            "headless runs need Playwright: pip install 'wsd-web[headless]'"
+        ) from None
     with serving(model_dir) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         try:
@@ -58,20 +60,21 @@ def headless_page(model_dir: str | Path, page_path: str) -> Iterator[Any]:
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.wsd_errors = errors
             page.goto(base + page_path)
-            yield page
+            yield page, errors
         finally:
             browser.close()
 
 
 def run_check(model_dir: str | Path, *, timeout_s: float = 300) -> dict[str, Any]:
     """Run a runtime-check build in headless Chromium and return the page's result."""
-    with headless_page(model_dir, "check.html") as page:
+    with headless_page(model_dir, "check.html") as (page, errors):
         page.set_default_timeout(timeout_s * 1000)
         page.wait_for_function("window.wsdCheck !== undefined")
         result: dict[str, Any] = page.evaluate("window.wsdCheck")
         if "error" in result:
-            seen = "; ".join(page.wsd_errors)
-            raise HeadlessError(f"the check page failed: {result['error']}" + (f" ({seen})" if seen else ""))
+            seen = "; ".join(errors)
+            raise HeadlessError(
+                f"the check page failed: {result['error']}" + (f" ({seen})" if seen else "")
+            )
         return result

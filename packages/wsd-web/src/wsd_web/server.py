@@ -32,10 +32,9 @@ _MIME = {
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **_MIME}
-
     def __init__(self, *args: Any, model_dir: Path, **kwargs: Any) -> None:
         self.model_dir = model_dir
+        self.extensions_map = {**self.extensions_map, **_MIME}
         super().__init__(*args, directory=str(STATIC_DIR), **kwargs)
 
     def translate_path(self, path: str) -> str:
@@ -50,15 +49,19 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return str(root / "__outside__")  # a 404, never a file outside the roots
         return str(target)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the browser's own console and errors carry what matters."""
 
 
-def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
+def make_server(
+    model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
+) -> http.server.ThreadingHTTPServer:
     """A server (not yet serving) for the app and ``model_dir``; port 0 picks a free one."""
     model = Path(model_dir)
     if not model.is_dir():
-        raise FileNotFoundError(f"model directory {model} does not exist; build one with wsd-compile")
+        raise FileNotFoundError(
+            f"model directory {model} does not exist; build one with wsd-compile"
+        )
     handler = functools.partial(_Handler, model_dir=model.resolve())
     return http.server.ThreadingHTTPServer((host, port), handler)
 
