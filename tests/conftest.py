@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from wsd_compile import RuntimeCheck, write_runtime_check
 
 

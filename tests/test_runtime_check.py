@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from wsd_artifacts import read_tensor_cache, write_tensor_cache
 from wsd_web.cli import main as wsd_web_main
 from wsd_web.headless import run_check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wsd_compile import RuntimeObjects, tvmjs_runtime
 
 

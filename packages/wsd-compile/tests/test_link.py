@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import tvm
+
 from wsd_compile import RuntimeObjects, ToolchainError, build_webgpu_wasm, link_wasm
 from wsd_compile.check import build_check_module
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from wsd_compile import RUNTIME_UNITS, ToolchainError, tvmjs_runtime
 from wsd_compile.runtime import assemble_source_tree, runtime_cache_key
 
@@ -80,3 +81,18 @@ def test_missing_emcc_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("TVM_HOME", raising=False)
     with pytest.raises(ToolchainError, match="apt-get install emscripten"):
         tvmjs_runtime(emcc="emcc-that-does-not-exist")
+
+
+def test_builds_from_the_wheel_sources_with_wsds_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full emcc build into an empty cache (about a minute on 2 cores)."""
+    monkeypatch.delenv("TVM_HOME", raising=False)
+    monkeypatch.setenv("WSD_CACHE_DIR", str(tmp_path))
+    built = tvmjs_runtime()
+    assert built.origin == "built"
+    for path in built.objects:
+        assert path.is_relative_to(tmp_path) and path.read_bytes()[:4] == WASM_MAGIC
+    leftovers = list((tmp_path / "tvmjs-runtime").glob(".build-*"))
+    assert not leftovers, "temporary build dir left behind"
+    assert tvmjs_runtime().origin == "cache"

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from wsd_web.cli import main
 from wsd_web.server import make_server, serving
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tvm
 from tvm import relax
+
 from wsd_artifacts import write_tensor_cache
 
 from .runtime import RuntimeObjects

@@ -26,7 +26,8 @@ try {
     gpu,
     fetchBytes: async (path) => new Uint8Array(await readFile(join(dir, path))),
   });
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  // stdout may be a pipe (asynchronous): wait for the write before exiting.
+  await new Promise((resolve) => process.stdout.write(`${JSON.stringify(result)}\n`, resolve));
 } catch (error) {
   process.stderr.write(`check failed: ${error instanceof Error ? error.stack : error}\n`);
   status = 1;
