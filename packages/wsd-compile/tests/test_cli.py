@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from wsd_compile import RuntimeObjects
+from wsd_compile import RuntimeObjects, ToolchainError, write_runtime_check
 from wsd_compile.cli import main
 
 
@@ -40,3 +41,22 @@ def test_a_missing_toolchain_is_one_line_with_the_fix(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("wsd-compile: ") and "apt-get install emscripten" in err[0]
+
+
+def test_an_existing_output_directory_is_refused_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert main(["check", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists; remove it or choose another" in err[0]
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_a_failed_build_leaves_no_output(runtime_objects: RuntimeObjects, tmp_path: Path) -> None:
+    broken = replace(runtime_objects, objects=(tmp_path / "gone.o", *runtime_objects.objects[1:]))
+    with pytest.raises(ToolchainError):
+        write_runtime_check(tmp_path / "out" / "c", runtime=broken)
+    assert list((tmp_path / "out").iterdir()) == []

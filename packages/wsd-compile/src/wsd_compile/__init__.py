@@ -13,12 +13,14 @@ The public API:
 from .check import RuntimeCheck, write_runtime_check
 from .errors import ToolchainError, WsdCompileError
 from .link import LinkResult, link_wasm
+from .output import OutputExistsError
 from .runtime import RUNTIME_UNITS, RuntimeObjects, tvmjs_runtime
 from .webgpu import WebGPUBuild, build_webgpu_wasm, webgpu_target
 
 __all__ = [
     "RUNTIME_UNITS",
     "LinkResult",
+    "OutputExistsError",
     "RuntimeCheck",
     "RuntimeObjects",
     "ToolchainError",

@@ -12,7 +12,7 @@ run each function on the GPU and compare with the expected outputs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from tvm import relax
 
 from wsd_artifacts import write_tensor_cache
 
+from .output import fresh_output_dir
 from .runtime import RuntimeObjects
 from .webgpu import WebGPUBuild, build_webgpu_wasm
 
@@ -135,14 +136,23 @@ class RuntimeCheck:
 def write_runtime_check(
     out_dir: str | Path, *, runtime: RuntimeObjects | None = None, seed: int = 0
 ) -> RuntimeCheck:
-    """Compile and link the check model into ``out_dir`` with its tensors and expected outputs."""
+    """Compile and link the check model into ``out_dir`` with its tensors and expected outputs.
+
+    ``out_dir`` must not exist yet (or be empty); it appears only when complete.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    build = build_webgpu_wasm(build_check_module(), out / CHECK_WASM, runtime=runtime)
-    tensors = check_inputs(seed)
-    expected = {f"expected.{fn.name}": _reference(fn, tensors) for fn in CHECK_FUNCTIONS}
-    write_tensor_cache(out, {**tensors, **expected})
-    index: dict[str, Any] = {
+    with fresh_output_dir(out) as tmp:
+        build = build_webgpu_wasm(build_check_module(), tmp / CHECK_WASM, runtime=runtime)
+        tensors = check_inputs(seed)
+        expected = {f"expected.{fn.name}": _reference(fn, tensors) for fn in CHECK_FUNCTIONS}
+        write_tensor_cache(tmp, {**tensors, **expected})
+        (tmp / CHECK_INDEX).write_text(json.dumps(_check_index(), indent=1) + "\n")
+    return RuntimeCheck(out, replace(build, wasm=replace(build.wasm, path=out / CHECK_WASM)))
+
+
+def _check_index() -> dict[str, Any]:
+    """``check.json``: what the page calls, with which tensors, and what to expect."""
+    return {
         "wasm": CHECK_WASM,
         "functions": [
             {
@@ -154,5 +164,3 @@ def write_runtime_check(
             for fn in CHECK_FUNCTIONS
         ],
     }
-    (out / CHECK_INDEX).write_text(json.dumps(index, indent=1) + "\n")
-    return RuntimeCheck(out, build)

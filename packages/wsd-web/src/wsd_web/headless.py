@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .server import serving
+from .server import STATIC_DIR, serving
 
 #: WebGPU on the CPU through SwiftShader, and no background traffic.
 CHROMIUM_ARGS = (
@@ -60,10 +62,40 @@ def headless_page(model_dir: str | Path, page_path: str) -> Iterator[tuple[Any, 
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(base + page_path)
-            yield page, errors
+            with _js_coverage(page, base):
+                page.goto(base + page_path)
+                yield page, errors
         finally:
             browser.close()
+
+
+@contextmanager
+def _js_coverage(page: Any, base: str) -> Iterator[None]:
+    """Record the app's JS coverage when ``NODE_V8_COVERAGE`` names a directory.
+
+    Chromium's precise coverage has the same format as Node's, so the test
+    command's c8 report counts what the browser ran beside what Node ran;
+    script URLs are mapped back to the app's files on disk.
+    """
+    out = os.environ.get("NODE_V8_COVERAGE")
+    if not out:
+        yield
+        return
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.startPreciseCoverage", {"callCount": True, "detailed": True})
+    try:
+        yield
+    finally:
+        scripts = cdp.send("Profiler.takePreciseCoverage")["result"]
+        app = [
+            {**script, "url": (STATIC_DIR / script["url"][len(base) :]).as_uri()}
+            for script in scripts
+            if script["url"].startswith(base) and script["url"].endswith(".js")
+        ]
+        Path(out).mkdir(parents=True, exist_ok=True)
+        target = Path(out) / f"coverage-chromium-{os.getpid()}-{uuid.uuid4().hex}.json"
+        target.write_text(json.dumps({"result": app}))
 
 
 def run_check(model_dir: str | Path, *, timeout_s: float = 300) -> dict[str, Any]:
