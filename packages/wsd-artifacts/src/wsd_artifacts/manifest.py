@@ -1,0 +1,289 @@
+"""The manifest of a compiled model directory (``manifest.json``, version 1).
+
+A compiled model is a directory of static files; the browser app reads only
+``manifest.json`` to learn everything about it: the kind of pipeline, the
+functions of the model library with their tensor shapes and dtypes, the
+weights each function takes, the scheduler and tokenizer settings, and every
+file with its size and sha384 integrity. The format is the JSON Schema
+document ``manifest.schema.json`` shipped beside this module
+(:func:`manifest_schema`); :func:`validate_manifest` checks a manifest
+against that document and against the cross-field rules a schema cannot say.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from . import _jsonschema
+from .errors import ManifestError
+from .integrity import sri_sha384_file
+from .tensor_cache import INDEX_NAME, load_tensor_cache_index
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = "wsd-manifest"
+MANIFEST_VERSION = 1
+SCHEMA_RESOURCE = "manifest.schema.json"
+
+# Fields write_manifest computes; values for them in a body are replaced.
+_COMPUTED = ("schema", "version", "build_id", "files")
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    text = resources.files("wsd_artifacts").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    _jsonschema.check_keywords(schema)
+    return schema
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) document of manifest version 1 (a copy)."""
+    return copy.deepcopy(_schema())
+
+
+def compute_build_id(library_integrity: str, weights_integrity: str) -> str:
+    """The build id: 16 hex digits of sha256 over the library and weights-index integrities.
+
+    ``sha256(f"{library_integrity}\\n{weights_integrity}")``, UTF-8, first 16
+    hex digits: it changes whenever the model library or the weights change.
+    """
+    text = f"{library_integrity}\n{weights_integrity}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def validate_manifest(manifest: Any) -> dict[str, Any]:
+    """Check ``manifest`` (a parsed manifest) and return it as a dict.
+
+    Raises :class:`ManifestError` listing every problem, each with the path
+    of the field (``functions.unet.inputs[0].dtype``) and what was expected.
+    A manifest of a newer version is refused with a message that says so.
+    """
+    if isinstance(manifest, Mapping) and manifest.get("schema") == MANIFEST_SCHEMA:
+        version = manifest.get("version")
+        version = version if type(version) is int else 0
+        if version > MANIFEST_VERSION:
+            raise ManifestError(
+                f"manifest version {version} is newer than this wsd-artifacts supports "
+                f"({MANIFEST_VERSION}); upgrade wsd-artifacts"
+            )
+    elif isinstance(manifest, Mapping) and "schema" in manifest:
+        raise ManifestError(
+            f"not a wsd manifest: schema is {manifest['schema']!r}, expected {MANIFEST_SCHEMA!r}"
+        )
+    problems = [str(v) for v in _jsonschema.validate(manifest, _schema())]
+    if not problems:
+        problems = _cross_field_problems(manifest)
+    if problems:
+        raise ManifestError("invalid manifest", problems)
+    return dict(manifest)
+
+
+def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
+    """The rules of version 1 that the schema document cannot express."""
+    problems: list[str] = []
+    files: Mapping[str, Any] = m["files"]
+    components: Mapping[str, Any] = m["components"]
+    if MANIFEST_NAME in files:
+        problems.append(f'files["{MANIFEST_NAME}"]: the manifest must not list itself')
+    for field, path in (
+        ("library", m["library"]),
+        ("weights", m["weights"]),
+        ("tokenizer.file", m["tokenizer"]["file"]),
+    ):
+        if path not in files:
+            problems.append(f"{field}: expected a file listed in files, got {path!r}")
+    if PurePosixPath(m["weights"]).name != INDEX_NAME:
+        problems.append(
+            f"weights: expected the path of a tensor-cache index named {INDEX_NAME}, "
+            f"got {m['weights']!r}"
+        )
+    if m["library"] in files and m["weights"] in files:
+        expected = compute_build_id(
+            files[m["library"]]["integrity"], files[m["weights"]]["integrity"]
+        )
+        if m["build_id"] != expected:
+            problems.append(
+                f"build_id: expected {expected!r} (from the integrities of library and "
+                f"weights), got {m['build_id']!r}"
+            )
+    for name, fn in m["functions"].items():
+        params = fn["params"]
+        if params is not None and params not in components:
+            known = ", ".join(repr(c) for c in components) or "none"
+            problems.append(
+                f"{_jsonschema.child_path(_jsonschema.child_path('functions', name), 'params')}: "
+                f"expected null or the name of a component ({known}), got {params!r}"
+            )
+    for name, comp in components.items():
+        if comp["param_count"] != len(comp["param_names"]):
+            path = _jsonschema.child_path(_jsonschema.child_path("components", name), "param_count")
+            problems.append(
+                f"{path}: expected {len(comp['param_names'])} (the length of param_names), "
+                f"got {comp['param_count']}"
+            )
+    image, latent = m["image"], m["latent"]
+    factor = latent["vae_scale_factor"]
+    expected_hw = [image["height"] / factor, image["width"] / factor]
+    if len(latent["shape"]) < 2 or latent["shape"][-2:] != expected_hw:
+        problems.append(
+            f"latent.shape: expected the last two dimensions to be image height and width "
+            f"divided by vae_scale_factor ({_hw(expected_hw)}), got {latent['shape']}"
+        )
+    return problems
+
+
+def _hw(values: list[float]) -> str:
+    return " x ".join(f"{v:g}" for v in values)
+
+
+def list_files(model_dir: str | Path) -> list[str]:
+    """Every file under ``model_dir`` except the top-level manifest, as sorted POSIX paths."""
+    root = Path(model_dir)
+    found: list[str] = []
+    for current, dirs, names in os.walk(root):
+        dirs.sort()
+        base = Path(current).relative_to(root)
+        for name in names:
+            rel = (base / name).as_posix()
+            if rel != MANIFEST_NAME and (Path(current) / name).is_file():
+                found.append(rel)
+    return sorted(found)
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "integrity": sri_sha384_file(path)}
+
+
+def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> dict[str, Any]:
+    """Complete, check and write ``model_dir/manifest.json``; return the manifest written.
+
+    ``manifest_body`` holds every field except the computed ones: ``schema``,
+    ``version``, ``files`` (size and sha384 of every file in ``model_dir``,
+    recursively, except ``manifest.json``) and ``build_id``
+    (:func:`compute_build_id`); values given for those are replaced. Besides
+    the schema, it checks that ``library``, ``weights`` and ``tokenizer.file``
+    name files in ``model_dir``, that the weights index's shards are there,
+    and that every component's ``param_names`` are tensors of the index whose
+    count and total bytes match ``param_count`` and ``param_bytes``.
+    The manifest is written to a temporary file and renamed into place, so a
+    reader never sees half of one. Raises :class:`ManifestError` listing
+    every problem (or :class:`ArtifactError` for an unreadable weights index).
+    """
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise ManifestError(f"{root} is not a directory; write the model files there first")
+    body = dict(manifest_body)
+    tokenizer = body.get("tokenizer")
+    missing = [
+        f"{field}: {name!r} names no file in {root}"
+        for field, name in (
+            ("library", body.get("library")),
+            ("weights", body.get("weights")),
+            ("tokenizer.file", tokenizer.get("file") if isinstance(tokenizer, Mapping) else None),
+        )
+        if isinstance(name, str) and not (root / name).is_file()
+    ]
+    if missing:
+        raise ManifestError("cannot write the manifest", missing)
+
+    files = {rel: _file_record(root / rel) for rel in list_files(root)}
+    library, weights = (files.get(str(body.get(k))) for k in ("library", "weights"))
+    build_id = "0" * 16  # only when library/weights are invalid, which validation reports
+    if library is not None and weights is not None:
+        build_id = compute_build_id(library["integrity"], weights["integrity"])
+    merged = {k: v for k, v in body.items() if k not in _COMPUTED}
+    merged.update(schema=MANIFEST_SCHEMA, version=MANIFEST_VERSION, build_id=build_id, files=files)
+    # Fields in the schema's order, then any unknown ones (which validation reports).
+    order = [k for k in _schema()["required"] if k in merged]
+    manifest = {k: merged[k] for k in order} | {k: merged[k] for k in merged if k not in order}
+    validate_manifest(manifest)
+
+    problems = _weights_problems(root, manifest)
+    if problems:
+        raise ManifestError("cannot write the manifest", problems)
+    _write_atomically(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _weights_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    weights = PurePosixPath(manifest["weights"])
+    cache = load_tensor_cache_index(root / weights.parent)
+    problems: list[str] = []
+    for shard in cache.shards:
+        rel = (weights.parent / shard.data_path).as_posix()
+        if rel not in manifest["files"]:
+            problems.append(f"weights: {weights} lists shard {rel!r}, which is not in {root}")
+    nbytes = {r.name: r.nbytes for r in cache.records}
+    for name, comp in manifest["components"].items():
+        where = _jsonschema.child_path("components", name)
+        absent = [p for p in comp["param_names"] if p not in nbytes]
+        if absent:
+            shown = ", ".join(repr(p) for p in absent[:5])
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            problems.append(
+                f"{where}.param_names: expected names of tensors in {weights}, "
+                f"not found: {shown}{more}"
+            )
+            continue
+        total = sum(nbytes[p] for p in comp["param_names"])
+        if comp["param_bytes"] != total:
+            problems.append(
+                f"{where}.param_bytes: expected {total} (the bytes of its tensors in "
+                f"{weights}), got {comp['param_bytes']}"
+            )
+    return problems
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """Read and validate ``model_dir/manifest.json``.
+
+    Raises :class:`ManifestError` when the file is missing, is not JSON, is
+    of a newer version than this package reads, or breaks the schema.
+    """
+    root = Path(model_dir)
+    path = root / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not root.is_dir():
+            raise ManifestError(
+                f"{root} does not exist or is not a directory; check the path"
+            ) from None
+        raise ManifestError(
+            f"{path} does not exist: is {root} a compiled model directory? "
+            "Build it with wsd-compile"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path} cannot be read ({e}); check the file") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ManifestError(
+            f"{path} is not valid JSON ({e}); rebuild or re-download the model"
+        ) from None
+    try:
+        return validate_manifest(doc)
+    except ManifestError as e:
+        raise ManifestError(f"{path}: {e.message}", e.problems) from None
