@@ -1,0 +1,324 @@
+// PNDM: diffusers' PNDMScheduler, Stable Diffusion 1.x's own scheduler. With
+// skip_prk_steps (SD's setting) it is PLMS, a linear multistep method over the
+// model's noise predictions; without, it first takes Runge-Kutta (PRK) steps.
+//
+// Semantics reproduced from diffusers 0.42 (and easy to get wrong):
+// - The spacings yield ascending integer timesteps t0 < ... < tk; PLMS walks
+//   them down with the second-largest repeated: [tk, tk-1, tk-1, tk-2, ..., t0].
+//   The step at the repeat evaluates the model at the first step's target and
+//   redoes the first step with the mean of both outputs.
+// - Every step moves back by num_train_timesteps // steps, whatever the
+//   spacing ("linspace" and "trailing" schedules included), and a target
+//   below 0 uses final_alpha_cumprod (1 with set_alpha_to_one, else
+//   alphas_cumprod[0]).
+// - The second PLMS step's output is not kept in the history ("ets"); the
+//   history holds at most the last 4 outputs (Adams-Bashforth orders 1-4).
+// - With v_prediction the output is turned into a noise prediction after the
+//   history is combined, using the sample the step starts from.
+// - PRK: four evaluations per step with weights 1/6, 1/3, 1/3, 1/6; only the
+//   first evaluation of each step enters the history. The warm-up takes the
+//   top 4 timesteps (12 evaluations), so it needs at least 4 steps (diffusers
+//   fails on fewer with a numpy broadcast error; we say so).
+
+import {
+  alphasCumprod, arange, combine, linspace, requireOneOf, requireStepCount,
+  resolveConfig, roundHalfEven, SchedulerError,
+} from "./common.js";
+
+/** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
+
+const NAME = "PNDMScheduler";
+
+/** PNDMScheduler.__init__'s keys and defaults (diffusers 0.42). */
+const DEFAULTS = Object.freeze({
+  num_train_timesteps: 1000,
+  beta_start: 0.0001,
+  beta_end: 0.02,
+  beta_schedule: "linear",
+  trained_betas: null,
+  skip_prk_steps: false,
+  set_alpha_to_one: false,
+  prediction_type: "epsilon",
+  timestep_spacing: "leading",
+  steps_offset: 0,
+});
+
+/** Linear multistep (Adams-Bashforth) weights by history length, newest first. */
+const PLMS_WEIGHTS = [
+  [1],
+  [3 / 2, -1 / 2],
+  [23 / 12, -16 / 12, 5 / 12],
+  [55 / 24, -59 / 24, 37 / 24, -9 / 24],
+];
+
+/** Runge-Kutta weights of the four evaluations of one PRK step. */
+const PRK_WEIGHTS = [1 / 6, 1 / 3, 1 / 3, 1 / 6];
+
+/**
+ * PNDM (PLMS, with optional PRK warm-up) over tensors of type T, updated
+ * through `ops.combine`. Drive it with `setTimesteps(n)`, then
+ * `step(modelOutput, timesteps[i], sample)` for each i in order.
+ * @template T
+ */
+export class PNDM {
+  /** @type {Readonly<Record<string, unknown>>} */
+  #config;
+  /** @type {TensorOps<T>} */
+  #ops;
+  /** @type {Float64Array} */
+  #alphasCumprod;
+  /** @type {number} */
+  #finalAlphaCumprod;
+  /** num_train_timesteps // steps. */
+  #stride = 0;
+  #prkCount = 0;
+  #counter = 0;
+  /** Model outputs kept for the multistep formula, oldest first; owned here. @type {T[]} */
+  #ets = [];
+  /** The sample a multi-evaluation step started from; owned here. @type {T | null} */
+  #startSample = null;
+  /** PRK: the weighted sum of this step's evaluations so far; owned here. @type {T | null} */
+  #prkSum = null;
+
+  /**
+   * Build it as `PNDMScheduler.from_config(config, **overrides)` would.
+   * @param {Readonly<Record<string, unknown>>} config  A diffusers scheduler config (any class's).
+   * @param {TensorOps<T>} ops
+   * @param {Readonly<Record<string, unknown>>} [overrides]  Keys that win over config's.
+   */
+  constructor(config, ops, overrides = {}) {
+    this.#config = resolveConfig(DEFAULTS, config, overrides);
+    this.#ops = ops;
+    const c = this.#config;
+    requireOneOf(NAME, c, "prediction_type", ["epsilon", "v_prediction"]);
+    requireOneOf(NAME, c, "timestep_spacing", ["linspace", "leading", "trailing"]);
+    requireOneOf(NAME, c, "skip_prk_steps", [false, true]);
+    requireOneOf(NAME, c, "set_alpha_to_one", [false, true]);
+    this.#alphasCumprod = alphasCumprod(c, NAME);
+    this.#finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.#alphasCumprod[0];
+    /** Integer timesteps, one per step, from the last `setTimesteps`. @type {number[]} */
+    this.timesteps = [];
+  }
+
+  /** The resolved config (diffusers' `scheduler.config`). */
+  get config() {
+    return this.#config;
+  }
+
+  /** Standard deviation of the initial noise: the latents start as plain N(0, 1) noise. */
+  get initNoiseSigma() {
+    return 1.0;
+  }
+
+  /**
+   * Plan `steps` inference steps; drops (and releases) any state of a previous run.
+   * @param {number} steps
+   */
+  setTimesteps(steps) {
+    requireStepCount(NAME, steps);
+    const c = this.#config;
+    const trainSteps = /** @type {number} */ (c.num_train_timesteps);
+    const stride = Math.floor(trainSteps / steps);
+    /** @type {number[]} ascending */
+    let base;
+    switch (c.timestep_spacing) {
+      case "linspace":
+        base = linspace(0, trainSteps - 1, steps).map(roundHalfEven);
+        break;
+      case "leading": {
+        const offset = /** @type {number} */ (c.steps_offset);
+        base = Array.from({ length: steps }, (_, i) => i * stride + offset);
+        break;
+      }
+      default: // "trailing"
+        base = arange(trainSteps, 0, -trainSteps / steps).map((t) => roundHalfEven(t)).reverse().map((t) => t - 1);
+    }
+    /** @type {number[]} */
+    let prk = [];
+    let plms;
+    if (c.skip_prk_steps) {
+      plms = [...base.slice(0, -1), ...base.slice(-2, -1), ...base.slice(-1)].reverse();
+    } else {
+      // numpy: (base[-4:].repeat(2) + tile([0, stride // 2], 4))[:-1].repeat(2)[1:-1][::-1]
+      if (steps < 4) {
+        throw new SchedulerError(
+          `${NAME}: the Runge-Kutta warm-up (skip_prk_steps false) needs at least 4 steps, got ${steps}; ` +
+          "use more steps or a config with skip_prk_steps true",
+        );
+      }
+      const half = Math.floor(stride / 2);
+      const pairs = base.slice(-4).flatMap((t) => [t, t + half]).slice(0, -1);
+      prk = pairs.flatMap((t) => [t, t]).slice(1, -1).reverse();
+      plms = base.slice(0, Math.max(0, base.length - 3)).reverse();
+    }
+    // numpy's float arange gives "trailing" one point too many for some counts
+    // (61, 103, 121, 122 steps of 1000), hence a timestep -1, which diffusers'
+    // PNDM reads as alphas_cumprod[-1], the noisiest entry: refuse instead.
+    const outside = base.filter((t) => t < 0 || t >= trainSteps);
+    if (outside.length > 0) {
+      throw new SchedulerError(
+        `${NAME}: timestep_spacing ${JSON.stringify(c.timestep_spacing)} with ${steps} steps gives timesteps ` +
+        `${outside.join(", ")}, outside [0, ${trainSteps}); choose another step count or spacing`,
+      );
+    }
+    this.#reset();
+    this.#stride = stride;
+    this.#prkCount = prk.length;
+    this.timesteps = [...prk, ...plms];
+  }
+
+  /**
+   * The model input for timestep t: the sample itself (this scheduler does not scale it).
+   * @param {T} sample
+   * @param {number} _t
+   * @returns {T}  `sample`, still owned by the caller.
+   */
+  scaleModelInput(sample, _t) {
+    return sample;
+  }
+
+  /**
+   * One step from timestep t to the next one.
+   * @param {T} modelOutput  The model's prediction at (sample, t); the caller keeps it.
+   * @param {number} t  Must be `timesteps[i]` for the i-th call since `setTimesteps`.
+   * @param {T} sample  x_t; the caller keeps it.
+   * @returns {T}  The new sample, owned by the caller.
+   */
+  step(modelOutput, t, sample) {
+    const i = this.#counter;
+    const n = this.timesteps.length;
+    if (i >= n) {
+      throw new SchedulerError(`${NAME}: step ${i + 1} called but setTimesteps planned ${n} steps; call setTimesteps first`);
+    }
+    if (t !== this.timesteps[i]) {
+      throw new SchedulerError(`${NAME}: step ${i} must be called with timestep ${this.timesteps[i]}, got ${t}`);
+    }
+    const prevSample = i < this.#prkCount && !this.#config.skip_prk_steps
+      ? this.#stepPrk(modelOutput, t, sample)
+      : this.#stepPlms(modelOutput, t, sample);
+    this.#counter = i + 1;
+    return prevSample;
+  }
+
+  /** Release every tensor held; `setTimesteps` is needed before stepping again. */
+  dispose() {
+    this.#reset();
+    this.timesteps = [];
+  }
+
+  /**
+   * @param {T} modelOutput
+   * @param {number} t
+   * @param {T} sample
+   * @returns {T}
+   */
+  #stepPlms(modelOutput, t, sample) {
+    const ops = this.#ops;
+    let from = t;
+    let to = t - this.#stride;
+    if (this.#counter === 1) {
+      // The repeated timestep: redo the first step from its start, with the
+      // mean of the outputs at both ends, and keep this output out of the history.
+      from = t + this.#stride;
+      to = t;
+    } else {
+      while (this.#ets.length > 3) ops.release(/** @type {T} */ (this.#ets.shift()));
+      this.#ets.push(combine(ops, [[1, modelOutput]]));
+    }
+    const ets = this.#ets;
+    if (ets.length === 1 && this.#counter === 0) {
+      this.#startSample = combine(ops, [[1, sample]]);
+      return this.#previousSample(sample, from, to, [[1, modelOutput]]);
+    }
+    if (ets.length === 1 && this.#counter === 1) {
+      const start = /** @type {T} */ (this.#startSample);
+      this.#startSample = null;
+      const out = this.#previousSample(start, from, to, [[0.5, modelOutput], [0.5, ets[0]]]);
+      ops.release(start);
+      return out;
+    }
+    const weights = PLMS_WEIGHTS[ets.length - 1];
+    /** @type {Array<[number, T]>} */
+    const terms = weights.map((w, k) => [w, ets[ets.length - 1 - k]]);
+    return this.#previousSample(sample, from, to, terms);
+  }
+
+  /**
+   * @param {T} modelOutput
+   * @param {number} t
+   * @param {T} sample
+   * @returns {T}
+   */
+  #stepPrk(modelOutput, t, sample) {
+    const ops = this.#ops;
+    const i = this.#counter;
+    const phase = i % 4;
+    const to = t - (i % 2 ? 0 : Math.floor(this.#stride / 2));
+    const from = this.timesteps[i - phase];
+    const weight = PRK_WEIGHTS[phase];
+    /** @type {Array<[number, T]>} */
+    let noise = [[1, modelOutput]];
+    if (phase === 0) {
+      this.#ets.push(combine(ops, [[1, modelOutput]]));
+      this.#startSample = combine(ops, [[1, sample]]);
+      this.#prkSum = combine(ops, [[weight, modelOutput]]);
+    } else if (phase < 3) {
+      const sum = /** @type {T} */ (this.#prkSum);
+      this.#prkSum = combine(ops, [[1, sum], [weight, modelOutput]]);
+      ops.release(sum);
+    } else {
+      noise = [[1, /** @type {T} */ (this.#prkSum)], [weight, modelOutput]];
+    }
+    const out = this.#previousSample(/** @type {T} */ (this.#startSample), from, to, noise);
+    if (phase === 3) {
+      // The step is complete: its start and running sum are no longer needed.
+      ops.release(/** @type {T} */ (this.#prkSum));
+      ops.release(/** @type {T} */ (this.#startSample));
+      this.#prkSum = null;
+      this.#startSample = null;
+    }
+    return out;
+  }
+
+  /**
+   * x at timestep `to` from x at timestep `from` and a noise prediction given as
+   * weighted model outputs (PNDM paper, formula 9):
+   * x_to = sqrt(a_to / a_from) x_from - (a_to - a_from) / (a_from sqrt(1 - a_to)
+   *        + sqrt(a_from (1 - a_from) a_to)) eps
+   * With v_prediction, eps = sqrt(a_from) v + sqrt(1 - a_from) x_from.
+   * @param {T} sample
+   * @param {number} from
+   * @param {number} to
+   * @param {Array<[number, T]>} outputs
+   * @returns {T}
+   */
+  #previousSample(sample, from, to, outputs) {
+    const ac = this.#alphasCumprod; // setTimesteps checked that from and to fit in it
+    const aFrom = ac[from];
+    const aTo = to >= 0 ? ac[to] : this.#finalAlphaCumprod;
+    const bFrom = 1 - aFrom;
+    const sampleCoef = Math.sqrt(aTo / aFrom);
+    const noiseCoef = (aTo - aFrom) / (aFrom * Math.sqrt(1 - aTo) + Math.sqrt(aFrom * bFrom * aTo));
+    if (this.#config.prediction_type === "v_prediction") {
+      return combine(this.#ops, [
+        [sampleCoef - noiseCoef * Math.sqrt(bFrom), sample],
+        ...outputs.map(([w, x]) => /** @type {[number, T]} */ ([-noiseCoef * Math.sqrt(aFrom) * w, x])),
+      ]);
+    }
+    return combine(this.#ops, [
+      [sampleCoef, sample],
+      ...outputs.map(([w, x]) => /** @type {[number, T]} */ ([-noiseCoef * w, x])),
+    ]);
+  }
+
+  #reset() {
+    const ops = this.#ops;
+    for (const x of this.#ets) ops.release(x);
+    if (this.#startSample !== null) ops.release(this.#startSample);
+    if (this.#prkSum !== null) ops.release(this.#prkSum);
+    this.#ets = [];
+    this.#startSample = null;
+    this.#prkSum = null;
+    this.#counter = 0;
+  }
+}

@@ -1,0 +1,290 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  alphasCumprod, arange, combine, linspace, resolveConfig, roundHalfEven,
+} from "../../src/wsd_web/static/js/schedulers/common.js";
+import {
+  DPMSolverMultistep, PNDM, SCHEDULERS, SchedulerError, createScheduler,
+} from "../../src/wsd_web/static/js/schedulers/index.js";
+import { cpuTensorOps } from "./cpu_tensor_ops.mjs";
+
+/** Stable Diffusion 1.5's scheduler_config.json. */
+const SD15 = Object.freeze({
+  _class_name: "PNDMScheduler",
+  beta_end: 0.012,
+  beta_schedule: "scaled_linear",
+  beta_start: 0.00085,
+  num_train_timesteps: 1000,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  trained_betas: null,
+  clip_sample: false,
+});
+
+/** @param {number} actual @param {number} expected @param {number} [rel] */
+function near(actual, expected, rel = 1e-12) {
+  assert.ok(Math.abs(actual - expected) <= rel * Math.abs(expected), `${actual} is not ${expected}`);
+}
+
+/**
+ * @param {string} name
+ * @param {Record<string, unknown>} [config]
+ * @param {number} [steps]
+ */
+function timesteps(name, config = SD15, steps = 4) {
+  const scheduler = createScheduler(name, config, cpuTensorOps().ops);
+  scheduler.setTimesteps(steps);
+  return scheduler.timesteps;
+}
+
+test("numpy rounding is half to even", () => {
+  assert.deepEqual([0.5, 1.5, 2.5, -1.5, 3.2, 3.7].map(roundHalfEven), [0, 2, 2, -2, 3, 4]);
+});
+
+test("numpy linspace and float arange", () => {
+  assert.deepEqual(linspace(0, 5, 3), [0, 2.5, 5]);
+  assert.deepEqual(linspace(0, 999, 1), [0]);
+  assert.deepEqual(arange(1000, 0, -250), [1000, 750, 500, 250]);
+  // ceil(1000 / (1000 / 61)) is 62: one point more than asked, as in numpy.
+  assert.equal(arange(1000, 0, -1000 / 61).length, 62);
+});
+
+test("scaled_linear betas are SD's: alphas_cumprod from 1 - 0.00085 down to 0.0046601", () => {
+  const ac = alphasCumprod(resolveConfig({ ...SD15 }, {}, {}), "test");
+  assert.equal(ac.length, 1000);
+  assert.equal(ac[0], Math.fround(1 - Math.fround(0.00085)));
+  near(ac[999], 0.00466009508818388, 1e-5);
+});
+
+test("linear, cosine and trained betas", () => {
+  const linear = alphasCumprod({ num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02, beta_schedule: "linear" }, "t");
+  assert.equal(linear[0], Math.fround(0.9999));
+  near(linear[999], 4.035830352222547e-05, 1e-5);
+  const cosine = alphasCumprod({ num_train_timesteps: 1000, beta_schedule: "squaredcos_cap_v2" }, "t");
+  const alphaBar = (/** @type {number} */ t) => Math.cos((t + 0.008) / 1.008 * Math.PI / 2) ** 2;
+  assert.equal(cosine[0], Math.fround(1 - Math.fround(1 - alphaBar(0.001) / alphaBar(0))));
+  // The last beta is capped at 0.999.
+  near(cosine[999] / cosine[998], 1 - Math.fround(0.999), 1e-6);
+  const trained = alphasCumprod({ num_train_timesteps: 2, trained_betas: [0.1, 0.2] }, "t");
+  assert.deepEqual(Array.from(trained), [Math.fround(0.9), Math.fround(Math.fround(0.9) * Math.fround(0.8))]);
+});
+
+test("bad training schedules are refused with the key", () => {
+  /** @type {Array<[Record<string, unknown>, RegExp]>} */
+  const cases = [
+    [{ ...SD15, beta_schedule: "cosine" }, /beta_schedule="cosine" is not supported/],
+    [{ ...SD15, trained_betas: [0.1, 0.2] }, /trained_betas must be 1000 numbers/],
+    [{ ...SD15, num_train_timesteps: 1.5 }, /num_train_timesteps=1.5 must be an integer/],
+  ];
+  for (const [config, message] of cases) {
+    assert.throws(() => createScheduler("pndm", config, cpuTensorOps().ops), message);
+    assert.throws(() => createScheduler("dpmpp-2m", config, cpuTensorOps().ops), message);
+  }
+});
+
+test("PNDM (PLMS) repeats the second timestep: leading, trailing, linspace", () => {
+  // leading: 1000 // 4 = 250 apart, + steps_offset 1
+  assert.deepEqual(timesteps("pndm"), [751, 501, 501, 251, 1]);
+  // trailing: round(arange(1000, 0, -250)) - 1
+  assert.deepEqual(timesteps("pndm", { ...SD15, timestep_spacing: "trailing" }), [999, 749, 749, 499, 249]);
+  // linspace: round(linspace(0, 999, 3)) = [0, 500 (499.5, half to even), 999]
+  assert.deepEqual(timesteps("pndm", { ...SD15, timestep_spacing: "linspace" }, 3), [999, 500, 500, 0]);
+  assert.deepEqual(timesteps("pndm", SD15, 1), [1]);
+});
+
+test("PNDM with the Runge-Kutta warm-up: 12 half-stepped timesteps, then PLMS", () => {
+  const config = { num_train_timesteps: 1000, skip_prk_steps: false };
+  assert.deepEqual(timesteps("pndm", config), [750, 625, 625, 500, 500, 375, 375, 250, 250, 125, 125, 0, 0]);
+  assert.throws(() => timesteps("pndm", config, 3), /warm-up \(skip_prk_steps false\) needs at least 4 steps, got 3/);
+});
+
+test("PNDM refuses the trailing step counts where numpy yields timestep -1", () => {
+  assert.throws(() => timesteps("pndm", { ...SD15, timestep_spacing: "trailing" }, 61), /gives timesteps -1, outside \[0, 1000\)/);
+});
+
+test("DPM-Solver++ spacing: linspace by default, n + 1 points with the last dropped", () => {
+  // round(linspace(0, 999, 5)) reversed, without 0; SD 1.5's "leading" is PNDM's default, not DPM's.
+  assert.deepEqual(timesteps("dpmpp-2m"), [999, 749, 500, 250]);
+  // half to even: linspace(0, 5, 3) = [0, 2.5, 5] -> [5, 2]
+  assert.deepEqual(timesteps("dpmpp-2m", { num_train_timesteps: 6 }, 2), [5, 2]);
+  // leading: 1000 // 5 = 200 apart, + steps_offset
+  assert.deepEqual(timesteps("dpmpp-2m", { ...SD15, timestep_spacing: "leading" }), [801, 601, 401, 201]);
+  assert.deepEqual(timesteps("dpmpp-2m", { ...SD15, timestep_spacing: "trailing" }), [999, 749, 499, 249]);
+  // numpy's arange quirk: 62 timesteps for 61 steps, the last -1 (its sigma is timestep 0's).
+  const quirk = timesteps("dpmpp-2m", { ...SD15, timestep_spacing: "trailing" }, 61);
+  assert.deepEqual([quirk.length, ...quirk.slice(-3)], [62, 32, 15, -1]);
+});
+
+test("Karras timesteps: interpolated in log sigma, rounded; truncated on squaredcos_cap_v2", () => {
+  assert.deepEqual(timesteps("dpmpp-2m-karras", SD15, 5), [999, 786, 427, 59, 0]);
+  assert.deepEqual(timesteps("dpmpp-2m-karras", { beta_schedule: "linear" }, 5), [999, 843, 593, 142, 0]);
+  assert.deepEqual(timesteps("dpmpp-2m-karras", SD15, 1), [999]);
+  assert.deepEqual(timesteps("dpmpp-2m-karras", { beta_schedule: "squaredcos_cap_v2" }, 3), [998, 997, 0]);
+});
+
+test("configs resolve as diffusers' from_config: own keys, class defaults, overrides win", () => {
+  const ops = cpuTensorOps().ops;
+  const dpm = createScheduler("dpmpp-2m-karras", { ...SD15, solver_order: 3, use_karras_sigmas: false }, ops);
+  assert.equal(dpm.config.timestep_spacing, "linspace");
+  assert.equal(dpm.config.steps_offset, 1);
+  assert.equal(dpm.config.solver_order, 2);
+  assert.equal(dpm.config.use_karras_sigmas, true);
+  assert.equal(dpm.config.skip_prk_steps, undefined);
+  // A loaded config lists the keys it only defaulted: they do not carry over.
+  const loaded = { ...SD15, timestep_spacing: "leading", _use_default_values: ["timestep_spacing"] };
+  assert.equal(createScheduler("dpmpp-2m", loaded, ops).config.timestep_spacing, "linspace");
+  assert.equal(createScheduler("pndm", loaded, ops).config.timestep_spacing, "leading");
+  assert.equal(new PNDM(loaded, ops, { timestep_spacing: "trailing" }).config.timestep_spacing, "trailing");
+  // diffusers' legacy aliases
+  const aliased = new DPMSolverMultistep({ algorithm_type: "deis", solver_type: "bh2" }, ops);
+  assert.equal(aliased.config.algorithm_type, "dpmsolver++");
+  assert.equal(aliased.config.solver_type, "midpoint");
+});
+
+test("unsupported settings are refused with the key and the supported values", () => {
+  const ops = cpuTensorOps().ops;
+  /** @type {Array<[Record<string, unknown>, RegExp]>} */
+  const dpmCases = [
+    [{ thresholding: true }, /thresholding=true is not supported \(supported: false\)/],
+    [{ algorithm_type: "sde-dpmsolver++" }, /algorithm_type="sde-dpmsolver\+\+" is not supported/],
+    [{ solver_order: 3 }, /solver_order=3 is not supported \(supported: 2\)/],
+    [{ prediction_type: "flow_prediction" }, /prediction_type="flow_prediction"/],
+    [{ use_lu_lambdas: true }, /use_lu_lambdas=true/],
+    [{ lambda_min_clipped: -5.1 }, /lambda_min_clipped=-5.1/],
+    [{ timestep_spacing: "uniform" }, /timestep_spacing="uniform"/],
+  ];
+  for (const [config, message] of dpmCases) {
+    assert.throws(() => new DPMSolverMultistep(config, ops), (e) => e instanceof SchedulerError && message.test(e.message));
+  }
+  assert.throws(() => new PNDM({ prediction_type: "sample" }, ops), /PNDMScheduler: prediction_type="sample" is not supported/);
+  assert.throws(() => timesteps("pndm", SD15, 0), /positive integer, got 0/);
+});
+
+test("an unknown scheduler name lists the valid ones", () => {
+  assert.throws(
+    () => createScheduler("euler", SD15, cpuTensorOps().ops),
+    (e) => e instanceof SchedulerError && e.message === 'unknown scheduler "euler"; choose one of: dpmpp-2m, dpmpp-2m-karras, pndm',
+  );
+  assert.deepEqual(Object.keys(SCHEDULERS), ["dpmpp-2m", "dpmpp-2m-karras", "pndm"]);
+});
+
+/**
+ * Denoise a tiny latent with a tracked ops object, releasing every tensor the
+ * caller owns as soon as it may; returns the final sample's values.
+ * @param {string} name
+ * @param {Record<string, unknown>} config
+ * @param {number} steps
+ */
+function ownedLoop(name, config, steps) {
+  const tracked = cpuTensorOps();
+  const { ops } = tracked;
+  const scheduler = createScheduler(name, config, ops);
+  scheduler.setTimesteps(steps);
+  assert.equal(scheduler.initNoiseSigma, 1);
+  let sample = ops.combine([[1, Float32Array.from([0.5, -1, 2])]]);
+  scheduler.timesteps.forEach((t, i) => {
+    assert.equal(scheduler.scaleModelInput(sample, t), sample);
+    const modelOutput = ops.combine([[1, Float32Array.from([Math.sin(i), Math.cos(i), 0.1 * i])]]);
+    const next = scheduler.step(modelOutput, t, sample);
+    ops.release(modelOutput);
+    ops.release(sample);
+    sample = next;
+  });
+  const values = Array.from(sample);
+  ops.release(sample);
+  assert.ok(tracked.live() > 0 || steps === 0, "the scheduler holds history until dispose");
+  scheduler.dispose();
+  assert.equal(tracked.live(), 0, "every tensor made by combine is released exactly once");
+  return values;
+}
+
+test("no tensor leaks or is released twice, and none is used after the caller released it", () => {
+  /** @type {Array<[string, Record<string, unknown>, number]>} */
+  const loops = [
+    ["pndm", SD15, 1], ["pndm", SD15, 2], ["pndm", SD15, 20],
+    ["pndm", { prediction_type: "v_prediction" }, 6],
+    ["pndm", { ...SD15, beta_schedule: "squaredcos_cap_v2", set_alpha_to_one: true }, 3],
+    ["dpmpp-2m", SD15, 1], ["dpmpp-2m", SD15, 20],
+    ["dpmpp-2m", { ...SD15, prediction_type: "v_prediction", solver_type: "heun", final_sigmas_type: "sigma_min" }, 16],
+    ["dpmpp-2m", { ...SD15, prediction_type: "sample" }, 3],
+    ["dpmpp-2m-karras", SD15, 25],
+  ];
+  for (const [name, config, steps] of loops) {
+    const values = ownedLoop(name, config, steps);
+    assert.ok(values.every(Number.isFinite), `${name} ${steps} steps: ${values}`);
+  }
+});
+
+test("setTimesteps and dispose release the held history mid-run", () => {
+  const tracked = cpuTensorOps();
+  const scheduler = createScheduler("pndm", { num_train_timesteps: 1000 }, tracked.ops);
+  const x = Float32Array.from([1, 2]);
+  scheduler.setTimesteps(5);
+  for (const t of scheduler.timesteps.slice(0, 5)) tracked.ops.release(scheduler.step(x, t, x));
+  assert.ok(tracked.live() > 0);
+  scheduler.setTimesteps(5);
+  assert.equal(tracked.live(), 0);
+  tracked.ops.release(scheduler.step(x, scheduler.timesteps[0], x));
+  scheduler.dispose();
+  assert.equal(tracked.live(), 0);
+  assert.throws(() => scheduler.step(x, 751, x), /step 1 called but setTimesteps planned 0 steps/);
+});
+
+test("steps must follow the timesteps in order", () => {
+  const { ops } = cpuTensorOps();
+  for (const name of Object.keys(SCHEDULERS)) {
+    const scheduler = createScheduler(name, SD15, ops);
+    scheduler.setTimesteps(2);
+    const x = Float32Array.from([1]);
+    assert.throws(() => scheduler.step(x, scheduler.timesteps[0] + 1, x), /step 0 must be called with timestep/);
+    for (const t of scheduler.timesteps) scheduler.step(x, t, x);
+    assert.throws(() => scheduler.step(x, 0, x), new RegExp(`step ${scheduler.timesteps.length + 1} called but`));
+  }
+});
+
+test("DPM-Solver++'s first step is a DDIM step, and with a final sigma of 0 its last returns x0", () => {
+  const { ops } = cpuTensorOps();
+  const ac = alphasCumprod(resolveConfig({ ...SD15 }, {}, {}), "t");
+  const scheduler = new DPMSolverMultistep(SD15, ops);
+  scheduler.setTimesteps(2); // [999, 500]
+  const [t0, t1] = scheduler.timesteps;
+  const x = new Float32Array([0.3]);
+  const eps = new Float32Array([-0.7]);
+  const x0 = (0.3 - Math.sqrt(1 - ac[t0]) * -0.7) / Math.sqrt(ac[t0]);
+  const epsRecovered = (0.3 - Math.sqrt(ac[t0]) * x0) / Math.sqrt(1 - ac[t0]);
+  const ddim = Math.sqrt(ac[t1]) * x0 + Math.sqrt(1 - ac[t1]) * epsRecovered;
+  const next = scheduler.step(eps, t0, x);
+  near(next[0], ddim, 1e-6);
+  const last = scheduler.step(eps, t1, next);
+  near(last[0], (next[0] - Math.sqrt(1 - ac[t1]) * -0.7) / Math.sqrt(ac[t1]), 1e-6);
+});
+
+test("heun over a zero-length last step keeps the sample (diffusers: NaN)", () => {
+  const { ops } = cpuTensorOps();
+  // Trailing's 61 steps end on timestep -1, whose sigma is timestep 0's: sigma_min again.
+  const config = {
+    ...SD15, timestep_spacing: "trailing", final_sigmas_type: "sigma_min", solver_type: "heun", lower_order_final: false,
+  };
+  const scheduler = createScheduler("dpmpp-2m", config, ops);
+  scheduler.setTimesteps(61);
+  /** @type {Float32Array} */
+  let x = Float32Array.from([0.25, -2]);
+  let before = x;
+  for (const t of scheduler.timesteps) {
+    before = x;
+    x = scheduler.step(Float32Array.from([0.5, -0.5]), t, x);
+  }
+  assert.deepEqual(Array.from(x), Array.from(before));
+  assert.ok(x.every(Number.isFinite));
+});
+
+test("combine folds more than four terms into released partial sums", () => {
+  const tracked = cpuTensorOps();
+  const xs = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((v) => Float32Array.from([v]));
+  const out = combine(tracked.ops, xs.map((x, i) => /** @type {[number, Float32Array]} */ ([i % 2 ? -1 : 1, x])));
+  assert.deepEqual(Array.from(out), [5]);
+  assert.equal(tracked.made(), 3);
+  assert.equal(tracked.live(), 1);
+});
