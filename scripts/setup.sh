@@ -31,7 +31,7 @@ inputs=$(cat pyproject.toml packages/*/pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat $stamp 2>/dev/null)" != "$inputs" ]; then
   say "pip install -e packages/* --group dev"
   "${pip[@]}" torch==2.13.0 --group dev \
-    -e packages/wsd-artifacts -e packages/wsd-compile -e packages/wsd-web
+    -e packages/wsd-artifacts -e packages/wsd-capture -e packages/wsd-compile -e packages/wsd-web
   echo "$inputs" > $stamp
 fi
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from transformers import CLIPTokenizer
-from wsd_capture.tokenizer import build_tiny_clip_tokenizer
 
+from wsd_capture.tokenizer import build_tiny_clip_tokenizer
 from wsd_web.headless import headless_page
 
 LONG_PROMPT = (

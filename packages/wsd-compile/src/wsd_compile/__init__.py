@@ -8,6 +8,10 @@ The public API:
 - :func:`build_webgpu_wasm` compiles a Relax module for WebGPU and links it.
 - :func:`write_runtime_check` writes a small model that checks the whole
   toolchain in a browser (``wsd-web check``).
+- :func:`compile_sd15` compiles an SD 1.5-class diffusers pipeline into a
+  folder of static web files (:class:`CompiledPipeline`);
+  :func:`build_sd15_module` gives the same pipeline as one Relax IRModule
+  with its weights, for other targets (tests build it for ``llvm``).
 """
 
 from .check import RuntimeCheck, write_runtime_check
@@ -15,18 +19,26 @@ from .errors import ToolchainError, WsdCompileError
 from .link import LinkResult, link_wasm
 from .output import OutputExistsError
 from .runtime import RUNTIME_UNITS, RuntimeObjects, tvmjs_runtime
+from .sd15 import CompiledPipeline, compile_sd15
+from .sd15_module import FunctionInfo, PipelineModule, TensorInfo, build_sd15_module
 from .webgpu import WebGPUBuild, build_webgpu_wasm, webgpu_target
 
 __all__ = [
     "RUNTIME_UNITS",
+    "CompiledPipeline",
+    "FunctionInfo",
     "LinkResult",
     "OutputExistsError",
+    "PipelineModule",
     "RuntimeCheck",
     "RuntimeObjects",
+    "TensorInfo",
     "ToolchainError",
     "WebGPUBuild",
     "WsdCompileError",
+    "build_sd15_module",
     "build_webgpu_wasm",
+    "compile_sd15",
     "link_wasm",
     "tvmjs_runtime",
     "webgpu_target",

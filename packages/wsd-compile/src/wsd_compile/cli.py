@@ -1,4 +1,9 @@
-"""``wsd-compile``: build the tvmjs runtime and compile models for WebGPU.
+"""``wsd-compile``: compile Stable Diffusion pipelines for WebGPU (and build the tvmjs runtime).
+
+  wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
+                   [--height H --width W]
+  wsd-compile runtime [--rebuild]
+  wsd-compile check --out DIR
 
 Exit code 0 on success; on failure non-zero with one line on stderr that
 says what was wrong and what to do.
@@ -11,12 +16,35 @@ import json
 import sys
 from collections.abc import Sequence
 
+from wsd_artifacts import ArtifactError
+from wsd_capture import PRESETS, CaptureError
+
 from .errors import WsdCompileError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsd-compile", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="wsd-compile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    sd15 = sub.add_parser(
+        "sd15",
+        help="compile an SD 1.5-class diffusers pipeline into a folder of static web files",
+        description="Compile an SD 1.5-class pipeline (text encoder, UNet, VAE decoder, "
+        "scheduler and guidance kernels) for WebGPU into OUT: model.wasm, weight shards, "
+        "tokenizer.json and manifest.json. Serve it with `wsd-web serve OUT`.",
+    )
+    source = sd15.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a diffusers StableDiffusionPipeline directory")
+    source.add_argument("--preset", choices=PRESETS, help="a built-in model (no download)")
+    sd15.add_argument("--out", required=True, help="output directory (must not hold files)")
+    sd15.add_argument(
+        "--precision", choices=("fp32", "fp16"), default="fp32", help="weights and arithmetic"
+    )
+    sd15.add_argument("--height", type=int, help="image height (default: the model's native)")
+    sd15.add_argument("--width", type=int, help="image width (default: the model's native)")
     runtime = sub.add_parser(
         "runtime",
         help="build (once per machine) and print the tvmjs runtime objects models link with",
@@ -35,6 +63,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-compile`` command."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "sd15":
+            from .sd15 import compile_sd15
+
+            result = compile_sd15(
+                args.model,
+                preset=args.preset,
+                out_dir=args.out,
+                precision=args.precision,
+                height=args.height,
+                width=args.width,
+                log=lambda line: print(f"wsd-compile: {line}", file=sys.stderr, flush=True),
+            )
+            print(
+                json.dumps(
+                    {
+                        "directory": str(result.out_dir),
+                        "build_id": result.manifest["build_id"],
+                        "image": result.manifest["image"],
+                        "wasm_bytes": result.wasm_bytes,
+                        "weight_bytes": result.weight_bytes,
+                        "seconds": result.seconds,
+                    },
+                    indent=1,
+                )
+            )
+            return 0
         if args.command == "runtime":
             from .runtime import tvmjs_runtime
 
@@ -52,19 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from .check import write_runtime_check
 
-        result = write_runtime_check(args.out)
+        check = write_runtime_check(args.out)
         print(
             json.dumps(
                 {
-                    "directory": str(result.directory),
-                    "compile_seconds": round(result.build.compile_seconds, 1),
-                    "link_seconds": round(result.build.wasm.seconds, 1),
-                    "wasm_bytes": result.build.wasm.nbytes,
+                    "directory": str(check.directory),
+                    "compile_seconds": round(check.build.compile_seconds, 1),
+                    "link_seconds": round(check.build.wasm.seconds, 1),
+                    "wasm_bytes": check.build.wasm.nbytes,
                 },
                 indent=1,
             )
         )
         return 0
-    except WsdCompileError as e:
+    except (WsdCompileError, CaptureError, ArtifactError) as e:
         print(f"wsd-compile: {e}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 import tvm
 
+from .errors import WsdCompileError
 from .link import LinkResult, link_wasm
 from .runtime import RuntimeObjects
 
@@ -22,6 +24,30 @@ WASM_HOST: dict[str, Any] = {"kind": "llvm", "mtriple": "wasm32-unknown-unknown-
 def webgpu_target() -> tvm.target.Target:
     """The TVM target of every wsd model library."""
     return tvm.target.Target(WEBGPU_TARGET, host=WASM_HOST)
+
+
+#: WGSL types browsers reject without extensions: no 64-bit integers in WGSL,
+#: and 8-bit storage (torch's bool masks) needs an extension no browser ships.
+_UNSUPPORTED_WGSL = re.compile(r"\b(i64|u64|i8|u8|bool)\b(?=\s*>)")
+
+
+def wgsl_sources(module: tvm.runtime.Module) -> list[str]:
+    """The WGSL of every WebGPU module imported (transitively) by ``module``."""
+    sources = [module.inspect_source()] if module.kind == "webgpu" else []
+    for imported in module.imports:
+        sources.extend(wgsl_sources(imported))
+    return sources
+
+
+def check_wgsl(sources: Sequence[str]) -> None:
+    """Raise if a shader stores a type that WebGPU in browsers rejects."""
+    found = sorted({m.group(1) for src in sources for m in _UNSUPPORTED_WGSL.finditer(src)})
+    if found:
+        raise WsdCompileError(
+            f"the WebGPU shaders use {', '.join(found)} storage, which browsers reject; "
+            "keep 64-bit integers and bool tensors out of the GPU graph "
+            "(timesteps as float32, int32 token ids, classic attention)"
+        )
 
 
 @dataclass(frozen=True)
@@ -40,12 +66,19 @@ def build_webgpu_wasm(
 ) -> WebGPUBuild:
     """Compile ``mod`` (Relax, static shapes) for WebGPU and link it into ``output``.
 
-    TVM's default GPU schedules (dlight) are applied. The host code is emitted
+    TVM's default GPU schedules (dlight) are applied. Shaders that browsers
+    would reject (64-bit or 8-bit storage) fail here, before linking. The host code is emitted
     as wasm object files, which link with emcc's LLVM whatever LLVM TVM has.
     """
     start = time.perf_counter()
-    executable = tvm.compile(mod, target=webgpu_target())
+    try:
+        executable = tvm.compile(mod, target=webgpu_target())
+    except tvm.error.InternalError as e:
+        if "do not support i64" in str(e):
+            check_wgsl(["array<i64>"])
+        raise
     compile_seconds = time.perf_counter() - start
+    check_wgsl(wgsl_sources(executable.mod))
     results: list[LinkResult] = []
 
     def fcompile(file_name: str, files: Sequence[str], **_: Any) -> None:

@@ -1,5 +1,10 @@
 """``wsd-web``: serve a build to a browser, or run it headless.
 
+  wsd-web serve DIR [--host H] [--port P]
+  wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
+                 [--guidance G] [--scheduler NAME] --out FILE.png
+  wsd-web check DIR [--tolerance T]
+
 Exit code 0 on success; on failure non-zero with one line on stderr that
 says what was wrong and what to do.
 """
@@ -13,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from .headless import HeadlessError, run_check
+from .render import PLANNED_SCHEDULERS, SCHEDULERS, RenderError, render, write_rendering
 from .server import make_server, server_url
 
 #: fp32 outputs further than this from numpy fail `wsd-web check`.
@@ -20,7 +26,9 @@ CHECK_TOLERANCE = 1e-4
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsd-web", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="wsd-web", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the app with a model build over HTTP")
     serve.add_argument("dir", help="a directory written by wsd-compile")
@@ -30,6 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
     )
+    render_ = sub.add_parser(
+        "render",
+        help="generate one image with the app in headless Chromium (WebGPU) and save it",
+        description="Runs the same page a user opens, headless, on this machine's WebGPU "
+        "(SwiftShader on the CPU when there is no GPU); writes FILE.png and FILE.json "
+        "(timings) and prints the timings as one JSON line.",
+    )
+    render_.add_argument("dir", help="a directory written by wsd-compile")
+    render_.add_argument("--prompt", required=True)
+    render_.add_argument("--negative-prompt", default="", help='default: "" (unconditional)')
+    render_.add_argument("--seed", type=int, default=0, help="torch.manual_seed noise (default 0)")
+    render_.add_argument("--steps", type=int, default=20, help="1 to 150 (default 20)")
+    render_.add_argument("--guidance", type=float, default=7.5, help="CFG scale (default 7.5)")
+    render_.add_argument(
+        "--scheduler",
+        help=f"one of {', '.join(SCHEDULERS)} (default: the model's own); "
+        f"planned: {', '.join(PLANNED_SCHEDULERS)}",
+    )
+    render_.add_argument("--out", required=True, help="the PNG to write")
     check = sub.add_parser("check", help="run a runtime-check build in headless Chromium (WebGPU)")
     check.add_argument("dir", help="a directory written by `wsd-compile check`")
     check.add_argument(
@@ -52,6 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 server.serve_forever()
             return 0
+        if args.command == "render":
+            rendering = render(
+                args.dir,
+                prompt=args.prompt,
+                negative_prompt=args.negative_prompt,
+                seed=args.seed,
+                steps=args.steps,
+                guidance=args.guidance,
+                scheduler=args.scheduler,
+            )
+            print(json.dumps(write_rendering(rendering, args.out)))
+            return 0
         result = run_check(args.dir)
         summary = [{k: v for k, v in fn.items() if k != "output"} for fn in result["functions"]]
         print(json.dumps({**result, "functions": summary}))
@@ -60,6 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wsd-web: max abs error {worst:.3g} exceeds {args.tolerance:g}", file=sys.stderr)
             return 1
         return 0
-    except (FileNotFoundError, HeadlessError, OSError) as e:
+    except (FileNotFoundError, HeadlessError, RenderError, OSError) as e:
         print(f"wsd-web: {e}", file=sys.stderr)
         return 1

@@ -70,6 +70,33 @@ export class TVMSession {
   }
 
   /**
+   * Run `make` in a new tvm scope and keep its result beyond it; the caller disposes it.
+   * @template {{dispose(): void}} R
+   * @param {() => R} make
+   * @returns {R}
+   */
+  persist(make) {
+    return this.tvm.withNewScope(() => this.tvm.detachFromCurrentScope(/** @type {any} */ (make())));
+  }
+
+  /**
+   * Copy a GPU tensor to the CPU and return its raw bytes.
+   * @param {Tensor} gpuTensor
+   * @returns {Promise<Uint8Array>}
+   */
+  async downloadBytes(gpuTensor) {
+    this.tvm.beginScope();
+    try {
+      const host = this.tvm.empty(gpuTensor.shape, gpuTensor.dtype, this.tvm.cpu());
+      host.copyFrom(gpuTensor);
+      await this.tvm.webgpu().sync();
+      return host.toRawBytes();
+    } finally {
+      this.tvm.endScope();
+    }
+  }
+
+  /**
    * Copy a float32 GPU tensor to the CPU and return its values.
    * @param {Tensor} gpuTensor
    * @returns {Promise<Float32Array>}

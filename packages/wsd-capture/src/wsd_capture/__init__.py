@@ -1,0 +1,79 @@
+"""wsd-capture: load Stable Diffusion pipelines and capture their components with torch.export.
+
+The first layer of wsd: everything downstream (compile, artifacts, the
+browser) starts from a :class:`CapturedPipeline` (an fp32 ``ExportedProgram``
+per component at fixed shapes, plus :class:`PipelineMetadata`).
+
+Names are imported on first use, so that ``import wsd_capture`` (and the
+command line) does not load torch, diffusers and transformers before it needs
+them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .capture import CFG_BATCH, CapturedComponent, CapturedPipeline, capture_sd15
+    from .errors import CaptureError
+    from .loading import load_sd15, use_webgpu_attention
+    from .metadata import ComponentSpec, PipelineMetadata, SchedulerInfo, TensorSpec
+    from .presets import PRESETS, build_tiny_sd15, write_preset
+    from .storage import load_capture, save_capture
+    from .tokenizer import TokenizerInfo, build_tiny_clip_tokenizer, portable_tokenizer_json
+
+_MODULE_OF = {
+    "CFG_BATCH": "capture",
+    "CapturedComponent": "capture",
+    "CapturedPipeline": "capture",
+    "capture_sd15": "capture",
+    "CaptureError": "errors",
+    "load_sd15": "loading",
+    "use_webgpu_attention": "loading",
+    "ComponentSpec": "metadata",
+    "PipelineMetadata": "metadata",
+    "SchedulerInfo": "metadata",
+    "TensorSpec": "metadata",
+    "PRESETS": "presets",
+    "build_tiny_sd15": "presets",
+    "write_preset": "presets",
+    "load_capture": "storage",
+    "save_capture": "storage",
+    "TokenizerInfo": "tokenizer",
+    "build_tiny_clip_tokenizer": "tokenizer",
+    "portable_tokenizer_json": "tokenizer",
+}
+
+__all__ = [
+    "CFG_BATCH",
+    "PRESETS",
+    "CaptureError",
+    "CapturedComponent",
+    "CapturedPipeline",
+    "ComponentSpec",
+    "PipelineMetadata",
+    "SchedulerInfo",
+    "TensorSpec",
+    "TokenizerInfo",
+    "build_tiny_clip_tokenizer",
+    "build_tiny_sd15",
+    "capture_sd15",
+    "load_capture",
+    "load_sd15",
+    "portable_tokenizer_json",
+    "save_capture",
+    "use_webgpu_attention",
+    "write_preset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

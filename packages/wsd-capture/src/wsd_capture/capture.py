@@ -1,0 +1,242 @@
+"""Capture an SD 1.5 pipeline's components with ``torch.export`` at fixed shapes.
+
+Each component is wrapped in a small module whose inputs and outputs are the
+tensors the browser passes around, in dtypes WGSL has (float32, int32):
+
+- ``text_encoder``: ``input_ids`` int32 [1, L] -> ``last_hidden_state`` [1, L, D]
+- ``unet``: ``sample`` [2, 4, h, w] (the classifier-free guidance batch),
+  ``timestep`` float32 [1], ``encoder_hidden_states`` [2, L, D] -> ``noise_pred``
+- ``vae_decode``: ``latents`` [1, 4, h, w] -> ``image`` [1, 3, H, W] in about [-1, 1]
+
+Guidance scale, step count, seed and scheduler stay outside the graphs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from torch import nn
+from transformers import CLIPTextModel
+
+from .errors import CaptureError
+from .loading import use_webgpu_attention
+from .metadata import ComponentSpec, PipelineMetadata, SchedulerInfo, TensorSpec
+from .tokenizer import tokenizer_info
+
+CFG_BATCH = 2
+# Additive causal-mask value: representable in fp16 and fp32, and exp() of it
+# underflows to exactly 0, so masked scores vanish as with -inf, without -inf.
+_MASKED = torch.finfo(torch.float16).min
+
+
+class TextEncoderGraph(nn.Module):
+    """CLIP text encoder to ``last_hidden_state`` from int32 token ids.
+
+    Holds only the encoder's parts that this output uses: position ids are an
+    int32 constant, the causal mask a float constant, and neither CLIP's int64
+    position-id buffer nor its pooled output (an int64 argmax over the ids) is
+    part of the graph, so it has no int64 or bool tensors.
+    """
+
+    def __init__(self, text_encoder: CLIPTextModel, length: int) -> None:
+        super().__init__()
+        self.token_embedding = text_encoder.embeddings.token_embedding
+        self.position_embedding = text_encoder.embeddings.position_embedding
+        self.encoder = text_encoder.encoder
+        self.final_layer_norm = text_encoder.final_layer_norm
+        self.register_buffer(
+            "position_ids", torch.arange(length, dtype=torch.int32)[None], persistent=False
+        )
+        self.register_buffer(
+            "causal_mask",
+            torch.full((length, length), _MASKED, dtype=torch.float32).triu(1)[None, None],
+            persistent=False,
+        )
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.token_embedding(input_ids) + self.position_embedding(self.position_ids)
+        hidden = self.encoder(inputs_embeds=hidden, attention_mask=self.causal_mask)
+        out: torch.Tensor = self.final_layer_norm(hidden.last_hidden_state)
+        return out
+
+
+class UNetGraph(nn.Module):
+    """One noise prediction for the guidance batch at a float32 timestep."""
+
+    def __init__(self, unet: UNet2DConditionModel) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> torch.Tensor:
+        out: torch.Tensor = self.unet(sample, timestep, encoder_hidden_states).sample
+        return out
+
+
+class VaeDecodeGraph(nn.Module):
+    """Latents (as the scheduler produces them) to an image in about [-1, 1].
+
+    Computes ``vae.decode(latents / vae.config.scaling_factor).sample`` with only
+    the decoding half of the VAE, so the encoder's weights stay out of the graph.
+    """
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.post_quant_conv = vae.post_quant_conv or nn.Identity()
+        self.decoder = vae.decoder
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.decoder(self.post_quant_conv(latents / self.scaling_factor))
+        return out
+
+
+@dataclass(frozen=True)
+class CapturedComponent:
+    """One exported component and its signature."""
+
+    spec: ComponentSpec
+    program: torch.export.ExportedProgram
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.spec.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.spec.outputs
+
+
+@dataclass(frozen=True)
+class CapturedPipeline:
+    """The exported components of a pipeline (by name) and its metadata."""
+
+    components: dict[str, CapturedComponent]
+    metadata: PipelineMetadata
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _export(
+    name: str,
+    module: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    output_name: str,
+) -> CapturedComponent:
+    with torch.no_grad():
+        program = torch.export.export(module.eval(), tuple(inputs.values()))
+    output_node = next(n for n in program.graph.nodes if n.op == "output")
+    (result,) = output_node.args[0]
+    result = result.meta["val"]
+    spec = ComponentSpec(
+        name=name,
+        inputs=tuple(
+            TensorSpec(n, tuple(t.shape), _dtype_name(t.dtype)) for n, t in inputs.items()
+        ),
+        outputs=(TensorSpec(output_name, tuple(result.shape), _dtype_name(result.dtype)),),
+    )
+    return CapturedComponent(spec=spec, program=program)
+
+
+def _scheduler_info(pipe: StableDiffusionPipeline) -> SchedulerInfo:
+    config = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
+    try:
+        plain: dict[str, Any] = json.loads(json.dumps(config))
+    except TypeError as e:
+        raise CaptureError(f"the scheduler config is not plain JSON ({e})") from e
+    return SchedulerInfo(class_name=type(pipe.scheduler).__name__, config=plain)
+
+
+def _image_size(value: int | None, native: int, multiple: int, what: str) -> int:
+    if value is None:
+        return native
+    if value <= 0 or value % multiple:
+        raise CaptureError(
+            f"{what} {value} is not supported: use a positive multiple of {multiple} "
+            f"({multiple}, {2 * multiple}, ...; native is {native})"
+        )
+    return value
+
+
+def capture_sd15(
+    pipe: StableDiffusionPipeline,
+    *,
+    height: int | None = None,
+    width: int | None = None,
+) -> CapturedPipeline:
+    """Export ``text_encoder``, ``unet`` and ``vae_decode`` in fp32 for one image size.
+
+    ``height``/``width`` default to the model's native size and must be positive
+    multiples of what the UNet supports. The pipeline's attention is switched to the
+    WebGPU-safe implementations first (as :func:`load_sd15` does).
+    """
+    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+    vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    multiple = vae_scale_factor * 2 ** (len(unet.config.down_block_types) - 1)
+    native = int(unet.config.sample_size) * vae_scale_factor
+    height = _image_size(height, native, multiple, "height")
+    width = _image_size(width, native, multiple, "width")
+    latent_channels = int(vae.config.latent_channels)
+    if unet.config.in_channels != latent_channels:
+        raise CaptureError(
+            f"the UNet takes {unet.config.in_channels} channels but the VAE makes "
+            f"{latent_channels}: only text-to-image SD 1.5 UNets are supported"
+        )
+    length = int(tokenizer.model_max_length)
+    max_positions = int(text_encoder.config.max_position_embeddings)
+    if length > max_positions:
+        raise CaptureError(
+            f"the tokenizer pads to {length} tokens but the text encoder has only "
+            f"{max_positions} positions: set tokenizer.model_max_length to {max_positions}"
+        )
+    scheduler = _scheduler_info(pipe)
+    use_webgpu_attention(pipe)
+
+    h, w = height // vae_scale_factor, width // vae_scale_factor
+    hidden_size = int(text_encoder.config.hidden_size)
+    latent_shape = (1, latent_channels, h, w)
+    exported = (
+        _export(
+            "text_encoder",
+            TextEncoderGraph(text_encoder, length),
+            {"input_ids": torch.full((1, length), int(tokenizer.pad_token_id), dtype=torch.int32)},
+            "last_hidden_state",
+        ),
+        _export(
+            "unet",
+            UNetGraph(unet),
+            {
+                "sample": torch.zeros(CFG_BATCH, latent_channels, h, w),
+                "timestep": torch.tensor([999.0]),
+                "encoder_hidden_states": torch.zeros(CFG_BATCH, length, hidden_size),
+            },
+            "noise_pred",
+        ),
+        _export("vae_decode", VaeDecodeGraph(vae), {"latents": torch.zeros(latent_shape)}, "image"),
+    )
+    components = {c.name: c for c in exported}
+    metadata = PipelineMetadata(
+        kind="sd15",
+        source=str(pipe.name_or_path or ""),
+        height=height,
+        width=width,
+        latent_shape=latent_shape,
+        vae_scaling_factor=float(vae.config.scaling_factor),
+        vae_scale_factor=vae_scale_factor,
+        text_hidden_size=hidden_size,
+        components={name: c.spec for name, c in components.items()},
+        scheduler=scheduler,
+        tokenizer=tokenizer_info(tokenizer),
+    )
+    return CapturedPipeline(components=components, metadata=metadata)

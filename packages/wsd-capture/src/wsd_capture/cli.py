@@ -1,0 +1,88 @@
+"""``wsd-capture``: write a built-in tiny preset, or capture a pipeline for wsd-compile.
+
+  wsd-capture preset tiny-sd15 models/tiny-sd15
+  wsd-capture sd15 --model models/tiny-sd15 --out captures/tiny-sd15
+
+Exit code 0 on success (a JSON summary on stdout); on failure non-zero with
+one line on stderr that says what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from .errors import CaptureError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsd-capture",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    preset = sub.add_parser(
+        "preset", help="write a built-in tiny random-weight pipeline as a diffusers directory"
+    )
+    preset.add_argument("name", help="the preset: tiny-sd15")
+    preset.add_argument("dir", help="output directory (new or empty)")
+    sd15 = sub.add_parser(
+        "sd15",
+        help="capture a Stable Diffusion 1.5-class pipeline (text encoder, UNet, VAE decoder)",
+    )
+    sd15.add_argument("--model", required=True, help="diffusers pipeline directory")
+    sd15.add_argument("--out", required=True, help="output capture directory (new or empty)")
+    sd15.add_argument("--height", type=int, help="image height in pixels (default: native)")
+    sd15.add_argument("--width", type=int, help="image width in pixels (default: native)")
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for our own one-line errors: no library progress bars or advice."""
+    import transformers.utils.logging as transformers_logging
+
+    # Before diffusers' imports warn. These two functions lack annotations.
+    transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    import diffusers.utils.logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+
+
+def _run(args: argparse.Namespace) -> dict[str, object]:
+    if args.command == "preset":
+        from .presets import write_preset
+
+        return {"preset": args.name, "directory": str(write_preset(args.name, args.dir))}
+    from .capture import capture_sd15
+    from .loading import load_sd15
+    from .storage import save_capture
+
+    start = time.perf_counter()
+    captured = capture_sd15(load_sd15(args.model), height=args.height, width=args.width)
+    meta = captured.metadata
+    return {
+        "directory": str(save_capture(captured, args.out)),
+        "kind": meta.kind,
+        "height": meta.height,
+        "width": meta.width,
+        "components": list(captured.components),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wsd-capture`` command."""
+    args = _parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        print(json.dumps(_run(args), indent=1))
+        return 0
+    except (CaptureError, OSError) as e:
+        print(f"wsd-capture: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,89 @@
+"""A captured pipeline on disk, so that capture and compile can run as separate processes.
+
+Layout of a capture directory::
+
+    metadata.json       PipelineMetadata (tokenizer text by reference) and the file list
+    tokenizer.json      the portable HF tokenizers file for the browser
+    text_encoder.pt2    one torch.export ExportedProgram per component
+    unet.pt2
+    vae_decode.pt2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_directory
+from .capture import CapturedComponent, CapturedPipeline
+from .errors import CaptureError
+from .metadata import PipelineMetadata
+
+FORMAT = "wsd-capture/1"
+METADATA_FILE = "metadata.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def save_capture(captured: CapturedPipeline, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``captured`` to the new (or empty) directory ``out_dir``, all or nothing."""
+    out = Path(out_dir)
+    data = captured.metadata.to_dict()
+    tokenizer_json = data["tokenizer"].pop("tokenizer_json")
+    programs = {name: f"{name}.pt2" for name in captured.components}
+    record = {
+        "format": FORMAT,
+        "files": {"tokenizer": TOKENIZER_FILE, "programs": programs},
+        "metadata": data,
+    }
+    with atomic_directory(out) as tmp:
+        for name, component in captured.components.items():
+            torch.export.save(component.program, tmp / programs[name])
+        (tmp / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
+        (tmp / METADATA_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def _read_record(directory: Path) -> dict[str, Any]:
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        raise CaptureError(
+            f"{directory} has no {METADATA_FILE}: give a directory written by "
+            "`wsd-capture sd15` or save_capture"
+        )
+    try:
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise CaptureError(f"{path} is not valid JSON ({e}): capture the pipeline again") from e
+    if record.get("format") != FORMAT:
+        raise CaptureError(
+            f"{path} has format {record.get('format')!r}, this wsd-capture reads {FORMAT!r}: "
+            "capture the pipeline again with this version"
+        )
+    return record
+
+
+def load_capture(directory: str | os.PathLike[str]) -> CapturedPipeline:
+    """Read a capture directory written by :func:`save_capture`."""
+    root = Path(directory)
+    record = _read_record(root)
+    files = record["files"]
+    paths = [root / files["tokenizer"], *(root / f for f in files["programs"].values())]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise CaptureError(
+            f"{root} lacks {', '.join(missing)}: the capture is incomplete, capture it again"
+        )
+    data = record["metadata"]
+    data["tokenizer"]["tokenizer_json"] = (root / files["tokenizer"]).read_text(encoding="utf-8")
+    metadata = PipelineMetadata.from_dict(data)
+    components = {
+        name: CapturedComponent(
+            spec=metadata.components[name], program=torch.export.load(root / file)
+        )
+        for name, file in files["programs"].items()
+    }
+    return CapturedPipeline(components=components, metadata=metadata)

@@ -1,0 +1,210 @@
+"""One Relax IRModule for a whole SD 1.5 pipeline, with its weights.
+
+The phases, in the order they run (read :func:`build_sd15_module` top to bottom):
+
+1. Import: each captured component (``torch.export``) becomes one Relax
+   function named after it, its weights as trailing parameters.
+2. Glue: the pipeline's own functions (CFG pairing and combine, the
+   scheduler's linear combinations, image to RGBA) join the module.
+3. Precision: ``fp16`` converts the models with ``ToMixedPrecision``; the
+   glue and every function's inputs and outputs stay float32.
+4. Weight transforms: everything that depends only on weights (casts to
+   fp16, transposes, reshapes) is lifted into ``<name>_transform_params``
+   functions, which run here, once, on the CPU; the browser gets their
+   results and never repeats them.
+5. Bundling: each model function takes its weights as one tuple argument,
+   which the page builds once from the tensor cache.
+
+The module builds for WebGPU (the product) and for ``llvm`` (tests compare
+each function with torch on the CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.frontend.torch import from_exported_program
+
+from .errors import WsdCompileError
+from .kernels import pipeline_functions_module
+
+if TYPE_CHECKING:
+    from wsd_capture import CapturedPipeline
+
+#: The captured components of an SD 1.5 pipeline, in the order the page runs them.
+SD15_COMPONENTS = ("text_encoder", "unet", "vae_decode")
+
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A function input or output: name, static shape, dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A compiled function: its tensor inputs, outputs, and whose weights it takes."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    params: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "params": self.params,
+        }
+
+
+@dataclass(frozen=True)
+class PipelineModule:
+    """The whole pipeline as one IRModule, and the weights its functions take.
+
+    ``params[component]`` are the (build-time transformed) weights, in the
+    order of the function's weight tuple.
+    """
+
+    mod: tvm.IRModule
+    params: dict[str, list[np.ndarray]]
+    functions: dict[str, FunctionInfo]
+    precision: str
+
+
+def _single_output(func: relax.Function) -> relax.Function:
+    """Return a one-element tuple's element itself, so callers get a tensor."""
+    ret = func.ret_ty
+    if not isinstance(ret, relax.TupleType) or len(ret.fields) != 1:
+        return func
+    body = relax.SeqExpr(func.body.blocks, relax.TupleGetItem(func.body.body, 0))
+    unwrapped = relax.Function(func.params, body, ret.fields[0], func.is_pure, func.attrs)
+    normalized: relax.Function = relax.BlockBuilder().normalize(unwrapped)
+    return normalized
+
+
+def _import_component(name: str, program: Any) -> tuple[relax.Function, list[np.ndarray]]:
+    mod = from_exported_program(program, keep_params_as_input=True)
+    mod, params = relax.frontend.detach_params(mod)
+    func = _single_output(mod["main"]).with_attr("global_symbol", name)
+    return func, [p.numpy() for p in params.get("main", [])]
+
+
+def _tensor_infos(names: list[str], types: list[Any]) -> tuple[TensorInfo, ...]:
+    out = []
+    for name, ty in zip(names, types, strict=True):
+        if not isinstance(ty, relax.TensorType) or ty.shape is None:
+            raise WsdCompileError(f"{name}: expected a tensor of static shape, got {ty}")
+        shape = tuple(int(d) for d in ty.shape.values)
+        out.append(TensorInfo(name, shape, str(ty.dtype)))
+    return tuple(out)
+
+
+def _output_types(func: relax.Function) -> list[Any]:
+    ret = func.ret_ty
+    if isinstance(ret, relax.TupleType):
+        return list(ret.fields)
+    return [ret]
+
+
+def _run_transforms(
+    mod: tvm.IRModule, components: dict[str, list[np.ndarray]]
+) -> dict[str, list[np.ndarray]]:
+    """Run each ``<name>_transform_params`` on the CPU over the raw weights."""
+    names = [f"{c}_transform_params" for c in components]
+    cpu_mod = tvm.IRModule({gv: mod[gv] for gv in mod.get_global_vars() if gv.name_hint in names})
+    executable = tvm.compile(cpu_mod, target="llvm")
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out: dict[str, list[np.ndarray]] = {}
+    for component, raw in components.items():
+        transformed = vm[f"{component}_transform_params"]([tvm.runtime.tensor(a) for a in raw])
+        out[component] = [t.numpy() for t in transformed]
+    return out
+
+
+def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
+    """Assemble the pipeline's IRModule and its (transformed) weights.
+
+    ``precision`` is ``"fp32"`` or ``"fp16"`` (weights and model arithmetic
+    in half precision; inputs, outputs and the glue stay float32).
+    """
+    if precision not in PRECISIONS:
+        raise WsdCompileError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    missing = [c for c in SD15_COMPONENTS if c not in captured.components]
+    if missing:
+        raise WsdCompileError(
+            f"the captured pipeline lacks {', '.join(missing)}; capture it with wsd-capture sd15"
+        )
+
+    # Phase 1: import each component as a function named after it.
+    funcs: dict[str, relax.Function] = {}
+    raw_params: dict[str, list[np.ndarray]] = {}
+    for name in SD15_COMPONENTS:
+        funcs[name], raw_params[name] = _import_component(name, captured.components[name].program)
+    input_names = {
+        name: [t.name for t in captured.components[name].inputs] for name in SD15_COMPONENTS
+    }
+    output_names = {
+        name: [t.name for t in captured.components[name].outputs] for name in SD15_COMPONENTS
+    }
+
+    # Phase 2: the glue functions, shaped by the captured components.
+    def shape_of(component: str, index: int, *, output: bool = False) -> tuple[int, ...]:
+        specs = (
+            captured.components[component].outputs
+            if output
+            else captured.components[component].inputs
+        )
+        return tuple(specs[index].shape)
+
+    glue = pipeline_functions_module(
+        latent_shape=shape_of("vae_decode", 0),
+        text_shape=shape_of("text_encoder", 0, output=True),
+        image_shape=shape_of("vae_decode", 0, output=True),
+    )
+    mod = tvm.IRModule({**{gv.name_hint: glue[gv] for gv in glue.get_global_vars()}, **funcs})
+
+    # Phase 3: precision.
+    if precision == "fp16":
+        mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
+
+    # Phase 4: lift the weight-only computations and run them now.
+    mod = relax.transform.LiftTransformParams()(mod)
+    params = _run_transforms(mod, raw_params)
+    mod = tvm.IRModule(
+        {
+            gv: mod[gv]
+            for gv in mod.get_global_vars()
+            if not gv.name_hint.endswith("_transform_params")
+        }
+    )
+
+    # Phase 5: one weight tuple per model function.
+    functions: dict[str, FunctionInfo] = {}
+    for gv in mod.get_global_vars():
+        func = mod[gv]
+        name = gv.name_hint
+        if name in SD15_COMPONENTS:
+            n_in = int(func.attrs["num_input"])
+            ins = _tensor_infos(input_names[name], [p.ty for p in func.params[:n_in]])
+            outs = _tensor_infos(output_names[name], _output_types(func))
+            functions[name] = FunctionInfo(ins, outs, name)
+        else:
+            ins = _tensor_infos([str(p.name) for p in func.params], [p.ty for p in func.params])
+            outs = _tensor_infos(["output"], _output_types(func))
+            functions[name] = FunctionInfo(ins, outs, None)
+    mod = relax.transform.BundleModelParams()(mod)
+    return PipelineModule(mod, params, functions, precision)

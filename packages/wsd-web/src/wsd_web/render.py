@@ -1,0 +1,189 @@
+"""``render``: run the app headless in Chromium on a build and keep the image.
+
+The same page a user opens generates the image (WebGPU on the machine's GPU,
+or SwiftShader on a CPU-only machine); the result is written as a PNG.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .headless import HeadlessError, headless_page
+from .png import encode_png
+
+#: Scheduler names the app implements (the page's registry; a test keeps them equal).
+SCHEDULERS = ("dpmpp-2m", "dpmpp-2m-karras", "pndm")
+#: Names the command line reserves for schedulers that are not implemented yet.
+PLANNED_SCHEDULERS = ("ddim", "euler", "euler-a", "lcm")
+
+
+class RenderError(Exception):
+    """The render could not run: bad options, or the page failed."""
+
+
+def check_scheduler(name: str | None) -> None:
+    """Raise a :class:`RenderError` listing the valid names unless ``name`` is one (or None)."""
+    if name is None or name in SCHEDULERS:
+        return
+    valid = ", ".join(SCHEDULERS)
+    if name in PLANNED_SCHEDULERS:
+        raise RenderError(f"scheduler {name!r} is not available yet; choose one of {valid}")
+    raise RenderError(f"unknown scheduler {name!r}; choose one of {valid}")
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What one headless generation produced."""
+
+    rgba: bytes
+    width: int
+    height: int
+    scheduler: str
+    timings: dict[str, Any]
+    adapter: str
+    latents: list[float] | None = None
+    gpu_bytes: list[int] = field(default_factory=list)
+
+    def png(self) -> bytes:
+        return encode_png(self.rgba, self.width, self.height)
+
+
+def _options(
+    prompt: str,
+    negative_prompt: str,
+    seed: int,
+    steps: int,
+    guidance: float,
+    scheduler: str | None,
+    return_latents: bool,
+) -> dict[str, Any]:
+    if seed < 0 or seed >= 2**64:
+        raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
+    if not 1 <= steps <= 150:
+        raise RenderError(f"steps {steps} is out of range; use 1 to 150")
+    check_scheduler(scheduler)
+    options: dict[str, Any] = {
+        "prompt": prompt,
+        "negativePrompt": negative_prompt,
+        "seed": str(seed),
+        "steps": steps,
+        "guidance": guidance,
+        "returnLatents": return_latents,
+        "previewEvery": 0,
+    }
+    if scheduler is not None:
+        options["scheduler"] = scheduler
+    return options
+
+
+def render_many(
+    model_dir: str | Path,
+    runs: list[dict[str, Any]],
+    *,
+    timeout_s: float = 600,
+) -> list[Rendering]:
+    """Generate once per entry of ``runs`` (keyword arguments of :func:`render`) in one page.
+
+    Returns one :class:`Rendering` each; ``gpu_bytes`` records the runtime's GPU
+    bytes in use after each generation.
+    """
+    options = [
+        _options(
+            **{
+                "negative_prompt": "",
+                "seed": 0,
+                "steps": 20,
+                "guidance": 7.5,
+                "scheduler": None,
+                "return_latents": False,
+                **run,
+            }
+        )
+        for run in runs
+    ]
+    with headless_page(model_dir, "index.html") as (page, errors):
+        page.set_default_timeout(timeout_s * 1000)
+        try:
+            ready = page.evaluate("window.wsd.ready.then(r => ({adapter: r.adapter}))")
+        except Exception as e:
+            raise HeadlessError(_page_failure(e, errors)) from None
+        out = []
+        for opts in options:
+            try:
+                result = page.evaluate("o => window.wsd.generate(o)", opts)
+                gpu_bytes = int(page.evaluate("window.wsd.gpuBytes()"))
+            except Exception as e:
+                raise HeadlessError(_page_failure(e, errors)) from None
+            out.append(
+                Rendering(
+                    rgba=base64.b64decode(result["rgba"]),
+                    width=int(result["width"]),
+                    height=int(result["height"]),
+                    scheduler=str(result["scheduler"]),
+                    timings=dict(result["timings"]),
+                    adapter=str(ready["adapter"]),
+                    latents=result["latents"],
+                    gpu_bytes=[gpu_bytes],
+                )
+            )
+        return out
+
+
+def _page_failure(error: Exception, seen: list[str]) -> str:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    message = message.removeprefix("Error: ").removeprefix("Page.evaluate: ")
+    extra = "; ".join(s for s in seen if s not in message)
+    return f"the page failed: {message}" + (f" (browser: {extra})" if extra else "")
+
+
+def render(
+    model_dir: str | Path,
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    seed: int = 0,
+    steps: int = 20,
+    guidance: float = 7.5,
+    scheduler: str | None = None,
+    return_latents: bool = False,
+    timeout_s: float = 600,
+) -> Rendering:
+    """Generate one image from the build in ``model_dir`` in headless Chromium.
+
+    ``scheduler`` defaults to the model's own (its scheduler config).
+    """
+    run = {
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "seed": seed,
+        "steps": steps,
+        "guidance": guidance,
+        "scheduler": scheduler,
+        "return_latents": return_latents,
+    }
+    return render_many(model_dir, [run], timeout_s=timeout_s)[0]
+
+
+def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
+    """Write the PNG at ``out`` and its timings beside it (``.json``); return the timings record."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise RenderError(f"{path} does not end in .png; name the output FILE.png")
+    record = {
+        "image": str(path),
+        "width": rendering.width,
+        "height": rendering.height,
+        "scheduler": rendering.scheduler,
+        "adapter": rendering.adapter,
+        "timings": rendering.timings,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(rendering.png())
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record

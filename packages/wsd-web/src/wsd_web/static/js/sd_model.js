@@ -1,0 +1,206 @@
+// A compiled Stable Diffusion build loaded onto a WebGPU device: its manifest,
+// the model library (.wasm) in a tvmjs session, and every component's weights
+// as GPU tensors. Everything comes from the manifest; nothing is inferred from
+// file names.
+//
+// Ownership: the SDModel owns the session, the weight tensors and the weight
+// tuples; dispose() releases all of them.
+
+import { parseTensorCacheIndex } from "./tensor_cache.js";
+import { TVMSession } from "./tvm_session.js";
+
+/** @typedef {import("./tvm_session.js").TVMJS} TVMJS */
+/** @typedef {import("./webgpu_device.js").GPUInfo} GPUInfo */
+/** @typedef {import("@mlc-ai/web-runtime").TVMObject} TVMObject */
+
+/**
+ * @typedef {object} TensorInfo
+ * @property {string} name
+ * @property {number[]} shape
+ * @property {string} dtype
+ */
+
+/**
+ * @typedef {object} FunctionInfo
+ * @property {TensorInfo[]} inputs
+ * @property {TensorInfo[]} outputs
+ * @property {string | null} params  The component whose weights the function takes.
+ */
+
+/**
+ * The parts of manifest.json (written by wsd-artifacts) that the app reads.
+ * @typedef {object} Manifest
+ * @property {number} version
+ * @property {string} kind
+ * @property {string} build_id
+ * @property {{source: string, precision: string}} model
+ * @property {{height: number, width: number}} image
+ * @property {{shape: number[], scaling_factor: number, vae_scale_factor: number}} latent
+ * @property {string} library
+ * @property {string} weights
+ * @property {Record<string, FunctionInfo>} functions
+ * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number}>} components
+ * @property {{class_name: string, config: Record<string, unknown>}} scheduler
+ * @property {{file: string, max_length: number, bos_token_id: number, eos_token_id: number, pad_token_id: number}} tokenizer
+ * @property {Record<string, {bytes: number, integrity: string}>} files
+ */
+
+/** The manifest versions this app reads. */
+export const MANIFEST_VERSION = 1;
+
+/** Functions an SD 1.5 build must have. */
+export const SD15_FUNCTIONS = Object.freeze([
+  "text_encoder", "cfg_embeddings", "unet_input", "unet", "cfg_combine",
+  "combine1", "combine2", "combine3", "combine4", "vae_decode", "image_to_rgba",
+]);
+
+/**
+ * Check a parsed manifest.json for what the app relies on.
+ * @param {unknown} json
+ * @returns {Manifest}
+ */
+export function parseManifest(json) {
+  const m = /** @type {Manifest} */ (json);
+  if (typeof m !== "object" || m === null || typeof m.version !== "number") {
+    throw new Error("manifest.json is not a wsd manifest: rebuild the model with wsd-compile");
+  }
+  if (m.version > MANIFEST_VERSION) {
+    throw new Error(
+      `manifest version ${m.version} is newer than this app reads (${MANIFEST_VERSION}): ` +
+      "serve the model with the wsd-web that matches the wsd-compile that built it",
+    );
+  }
+  if (m.kind !== "sd15") {
+    throw new Error(`this app runs sd15 builds; the manifest says ${JSON.stringify(m.kind)}`);
+  }
+  const missing = SD15_FUNCTIONS.filter((f) => !m.functions?.[f]);
+  if (missing.length > 0) {
+    throw new Error(`the manifest lacks the functions ${missing.join(", ")}: rebuild the model with wsd-compile`);
+  }
+  return m;
+}
+
+/**
+ * What the model needs of the GPU that this device lacks, as sentences; empty when it fits.
+ * @param {Manifest} manifest
+ * @param {{maxStorageBufferBindingSize: number, maxBufferSize: number}} limits
+ * @param {Iterable<string>} features
+ * @param {number} largestTensorBytes
+ * @returns {string[]}
+ */
+export function missingCapabilities(manifest, limits, features, largestTensorBytes) {
+  const problems = [];
+  if (manifest.model.precision === "fp16" && ![...features].includes("shader-f16")) {
+    problems.push("this fp16 build needs the WebGPU feature shader-f16, which this adapter lacks (use an fp32 build)");
+  }
+  for (const limit of /** @type {const} */ (["maxStorageBufferBindingSize", "maxBufferSize"])) {
+    if (limits[limit] < largestTensorBytes) {
+      problems.push(
+        `its largest tensor needs ${limit} >= ${largestTensorBytes} bytes; this adapter allows ${limits[limit]}`,
+      );
+    }
+  }
+  return problems;
+}
+
+/**
+ * @typedef {object} LoadProgress
+ * @property {number} loadedBytes
+ * @property {number} totalBytes
+ * @property {string} file  The file being fetched.
+ */
+
+/**
+ * @typedef {object} LoadOptions
+ * @property {TVMJS} tvmjs
+ * @property {GPUInfo} gpu
+ * @property {(path: string, onBytes?: (n: number) => void) => Promise<Uint8Array>} fetchBytes
+ *   Fetches a file of the model directory; calls onBytes with each chunk's length.
+ * @property {(p: LoadProgress) => void} [onProgress]
+ */
+
+export class SDModel {
+  /**
+   * @param {Manifest} manifest
+   * @param {TVMSession} session
+   * @param {Map<string, TVMObject>} params  Weight tuples by component.
+   */
+  constructor(manifest, session, params) {
+    this.manifest = manifest;
+    this.session = session;
+    this.params = params;
+  }
+
+  /**
+   * Fetch a build's manifest, library and weights, and put them on the GPU.
+   * @param {LoadOptions} options
+   * @returns {Promise<SDModel>}
+   */
+  static async load({ tvmjs, gpu, fetchBytes, onProgress = () => {} }) {
+    const text = (/** @type {Uint8Array} */ b) => new TextDecoder().decode(b);
+    const manifest = parseManifest(JSON.parse(text(await fetchBytes("manifest.json"))));
+    const index = parseTensorCacheIndex(JSON.parse(text(await fetchBytes(manifest.weights))));
+    const largest = Math.max(0, ...index.shards.flatMap((s) => s.records.map((r) => r.nbytes)));
+    const problems = missingCapabilities(manifest, gpu.device.limits, gpu.features, largest);
+    if (problems.length > 0) {
+      throw new Error(`this GPU cannot run the model: ${problems.join("; ")}`);
+    }
+    const totalBytes = index.shards.reduce((n, s) => n + s.nbytes, 0) + manifest.files[manifest.library].bytes;
+    let loadedBytes = 0;
+    /** @param {string} file */
+    const counting = (file) => (/** @type {number} */ n) => {
+      loadedBytes += n;
+      onProgress({ loadedBytes, totalBytes, file });
+    };
+    const wasm = await fetchBytes(manifest.library, counting(manifest.library));
+    const session = await TVMSession.create(tvmjs, wasm.slice().buffer, gpu.device);
+    try {
+      /** @type {Map<string, import("@mlc-ai/web-runtime").Tensor>} */
+      const tensors = new Map();
+      for (const shard of index.shards) {
+        const data = await fetchBytes(shard.dataPath, counting(shard.dataPath));
+        if (data.byteLength !== shard.nbytes) {
+          throw new Error(`${shard.dataPath} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
+        }
+        for (const record of shard.records) {
+          tensors.set(record.name, session.upload(record, data.subarray(record.byteOffset, record.byteOffset + record.nbytes)));
+        }
+      }
+      /** @type {Map<string, TVMObject>} */
+      const params = new Map();
+      for (const [component, { param_names: names }] of Object.entries(manifest.components)) {
+        const list = names.map((name) => {
+          const t = tensors.get(name);
+          if (!t) throw new Error(`the weights lack ${name}, which ${component} needs: rebuild the model`);
+          return t;
+        });
+        params.set(component, session.persist(() => session.tvm.makeTVMArray(list)));
+      }
+      return new SDModel(manifest, session, params);
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Call a compiled function by name; a model function gets its weights appended.
+   * Results live in the caller's tvm scope.
+   * @param {string} name
+   * @param {...any} args
+   * @returns {any}
+   */
+  call(name, ...args) {
+    const info = this.manifest.functions[name];
+    if (!info) throw new Error(`the model has no function ${name}`);
+    const fn = this.session.func(name);
+    return info.params ? fn(...args, this.params.get(info.params)) : fn(...args);
+  }
+
+  /** Release the weights, the library and the runtime. */
+  dispose() {
+    for (const p of this.params.values()) p.dispose();
+    this.params.clear();
+    this.session.dispose();
+  }
+}

@@ -1,0 +1,235 @@
+// Text to image with a loaded SD 1.5 build, the way diffusers'
+// StableDiffusionPipeline does it: tokenize -> text encoder (negative and
+// positive) -> UNet loop with classifier-free guidance and the chosen
+// scheduler -> VAE -> RGBA pixels. Every tensor stays on the GPU until the
+// final pixels (and, on request, the final latents) are read back.
+//
+// Ownership: each generation owns its embeddings, latents and scheduler, and
+// releases them all when it ends, however it ends; per-call temporaries live
+// in a tvm scope that closes with the call.
+
+import { createScheduler } from "./schedulers/index.js";
+import { TorchGenerator } from "./torch_random.js";
+
+/** @typedef {import("./sd_model.js").SDModel} SDModel */
+/** @typedef {import("@mlc-ai/web-runtime").Tensor} Tensor */
+
+/**
+ * @typedef {object} GenerateOptions
+ * @property {string} prompt
+ * @property {string} [negativePrompt]  "" (the default) is diffusers' unconditional prompt.
+ * @property {number | bigint} [seed]  torch.Generator().manual_seed(seed) noise.
+ * @property {number} [steps]
+ * @property {number} [guidance]  Classifier-free guidance scale.
+ * @property {string} [scheduler]  A name of the scheduler registry; default: the model's own.
+ * @property {number} [previewEvery]  Decode a preview every N steps (0: never).
+ * @property {boolean} [returnLatents]  Also read back the final latents (for debugging, parity tests).
+ * @property {AbortSignal} [signal]  Cancels between steps.
+ */
+
+/**
+ * @typedef {object} Image
+ * @property {Uint8ClampedArray} rgba  height * width * 4 bytes, ready for ImageData.
+ * @property {number} width
+ * @property {number} height
+ */
+
+/**
+ * @typedef {object} Timings
+ * @property {number} textEncoderMs  Both prompts through the text encoder.
+ * @property {number[]} unetStepMs  Each denoising step: UNet, guidance and scheduler update.
+ * @property {number} vaeMs  VAE decode and conversion to pixels, with the read-back.
+ * @property {number} totalMs
+ */
+
+/**
+ * @typedef {Image & {timings: Timings, scheduler: string, latents?: Float32Array}} Generation
+ */
+
+/**
+ * @typedef {object} GenerateHooks
+ * @property {(p: {step: number, total: number, ms: number}) => void} [onStep]
+ * @property {(image: Image & {step: number}) => void} [onPreview]
+ */
+
+/** diffusers scheduler classes and the registry name that reproduces each. */
+const DEFAULT_SCHEDULERS = Object.freeze({
+  PNDMScheduler: "pndm",
+  DPMSolverMultistepScheduler: "dpmpp-2m",
+});
+
+/**
+ * The registry name of the scheduler a model's config names (what diffusers would run).
+ * @param {{class_name: string, config: Record<string, unknown>}} scheduler
+ * @returns {string}
+ */
+export function defaultSchedulerName(scheduler) {
+  if (scheduler.class_name === "DPMSolverMultistepScheduler" && scheduler.config.use_karras_sigmas) {
+    return "dpmpp-2m-karras";
+  }
+  const name = DEFAULT_SCHEDULERS[/** @type {keyof typeof DEFAULT_SCHEDULERS} */ (scheduler.class_name)];
+  return name ?? "pndm";
+}
+
+/** A generation was cancelled through its AbortSignal. */
+export class CancelledError extends Error {
+  constructor() {
+    super("generation cancelled");
+    this.name = "CancelledError";
+  }
+}
+
+/**
+ * @param {Uint8Array} bytes
+ * @param {number} width
+ * @param {number} height
+ * @returns {Image}
+ */
+function image(bytes, width, height) {
+  return { rgba: new Uint8ClampedArray(bytes.buffer, bytes.byteOffset, bytes.byteLength), width, height };
+}
+
+export class SD15Pipeline {
+  /**
+   * @param {SDModel} model
+   * @param {{encode(text: string): Int32Array}} tokenizer
+   * @param {() => number} [now]
+   */
+  constructor(model, tokenizer, now = () => performance.now()) {
+    this.model = model;
+    this.tokenizer = tokenizer;
+    this.now = now;
+  }
+
+  get session() {
+    return this.model.session;
+  }
+
+  /**
+   * A float32 GPU tensor in the current scope.
+   * @param {number[]} shape
+   * @param {Float32Array | Int32Array} values
+   * @param {string} [dtype]
+   * @returns {Tensor}
+   */
+  tensor(shape, values, dtype = "float32") {
+    const tvm = this.session.tvm;
+    return tvm.empty(shape, dtype, tvm.webgpu()).copyFrom(values);
+  }
+
+  /** @param {number} v */
+  scalar(v) {
+    return this.tensor([1], new Float32Array([v]));
+  }
+
+  /** Wait until the GPU has finished what was submitted. */
+  async sync() {
+    await this.session.tvm.webgpu().sync();
+  }
+
+  /**
+   * The pixels of latents (not consumed).
+   * @param {Tensor} latents
+   * @returns {Promise<Image>}
+   */
+  async decode(latents) {
+    const { height, width } = this.model.manifest.image;
+    const pixels = this.session.persist(() =>
+      this.model.call("image_to_rgba", this.model.call("vae_decode", latents)),
+    );
+    try {
+      return image(await this.session.downloadBytes(pixels), width, height);
+    } finally {
+      pixels.dispose();
+    }
+  }
+
+  /**
+   * Generate one image.
+   * @param {GenerateOptions} options
+   * @param {GenerateHooks} [hooks]
+   * @returns {Promise<Generation>}
+   */
+  async generate(options, hooks = {}) {
+    const {
+      prompt, negativePrompt = "", seed = 0, steps = 20, guidance = 7.5,
+      previewEvery = 0, returnLatents = false, signal,
+    } = options;
+    const manifest = this.model.manifest;
+    const schedulerName = options.scheduler ?? defaultSchedulerName(manifest.scheduler);
+    const session = this.session;
+    const model = this.model;
+    const start = this.now();
+    /** @type {import("./schedulers/common.js").TensorOps<Tensor>} */
+    const ops = {
+      combine: (terms) => session.persist(() =>
+        model.call(`combine${terms.length}`, ...terms.map(([, x]) => x), this.tensor([terms.length], Float32Array.from(terms, ([c]) => c))),
+      ),
+      release: (t) => t.dispose(),
+    };
+    const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
+    /** @type {Tensor | null} */
+    let embeddings = null;
+    /** @type {Tensor | null} */
+    let latents = null;
+    try {
+      scheduler.setTimesteps(steps);
+      const ids = (/** @type {string} */ text) => this.tensor([1, manifest.tokenizer.max_length], this.tokenizer.encode(text), "int32");
+      embeddings = session.persist(() =>
+        model.call("cfg_embeddings", model.call("text_encoder", ids(negativePrompt)), model.call("text_encoder", ids(prompt))),
+      );
+      await this.sync();
+      const textEncoderMs = this.now() - start;
+
+      const shape = manifest.latent.shape;
+      const noise = new TorchGenerator(seed).randn(shape);
+      const sigma = Math.fround(scheduler.initNoiseSigma);
+      if (sigma !== 1) for (let i = 0; i < noise.length; i++) noise[i] = Math.fround(noise[i] * sigma);
+      latents = session.persist(() => this.tensor(shape, noise));
+
+      /** @type {number[]} */
+      const unetStepMs = [];
+      const timesteps = scheduler.timesteps;
+      for (let i = 0; i < timesteps.length; i++) {
+        if (signal?.aborted) throw new CancelledError();
+        const stepStart = this.now();
+        const t = timesteps[i];
+        const current = /** @type {Tensor} */ (latents);
+        const input = scheduler.scaleModelInput(current, t);
+        const guided = session.persist(() => {
+          const pair = model.call("unet_input", input, this.scalar(1));
+          const pred = model.call("unet", pair, this.scalar(t), embeddings);
+          return model.call("cfg_combine", pred, this.scalar(guidance));
+        });
+        if (input !== current) input.dispose();
+        try {
+          latents = scheduler.step(guided, t, current);
+        } finally {
+          guided.dispose();
+        }
+        current.dispose();
+        await this.sync();
+        unetStepMs.push(this.now() - stepStart);
+        hooks.onStep?.({ step: i + 1, total: timesteps.length, ms: unetStepMs[i] });
+        if (previewEvery > 0 && (i + 1) % previewEvery === 0 && i + 1 < timesteps.length) {
+          hooks.onPreview?.({ ...(await this.decode(latents)), step: i + 1 });
+        }
+      }
+
+      const vaeStart = this.now();
+      const final = await this.decode(/** @type {Tensor} */ (latents));
+      const vaeMs = this.now() - vaeStart;
+      const latentValues = returnLatents ? await session.download(/** @type {Tensor} */ (latents)) : undefined;
+      return {
+        ...final,
+        scheduler: schedulerName,
+        timings: { textEncoderMs, unetStepMs, vaeMs, totalMs: this.now() - start },
+        ...(latentValues ? { latents: latentValues } : {}),
+      };
+    } finally {
+      embeddings?.dispose();
+      latents?.dispose();
+      scheduler.dispose();
+    }
+  }
+}

@@ -1,0 +1,150 @@
+"""SD 1.5 end to end: the compiled tiny-sd15 in headless Chromium (WebGPU on
+SwiftShader) against diffusers' StableDiffusionPipeline on the same weights,
+prompt, negative prompt, seed, steps, guidance and scheduler."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DPMSolverMultistepScheduler, PNDMScheduler, StableDiffusionPipeline
+
+from wsd_capture import write_preset
+from wsd_web.render import Rendering, render_many
+
+pytestmark = pytest.mark.browser
+
+SCHEDULER_CLASSES = {"pndm": PNDMScheduler, "dpmpp-2m": DPMSolverMultistepScheduler}
+PROMPT = "a watercolor painting of a lighthouse at dawn"
+NEGATIVE = "blurry, dark"
+
+RUNS: list[dict[str, Any]] = [
+    {"prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 7, "steps": 8, "scheduler": "dpmpp-2m"},
+    {"prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 7, "steps": 8, "scheduler": "pndm"},
+    {"prompt": PROMPT, "negative_prompt": "", "seed": 8, "steps": 8, "scheduler": "dpmpp-2m"},
+]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def reference_pipe(tmp_path_factory: pytest.TempPathFactory) -> StableDiffusionPipeline:
+    """diffusers itself, as a user would load the preset: default attention, fp32."""
+    model_dir = write_preset("tiny-sd15", tmp_path_factory.mktemp("preset") / "tiny-sd15")
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def reference(pipe: StableDiffusionPipeline, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """diffusers' 8-bit image and final latents for a run."""
+    config = pipe.scheduler.config
+    pipe.scheduler = SCHEDULER_CLASSES[run["scheduler"]].from_config(config)
+    kwargs = {
+        "prompt": run["prompt"],
+        "negative_prompt": run["negative_prompt"] or None,
+        "num_inference_steps": run["steps"],
+        "guidance_scale": run.get("guidance", 7.5),
+    }
+    try:
+        latents = pipe(
+            **kwargs, generator=torch.Generator().manual_seed(run["seed"]), output_type="latent"
+        ).images
+        image = pipe(
+            **kwargs, generator=torch.Generator().manual_seed(run["seed"]), output_type="np"
+        ).images[0]
+    finally:
+        pipe.scheduler = PNDMScheduler.from_config(config)
+    return (image * 255).round().astype(np.uint8), latents.numpy()
+
+
+@pytest.fixture(scope="module")
+def renderings(tiny_sd15_build: Path) -> list[Rendering]:
+    """The runs, then ten short generations in a row (for the memory check), in one page."""
+    memory_runs = [{"prompt": f"run {i}", "seed": i, "steps": 2} for i in range(10)]
+    runs = [{**run, "return_latents": True} for run in RUNS]
+    return render_many(tiny_sd15_build, runs + memory_runs)
+
+
+def rgb(rendering: Rendering) -> np.ndarray:
+    pixels = np.frombuffer(rendering.rgba, np.uint8).reshape(rendering.height, rendering.width, 4)
+    assert (pixels[..., 3] == 255).all()
+    return pixels[..., :3]
+
+
+@pytest.mark.parametrize(
+    "index",
+    range(len(RUNS)),
+    ids=[f"{r['scheduler']}-seed{r['seed']}{'-neg' if r['negative_prompt'] else ''}" for r in RUNS],
+)
+def test_browser_matches_diffusers(
+    renderings: list[Rendering], reference_pipe: StableDiffusionPipeline, index: int
+) -> None:
+    run = RUNS[index]
+    image, latents = reference(reference_pipe, run)
+    got = renderings[index]
+    assert got.scheduler == run["scheduler"]
+    assert (got.height, got.width) == image.shape[:2]
+    assert psnr(rgb(got), image) >= 40
+    assert got.latents is not None
+    got_latents = np.asarray(got.latents, dtype=np.float32).reshape(latents.shape)
+    assert np.abs(got_latents - latents).max() <= 1e-3
+
+
+def test_a_different_seed_gives_a_different_image(renderings: list[Rendering]) -> None:
+    assert psnr(rgb(renderings[0]), rgb(renderings[2])) < 35
+
+
+def test_generations_release_their_gpu_memory(renderings: list[Rendering]) -> None:
+    """Ten generations in a row: the runtime's GPU bytes in use do not grow."""
+    after = [r.gpu_bytes[0] for r in renderings[len(RUNS) :]]
+    assert after[1:] == [after[0]] * (len(after) - 1), after
+
+
+def test_timings_cover_every_stage(renderings: list[Rendering]) -> None:
+    timings = renderings[0].timings
+    assert len(timings["unetStepMs"]) == RUNS[0]["steps"]
+    assert timings["textEncoderMs"] > 0 and timings["vaeMs"] > 0
+    assert timings["totalMs"] >= sum(timings["unetStepMs"])
+
+
+def test_render_cli_writes_png_and_timings(tiny_sd15_build: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "image.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsd_web",
+            "render",
+            str(tiny_sd15_build),
+            "--prompt",
+            PROMPT,
+            "--seed",
+            "3",
+            "--steps",
+            "2",
+            "--scheduler",
+            "dpmpp-2m",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["image"] == str(out)
+    assert len(record["timings"]["unetStepMs"]) == 2
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert json.loads(out.with_suffix(".json").read_text())["scheduler"] == "dpmpp-2m"
