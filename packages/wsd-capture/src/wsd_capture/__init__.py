@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .loading import load_sd15, use_webgpu_attention
     from .metadata import ComponentSpec, PipelineMetadata, SchedulerInfo, TensorSpec
     from .presets import PRESETS, build_tiny_sd15, write_preset
+    from .quiet import quiet_libraries
     from .storage import load_capture, save_capture
     from .tokenizer import TokenizerInfo, build_tiny_clip_tokenizer, portable_tokenizer_json
 
@@ -38,6 +39,7 @@ _MODULE_OF = {
     "PRESETS": "presets",
     "build_tiny_sd15": "presets",
     "write_preset": "presets",
+    "quiet_libraries": "quiet",
     "load_capture": "storage",
     "save_capture": "storage",
     "TokenizerInfo": "tokenizer",
@@ -62,6 +64,7 @@ __all__ = [
     "load_capture",
     "load_sd15",
     "portable_tokenizer_json",
+    "quiet_libraries",
     "save_capture",
     "use_webgpu_attention",
     "write_preset",

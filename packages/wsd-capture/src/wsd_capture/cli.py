@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from .errors import CaptureError
+from .quiet import quiet_libraries
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,19 +40,6 @@ def _parser() -> argparse.ArgumentParser:
     sd15.add_argument("--height", type=int, help="image height in pixels (default: native)")
     sd15.add_argument("--width", type=int, help="image width in pixels (default: native)")
     return parser
-
-
-def _quiet_libraries() -> None:
-    """Keep stderr for our own one-line errors: no library progress bars or advice."""
-    import transformers.utils.logging as transformers_logging
-
-    # Before diffusers' imports warn. These two functions lack annotations.
-    transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    import diffusers.utils.logging as diffusers_logging
-
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
 
 
 def _run(args: argparse.Namespace) -> dict[str, object]:
@@ -79,7 +67,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-capture`` command."""
     args = _parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         print(json.dumps(_run(args), indent=1))
         return 0

@@ -1,7 +1,7 @@
 """``wsd-compile``: compile Stable Diffusion pipelines for WebGPU (and build the tvmjs runtime).
 
   wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--height H --width W]
+                   [--height H --width W] [-v]
   wsd-compile runtime [--rebuild]
   wsd-compile check --out DIR
 
@@ -17,12 +17,14 @@ import sys
 from collections.abc import Sequence
 
 from wsd_artifacts import ArtifactError
-from wsd_capture import PRESETS, CaptureError
+from wsd_capture import CaptureError, quiet_libraries
 
 from .errors import WsdCompileError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from wsd_capture import PRESETS  # after quiet_libraries(): it imports diffusers
+
     parser = argparse.ArgumentParser(
         prog="wsd-compile",
         description=__doc__,
@@ -45,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sd15.add_argument("--height", type=int, help="image height (default: the model's native)")
     sd15.add_argument("--width", type=int, help="image width (default: the model's native)")
+    sd15.add_argument(
+        "-v", "--verbose", action="store_true", help="report each phase and its time on stderr"
+    )
     runtime = sub.add_parser(
         "runtime",
         help="build (once per machine) and print the tvmjs runtime objects models link with",
@@ -59,8 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress(line: str) -> None:
+    print(f"wsd-compile: {line}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-compile`` command."""
+    quiet_libraries()
     args = _parser().parse_args(argv)
     try:
         if args.command == "sd15":
@@ -73,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 precision=args.precision,
                 height=args.height,
                 width=args.width,
-                log=lambda line: print(f"wsd-compile: {line}", file=sys.stderr, flush=True),
+                log=_progress if args.verbose else None,
             )
             print(
                 json.dumps(

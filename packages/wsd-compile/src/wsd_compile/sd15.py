@@ -9,18 +9,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from wsd_artifacts import write_manifest, write_tensor_cache
-from wsd_capture import CapturedPipeline, capture_sd15, load_sd15, write_preset
 
 from .errors import WsdCompileError
 from .output import fresh_output_dir
 from .runtime import RuntimeObjects, tvmjs_runtime
 from .sd15_module import PipelineModule, build_sd15_module
 from .webgpu import build_webgpu_wasm
+
+if TYPE_CHECKING:
+    from wsd_capture import CapturedPipeline
 
 LIBRARY_FILE = "model.wasm"
 TOKENIZER_FILE = "tokenizer.json"
@@ -52,6 +54,10 @@ def _capture(
     height: int | None,
     width: int | None,
 ) -> CapturedPipeline:
+    # Imported here: diffusers is slow to import and chatty on import, and a
+    # command line must be able to quiet it first.
+    from wsd_capture import CapturedPipeline, capture_sd15, load_sd15, write_preset
+
     if (source is None) == (preset is None):
         raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
     if isinstance(source, CapturedPipeline):

@@ -18,7 +18,14 @@ import sys
 from collections.abc import Sequence
 
 from .headless import HeadlessError, run_check
-from .render import PLANNED_SCHEDULERS, SCHEDULERS, RenderError, render, write_rendering
+from .render import (
+    PLANNED_SCHEDULERS,
+    SCHEDULERS,
+    RenderError,
+    check_output,
+    render,
+    write_rendering,
+)
 from .server import make_server, server_url
 
 #: fp32 outputs further than this from numpy fail `wsd-web check`.
@@ -72,14 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             server = make_server(args.dir, args.host, args.port)
             url = server_url(server)
-            print(
-                f"Serving {args.dir} at {url} (runtime check: {url}check.html); Ctrl-C stops",
-                flush=True,
-            )
+            print(f"Serving {args.dir}: open {url} (Ctrl-C stops)", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 server.serve_forever()
             return 0
         if args.command == "render":
+            check_output(args.out)
             rendering = render(
                 args.dir,
                 prompt=args.prompt,

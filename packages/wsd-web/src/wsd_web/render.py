@@ -80,6 +80,14 @@ def _options(
     return options
 
 
+def check_output(out: str | Path) -> Path:
+    """The PNG path to write, or a :class:`RenderError` if it is not a ``.png``."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise RenderError(f"{path} does not end in .png; name the output FILE.png")
+    return path
+
+
 def render_many(
     model_dir: str | Path,
     runs: list[dict[str, Any]],
@@ -170,9 +178,7 @@ def render(
 
 def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
     """Write the PNG at ``out`` and its timings beside it (``.json``); return the timings record."""
-    path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise RenderError(f"{path} does not end in .png; name the output FILE.png")
+    path = check_output(out)
     record = {
         "image": str(path),
         "width": rendering.width,

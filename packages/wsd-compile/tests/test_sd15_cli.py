@@ -1,0 +1,73 @@
+"""`wsd-compile sd15`: a real fp16 build through the command line, and its failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wsd_artifacts import load_manifest, load_tensor_cache_index, verify
+from wsd_compile import RuntimeObjects
+from wsd_compile.cli import main
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_fp16_build_of_the_preset(
+    runtime_objects: RuntimeObjects, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tiny"
+    code = main(["sd15", "--preset", "tiny-sd15", "--out", str(out), "--precision", "fp16"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["image"] == {"height": 64, "width": 64}
+    assert report["wasm_bytes"] == (out / "model.wasm").stat().st_size
+    assert verify(out).ok
+    manifest = load_manifest(out)
+    assert manifest["model"] == {"source": "tiny-sd15", "precision": "fp16"}
+    assert manifest["scheduler"]["class_name"] == "PNDMScheduler"
+    assert manifest["functions"]["unet"]["inputs"][0]["dtype"] == "float32"
+    dtypes = {r.dtype for s in load_tensor_cache_index(out).shards for r in s.records}
+    assert "float16" in dtypes
+    assert sum(c["param_bytes"] for c in manifest["components"].values()) == report["weight_bytes"]
+
+
+def test_an_existing_output_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    code = main(["sd15", "--preset", "tiny-sd15", "--out", str(tmp_path)])
+    assert code == 1
+    assert "already exists; remove it or choose another output directory" in one_line(capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_missing_model_directory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["sd15", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert code == 1
+    assert str(tmp_path / "nowhere") in one_line(capsys)
+    assert not (tmp_path / "o").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unsupported_size_says_which_are_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["sd15", "--preset", "tiny-sd15", "--out", str(tmp_path / "o"), "--height", "72"])
+    assert code == 1
+    assert "72" in one_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_and_preset_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sd15", "--model", "m", "--preset", "tiny-sd15", "--out", "o"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""wsd-web render: option checks that need no browser, the PNG encoder, the scheduler names."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from wsd_web.cli import main
+from wsd_web.png import encode_png
+from wsd_web.render import PLANNED_SCHEDULERS, SCHEDULERS, RenderError, check_scheduler
+
+WEB = Path(__file__).resolve().parents[1]
+
+
+def test_python_knows_exactly_the_schedulers_the_app_implements() -> None:
+    script = (
+        "import('./src/wsd_web/static/js/schedulers/index.js')"
+        ".then(m => console.log(JSON.stringify(Object.keys(m.SCHEDULERS))))"
+    )
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert sorted(json.loads(out.stdout)) == sorted(SCHEDULERS)
+    assert not set(SCHEDULERS) & set(PLANNED_SCHEDULERS)
+
+
+def test_an_unknown_scheduler_lists_the_valid_ones() -> None:
+    with pytest.raises(RenderError, match="unknown scheduler 'foo'; choose one of dpmpp-2m"):
+        check_scheduler("foo")
+
+
+def test_a_planned_scheduler_says_it_is_not_available_yet() -> None:
+    with pytest.raises(RenderError, match="'lcm' is not available yet; choose one of"):
+        check_scheduler("lcm")
+
+
+def test_cli_refuses_a_bad_scheduler_before_starting_a_browser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "render",
+            str(tmp_path),
+            "--prompt",
+            "x",
+            "--scheduler",
+            "euler-a",
+            "--out",
+            str(tmp_path / "a.png"),
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == [
+        "wsd-web: scheduler 'euler-a' is not available yet; choose one of "
+        "dpmpp-2m, dpmpp-2m-karras, pndm"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "0"], "steps 0 is out of range; use 1 to 150"),
+        (["--seed", "-1"], "seed -1 is out of range"),
+        (["--out", "image.jpg"], "does not end in .png"),
+    ],
+)
+def test_cli_checks_options_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    argv = ["render", str(tmp_path), "--prompt", "x", "--out", str(tmp_path / "a.png"), *args]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def _chunks(png: bytes) -> dict[bytes, bytes]:
+    out, pos = {}, 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind = png[pos + 4 : pos + 8]
+        data = png[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", png[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(kind + data) & 0xFFFFFFFF
+        out[kind] = data
+        pos += 12 + length
+    return out
+
+
+def test_png_holds_the_exact_pixels() -> None:
+    rgba = bytes(range(256)) * 3  # 3 rows of 64 pixels
+    chunks = _chunks(encode_png(rgba, 64, 3))
+    assert struct.unpack(">IIBBBBB", chunks[b"IHDR"]) == (64, 3, 8, 6, 0, 0, 0)
+    raw = zlib.decompress(chunks[b"IDAT"])
+    rows = [raw[i * 257 : (i + 1) * 257] for i in range(3)]
+    assert all(r[0] == 0 for r in rows)
+    assert b"".join(r[1:] for r in rows) == rgba
+
+
+def test_png_refuses_a_wrong_size() -> None:
+    with pytest.raises(ValueError, match="is not a 2x2 RGBA image"):
+        encode_png(b"\x00" * 15, 2, 2)

@@ -1,0 +1,580 @@
+#!/usr/bin/env python
+"""Measure a compile of the full-size Stable Diffusion 1.5 pipeline for WebGPU.
+
+Not a test and not part of CI: a measurement to run by hand (10-30 minutes
+on a 2-core machine, up to ~20 GB of RAM). Nothing is downloaded.
+
+What it does:
+
+1. Builds SD 1.5's real architecture from its published configs
+   (runwayml/stable-diffusion-v1-5, written below as literal dicts) with
+   seeded random weights: the 860 M-parameter UNet, the CLIP ViT-L/14 text
+   encoder (vocabulary 49408, so the embedding table has its real size) and
+   the VAE, plus PNDM with SD 1.5's scheduler settings. The tokenizer is the
+   project's tiny CLIP BPE tokenizer (``build_tiny_clip_tokenizer``, about a
+   thousand tokens, so its ids all fall inside the 49408-row table); the real
+   CLIP tokenizer.json is about 2 MB larger. The pipeline is saved with
+   ``save_pretrained`` (no safety checker) as a diffusers directory.
+2. Runs ``wsd_compile.compile_sd15(model_dir, out_dir=..., precision=...)``
+   at the native 512x512.
+3. Reports the time of each compile phase (``CompiledPipeline.seconds``),
+   peak RSS (``ru_maxrss`` of the compiling process and of its largest child,
+   i.e. emcc and the tools it runs, plus a per-phase peak sampled from
+   /proc), the ``.wasm`` size (bytes and gzip -9 bytes), the weight bytes,
+   the number of weight shards, the manifest's functions, and whether
+   ``wsd_artifacts.verify`` (``wsd-artifacts verify``) accepts the output.
+
+Model writing and compiling each run in a child process of this script, so
+each gets its own peak RSS (``os.wait4``); the machine's load average and
+lowest available memory during the run are reported too, since the cores
+may be shared.
+
+usage: measure_sd15.py [--out DIR] [--precision {fp16,fp32}] [--keep]
+                       [--model-dir DIR] [--json FILE] [--seed N]
+
+  --out DIR        where the compiled pipeline goes (must not hold files);
+                   default: a fresh directory under /tmp
+  --precision P    fp16 (default) or fp32
+  --keep           keep the compiled output (and a generated model directory);
+                   by default both are deleted after measuring
+  --model-dir DIR  the diffusers directory to compile: reused if it already
+                   holds a pipeline (never deleted), else written there and kept
+  --json FILE      also write the JSON summary to FILE
+
+Example (in the background, from the repository root):
+
+  nohup .venv/bin/python scripts/measure_sd15.py --precision fp16 \\
+      --model-dir /tmp/sd15-random --json /tmp/sd15-fp16.json > /tmp/sd15-fp16.log 2>&1 &
+
+Exit status: 0 when the compile succeeded and the output verifies, 1 when
+it failed (the summary says where), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The published configs of runwayml/stable-diffusion-v1-5 (the model's
+# unet/config.json, text_encoder/config.json, vae/config.json and
+# scheduler/scheduler_config.json on the Hugging Face hub), without the
+# "_class_name"/"_diffusers_version"/"architectures" bookkeeping keys.
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": [
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    ],
+}
+SD15_TEXT_ENCODER_CONFIG: dict[str, Any] = {  # openai/clip-vit-large-patch14's text tower
+    "attention_dropout": 0.0,
+    "bos_token_id": 0,
+    "dropout": 0.0,
+    "eos_token_id": 2,
+    "hidden_act": "quick_gelu",
+    "hidden_size": 768,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 77,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "pad_token_id": 1,
+    "projection_dim": 768,
+    "vocab_size": 49408,
+}
+SD15_VAE_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,  # diffusers' default; SD 1.5's config predates the key
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+SD15_SCHEDULER_CONFIG: dict[str, Any] = {  # PNDMScheduler
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+
+PRECISIONS = ("fp16", "fp32")
+MIB = 1024 * 1024
+_WORKER_WRITE = "write-model"
+_WORKER_COMPILE = "compile"
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _say(message: str) -> None:
+    print(f"[{_now()}] {message}", file=sys.stderr, flush=True)
+
+
+def _read_kib(path: str, key: str) -> int | None:
+    """A ``key: N kB`` value of a /proc status-like file, in KiB (None if absent)."""
+    try:
+        with Path(path).open() as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@dataclass
+class Sampler:
+    """Samples this process's RSS (per named phase) and the machine's load in a thread."""
+
+    interval: float = 0.5
+    phase: str = "start"
+    rss_peak_kib: dict[str, int] = field(default_factory=dict)
+    min_mem_available_kib: int | None = None
+    max_load1: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        rss = _read_kib("/proc/self/status", "VmRSS")
+        if rss is not None:
+            self.rss_peak_kib[self.phase] = max(self.rss_peak_kib.get(self.phase, 0), rss)
+        avail = _read_kib("/proc/meminfo", "MemAvailable")
+        if avail is not None:
+            low = self.min_mem_available_kib
+            self.min_mem_available_kib = avail if low is None else min(low, avail)
+        self.max_load1 = max(self.max_load1, os.getloadavg()[0])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> Sampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+
+def _maxrss_mib(who: int) -> float:
+    """``ru_maxrss`` (KiB on Linux) of this process or of its largest waited-for child, in MiB."""
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _count(module: Any) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def write_model(model_dir: Path, seed: int) -> dict[str, Any]:
+    """Write SD 1.5's architecture with seeded random weights as a diffusers directory."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from wsd_capture import build_tiny_clip_tokenizer
+
+    tokenizer = build_tiny_clip_tokenizer()
+    text_config = dict(SD15_TEXT_ENCODER_CONFIG)
+    if len(tokenizer) > text_config["vocab_size"]:
+        raise SystemExit(f"the tokenizer has {len(tokenizer)} tokens, more than the table")
+    # The real config's bos/eos/pad ids (0/2/1) are CLIP's legacy values; use the
+    # tiny tokenizer's ids so the text encoder agrees with the tokenizer it ships with.
+    text_config.update(
+        bos_token_id=int(tokenizer.bos_token_id),
+        eos_token_id=int(tokenizer.eos_token_id),
+        pad_token_id=int(tokenizer.pad_token_id),
+    )
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    unet = UNet2DConditionModel(**SD15_UNET_CONFIG)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
+    vae = AutoencoderKL(**SD15_VAE_CONFIG)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler(**SD15_SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    built = time.perf_counter() - start
+    params = {"unet": _count(unet), "text_encoder": _count(text_encoder), "vae": _count(vae)}
+    _say(f"built SD 1.5 with random weights in {built:.1f} s: {params}")
+    start = time.perf_counter()
+    partial = model_dir.with_name(f".{model_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    pipe.save_pretrained(partial, safe_serialization=True)
+    partial.rename(model_dir)
+    saved = time.perf_counter() - start
+    _say(f"saved {model_dir} in {saved:.1f} s")
+    return {
+        "parameters": params,
+        "tokenizer_vocab": len(tokenizer),
+        "seconds": {"build": round(built, 3), "save": round(saved, 3)},
+    }
+
+
+# ---------------------------------------------------------------- the compile
+
+
+def compile_model(model_dir: Path, out_dir: Path, precision: str) -> dict[str, Any]:
+    """Run ``compile_sd15`` here and report its times and this process's memory."""
+    from wsd_compile import compile_sd15
+
+    result: dict[str, Any] = {"ok": False}
+    with Sampler() as sampler:
+
+        def log(line: str) -> None:
+            _say(f"compile_sd15: {line}")
+            if line.endswith("..."):
+                sampler.phase = line.removesuffix("...")
+
+        try:
+            compiled = compile_sd15(model_dir, out_dir=out_dir, precision=precision, log=log)
+        except BaseException as e:
+            result.update(
+                failed_phase=sampler.phase,
+                error_type=f"{type(e).__module__}.{type(e).__qualname__}",
+                error=str(e),
+                traceback=traceback.format_exc(),
+            )
+        else:
+            result.update(
+                ok=True,
+                seconds=compiled.seconds,
+                wasm_bytes=compiled.wasm_bytes,
+                weight_bytes=compiled.weight_bytes,
+            )
+    result["peak_rss_mib"] = {
+        "self": _maxrss_mib(resource.RUSAGE_SELF),
+        "largest_child": _maxrss_mib(resource.RUSAGE_CHILDREN),
+        "sampled_by_phase": {k: round(v / 1024, 1) for k, v in sampler.rss_peak_kib.items()},
+    }
+    return result
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """A worker child's exit code, wall time, peak RSS and JSON result."""
+
+    returncode: int
+    seconds: float
+    maxrss_mib: float
+    result: dict[str, Any]
+
+
+def _run_worker(args: Sequence[str], result_file: Path) -> ChildRun:
+    """Run this script as a worker child; its peak RSS comes from ``os.wait4``."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+    cmd += ["--result", str(result_file)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    try:
+        result = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        result = {"ok": False, "error": f"the worker exited with {proc.returncode}, no result"}
+    return ChildRun(proc.returncode, round(seconds, 1), round(usage.ru_maxrss / 1024, 1), result)
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _has_model(path: Path) -> bool:
+    return (path / "model_index.json").is_file()
+
+
+def measure_output(out_dir: Path) -> dict[str, Any]:
+    """Sizes, shards, functions and ``verify`` of a compiled output directory."""
+    from wsd_artifacts import load_manifest, load_tensor_cache_index, verify
+
+    manifest = load_manifest(out_dir)
+    wasm = out_dir / manifest["library"]
+    data = wasm.read_bytes()
+    weights = Path(manifest["weights"])
+    cache = load_tensor_cache_index(out_dir / weights.parent)
+    report = verify(out_dir)
+    return {
+        "wasm_bytes": len(data),
+        "wasm_gzip9_bytes": len(gzip.compress(data, compresslevel=9)),
+        "weight_bytes": cache.total_bytes,
+        "shards": len(cache.shards),
+        "largest_shard_bytes": max((s.nbytes for s in cache.shards), default=0),
+        "tensors": len(cache.records),
+        "output_bytes": _tree_bytes(out_dir),
+        "files": len(manifest["files"]),
+        "components": {
+            name: {"param_count": c["param_count"], "param_bytes": c["param_bytes"]}
+            for name, c in manifest["components"].items()
+        },
+        "functions": {
+            name: {
+                "inputs": [f"{t['name']}:{t['dtype']}{t['shape']}" for t in info["inputs"]],
+                "outputs": [f"{t['name']}:{t['dtype']}{t['shape']}" for t in info["outputs"]],
+                "params": info["params"],
+            }
+            for name, info in manifest["functions"].items()
+        },
+        "verify": {"ok": report.ok, "checked": report.checked, "problems": report.problems()},
+    }
+
+
+def _machine(sampler: Sampler, load_start: Sequence[float]) -> dict[str, Any]:
+    total = _read_kib("/proc/meminfo", "MemTotal") or 0
+    low = sampler.min_mem_available_kib
+    return {
+        "cpus": os.cpu_count(),
+        "mem_total_mib": round(total / 1024),
+        "min_mem_available_mib": None if low is None else round(low / 1024),
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "max_load1": round(sampler.max_load1, 2),
+    }
+
+
+def _table(summary: dict[str, Any]) -> str:
+    rows: list[tuple[str, str]] = []
+    comp = summary["compile"]
+    model = summary.get("model", {})
+    if "child_seconds" in model:
+        rows.append(
+            (
+                "model write (s) / peak RSS (MiB)",
+                f"{model['child_seconds']} / {model['child_peak_rss_mib']}",
+            )
+        )
+    for phase, seconds in comp.get("seconds", {}).items():
+        rows.append((f"compile {phase} (s)", f"{seconds:.1f}"))
+    rows.append(("compile wall incl. imports (s)", str(comp.get("child_seconds"))))
+    rss = comp.get("peak_rss_mib", {})
+    rows.append(("peak RSS compile process (MiB)", str(comp.get("child_peak_rss_mib"))))
+    rows.append(("peak RSS largest child: emcc etc. (MiB)", str(rss.get("largest_child"))))
+    for phase, mib in rss.get("sampled_by_phase", {}).items():
+        rows.append((f"  sampled RSS in {phase} (MiB)", str(mib)))
+    out = summary.get("output")
+    if out:
+        rows += [
+            ("model.wasm (bytes)", f"{out['wasm_bytes']:,}"),
+            ("model.wasm gzip -9 (bytes)", f"{out['wasm_gzip9_bytes']:,}"),
+            ("weights (bytes)", f"{out['weight_bytes']:,}"),
+            ("weight shards", str(out["shards"])),
+            ("functions", ", ".join(out["functions"])),
+            ("wsd-artifacts verify", "ok" if out["verify"]["ok"] else "FAILED"),
+        ]
+    else:
+        rows.append(("compile", f"FAILED in {comp.get('failed_phase')}: {comp.get('error')}"))
+    m = summary["machine"]
+    rows.append(
+        (
+            "machine",
+            f"{m['cpus']} CPUs, {m['mem_total_mib']} MiB, max load1 "
+            f"{m['max_load1']}, min MemAvailable {m['min_mem_available_mib']} MiB",
+        )
+    )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _say(f"removed {path}")
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Write the model (unless reused), compile it in a child, measure, clean up."""
+    load_start = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="wsd-measure-sd15-"))
+    model_dir = Path(args.model_dir) if args.model_dir else work / "model"
+    out_dir = Path(args.out) if args.out else work / f"sd15-{args.precision}"
+    generated = False
+    summary: dict[str, Any] = {
+        "precision": args.precision,
+        "model_dir": str(model_dir),
+        "out_dir": str(out_dir),
+    }
+    status = 1
+    with Sampler(interval=1.0) as sampler:
+        try:
+            if _has_model(model_dir):
+                _say(f"reusing the model in {model_dir}")
+                summary["model"] = {"reused": True}
+            else:
+                _say(f"writing SD 1.5 with random weights to {model_dir}")
+                model_dir.parent.mkdir(parents=True, exist_ok=True)
+                run = _run_worker(
+                    [_WORKER_WRITE, str(model_dir), "--seed", str(args.seed)],
+                    work / "write.json",
+                )
+                generated = run.returncode == 0 and _has_model(model_dir)
+                summary["model"] = {
+                    **run.result,
+                    "child_seconds": run.seconds,
+                    "child_peak_rss_mib": run.maxrss_mib,
+                }
+                if not generated:
+                    raise RuntimeError(f"writing the model failed (exit {run.returncode})")
+            summary["model"]["bytes_on_disk"] = _tree_bytes(model_dir)
+
+            _say(f"compiling ({args.precision}) into {out_dir}")
+            run = _run_worker(
+                [_WORKER_COMPILE, str(model_dir), str(out_dir), "--precision", args.precision],
+                work / "compile.json",
+            )
+            summary["compile"] = {
+                **run.result,
+                "child_seconds": run.seconds,
+                "child_peak_rss_mib": run.maxrss_mib,
+                "exit": run.returncode,
+            }
+            if run.returncode == 0 and run.result.get("ok"):
+                summary["output"] = measure_output(out_dir)
+                status = 0 if summary["output"]["verify"]["ok"] else 1
+        except Exception as e:
+            summary.setdefault("compile", {"ok": False})
+            summary["error"] = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        finally:
+            if not args.keep:
+                if out_dir.exists():
+                    _remove(out_dir)
+                if generated and not args.model_dir:
+                    _remove(model_dir)
+            for name in ("write.json", "compile.json"):
+                (work / name).unlink(missing_ok=True)
+            if not any(work.iterdir()):
+                work.rmdir()
+    summary["machine"] = _machine(sampler, load_start)
+    summary["orchestrator_peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
+    text = json.dumps(summary, indent=1)
+    print(text)
+    print(_table(summary))
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return status
+
+
+def _worker(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="measure_sd15.py --worker")
+    parser.add_argument("kind", choices=[_WORKER_WRITE, _WORKER_COMPILE])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("out_dir", type=Path, nargs="?")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+    task: Callable[[], dict[str, Any]]
+    if args.kind == _WORKER_WRITE:
+        task = lambda: write_model(args.model_dir, args.seed)  # noqa: E731
+    else:
+        if args.out_dir is None:
+            parser.error("compile needs OUT_DIR")
+        task = lambda: compile_model(args.model_dir, args.out_dir, args.precision)  # noqa: E731
+    result = task()
+    args.result.write_text(json.dumps(result, indent=1))
+    return 0 if result.get("ok", True) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        return _worker(argv[1:])
+    parser = argparse.ArgumentParser(
+        description="Compile SD 1.5 (real architecture, random weights) for WebGPU and "
+        "report time, memory and sizes.",
+        epilog="See the module docstring (at the top of this file) for details.",
+    )
+    parser.add_argument("--out", metavar="DIR", help="compiled output (default: under /tmp)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the output (and a generated model)"
+    )
+    parser.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="diffusers directory: reused if it holds a pipeline, else written there and kept",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    return measure(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
