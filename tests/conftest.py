@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from wsd_compile import RuntimeCheck, write_runtime_check
@@ -60,3 +63,56 @@ def tiny_sd15_build() -> Path:
     if not out.exists():
         compile_sd15(preset="tiny-sd15", out_dir=out)
     return out
+
+
+SCHEDULER_CLASSES = {"pndm": "PNDMScheduler", "dpmpp-2m": "DPMSolverMultistepScheduler"}
+
+#: diffusers' 8-bit image [H, W, 3] and final latents for a run (prompt,
+#: negative_prompt, seed, steps, scheduler, optional guidance).
+Reference = Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
+PSNR = Callable[[np.ndarray, np.ndarray], float]
+
+
+@pytest.fixture(scope="session")
+def psnr() -> PSNR:
+    """PSNR in dB between two 8-bit images."""
+
+    def compute(a: np.ndarray, b: np.ndarray) -> float:
+        mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+        return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+    return compute
+
+
+@pytest.fixture(scope="session")
+def diffusers_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """diffusers itself on the tiny-sd15 preset, loaded as a user would (default attention)."""
+    import diffusers
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from wsd_capture import write_preset
+
+    model_dir = write_preset("tiny-sd15", tmp_path_factory.mktemp("preset") / "tiny-sd15")
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    own = pipe.scheduler.config
+
+    def run(options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        scheduler_class = getattr(diffusers, SCHEDULER_CLASSES[options["scheduler"]])
+        pipe.scheduler = scheduler_class.from_config(own)
+        kwargs = {
+            "prompt": options["prompt"],
+            "negative_prompt": options.get("negative_prompt") or None,
+            "num_inference_steps": options["steps"],
+            "guidance_scale": options.get("guidance", 7.5),
+        }
+        seed = options["seed"]
+        latents = pipe(
+            **kwargs, generator=torch.Generator().manual_seed(seed), output_type="latent"
+        ).images
+        image = pipe(**kwargs, generator=torch.Generator().manual_seed(seed), output_type="np")
+        pixels = (image.images[0] * 255).round().astype(np.uint8)
+        return pixels, latents.numpy()
+
+    return run

@@ -8,19 +8,18 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-import torch
-from diffusers import DPMSolverMultistepScheduler, PNDMScheduler, StableDiffusionPipeline
 
-from wsd_capture import write_preset
 from wsd_web.render import Rendering, render_many
+
+if TYPE_CHECKING:
+    from .conftest import PSNR, Reference
 
 pytestmark = pytest.mark.browser
 
-SCHEDULER_CLASSES = {"pndm": PNDMScheduler, "dpmpp-2m": DPMSolverMultistepScheduler}
 PROMPT = "a watercolor painting of a lighthouse at dawn"
 NEGATIVE = "blurry, dark"
 
@@ -29,42 +28,6 @@ RUNS: list[dict[str, Any]] = [
     {"prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 7, "steps": 8, "scheduler": "pndm"},
     {"prompt": PROMPT, "negative_prompt": "", "seed": 8, "steps": 8, "scheduler": "dpmpp-2m"},
 ]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-@pytest.fixture(scope="module")
-def reference_pipe(tmp_path_factory: pytest.TempPathFactory) -> StableDiffusionPipeline:
-    """diffusers itself, as a user would load the preset: default attention, fp32."""
-    model_dir = write_preset("tiny-sd15", tmp_path_factory.mktemp("preset") / "tiny-sd15")
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def reference(pipe: StableDiffusionPipeline, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """diffusers' 8-bit image and final latents for a run."""
-    config = pipe.scheduler.config
-    pipe.scheduler = SCHEDULER_CLASSES[run["scheduler"]].from_config(config)
-    kwargs = {
-        "prompt": run["prompt"],
-        "negative_prompt": run["negative_prompt"] or None,
-        "num_inference_steps": run["steps"],
-        "guidance_scale": run.get("guidance", 7.5),
-    }
-    try:
-        latents = pipe(
-            **kwargs, generator=torch.Generator().manual_seed(run["seed"]), output_type="latent"
-        ).images
-        image = pipe(
-            **kwargs, generator=torch.Generator().manual_seed(run["seed"]), output_type="np"
-        ).images[0]
-    finally:
-        pipe.scheduler = PNDMScheduler.from_config(config)
-    return (image * 255).round().astype(np.uint8), latents.numpy()
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +50,10 @@ def rgb(rendering: Rendering) -> np.ndarray:
     ids=[f"{r['scheduler']}-seed{r['seed']}{'-neg' if r['negative_prompt'] else ''}" for r in RUNS],
 )
 def test_browser_matches_diffusers(
-    renderings: list[Rendering], reference_pipe: StableDiffusionPipeline, index: int
+    renderings: list[Rendering], diffusers_reference: Reference, psnr: PSNR, index: int
 ) -> None:
     run = RUNS[index]
-    image, latents = reference(reference_pipe, run)
+    image, latents = diffusers_reference(run)
     got = renderings[index]
     assert got.scheduler == run["scheduler"]
     assert (got.height, got.width) == image.shape[:2]
@@ -100,7 +63,7 @@ def test_browser_matches_diffusers(
     assert np.abs(got_latents - latents).max() <= 1e-3
 
 
-def test_a_different_seed_gives_a_different_image(renderings: list[Rendering]) -> None:
+def test_a_different_seed_gives_a_different_image(renderings: list[Rendering], psnr: PSNR) -> None:
     assert psnr(rgb(renderings[0]), rgb(renderings[2])) < 35
 
 

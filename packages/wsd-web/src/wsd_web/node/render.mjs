@@ -1,0 +1,71 @@
+// Generates with a compiled SD build on WebGPU in Node through Dawn (npm
+// `webgpu`): the same modules as the page (model loader, tokenizer, pipeline,
+// schedulers, noise), with files read from disk. Prints one JSON line: the
+// adapter, load time, timings of every stage, and the RGBA pixels (base64)
+// and final latents when asked.
+//   node render.mjs DIR OPTIONS_JSON
+// OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
+//   "scheduler", "returnLatents", "returnPixels", "repeat"} ("repeat": generate N
+//   times and report each generation's timings).
+// On a machine without a GPU, point Vulkan at SwiftShader:
+//   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { create, globals } from "webgpu";
+
+import { ClipTokenizer } from "../static/js/clip_tokenizer.js";
+import { SDModel } from "../static/js/sd_model.js";
+import { SD15Pipeline } from "../static/js/sd_pipeline.js";
+import { requestGPU } from "../static/js/webgpu_device.js";
+
+const [dir, optionsJson = "{}"] = process.argv.slice(2);
+if (!dir) {
+  process.stderr.write("usage: node render.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15`)\n");
+  process.exit(2);
+}
+const { returnPixels = false, repeat = 1, seed = 0, ...options } = JSON.parse(optionsJson);
+Object.assign(globalThis, globals);
+const require = createRequire(import.meta.url);
+// The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
+// computed path keeps tsc from type-checking third-party code.
+const vendored = (/** @type {string} */ name) => require(`../static/vendor/${name}/index.js`);
+const tvmjs = vendored("tvmjs");
+const tokenizers = vendored("tokenizers");
+const gpu = await requestGPU(create([]));
+/** @param {string} path */
+const fetchBytes = async (path) => new Uint8Array(await readFile(join(dir, path)));
+let status = 0;
+/** @type {SDModel | null} */
+let model = null;
+try {
+  const start = performance.now();
+  model = await SDModel.load({ tvmjs, gpu, fetchBytes });
+  const t = model.manifest.tokenizer;
+  const tokenizer = await ClipTokenizer.create(tokenizers, (await fetchBytes(t.file)).slice().buffer, {
+    maxLength: t.max_length, bosTokenId: t.bos_token_id, eosTokenId: t.eos_token_id, padTokenId: t.pad_token_id,
+  });
+  const loadMs = performance.now() - start;
+  const pipeline = new SD15Pipeline(model, tokenizer);
+  const runs = [];
+  for (let i = 0; i < repeat; i++) {
+    const result = await pipeline.generate({ prompt: "", ...options, seed: BigInt(seed) });
+    runs.push({
+      scheduler: result.scheduler,
+      timings: result.timings,
+      gpuBytes: /** @type {any} */ (model.session.tvm).lib.webGPUContext.currAllocatedBytes,
+      ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
+      ...(result.latents ? { latents: Array.from(result.latents) } : {}),
+    });
+  }
+  const report = { adapter: gpu.adapter, features: gpu.features, loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs };
+  // stdout may be a pipe (asynchronous): wait for the write before exiting.
+  await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
+} catch (error) {
+  process.stderr.write(`render failed: ${error instanceof Error ? error.stack : error}\n`);
+  status = 1;
+} finally {
+  model?.dispose();
+  gpu.device.destroy();
+}
+process.exit(status);

@@ -1,0 +1,76 @@
+"""SD 1.5 in Node through Dawn (npm `webgpu`, the benchmark's runtime): the same
+JS pipeline as the page, on the compiled tiny-sd15, against diffusers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from wsd_web.server import STATIC_DIR
+
+if TYPE_CHECKING:
+    from .conftest import PSNR, Reference
+
+pytestmark = pytest.mark.dawn
+
+RENDER = STATIC_DIR.parent / "node" / "render.mjs"
+RUN = {
+    "prompt": "a red lighthouse",
+    "negative_prompt": "fog",
+    "seed": 11,
+    "steps": 6,
+    "scheduler": "pndm",
+}
+
+
+def node_render(build: Path, options: dict[str, Any]) -> dict[str, Any]:
+    result = subprocess.run(
+        ["node", str(RENDER), str(build), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_node_dawn_generation_matches_diffusers(
+    tiny_sd15_build: Path, diffusers_reference: Reference, psnr: PSNR
+) -> None:
+    report = node_render(
+        tiny_sd15_build,
+        {
+            "prompt": RUN["prompt"],
+            "negativePrompt": RUN["negative_prompt"],
+            "seed": RUN["seed"],
+            "steps": RUN["steps"],
+            "scheduler": RUN["scheduler"],
+            "returnLatents": True,
+            "returnPixels": True,
+            "repeat": 2,
+        },
+    )
+    image, latents = diffusers_reference(RUN)
+    first, second = report["runs"]
+    pixels = np.frombuffer(base64.b64decode(first["rgba"]), np.uint8)
+    pixels = pixels.reshape(report["height"], report["width"], 4)[..., :3]
+    assert psnr(pixels, image) >= 40
+    got = np.asarray(first["latents"], np.float32).reshape(latents.shape)
+    assert np.abs(got - latents).max() <= 1e-3
+    assert second["rgba"] == first["rgba"]  # a generation is deterministic
+    assert second["gpuBytes"] == first["gpuBytes"]
+    assert len(first["timings"]["unetStepMs"]) == RUN["steps"] + 1  # PLMS repeats one step
+
+
+def test_node_render_usage(tmp_path: Path) -> None:
+    result = subprocess.run(["node", str(RENDER)], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "usage: node render.mjs DIR" in result.stderr
