@@ -110,3 +110,11 @@ def test_png_holds_the_exact_pixels() -> None:
 def test_png_refuses_a_wrong_size() -> None:
     with pytest.raises(ValueError, match="is not a 2x2 RGBA image"):
         encode_png(b"\x00" * 15, 2, 2)
+
+
+def test_cli_refuses_a_directory_that_is_not_a_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["render", str(tmp_path), "--prompt", "x", "--out", str(tmp_path / "a.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest.json does not exist" in err[0]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsd_artifacts import ArtifactError, load_manifest
+
 from .headless import HeadlessError, headless_page
 from .png import encode_png
 
@@ -113,6 +115,10 @@ def render_many(
         )
         for run in runs
     ]
+    try:
+        load_manifest(model_dir)
+    except ArtifactError as e:
+        raise RenderError(str(e)) from None
     with headless_page(model_dir, "index.html") as (page, errors):
         page.set_default_timeout(timeout_s * 1000)
         try:
