@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    PNDMScheduler,
+    SchedulerMixin,
+    StableDiffusionPipeline,
+)
 
 from wsd_capture import PRESETS, CaptureError, write_preset
 
 STEPS = 6
 CAT = "a photo of a cat"
 CASTLE = "an oil painting of a castle at night"
+LIGHTHOUSE = "a watercolor painting of a lighthouse at dawn"
 
 
 def _digest(directory: Path) -> dict[str, str]:
@@ -34,6 +40,25 @@ def _image(pipe: StableDiffusionPipeline, prompt: str, seed: int) -> np.ndarray:
         output_type="np",
     )
     return np.asarray((out.images[0] * 255).round().astype(np.uint8))
+
+
+def _latents(
+    pipe: StableDiffusionPipeline, scheduler: type[SchedulerMixin], negative: str | None, seed: int
+) -> torch.Tensor:
+    config = pipe.scheduler.config
+    pipe.scheduler = scheduler.from_config(config)
+    try:
+        out = pipe(
+            LIGHTHOUSE,
+            negative_prompt=negative,
+            num_inference_steps=8,
+            guidance_scale=7.5,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="latent",
+        )
+    finally:
+        pipe.scheduler = PNDMScheduler.from_config(config)
+    return out.images
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,18 +135,37 @@ def test_the_scheduler_is_sd15s_pndm(pipe: StableDiffusionPipeline) -> None:
     assert pipe.scheduler.config.prediction_type == "epsilon"
 
 
-def test_the_unet_predicts_unit_scale_noise_that_follows_prompt_and_timestep(
+def test_the_unet_is_a_plausible_denoiser_that_follows_prompt_and_timestep(
     pipe: StableDiffusionPipeline,
 ) -> None:
+    """Unit-scale noise, mostly the noisy sample itself, plus a part (the
+    residual) that the prompt (through cross-attention) and timestep change."""
     sample = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     cat, castle = (pipe.encode_prompt(p, "cpu", 1, False)[0] for p in (CAT, CASTLE))
     with torch.no_grad():
         pred = pipe.unet(sample, 500, cat).sample
         by_prompt = pipe.unet(sample, 500, castle).sample - pred
-        by_timestep = pipe.unet(sample, 480, cat).sample - pred
+        by_timestep = pipe.unet(sample, 300, cat).sample - pred
+    residual = pred - sample
     assert 0.5 < pred.std() < 2.0
-    assert by_prompt.std() > 0.25 * pred.std()
-    assert by_timestep.std() > 0.05 * pred.std()
+    assert torch.corrcoef(torch.stack([pred.flatten(), sample.flatten()]))[0, 1] > 0.9
+    assert 0.1 * pred.std() < residual.std() < 0.5 * pred.std()
+    assert by_prompt.std() > 0.25 * residual.std()
+    assert by_timestep.std() > 0.1 * residual.std()
+
+
+@pytest.mark.parametrize("scheduler", [PNDMScheduler, DPMSolverMultistepScheduler])
+@pytest.mark.parametrize("negative", ["blurry, dark", None])
+def test_generation_keeps_sd15s_latent_scale(
+    pipe: StableDiffusionPipeline, scheduler: type[SchedulerMixin], negative: str | None
+) -> None:
+    """8 guided steps end at latents of about SD 1.5's scale (std ~1, |x| < 8),
+    not the 25-100 a plain random UNet reaches: on those, a compiled model's
+    fp32 round-off alone exceeds the 1e-3 that the browser parity test allows."""
+    for seed in (0, 7):
+        latents = _latents(pipe, scheduler, negative, seed)
+        assert latents.abs().max() < 8
+        assert 0.5 < latents.std() < 2.5
 
 
 def test_a_different_prompt_gives_a_different_image(

@@ -4,14 +4,15 @@ The phases, in the order they run (read :func:`build_sd15_module` top to bottom)
 
 1. Import: each captured component (``torch.export``) becomes one Relax
    function named after it, its weights as trailing parameters.
-2. Glue: the pipeline's own functions (CFG pairing and combine, the
-   scheduler's linear combinations, image to RGBA) join the module.
-3. Precision: ``fp16`` converts the models with ``ToMixedPrecision``; the
-   glue and every function's inputs and outputs stay float32.
-4. Weight transforms: everything that depends only on weights (casts to
-   fp16, transposes, reshapes) is lifted into ``<name>_transform_params``
-   functions, which run here, once, on the CPU; the browser gets their
-   results and never repeats them.
+2. Precision: ``fp16`` converts the models with ``ToMixedPrecision``; every
+   function's inputs and outputs stay float32.
+3. Weight transforms: everything that depends only on weights (casts to
+   fp16, transposes, reshapes) is lifted into ``<name>_transform_params``,
+   which runs here, once, on the CPU; the browser gets its results and
+   never repeats it. Phases 1-3 run one component at a time, so that only
+   one component's raw weights are in memory at once.
+4. Glue: the pipeline's own functions (CFG pairing and combine, the
+   scheduler's linear combinations, image to RGBA, all float32) join.
 5. Bundling: each model function takes its weights as one tuple argument,
    which the page builds once from the tensor cache.
 
@@ -94,11 +95,29 @@ def _single_output(func: relax.Function) -> relax.Function:
     return normalized
 
 
-def _import_component(name: str, program: Any) -> tuple[relax.Function, list[np.ndarray]]:
-    mod = from_exported_program(program, keep_params_as_input=True)
-    mod, params = relax.frontend.detach_params(mod)
-    func = _single_output(mod["main"]).with_attr("global_symbol", name)
-    return func, [p.numpy() for p in params.get("main", [])]
+def _component_function(
+    name: str, program: Any, precision: str
+) -> tuple[relax.Function, list[np.ndarray]]:
+    """Phases 1, 3 and 4 for one component: its function and its transformed weights.
+
+    One component at a time, so that only its raw weights are held besides
+    the captured programs (a real SD 1.5 UNet is 3.4 GB in fp32).
+    """
+    imported = from_exported_program(program, keep_params_as_input=True)
+    imported, detached = relax.frontend.detach_params(imported)
+    func = _single_output(imported["main"]).with_attr("global_symbol", name)
+    mod = tvm.IRModule({name: func})
+    if precision == "fp16":
+        mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
+    mod = relax.transform.LiftTransformParams()(mod)
+    transform = f"{name}_transform_params"
+    vm = relax.VirtualMachine(
+        tvm.compile(tvm.IRModule({transform: mod[transform]}), "llvm"), tvm.cpu()
+    )
+    raw = detached.pop("main", [])
+    transformed = vm[transform](raw)
+    del raw, detached
+    return mod[name], [t.numpy() for t in transformed]
 
 
 def _tensor_infos(names: list[str], types: list[Any]) -> tuple[TensorInfo, ...]:
@@ -118,21 +137,6 @@ def _output_types(func: relax.Function) -> list[Any]:
     return [ret]
 
 
-def _run_transforms(
-    mod: tvm.IRModule, components: dict[str, list[np.ndarray]]
-) -> dict[str, list[np.ndarray]]:
-    """Run each ``<name>_transform_params`` on the CPU over the raw weights."""
-    names = [f"{c}_transform_params" for c in components]
-    cpu_mod = tvm.IRModule({gv: mod[gv] for gv in mod.get_global_vars() if gv.name_hint in names})
-    executable = tvm.compile(cpu_mod, target="llvm")
-    vm = relax.VirtualMachine(executable, tvm.cpu())
-    out: dict[str, list[np.ndarray]] = {}
-    for component, raw in components.items():
-        transformed = vm[f"{component}_transform_params"]([tvm.runtime.tensor(a) for a in raw])
-        out[component] = [t.numpy() for t in transformed]
-    return out
-
-
 def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
     """Assemble the pipeline's IRModule and its (transformed) weights.
 
@@ -149,11 +153,13 @@ def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") ->
             f"the captured pipeline lacks {', '.join(missing)}; capture it with wsd-capture sd15"
         )
 
-    # Phase 1: import each component as a function named after it.
+    # Phases 1, 3, 4 per component: import as a function named after it,
+    # precision, lift the weight-only computations and run them now.
     funcs: dict[str, relax.Function] = {}
-    raw_params: dict[str, list[np.ndarray]] = {}
+    params: dict[str, list[np.ndarray]] = {}
     for name in SD15_COMPONENTS:
-        funcs[name], raw_params[name] = _import_component(name, captured.components[name].program)
+        program = captured.components[name].program
+        funcs[name], params[name] = _component_function(name, program, precision)
     input_names = {
         name: [t.name for t in captured.components[name].inputs] for name in SD15_COMPONENTS
     }
@@ -161,7 +167,7 @@ def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") ->
         name: [t.name for t in captured.components[name].outputs] for name in SD15_COMPONENTS
     }
 
-    # Phase 2: the glue functions, shaped by the captured components.
+    # Phase 4: the glue functions, shaped by the captured components.
     def shape_of(component: str, index: int, *, output: bool = False) -> tuple[int, ...]:
         specs = (
             captured.components[component].outputs
@@ -176,21 +182,6 @@ def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") ->
         image_shape=shape_of("vae_decode", 0, output=True),
     )
     mod = tvm.IRModule({**{gv.name_hint: glue[gv] for gv in glue.get_global_vars()}, **funcs})
-
-    # Phase 3: precision.
-    if precision == "fp16":
-        mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
-
-    # Phase 4: lift the weight-only computations and run them now.
-    mod = relax.transform.LiftTransformParams()(mod)
-    params = _run_transforms(mod, raw_params)
-    mod = tvm.IRModule(
-        {
-            gv: mod[gv]
-            for gv in mod.get_global_vars()
-            if not gv.name_hint.endswith("_transform_params")
-        }
-    )
 
     # Phase 5: one weight tuple per model function.
     functions: dict[str, FunctionInfo] = {}
