@@ -111,3 +111,26 @@ def test_render_cli_writes_png_and_timings(tiny_sd15_build: Path, tmp_path: Path
     assert len(record["timings"]["unetStepMs"]) == 2
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert json.loads(out.with_suffix(".json").read_text())["scheduler"] == "dpmpp-2m"
+
+
+def test_cancel_stops_between_steps_and_releases_everything(tiny_sd15_build: Path) -> None:
+    from wsd_web.headless import headless_page
+
+    with headless_page(tiny_sd15_build, "index.html") as (page, _):
+        page.set_default_timeout(600_000)
+        page.evaluate("window.wsd.ready")
+        page.evaluate("window.wsd.generate({prompt: 'warm up', steps: 1})")
+        before = page.evaluate("window.wsd.gpuBytes()")
+        outcome = page.evaluate(
+            """async () => {
+                const run = window.wsd.generate({prompt: 'a long one', steps: 150});
+                await new Promise((r) => setTimeout(r, 1500));
+                window.wsd.cancel();
+                try { await run; return 'finished'; } catch (e) { return e.name; }
+            }"""
+        )
+        assert outcome == "CancelledError"
+        assert page.evaluate("window.wsd.gpuBytes()") == before
+        assert page.text_content("#status") == "Cancelled."
+        # The page stays usable: the next generation runs.
+        page.evaluate("window.wsd.generate({prompt: 'again', steps: 1})")

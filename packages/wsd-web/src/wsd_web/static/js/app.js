@@ -202,6 +202,10 @@ ready.then(
       latents: result.latents ? Array.from(result.latents) : null,
     };
   },
+  /** Cancel the running generation (it rejects with a CancelledError). */
+  cancel() {
+    running?.abort();
+  },
   /** GPU bytes the runtime holds now (tvmjs's own accounting). */
   async gpuBytes() {
     const { model } = await ready;
