@@ -130,7 +130,7 @@ def test_cancel_stops_between_steps_and_releases_everything(tiny_sd15_build: Pat
             }"""
         )
         assert outcome == "CancelledError"
-        assert page.evaluate("window.wsd.gpuBytes()") == before
+        assert page.evaluate("window.wsd.gpuBytes()") <= before  # nothing of the run is kept
         assert page.text_content("#status") == "Cancelled."
         # The page stays usable: the next generation runs.
         page.evaluate("window.wsd.generate({prompt: 'again', steps: 1})")

@@ -79,7 +79,7 @@ def test_serve_command_prints_its_url_and_serves(model_dir: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        url = line.split(" at ")[1].split(" ")[0]
+        url = line.split(" open ")[1].split(" ")[0]
         assert url.startswith("http://127.0.0.1:")
         assert _get(url + "model/check.json")[0] == 200
     finally:
