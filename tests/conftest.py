@@ -44,33 +44,56 @@ def _source_key() -> str:
     return digest.hexdigest()[:16]
 
 
-@pytest.fixture(scope="session")
-def tiny_sd15_build() -> Path:
-    """``tiny-sd15`` compiled for WebGPU at fp32, cached outside the repo by source hash.
+def _cached_build(preset: str) -> Path:
+    """``preset`` compiled for WebGPU at fp32, cached outside the repo by source hash.
 
     A fresh machine compiles it once (about a minute on 2 cores); a cached
     build is used only if ``verify`` finds every file intact.
     """
+    import shutil
+
     from wsd_artifacts import verify
     from wsd_compile import compile_sd15
     from wsd_compile.cache import cache_root
 
-    out = cache_root() / "builds" / f"tiny-sd15-fp32-{_source_key()}"
+    out = cache_root() / "builds" / f"{preset}-fp32-{_source_key()}"
     if out.exists() and not verify(out).ok:
-        import shutil
-
         shutil.rmtree(out)
     if not out.exists():
-        compile_sd15(preset="tiny-sd15", out_dir=out)
+        compile_sd15(preset=preset, out_dir=out)
     return out
 
 
-SCHEDULER_CLASSES = {"pndm": "PNDMScheduler", "dpmpp-2m": "DPMSolverMultistepScheduler"}
+@pytest.fixture(scope="session")
+def tiny_sd15_build() -> Path:
+    return _cached_build("tiny-sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_v_build() -> Path:
+    return _cached_build("tiny-sd15-v")
+
+
+#: Registry names of the page's schedulers -> diffusers class and from_config overrides.
+SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
+    "pndm": ("PNDMScheduler", {}),
+    "dpmpp-2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp-2m-karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
+}
 
 #: diffusers' 8-bit image [H, W, 3] and final latents for a run (prompt,
 #: negative_prompt, seed, steps, scheduler, optional guidance).
 Reference = Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
 PSNR = Callable[[np.ndarray, np.ndarray], float]
+
+
+@pytest.fixture(scope="session")
+def scheduler_classes() -> dict[str, tuple[str, dict[str, Any]]]:
+    return SCHEDULER_CLASSES
 
 
 @pytest.fixture(scope="session")
@@ -84,23 +107,21 @@ def psnr() -> PSNR:
     return compute
 
 
-@pytest.fixture(scope="session")
-def diffusers_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    """diffusers itself on the tiny-sd15 preset, loaded as a user would (default attention)."""
+def _reference(preset: str, directory: Path) -> Reference:
+    """diffusers itself on a preset, loaded as a user would (default attention)."""
     import diffusers
     import torch
     from diffusers import StableDiffusionPipeline
 
     from wsd_capture import write_preset
 
-    model_dir = write_preset("tiny-sd15", tmp_path_factory.mktemp("preset") / "tiny-sd15")
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir)
+    pipe = StableDiffusionPipeline.from_pretrained(write_preset(preset, directory / preset))
     pipe.set_progress_bar_config(disable=True)
     own = pipe.scheduler.config
 
     def run(options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        scheduler_class = getattr(diffusers, SCHEDULER_CLASSES[options["scheduler"]])
-        pipe.scheduler = scheduler_class.from_config(own)
+        class_name, overrides = SCHEDULER_CLASSES[options["scheduler"]]
+        pipe.scheduler = getattr(diffusers, class_name).from_config(own, **overrides)
         kwargs = {
             "prompt": options["prompt"],
             "negative_prompt": options.get("negative_prompt") or None,
@@ -116,3 +137,13 @@ def diffusers_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         return pixels, latents.numpy()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def diffusers_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return _reference("tiny-sd15", tmp_path_factory.mktemp("preset"))
+
+
+@pytest.fixture(scope="session")
+def diffusers_reference_v(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return _reference("tiny-sd15-v", tmp_path_factory.mktemp("preset-v"))

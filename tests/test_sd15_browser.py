@@ -23,11 +23,37 @@ pytestmark = pytest.mark.browser
 PROMPT = "a watercolor painting of a lighthouse at dawn"
 NEGATIVE = "blurry, dark"
 
+
+def run(scheduler: str, seed: int, steps: int = 8, **extra: Any) -> dict[str, Any]:
+    return {
+        "prompt": PROMPT,
+        "negative_prompt": NEGATIVE,
+        "seed": seed,
+        "steps": steps,
+        "scheduler": scheduler,
+        **extra,
+    }
+
+
+# The first three are referred to by index below.
 RUNS: list[dict[str, Any]] = [
-    {"prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 7, "steps": 8, "scheduler": "dpmpp-2m"},
-    {"prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 7, "steps": 8, "scheduler": "pndm"},
-    {"prompt": PROMPT, "negative_prompt": "", "seed": 8, "steps": 8, "scheduler": "dpmpp-2m"},
+    run("dpmpp-2m", 7),
+    run("pndm", 7),
+    run("dpmpp-2m", 8, negative_prompt=""),
+    run("dpmpp-2m-karras", 5),
+    run("ddim", 9),
+    run("euler", 10),
+    run("euler-a", 12),
+    run("euler-a", 14, negative_prompt=""),
+    run("lcm", 13, steps=4, guidance=1.5),
 ]
+#: tiny-sd15-v: the same weights as a v-prediction model (SD 2.x's DDIM config).
+V_RUNS: list[dict[str, Any]] = [run("ddim", 3), run("euler", 4), run("dpmpp-2m", 6, steps=12)]
+
+
+def run_id(r: dict[str, Any]) -> str:
+    negative = "-neg" if r["negative_prompt"] else ""
+    return f"{r['scheduler']}-{r['steps']}steps-seed{r['seed']}{negative}"
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +70,35 @@ def rgb(rendering: Rendering) -> np.ndarray:
     return pixels[..., :3]
 
 
-@pytest.mark.parametrize(
-    "index",
-    range(len(RUNS)),
-    ids=[f"{r['scheduler']}-seed{r['seed']}{'-neg' if r['negative_prompt'] else ''}" for r in RUNS],
-)
-def test_browser_matches_diffusers(
-    renderings: list[Rendering], diffusers_reference: Reference, psnr: PSNR, index: int
+def assert_matches(
+    got: Rendering, options: dict[str, Any], reference: Reference, psnr: PSNR
 ) -> None:
-    run = RUNS[index]
-    image, latents = diffusers_reference(run)
-    got = renderings[index]
-    assert got.scheduler == run["scheduler"]
+    image, latents = reference(options)
+    assert got.scheduler == options["scheduler"]
     assert (got.height, got.width) == image.shape[:2]
     assert psnr(rgb(got), image) >= 40
     assert got.latents is not None
     got_latents = np.asarray(got.latents, dtype=np.float32).reshape(latents.shape)
     assert np.abs(got_latents - latents).max() <= 1e-3
+
+
+@pytest.mark.parametrize("index", range(len(RUNS)), ids=[run_id(r) for r in RUNS])
+def test_browser_matches_diffusers(
+    renderings: list[Rendering], diffusers_reference: Reference, psnr: PSNR, index: int
+) -> None:
+    assert_matches(renderings[index], RUNS[index], diffusers_reference, psnr)
+
+
+@pytest.fixture(scope="module")
+def v_renderings(tiny_sd15_v_build: Path) -> list[Rendering]:
+    return render_many(tiny_sd15_v_build, [{**r, "return_latents": True} for r in V_RUNS])
+
+
+@pytest.mark.parametrize("index", range(len(V_RUNS)), ids=[run_id(r) for r in V_RUNS])
+def test_v_prediction_matches_diffusers(
+    v_renderings: list[Rendering], diffusers_reference_v: Reference, psnr: PSNR, index: int
+) -> None:
+    assert_matches(v_renderings[index], V_RUNS[index], diffusers_reference_v, psnr)
 
 
 def test_a_different_seed_gives_a_different_image(renderings: list[Rendering], psnr: PSNR) -> None:

@@ -185,3 +185,17 @@ def test_the_image_has_structure_and_is_not_saturated(cat_image: np.ndarray) -> 
     assert np.mean((cat_image == 0) | (cat_image == 255)) < 0.05
     assert cat_image.std() > 20
     assert cat_image.max() - cat_image.min() > 200
+
+
+def test_the_v_prediction_variant_has_the_same_weights_and_sd21s_scheduler(
+    preset_dir: Path, tmp_path: Path
+) -> None:
+    variant = write_preset("tiny-sd15-v", tmp_path / "v")
+    pipe = StableDiffusionPipeline.from_pretrained(variant)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    same = {
+        k: v for k, v in _digest(variant).items() if not k.startswith(("scheduler", "model_index"))
+    }
+    assert same == {k: v for k, v in _digest(preset_dir).items() if k in same}
+    assert len(same) > 5

@@ -132,6 +132,12 @@ def test_cfg_combine_is_diffusers_guidance(fp32: CpuModule) -> None:
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
 
 
+def test_clamp_is_torch_clamp(fp32: CpuModule) -> None:
+    x = np.random.default_rng(3).normal(0, 2, (1, 4, 8, 8)).astype(np.float32)
+    out = fp32("clamp", x, np.array([1.5], np.float32))
+    np.testing.assert_array_equal(out, torch.from_numpy(x).clamp(-1.5, 1.5).numpy())
+
+
 @pytest.mark.parametrize("terms", range(1, MAX_TERMS + 1))
 def test_combine_is_a_linear_combination(fp32: CpuModule, terms: int) -> None:
     rng = np.random.default_rng(terms)

@@ -12,7 +12,7 @@ import pytest
 
 from wsd_web.cli import main
 from wsd_web.png import encode_png
-from wsd_web.render import PLANNED_SCHEDULERS, SCHEDULERS, RenderError, check_scheduler
+from wsd_web.render import SCHEDULERS, RenderError, check_scheduler
 
 WEB = Path(__file__).resolve().parents[1]
 
@@ -30,17 +30,11 @@ def test_python_knows_exactly_the_schedulers_the_app_implements() -> None:
         check=True,
     )
     assert sorted(json.loads(out.stdout)) == sorted(SCHEDULERS)
-    assert not set(SCHEDULERS) & set(PLANNED_SCHEDULERS)
 
 
 def test_an_unknown_scheduler_lists_the_valid_ones() -> None:
-    with pytest.raises(RenderError, match="unknown scheduler 'foo'; choose one of dpmpp-2m"):
+    with pytest.raises(RenderError, match="unknown scheduler 'foo'; choose one of ddim, dpmpp-2m"):
         check_scheduler("foo")
-
-
-def test_a_planned_scheduler_says_it_is_not_available_yet() -> None:
-    with pytest.raises(RenderError, match="'lcm' is not available yet; choose one of"):
-        check_scheduler("lcm")
 
 
 def test_cli_refuses_a_bad_scheduler_before_starting_a_browser(
@@ -53,7 +47,7 @@ def test_cli_refuses_a_bad_scheduler_before_starting_a_browser(
             "--prompt",
             "x",
             "--scheduler",
-            "euler-a",
+            "heun",
             "--out",
             str(tmp_path / "a.png"),
         ]
@@ -61,8 +55,8 @@ def test_cli_refuses_a_bad_scheduler_before_starting_a_browser(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err == [
-        "wsd-web: scheduler 'euler-a' is not available yet; choose one of "
-        "dpmpp-2m, dpmpp-2m-karras, pndm"
+        "wsd-web: unknown scheduler 'heun'; choose one of "
+        "ddim, dpmpp-2m, dpmpp-2m-karras, euler, euler-a, lcm, pndm"
     ]
 
 

@@ -3,10 +3,17 @@
 diffusers itself makes the fixtures: for each scheduler name and model config it
 builds `Class.from_config(config, **overrides)` as the JS registry claims to,
 records the timesteps for every step count 1..150 and, for a few step counts, the
-sample after every `step` on seeded random model outputs. The JS schedulers then
-run on the same inputs (tests/js/scheduler_driver.mjs, float32 tensors on the
-CPU) and must give identical timesteps, the same resolved config and samples
-within 1e-5 of the sample's scale.
+model input and the sample after every `step` on seeded random model outputs.
+The JS schedulers then run on the same inputs (tests/js/scheduler_driver.mjs,
+float32 tensors on the CPU) and must give identical timesteps, the same resolved
+config and init_noise_sigma, and model inputs and samples within 1e-5 of the
+sample's scale.
+
+The newer schedulers' runs start as a pipeline does: one
+`torch.Generator().manual_seed(seed)` draws the initial latents (scaled by
+init_noise_sigma) and is then passed to every `step`; the JS side draws from
+its own bit-identical TorchGenerator, so the noise that Euler ancestral and LCM
+inject must line up draw for draw, and both streams must end at the same place.
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from diffusers import DPMSolverMultistepScheduler, PNDMScheduler
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+    PNDMScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 DRIVER = Path(__file__).parent / "js" / "scheduler_driver.mjs"
 
@@ -29,7 +44,7 @@ DRIVER = Path(__file__).parent / "js" / "scheduler_driver.mjs"
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 # What each registry name means in diffusers (see schedulers/index.js).
-REGISTRY: dict[str, tuple[type[DPMSolverMultistepScheduler | PNDMScheduler], dict[str, Any]]] = {
+REGISTRY: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "dpmpp-2m": (
         DPMSolverMultistepScheduler,
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False},
@@ -39,7 +54,14 @@ REGISTRY: dict[str, tuple[type[DPMSolverMultistepScheduler | PNDMScheduler], dic
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
     "pndm": (PNDMScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler-a": (EulerAncestralDiscreteScheduler, {}),
+    "lcm": (LCMScheduler, {}),
 }
+
+# Their runs draw the initial latents and the step noise from one generator.
+SEEDED = {"ddim", "euler", "euler-a", "lcm"}
 
 # Stable Diffusion 1.5's scheduler_config.json.
 SD15: dict[str, Any] = {
@@ -108,6 +130,67 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "euler_at_final": True,
         "prediction_type": "sample",
     },
+    # DDIM's own defaults: linear betas, clip_sample (to [-1, 1]), set_alpha_to_one.
+    "ddim-defaults": {"_class_name": "DDIMScheduler"},
+    "clip-sample-linspace": {
+        **SD15,
+        "_class_name": "DDIMScheduler",
+        "prediction_type": "sample",
+        "clip_sample": True,
+        "clip_sample_range": 0.75,
+        "timestep_spacing": "linspace",
+    },
+    "euler-karras": {**SD15, "_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": True},
+    "euler-karras-v-trailing": {
+        **SD15,
+        "_class_name": "EulerDiscreteScheduler",
+        "use_karras_sigmas": True,
+        "prediction_type": "v_prediction",
+        "timestep_spacing": "trailing",
+    },
+    "euler-karras-bounded": {
+        **SD15,
+        "_class_name": "EulerDiscreteScheduler",
+        "use_karras_sigmas": True,
+        "sigma_min": 0.1,
+        "sigma_max": 10.0,
+        "timestep_spacing": "leading",
+    },
+    "euler-sigma-min-x0": {
+        **SD15,
+        "_class_name": "EulerDiscreteScheduler",
+        "final_sigmas_type": "sigma_min",
+        "prediction_type": "sample",
+    },
+    # An LCM model's own config (SimianLuo/LCM_Dreamshaper_v7).
+    "lcm-dreamshaper": {
+        "_class_name": "LCMScheduler",
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "clip_sample": False,
+        "num_train_timesteps": 1000,
+        "original_inference_steps": 50,
+        "prediction_type": "epsilon",
+        "set_alpha_to_one": True,
+        "steps_offset": 1,
+        "timestep_scaling": 10.0,
+        "timestep_spacing": "leading",
+        "trained_betas": None,
+    },
+    "lcm-defaults": {"_class_name": "LCMScheduler"},
+    "lcm-orig-150-v": {
+        "_class_name": "LCMScheduler",
+        "original_inference_steps": 150,
+        "prediction_type": "v_prediction",
+    },
+    "lcm-clip-x0": {
+        "_class_name": "LCMScheduler",
+        "clip_sample": True,
+        "clip_sample_range": 0.5,
+        "prediction_type": "sample",
+        "timestep_scaling": 3.0,
+    },
 }
 
 CASES: list[tuple[str, str]] = [
@@ -144,15 +227,64 @@ CASES: list[tuple[str, str]] = [
         # has h = 0 and diffusers' heun weight is 0/0 (NaN).
         for c in ["sd15", "sd21-v", "cosine-alpha-one", "linear-prk", "dpm-sigma-min-midpoint"]
     ],
+    *[
+        ("ddim", c)
+        for c in [
+            "sd15",
+            "sd21-v",
+            "trailing",
+            "linspace",
+            "ddim-defaults",
+            "clip-sample-linspace",
+            "cosine-alpha-one",
+            "trained-betas",
+        ]
+    ],
+    *[
+        ("euler", c)
+        for c in [
+            "sd15",
+            "sd15-loaded",
+            "sd21-v",
+            "trailing",
+            "leading",
+            "euler-karras",
+            "euler-karras-v-trailing",
+            "euler-karras-bounded",
+            "euler-sigma-min-x0",
+            "trained-betas",
+        ]
+    ],
+    *[
+        ("euler-a", c)
+        # Not squaredcos_cap_v2: its largest sigma is 2e4, and diffusers' float32
+        # sigma_down = sqrt(sigma_next^2 - sigma_up^2) takes the root of a negative
+        # rounding error there (NaN); the JS, in float64, steps on.
+        for c in ["sd15", "sd21-v", "trailing", "leading", "linspace", "trained-betas"]
+    ],
+    *[
+        ("lcm", c)
+        for c in ["lcm-dreamshaper", "lcm-defaults", "sd15", "lcm-orig-150-v", "lcm-clip-x0"]
+    ],
 ]
 
 STEP_COUNTS = [1, 2, 3, 4, 7, 20, 25, 50, 150]
+SEEDED_STEP_COUNTS = [1, 2, 4, 8, 25, 50, 150]
 SHAPE = (1, 4, 4, 4)
 TOLERANCE = 1e-5
 
 
 def _case_id(name: str, config: str) -> str:
     return f"{name}/{config}"
+
+
+def _same_timesteps(case: str, js: list[float] | None, ref: list[float] | None) -> bool:
+    """Identical, except Euler's fractional Karras timesteps: diffusers interpolates
+    them in numpy's float32 log of the sigma table, a SIMD log that is not correctly
+    rounded (nor the same on every CPU), so they may differ by ~1e-5 of a timestep."""
+    if js is None or ref is None or len(js) != len(ref) or not case.startswith("euler/"):
+        return js == ref
+    return bool(np.allclose(js, ref, rtol=1e-6, atol=1e-4))
 
 
 def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
@@ -164,12 +296,15 @@ def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
         try:
             scheduler.set_timesteps(steps)
             sweep[str(steps)] = scheduler.timesteps.tolist()
-        except ValueError:  # PNDM's Runge-Kutta warm-up needs 4 steps or more
+        # PNDM's Runge-Kutta warm-up needs 4 steps or more; LCM at most
+        # original_inference_steps.
+        except ValueError:
             sweep[str(steps)] = None
     rng = np.random.default_rng(seed)
     runs: list[dict[str, Any]] = []
     expected: list[dict[str, Any]] = []
-    for steps in STEP_COUNTS:
+    seeded = name in SEEDED
+    for steps in SEEDED_STEP_COUNTS if seeded else STEP_COUNTS:
         timesteps = sweep[str(steps)]
         # diffusers' DPM finds its first step index by looking the timestep up and
         # takes the second match when it repeats (Karras sigmas on squaredcos_cap_v2
@@ -177,21 +312,42 @@ def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
         if timesteps is None or timesteps.count(timesteps[0]) > 1:
             continue
         scheduler.set_timesteps(steps)
-        sample = rng.standard_normal(SHAPE, dtype=np.float32)
         outputs = rng.standard_normal((len(scheduler.timesteps), *SHAPE), dtype=np.float32)
-        runs.append(
-            {
-                "steps": steps,
-                "sample": sample.ravel().tolist(),
-                "model_outputs": outputs.reshape(len(outputs), -1).tolist(),
-            }
-        )
-        x = torch.from_numpy(sample)
+        run: dict[str, Any] = {
+            "steps": steps,
+            "shape": list(SHAPE),
+            "model_outputs": outputs.reshape(len(outputs), -1).tolist(),
+        }
+        init_noise_sigma = float(scheduler.init_noise_sigma)
+        step_kwargs: dict[str, Any] = {}
+        if seeded:
+            # As a pipeline: the first draw is the initial noise, the rest go to step().
+            run["seed"] = seed * 1000 + steps
+            generator = torch.Generator().manual_seed(run["seed"])
+            x = torch.randn(SHAPE, generator=generator) * scheduler.init_noise_sigma
+            step_kwargs["generator"] = generator
+        else:
+            x = torch.from_numpy(rng.standard_normal(SHAPE, dtype=np.float32))
+            run["sample"] = x.numpy().ravel().tolist()
+        runs.append(run)
+        initial = x.numpy().ravel()
+        inputs: list[np.ndarray] = []
         samples: list[np.ndarray] = []
         for t, output in zip(scheduler.timesteps, outputs, strict=True):
-            x = scheduler.step(torch.from_numpy(output), t, x).prev_sample
+            inputs.append(scheduler.scale_model_input(x, t).numpy().ravel())
+            x = scheduler.step(torch.from_numpy(output), t, x, **step_kwargs).prev_sample
             samples.append(x.numpy().ravel())
-        expected.append({"timesteps": scheduler.timesteps.tolist(), "samples": samples})
+        next_draw = torch.randn(SHAPE, generator=generator).ravel().tolist() if seeded else None
+        expected.append(
+            {
+                "timesteps": scheduler.timesteps.tolist(),
+                "init_noise_sigma": init_noise_sigma,
+                "sample": initial,
+                "inputs": inputs,
+                "samples": samples,
+                "next_draw": next_draw,
+            }
+        )
     init_keys = set(inspect.signature(cls.__init__).parameters) - {"self"}
     resolved = {k: v for k, v in scheduler.config.items() if k in init_keys}
     case = {
@@ -239,20 +395,49 @@ def test_timesteps_are_identical_for_every_step_count(parity: Any, case: str) ->
     # arange, "trailing" spacing), PNDM would index alphas_cumprod[-1]: the JS refuses.
     refused = [n for n, ts in ref["sweep"].items() if js["sweep"][n] is None and ts is not None]
     assert all(min(ref["sweep"][n]) < 0 for n in refused), f"refused step counts {refused}"
-    assert not refused or case.startswith("pndm/")
-    wrong = [n for n in ref["sweep"] if js["sweep"][n] != ref["sweep"][n] and n not in refused]
+    assert not refused or case.startswith(("pndm/", "ddim/"))
+    wrong = [
+        n
+        for n in ref["sweep"]
+        if not _same_timesteps(case, js["sweep"][n], ref["sweep"][n]) and n not in refused
+    ]
     assert not wrong, f"step counts {wrong}: js {js['sweep'][wrong[0]]} != {ref['sweep'][wrong[0]]}"
+
+
+def _relative_error(want: np.ndarray, have: list[float]) -> float:
+    scale = max(1.0, float(np.abs(want).max()))
+    return float(np.abs(np.asarray(have) - want).max()) / scale
 
 
 @pytest.mark.parametrize("case", CASE_IDS)
 def test_every_sample_matches(parity: Any, case: str) -> None:
     ref, js = parity[case]
+    assert ref["expected"], "no run to compare"
     for expected, got in zip(ref["expected"], js["runs"], strict=True):
-        assert got["timesteps"] == expected["timesteps"]
+        assert _same_timesteps(case, got["timesteps"], expected["timesteps"])
+        # The training betas are float32 torch.linspace values, which can differ by an
+        # ulp from the nearest float32 (see common.js): float32 sigmas may differ too.
+        assert got["init_noise_sigma"] == pytest.approx(expected["init_noise_sigma"], rel=1e-6)
+        assert _relative_error(expected["sample"], got["sample"]) <= 1e-6
         assert len(got["samples"]) == len(expected["samples"])
-        for i, (want, have) in enumerate(zip(expected["samples"], got["samples"], strict=True)):
-            scale = max(1.0, float(np.abs(want).max()))
-            err = float(np.abs(np.asarray(have) - want).max()) / scale
+        steps = zip(
+            expected["inputs"], got["inputs"], expected["samples"], got["samples"], strict=True
+        )
+        for i, (want_in, have_in, want, have) in enumerate(steps):
+            err = _relative_error(want_in, have_in)
+            assert err <= TOLERANCE, (
+                f"{got['steps']} steps, model input {i}: relative error {err:.3g}"
+            )
+            err = _relative_error(want, have)
             assert err <= TOLERANCE, (
                 f"{got['steps']} steps, after step {i}: relative error {err:.3g}"
             )
+
+
+@pytest.mark.parametrize("case", [c for c in CASE_IDS if c.split("/")[0] in SEEDED])
+def test_the_noise_stream_stays_aligned(parity: Any, case: str) -> None:
+    ref, js = parity[case]
+    for expected, got in zip(ref["expected"], js["runs"], strict=True):
+        draws = {"euler-a": got["steps"], "lcm": got["steps"] - 1}.get(case.split("/")[0], 0)
+        assert got["noises"] == draws
+        assert got["next_draw"] == expected["next_draw"]

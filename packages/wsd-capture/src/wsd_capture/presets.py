@@ -17,14 +17,23 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .atomic import atomic_directory
 from .errors import CaptureError
 from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
 
-PRESETS: tuple[str, ...] = ("tiny-sd15",)
+#: ``tiny-sd15``: SD 1.5's architecture and scheduler (PNDM, epsilon).
+#: ``tiny-sd15-v``: the same weights, configured as a v-prediction model the
+#: way SD 2.x is (DDIM, ``prediction_type="v_prediction"``).
+PRESETS: tuple[str, ...] = ("tiny-sd15", "tiny-sd15-v")
 
 _SEED = 0
 TEXT_HIDDEN_SIZE = 32
@@ -39,6 +48,18 @@ SD15_SCHEDULER_CONFIG: dict[str, object] = {
     "steps_offset": 1,
     "set_alpha_to_one": False,
     "prediction_type": "epsilon",
+}
+
+# Stable Diffusion 2.1's (v-prediction) scheduler settings.
+SD21_SCHEDULER_CONFIG: dict[str, object] = {
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
 }
 
 
@@ -183,8 +204,20 @@ def _add_identity_path(unet: UNet2DConditionModel) -> None:
         unet.conv_out.weight[i, 2 * i + 1, 1, 1] = -1.0
 
 
-def build_tiny_sd15() -> StableDiffusionPipeline:
-    """The ``tiny-sd15`` pipeline in memory: same weights on every call."""
+def build_tiny_sd15(prediction_type: str = "epsilon") -> StableDiffusionPipeline:
+    """The ``tiny-sd15`` pipeline in memory: same weights on every call.
+
+    ``prediction_type="v_prediction"`` gives ``tiny-sd15-v``: the same
+    weights under SD 2.1's scheduler config.
+    """
+    if prediction_type == "epsilon":
+        scheduler = PNDMScheduler(**SD15_SCHEDULER_CONFIG)
+    elif prediction_type == "v_prediction":
+        scheduler = DDIMScheduler(**SD21_SCHEDULER_CONFIG)
+    else:
+        raise CaptureError(
+            f"unknown prediction type {prediction_type!r}: use epsilon or v_prediction"
+        )
     tokenizer = build_tiny_clip_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
@@ -202,7 +235,7 @@ def build_tiny_sd15() -> StableDiffusionPipeline:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=PNDMScheduler(**SD15_SCHEDULER_CONFIG),
+        scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -219,5 +252,6 @@ def write_preset(name: str, out_dir: str | os.PathLike[str]) -> Path:
         raise CaptureError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     out = Path(out_dir)
     with atomic_directory(out) as tmp:
-        build_tiny_sd15().save_pretrained(tmp, safe_serialization=True)
+        prediction_type = "v_prediction" if name == "tiny-sd15-v" else "epsilon"
+        build_tiny_sd15(prediction_type).save_pretrained(tmp, safe_serialization=True)
     return out

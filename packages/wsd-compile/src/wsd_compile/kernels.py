@@ -5,7 +5,8 @@ model calls is a compiled function too: pairing the prompt embeddings for
 classifier-free guidance, duplicating (and scaling) the latents for the
 UNet's batch of two, combining the two noise predictions, the scheduler's
 element-wise update (a linear combination of up to :data:`MAX_TERMS`
-tensors whose coefficients the page computes from the scheduler config),
+tensors whose coefficients the page computes from the scheduler config, and
+a clamp for ``clip_sample``),
 and turning the VAE's image into packed RGBA pixels for a canvas.
 
 Scalars (guidance scale, scheduler coefficients) are float32 tensors, so
@@ -69,6 +70,14 @@ def add_pipeline_functions(
         cond = bb.emit(relax.op.strided_slice(pred, axes=[0], begin=[1], end=[2]))
         delta = bb.emit(relax.op.subtract(cond, uncond))
         out = bb.emit(relax.op.add(uncond, relax.op.multiply(guidance, delta)))
+        bb.emit_func_output(out)
+
+    x = _tensor("x", latent)
+    limit = _tensor("limit", (1,))
+    with bb.function("clamp", [x, limit]):
+        # clip_sample: x clamped to [-limit, limit], as torch's clamp.
+        low = relax.op.maximum(x, relax.op.negative(limit))
+        out = bb.emit(relax.op.minimum(low, limit))
         bb.emit_func_output(out)
 
     for terms in range(1, MAX_TERMS + 1):

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from .headless import HeadlessError, run_check
 from .render import (
-    PLANNED_SCHEDULERS,
     SCHEDULERS,
     RenderError,
     check_output,
@@ -60,8 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     render_.add_argument("--guidance", type=float, default=7.5, help="CFG scale (default 7.5)")
     render_.add_argument(
         "--scheduler",
-        help=f"one of {', '.join(SCHEDULERS)} (default: the model's own); "
-        f"planned: {', '.join(PLANNED_SCHEDULERS)}",
+        help=f"one of {', '.join(SCHEDULERS)} (default: the model's own)",
     )
     render_.add_argument("--out", required=True, help="the PNG to write")
     check = sub.add_parser("check", help="run a runtime-check build in headless Chromium (WebGPU)")

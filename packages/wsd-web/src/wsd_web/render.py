@@ -18,9 +18,7 @@ from .headless import HeadlessError, headless_page
 from .png import encode_png
 
 #: Scheduler names the app implements (the page's registry; a test keeps them equal).
-SCHEDULERS = ("dpmpp-2m", "dpmpp-2m-karras", "pndm")
-#: Names the command line reserves for schedulers that are not implemented yet.
-PLANNED_SCHEDULERS = ("ddim", "euler", "euler-a", "lcm")
+SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "euler", "euler-a", "lcm", "pndm")
 
 
 class RenderError(Exception):
@@ -32,8 +30,6 @@ def check_scheduler(name: str | None) -> None:
     if name is None or name in SCHEDULERS:
         return
     valid = ", ".join(SCHEDULERS)
-    if name in PLANNED_SCHEDULERS:
-        raise RenderError(f"scheduler {name!r} is not available yet; choose one of {valid}")
     raise RenderError(f"unknown scheduler {name!r}; choose one of {valid}")
 
 

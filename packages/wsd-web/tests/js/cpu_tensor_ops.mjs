@@ -2,12 +2,19 @@
 // in float64 (as the GPU kernel does in float32, give or take). It keeps the
 // books on ownership: releasing a tensor it did not make, or twice, throws,
 // and a released tensor is filled with NaN so that any later use shows.
+// `noise()` draws from a torch-compatible generator (torch_random.js), as the
+// app does, once `useGenerator` has given it one and the latent shape.
+
+import { TorchGenerator } from "../../src/wsd_web/static/js/torch_random.js";
 
 /**
  * @typedef {object} CountingOps
  * @property {import("../../src/wsd_web/static/js/schedulers/common.js").TensorOps<Float32Array>} ops
- * @property {() => number} live  Tensors made by combine and not yet released.
+ * @property {() => number} live  Tensors made by ops and not yet released.
  * @property {() => number} made  Tensors made by combine so far.
+ * @property {() => number} noises  Tensors made by noise so far.
+ * @property {(generator: TorchGenerator, shape: number[]) => void} useGenerator
+ *   Where noise() draws from, like diffusers' `generator` argument of step().
  */
 
 /** @returns {CountingOps} */
@@ -15,6 +22,14 @@ export function cpuTensorOps() {
   /** @type {Set<Float32Array>} */
   const alive = new Set();
   let made = 0;
+  let noises = 0;
+  /** @type {{generator: TorchGenerator, shape: number[]} | null} */
+  let source = null;
+  /** @param {Float32Array} t */
+  const own = (t) => {
+    alive.add(t);
+    return t;
+  };
   return {
     ops: {
       combine(terms) {
@@ -26,16 +41,27 @@ export function cpuTensorOps() {
           for (const [coef, x] of terms) sum += coef * x[j];
           out[j] = sum;
         }
-        alive.add(out);
         made++;
-        return out;
+        return own(out);
       },
       release(t) {
-        if (!alive.delete(t)) throw new Error("released a tensor that is not alive (double release, or not made by combine)");
+        if (!alive.delete(t)) throw new Error("released a tensor that is not alive (double release, or not made by ops)");
         t.fill(NaN);
+      },
+      noise() {
+        if (source === null) throw new Error("noise() called but no generator was given (useGenerator)");
+        noises++;
+        return own(source.generator.randn(source.shape));
+      },
+      clamp(t, limit) {
+        return own(t.map((v) => Math.min(Math.max(v, -limit), limit)));
       },
     },
     live: () => alive.size,
     made: () => made,
+    noises: () => noises,
+    useGenerator(generator, shape) {
+      source = { generator, shape };
+    },
   };
 }

@@ -5,8 +5,10 @@ import {
   alphasCumprod, arange, combine, linspace, resolveConfig, roundHalfEven,
 } from "../../src/wsd_web/static/js/schedulers/common.js";
 import {
-  DPMSolverMultistep, PNDM, SCHEDULERS, SchedulerError, createScheduler,
+  DDIM, DPMSolverMultistep, EulerAncestralDiscrete, EulerDiscrete, LCM, PNDM, SCHEDULERS, SchedulerError,
+  createScheduler,
 } from "../../src/wsd_web/static/js/schedulers/index.js";
+import { TorchGenerator } from "../../src/wsd_web/static/js/torch_random.js";
 import { cpuTensorOps } from "./cpu_tensor_ops.mjs";
 
 /** Stable Diffusion 1.5's scheduler_config.json. */
@@ -164,15 +166,17 @@ test("unsupported settings are refused with the key and the supported values", (
 
 test("an unknown scheduler name lists the valid ones", () => {
   assert.throws(
-    () => createScheduler("euler", SD15, cpuTensorOps().ops),
-    (e) => e instanceof SchedulerError && e.message === 'unknown scheduler "euler"; choose one of: dpmpp-2m, dpmpp-2m-karras, pndm',
+    () => createScheduler("heun", SD15, cpuTensorOps().ops),
+    (e) => e instanceof SchedulerError && e.message ===
+      'unknown scheduler "heun"; choose one of: dpmpp-2m, dpmpp-2m-karras, pndm, ddim, euler, euler-a, lcm',
   );
-  assert.deepEqual(Object.keys(SCHEDULERS), ["dpmpp-2m", "dpmpp-2m-karras", "pndm"]);
+  assert.deepEqual(Object.keys(SCHEDULERS), ["dpmpp-2m", "dpmpp-2m-karras", "pndm", "ddim", "euler", "euler-a", "lcm"]);
 });
 
 /**
- * Denoise a tiny latent with a tracked ops object, releasing every tensor the
- * caller owns as soon as it may; returns the final sample's values.
+ * Denoise a tiny latent as the app does, with a tracked ops object whose
+ * noise() draws from a seeded generator, releasing every tensor the caller
+ * owns (the scaled model input included) as soon as it may.
  * @param {string} name
  * @param {Record<string, unknown>} config
  * @param {number} steps
@@ -180,13 +184,18 @@ test("an unknown scheduler name lists the valid ones", () => {
 function ownedLoop(name, config, steps) {
   const tracked = cpuTensorOps();
   const { ops } = tracked;
+  const generator = new TorchGenerator(7);
+  tracked.useGenerator(generator, [3]);
   const scheduler = createScheduler(name, config, ops);
   scheduler.setTimesteps(steps);
-  assert.equal(scheduler.initNoiseSigma, 1);
-  let sample = ops.combine([[1, Float32Array.from([0.5, -1, 2])]]);
+  let sample = ops.combine([[scheduler.initNoiseSigma, generator.randn([3])]]);
+  /** @type {boolean[]} */
+  const scaled = [];
   scheduler.timesteps.forEach((t, i) => {
-    assert.equal(scheduler.scaleModelInput(sample, t), sample);
-    const modelOutput = ops.combine([[1, Float32Array.from([Math.sin(i), Math.cos(i), 0.1 * i])]]);
+    const input = scheduler.scaleModelInput(sample, t);
+    scaled.push(input !== sample);
+    const modelOutput = ops.combine([[1, Float32Array.from([Math.sin(i), Math.cos(i), 0.1 * i])], [1e-3, input]]);
+    if (input !== sample) ops.release(input);
     const next = scheduler.step(modelOutput, t, sample);
     ops.release(modelOutput);
     ops.release(sample);
@@ -194,10 +203,10 @@ function ownedLoop(name, config, steps) {
   });
   const values = Array.from(sample);
   ops.release(sample);
-  assert.ok(tracked.live() > 0 || steps === 0, "the scheduler holds history until dispose");
+  const held = tracked.live();
   scheduler.dispose();
-  assert.equal(tracked.live(), 0, "every tensor made by combine is released exactly once");
-  return values;
+  assert.equal(tracked.live(), 0, "every tensor made by ops is released exactly once");
+  return { values, held, scaled, noises: tracked.noises() };
 }
 
 test("no tensor leaks or is released twice, and none is used after the caller released it", () => {
@@ -210,10 +219,26 @@ test("no tensor leaks or is released twice, and none is used after the caller re
     ["dpmpp-2m", { ...SD15, prediction_type: "v_prediction", solver_type: "heun", final_sigmas_type: "sigma_min" }, 16],
     ["dpmpp-2m", { ...SD15, prediction_type: "sample" }, 3],
     ["dpmpp-2m-karras", SD15, 25],
+    ["ddim", SD15, 1], ["ddim", SD15, 30],
+    ["ddim", { prediction_type: "sample", clip_sample_range: 0.5 }, 5],
+    ["ddim", { ...SD15, prediction_type: "v_prediction", timestep_spacing: "trailing" }, 8],
+    ["euler", SD15, 1], ["euler", { ...SD15, use_karras_sigmas: true }, 20],
+    ["euler", { ...SD15, prediction_type: "v_prediction", timestep_spacing: "leading" }, 4],
+    ["euler", { ...SD15, prediction_type: "sample", final_sigmas_type: "sigma_min" }, 4],
+    ["euler-a", SD15, 1], ["euler-a", { ...SD15, prediction_type: "v_prediction" }, 20],
+    ["lcm", {}, 1], ["lcm", {}, 4], ["lcm", { clip_sample: true, prediction_type: "v_prediction" }, 8],
+    ["lcm", { prediction_type: "sample", original_inference_steps: 100 }, 100],
   ];
   for (const [name, config, steps] of loops) {
-    const values = ownedLoop(name, config, steps);
+    const { values, held, scaled, noises } = ownedLoop(name, config, steps);
     assert.ok(values.every(Number.isFinite), `${name} ${steps} steps: ${values}`);
+    // Only the multistep solvers keep tensors between steps (until dispose).
+    assert.equal(held > 0, ["pndm", "dpmpp-2m", "dpmpp-2m-karras"].includes(name), `${name} holds ${held}`);
+    // Only the Euler schedulers scale the model input, into a new tensor, at every step.
+    assert.ok(scaled.every((s) => s === name.startsWith("euler")), `${name} scaled ${scaled}`);
+    // The noise is drawn where diffusers draws it: every Euler ancestral step, every LCM step but the last.
+    const draws = { "euler-a": steps, lcm: steps - 1 }[name] ?? 0;
+    assert.equal(noises, draws, `${name} ${steps} steps drew ${noises} noise tensors`);
   }
 });
 
@@ -233,7 +258,9 @@ test("setTimesteps and dispose release the held history mid-run", () => {
 });
 
 test("steps must follow the timesteps in order", () => {
-  const { ops } = cpuTensorOps();
+  const tracked = cpuTensorOps();
+  tracked.useGenerator(new TorchGenerator(0), [1]);
+  const { ops } = tracked;
   for (const name of Object.keys(SCHEDULERS)) {
     const scheduler = createScheduler(name, SD15, ops);
     scheduler.setTimesteps(2);
@@ -278,6 +305,100 @@ test("heun over a zero-length last step keeps the sample (diffusers: NaN)", () =
   }
   assert.deepEqual(Array.from(x), Array.from(before));
   assert.ok(x.every(Number.isFinite));
+});
+
+test("DDIM: leading by default, every step T // n back, eta 0 only", () => {
+  assert.deepEqual(timesteps("ddim"), [751, 501, 251, 1]);
+  assert.deepEqual(timesteps("ddim", { ...SD15, timestep_spacing: "linspace" }, 3), [999, 500, 0]);
+  assert.throws(() => timesteps("ddim", { ...SD15, timestep_spacing: "trailing" }, 61), /gives timesteps -1, outside \[0, 1000\)/);
+  assert.throws(() => timesteps("ddim", { num_train_timesteps: 10, clip_sample: false }, 11), /11 inference steps cannot be more than num_train_timesteps \(10\)/);
+  const { ops } = cpuTensorOps();
+  const scheduler = new DDIM(SD15, ops);
+  scheduler.setTimesteps(2);
+  const x = Float32Array.from([1]);
+  assert.throws(() => scheduler.step(x, scheduler.timesteps[0], x, 0.5), /DDIMScheduler: eta=0.5 is not supported \(only deterministic DDIM, eta 0\)/);
+  // With a final alpha of 1 (set_alpha_to_one) the last step returns x0, clipped.
+  const clipping = new DDIM({ clip_sample_range: 0.5 }, ops);
+  clipping.setTimesteps(1);
+  assert.deepEqual(Array.from(clipping.step(Float32Array.from([0, 0]), 0, Float32Array.from([-3, 0.25]))), [-0.5, Math.fround(0.25 / Math.sqrt(Math.fround(0.9999)))]);
+});
+
+test("Euler: float32 timesteps, Karras sigmas on request, init_noise_sigma by spacing", () => {
+  // linspace(0, 999, 4) in float32, descending; one step is timestep 0, as in diffusers.
+  assert.deepEqual(timesteps("euler"), [999, 666, 333, 0]);
+  assert.deepEqual(timesteps("euler", SD15, 3), [999, 499.5, 0]);
+  assert.deepEqual(timesteps("euler", SD15, 7), [999, 832.5, 666, 499.5, 333, 166.5, 0]);
+  assert.deepEqual(timesteps("euler", SD15, 1), [0]);
+  const karras = timesteps("euler", { ...SD15, use_karras_sigmas: true }, 4);
+  assert.equal(karras[0], 999);
+  assert.ok(!Number.isInteger(karras[1]), `fractional Karras timesteps: ${karras}`);
+  // sigma_min / sigma_max in the config bound the Karras sigmas instead of the spaced ones.
+  const bounded = timesteps("euler", { ...SD15, use_karras_sigmas: true, sigma_min: 0.1, sigma_max: 10 }, 4);
+  assert.ok(bounded[0] < 999 && bounded[3] > 0, `${bounded}`);
+  const { ops } = cpuTensorOps();
+  const linspace = new EulerDiscrete(SD15, ops);
+  const leading = new EulerDiscrete({ ...SD15, timestep_spacing: "leading" }, ops);
+  const trailing = new EulerDiscrete({ ...SD15, timestep_spacing: "trailing" }, ops);
+  // Before setTimesteps: the training sigmas' largest.
+  assert.equal(linspace.initNoiseSigma, trailing.initNoiseSigma);
+  for (const s of [linspace, leading, trailing]) s.setTimesteps(10);
+  assert.equal(trailing.initNoiseSigma, linspace.initNoiseSigma);
+  // diffusers: the largest sigma (timestep 999's) with linspace; with leading
+  // (largest timestep 901, sigma 8.390687) sqrt(sigma^2 + 1).
+  near(linspace.initNoiseSigma, 14.614646911621094, 1e-6);
+  near(leading.initNoiseSigma, 8.450066566467285, 1e-6);
+});
+
+test("Euler ancestral and LCM draw their noise from ops.noise() and release it", () => {
+  const tracked = cpuTensorOps();
+  tracked.useGenerator(new TorchGenerator(1), [2]);
+  const euler = new EulerAncestralDiscrete(SD15, tracked.ops);
+  euler.setTimesteps(3);
+  const x = Float32Array.from([0.1, 0.2]);
+  for (const t of euler.timesteps) tracked.ops.release(euler.step(x, t, x));
+  assert.equal(tracked.noises(), 3);
+  assert.equal(tracked.live(), 0);
+  const lcm = new LCM({}, tracked.ops);
+  lcm.setTimesteps(4);
+  assert.deepEqual(lcm.timesteps, [999, 759, 499, 259]);
+  for (const t of lcm.timesteps) tracked.ops.release(lcm.step(x, t, x));
+  assert.equal(tracked.noises(), 3 + 3);
+  assert.equal(tracked.live(), 0);
+});
+
+test("LCM picks its steps from the original_inference_steps schedule, as many as it has at most", () => {
+  assert.deepEqual(timesteps("lcm", {}, 1), [999]);
+  assert.deepEqual(timesteps("lcm", { original_inference_steps: 4 }, 3), [999, 749, 499]);
+  assert.equal(timesteps("lcm", {}, 50).at(-1), 19);
+  assert.throws(() => timesteps("lcm", {}, 51), /51 inference steps cannot be more than original_inference_steps \(50\)/);
+  assert.throws(() => timesteps("lcm", { original_inference_steps: 1001 }, 4), /original_inference_steps=1001 must be an integer in 1\.\.num_train_timesteps \(1000\)/);
+  assert.throws(() => timesteps("lcm", { original_inference_steps: 0 }, 4), /original_inference_steps=0/);
+});
+
+test("the newer schedulers refuse what they do not implement, naming the key", () => {
+  const { ops } = cpuTensorOps();
+  /** @type {Array<[() => unknown, RegExp]>} */
+  const cases = [
+    [() => new DDIM({ thresholding: true }, ops), /DDIMScheduler: thresholding=true is not supported/],
+    [() => new DDIM({ rescale_betas_zero_snr: true }, ops), /DDIMScheduler: rescale_betas_zero_snr=true is not supported \(supported: false\)/],
+    [() => new DDIM({ prediction_type: "flow" }, ops), /DDIMScheduler: prediction_type="flow"/],
+    [() => new EulerDiscrete({ interpolation_type: "log_linear" }, ops), /EulerDiscreteScheduler: interpolation_type="log_linear"/],
+    [() => new EulerDiscrete({ use_exponential_sigmas: true }, ops), /use_exponential_sigmas=true/],
+    [() => new EulerDiscrete({ timestep_type: "continuous" }, ops), /timestep_type="continuous"/],
+    [() => new EulerDiscrete({ rescale_betas_zero_snr: true }, ops), /EulerDiscreteScheduler: rescale_betas_zero_snr=true/],
+    [() => new EulerAncestralDiscrete({ prediction_type: "sample" }, ops), /EulerAncestralDiscreteScheduler: prediction_type="sample" is not supported/],
+    [() => new EulerAncestralDiscrete({ rescale_betas_zero_snr: true }, ops), /rescale_betas_zero_snr=true/],
+    [() => new LCM({ thresholding: true }, ops), /LCMScheduler: thresholding=true/],
+    [() => new LCM({ rescale_betas_zero_snr: true }, ops), /LCMScheduler: rescale_betas_zero_snr=true/],
+  ];
+  for (const [make, message] of cases) {
+    assert.throws(make, (e) => e instanceof SchedulerError && message.test(e.message), String(message));
+  }
+  // clip_sample needs TensorOps.clamp: DDIM's default config clips.
+  const noClamp = { combine: ops.combine, release: ops.release, noise: ops.noise };
+  assert.throws(() => createScheduler("ddim", {}, noClamp), /DDIMScheduler: clip_sample=true needs a tensor backend with clamp\(\)/);
+  assert.throws(() => createScheduler("lcm", { clip_sample: true }, noClamp), /LCMScheduler: clip_sample=true needs/);
+  assert.equal(createScheduler("ddim", SD15, noClamp).config.clip_sample, false);
 });
 
 test("combine folds more than four terms into released partial sums", () => {

@@ -60,7 +60,8 @@ test("the default scheduler is the one the model's config names", () => {
     defaultSchedulerName({ class_name: "DPMSolverMultistepScheduler", config: { use_karras_sigmas: true } }),
     "dpmpp-2m-karras",
   );
-  assert.equal(defaultSchedulerName({ class_name: "SomethingElse", config: {} }), "pndm");
+  assert.equal(defaultSchedulerName({ class_name: "DDIMScheduler", config: {} }), "ddim");
+  assert.equal(defaultSchedulerName({ class_name: "SomethingElse", config: {} }), "dpmpp-2m");
 });
 
 test("a cancelled generation is its own error type", () => {

@@ -3,9 +3,8 @@
 // `window.wsd` is the same app for automation (wsd-web render, tests).
 
 import { ClipTokenizer } from "./clip_tokenizer.js";
-import { SCHEDULERS } from "./schedulers/index.js";
 import { SDModel } from "./sd_model.js";
-import { CancelledError, SD15Pipeline, defaultSchedulerName } from "./sd_pipeline.js";
+import { CancelledError, SD15Pipeline, availableSchedulers, defaultSchedulerName } from "./sd_pipeline.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
@@ -102,7 +101,9 @@ async function load() {
   const pipeline = new SD15Pipeline(model, tokenizer);
   const select = /** @type {HTMLSelectElement} */ ($("scheduler"));
   const preferred = defaultSchedulerName(m.scheduler);
-  for (const name of Object.keys(SCHEDULERS)) select.add(new Option(name, name, false, name === preferred));
+  for (const name of availableSchedulers(m.scheduler.config)) {
+    select.add(new Option(name, name, false, name === preferred));
+  }
   $("model-info").textContent =
     `${m.model.source} (${m.kind}, ${m.model.precision}, ${m.image.width}×${m.image.height}) on ${gpu.adapter}`;
   progress.value = 1;

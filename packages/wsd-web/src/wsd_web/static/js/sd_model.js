@@ -51,7 +51,7 @@ export const MANIFEST_VERSION = 1;
 /** Functions an SD 1.5 build must have. */
 export const SD15_FUNCTIONS = Object.freeze([
   "text_encoder", "cfg_embeddings", "unet_input", "unet", "cfg_combine",
-  "combine1", "combine2", "combine3", "combine4", "vae_decode", "image_to_rgba",
+  "combine1", "combine2", "combine3", "combine4", "clamp", "vae_decode", "image_to_rgba",
 ]);
 
 /**

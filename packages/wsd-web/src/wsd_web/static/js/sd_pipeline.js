@@ -8,7 +8,7 @@
 // releases them all when it ends, however it ends; per-call temporaries live
 // in a tvm scope that closes with the call.
 
-import { createScheduler } from "./schedulers/index.js";
+import { SCHEDULERS, createScheduler } from "./schedulers/index.js";
 import { TorchGenerator } from "./torch_random.js";
 
 /** @typedef {import("./sd_model.js").SDModel} SDModel */
@@ -56,6 +56,10 @@ import { TorchGenerator } from "./torch_random.js";
 const DEFAULT_SCHEDULERS = Object.freeze({
   PNDMScheduler: "pndm",
   DPMSolverMultistepScheduler: "dpmpp-2m",
+  DDIMScheduler: "ddim",
+  EulerDiscreteScheduler: "euler",
+  EulerAncestralDiscreteScheduler: "euler-a",
+  LCMScheduler: "lcm",
 });
 
 /**
@@ -68,7 +72,27 @@ export function defaultSchedulerName(scheduler) {
     return "dpmpp-2m-karras";
   }
   const name = DEFAULT_SCHEDULERS[/** @type {keyof typeof DEFAULT_SCHEDULERS} */ (scheduler.class_name)];
-  return name ?? "pndm";
+  // A class the app does not implement: the most broadly useful solver instead.
+  return name ?? "dpmpp-2m";
+}
+
+/**
+ * The registry names that can run a model with this scheduler config (a
+ * scheduler that refuses the config, e.g. its prediction type, is left out).
+ * @param {Record<string, unknown>} config
+ * @returns {string[]}
+ */
+export function availableSchedulers(config) {
+  /** @type {import("./schedulers/common.js").TensorOps<null>} */
+  const none = { combine: () => null, release: () => {}, noise: () => null };
+  return Object.keys(SCHEDULERS).filter((name) => {
+    try {
+      createScheduler(name, config, none).dispose();
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** A generation was cancelled through its AbortSignal. */
@@ -77,6 +101,42 @@ export class CancelledError extends Error {
     super("generation cancelled");
     this.name = "CancelledError";
   }
+}
+
+/**
+ * A float32 GPU tensor in the current tvm scope.
+ * @param {SDModel} model
+ * @param {number[]} shape
+ * @param {Float32Array | Int32Array} values
+ * @param {string} [dtype]
+ * @returns {Tensor}
+ */
+function gpuTensor(model, shape, values, dtype = "float32") {
+  const tvm = model.session.tvm;
+  return tvm.empty(shape, dtype, tvm.webgpu()).copyFrom(values);
+}
+
+/**
+ * The schedulers' tensor operations on the GPU: linear combinations through
+ * the compiled combineK kernels, the clamp kernel, noise of `shape` from
+ * `generator` (uploaded).
+ * Every tensor returned is detached from tvm scopes; its owner disposes it.
+ * @param {SDModel} model
+ * @param {number[]} shape  The latent shape.
+ * @param {TorchGenerator} generator
+ * @returns {import("./schedulers/common.js").TensorOps<Tensor>}
+ */
+export function gpuTensorOps(model, shape, generator) {
+  const session = model.session;
+  return {
+    combine: (terms) => session.persist(() => {
+      const coeffs = gpuTensor(model, [terms.length], Float32Array.from(terms, ([c]) => c));
+      return model.call(`combine${terms.length}`, ...terms.map(([, x]) => x), coeffs);
+    }),
+    release: (t) => t.dispose(),
+    noise: () => session.persist(() => gpuTensor(model, shape, generator.randn(shape))),
+    clamp: (t, limit) => session.persist(() => model.call("clamp", t, gpuTensor(model, [1], new Float32Array([limit])))),
+  };
 }
 
 /**
@@ -113,8 +173,7 @@ export class SD15Pipeline {
    * @returns {Tensor}
    */
   tensor(shape, values, dtype = "float32") {
-    const tvm = this.session.tvm;
-    return tvm.empty(shape, dtype, tvm.webgpu()).copyFrom(values);
+    return gpuTensor(this.model, shape, values, dtype);
   }
 
   /** @param {number} v */
@@ -160,13 +219,11 @@ export class SD15Pipeline {
     const session = this.session;
     const model = this.model;
     const start = this.now();
-    /** @type {import("./schedulers/common.js").TensorOps<Tensor>} */
-    const ops = {
-      combine: (terms) => session.persist(() =>
-        model.call(`combine${terms.length}`, ...terms.map(([, x]) => x), this.tensor([terms.length], Float32Array.from(terms, ([c]) => c))),
-      ),
-      release: (t) => t.dispose(),
-    };
+    const shape = manifest.latent.shape;
+    // One generator per generation, as diffusers' `generator`: the initial
+    // latents first, then whatever noise the scheduler draws in its steps.
+    const generator = new TorchGenerator(seed);
+    const ops = gpuTensorOps(model, shape, generator);
     const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
     /** @type {Tensor | null} */
     let embeddings = null;
@@ -181,8 +238,7 @@ export class SD15Pipeline {
       await this.sync();
       const textEncoderMs = this.now() - start;
 
-      const shape = manifest.latent.shape;
-      const noise = new TorchGenerator(seed).randn(shape);
+      const noise = generator.randn(shape);
       const sigma = Math.fround(scheduler.initNoiseSigma);
       if (sigma !== 1) for (let i = 0; i < noise.length; i++) noise[i] = Math.fround(noise[i] * sigma);
       latents = session.persist(() => this.tensor(shape, noise));

@@ -9,11 +9,27 @@
 // arrays in tests).
 
 /**
- * What the schedulers need from a tensor backend.
- * `combine` returns a NEW tensor, sum(coef * tensor) over 1..4 terms, owned by
- * the caller; `release` frees a tensor.
+ * What the schedulers need from a tensor backend. Every tensor a method
+ * returns is NEW and owned by the caller, who frees it with `release`.
+ * - `combine(terms)`: sum(coef * tensor) over 1..4 terms (see `combine` below for more).
+ * - `release(t)`: frees a tensor.
+ * - `noise()`: standard normal noise of the latent shape, drawn from the
+ *   generation's seeded torch-compatible generator: the SAME generator whose
+ *   first draw made the initial latents (in the app, `TorchGenerator.randn(shape)`
+ *   uploaded to the GPU), just as diffusers passes `generator` to
+ *   `scheduler.step`. Schedulers call it exactly where diffusers' `step` calls
+ *   `randn_tensor` (Euler ancestral: every step; LCM: every step but the last),
+ *   so the random stream stays aligned with diffusers'.
+ * - `clamp(t, limit)` (optional): t clamped to [-limit, limit], element-wise.
+ *   Only schedulers configured with `clip_sample` (DDIM, LCM) need it; they
+ *   refuse to be built without it.
  * @template T
- * @typedef {{ combine(terms: Array<[number, T]>): T, release(t: T): void }} TensorOps
+ * @typedef {{
+ *   combine(terms: Array<[number, T]>): T,
+ *   release(t: T): void,
+ *   noise(): T,
+ *   clamp?: (t: T, limit: number) => T,
+ * }} TensorOps
  */
 
 /** The most terms one `TensorOps.combine` call takes. */
@@ -236,4 +252,210 @@ export function combine(ops, terms) {
   const out = ops.combine(pending);
   if (partial !== null) ops.release(partial);
   return out;
+}
+
+/**
+ * What every scheduler class shares: the resolved config, the planned
+ * timesteps, and the defaults of a scheduler that neither scales the model
+ * input nor starts from scaled noise (subclasses override those that differ).
+ * @template T  The tensor type.
+ */
+export class SchedulerBase {
+  /** @type {Readonly<Record<string, unknown>>} */
+  #config;
+
+  /** @param {Readonly<Record<string, unknown>>} config  The resolved config. */
+  constructor(config) {
+    this.#config = config;
+    /** Timesteps, one per step, from the last `setTimesteps`. @type {number[]} */
+    this.timesteps = [];
+  }
+
+  /** The resolved config (diffusers' `scheduler.config`). */
+  get config() {
+    return this.#config;
+  }
+
+  /** Standard deviation of the initial noise: the latents start as plain N(0, 1) noise. */
+  get initNoiseSigma() {
+    return 1.0;
+  }
+
+  /**
+   * The model input for timestep t: the sample itself (this scheduler does not scale it).
+   * @param {T} sample
+   * @param {number} _t
+   * @returns {T}  `sample`, still owned by the caller.
+   */
+  scaleModelInput(sample, _t) {
+    return sample;
+  }
+}
+
+/**
+ * Check that step() follows the planned timesteps in order: the i-th call
+ * since `setTimesteps` must pass `timesteps[i]`.
+ * @param {string} scheduler
+ * @param {readonly number[]} timesteps
+ * @param {number} i
+ * @param {number} t
+ */
+export function requireTimestep(scheduler, timesteps, i, t) {
+  if (i >= timesteps.length) {
+    throw new SchedulerError(
+      `${scheduler}: step ${i + 1} called but setTimesteps planned ${timesteps.length} steps; call setTimesteps first`,
+    );
+  }
+  if (t !== timesteps[i]) {
+    throw new SchedulerError(`${scheduler}: step ${i} must be called with timestep ${timesteps[i]}, got ${t}`);
+  }
+}
+
+/**
+ * One timestep per step, descending, by the configured timestep_spacing, as
+ * DDIM, PNDM and the Euler schedulers space them (numpy float math):
+ * "linspace" n points over [0, T - 1], "leading" k * (T // n) + steps_offset,
+ * "trailing" round(arange(T, 0, -T / n)) - 1 (numpy's float arange yields
+ * one point too many, ending on -1, for some n: 61, 103, 121, 122 of 1000).
+ * @param {Readonly<Record<string, unknown>>} c  A resolved config.
+ * @param {number} steps
+ * @param {boolean} round  Round "linspace" half to even to integers (DDIM,
+ *   PNDM); else keep its float32 values (Euler: timesteps are float32).
+ * @returns {number[]}
+ */
+export function spacedTimesteps(c, steps, round) {
+  const trainSteps = /** @type {number} */ (c.num_train_timesteps);
+  switch (c.timestep_spacing) {
+    case "linspace":
+      return linspace(0, trainSteps - 1, steps).map(round ? roundHalfEven : Math.fround).reverse();
+    case "leading": {
+      const ratio = Math.floor(trainSteps / steps);
+      const offset = /** @type {number} */ (c.steps_offset);
+      return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * ratio + offset);
+    }
+    default: // "trailing"
+      return arange(trainSteps, 0, -trainSteps / steps).map((t) => roundHalfEven(t) - 1);
+  }
+}
+
+/**
+ * Refuse timesteps outside the training range, which diffusers would read
+ * from the far end of alphas_cumprod (a negative index) or fail on.
+ * @param {string} scheduler
+ * @param {Readonly<Record<string, unknown>>} c
+ * @param {number} steps
+ * @param {readonly number[]} timesteps
+ */
+export function requireTrainingRange(scheduler, c, steps, timesteps) {
+  const trainSteps = /** @type {number} */ (c.num_train_timesteps);
+  const outside = timesteps.filter((t) => t < 0 || t >= trainSteps);
+  if (outside.length > 0) {
+    throw new SchedulerError(
+      `${scheduler}: timestep_spacing ${JSON.stringify(c.timestep_spacing)} with ${steps} steps gives timesteps ` +
+      `${outside.join(", ")}, outside [0, ${trainSteps}); choose another step count or spacing`,
+    );
+  }
+}
+
+/**
+ * The training sigmas sqrt((1 - alphas_cumprod) / alphas_cumprod), ascending
+ * in timestep, as diffusers computes them: in float32 (torch).
+ * @param {Float64Array} ac  alphas_cumprod
+ * @returns {number[]}
+ */
+export function trainingSigmas(ac) {
+  return Array.from(ac, (a) => Math.fround(Math.sqrt(Math.fround(Math.fround(1 - a) / a))));
+}
+
+/**
+ * numpy's `interp(x, arange(len(table)), table)` in float64: linear between
+ * neighbouring entries, clamped to the ends.
+ * @param {number} x
+ * @param {readonly number[]} table
+ * @returns {number}
+ */
+export function interpolate(x, table) {
+  if (x <= 0) return table[0];
+  if (x >= table.length - 1) return table[table.length - 1];
+  const j = Math.floor(x);
+  return (table[j + 1] - table[j]) * (x - j) + table[j];
+}
+
+/**
+ * Karras et al. (2022) sigmas, rho = 7, `steps` of them from sigmaMax down to sigmaMin.
+ * @param {number} sigmaMin
+ * @param {number} sigmaMax
+ * @param {number} steps
+ * @returns {number[]}
+ */
+export function karrasSigmas(sigmaMin, sigmaMax, steps) {
+  const rho = 7;
+  const minInvRho = sigmaMin ** (1 / rho);
+  const maxInvRho = sigmaMax ** (1 / rho);
+  return linspace(0, 1, steps).map((ramp) => (maxInvRho + ramp * (minInvRho - maxInvRho)) ** rho);
+}
+
+/**
+ * diffusers' _sigma_to_t: the fractional timestep whose log sigma, linearly
+ * interpolated between neighbouring training timesteps, equals log(sigma).
+ * The lower neighbour is the argmax of the cumulative count of table entries
+ * <= log(sigma) (the last such entry, or 0 when there is none), capped at the
+ * second-to-last; the weight is clipped to [0, 1].
+ * @param {number} sigma
+ * @param {readonly number[]} logSigmas  ascending, float32 values (numpy's log of the float32 table)
+ * @returns {number}
+ */
+export function sigmaToT(sigma, logSigmas) {
+  const logSigma = Math.log(Math.max(sigma, 1e-10));
+  let count = 0;
+  let best = 0;
+  let low = 0;
+  logSigmas.forEach((ls, i) => {
+    if (logSigma - ls >= 0) count++;
+    if (count > best) {
+      best = count;
+      low = i;
+    }
+  });
+  low = Math.min(low, logSigmas.length - 2);
+  const high = low + 1;
+  // (low - high) is a float32 difference in numpy.
+  const w = Math.min(1, Math.max(0, (logSigmas[low] - logSigma) / Math.fround(logSigmas[low] - logSigmas[high])));
+  return (1 - w) * low + w * high;
+}
+
+/**
+ * The x0 and noise predictions of DDIM-style schedulers as linear forms in
+ * (sample, modelOutput), for x_t = sqrt(a) x0 + sqrt(1 - a) eps.
+ * @param {unknown} predictionType  "epsilon", "v_prediction" or "sample"
+ * @param {number} a  alphas_cumprod at the step's timestep
+ * @returns {{x0: [number, number], eps: [number, number]}}  [sample coef, modelOutput coef] each
+ */
+export function predictions(predictionType, a) {
+  const sa = Math.sqrt(a);
+  const sb = Math.sqrt(1 - a);
+  switch (predictionType) {
+    case "epsilon":
+      return { x0: [1 / sa, -sb / sa], eps: [0, 1] };
+    case "v_prediction":
+      return { x0: [sa, -sb], eps: [sb, sa] };
+    default: // "sample"
+      return { x0: [0, 1], eps: [1 / sb, -sa / sb] };
+  }
+}
+
+/**
+ * Refuse clip_sample when the tensor backend cannot clamp.
+ * @template T
+ * @param {string} scheduler
+ * @param {Readonly<Record<string, unknown>>} c
+ * @param {TensorOps<T>} ops
+ */
+export function requireClampIfClipping(scheduler, c, ops) {
+  if (c.clip_sample && typeof ops.clamp !== "function") {
+    throw new SchedulerError(
+      `${scheduler}: clip_sample=true needs a tensor backend with clamp(); ` +
+      "use a config with clip_sample false or provide TensorOps.clamp",
+    );
+  }
 }

@@ -24,8 +24,8 @@
 // Coefficients are float64 (diffusers evaluates them in float32 torch).
 
 import {
-  SchedulerError, alphasCumprod, combine, linspace, arange, requireOneOf,
-  requireStepCount, resolveConfig, roundHalfEven,
+  SchedulerBase, alphasCumprod, arange, combine, karrasSigmas, linspace, requireOneOf, requireStepCount,
+  requireTimestep, resolveConfig, roundHalfEven, sigmaToT, trainingSigmas,
 } from "./common.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
@@ -64,9 +64,6 @@ const DEFAULTS = Object.freeze({
   time_shift_type: "exponential",
 });
 
-/** Karras et al.'s rho, as diffusers fixes it. */
-const KARRAS_RHO = 7;
-
 /**
  * The noise level sigma as (alpha_t, sigma_t) of x_t = alpha_t x0 + sigma_t eps,
  * and lambda_t = log(alpha_t / sigma_t).
@@ -83,10 +80,9 @@ function alphaSigmaLambda(sigma) {
  * Drive it with `setTimesteps(n)`, then `step(modelOutput, timesteps[i], sample)`
  * for each i in order.
  * @template T
+ * @extends {SchedulerBase<T>}
  */
-export class DPMSolverMultistep {
-  /** @type {Readonly<Record<string, unknown>>} */
-  #config;
+export class DPMSolverMultistep extends SchedulerBase {
   /** @type {TensorOps<T>} */
   #ops;
   /** @type {Float64Array} */
@@ -111,22 +107,10 @@ export class DPMSolverMultistep {
     if (["logrho", "bh1", "bh2"].includes(/** @type {string} */ (resolved.solver_type))) {
       aliases.solver_type = "midpoint";
     }
-    this.#config = Object.freeze({ ...resolved, ...aliases });
+    super(Object.freeze({ ...resolved, ...aliases }));
     this.#ops = ops;
-    checkSupported(this.#config);
-    this.#alphasCumprod = alphasCumprod(this.#config, NAME);
-    /** Integer timesteps, one per step, from the last `setTimesteps`. @type {number[]} */
-    this.timesteps = [];
-  }
-
-  /** The resolved config (diffusers' `scheduler.config`). */
-  get config() {
-    return this.#config;
-  }
-
-  /** Standard deviation of the initial noise: the latents start as plain N(0, 1) noise. */
-  get initNoiseSigma() {
-    return 1.0;
+    checkSupported(this.config);
+    this.#alphasCumprod = alphasCumprod(this.config, NAME);
   }
 
   /**
@@ -135,7 +119,7 @@ export class DPMSolverMultistep {
    */
   setTimesteps(steps) {
     requireStepCount(NAME, steps);
-    const c = this.#config;
+    const c = this.config;
     const trainSteps = /** @type {number} */ (c.num_train_timesteps);
     const ac = this.#alphasCumprod;
     // np.interp over the training sigmas: outside [0, T - 1] it clamps (see spacedTimesteps).
@@ -158,16 +142,6 @@ export class DPMSolverMultistep {
   }
 
   /**
-   * The model input for timestep t: the sample itself (this scheduler does not scale it).
-   * @param {T} sample
-   * @param {number} _t
-   * @returns {T}  `sample`, still owned by the caller.
-   */
-  scaleModelInput(sample, _t) {
-    return sample;
-  }
-
-  /**
    * One solver step from timestep t to the next one.
    * @param {T} modelOutput  The model's prediction at (sample, t); the caller keeps it.
    * @param {number} t  Must be `timesteps[i]` for the i-th call since `setTimesteps`.
@@ -177,13 +151,8 @@ export class DPMSolverMultistep {
   step(modelOutput, t, sample) {
     const i = this.#stepIndex;
     const n = this.timesteps.length;
-    if (i >= n) {
-      throw new SchedulerError(`${NAME}: step ${i + 1} called but setTimesteps planned ${n} steps; call setTimesteps first`);
-    }
-    if (t !== this.timesteps[i]) {
-      throw new SchedulerError(`${NAME}: step ${i} must be called with timestep ${this.timesteps[i]}, got ${t}`);
-    }
-    const c = this.#config;
+    requireTimestep(NAME, this.timesteps, i, t);
+    const c = this.config;
     const s0 = alphaSigmaLambda(this.#sigmas[i]);
     const target = alphaSigmaLambda(this.#sigmas[i + 1]);
 
@@ -238,7 +207,7 @@ export class DPMSolverMultistep {
    * @returns {T}  A new tensor, owned by the scheduler.
    */
   #predictX0(modelOutput, sample, s) {
-    switch (this.#config.prediction_type) {
+    switch (this.config.prediction_type) {
       case "epsilon":
         return combine(this.#ops, [[1 / s.alpha, sample], [-s.sigma / s.alpha, modelOutput]]);
       case "v_prediction":
@@ -315,43 +284,12 @@ function spacedTimesteps(c, steps) {
 function karrasSchedule(ac, steps, truncate) {
   // diffusers' sigma table and its logs are float32 (torch, then numpy);
   // the timesteps depend on comparisons against them, so evaluate them in float32.
-  const sigma32 = Array.from(ac, (a) => Math.fround(Math.sqrt(Math.fround(Math.fround(1 - a) / a))));
+  const sigma32 = trainingSigmas(ac);
   const logSigma32 = sigma32.map((s) => Math.fround(Math.log(s)));
-  const minInvRho = sigma32[0] ** (1 / KARRAS_RHO);
-  const maxInvRho = sigma32[sigma32.length - 1] ** (1 / KARRAS_RHO);
-  const sigmas = linspace(0, 1, steps).map((ramp) => (maxInvRho + ramp * (minInvRho - maxInvRho)) ** KARRAS_RHO);
+  const sigmas = karrasSigmas(sigma32[0], sigma32[sigma32.length - 1], steps);
   const timesteps = sigmas.map((sigma) => {
     const t = sigmaToT(sigma, logSigma32);
     return truncate ? Math.trunc(t) : roundHalfEven(t);
   });
   return { timesteps, sigmas };
-}
-
-/**
- * diffusers' _sigma_to_t: the fractional timestep whose log sigma, linearly
- * interpolated between neighbouring training timesteps, equals log(sigma).
- * The lower neighbour is the argmax of the cumulative count of table entries
- * <= log(sigma) (the last such entry, or 0 when there is none), capped at the
- * second-to-last; the weight is clipped to [0, 1].
- * @param {number} sigma
- * @param {number[]} logSigmas  ascending, float32 values
- * @returns {number}
- */
-function sigmaToT(sigma, logSigmas) {
-  const logSigma = Math.log(Math.max(sigma, 1e-10));
-  let count = 0;
-  let best = 0;
-  let low = 0;
-  logSigmas.forEach((ls, i) => {
-    if (logSigma - ls >= 0) count++;
-    if (count > best) {
-      best = count;
-      low = i;
-    }
-  });
-  low = Math.min(low, logSigmas.length - 2);
-  const high = low + 1;
-  // (low - high) is a float32 difference in numpy.
-  const w = Math.min(1, Math.max(0, (logSigmas[low] - logSigma) / Math.fround(logSigmas[low] - logSigmas[high])));
-  return (1 - w) * low + w * high;
 }

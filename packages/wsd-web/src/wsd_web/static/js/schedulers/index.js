@@ -3,19 +3,31 @@
 // `Class.from_config(model_scheduler_config, **overrides)` builds it.
 
 import { SchedulerError } from "./common.js";
+import { DDIM } from "./ddim.js";
 import { DPMSolverMultistep } from "./dpmpp_2m.js";
+import { EulerDiscrete } from "./euler.js";
+import { EulerAncestralDiscrete } from "./euler_ancestral.js";
+import { LCM } from "./lcm.js";
 import { PNDM } from "./pndm.js";
 
 export { SchedulerError } from "./common.js";
+export { DDIM } from "./ddim.js";
 export { DPMSolverMultistep } from "./dpmpp_2m.js";
+export { EulerDiscrete } from "./euler.js";
+export { EulerAncestralDiscrete } from "./euler_ancestral.js";
+export { LCM } from "./lcm.js";
 export { PNDM } from "./pndm.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
 
 /**
- * What every scheduler offers. Loop: `setTimesteps(n)`; for each t of
- * `timesteps` in order, `next = step(model(scaleModelInput(x, t), t), t, x)`;
- * the caller owns (and releases) x, the model output and next; `dispose()` at the end.
+ * What every scheduler offers. Loop: `setTimesteps(n)`; x = initial noise *
+ * `initNoiseSigma` (read after setTimesteps); for each t of `timesteps` in
+ * order, `input = scaleModelInput(x, t)`, `next = step(model(input, t), t, x)`;
+ * the caller owns (and releases) x, the model output and next, and `input`
+ * when it is not x itself (Euler schedulers scale into a new tensor);
+ * `dispose()` at the end. Timesteps are integers except for the Euler
+ * schedulers' (float32 values).
  * @template T
  * @typedef {object} Scheduler
  * @property {number[]} timesteps
@@ -30,7 +42,8 @@ export { PNDM } from "./pndm.js";
 /**
  * A scheduler class and the config keys the name fixes.
  * @typedef {object} SchedulerEntry
- * @property {typeof DPMSolverMultistep | typeof PNDM} Scheduler
+ * @property {typeof DPMSolverMultistep | typeof PNDM | typeof DDIM | typeof EulerDiscrete
+ *   | typeof EulerAncestralDiscrete | typeof LCM} Scheduler
  * @property {Readonly<Record<string, unknown>>} overrides
  */
 
@@ -46,6 +59,13 @@ export const SCHEDULERS = Object.freeze({
   }),
   // PNDM as the model's config has it: SD 1.x configs set skip_prk_steps (PLMS).
   pndm: Object.freeze({ Scheduler: PNDM, overrides: Object.freeze({}) }),
+  // DDIM with eta 0; clip_sample as the config has it (DDIM's default is true).
+  ddim: Object.freeze({ Scheduler: DDIM, overrides: Object.freeze({}) }),
+  // Euler; a config's use_karras_sigmas is honoured.
+  euler: Object.freeze({ Scheduler: EulerDiscrete, overrides: Object.freeze({}) }),
+  "euler-a": Object.freeze({ Scheduler: EulerAncestralDiscrete, overrides: Object.freeze({}) }),
+  // For LCM-distilled models (or LCM-LoRA): few steps, at most original_inference_steps.
+  lcm: Object.freeze({ Scheduler: LCM, overrides: Object.freeze({}) }),
 });
 
 /**

@@ -21,8 +21,8 @@
 //   fails on fewer with a numpy broadcast error; we say so).
 
 import {
-  alphasCumprod, arange, combine, linspace, requireOneOf, requireStepCount,
-  resolveConfig, roundHalfEven, SchedulerError,
+  SchedulerBase, SchedulerError, alphasCumprod, combine, requireOneOf, requireStepCount, requireTimestep,
+  requireTrainingRange, resolveConfig, spacedTimesteps,
 } from "./common.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
@@ -59,10 +59,9 @@ const PRK_WEIGHTS = [1 / 6, 1 / 3, 1 / 3, 1 / 6];
  * through `ops.combine`. Drive it with `setTimesteps(n)`, then
  * `step(modelOutput, timesteps[i], sample)` for each i in order.
  * @template T
+ * @extends {SchedulerBase<T>}
  */
-export class PNDM {
-  /** @type {Readonly<Record<string, unknown>>} */
-  #config;
+export class PNDM extends SchedulerBase {
   /** @type {TensorOps<T>} */
   #ops;
   /** @type {Float64Array} */
@@ -87,27 +86,15 @@ export class PNDM {
    * @param {Readonly<Record<string, unknown>>} [overrides]  Keys that win over config's.
    */
   constructor(config, ops, overrides = {}) {
-    this.#config = resolveConfig(DEFAULTS, config, overrides);
+    super(resolveConfig(DEFAULTS, config, overrides));
     this.#ops = ops;
-    const c = this.#config;
+    const c = this.config;
     requireOneOf(NAME, c, "prediction_type", ["epsilon", "v_prediction"]);
     requireOneOf(NAME, c, "timestep_spacing", ["linspace", "leading", "trailing"]);
     requireOneOf(NAME, c, "skip_prk_steps", [false, true]);
     requireOneOf(NAME, c, "set_alpha_to_one", [false, true]);
     this.#alphasCumprod = alphasCumprod(c, NAME);
     this.#finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.#alphasCumprod[0];
-    /** Integer timesteps, one per step, from the last `setTimesteps`. @type {number[]} */
-    this.timesteps = [];
-  }
-
-  /** The resolved config (diffusers' `scheduler.config`). */
-  get config() {
-    return this.#config;
-  }
-
-  /** Standard deviation of the initial noise: the latents start as plain N(0, 1) noise. */
-  get initNoiseSigma() {
-    return 1.0;
   }
 
   /**
@@ -116,23 +103,10 @@ export class PNDM {
    */
   setTimesteps(steps) {
     requireStepCount(NAME, steps);
-    const c = this.#config;
+    const c = this.config;
     const trainSteps = /** @type {number} */ (c.num_train_timesteps);
     const stride = Math.floor(trainSteps / steps);
-    /** @type {number[]} ascending */
-    let base;
-    switch (c.timestep_spacing) {
-      case "linspace":
-        base = linspace(0, trainSteps - 1, steps).map(roundHalfEven);
-        break;
-      case "leading": {
-        const offset = /** @type {number} */ (c.steps_offset);
-        base = Array.from({ length: steps }, (_, i) => i * stride + offset);
-        break;
-      }
-      default: // "trailing"
-        base = arange(trainSteps, 0, -trainSteps / steps).map((t) => roundHalfEven(t)).reverse().map((t) => t - 1);
-    }
+    const base = spacedTimesteps(c, steps, true).reverse(); // ascending
     /** @type {number[]} */
     let prk = [];
     let plms;
@@ -154,27 +128,11 @@ export class PNDM {
     // numpy's float arange gives "trailing" one point too many for some counts
     // (61, 103, 121, 122 steps of 1000), hence a timestep -1, which diffusers'
     // PNDM reads as alphas_cumprod[-1], the noisiest entry: refuse instead.
-    const outside = base.filter((t) => t < 0 || t >= trainSteps);
-    if (outside.length > 0) {
-      throw new SchedulerError(
-        `${NAME}: timestep_spacing ${JSON.stringify(c.timestep_spacing)} with ${steps} steps gives timesteps ` +
-        `${outside.join(", ")}, outside [0, ${trainSteps}); choose another step count or spacing`,
-      );
-    }
+    requireTrainingRange(NAME, c, steps, base);
     this.#reset();
     this.#stride = stride;
     this.#prkCount = prk.length;
     this.timesteps = [...prk, ...plms];
-  }
-
-  /**
-   * The model input for timestep t: the sample itself (this scheduler does not scale it).
-   * @param {T} sample
-   * @param {number} _t
-   * @returns {T}  `sample`, still owned by the caller.
-   */
-  scaleModelInput(sample, _t) {
-    return sample;
   }
 
   /**
@@ -186,14 +144,8 @@ export class PNDM {
    */
   step(modelOutput, t, sample) {
     const i = this.#counter;
-    const n = this.timesteps.length;
-    if (i >= n) {
-      throw new SchedulerError(`${NAME}: step ${i + 1} called but setTimesteps planned ${n} steps; call setTimesteps first`);
-    }
-    if (t !== this.timesteps[i]) {
-      throw new SchedulerError(`${NAME}: step ${i} must be called with timestep ${this.timesteps[i]}, got ${t}`);
-    }
-    const prevSample = i < this.#prkCount && !this.#config.skip_prk_steps
+    requireTimestep(NAME, this.timesteps, i, t);
+    const prevSample = i < this.#prkCount && !this.config.skip_prk_steps
       ? this.#stepPrk(modelOutput, t, sample)
       : this.#stepPlms(modelOutput, t, sample);
     this.#counter = i + 1;
@@ -299,7 +251,7 @@ export class PNDM {
     const bFrom = 1 - aFrom;
     const sampleCoef = Math.sqrt(aTo / aFrom);
     const noiseCoef = (aTo - aFrom) / (aFrom * Math.sqrt(1 - aTo) + Math.sqrt(aFrom * bFrom * aTo));
-    if (this.#config.prediction_type === "v_prediction") {
+    if (this.config.prediction_type === "v_prediction") {
       return combine(this.#ops, [
         [sampleCoef - noiseCoef * Math.sqrt(bFrom), sample],
         ...outputs.map(([w, x]) => /** @type {[number, T]} */ ([-noiseCoef * Math.sqrt(aFrom) * w, x])),
