@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from wsd_artifacts import SUPPORTED_DTYPES, manifest_schema, validate_manifest, write_manifest
+from wsd_artifacts import (
+    SUPPORTED_DTYPES,
+    ManifestError,
+    manifest_schema,
+    validate_manifest,
+    write_manifest,
+)
 from wsd_artifacts._jsonschema import check_keywords, validate
 
 
@@ -28,7 +34,8 @@ def test_the_schema_uses_only_keywords_the_validator_implements() -> None:
 
 def test_every_top_level_field_is_required_and_closed() -> None:
     doc = manifest_schema()
-    assert set(doc["required"]) == set(doc["properties"])
+    # tokenizer_2 and conditioning are SDXL's (required for kind sdxl by a cross-field rule).
+    assert set(doc["required"]) == set(doc["properties"]) - {"tokenizer_2", "conditioning"}
     assert doc["additionalProperties"] is False
 
 
@@ -145,8 +152,53 @@ def test_unsupported_schemas_are_refused(schema: dict[str, Any], error: str) -> 
         check_keywords(schema)
 
 
+SDXL_CONDITIONING = {
+    "force_zeros_for_empty_prompt": True,
+    "pooled_token": "argmax",
+    "pooled_dim": 1280,
+    "time_ids_dim": 6,
+    "vae_force_upcast": True,
+}
+
+
 def test_a_valid_sdxl_manifest_passes(model_dir: Path, body: dict[str, Any]) -> None:
     manifest = write_manifest(model_dir, body)
     manifest.update(kind="sdxl", image={"height": 1024, "width": 1024})
     manifest["latent"].update(shape=[1, 4, 128, 128], scaling_factor=0.13025)
+    manifest.update(
+        tokenizer_2={**manifest["tokenizer"], "pad_token_id": 0},
+        conditioning=SDXL_CONDITIONING,
+    )
     assert validate_manifest(manifest)["kind"] == "sdxl"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda m: m.pop("conditioning"), "conditioning: required for kind sdxl"),
+        (lambda m: m.pop("tokenizer_2"), "tokenizer_2: required for kind sdxl"),
+        (
+            lambda m: m["tokenizer_2"].update(file="tokenizer_2.json"),
+            "tokenizer_2.file: expected a file listed in files",
+        ),
+        (
+            lambda m: m["conditioning"].update(pooled_token="cls"),
+            'conditioning.pooled_token: expected one of "argmax", "eos"',
+        ),
+        (
+            lambda m: m["conditioning"].update(time_ids_dim=5),
+            "conditioning.time_ids_dim",
+        ),
+    ],
+)
+def test_sdxl_fields_are_checked(
+    model_dir: Path, body: dict[str, Any], change: Any, error: str
+) -> None:
+    manifest = write_manifest(model_dir, body)
+    manifest.update(kind="sdxl", image={"height": 1024, "width": 1024})
+    manifest["latent"].update(shape=[1, 4, 128, 128])
+    manifest.update(tokenizer_2={**manifest["tokenizer"]}, conditioning=dict(SDXL_CONDITIONING))
+    change(manifest)
+    with pytest.raises(ManifestError) as raised:
+        validate_manifest(manifest)
+    assert error in str(raised.value)

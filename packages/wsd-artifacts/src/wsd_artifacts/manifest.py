@@ -94,11 +94,20 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
     components: Mapping[str, Any] = m["components"]
     if MANIFEST_NAME in files:
         problems.append(f'files["{MANIFEST_NAME}"]: the manifest must not list itself')
-    for field, path in (
+    named = [
         ("library", m["library"]),
         ("weights", m["weights"]),
         ("tokenizer.file", m["tokenizer"]["file"]),
-    ):
+    ]
+    if "tokenizer_2" in m:
+        named.append(("tokenizer_2.file", m["tokenizer_2"]["file"]))
+    if m["kind"] == "sdxl":
+        problems += [
+            f"{key}: required for kind sdxl"
+            for key in ("tokenizer_2", "conditioning")
+            if key not in m
+        ]
+    for field, path in named:
         if path not in files:
             problems.append(f"{field}: expected a file listed in files, got {path!r}")
     if PurePosixPath(m["weights"]).name != INDEX_NAME:

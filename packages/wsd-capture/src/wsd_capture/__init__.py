@@ -1,4 +1,4 @@
-"""wsd-capture: load Stable Diffusion pipelines and capture their components with torch.export.
+"""wsd-capture: load Stable Diffusion 1.5 and SDXL pipelines, capture components with torch.export.
 
 The first layer of wsd: everything downstream (compile, artifacts, the
 browser) starts from a :class:`CapturedPipeline` (an fp32 ``ExportedProgram``
@@ -16,10 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .capture import CFG_BATCH, CapturedComponent, CapturedPipeline, capture_sd15
+    from .xl import capture_sdxl
     from .errors import CaptureError
-    from .loading import load_sd15, use_webgpu_attention
-    from .metadata import ComponentSpec, PipelineMetadata, SchedulerInfo, TensorSpec
-    from .presets import PRESETS, build_tiny_sd15, write_preset
+    from .loading import load_sd15, load_sdxl, use_webgpu_attention
+    from .metadata import (
+        ComponentSpec,
+        PipelineMetadata,
+        SchedulerInfo,
+        TensorSpec,
+        XLConditioning,
+    )
+    from .presets import PRESET_KINDS, PRESETS, build_tiny_sd15, build_tiny_sdxl, write_preset
     from .quiet import quiet_libraries
     from .storage import load_capture, save_capture
     from .tokenizer import TokenizerInfo, build_tiny_clip_tokenizer, portable_tokenizer_json
@@ -29,15 +36,20 @@ _MODULE_OF = {
     "CapturedComponent": "capture",
     "CapturedPipeline": "capture",
     "capture_sd15": "capture",
+    "capture_sdxl": "xl",
     "CaptureError": "errors",
     "load_sd15": "loading",
+    "load_sdxl": "loading",
     "use_webgpu_attention": "loading",
     "ComponentSpec": "metadata",
     "PipelineMetadata": "metadata",
     "SchedulerInfo": "metadata",
     "TensorSpec": "metadata",
+    "XLConditioning": "metadata",
     "PRESETS": "presets",
+    "PRESET_KINDS": "presets",
     "build_tiny_sd15": "presets",
+    "build_tiny_sdxl": "presets",
     "write_preset": "presets",
     "quiet_libraries": "quiet",
     "load_capture": "storage",
@@ -50,6 +62,7 @@ _MODULE_OF = {
 __all__ = [
     "CFG_BATCH",
     "PRESETS",
+    "PRESET_KINDS",
     "CaptureError",
     "CapturedComponent",
     "CapturedPipeline",
@@ -58,11 +71,15 @@ __all__ = [
     "SchedulerInfo",
     "TensorSpec",
     "TokenizerInfo",
+    "XLConditioning",
     "build_tiny_clip_tokenizer",
     "build_tiny_sd15",
+    "build_tiny_sdxl",
     "capture_sd15",
+    "capture_sdxl",
     "load_capture",
     "load_sd15",
+    "load_sdxl",
     "portable_tokenizer_json",
     "quiet_libraries",
     "save_capture",

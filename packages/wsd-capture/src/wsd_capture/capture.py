@@ -14,13 +14,19 @@ Guidance scale, step count, seed and scheduler stay outside the graphs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from torch import nn
-from transformers import CLIPTextModel
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from .errors import CaptureError
 from .loading import use_webgpu_attention
@@ -40,14 +46,21 @@ class TextEncoderGraph(nn.Module):
     int32 constant, the causal mask a float constant, and neither CLIP's int64
     position-id buffer nor its pooled output (an int64 argmax over the ids) is
     part of the graph, so it has no int64 or bool tensors.
+
+    ``penultimate=True`` returns the hidden states before the last layer, without
+    the final layer norm (``hidden_states[-2]``, what SDXL conditions on); the
+    last layer and the norm are then left out of the graph.
     """
 
-    def __init__(self, text_encoder: CLIPTextModel, length: int) -> None:
+    def __init__(
+        self, text_encoder: CLIPTextModel, length: int, *, penultimate: bool = False
+    ) -> None:
         super().__init__()
         self.token_embedding = text_encoder.embeddings.token_embedding
         self.position_embedding = text_encoder.embeddings.position_embedding
-        self.encoder = text_encoder.encoder
-        self.final_layer_norm = text_encoder.final_layer_norm
+        layers = text_encoder.encoder.layers
+        self.layers = nn.ModuleList(layers[:-1] if penultimate else layers)
+        self.final_layer_norm = None if penultimate else text_encoder.final_layer_norm
         self.register_buffer(
             "position_ids", torch.arange(length, dtype=torch.int32)[None], persistent=False
         )
@@ -57,10 +70,22 @@ class TextEncoderGraph(nn.Module):
             persistent=False,
         )
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden: torch.Tensor = self.token_embedding(input_ids) + self.position_embedding(
+            self.position_ids
+        )
+        return hidden
+
+    def run_layers(self, hidden: torch.Tensor, layers: Iterable[nn.Module]) -> torch.Tensor:
+        for layer in layers:
+            hidden = layer(hidden, self.causal_mask)
+        return hidden
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.token_embedding(input_ids) + self.position_embedding(self.position_ids)
-        hidden = self.encoder(inputs_embeds=hidden, attention_mask=self.causal_mask)
-        out: torch.Tensor = self.final_layer_norm(hidden.last_hidden_state)
+        hidden = self.run_layers(self.embed(input_ids), self.layers)
+        if self.final_layer_norm is None:
+            return hidden
+        out: torch.Tensor = self.final_layer_norm(hidden)
         return out
 
 
@@ -83,16 +108,31 @@ class VaeDecodeGraph(nn.Module):
 
     Computes ``vae.decode(latents / vae.config.scaling_factor).sample`` with only
     the decoding half of the VAE, so the encoder's weights stay out of the graph.
+    With ``latent_stats`` (what the SDXL pipeline does) a VAE whose config has
+    ``latents_mean``/``latents_std`` decodes ``latents * std / scaling + mean``.
     """
 
-    def __init__(self, vae: AutoencoderKL) -> None:
+    def __init__(self, vae: AutoencoderKL, *, latent_stats: bool = False) -> None:
         super().__init__()
-        self.scaling_factor = float(vae.config.scaling_factor)
+        config = vae.config
+        self.scaling_factor = float(config.scaling_factor)
         self.post_quant_conv = vae.post_quant_conv or nn.Identity()
         self.decoder = vae.decoder
+        mean = getattr(config, "latents_mean", None) if latent_stats else None
+        std = getattr(config, "latents_std", None) if latent_stats else None
+        self.latent_stats = mean is not None and std is not None
+        if self.latent_stats:
+            view = (1, int(config.latent_channels), 1, 1)
+            self.register_buffer("latents_mean", torch.tensor(mean).view(view), persistent=False)
+            self.register_buffer("latents_std", torch.tensor(std).view(view), persistent=False)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.decoder(self.post_quant_conv(latents / self.scaling_factor))
+        if self.latent_stats:
+            std, mean = self.get_buffer("latents_std"), self.get_buffer("latents_mean")
+            latents = latents * std / self.scaling_factor + mean
+        else:
+            latents = latents / self.scaling_factor
+        out: torch.Tensor = self.decoder(self.post_quant_conv(latents))
         return out
 
 
@@ -132,24 +172,29 @@ def _export(
     name: str,
     module: nn.Module,
     inputs: dict[str, torch.Tensor],
-    output_name: str,
+    output_names: str | tuple[str, ...],
 ) -> CapturedComponent:
+    names = (output_names,) if isinstance(output_names, str) else output_names
     with torch.no_grad():
         program = torch.export.export(module.eval(), tuple(inputs.values()))
     output_node = next(n for n in program.graph.nodes if n.op == "output")
-    (result,) = output_node.args[0]
-    result = result.meta["val"]
+    results = [r.meta["val"] for r in output_node.args[0]]
+    if len(results) != len(names):
+        raise CaptureError(f"{name}: expected {len(names)} outputs, the graph has {len(results)}")
     spec = ComponentSpec(
         name=name,
         inputs=tuple(
             TensorSpec(n, tuple(t.shape), _dtype_name(t.dtype)) for n, t in inputs.items()
         ),
-        outputs=(TensorSpec(output_name, tuple(result.shape), _dtype_name(result.dtype)),),
+        outputs=tuple(
+            TensorSpec(n, tuple(r.shape), _dtype_name(r.dtype))
+            for n, r in zip(names, results, strict=True)
+        ),
     )
     return CapturedComponent(spec=spec, program=program)
 
 
-def _scheduler_info(pipe: StableDiffusionPipeline) -> SchedulerInfo:
+def _scheduler_info(pipe: DiffusionPipeline) -> SchedulerInfo:
     config = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
     try:
         plain: dict[str, Any] = json.loads(json.dumps(config))
@@ -169,6 +214,47 @@ def _image_size(value: int | None, native: int, multiple: int, what: str) -> int
     return value
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Image and latent sizes of one capture."""
+
+    height: int
+    width: int
+    vae_scale_factor: int
+    latent_shape: tuple[int, int, int, int]
+
+
+def image_geometry(
+    unet: UNet2DConditionModel, vae: AutoencoderKL, height: int | None, width: int | None
+) -> Geometry:
+    """Check ``height``/``width`` (default: native) against what the UNet supports."""
+    vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    multiple = vae_scale_factor * 2 ** (len(unet.config.down_block_types) - 1)
+    native = int(unet.config.sample_size) * vae_scale_factor
+    height = _image_size(height, native, multiple, "height")
+    width = _image_size(width, native, multiple, "width")
+    latent_channels = int(vae.config.latent_channels)
+    if unet.config.in_channels != latent_channels:
+        raise CaptureError(
+            f"the UNet takes {unet.config.in_channels} channels but the VAE makes "
+            f"{latent_channels}: only text-to-image UNets are supported"
+        )
+    latent_shape = (1, latent_channels, height // vae_scale_factor, width // vae_scale_factor)
+    return Geometry(height, width, vae_scale_factor, latent_shape)
+
+
+def check_token_length(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel) -> int:
+    """The tokenizer's padded length, which the text encoder must have positions for."""
+    length = int(tokenizer.model_max_length)
+    max_positions = int(text_encoder.config.max_position_embeddings)
+    if length > max_positions:
+        raise CaptureError(
+            f"the tokenizer pads to {length} tokens but the text encoder has only "
+            f"{max_positions} positions: set tokenizer.model_max_length to {max_positions}"
+        )
+    return length
+
+
 def capture_sd15(
     pipe: StableDiffusionPipeline,
     *,
@@ -182,30 +268,15 @@ def capture_sd15(
     WebGPU-safe implementations first (as :func:`load_sd15` does).
     """
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-    vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    multiple = vae_scale_factor * 2 ** (len(unet.config.down_block_types) - 1)
-    native = int(unet.config.sample_size) * vae_scale_factor
-    height = _image_size(height, native, multiple, "height")
-    width = _image_size(width, native, multiple, "width")
-    latent_channels = int(vae.config.latent_channels)
-    if unet.config.in_channels != latent_channels:
-        raise CaptureError(
-            f"the UNet takes {unet.config.in_channels} channels but the VAE makes "
-            f"{latent_channels}: only text-to-image SD 1.5 UNets are supported"
-        )
-    length = int(tokenizer.model_max_length)
-    max_positions = int(text_encoder.config.max_position_embeddings)
-    if length > max_positions:
-        raise CaptureError(
-            f"the tokenizer pads to {length} tokens but the text encoder has only "
-            f"{max_positions} positions: set tokenizer.model_max_length to {max_positions}"
-        )
+    geometry = image_geometry(unet, vae, height, width)
+    height, width = geometry.height, geometry.width
+    vae_scale_factor, latent_shape = geometry.vae_scale_factor, geometry.latent_shape
+    latent_channels, h, w = latent_shape[1:]
+    length = check_token_length(tokenizer, text_encoder)
     scheduler = _scheduler_info(pipe)
     use_webgpu_attention(pipe)
 
-    h, w = height // vae_scale_factor, width // vae_scale_factor
     hidden_size = int(text_encoder.config.hidden_size)
-    latent_shape = (1, latent_channels, h, w)
     exported = (
         _export(
             "text_encoder",

@@ -2,6 +2,7 @@
 
   wsd-capture preset tiny-sd15 models/tiny-sd15
   wsd-capture sd15 --model models/tiny-sd15 --out captures/tiny-sd15
+  wsd-capture sdxl --model models/tiny-sdxl --out captures/tiny-sdxl
 
 Exit code 0 on success (a JSON summary on stdout); on failure non-zero with
 one line on stderr that says what was wrong and what to do.
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     preset = sub.add_parser(
         "preset", help="write a built-in tiny random-weight pipeline as a diffusers directory"
     )
-    preset.add_argument("name", help="the preset: tiny-sd15")
+    preset.add_argument("name", help="the preset: tiny-sd15, tiny-sd15-v or tiny-sdxl")
     preset.add_argument("dir", help="output directory (new or empty)")
     sd15 = sub.add_parser(
         "sd15",
@@ -39,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     sd15.add_argument("--out", required=True, help="output capture directory (new or empty)")
     sd15.add_argument("--height", type=int, help="image height in pixels (default: native)")
     sd15.add_argument("--width", type=int, help="image width in pixels (default: native)")
+    sdxl = sub.add_parser(
+        "sdxl",
+        help="capture an SDXL pipeline (both text encoders, UNet, VAE decoder)",
+    )
+    sdxl.add_argument("--model", required=True, help="diffusers pipeline directory")
+    sdxl.add_argument("--out", required=True, help="output capture directory (new or empty)")
+    sdxl.add_argument("--vae", help="another VAE (diffusers AutoencoderKL directory) to use")
+    sdxl.add_argument("--height", type=int, help="image height in pixels (default: native)")
+    sdxl.add_argument("--width", type=int, help="image width in pixels (default: native)")
     return parser
 
 
@@ -47,12 +57,20 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         from .presets import write_preset
 
         return {"preset": args.name, "directory": str(write_preset(args.name, args.dir))}
-    from .capture import capture_sd15
-    from .loading import load_sd15
     from .storage import save_capture
 
     start = time.perf_counter()
-    captured = capture_sd15(load_sd15(args.model), height=args.height, width=args.width)
+    if args.command == "sdxl":
+        from .xl import capture_sdxl
+        from .loading import load_sdxl
+
+        pipe = load_sdxl(args.model, vae=args.vae)
+        captured = capture_sdxl(pipe, height=args.height, width=args.width)
+    else:
+        from .capture import capture_sd15
+        from .loading import load_sd15
+
+        captured = capture_sd15(load_sd15(args.model), height=args.height, width=args.width)
     meta = captured.metadata
     return {
         "directory": str(save_capture(captured, args.out)),

@@ -53,6 +53,28 @@ class SchedulerInfo:
 
 
 @dataclass(frozen=True)
+class XLConditioning:
+    """SDXL's conditioning beyond the prompt embeddings, as its pipeline builds it.
+
+    - ``force_zeros_for_empty_prompt``: without a negative prompt, the negative
+      embeddings and pooled embeddings are zeros (not the encoding of ``""``).
+    - ``pooled_token``: which token's state the second text encoder pools:
+      ``"argmax"`` (the position of the largest id, CLIP configs with
+      ``eos_token_id == 2``) or ``"eos"`` (the first ``eos_token_id``).
+    - ``pooled_dim``: length of the pooled (projected) text embedding.
+    - ``time_ids_dim``: length of ``time_ids`` (original size, crop top-left,
+      target size: 6).
+    - ``vae_force_upcast``: the VAE overflows in fp16, so it runs in fp32.
+    """
+
+    force_zeros_for_empty_prompt: bool
+    pooled_token: str
+    pooled_dim: int
+    time_ids_dim: int
+    vae_force_upcast: bool
+
+
+@dataclass(frozen=True)
 class PipelineMetadata:
     """Everything about a captured pipeline that the compiler and the browser need.
 
@@ -71,6 +93,8 @@ class PipelineMetadata:
     components: dict[str, ComponentSpec]
     scheduler: SchedulerInfo
     tokenizer: TokenizerInfo
+    tokenizer_2: TokenizerInfo | None = None
+    conditioning: XLConditioning | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain JSON dict (lists, not tuples) that :meth:`from_dict` reads back."""
@@ -93,4 +117,8 @@ class PipelineMetadata:
             },
             scheduler=SchedulerInfo(**data["scheduler"]),
             tokenizer=TokenizerInfo(**data["tokenizer"]),
+            tokenizer_2=TokenizerInfo(**data["tokenizer_2"]) if data.get("tokenizer_2") else None,
+            conditioning=(
+                XLConditioning(**data["conditioning"]) if data.get("conditioning") else None
+            ),
         )

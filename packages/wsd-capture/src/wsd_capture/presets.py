@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from .atomic import atomic_directory
 from .errors import CaptureError
@@ -33,7 +36,13 @@ from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
 #: ``tiny-sd15``: SD 1.5's architecture and scheduler (PNDM, epsilon).
 #: ``tiny-sd15-v``: the same weights, configured as a v-prediction model the
 #: way SD 2.x is (DDIM, ``prediction_type="v_prediction"``).
-PRESETS: tuple[str, ...] = ("tiny-sd15", "tiny-sd15-v")
+#: ``tiny-sdxl``: SDXL's architecture (two text encoders, pooled and
+#: micro-conditioning through ``addition_time_embed_dim``, transformer depth per
+#: block, an SDXL VAE config with ``force_upcast``) and its Euler scheduler.
+PRESETS: tuple[str, ...] = ("tiny-sd15", "tiny-sd15-v", "tiny-sdxl")
+
+#: The pipeline kind of each preset (``sd15`` or ``sdxl``).
+PRESET_KINDS: dict[str, str] = {"tiny-sd15": "sd15", "tiny-sd15-v": "sd15", "tiny-sdxl": "sdxl"}
 
 _SEED = 0
 TEXT_HIDDEN_SIZE = 32
@@ -63,21 +72,28 @@ SD21_SCHEDULER_CONFIG: dict[str, object] = {
 }
 
 
+def _text_config(
+    vocab_size: int, bos: int, eos: int, pad: int, *, hidden: int = TEXT_HIDDEN_SIZE, **kw: object
+) -> CLIPTextConfig:
+    settings: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": MODEL_MAX_LENGTH,
+        "hidden_act": "quick_gelu",
+        "projection_dim": hidden,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        **kw,
+    }
+    return CLIPTextConfig(**settings)
+
+
 def _text_encoder(vocab_size: int, bos: int, eos: int, pad: int) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=TEXT_HIDDEN_SIZE,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=MODEL_MAX_LENGTH,
-        hidden_act="quick_gelu",
-        projection_dim=TEXT_HIDDEN_SIZE,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=pad,
-    )
-    return CLIPTextModel(config)
+    return CLIPTextModel(_text_config(vocab_size, bos, eos, pad))
 
 
 def _unet() -> UNet2DConditionModel:
@@ -190,7 +206,10 @@ def _add_identity_path(unet: UNet2DConditionModel) -> None:
 
     unet.conv_in.weight[:c] = 0.0
     unet.conv_in.bias[:c] = 0.0
-    for conv in (resnet.conv_shortcut, resnet.conv2, last_up.attentions[-1].proj_out):
+    writers = [resnet.conv_shortcut, resnet.conv2]
+    if getattr(last_up, "attentions", None):
+        writers.append(last_up.attentions[-1].proj_out)
+    for conv in writers:
         conv.weight[pairs] = 0.0
         conv.bias[pairs] = 0.0
     norm.weight[pairs] = norm.eps**0.5 / _IDENTITY_AMPLITUDE
@@ -242,6 +261,100 @@ def build_tiny_sd15(prediction_type: str = "epsilon") -> StableDiffusionPipeline
     )
 
 
+# SDXL base's scheduler settings (its scheduler_config.json).
+SDXL_SCHEDULER_CONFIG: dict[str, object] = {
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+XL_TEXT_HIDDEN_SIZE_2 = 64
+XL_TIME_EMBED_DIM = 8
+
+
+def _xl_unet() -> UNet2DConditionModel:
+    # SDXL's block layout (no attention at the highest resolution, deeper
+    # transformers lower down, linear projections, text_time added embeddings),
+    # with widths shrunk. `attention_head_dim` holds head counts, as in SDXL's config.
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        norm_num_groups=16,
+        cross_attention_dim=TEXT_HIDDEN_SIZE + XL_TEXT_HIDDEN_SIZE_2,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=XL_TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=XL_TEXT_HIDDEN_SIZE_2 + 6 * XL_TIME_EMBED_DIM,
+    )
+
+
+# The added (pooled text + time ids) embedding joins the timestep embedding;
+# scaled up so that the pooled prompt and the micro-conditioning visibly matter.
+_ADDED_EMBEDDING_SCALE = 4.0
+
+
+def build_tiny_sdxl() -> StableDiffusionXLPipeline:
+    """The ``tiny-sdxl`` pipeline in memory: same weights on every call.
+
+    Two CLIP text encoders (hidden 32, and 64 with a projection, configured
+    with ``eos_token_id=2`` as SDXL's OpenCLIP encoder is, so it pools at the
+    largest id), two tokenizers (the second pads with ``"!"``), SDXL's UNet
+    layout, an SDXL-style VAE (scaling 0.13025, ``force_upcast``) and SDXL's
+    Euler scheduler config; ``force_zeros_for_empty_prompt`` as SDXL base.
+    """
+    tokenizer = build_tiny_clip_tokenizer()
+    tokenizer_2 = build_tiny_clip_tokenizer(pad_token="!")
+    ids = (len(tokenizer), int(tokenizer.bos_token_id), int(tokenizer.eos_token_id))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED + 1)
+        text_encoder = CLIPTextModel(_text_config(*ids, int(tokenizer.pad_token_id)))
+        text_encoder_2 = CLIPTextModelWithProjection(
+            _text_config(
+                ids[0],
+                ids[1],
+                2,
+                int(tokenizer_2.pad_token_id),
+                hidden=XL_TEXT_HIDDEN_SIZE_2,
+                hidden_act="gelu",
+            )
+        )
+        unet = _xl_unet()
+        vae = _vae()
+    vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
+    _make_meaningful(unet)
+    with torch.no_grad():
+        unet.add_embedding.linear_1.weight.mul_(_ADDED_EMBEDDING_SCALE)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler.from_config(SDXL_SCHEDULER_CONFIG),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+
+
 def write_preset(name: str, out_dir: str | os.PathLike[str]) -> Path:
     """Write the built-in preset ``name`` as a diffusers directory at ``out_dir``.
 
@@ -252,6 +365,9 @@ def write_preset(name: str, out_dir: str | os.PathLike[str]) -> Path:
         raise CaptureError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     out = Path(out_dir)
     with atomic_directory(out) as tmp:
-        prediction_type = "v_prediction" if name == "tiny-sd15-v" else "epsilon"
-        build_tiny_sd15(prediction_type).save_pretrained(tmp, safe_serialization=True)
+        if PRESET_KINDS[name] == "sdxl":
+            build_tiny_sdxl().save_pretrained(tmp, safe_serialization=True)
+        else:
+            prediction_type = "v_prediction" if name == "tiny-sd15-v" else "epsilon"
+            build_tiny_sd15(prediction_type).save_pretrained(tmp, safe_serialization=True)
     return out

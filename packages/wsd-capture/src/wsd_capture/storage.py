@@ -4,6 +4,7 @@ Layout of a capture directory::
 
     metadata.json       PipelineMetadata (tokenizer text by reference) and the file list
     tokenizer.json      the portable HF tokenizers file for the browser
+    tokenizer_2.json    the second tokenizer's (SDXL)
     text_encoder.pt2    one torch.export ExportedProgram per component
     unet.pt2
     vae_decode.pt2
@@ -26,23 +27,25 @@ from .metadata import PipelineMetadata
 FORMAT = "wsd-capture/1"
 METADATA_FILE = "metadata.json"
 TOKENIZER_FILE = "tokenizer.json"
+_TOKENIZERS = {"tokenizer": TOKENIZER_FILE, "tokenizer_2": "tokenizer_2.json"}
 
 
 def save_capture(captured: CapturedPipeline, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``captured`` to the new (or empty) directory ``out_dir``, all or nothing."""
     out = Path(out_dir)
     data = captured.metadata.to_dict()
-    tokenizer_json = data["tokenizer"].pop("tokenizer_json")
+    tokenizers = {key: data[key].pop("tokenizer_json") for key in _TOKENIZERS if data.get(key)}
     programs = {name: f"{name}.pt2" for name in captured.components}
     record = {
         "format": FORMAT,
-        "files": {"tokenizer": TOKENIZER_FILE, "programs": programs},
+        "files": {**{key: _TOKENIZERS[key] for key in tokenizers}, "programs": programs},
         "metadata": data,
     }
     with atomic_directory(out) as tmp:
         for name, component in captured.components.items():
             torch.export.save(component.program, tmp / programs[name])
-        (tmp / TOKENIZER_FILE).write_text(tokenizer_json, encoding="utf-8")
+        for key, text in tokenizers.items():
+            (tmp / _TOKENIZERS[key]).write_text(text, encoding="utf-8")
         (tmp / METADATA_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return out
 
@@ -71,14 +74,16 @@ def load_capture(directory: str | os.PathLike[str]) -> CapturedPipeline:
     root = Path(directory)
     record = _read_record(root)
     files = record["files"]
-    paths = [root / files["tokenizer"], *(root / f for f in files["programs"].values())]
+    tokenizers = {key: root / files[key] for key in _TOKENIZERS if key in files}
+    paths = [*tokenizers.values(), *(root / f for f in files["programs"].values())]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise CaptureError(
             f"{root} lacks {', '.join(missing)}: the capture is incomplete, capture it again"
         )
     data = record["metadata"]
-    data["tokenizer"]["tokenizer_json"] = (root / files["tokenizer"]).read_text(encoding="utf-8")
+    for key, path in tokenizers.items():
+        data[key]["tokenizer_json"] = path.read_text(encoding="utf-8")
     metadata = PipelineMetadata.from_dict(data)
     components = {
         name: CapturedComponent(

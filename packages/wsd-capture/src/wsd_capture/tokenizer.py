@@ -102,11 +102,13 @@ def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
         splits = merged
 
 
-def build_tiny_clip_tokenizer() -> CLIPTokenizer:
+def build_tiny_clip_tokenizer(pad_token: str = EOS_TOKEN) -> CLIPTokenizer:
     """A deterministic CLIP BPE tokenizer with a vocabulary of about a thousand tokens.
 
     Token ids follow CLIP's layout: byte symbols, then their ``</w>`` forms, then
     one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>`` last.
+    ``pad_token`` is ``<|endoftext|>`` as in SD 1.x; SDXL's second tokenizer
+    (OpenCLIP's) pads with ``"!"`` (id 0).
     """
     symbols = _byte_symbols()
     tokens = symbols + [s + END_OF_WORD for s in symbols]
@@ -119,7 +121,7 @@ def build_tiny_clip_tokenizer() -> CLIPTokenizer:
         merges=merges,  # type: ignore[arg-type]  # pairs; the annotation says strings, BPE wants pairs
         bos_token=BOS_TOKEN,
         eos_token=EOS_TOKEN,
-        pad_token=EOS_TOKEN,
+        pad_token=pad_token,
         unk_token=EOS_TOKEN,
         model_max_length=MODEL_MAX_LENGTH,
     )

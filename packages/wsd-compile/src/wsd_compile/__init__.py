@@ -8,19 +8,30 @@ The public API:
 - :func:`build_webgpu_wasm` compiles a Relax module for WebGPU and links it.
 - :func:`write_runtime_check` writes a small model that checks the whole
   toolchain in a browser (``wsd-web check``).
-- :func:`compile_sd15` compiles an SD 1.5-class diffusers pipeline into a
-  folder of static web files (:class:`CompiledPipeline`);
-  :func:`build_sd15_module` gives the same pipeline as one Relax IRModule
-  with its weights, for other targets (tests build it for ``llvm``).
+- :func:`compile_sd15` and :func:`compile_sdxl` compile an SD 1.5-class or
+  SDXL diffusers pipeline into a folder of static web files
+  (:class:`CompiledPipeline`); :func:`build_pipeline_module` (or
+  :func:`build_sd15_module` / :func:`build_sdxl_module`) gives the same
+  pipeline as one Relax IRModule with its weights, for other targets (tests
+  build it for ``llvm``).
 """
 
 from .check import RuntimeCheck, write_runtime_check
 from .errors import ToolchainError, WsdCompileError
 from .link import LinkResult, link_wasm
 from .output import OutputExistsError
+from .pipeline import CompiledPipeline
+from .pipeline_module import (
+    FunctionInfo,
+    PipelineModule,
+    TensorInfo,
+    build_pipeline_module,
+    build_sd15_module,
+    build_sdxl_module,
+)
 from .runtime import RUNTIME_UNITS, RuntimeObjects, tvmjs_runtime
-from .sd15 import CompiledPipeline, compile_sd15
-from .sd15_module import FunctionInfo, PipelineModule, TensorInfo, build_sd15_module
+from .sd15 import compile_sd15
+from .sdxl import compile_sdxl
 from .webgpu import WebGPUBuild, build_webgpu_wasm, webgpu_target
 
 __all__ = [
@@ -36,9 +47,12 @@ __all__ = [
     "ToolchainError",
     "WebGPUBuild",
     "WsdCompileError",
+    "build_pipeline_module",
     "build_sd15_module",
+    "build_sdxl_module",
     "build_webgpu_wasm",
     "compile_sd15",
+    "compile_sdxl",
     "link_wasm",
     "tvmjs_runtime",
     "webgpu_target",

@@ -2,6 +2,8 @@
 
   wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
                    [--height H --width W] [-v]
+  wsd-compile sdxl (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
+                   [--height H --width W] [--vae DIR] [-v]
   wsd-compile runtime [--rebuild]
   wsd-compile check --out DIR
 
@@ -15,6 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from wsd_artifacts import ArtifactError
 from wsd_capture import CaptureError, quiet_libraries
@@ -23,7 +26,8 @@ from .errors import WsdCompileError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from wsd_capture import PRESETS  # after quiet_libraries(): it imports diffusers
+    # After quiet_libraries(): importing the presets imports diffusers.
+    from wsd_capture import PRESET_KINDS, PRESETS
 
     parser = argparse.ArgumentParser(
         prog="wsd-compile",
@@ -31,25 +35,49 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sd15 = sub.add_parser(
-        "sd15",
-        help="compile an SD 1.5-class diffusers pipeline into a folder of static web files",
-        description="Compile an SD 1.5-class pipeline (text encoder, UNet, VAE decoder, "
-        "scheduler and guidance kernels) for WebGPU into OUT: model.wasm, weight shards, "
-        "tokenizer.json and manifest.json. Serve it with `wsd-web serve OUT`.",
-    )
-    source = sd15.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a diffusers StableDiffusionPipeline directory")
-    source.add_argument("--preset", choices=PRESETS, help="a built-in model (no download)")
-    sd15.add_argument("--out", required=True, help="output directory (must not hold files)")
-    sd15.add_argument(
-        "--precision", choices=("fp32", "fp16"), default="fp32", help="weights and arithmetic"
-    )
-    sd15.add_argument("--height", type=int, help="image height (default: the model's native)")
-    sd15.add_argument("--width", type=int, help="image width (default: the model's native)")
-    sd15.add_argument(
-        "-v", "--verbose", action="store_true", help="report each phase and its time on stderr"
-    )
+    kinds = {
+        "sd15": (
+            "an SD 1.5-class",
+            "StableDiffusionPipeline",
+            "text encoder, UNet, VAE decoder",
+            "tokenizer.json",
+        ),
+        "sdxl": (
+            "an SDXL",
+            "StableDiffusionXLPipeline",
+            "both text encoders, UNet with added conditioning, VAE decoder",
+            "tokenizer.json, tokenizer_2.json",
+        ),
+    }
+    for kind, (family, pipeline_class, parts, tokenizers) in kinds.items():
+        cmd = sub.add_parser(
+            kind,
+            help=f"compile {family} diffusers pipeline into a folder of static web files",
+            description=f"Compile {family} pipeline ({parts}, scheduler and guidance "
+            f"kernels) for WebGPU into OUT: model.wasm, weight shards, {tokenizers} and "
+            "manifest.json. Serve it with `wsd-web serve OUT`.",
+        )
+        source = cmd.add_mutually_exclusive_group(required=True)
+        source.add_argument("--model", help=f"a diffusers {pipeline_class} directory")
+        source.add_argument(
+            "--preset",
+            choices=[p for p in PRESETS if PRESET_KINDS[p] == kind],
+            help="a built-in model (no download)",
+        )
+        cmd.add_argument("--out", required=True, help="output directory (must not hold files)")
+        cmd.add_argument(
+            "--precision", choices=("fp32", "fp16"), default="fp32", help="weights and arithmetic"
+        )
+        cmd.add_argument("--height", type=int, help="image height (default: the model's native)")
+        cmd.add_argument("--width", type=int, help="image width (default: the model's native)")
+        if kind == "sdxl":
+            cmd.add_argument(
+                "--vae",
+                help="another VAE (a diffusers AutoencoderKL directory), e.g. an fp16-safe one",
+            )
+        cmd.add_argument(
+            "-v", "--verbose", action="store_true", help="report each phase and its time on stderr"
+        )
     runtime = sub.add_parser(
         "runtime",
         help="build (once per machine) and print the tvmjs runtime objects models link with",
@@ -73,22 +101,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     args = _parser().parse_args(argv)
     try:
-        if args.command == "sd15":
-            from .sd15 import compile_sd15
+        if args.command in ("sd15", "sdxl"):
+            options: dict[str, Any] = {
+                "preset": args.preset,
+                "out_dir": args.out,
+                "precision": args.precision,
+                "height": args.height,
+                "width": args.width,
+                "log": _progress if args.verbose else None,
+            }
+            if args.command == "sdxl":
+                from .sdxl import compile_sdxl
 
-            result = compile_sd15(
-                args.model,
-                preset=args.preset,
-                out_dir=args.out,
-                precision=args.precision,
-                height=args.height,
-                width=args.width,
-                log=_progress if args.verbose else None,
-            )
+                result = compile_sdxl(args.model, vae=args.vae, **options)
+            else:
+                from .sd15 import compile_sd15
+
+                result = compile_sd15(args.model, **options)
             print(
                 json.dumps(
                     {
                         "directory": str(result.out_dir),
+                        "kind": result.manifest["kind"],
                         "build_id": result.manifest["build_id"],
                         "image": result.manifest["image"],
                         "wasm_bytes": result.wasm_bytes,

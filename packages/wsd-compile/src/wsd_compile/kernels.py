@@ -16,6 +16,7 @@ changing them never needs a recompile.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import tvm
 from tvm import relax
@@ -121,11 +122,43 @@ def add_image_to_rgba(bb: relax.BlockBuilder, *, image_shape: Sequence[int]) -> 
         bb.emit_func_output(out)
 
 
+@dataclass(frozen=True)
+class XLTextShapes:
+    """SDXL's text encoder outputs: ``first`` [1, L, D1], ``second`` [1, L, D2],
+    ``pooled`` [1, P]."""
+
+    first: Sequence[int]
+    second: Sequence[int]
+    pooled: Sequence[int]
+
+
+def add_xl_text_functions(bb: relax.BlockBuilder, shapes: XLTextShapes) -> None:
+    """Emit SDXL's text glue: ``text_concat`` joins the two encoders' states on
+    the feature axis (``torch.concat(..., dim=-1)``, first encoder first) and
+    ``cfg_text_embeds`` pairs the negative and positive pooled embeddings."""
+    first = _tensor("first", tuple(shapes.first))
+    second = _tensor("second", tuple(shapes.second))
+    with bb.function("text_concat", [first, second]):
+        out = bb.emit(relax.op.concat([first, second], axis=-1))
+        bb.emit_func_output(out)
+    neg = _tensor("negative", tuple(shapes.pooled))
+    pos = _tensor("positive", tuple(shapes.pooled))
+    with bb.function("cfg_text_embeds", [neg, pos]):
+        out = bb.emit(relax.op.concat([neg, pos], axis=0))
+        bb.emit_func_output(out)
+
+
 def pipeline_functions_module(
-    *, latent_shape: Sequence[int], text_shape: Sequence[int], image_shape: Sequence[int]
+    *,
+    latent_shape: Sequence[int],
+    text_shape: Sequence[int],
+    image_shape: Sequence[int],
+    xl_text: XLTextShapes | None = None,
 ) -> tvm.IRModule:
-    """All glue functions of an SD pipeline as one IRModule."""
+    """All glue functions of an SD pipeline as one IRModule (SDXL's with ``xl_text``)."""
     bb = relax.BlockBuilder()
     add_pipeline_functions(bb, latent_shape=latent_shape, text_shape=text_shape)
     add_image_to_rgba(bb, image_shape=image_shape)
+    if xl_text is not None:
+        add_xl_text_functions(bb, xl_text)
     return bb.get()

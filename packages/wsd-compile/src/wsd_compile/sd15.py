@@ -4,48 +4,31 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-
-from wsd_artifacts import write_manifest, write_tensor_cache
+from typing import TYPE_CHECKING
 
 from .errors import WsdCompileError
-from .output import fresh_output_dir
-from .runtime import RuntimeObjects, tvmjs_runtime
-from .sd15_module import PipelineModule, build_sd15_module
-from .webgpu import build_webgpu_wasm
+from .pipeline import CompiledPipeline, compile_pipeline
+from .runtime import RuntimeObjects
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
 
-LIBRARY_FILE = "model.wasm"
-TOKENIZER_FILE = "tokenizer.json"
 
-
-@dataclass(frozen=True)
-class CompiledPipeline:
-    """What :func:`compile_sd15` wrote.
-
-    ``manifest`` is the ``manifest.json`` written in ``out_dir`` (every file
-    with its size and sha384); ``seconds`` maps each phase to its wall time.
-    """
-
-    out_dir: Path
-    manifest: dict[str, Any]
-    wasm_bytes: int
-    weight_bytes: int
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-def param_names(component: str, count: int) -> list[str]:
-    """The tensor-cache names of a component's weights, in its weight-tuple order."""
-    return [f"{component}.{i}" for i in range(count)]
+def check_captured_size(
+    captured: CapturedPipeline, height: int | None, width: int | None
+) -> CapturedPipeline:
+    """``captured`` itself, if it was captured at the requested size."""
+    meta = captured.metadata
+    for what, wanted, have in (("height", height, meta.height), ("width", width, meta.width)):
+        if wanted is not None and wanted != have:
+            raise WsdCompileError(
+                f"the captured pipeline has {what} {have}, not {wanted}; capture it again "
+                f"with --{what} {wanted}"
+            )
+    return captured
 
 
 def _capture(
@@ -56,79 +39,29 @@ def _capture(
 ) -> CapturedPipeline:
     # Imported here: diffusers is slow to import and chatty on import, and a
     # command line must be able to quiet it first.
-    from wsd_capture import CapturedPipeline, capture_sd15, load_sd15, write_preset
+    from wsd_capture import PRESET_KINDS, CapturedPipeline, capture_sd15, load_sd15, write_preset
 
     if (source is None) == (preset is None):
         raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
     if isinstance(source, CapturedPipeline):
-        meta = source.metadata
-        for what, wanted, have in (("height", height, meta.height), ("width", width, meta.width)):
-            if wanted is not None and wanted != have:
-                raise WsdCompileError(
-                    f"the captured pipeline has {what} {have}, not {wanted}; capture it again "
-                    f"with --{what} {wanted}"
-                )
-        return source
+        if source.metadata.kind != "sd15":
+            raise WsdCompileError(
+                f"the captured pipeline is {source.metadata.kind}, not sd15: "
+                f"use compile_{source.metadata.kind}"
+            )
+        return check_captured_size(source, height, width)
     if preset is not None:
+        if PRESET_KINDS.get(preset, "sd15") != "sd15":
+            raise WsdCompileError(
+                f"{preset} is an {PRESET_KINDS[preset]} preset: use compile_{PRESET_KINDS[preset]} "
+                f"(wsd-compile {PRESET_KINDS[preset]})"
+            )
         with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
             model_dir = write_preset(preset, Path(tmp) / preset)
             captured = capture_sd15(load_sd15(model_dir), height=height, width=width)
         return replace(captured, metadata=replace(captured.metadata, source=preset))
     assert source is not None
     return capture_sd15(load_sd15(source), height=height, width=width)
-
-
-def _weights(module: PipelineModule) -> dict[str, np.ndarray]:
-    tensors: dict[str, np.ndarray] = {}
-    for component, arrays in module.params.items():
-        tensors.update(zip(param_names(component, len(arrays)), arrays, strict=True))
-    return tensors
-
-
-def _manifest_body(
-    captured: CapturedPipeline, module: PipelineModule, weights: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    meta = captured.metadata
-    components = {}
-    for component, arrays in module.params.items():
-        names = param_names(component, len(arrays))
-        components[component] = {
-            "param_names": names,
-            "param_count": len(names),
-            "param_bytes": int(sum(weights[n].nbytes for n in names)),
-        }
-    tok = meta.tokenizer
-    return {
-        "kind": meta.kind,
-        "model": {"source": meta.source, "precision": module.precision},
-        "image": {"height": meta.height, "width": meta.width},
-        "latent": {
-            "shape": list(meta.latent_shape),
-            "scaling_factor": meta.vae_scaling_factor,
-            "vae_scale_factor": meta.vae_scale_factor,
-        },
-        "library": LIBRARY_FILE,
-        "weights": "tensor-cache.json",
-        "functions": {name: info.to_json() for name, info in sorted(module.functions.items())},
-        "components": components,
-        "scheduler": {"class_name": meta.scheduler.class_name, "config": meta.scheduler.config},
-        "tokenizer": {
-            "file": TOKENIZER_FILE,
-            "max_length": tok.model_max_length,
-            "bos_token_id": tok.bos_token_id,
-            "eos_token_id": tok.eos_token_id,
-            "pad_token_id": tok.pad_token_id,
-        },
-    }
-
-
-@contextmanager
-def _phase(seconds: dict[str, float], name: str, log: Callable[[str], None]) -> Iterator[None]:
-    log(f"{name}...")
-    start = time.perf_counter()
-    yield
-    seconds[name] = round(time.perf_counter() - start, 3)
-    log(f"{name}: {seconds[name]:.1f} s")
 
 
 def compile_sd15(
@@ -160,31 +93,10 @@ def compile_sd15(
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
     use). ``log`` receives one line per phase.
     """
-    say = log or (lambda _: None)
-    out = Path(out_dir)
-    seconds: dict[str, float] = {}
-    with fresh_output_dir(out) as tmp:
-        with _phase(seconds, "capture", say):
-            captured = _capture(source, preset, height, width)
-        with _phase(seconds, "relax", say):
-            module = build_sd15_module(captured, precision=precision)
-        with _phase(seconds, "runtime", say):
-            objects = runtime or tvmjs_runtime()
-        with _phase(seconds, "webgpu", say):
-            build = build_webgpu_wasm(module.mod, tmp / LIBRARY_FILE, runtime=objects)
-        with _phase(seconds, "weights", say):
-            weights = _weights(module)
-            write_tensor_cache(tmp, weights, metadata={"kind": captured.metadata.kind})
-            (tmp / TOKENIZER_FILE).write_text(
-                captured.metadata.tokenizer.tokenizer_json, encoding="utf-8"
-            )
-            manifest = write_manifest(tmp, _manifest_body(captured, module, weights))
-    seconds["webgpu_compile"] = round(build.compile_seconds, 3)
-    seconds["link"] = round(build.wasm.seconds, 3)
-    return CompiledPipeline(
-        out_dir=out,
-        manifest=manifest,
-        wasm_bytes=build.wasm.nbytes,
-        weight_bytes=int(sum(a.nbytes for a in weights.values())),
-        seconds=seconds,
+    return compile_pipeline(
+        lambda: _capture(source, preset, height, width),
+        out_dir=out_dir,
+        precision=precision,
+        runtime=runtime,
+        log=log,
     )

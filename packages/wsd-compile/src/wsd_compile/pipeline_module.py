@@ -1,11 +1,12 @@
-"""One Relax IRModule for a whole SD 1.5 pipeline, with its weights.
+"""One Relax IRModule for a whole SD 1.5 or SDXL pipeline, with its weights.
 
-The phases, in the order they run (read :func:`build_sd15_module` top to bottom):
+The phases, in the order they run (read :func:`build_pipeline_module` top to bottom):
 
 1. Import: each captured component (``torch.export``) becomes one Relax
    function named after it, its weights as trailing parameters.
 2. Precision: ``fp16`` converts the models with ``ToMixedPrecision``; every
-   function's inputs and outputs stay float32.
+   function's inputs and outputs stay float32. An SDXL VAE whose config says
+   ``force_upcast`` (it overflows in fp16) stays fp32, as diffusers runs it.
 3. Weight transforms: everything that depends only on weights (casts to
    fp16, transposes, reshapes) is lifted into ``<name>_transform_params``,
    which runs here, once, on the CPU; the browser gets its results and
@@ -22,7 +23,7 @@ each function with torch on the CPU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,13 +32,16 @@ from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
 
 from .errors import WsdCompileError
-from .kernels import pipeline_functions_module
+from .kernels import XLTextShapes, pipeline_functions_module
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
 
 #: The captured components of an SD 1.5 pipeline, in the order the page runs them.
 SD15_COMPONENTS = ("text_encoder", "unet", "vae_decode")
+#: The captured components of an SDXL pipeline, in the order the page runs them.
+SDXL_COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "vae_decode")
+COMPONENTS = {"sd15": SD15_COMPONENTS, "sdxl": SDXL_COMPONENTS}
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -75,13 +79,15 @@ class PipelineModule:
     """The whole pipeline as one IRModule, and the weights its functions take.
 
     ``params[component]`` are the (build-time transformed) weights, in the
-    order of the function's weight tuple.
+    order of the function's weight tuple; ``component_precision`` is each
+    model function's arithmetic (``precision``, or ``fp32`` for an upcast VAE).
     """
 
     mod: tvm.IRModule
     params: dict[str, list[np.ndarray]]
     functions: dict[str, FunctionInfo]
     precision: str
+    component_precision: dict[str, str] = field(default_factory=dict)
 
 
 def _single_output(func: relax.Function) -> relax.Function:
@@ -137,49 +143,60 @@ def _output_types(func: relax.Function) -> list[Any]:
     return [ret]
 
 
-def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
+def _component_precision(captured: CapturedPipeline, name: str, precision: str) -> str:
+    cond = captured.metadata.conditioning
+    if name == "vae_decode" and cond is not None and cond.vae_force_upcast:
+        return "fp32"
+    return precision
+
+
+def build_pipeline_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
     """Assemble the pipeline's IRModule and its (transformed) weights.
 
-    ``precision`` is ``"fp32"`` or ``"fp16"`` (weights and model arithmetic
-    in half precision; inputs, outputs and the glue stay float32).
+    ``captured.metadata.kind`` (``sd15`` or ``sdxl``) decides the components
+    and the glue. ``precision`` is ``"fp32"`` or ``"fp16"`` (weights and model
+    arithmetic in half precision; inputs, outputs and the glue stay float32).
     """
     if precision not in PRECISIONS:
         raise WsdCompileError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
         )
-    missing = [c for c in SD15_COMPONENTS if c not in captured.components]
+    kind = captured.metadata.kind
+    if kind not in COMPONENTS:
+        raise WsdCompileError(f"unknown pipeline kind {kind!r}; expected sd15 or sdxl")
+    names = COMPONENTS[kind]
+    missing = [c for c in names if c not in captured.components]
     if missing:
         raise WsdCompileError(
-            f"the captured pipeline lacks {', '.join(missing)}; capture it with wsd-capture sd15"
+            f"the captured pipeline lacks {', '.join(missing)}; capture it with wsd-capture {kind}"
         )
 
     # Phases 1, 3, 4 per component: import as a function named after it,
     # precision, lift the weight-only computations and run them now.
     funcs: dict[str, relax.Function] = {}
     params: dict[str, list[np.ndarray]] = {}
-    for name in SD15_COMPONENTS:
+    component_precision = {name: _component_precision(captured, name, precision) for name in names}
+    for name in names:
         program = captured.components[name].program
-        funcs[name], params[name] = _component_function(name, program, precision)
-    input_names = {
-        name: [t.name for t in captured.components[name].inputs] for name in SD15_COMPONENTS
-    }
-    output_names = {
-        name: [t.name for t in captured.components[name].outputs] for name in SD15_COMPONENTS
-    }
+        funcs[name], params[name] = _component_function(name, program, component_precision[name])
+    input_names = {name: [t.name for t in captured.components[name].inputs] for name in names}
+    output_names = {name: [t.name for t in captured.components[name].outputs] for name in names}
 
     # Phase 4: the glue functions, shaped by the captured components.
-    def shape_of(component: str, index: int, *, output: bool = False) -> tuple[int, ...]:
-        specs = (
-            captured.components[component].outputs
-            if output
-            else captured.components[component].inputs
+    specs = {name: captured.components[name] for name in names}
+    unet_text = specs["unet"].inputs[2].shape
+    xl_text = None
+    if kind == "sdxl":
+        xl_text = XLTextShapes(
+            first=specs["text_encoder"].outputs[0].shape,
+            second=specs["text_encoder_2"].outputs[0].shape,
+            pooled=specs["text_encoder_2"].outputs[1].shape,
         )
-        return tuple(specs[index].shape)
-
     glue = pipeline_functions_module(
-        latent_shape=shape_of("vae_decode", 0),
-        text_shape=shape_of("text_encoder", 0, output=True),
-        image_shape=shape_of("vae_decode", 0, output=True),
+        latent_shape=specs["vae_decode"].inputs[0].shape,
+        text_shape=(1, *unet_text[1:]),
+        image_shape=specs["vae_decode"].outputs[0].shape,
+        xl_text=xl_text,
     )
     mod = tvm.IRModule({**{gv.name_hint: glue[gv] for gv in glue.get_global_vars()}, **funcs})
 
@@ -188,7 +205,7 @@ def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") ->
     for gv in mod.get_global_vars():
         func = mod[gv]
         name = gv.name_hint
-        if name in SD15_COMPONENTS:
+        if name in names:
             n_in = int(func.attrs["num_input"])
             ins = _tensor_infos(input_names[name], [p.ty for p in func.params[:n_in]])
             outs = _tensor_infos(output_names[name], _output_types(func))
@@ -198,4 +215,24 @@ def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") ->
             outs = _tensor_infos(["output"], _output_types(func))
             functions[name] = FunctionInfo(ins, outs, None)
     mod = relax.transform.BundleModelParams()(mod)
-    return PipelineModule(mod, params, functions, precision)
+    return PipelineModule(mod, params, functions, precision, component_precision)
+
+
+def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
+    """:func:`build_pipeline_module` for a captured SD 1.5-class pipeline."""
+    _expect_kind(captured, "sd15")
+    return build_pipeline_module(captured, precision=precision)
+
+
+def build_sdxl_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
+    """:func:`build_pipeline_module` for a captured SDXL pipeline."""
+    _expect_kind(captured, "sdxl")
+    return build_pipeline_module(captured, precision=precision)
+
+
+def _expect_kind(captured: CapturedPipeline, kind: str) -> None:
+    have = captured.metadata.kind
+    if have != kind:
+        raise WsdCompileError(
+            f"the captured pipeline is {have}, not {kind}: use compile_{have} / wsd-compile {have}"
+        )

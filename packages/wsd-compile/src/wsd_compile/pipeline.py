@@ -1,0 +1,167 @@
+"""What ``compile_sd15`` and ``compile_sdxl`` share: phases, weights, manifest, output."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wsd_artifacts import write_manifest, write_tensor_cache
+
+from .errors import WsdCompileError
+from .output import fresh_output_dir
+from .pipeline_module import PRECISIONS, PipelineModule, build_pipeline_module
+from .runtime import RuntimeObjects, tvmjs_runtime
+from .webgpu import build_webgpu_wasm
+
+if TYPE_CHECKING:
+    from wsd_capture import CapturedPipeline, TokenizerInfo
+
+LIBRARY_FILE = "model.wasm"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_2_FILE = "tokenizer_2.json"
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """What :func:`~wsd_compile.compile_sd15` or :func:`~wsd_compile.compile_sdxl` wrote.
+
+    ``manifest`` is the ``manifest.json`` written in ``out_dir`` (every file
+    with its size and sha384); ``seconds`` maps each phase to its wall time.
+    """
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    wasm_bytes: int
+    weight_bytes: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def param_names(component: str, count: int) -> list[str]:
+    """The tensor-cache names of a component's weights, in its weight-tuple order."""
+    return [f"{component}.{i}" for i in range(count)]
+
+
+def _weights(module: PipelineModule) -> dict[str, np.ndarray]:
+    tensors: dict[str, np.ndarray] = {}
+    for component, arrays in module.params.items():
+        tensors.update(zip(param_names(component, len(arrays)), arrays, strict=True))
+    return tensors
+
+
+def _manifest_body(
+    captured: CapturedPipeline, module: PipelineModule, weights: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    meta = captured.metadata
+    components = {}
+    for component, arrays in module.params.items():
+        names = param_names(component, len(arrays))
+        components[component] = {
+            "param_names": names,
+            "param_count": len(names),
+            "param_bytes": int(sum(weights[n].nbytes for n in names)),
+            "precision": module.component_precision.get(component, module.precision),
+        }
+    body: dict[str, Any] = {
+        "kind": meta.kind,
+        "model": {"source": meta.source, "precision": module.precision},
+        "image": {"height": meta.height, "width": meta.width},
+        "latent": {
+            "shape": list(meta.latent_shape),
+            "scaling_factor": meta.vae_scaling_factor,
+            "vae_scale_factor": meta.vae_scale_factor,
+        },
+        "library": LIBRARY_FILE,
+        "weights": "tensor-cache.json",
+        "functions": {name: info.to_json() for name, info in sorted(module.functions.items())},
+        "components": components,
+        "scheduler": {"class_name": meta.scheduler.class_name, "config": meta.scheduler.config},
+        "tokenizer": _tokenizer_entry(meta.tokenizer, TOKENIZER_FILE),
+    }
+    if meta.tokenizer_2 is not None:
+        body["tokenizer_2"] = _tokenizer_entry(meta.tokenizer_2, TOKENIZER_2_FILE)
+    if meta.conditioning is not None:
+        cond = meta.conditioning
+        body["conditioning"] = {
+            "force_zeros_for_empty_prompt": cond.force_zeros_for_empty_prompt,
+            "pooled_token": cond.pooled_token,
+            "pooled_dim": cond.pooled_dim,
+            "time_ids_dim": cond.time_ids_dim,
+            "vae_force_upcast": cond.vae_force_upcast,
+        }
+    return body
+
+
+def _tokenizer_entry(tok: TokenizerInfo, file: str) -> dict[str, Any]:
+    return {
+        "file": file,
+        "max_length": tok.model_max_length,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+
+
+@contextmanager
+def _phase(seconds: dict[str, float], name: str, log: Callable[[str], None]) -> Iterator[None]:
+    log(f"{name}...")
+    start = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - start, 3)
+    log(f"{name}: {seconds[name]:.1f} s")
+
+
+def compile_pipeline(
+    capture: Callable[[], CapturedPipeline],
+    *,
+    out_dir: str | os.PathLike[str],
+    precision: str,
+    runtime: RuntimeObjects | None,
+    log: Callable[[str], None] | None,
+) -> CompiledPipeline:
+    """Capture (``capture()``), build, and write a model directory at ``out_dir``.
+
+    The directory is written beside ``out_dir`` and renamed into place at the
+    end, so a failure leaves nothing behind.
+    """
+    if precision not in PRECISIONS:
+        raise WsdCompileError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    say = log or (lambda _: None)
+    out = Path(out_dir)
+    seconds: dict[str, float] = {}
+    with fresh_output_dir(out) as tmp:
+        with _phase(seconds, "capture", say):
+            captured = capture()
+        with _phase(seconds, "relax", say):
+            module = build_pipeline_module(captured, precision=precision)
+        with _phase(seconds, "runtime", say):
+            objects = runtime or tvmjs_runtime()
+        with _phase(seconds, "webgpu", say):
+            build = build_webgpu_wasm(module.mod, tmp / LIBRARY_FILE, runtime=objects)
+        with _phase(seconds, "weights", say):
+            weights = _weights(module)
+            write_tensor_cache(tmp, weights, metadata={"kind": captured.metadata.kind})
+            meta = captured.metadata
+            (tmp / TOKENIZER_FILE).write_text(meta.tokenizer.tokenizer_json, encoding="utf-8")
+            if meta.tokenizer_2 is not None:
+                (tmp / TOKENIZER_2_FILE).write_text(
+                    meta.tokenizer_2.tokenizer_json, encoding="utf-8"
+                )
+            manifest = write_manifest(tmp, _manifest_body(captured, module, weights))
+    seconds["webgpu_compile"] = round(build.compile_seconds, 3)
+    seconds["link"] = round(build.wasm.seconds, 3)
+    return CompiledPipeline(
+        out_dir=out,
+        manifest=manifest,
+        wasm_bytes=build.wasm.nbytes,
+        weight_bytes=int(sum(a.nbytes for a in weights.values())),
+        seconds=seconds,
+    )

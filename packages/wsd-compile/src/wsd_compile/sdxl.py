@@ -1,0 +1,116 @@
+"""``compile_sdxl``: an SDXL diffusers pipeline to a folder of static web files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import WsdCompileError
+from .pipeline import CompiledPipeline, compile_pipeline
+from .runtime import RuntimeObjects
+from .sd15 import check_captured_size
+
+if TYPE_CHECKING:
+    from wsd_capture import CapturedPipeline
+
+
+def _capture(
+    source: str | os.PathLike[str] | CapturedPipeline | None,
+    preset: str | None,
+    vae: str | os.PathLike[str] | None,
+    height: int | None,
+    width: int | None,
+) -> CapturedPipeline:
+    # Imported here: diffusers is slow to import and chatty on import.
+    from wsd_capture import PRESET_KINDS, CapturedPipeline, capture_sdxl, load_sdxl, write_preset
+
+    if (source is None) == (preset is None):
+        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
+    if isinstance(source, CapturedPipeline):
+        if source.metadata.kind != "sdxl":
+            raise WsdCompileError(
+                f"the captured pipeline is {source.metadata.kind}, not sdxl: "
+                f"use compile_{source.metadata.kind}"
+            )
+        if vae is not None:
+            raise WsdCompileError("vae= applies when capturing: pass it to load_sdxl instead")
+        return check_captured_size(source, height, width)
+    if preset is not None:
+        kind = PRESET_KINDS.get(preset)
+        if kind is None:
+            sdxl = [name for name, k in PRESET_KINDS.items() if k == "sdxl"]
+            raise WsdCompileError(f"unknown preset {preset!r}: choose one of {', '.join(sdxl)}")
+        if kind != "sdxl":
+            raise WsdCompileError(
+                f"{preset} is an {kind} preset: use compile_{kind} (wsd-compile {kind})"
+            )
+        with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
+            model_dir = write_preset(preset, Path(tmp) / preset)
+            captured = capture_sdxl(load_sdxl(model_dir, vae=vae), height=height, width=width)
+        return replace(captured, metadata=replace(captured.metadata, source=preset))
+    assert source is not None
+    return capture_sdxl(load_sdxl(source, vae=vae), height=height, width=width)
+
+
+def compile_sdxl(
+    source: str | os.PathLike[str] | CapturedPipeline | None = None,
+    *,
+    out_dir: str | os.PathLike[str],
+    preset: str | None = None,
+    precision: str = "fp32",
+    height: int | None = None,
+    width: int | None = None,
+    vae: str | os.PathLike[str] | None = None,
+    runtime: RuntimeObjects | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CompiledPipeline:
+    """Compile an SDXL pipeline into ``out_dir``, ready for ``wsd-web serve``.
+
+    Example::
+
+        from wsd_compile import compile_sdxl
+
+        built = compile_sdxl("models/my-sdxl-finetune", out_dir="web/my-sdxl", precision="fp16")
+        print(built.out_dir, built.wasm_bytes, built.weight_bytes, built.seconds)
+
+    ``source`` is a diffusers ``StableDiffusionXLPipeline`` directory (as
+    ``save_pretrained`` writes it; a hub id when the network allows it), or a
+    pipeline already captured with ``wsd_capture.capture_sdxl``;
+    alternatively ``preset`` names a built-in model (``"tiny-sdxl"``).
+
+    ``precision`` is ``"fp32"`` or ``"fp16"``. In an fp16 build the VAE still
+    runs in fp32 when its config says ``force_upcast`` (SDXL's VAE overflows in
+    fp16, and diffusers upcasts it too); pass ``vae=`` a directory of an
+    fp16-safe VAE (config ``force_upcast: false``) to decode in fp16.
+
+    ``height`` and ``width`` default to the model's native size (1024 x 1024
+    for SDXL base), as diffusers does; they must be positive multiples of
+    what the UNet supports (32 for SDXL's three levels and factor-8 VAE),
+    otherwise :class:`WsdCompileError` says which sizes work.
+
+    The directory gets ``model.wasm`` (every function: both text encoders,
+    the UNet with its added conditioning, the VAE decoder and the glue, as
+    WebGPU shaders and wasm host code), the weights as a tvmjs tensor cache,
+    ``tokenizer.json`` and ``tokenizer_2.json``, and ``manifest.json``
+    (``kind: "sdxl"``, the conditioning rules, every file with its sha384).
+    The scheduler is the pipeline's (Euler for SDXL base); the page can switch
+    to any scheduler of its registry, e.g. Euler ancestral. The directory is
+    written beside ``out_dir`` and renamed into place at the end, so a failure
+    leaves nothing behind; an ``out_dir`` that already holds files is refused.
+    ``runtime`` defaults to the cached tvmjs runtime objects (built on first
+    use). ``log`` receives one line per phase.
+
+    Returns a :class:`CompiledPipeline`: the directory, its manifest, the
+    ``.wasm`` and weight sizes in bytes, and the seconds each phase took.
+    """
+    return compile_pipeline(
+        lambda: _capture(source, preset, vae, height, width),
+        out_dir=out_dir,
+        precision=precision,
+        runtime=runtime,
+        log=log,
+    )
