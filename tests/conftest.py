@@ -53,14 +53,16 @@ def _cached_build(preset: str) -> Path:
     import shutil
 
     from wsd_artifacts import verify
-    from wsd_compile import compile_sd15
+    from wsd_capture import PRESET_KINDS
+    from wsd_compile import compile_sd15, compile_sdxl
     from wsd_compile.cache import cache_root
 
     out = cache_root() / "builds" / f"{preset}-fp32-{_source_key()}"
     if out.exists() and not verify(out).ok:
         shutil.rmtree(out)
     if not out.exists():
-        compile_sd15(preset=preset, out_dir=out)
+        compile_fn = compile_sdxl if PRESET_KINDS[preset] == "sdxl" else compile_sd15
+        compile_fn(preset=preset, out_dir=out)
     return out
 
 
@@ -72,6 +74,11 @@ def tiny_sd15_build() -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd15_v_build() -> Path:
     return _cached_build("tiny-sd15-v")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_build() -> Path:
+    return _cached_build("tiny-sdxl")
 
 
 #: Registry names of the page's schedulers -> diffusers class and from_config overrides.
@@ -108,14 +115,23 @@ def psnr() -> PSNR:
 
 
 def _reference(preset: str, directory: Path) -> Reference:
-    """diffusers itself on a preset, loaded as a user would (default attention)."""
+    """diffusers itself on a preset, loaded as a user would (default attention).
+
+    SDXL runs take ``original_size``, ``crops_coords_top_left`` and
+    ``target_size`` too; an empty negative prompt is ``negative_prompt=None``.
+    """
     import diffusers
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    from wsd_capture import write_preset
+    from wsd_capture import PRESET_KINDS, write_preset
 
-    pipe = StableDiffusionPipeline.from_pretrained(write_preset(preset, directory / preset))
+    model_dir = write_preset(preset, directory / preset)
+    xl = PRESET_KINDS[preset] == "sdxl"
+    if xl:
+        pipe = StableDiffusionXLPipeline.from_pretrained(model_dir, add_watermarker=False)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
     own = pipe.scheduler.config
 
@@ -128,6 +144,10 @@ def _reference(preset: str, directory: Path) -> Reference:
             "num_inference_steps": options["steps"],
             "guidance_scale": options.get("guidance", 7.5),
         }
+        if xl:
+            for key in ("original_size", "crops_coords_top_left", "target_size"):
+                if options.get(key) is not None:
+                    kwargs[key] = tuple(options[key])
         seed = options["seed"]
         latents = pipe(
             **kwargs, generator=torch.Generator().manual_seed(seed), output_type="latent"
@@ -142,6 +162,11 @@ def _reference(preset: str, directory: Path) -> Reference:
 @pytest.fixture(scope="session")
 def diffusers_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     return _reference("tiny-sd15", tmp_path_factory.mktemp("preset"))
+
+
+@pytest.fixture(scope="session")
+def diffusers_reference_xl(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return _reference("tiny-sdxl", tmp_path_factory.mktemp("preset-xl"))
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     render_.add_argument("dir", help="a directory written by wsd-compile")
     render_.add_argument("--prompt", required=True)
-    render_.add_argument("--negative-prompt", default="", help='default: "" (unconditional)')
+    render_.add_argument(
+        "--negative-prompt", default="", help='default: "" (unconditional; SDXL: none)'
+    )
     render_.add_argument("--seed", type=int, default=0, help="torch.manual_seed noise (default 0)")
     render_.add_argument("--steps", type=int, default=20, help="1 to 150 (default 20)")
     render_.add_argument("--guidance", type=float, default=7.5, help="CFG scale (default 7.5)")
@@ -61,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         "--scheduler",
         help=f"one of {', '.join(SCHEDULERS)} (default: the model's own)",
     )
+    for flag, names, text in (
+        ("--original-size", ("H", "W"), "SDXL micro-conditioning (default: the image size)"),
+        ("--crop", ("TOP", "LEFT"), "SDXL crop top-left (default: 0 0)"),
+        ("--target-size", ("H", "W"), "SDXL target size (default: the image size)"),
+    ):
+        render_.add_argument(flag, type=int, nargs=2, metavar=names, help=text)
     render_.add_argument("--out", required=True, help="the PNG to write")
     check = sub.add_parser("check", help="run a runtime-check build in headless Chromium (WebGPU)")
     check.add_argument("dir", help="a directory written by `wsd-compile check`")
@@ -91,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 steps=args.steps,
                 guidance=args.guidance,
                 scheduler=args.scheduler,
+                original_size=args.original_size,
+                crops_coords_top_left=args.crop,
+                target_size=args.target_size,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

@@ -58,6 +58,9 @@ def _options(
     guidance: float,
     scheduler: str | None,
     return_latents: bool,
+    original_size: tuple[int, int] | None = None,
+    crops_coords_top_left: tuple[int, int] | None = None,
+    target_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
@@ -75,6 +78,16 @@ def _options(
     }
     if scheduler is not None:
         options["scheduler"] = scheduler
+    for key, what, value in (
+        ("originalSize", "original_size", original_size),
+        ("cropsCoordsTopLeft", "crops_coords_top_left", crops_coords_top_left),
+        ("targetSize", "target_size", target_size),
+    ):
+        if value is None:
+            continue
+        if len(value) != 2 or any(int(v) != v or v < 0 for v in value):
+            raise RenderError(f"{what} {value} is not a pair of non-negative integers")
+        options[key] = [int(v) for v in value]
     return options
 
 
@@ -160,13 +173,23 @@ def render(
     guidance: float = 7.5,
     scheduler: str | None = None,
     return_latents: bool = False,
+    original_size: tuple[int, int] | None = None,
+    crops_coords_top_left: tuple[int, int] | None = None,
+    target_size: tuple[int, int] | None = None,
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
 
-    ``scheduler`` defaults to the model's own (its scheduler config).
+    ``scheduler`` defaults to the model's own (its scheduler config). For an
+    SDXL build an empty ``negative_prompt`` means none (diffusers'
+    ``negative_prompt=None``), and ``original_size``, ``crops_coords_top_left``
+    and ``target_size`` (height/top first, in pixels) set its micro-conditioning
+    (default: the image size and (0, 0), as diffusers).
     """
     run = {
+        "original_size": original_size,
+        "crops_coords_top_left": crops_coords_top_left,
+        "target_size": target_size,
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "seed": seed,

@@ -5,7 +5,8 @@
 // and final latents when asked.
 //   node render.mjs DIR OPTIONS_JSON
 // OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
-//   "scheduler", "returnLatents", "returnPixels", "repeat"} ("repeat": generate N
+//   "scheduler", "returnLatents", "returnPixels", "repeat", and for SDXL
+//   "originalSize", "cropsCoordsTopLeft", "targetSize"} ("repeat": generate N
 //   times and report each generation's timings).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
@@ -14,14 +15,13 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { create, globals } from "webgpu";
 
-import { ClipTokenizer } from "../static/js/clip_tokenizer.js";
 import { SDModel } from "../static/js/sd_model.js";
-import { SD15Pipeline } from "../static/js/sd_pipeline.js";
+import { createPipeline } from "../static/js/sd_pipeline.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 
 const [dir, optionsJson = "{}"] = process.argv.slice(2);
 if (!dir) {
-  process.stderr.write("usage: node render.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15`)\n");
+  process.stderr.write("usage: node render.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15` or `sdxl`)\n");
   process.exit(2);
 }
 const { returnPixels = false, repeat = 1, seed = 0, ...options } = JSON.parse(optionsJson);
@@ -41,12 +41,8 @@ let model = null;
 try {
   const start = performance.now();
   model = await SDModel.load({ tvmjs, gpu, fetchBytes });
-  const t = model.manifest.tokenizer;
-  const tokenizer = await ClipTokenizer.create(tokenizers, (await fetchBytes(t.file)).slice().buffer, {
-    maxLength: t.max_length, bosTokenId: t.bos_token_id, eosTokenId: t.eos_token_id, padTokenId: t.pad_token_id,
-  });
+  const pipeline = await createPipeline(model, tokenizers, fetchBytes);
   const loadMs = performance.now() - start;
-  const pipeline = new SD15Pipeline(model, tokenizer);
   const runs = [];
   for (let i = 0; i < repeat; i++) {
     const result = await pipeline.generate({ prompt: "", ...options, seed: BigInt(seed) });

@@ -1,10 +1,10 @@
 // The page: loads the build at ?model=DIR (default "model/"), wires the controls
-// to an SD15Pipeline, draws previews and the result, and shows timings.
+// to the pipeline of its kind (SD 1.5 or SDXL, from the manifest), draws
+// previews and the result, and shows timings.
 // `window.wsd` is the same app for automation (wsd-web render, tests).
 
-import { ClipTokenizer } from "./clip_tokenizer.js";
 import { SDModel } from "./sd_model.js";
-import { CancelledError, SD15Pipeline, availableSchedulers, defaultSchedulerName } from "./sd_pipeline.js";
+import { CancelledError, availableSchedulers, createPipeline, defaultSchedulerName } from "./sd_pipeline.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
@@ -92,13 +92,12 @@ async function load() {
     },
   });
   const m = model.manifest;
-  const tokenizer = await ClipTokenizer.create(/** @type {any} */ (window).tokenizers, (await fetchBytes(m.tokenizer.file)).slice().buffer, {
-    maxLength: m.tokenizer.max_length,
-    bosTokenId: m.tokenizer.bos_token_id,
-    eosTokenId: m.tokenizer.eos_token_id,
-    padTokenId: m.tokenizer.pad_token_id,
-  });
-  const pipeline = new SD15Pipeline(model, tokenizer);
+  const pipeline = await createPipeline(model, /** @type {any} */ (window).tokenizers, fetchBytes);
+  if (m.kind === "sdxl") {
+    $("xl-options").hidden = false;
+    for (const id of ["original-h", "target-h"]) $(id).placeholder = String(m.image.height);
+    for (const id of ["original-w", "target-w"]) $(id).placeholder = String(m.image.width);
+  }
   const select = /** @type {HTMLSelectElement} */ ($("scheduler"));
   const preferred = defaultSchedulerName(m.scheduler);
   for (const name of availableSchedulers(m.scheduler.config)) {
@@ -150,9 +149,38 @@ async function generate(options) {
   }
 }
 
+/**
+ * A (height, width)-like pair from two inputs; undefined when both are empty.
+ * @param {string} a
+ * @param {string} b
+ * @param {[number, number]} fallback  Used for an empty one of the two.
+ * @returns {[number, number] | undefined}
+ */
+function pair(a, b, fallback) {
+  const [x, y] = [$(a).value, $(b).value];
+  if (x === "" && y === "") return undefined;
+  return [x === "" ? fallback[0] : Number(x), y === "" ? fallback[1] : Number(y)];
+}
+
+/** @returns {Partial<GenerateOptions>} */
+function xlOptions() {
+  if ($("xl-options").hidden) return {};
+  const size = /** @type {[number, number]} */ ([Number($("original-h").placeholder), Number($("original-w").placeholder)]);
+  /** @type {Partial<GenerateOptions>} */
+  const out = {};
+  const original = pair("original-h", "original-w", size);
+  const crop = pair("crop-top", "crop-left", [0, 0]);
+  const target = pair("target-h", "target-w", size);
+  if (original) out.originalSize = original;
+  if (crop) out.cropsCoordsTopLeft = crop;
+  if (target) out.targetSize = target;
+  return out;
+}
+
 /** @returns {GenerateOptions} */
 function formOptions() {
   return {
+    ...xlOptions(),
     prompt: $("prompt").value,
     negativePrompt: $("negative").value,
     seed: BigInt($("seed").value || "0"),

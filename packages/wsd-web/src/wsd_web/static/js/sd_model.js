@@ -39,10 +39,30 @@ import { TVMSession } from "./tvm_session.js";
  * @property {string} library
  * @property {string} weights
  * @property {Record<string, FunctionInfo>} functions
- * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number}>} components
+ * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string}>} components
  * @property {{class_name: string, config: Record<string, unknown>}} scheduler
- * @property {{file: string, max_length: number, bos_token_id: number, eos_token_id: number, pad_token_id: number}} tokenizer
+ * @property {TokenizerEntry} tokenizer
+ * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
+ * @property {XLConditioning} [conditioning]  SDXL's conditioning rules.
  * @property {Record<string, {bytes: number, integrity: string}>} files
+ */
+
+/**
+ * @typedef {object} TokenizerEntry
+ * @property {string} file
+ * @property {number} max_length
+ * @property {number} bos_token_id
+ * @property {number} eos_token_id
+ * @property {number} pad_token_id
+ */
+
+/**
+ * @typedef {object} XLConditioning
+ * @property {boolean} force_zeros_for_empty_prompt
+ * @property {"argmax" | "eos"} pooled_token
+ * @property {number} pooled_dim
+ * @property {number} time_ids_dim
+ * @property {boolean} vae_force_upcast
  */
 
 /** The manifest versions this app reads. */
@@ -53,6 +73,12 @@ export const SD15_FUNCTIONS = Object.freeze([
   "text_encoder", "cfg_embeddings", "unet_input", "unet", "cfg_combine",
   "combine1", "combine2", "combine3", "combine4", "clamp", "vae_decode", "image_to_rgba",
 ]);
+
+/** Functions an SDXL build must have. */
+export const SDXL_FUNCTIONS = Object.freeze([...SD15_FUNCTIONS, "text_encoder_2", "text_concat", "cfg_text_embeds"]);
+
+/** The functions each model kind needs. */
+const KIND_FUNCTIONS = Object.freeze({ sd15: SD15_FUNCTIONS, sdxl: SDXL_FUNCTIONS });
 
 /**
  * Check a parsed manifest.json for what the app relies on.
@@ -70,10 +96,14 @@ export function parseManifest(json) {
       "serve the model with the wsd-web that matches the wsd-compile that built it",
     );
   }
-  if (m.kind !== "sd15") {
-    throw new Error(`this app runs sd15 builds; the manifest says ${JSON.stringify(m.kind)}`);
+  const needed = KIND_FUNCTIONS[/** @type {keyof typeof KIND_FUNCTIONS} */ (m.kind)];
+  if (!needed) {
+    throw new Error(`this app runs sd15 and sdxl builds; the manifest says ${JSON.stringify(m.kind)}`);
   }
-  const missing = SD15_FUNCTIONS.filter((f) => !m.functions?.[f]);
+  if (m.kind === "sdxl" && (!m.tokenizer_2 || !m.conditioning)) {
+    throw new Error("this sdxl manifest lacks tokenizer_2 or conditioning: rebuild the model with wsd-compile sdxl");
+  }
+  const missing = needed.filter((f) => !m.functions?.[f]);
   if (missing.length > 0) {
     throw new Error(`the manifest lacks the functions ${missing.join(", ")}: rebuild the model with wsd-compile`);
   }

@@ -1,15 +1,19 @@
-// Text to image with a loaded SD 1.5 build, the way diffusers'
-// StableDiffusionPipeline does it: tokenize -> text encoder (negative and
-// positive) -> UNet loop with classifier-free guidance and the chosen
-// scheduler -> VAE -> RGBA pixels. Every tensor stays on the GPU until the
-// final pixels (and, on request, the final latents) are read back.
+// Text to image with a loaded SD 1.5 or SDXL build, the way diffusers'
+// StableDiffusionPipeline / StableDiffusionXLPipeline do it: tokenize -> text
+// encoder(s) (negative and positive) -> UNet loop with classifier-free
+// guidance and the chosen scheduler -> VAE -> RGBA pixels. Every tensor stays
+// on the GPU until the final pixels (and, on request, the final latents) are
+// read back.
 //
 // Ownership: each generation owns its embeddings, latents and scheduler, and
 // releases them all when it ends, however it ends; per-call temporaries live
 // in a tvm scope that closes with the call.
 
+import { ClipTokenizer } from "./clip_tokenizer.js";
 import { SCHEDULERS, createScheduler } from "./schedulers/index.js";
 import { TorchGenerator } from "./torch_random.js";
+
+/** @typedef {import("./tvm_session.js").TVMJS} TVMJS */
 
 /** @typedef {import("./sd_model.js").SDModel} SDModel */
 /** @typedef {import("@mlc-ai/web-runtime").Tensor} Tensor */
@@ -17,7 +21,9 @@ import { TorchGenerator } from "./torch_random.js";
 /**
  * @typedef {object} GenerateOptions
  * @property {string} prompt
- * @property {string} [negativePrompt]  "" (the default) is diffusers' unconditional prompt.
+ * @property {string | null} [negativePrompt]  SD 1.5: "" (the default) is diffusers' unconditional
+ *   prompt. SDXL: null, undefined or "" is no negative prompt (diffusers' `negative_prompt=None`:
+ *   zero embeddings when the model sets force_zeros_for_empty_prompt).
  * @property {number | bigint} [seed]  torch.Generator().manual_seed(seed) noise.
  * @property {number} [steps]
  * @property {number} [guidance]  Classifier-free guidance scale.
@@ -25,6 +31,9 @@ import { TorchGenerator } from "./torch_random.js";
  * @property {number} [previewEvery]  Decode a preview every N steps (0: never).
  * @property {boolean} [returnLatents]  Also read back the final latents (for debugging, parity tests).
  * @property {AbortSignal} [signal]  Cancels between steps.
+ * @property {[number, number]} [originalSize]  SDXL micro-conditioning (height, width); default: the image size.
+ * @property {[number, number]} [cropsCoordsTopLeft]  SDXL (top, left); default [0, 0].
+ * @property {[number, number]} [targetSize]  SDXL (height, width); default: the image size.
  */
 
 /**
@@ -36,7 +45,7 @@ import { TorchGenerator } from "./torch_random.js";
 
 /**
  * @typedef {object} Timings
- * @property {number} textEncoderMs  Both prompts through the text encoder.
+ * @property {number} textEncoderMs  Both prompts through the text encoder(s).
  * @property {number[]} unetStepMs  Each denoising step: UNet, guidance and scheduler update.
  * @property {number} vaeMs  VAE decode and conversion to pixels, with the read-back.
  * @property {number} totalMs
@@ -203,6 +212,33 @@ export class SD15Pipeline {
     }
   }
 
+  /** The negative prompt when none is given. */
+  get defaultNegativePrompt() {
+    return /** @type {string | null} */ ("");
+  }
+
+  /**
+   * Token ids of `text` as an int32 GPU tensor in the current scope.
+   * @param {{encode(text: string): Int32Array}} tokenizer
+   * @param {string} text
+   */
+  ids(tokenizer, text) {
+    const encoded = tokenizer.encode(text);
+    return this.tensor([1, encoded.length], encoded, "int32");
+  }
+
+  /**
+   * The UNet's conditioning after the timestep, for the guidance batch
+   * (negative first): SD 1.5's text embeddings. Detached; the caller disposes them.
+   * @param {GenerateOptions} options
+   * @returns {Tensor[]}
+   */
+  encodePrompts({ prompt, negativePrompt }) {
+    const model = this.model;
+    const encode = (/** @type {string} */ text) => model.call("text_encoder", this.ids(this.tokenizer, text));
+    return [this.session.persist(() => model.call("cfg_embeddings", encode(negativePrompt ?? ""), encode(prompt)))];
+  }
+
   /**
    * Generate one image.
    * @param {GenerateOptions} options
@@ -211,7 +247,7 @@ export class SD15Pipeline {
    */
   async generate(options, hooks = {}) {
     const {
-      prompt, negativePrompt = "", seed = 0, steps = 20, guidance = 7.5,
+      prompt, negativePrompt = this.defaultNegativePrompt, seed = 0, steps = 20, guidance = 7.5,
       previewEvery = 0, returnLatents = false, signal,
     } = options;
     const manifest = this.model.manifest;
@@ -225,16 +261,13 @@ export class SD15Pipeline {
     const generator = new TorchGenerator(seed);
     const ops = gpuTensorOps(model, shape, generator);
     const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
-    /** @type {Tensor | null} */
-    let embeddings = null;
+    /** @type {Tensor[]} */
+    let conditioning = [];
     /** @type {Tensor | null} */
     let latents = null;
     try {
       scheduler.setTimesteps(steps);
-      const ids = (/** @type {string} */ text) => this.tensor([1, manifest.tokenizer.max_length], this.tokenizer.encode(text), "int32");
-      embeddings = session.persist(() =>
-        model.call("cfg_embeddings", model.call("text_encoder", ids(negativePrompt)), model.call("text_encoder", ids(prompt))),
-      );
+      conditioning = this.encodePrompts({ ...options, prompt, negativePrompt });
       await this.sync();
       const textEncoderMs = this.now() - start;
 
@@ -254,7 +287,7 @@ export class SD15Pipeline {
         const input = scheduler.scaleModelInput(current, t);
         const guided = session.persist(() => {
           const pair = model.call("unet_input", input, this.scalar(1));
-          const pred = model.call("unet", pair, this.scalar(t), embeddings);
+          const pred = model.call("unet", pair, this.scalar(t), ...conditioning);
           return model.call("cfg_combine", pred, this.scalar(guidance));
         });
         if (input !== current) input.dispose();
@@ -283,9 +316,133 @@ export class SD15Pipeline {
         ...(latentValues ? { latents: latentValues } : {}),
       };
     } finally {
-      embeddings?.dispose();
+      for (const c of conditioning) c.dispose();
       latents?.dispose();
       scheduler.dispose();
     }
   }
+}
+
+/**
+ * SDXL, as diffusers' StableDiffusionXLPipeline: both text encoders'
+ * penultimate states concatenated, the second encoder's projected pooled
+ * state, zeros for an absent negative prompt (force_zeros_for_empty_prompt),
+ * and `time_ids` (original size, crop top-left, target size) for both halves
+ * of the guidance batch.
+ */
+export class SDXLPipeline extends SD15Pipeline {
+  /**
+   * @param {SDModel} model
+   * @param {{encode(text: string): Int32Array}} tokenizer
+   * @param {{encode(text: string): Int32Array}} tokenizer2
+   * @param {() => number} [now]
+   */
+  constructor(model, tokenizer, tokenizer2, now) {
+    super(model, tokenizer, now);
+    this.tokenizer2 = tokenizer2;
+  }
+
+  get defaultNegativePrompt() {
+    return null;
+  }
+
+  /**
+   * One-hot float mask over `ids` at the token the second encoder pools
+   * (transformers' CLIP: the largest id for configs with eos_token_id 2,
+   * the first EOS otherwise).
+   * @param {Int32Array} ids
+   * @returns {Float32Array}
+   */
+  pooledMask(ids) {
+    const manifest = this.model.manifest;
+    const rule = manifest.conditioning?.pooled_token;
+    let index = 0;
+    if (rule === "argmax") {
+      for (let i = 1; i < ids.length; i++) if (ids[i] > ids[index]) index = i;
+    } else {
+      const eos = /** @type {NonNullable<typeof manifest.tokenizer_2>} */ (manifest.tokenizer_2).eos_token_id;
+      index = ids.indexOf(eos);
+      if (index < 0) throw new Error(`the second tokenizer's ids have no EOS (${eos}) to pool`);
+    }
+    const mask = new Float32Array(ids.length);
+    mask[index] = 1;
+    return mask;
+  }
+
+  /**
+   * The UNet's conditioning after the timestep: prompt embeddings, pooled
+   * text embeddings and time ids, each for the guidance batch (negative first).
+   * Detached; the caller disposes them.
+   * @param {GenerateOptions} options
+   * @returns {Tensor[]}
+   */
+  encodePrompts(options) {
+    const { prompt, negativePrompt } = options;
+    const manifest = this.model.manifest;
+    const cond = /** @type {NonNullable<typeof manifest.conditioning>} */ (manifest.conditioning);
+    const model = this.model;
+    const session = this.session;
+    const encode = (/** @type {string} */ text) => {
+      const ids2 = this.tokenizer2.encode(text);
+      const second = model.call(
+        "text_encoder_2", this.tensor([1, ids2.length], ids2, "int32"), this.tensor([1, ids2.length], this.pooledMask(ids2)),
+      );
+      const hidden = model.call("text_concat", model.call("text_encoder", this.ids(this.tokenizer, text)), second.get(0));
+      return { hidden, pooled: second.get(1) };
+    };
+    const zeros = (/** @type {number[]} */ shape) => this.tensor(shape, new Float32Array(shape.reduce((a, b) => a * b, 1)));
+    const noNegative = negativePrompt === null || negativePrompt === undefined || negativePrompt === "";
+    const timeIds = xlTimeIds(options, manifest.image);
+    return session.tvm.withNewScope(() => {
+      const pos = encode(prompt);
+      const neg = noNegative && cond.force_zeros_for_empty_prompt
+        ? { hidden: zeros(pos.hidden.shape), pooled: zeros(pos.pooled.shape) }
+        : encode(noNegative ? "" : /** @type {string} */ (negativePrompt));
+      const out = [
+        model.call("cfg_embeddings", neg.hidden, pos.hidden),
+        model.call("cfg_text_embeds", neg.pooled, pos.pooled),
+        this.tensor([2, timeIds.length], Float32Array.from([...timeIds, ...timeIds])),
+      ];
+      return out.map((t) => session.tvm.detachFromCurrentScope(t));
+    });
+  }
+}
+
+/**
+ * SDXL's `time_ids` for one half of the guidance batch, as diffusers'
+ * `_get_add_time_ids`: original size, crop top-left, target size.
+ * @param {Pick<GenerateOptions, "originalSize" | "cropsCoordsTopLeft" | "targetSize">} options
+ * @param {{height: number, width: number}} image
+ * @returns {number[]}
+ */
+export function xlTimeIds(options, image) {
+  const size = /** @type {[number, number]} */ ([image.height, image.width]);
+  const { originalSize = size, cropsCoordsTopLeft = [0, 0], targetSize = size } = options;
+  const ids = [...originalSize, ...cropsCoordsTopLeft, ...targetSize];
+  if (ids.length !== 6 || !ids.every((v) => Number.isFinite(v) && v >= 0)) {
+    throw new Error(
+      `originalSize, cropsCoordsTopLeft and targetSize must be pairs of non-negative numbers, got ${JSON.stringify(ids)}`,
+    );
+  }
+  return ids;
+}
+
+/**
+ * The pipeline for a loaded model, by its manifest's kind, with its tokenizer(s).
+ * @param {SDModel} model
+ * @param {any} tokenizers  The vendored web-tokenizers module.
+ * @param {(path: string) => Promise<Uint8Array>} fetchBytes  Files of the model directory.
+ * @returns {Promise<SD15Pipeline>}
+ */
+export async function createPipeline(model, tokenizers, fetchBytes) {
+  const m = model.manifest;
+  /** @param {import("./sd_model.js").TokenizerEntry} t */
+  const load = async (t) => ClipTokenizer.create(tokenizers, (await fetchBytes(t.file)).slice().buffer, {
+    maxLength: t.max_length, bosTokenId: t.bos_token_id, eosTokenId: t.eos_token_id, padTokenId: t.pad_token_id,
+  });
+  const tokenizer = await load(m.tokenizer);
+  if (m.kind === "sdxl") {
+    return new SDXLPipeline(model, tokenizer, await load(/** @type {import("./sd_model.js").TokenizerEntry} */ (m.tokenizer_2)));
+  }
+  return new SD15Pipeline(model, tokenizer);
 }
