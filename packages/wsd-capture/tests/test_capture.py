@@ -15,9 +15,12 @@ from wsd_capture import (
     PipelineMetadata,
     TensorSpec,
     capture_sd15,
+    capture_sdxl,
     load_capture,
     load_sd15,
+    load_sdxl,
     save_capture,
+    write_preset,
 )
 
 
@@ -235,3 +238,44 @@ def test_a_scheduler_config_that_is_not_json_is_refused(preset_dir: Path) -> Non
     pipe.scheduler.register_to_config(trained_betas=torch.linspace(0.1, 0.2, 1000))
     with pytest.raises(CaptureError, match="the scheduler config is not plain JSON"):
         capture_sd15(pipe)
+
+
+# ---------------------------------------------------------------- SDXL
+
+
+def test_sdxl_capture_describes_its_conditioning(tmp_path: Path) -> None:
+    pipe = load_sdxl(write_preset("tiny-sdxl", tmp_path / "xl"))
+    captured = capture_sdxl(pipe)
+    meta = captured.metadata
+    assert meta.kind == "sdxl" and (meta.height, meta.width) == (64, 64)
+    assert list(captured.components) == ["text_encoder", "text_encoder_2", "unet", "vae_decode"]
+    assert meta.text_hidden_size == 96
+    assert meta.tokenizer_2 is not None and meta.tokenizer_2.pad_token_id == 0
+    assert meta.conditioning is not None
+    assert meta.conditioning.pooled_token == "argmax"
+    assert meta.conditioning.force_zeros_for_empty_prompt
+    unet = captured.components["unet"].spec
+    assert [(t.name, t.shape) for t in unet.inputs[3:]] == [
+        ("text_embeds", (2, 64)),
+        ("time_ids", (2, 6)),
+    ]
+    again = load_capture(save_capture(captured, tmp_path / "capture"))
+    assert again.metadata == meta
+    assert (tmp_path / "capture" / "tokenizer_2.json").is_file()
+
+
+def test_an_fp16_safe_vae_is_taken_from_its_config(tmp_path: Path) -> None:
+    model = write_preset("tiny-sdxl", tmp_path / "xl")
+    vae = load_sdxl(model).vae
+    vae.register_to_config(force_upcast=False)
+    vae.save_pretrained(tmp_path / "vae-fp16-fix")
+    captured = capture_sdxl(load_sdxl(model, vae=tmp_path / "vae-fp16-fix"))
+    assert captured.metadata.conditioning is not None
+    assert captured.metadata.conditioning.vae_force_upcast is False
+
+
+def test_an_sdxl_pipeline_whose_configs_disagree_is_refused(tmp_path: Path) -> None:
+    pipe = load_sdxl(write_preset("tiny-sdxl", tmp_path / "xl"))
+    pipe.unet.register_to_config(cross_attention_dim=128)
+    with pytest.raises(CaptureError, match="cross_attention_dim is 128 but the two text encoders"):
+        capture_sdxl(pipe)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .capture import CFG_BATCH, CapturedComponent, CapturedPipeline, capture_sd15
-    from .xl import capture_sdxl
     from .errors import CaptureError
     from .loading import load_sd15, load_sdxl, use_webgpu_attention
     from .metadata import (
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from .quiet import quiet_libraries
     from .storage import load_capture, save_capture
     from .tokenizer import TokenizerInfo, build_tiny_clip_tokenizer, portable_tokenizer_json
+    from .xl import capture_sdxl
 
 _MODULE_OF = {
     "CFG_BATCH": "capture",

@@ -61,8 +61,8 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
     start = time.perf_counter()
     if args.command == "sdxl":
-        from .xl import capture_sdxl
         from .loading import load_sdxl
+        from .xl import capture_sdxl
 
         pipe = load_sdxl(args.model, vae=args.vae)
         captured = capture_sdxl(pipe, height=args.height, width=args.width)

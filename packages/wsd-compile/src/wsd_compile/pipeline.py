@@ -14,6 +14,7 @@ import numpy as np
 
 from wsd_artifacts import write_manifest, write_tensor_cache
 
+from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
 from .errors import WsdCompileError
 from .output import fresh_output_dir
 from .pipeline_module import PRECISIONS, PipelineModule, build_pipeline_module
@@ -33,7 +34,9 @@ class CompiledPipeline:
     """What :func:`~wsd_compile.compile_sd15` or :func:`~wsd_compile.compile_sdxl` wrote.
 
     ``manifest`` is the ``manifest.json`` written in ``out_dir`` (every file
-    with its size and sha384); ``seconds`` maps each phase to its wall time.
+    with its size and sha384); ``seconds`` maps each phase to its wall time;
+    ``manifest["limits"]["max_buffer_bytes"]`` is the largest tensor (weight or
+    computed) a device must be able to bind.
     """
 
     out_dir: Path
@@ -41,6 +44,9 @@ class CompiledPipeline:
     wasm_bytes: int
     weight_bytes: int
     seconds: dict[str, float] = field(default_factory=dict)
+    largest_buffers: list[BufferInfo] = field(default_factory=list)
+    """The largest tensors the functions compute (graph level, largest first):
+    what decides the WebGPU buffer limits a device needs."""
 
 
 def param_names(component: str, count: int) -> list[str]:
@@ -120,12 +126,16 @@ def _phase(seconds: dict[str, float], name: str, log: Callable[[str], None]) -> 
 def compile_pipeline(
     capture: Callable[[], CapturedPipeline],
     *,
+    owned: bool,
     out_dir: str | os.PathLike[str],
     precision: str,
     runtime: RuntimeObjects | None,
     log: Callable[[str], None] | None,
 ) -> CompiledPipeline:
     """Capture (``capture()``), build, and write a model directory at ``out_dir``.
+
+    ``owned``: the capture is made here (not passed in by the caller), so its
+    components may be consumed to free memory during the build.
 
     The directory is written beside ``out_dir`` and renamed into place at the
     end, so a failure leaves nothing behind.
@@ -141,7 +151,10 @@ def compile_pipeline(
         with _phase(seconds, "capture", say):
             captured = capture()
         with _phase(seconds, "relax", say):
-            module = build_pipeline_module(captured, precision=precision)
+            # A capture passed in by the caller stays intact; our own is consumed.
+            module = build_pipeline_module(captured, precision=precision, consume=owned)
+            buffers = function_buffers(module.mod)
+            max_buffer = largest_buffer_bytes(module.mod, module.params)
         with _phase(seconds, "runtime", say):
             objects = runtime or tvmjs_runtime()
         with _phase(seconds, "webgpu", say):
@@ -155,7 +168,9 @@ def compile_pipeline(
                 (tmp / TOKENIZER_2_FILE).write_text(
                     meta.tokenizer_2.tokenizer_json, encoding="utf-8"
                 )
-            manifest = write_manifest(tmp, _manifest_body(captured, module, weights))
+            body = _manifest_body(captured, module, weights)
+            body["limits"] = {"max_buffer_bytes": max_buffer}
+            manifest = write_manifest(tmp, body)
     seconds["webgpu_compile"] = round(build.compile_seconds, 3)
     seconds["link"] = round(build.wasm.seconds, 3)
     return CompiledPipeline(
@@ -164,4 +179,5 @@ def compile_pipeline(
         wasm_bytes=build.wasm.nbytes,
         weight_bytes=int(sum(a.nbytes for a in weights.values())),
         seconds=seconds,
+        largest_buffers=buffers[:8],
     )

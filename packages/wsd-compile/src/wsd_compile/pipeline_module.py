@@ -102,16 +102,21 @@ def _single_output(func: relax.Function) -> relax.Function:
 
 
 def _component_function(
-    name: str, program: Any, precision: str
+    name: str, program: list[Any], precision: str
 ) -> tuple[relax.Function, list[np.ndarray]]:
     """Phases 1, 3 and 4 for one component: its function and its transformed weights.
 
     One component at a time, so that only its raw weights are held besides
-    the captured programs (a real SD 1.5 UNet is 3.4 GB in fp32).
+    the captured programs (a real SDXL UNet is 10.3 GB in fp32). ``program``
+    holds the component's ``ExportedProgram`` and is emptied here: when the
+    caller holds no other reference, the raw (torch) weights are freed as soon
+    as the transformed ones exist. The weights come back as numpy views of the
+    transformed tensors (no copy).
     """
-    imported = from_exported_program(program, keep_params_as_input=True)
+    imported = from_exported_program(program.pop(), keep_params_as_input=True)
     imported, detached = relax.frontend.detach_params(imported)
     func = _single_output(imported["main"]).with_attr("global_symbol", name)
+    del imported
     mod = tvm.IRModule({name: func})
     if precision == "fp16":
         mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
@@ -121,9 +126,10 @@ def _component_function(
         tvm.compile(tvm.IRModule({transform: mod[transform]}), "llvm"), tvm.cpu()
     )
     raw = detached.pop("main", [])
+    del detached
     transformed = vm[transform](raw)
-    del raw, detached
-    return mod[name], [t.numpy() for t in transformed]
+    del raw
+    return mod[name], [np.from_dlpack(t) for t in transformed]
 
 
 def _tensor_infos(names: list[str], types: list[Any]) -> tuple[TensorInfo, ...]:
@@ -150,12 +156,18 @@ def _component_precision(captured: CapturedPipeline, name: str, precision: str) 
     return precision
 
 
-def build_pipeline_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:
+def build_pipeline_module(
+    captured: CapturedPipeline, *, precision: str = "fp32", consume: bool = False
+) -> PipelineModule:
     """Assemble the pipeline's IRModule and its (transformed) weights.
 
     ``captured.metadata.kind`` (``sd15`` or ``sdxl``) decides the components
     and the glue. ``precision`` is ``"fp32"`` or ``"fp16"`` (weights and model
     arithmetic in half precision; inputs, outputs and the glue stay float32).
+    ``consume=True`` removes each component from ``captured.components`` once it
+    is imported, so its fp32 weights are freed as the build goes (what the
+    ``compile_*`` functions do with captures they made themselves: SDXL's fp32
+    weights alone are 14 GB).
     """
     if precision not in PRECISIONS:
         raise WsdCompileError(
@@ -176,14 +188,16 @@ def build_pipeline_module(captured: CapturedPipeline, *, precision: str = "fp32"
     funcs: dict[str, relax.Function] = {}
     params: dict[str, list[np.ndarray]] = {}
     component_precision = {name: _component_precision(captured, name, precision) for name in names}
+    specs = {name: captured.components[name].spec for name in names}
+    input_names = {name: [t.name for t in specs[name].inputs] for name in names}
+    output_names = {name: [t.name for t in specs[name].outputs] for name in names}
     for name in names:
-        program = captured.components[name].program
-        funcs[name], params[name] = _component_function(name, program, component_precision[name])
-    input_names = {name: [t.name for t in captured.components[name].inputs] for name in names}
-    output_names = {name: [t.name for t in captured.components[name].outputs] for name in names}
+        component = captured.components.pop(name) if consume else captured.components[name]
+        holder = [component.program]
+        del component
+        funcs[name], params[name] = _component_function(name, holder, component_precision[name])
 
     # Phase 4: the glue functions, shaped by the captured components.
-    specs = {name: captured.components[name] for name in names}
     unet_text = specs["unet"].inputs[2].shape
     xl_text = None
     if kind == "sdxl":

@@ -93,8 +93,11 @@ def compile_sd15(
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
     use). ``log`` receives one line per phase.
     """
+    from wsd_capture import CapturedPipeline
+
     return compile_pipeline(
-        lambda: _capture(source, preset, height, width),
+        owned=not isinstance(source, CapturedPipeline),
+        capture=lambda: _capture(source, preset, height, width),
         out_dir=out_dir,
         precision=precision,
         runtime=runtime,

@@ -107,8 +107,11 @@ def compile_sdxl(
     Returns a :class:`CompiledPipeline`: the directory, its manifest, the
     ``.wasm`` and weight sizes in bytes, and the seconds each phase took.
     """
+    from wsd_capture import CapturedPipeline
+
     return compile_pipeline(
-        lambda: _capture(source, preset, vae, height, width),
+        owned=not isinstance(source, CapturedPipeline),
+        capture=lambda: _capture(source, preset, vae, height, width),
         out_dir=out_dir,
         precision=precision,
         runtime=runtime,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { MANIFEST_VERSION, SD15_FUNCTIONS, missingCapabilities, parseManifest } from "../../src/wsd_web/static/js/sd_model.js";
-import { CancelledError, defaultSchedulerName } from "../../src/wsd_web/static/js/sd_pipeline.js";
+import { MANIFEST_VERSION, SD15_FUNCTIONS, SDXL_FUNCTIONS, missingCapabilities, parseManifest } from "../../src/wsd_web/static/js/sd_model.js";
+import { CancelledError, SDXLPipeline, defaultSchedulerName, xlTimeIds } from "../../src/wsd_web/static/js/sd_pipeline.js";
 
 /** A manifest with what the app reads (the rest of a real one is irrelevant here). */
 function manifest(overrides = {}) {
@@ -24,8 +24,57 @@ test("a newer manifest version names both versions", () => {
   assert.throws(() => parseManifest(manifest({ version: MANIFEST_VERSION + 1 })), /version 2 is newer than this app reads \(1\)/);
 });
 
+/** An SDXL manifest with what the app reads. */
+function xlManifest(overrides = {}) {
+  const functions = Object.fromEntries(SDXL_FUNCTIONS.map((f) => [f, { inputs: [], outputs: [], params: null }]));
+  const tokenizer = { file: "tokenizer.json", max_length: 77, bos_token_id: 1017, eos_token_id: 1018, pad_token_id: 1018 };
+  return manifest({
+    kind: "sdxl",
+    functions,
+    image: { height: 1024, width: 768 },
+    tokenizer,
+    tokenizer_2: { ...tokenizer, file: "tokenizer_2.json", pad_token_id: 0 },
+    conditioning: { force_zeros_for_empty_prompt: true, pooled_token: "argmax", pooled_dim: 1280, time_ids_dim: 6, vae_force_upcast: true },
+    ...overrides,
+  });
+}
+
 test("another model kind is refused", () => {
-  assert.throws(() => parseManifest(manifest({ kind: "sdxl" })), /runs sd15 builds; the manifest says "sdxl"/);
+  assert.throws(() => parseManifest(manifest({ kind: "sd3" })), /runs sd15 and sdxl builds; the manifest says "sd3"/);
+});
+
+test("an sdxl manifest needs its functions, second tokenizer and conditioning", () => {
+  assert.equal(parseManifest(xlManifest()).kind, "sdxl");
+  assert.throws(() => parseManifest(manifest({ kind: "sdxl" })), /lacks tokenizer_2 or conditioning/);
+  const m = xlManifest();
+  delete m.functions.text_encoder_2;
+  assert.throws(() => parseManifest(m), /lacks the functions text_encoder_2/);
+});
+
+test("sdxl time ids: original size, crop top-left, target size, defaulting to the image", () => {
+  const image = { height: 1024, width: 768 };
+  assert.deepEqual(xlTimeIds({}, image), [1024, 768, 0, 0, 1024, 768]);
+  assert.deepEqual(
+    xlTimeIds({ originalSize: [512, 640], cropsCoordsTopLeft: [16, 8], targetSize: [1024, 1024] }, image),
+    [512, 640, 16, 8, 1024, 1024],
+  );
+  assert.throws(() => xlTimeIds({ originalSize: /** @type {any} */ ([512]) }, image), /must be pairs of non-negative numbers/);
+  assert.throws(() => xlTimeIds({ cropsCoordsTopLeft: [-1, 0] }, image), /non-negative/);
+});
+
+test("the pooled token follows transformers' rule for the config", () => {
+  const ids = Int32Array.from([1017, 5, 9, 1018, 0, 0, 0]);
+  const model = /** @type {any} */ ({ manifest: xlManifest() });
+  const argmax = new SDXLPipeline(model, { encode: () => ids }, { encode: () => ids });
+  assert.deepEqual(Array.from(argmax.pooledMask(ids)), [0, 0, 0, 1, 0, 0, 0]);
+  // eos rule: the first EOS, even when a larger id comes earlier.
+  const eosModel = /** @type {any} */ ({ manifest: xlManifest() });
+  eosModel.manifest.conditioning.pooled_token = "eos";
+  eosModel.manifest.tokenizer_2.eos_token_id = 9;
+  const eos = new SDXLPipeline(eosModel, { encode: () => ids }, { encode: () => ids });
+  assert.deepEqual(Array.from(eos.pooledMask(ids)), [0, 0, 1, 0, 0, 0, 0]);
+  assert.throws(() => eos.pooledMask(Int32Array.from([1, 2])), /no EOS \(9\) to pool/);
+  assert.equal(argmax.defaultNegativePrompt, null);
 });
 
 test("missing functions are listed", () => {
@@ -50,7 +99,9 @@ test("an fp16 model needs shader-f16", () => {
 test("a tensor larger than a binding names the limit and both sizes", () => {
   const small = { maxStorageBufferBindingSize: 128 * 2 ** 20, maxBufferSize: 2 ** 30 };
   const problems = missingCapabilities(parseManifest(manifest()), small, [], 200 * 2 ** 20);
-  assert.deepEqual(problems, [`its largest tensor needs maxStorageBufferBindingSize >= ${200 * 2 ** 20} bytes; this adapter allows ${128 * 2 ** 20}`]);
+  assert.deepEqual(problems, [
+    `its largest tensor needs maxStorageBufferBindingSize >= ${200 * 2 ** 20} bytes (200 MiB); this adapter allows ${128 * 2 ** 20} (128 MiB)`,
+  ]);
 });
 
 test("the default scheduler is the one the model's config names", () => {

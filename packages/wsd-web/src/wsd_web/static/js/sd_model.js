@@ -44,6 +44,7 @@ import { TVMSession } from "./tvm_session.js";
  * @property {TokenizerEntry} tokenizer
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
  * @property {XLConditioning} [conditioning]  SDXL's conditioning rules.
+ * @property {{max_buffer_bytes: number}} [limits]  The largest tensor the model binds.
  * @property {Record<string, {bytes: number, integrity: string}>} files
  */
 
@@ -126,7 +127,8 @@ export function missingCapabilities(manifest, limits, features, largestTensorByt
   for (const limit of /** @type {const} */ (["maxStorageBufferBindingSize", "maxBufferSize"])) {
     if (limits[limit] < largestTensorBytes) {
       problems.push(
-        `its largest tensor needs ${limit} >= ${largestTensorBytes} bytes; this adapter allows ${limits[limit]}`,
+        `its largest tensor needs ${limit} >= ${largestTensorBytes} bytes (${(largestTensorBytes / 2 ** 20).toFixed(0)} MiB); ` +
+          `this adapter allows ${limits[limit]} (${(limits[limit] / 2 ** 20).toFixed(0)} MiB)`,
       );
     }
   }
@@ -170,7 +172,9 @@ export class SDModel {
     const text = (/** @type {Uint8Array} */ b) => new TextDecoder().decode(b);
     const manifest = parseManifest(JSON.parse(text(await fetchBytes("manifest.json"))));
     const index = parseTensorCacheIndex(JSON.parse(text(await fetchBytes(manifest.weights))));
-    const largest = Math.max(0, ...index.shards.flatMap((s) => s.records.map((r) => r.nbytes)));
+    const largest = Math.max(
+      manifest.limits?.max_buffer_bytes ?? 0, ...index.shards.flatMap((s) => s.records.map((r) => r.nbytes)),
+    );
     const problems = missingCapabilities(manifest, gpu.device.limits, gpu.features, largest);
     if (problems.length > 0) {
       throw new Error(`this GPU cannot run the model: ${problems.join("; ")}`);

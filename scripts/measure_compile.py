@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Measure a compile of the full-size Stable Diffusion 1.5 pipeline for WebGPU.
+"""Measure a compile of a full-size Stable Diffusion 1.5 or SDXL pipeline for WebGPU.
 
 Not a test and not part of CI: a measurement to run by hand. Nothing is
-downloaded. Measured on 2 shared cores (2026-11-21): writing the model takes
-~20 s, the compile ~75-100 s; the compiling process peaks at ~14 GiB RSS
-(fp16) or ~16 GiB (fp32); disk: 4.3 GB for the model directory plus 2.2 GB
-(fp16) or 4.1 GB (fp32) of output.
+downloaded. SD 1.5 measured on 2 shared cores (2026-11-21): writing the model
+takes ~20 s, the compile ~65-100 s; the compiling process peaks at ~10 GiB RSS
+(fp16); disk: 4.3 GB for the model directory plus 2.2 GB (fp16) or 4.1 GB
+(fp32) of output. SDXL (``--kind sdxl``, 1024x1024): see docs/sdxl.md; its
+fp32 model directory is ~14 GB and it needs most of a 24 GiB machine.
 
-What it does:
+What it does (``--kind sd15``; ``--kind sdxl`` does the same with SDXL base's
+published configs below: the 2.6 B-parameter UNet, CLIP ViT-L and OpenCLIP
+bigG text encoders, the SDXL VAE, Euler):
 
 1. Builds SD 1.5's real architecture from its published configs
    (runwayml/stable-diffusion-v1-5, written below as literal dicts) with
@@ -26,17 +29,21 @@ What it does:
    children's ``ru_maxrss`` is reported too, but it is not theirs: Linux
    charges a vfork+exec child its parent's high-water RSS); the ``.wasm``
    size (bytes and gzip -9 bytes); the weight bytes and number of shards;
-   the manifest's functions; and whether ``wsd_artifacts.verify`` (what
-   ``wsd-artifacts verify`` runs) accepts the output.
+   the manifest's functions; the largest buffers (weights, and tensors the
+   functions compute at graph level) against WebGPU's binding limits (128 MiB
+   by default, 1 GiB and more on request); and whether
+   ``wsd_artifacts.verify`` (what ``wsd-artifacts verify`` runs) accepts the
+   output.
 
 Model writing and compiling each run in a child process of this script, so
 each gets its own peak RSS (``os.wait4``); the machine's load average and
 lowest available memory during the run are reported too, since the cores
 may be shared.
 
-usage: measure_sd15.py [--out DIR] [--precision {fp16,fp32}] [--keep]
-                       [--model-dir DIR] [--json FILE] [--seed N]
+usage: measure_compile.py [--kind {sd15,sdxl}] [--out DIR] [--precision {fp16,fp32}]
+                          [--keep] [--model-dir DIR] [--json FILE] [--seed N]
 
+  --kind K         sd15 (default) or sdxl
   --out DIR        where the compiled pipeline goes (must not hold files);
                    default: a fresh directory under /tmp
   --precision P    fp16 (default) or fp32
@@ -48,7 +55,7 @@ usage: measure_sd15.py [--out DIR] [--precision {fp16,fp32}] [--keep]
 
 Example (in the background, from the repository root):
 
-  nohup .venv/bin/python scripts/measure_sd15.py --precision fp16 \\
+  nohup .venv/bin/python scripts/measure_compile.py --kind sd15 --precision fp16 \\
       --model-dir /tmp/sd15-random --json /tmp/sd15-fp16.json > /tmp/sd15-fp16.log 2>&1 &
 
 Exit status: 0 when the compile succeeded and the output verifies, 1 when
@@ -150,6 +157,79 @@ SD15_SCHEDULER_CONFIG: dict[str, Any] = {  # PNDMScheduler
     "trained_betas": None,
 }
 
+# The published configs of stabilityai/stable-diffusion-xl-base-1.0 (unet,
+# text_encoder, text_encoder_2, vae, scheduler), without bookkeeping keys and
+# without keys that equal the classes' defaults where diffusers ignores them.
+SDXL_UNET_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64,
+    "addition_time_embed_dim": 256,
+    "attention_head_dim": [5, 10, 20],
+    "block_out_channels": [320, 640, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 2048,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "projection_class_embeddings_input_dim": 2816,
+    "resnet_time_scale_shift": "default",
+    "sample_size": 128,
+    "time_embedding_type": "positional",
+    "transformer_layers_per_block": [1, 2, 10],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "use_linear_projection": True,
+}
+SDXL_TEXT_ENCODER_2_CONFIG: dict[str, Any] = {  # OpenCLIP ViT-bigG/14's text tower
+    "attention_dropout": 0.0,
+    "bos_token_id": 0,
+    "dropout": 0.0,
+    "eos_token_id": 2,
+    "hidden_act": "gelu",
+    "hidden_size": 1280,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 5120,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 77,
+    "num_attention_heads": 20,
+    "num_hidden_layers": 32,
+    "pad_token_id": 1,
+    "projection_dim": 1280,
+    "vocab_size": 49408,
+}
+SDXL_VAE_CONFIG: dict[str, Any] = {
+    **SD15_VAE_CONFIG,
+    "force_upcast": True,
+    "sample_size": 1024,
+    "scaling_factor": 0.13025,
+}
+SDXL_SCHEDULER_CONFIG: dict[str, Any] = {  # EulerDiscreteScheduler
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+KINDS = ("sd15", "sdxl")
 PRECISIONS = ("fp16", "fp32")
 MIB = 1024 * 1024
 _WORKER_WRITE = "write-model"
@@ -263,8 +343,46 @@ def _count(module: Any) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def write_model(model_dir: Path, seed: int) -> dict[str, Any]:
-    """Write SD 1.5's architecture with seeded random weights as a diffusers directory."""
+def _sdxl_pipeline(tokenizer: Any, text_config: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+    """SDXL base's architecture (random weights) around the tiny tokenizer."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from wsd_capture import build_tiny_clip_tokenizer
+
+    tokenizer_2 = build_tiny_clip_tokenizer(pad_token="!")
+    unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
+    # eos_token_id stays 2, as in the real config: it pools at the largest id.
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TEXT_ENCODER_2_CONFIG))
+    vae = AutoencoderKL(**SDXL_VAE_CONFIG)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler.from_config(SDXL_SCHEDULER_CONFIG),
+        add_watermarker=False,
+    )
+    params = {
+        "unet": _count(unet),
+        "text_encoder": _count(text_encoder),
+        "text_encoder_2": _count(text_encoder_2),
+        "vae": _count(vae),
+    }
+    return pipe, params
+
+
+def write_model(model_dir: Path, seed: int, kind: str = "sd15") -> dict[str, Any]:
+    """Write SD 1.5's (or SDXL's) architecture with seeded random weights as a diffusers
+    directory."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -289,6 +407,9 @@ def write_model(model_dir: Path, seed: int) -> dict[str, Any]:
     )
     torch.manual_seed(seed)
     start = time.perf_counter()
+    if kind == "sdxl":
+        pipe, params = _sdxl_pipeline(tokenizer, text_config)
+        return _save(pipe, params, model_dir, time.perf_counter() - start, len(tokenizer))
     unet = UNet2DConditionModel(**SD15_UNET_CONFIG)
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
     vae = AutoencoderKL(**SD15_VAE_CONFIG)
@@ -306,7 +427,13 @@ def write_model(model_dir: Path, seed: int) -> dict[str, Any]:
     )
     built = time.perf_counter() - start
     params = {"unet": _count(unet), "text_encoder": _count(text_encoder), "vae": _count(vae)}
-    _say(f"built SD 1.5 with random weights in {built:.1f} s: {params}")
+    return _save(pipe, params, model_dir, built, len(tokenizer))
+
+
+def _save(
+    pipe: Any, params: dict[str, int], model_dir: Path, built: float, vocab: int
+) -> dict[str, Any]:
+    _say(f"built {type(pipe).__name__} with random weights in {built:.1f} s: {params}")
     start = time.perf_counter()
     partial = model_dir.with_name(f".{model_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -316,7 +443,7 @@ def write_model(model_dir: Path, seed: int) -> dict[str, Any]:
     _say(f"saved {model_dir} in {saved:.1f} s")
     return {
         "parameters": params,
-        "tokenizer_vocab": len(tokenizer),
+        "tokenizer_vocab": vocab,
         "seconds": {"build": round(built, 3), "save": round(saved, 3)},
     }
 
@@ -324,20 +451,23 @@ def write_model(model_dir: Path, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- the compile
 
 
-def compile_model(model_dir: Path, out_dir: Path, precision: str) -> dict[str, Any]:
-    """Run ``compile_sd15`` here and report its times and this process's memory."""
-    from wsd_compile import compile_sd15
+def compile_model(
+    model_dir: Path, out_dir: Path, precision: str, kind: str = "sd15"
+) -> dict[str, Any]:
+    """Run ``compile_sd15`` (or ``compile_sdxl``) here and report its times and memory."""
+    from wsd_compile import compile_sd15, compile_sdxl
 
+    compile_fn = compile_sdxl if kind == "sdxl" else compile_sd15
     result: dict[str, Any] = {"ok": False}
     with Sampler() as sampler:
 
         def log(line: str) -> None:
-            _say(f"compile_sd15: {line}")
+            _say(f"{compile_fn.__name__}: {line}")
             if line.endswith("..."):
                 sampler.phase = line.removesuffix("...")
 
         try:
-            compiled = compile_sd15(model_dir, out_dir=out_dir, precision=precision, log=log)
+            compiled = compile_fn(model_dir, out_dir=out_dir, precision=precision, log=log)
         except BaseException as e:
             result.update(
                 failed_phase=sampler.phase,
@@ -351,6 +481,10 @@ def compile_model(model_dir: Path, out_dir: Path, precision: str) -> dict[str, A
                 seconds=compiled.seconds,
                 wasm_bytes=compiled.wasm_bytes,
                 weight_bytes=compiled.weight_bytes,
+                largest_buffers=[
+                    {"tensor": b.describe(), "bytes": b.nbytes} for b in compiled.largest_buffers
+                ],
+                max_buffer_bytes=compiled.manifest["limits"]["max_buffer_bytes"],
             )
     # Linux's RUSAGE_CHILDREN ru_maxrss is no measure of emcc: a child started
     # with vfork+exec (as subprocess does) is charged the parent's high-water
@@ -439,6 +573,13 @@ def measure_output(out_dir: Path) -> dict[str, Any]:
             }
             for name, info in manifest["functions"].items()
         },
+        "largest_weight": max(
+            ({"name": r.name, "shape": list(r.shape), "bytes": r.nbytes} for r in cache.records),
+            key=lambda r: r["bytes"],
+            default=None,
+        ),
+        "weights_over_128MiB": sum(r.nbytes > 128 * MIB for r in cache.records),
+        "weights_over_1GiB": sum(r.nbytes > 1024 * MIB for r in cache.records),
         "verify": {"ok": report.ok, "checked": report.checked, "problems": report.problems()},
     }
 
@@ -486,6 +627,17 @@ def _table(summary: dict[str, Any]) -> str:
             ("weights (bytes)", f"{out['weight_bytes']:,}"),
             ("weight shards", str(out["shards"])),
             ("functions", ", ".join(out["functions"])),
+            ("largest weight", json.dumps(out["largest_weight"])),
+            (
+                "weights > 128 MiB / > 1 GiB",
+                f"{out['weights_over_128MiB']} / {out['weights_over_1GiB']}",
+            ),
+        ]
+        rows += [
+            (f"buffer {i + 1} (graph level)", b["tensor"])
+            for i, b in enumerate(comp.get("largest_buffers", [])[:5])
+        ]
+        rows += [
             ("wsd-artifacts verify", "ok" if out["verify"]["ok"] else "FAILED"),
         ]
     elif "failed_phase" in comp:
@@ -512,11 +664,12 @@ def _remove(path: Path) -> None:
 def measure(args: argparse.Namespace) -> int:
     """Write the model (unless reused), compile it in a child, measure, clean up."""
     load_start = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="wsd-measure-sd15-"))
+    work = Path(tempfile.mkdtemp(prefix=f"wsd-measure-{args.kind}-"))
     model_dir = Path(args.model_dir) if args.model_dir else work / "model"
-    out_dir = Path(args.out) if args.out else work / f"sd15-{args.precision}"
+    out_dir = Path(args.out) if args.out else work / f"{args.kind}-{args.precision}"
     generated = False
     summary: dict[str, Any] = {
+        "kind": args.kind,
         "precision": args.precision,
         "model_dir": str(model_dir),
         "out_dir": str(out_dir),
@@ -528,10 +681,10 @@ def measure(args: argparse.Namespace) -> int:
                 _say(f"reusing the model in {model_dir}")
                 summary["model"] = {"reused": True}
             else:
-                _say(f"writing SD 1.5 with random weights to {model_dir}")
+                _say(f"writing {args.kind} with random weights to {model_dir}")
                 model_dir.parent.mkdir(parents=True, exist_ok=True)
                 run = _run_worker(
-                    [_WORKER_WRITE, str(model_dir), "--seed", str(args.seed)],
+                    [_WORKER_WRITE, str(model_dir), "--seed", str(args.seed), "--kind", args.kind],
                     work / "write.json",
                 )
                 generated = run.returncode == 0 and _has_model(model_dir)
@@ -546,7 +699,15 @@ def measure(args: argparse.Namespace) -> int:
 
             _say(f"compiling ({args.precision}) into {out_dir}")
             run = _run_worker(
-                [_WORKER_COMPILE, str(model_dir), str(out_dir), "--precision", args.precision],
+                [
+                    _WORKER_COMPILE,
+                    str(model_dir),
+                    str(out_dir),
+                    "--precision",
+                    args.precision,
+                    "--kind",
+                    args.kind,
+                ],
                 work / "compile.json",
             )
             summary["compile"] = {
@@ -583,21 +744,24 @@ def measure(args: argparse.Namespace) -> int:
 
 
 def _worker(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="measure_sd15.py --worker")
+    parser = argparse.ArgumentParser(prog="measure_compile.py --worker")
     parser.add_argument("kind", choices=[_WORKER_WRITE, _WORKER_COMPILE])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", dest="model_kind", choices=KINDS, default="sd15")
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args(argv)
     task: Callable[[], dict[str, Any]]
     if args.kind == _WORKER_WRITE:
-        task = lambda: write_model(args.model_dir, args.seed)  # noqa: E731
+        task = lambda: write_model(args.model_dir, args.seed, args.model_kind)  # noqa: E731
     else:
         if args.out_dir is None:
             parser.error("compile needs OUT_DIR")
-        task = lambda: compile_model(args.model_dir, args.out_dir, args.precision)  # noqa: E731
+        task = lambda: compile_model(  # noqa: E731
+            args.model_dir, args.out_dir, args.precision, args.model_kind
+        )
     result = task()
     args.result.write_text(json.dumps(result, indent=1))
     return 0 if result.get("ok", True) else 1
@@ -608,10 +772,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
     parser = argparse.ArgumentParser(
-        description="Compile SD 1.5 (real architecture, random weights) for WebGPU and "
-        "report time, memory and sizes.",
+        description="Compile SD 1.5 or SDXL (real architecture, random weights) for WebGPU "
+        "and report time, memory, sizes and the largest buffers.",
         epilog="See the module docstring (at the top of this file) for details.",
     )
+    parser.add_argument("--kind", choices=KINDS, default="sd15", help="the pipeline family")
     parser.add_argument("--out", metavar="DIR", help="compiled output (default: under /tmp)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument(

@@ -1,0 +1,65 @@
+"""The GPU buffers a compiled pipeline needs: the largest tensors of each function.
+
+WebGPU caps a storage-buffer binding (``maxStorageBufferBindingSize``: 128 MiB
+by default, often 1-4 GiB on request) and a buffer (``maxBufferSize``), so the
+largest tensor a model binds decides which devices can run it. This reads the
+static shapes of every tensor a function computes at graph level (before
+operator fusion, so an upper bound: a fused intermediate may never be
+materialised) and of every weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+
+@dataclass(frozen=True)
+class BufferInfo:
+    """One tensor: the function computing it, its shape, dtype and size in bytes."""
+
+    function: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+
+    def describe(self) -> str:
+        dims = "x".join(str(d) for d in self.shape)
+        return f"{self.function}: {self.dtype}[{dims}] ({self.nbytes / 2**20:.1f} MiB)"
+
+
+def _static_tensors(ty: object) -> list[tuple[tuple[int, ...], str]]:
+    if isinstance(ty, relax.TupleType):
+        return [t for field in ty.fields for t in _static_tensors(field)]
+    if isinstance(ty, relax.TensorType) and ty.shape is not None:
+        try:
+            shape = tuple(int(d) for d in ty.shape.values)
+        except (TypeError, AttributeError):
+            return []
+        return [(shape, str(ty.dtype))]
+    return []
+
+
+def function_buffers(mod: tvm.IRModule) -> list[BufferInfo]:
+    """Every tensor bound at graph level in ``mod``'s Relax functions, largest first."""
+    found: list[BufferInfo] = []
+    for gv in mod.get_global_vars():
+        func = mod[gv]
+        if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                for shape, dtype in _static_tensors(binding.var.ty):
+                    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                    found.append(BufferInfo(gv.name_hint, shape, dtype, nbytes))
+    return sorted(found, key=lambda b: -b.nbytes)
+
+
+def largest_buffer_bytes(mod: tvm.IRModule, weights: dict[str, list[np.ndarray]]) -> int:
+    """The largest graph-level tensor or weight in bytes (what a device must bind)."""
+    computed = function_buffers(mod)
+    weight_max = max((a.nbytes for arrays in weights.values() for a in arrays), default=0)
+    return max(computed[0].nbytes if computed else 0, int(weight_max))
