@@ -3,7 +3,8 @@
 # one image headless as a smoke test, then serve the app and print its URL.
 #
 #   bash scripts/demo.sh                      # the built-in tiny-sd15 (random weights, no download)
-#   WSD_MODEL=/path/to/sd15-diffusers-dir bash scripts/demo.sh   # your own SD 1.5 directory
+#   WSD_PRESET=tiny-sdxl bash scripts/demo.sh # the built-in tiny-sdxl
+#   WSD_MODEL=/path/to/diffusers-dir bash scripts/demo.sh   # your own SD 1.5 or SDXL directory
 #
 # WSD_PRECISION=fp16 builds half precision (needs a browser with shader-f16);
 # WSD_DEMO_SERVE=0 stops after the headless render; WSD_PORT picks the port.
@@ -15,13 +16,17 @@ export PATH="$root/.venv/bin:$PATH"
 precision=${WSD_PRECISION:-fp32}
 if [ -n "${WSD_MODEL:-}" ]; then
   source_args=(--model "$WSD_MODEL"); name=$(basename "$WSD_MODEL")
+  # The kind from the pipeline class diffusers recorded.
+  kind=sd15
+  grep -q '"StableDiffusionXLPipeline"' "$WSD_MODEL/model_index.json" 2>/dev/null && kind=sdxl
 else
-  source_args=(--preset tiny-sd15); name=tiny-sd15
+  name=${WSD_PRESET:-tiny-sd15}; source_args=(--preset "$name")
+  kind=sd15; [ "$name" = tiny-sdxl ] && kind=sdxl
 fi
 out=${WSD_DEMO_OUT:-build/$name-$precision}
-echo "== compile $name ($precision) for WebGPU into $out"
+echo "== compile $name ($kind, $precision) for WebGPU into $out"
 rm -rf "$out"
-wsd-compile sd15 "${source_args[@]}" --out "$out" --precision "$precision" -v
+wsd-compile "$kind" "${source_args[@]}" --out "$out" --precision "$precision" -v
 wsd-artifacts verify "$out"
 if [ "$precision" = fp32 ]; then
   echo "== render one image in headless Chromium (WebGPU on this machine; SwiftShader without a GPU)"
