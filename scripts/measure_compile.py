@@ -158,7 +158,8 @@ SD15_SCHEDULER_CONFIG: dict[str, Any] = {  # PNDMScheduler
 }
 
 # The published configs of stabilityai/stable-diffusion-xl-base-1.0 (unet,
-# text_encoder, text_encoder_2, vae, scheduler), without bookkeeping keys and
+# text_encoder_2, vae; text_encoder is SD 1.5's CLIP ViT-L, the scheduler is
+# wsd_capture.presets.SDXL_SCHEDULER_CONFIG), without bookkeeping keys and
 # without keys that equal the classes' defaults where diffusers ignores them.
 SDXL_UNET_CONFIG: dict[str, Any] = {
     "act_fn": "silu",
@@ -212,23 +213,6 @@ SDXL_VAE_CONFIG: dict[str, Any] = {
     "sample_size": 1024,
     "scaling_factor": 0.13025,
 }
-SDXL_SCHEDULER_CONFIG: dict[str, Any] = {  # EulerDiscreteScheduler
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "interpolation_type": "linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "epsilon",
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "trained_betas": None,
-    "use_karras_sigmas": False,
-}
-
 KINDS = ("sd15", "sdxl")
 PRECISIONS = ("fp16", "fp32")
 MIB = 1024 * 1024
@@ -354,6 +338,7 @@ def _sdxl_pipeline(tokenizer: Any, text_config: dict[str, Any]) -> tuple[Any, di
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from wsd_capture import build_tiny_clip_tokenizer
+    from wsd_capture.presets import SDXL_SCHEDULER_CONFIG
 
     tokenizer_2 = build_tiny_clip_tokenizer(pad_token="!")
     unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)
@@ -368,6 +353,7 @@ def _sdxl_pipeline(tokenizer: Any, text_config: dict[str, Any]) -> tuple[Any, di
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=unet,
+        # SDXL base's scheduler_config.json, as the tiny-sdxl preset has it.
         scheduler=EulerDiscreteScheduler.from_config(SDXL_SCHEDULER_CONFIG),
         add_watermarker=False,
     )

@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
+from typing import Any
 
-from wsd_compile import RuntimeObjects, tvmjs_runtime
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from wsd_compile import PipelineModule, RuntimeObjects, tvmjs_runtime
 
 
 @pytest.fixture(scope="session")
 def runtime_objects() -> RuntimeObjects:
     """The tvmjs runtime objects (built once per machine, ~2 min on 2 cores)."""
     return tvmjs_runtime()
+
+
+class CpuModule:
+    """A PipelineModule built for llvm, callable by function name; outputs as a list."""
+
+    def __init__(self, module: PipelineModule) -> None:
+        self.module = module
+        self.vm = relax.VirtualMachine(tvm.compile(module.mod, target="llvm"), tvm.cpu())
+
+    def __call__(self, name: str, *args: np.ndarray) -> list[np.ndarray]:
+        inputs: list[Any] = [tvm.runtime.tensor(a) for a in args]
+        component = self.module.functions[name].params
+        if component is not None:
+            inputs.append([tvm.runtime.tensor(p) for p in self.module.params[component]])
+        out = self.vm[name](*inputs)
+        if isinstance(out, tvm.runtime.Tensor):
+            return [out.numpy()]
+        return [t.numpy() for t in out]
+
+
+@pytest.fixture(scope="session")
+def cpu_build() -> Callable[[PipelineModule], CpuModule]:
+    """Builds a PipelineModule for llvm: ``cpu_build(module)(name, *arrays)``."""
+    return CpuModule
+
+
+@pytest.fixture
+def stderr_line(capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
+    """The one line a failing command wrote on stderr (asserts there is exactly one)."""
+
+    def read() -> str:
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    return read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,6 @@ import pytest
 from wsd_artifacts import load_manifest, load_tensor_cache_index, verify
 from wsd_compile import RuntimeObjects
 from wsd_compile.cli import main
-
-
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_fp16_build_of_the_preset(
@@ -37,32 +32,30 @@ def test_fp16_build_of_the_preset(
     assert sum(c["param_bytes"] for c in manifest["components"].values()) == report["weight_bytes"]
 
 
-def test_an_existing_output_is_left_alone(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_existing_output_is_left_alone(tmp_path: Path, stderr_line: Callable[[], str]) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     code = main(["sd15", "--preset", "tiny-sd15", "--out", str(tmp_path)])
     assert code == 1
-    assert "already exists; remove it or choose another output directory" in one_line(capsys)
+    assert "already exists; remove it or choose another output directory" in stderr_line()
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
 def test_a_missing_model_directory_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, stderr_line: Callable[[], str]
 ) -> None:
     code = main(["sd15", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert code == 1
-    assert str(tmp_path / "nowhere") in one_line(capsys)
+    assert str(tmp_path / "nowhere") in stderr_line()
     assert not (tmp_path / "o").exists()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unsupported_size_says_which_are_allowed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, stderr_line: Callable[[], str]
 ) -> None:
     code = main(["sd15", "--preset", "tiny-sd15", "--out", str(tmp_path / "o"), "--height", "72"])
     assert code == 1
-    assert "72" in one_line(capsys)
+    assert "72" in stderr_line()
     assert list(tmp_path.iterdir()) == []
 
 

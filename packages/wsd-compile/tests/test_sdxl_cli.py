@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,6 @@ from wsd_artifacts import load_manifest, verify
 from wsd_capture import CaptureError, write_preset
 from wsd_compile import RuntimeObjects, WsdCompileError, compile_sdxl
 from wsd_compile.cli import main
-
-
-def one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_fp16_build_keeps_the_upcast_vae_in_fp32(
@@ -52,24 +47,24 @@ def test_the_default_size_is_the_models_native(tmp_path: Path) -> None:
 
 
 def test_an_sd15_model_is_refused_with_the_right_command(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, stderr_line: Callable[[], str]
 ) -> None:
     model = write_preset("tiny-sd15", tmp_path / "sd15")
     code = main(["sdxl", "--model", str(model), "--out", str(tmp_path / "o")])
     assert code == 1
-    line = one_line(capsys)
+    line = stderr_line()
     assert "holds a StableDiffusionPipeline, not a StableDiffusionXLPipeline" in line
     assert "wsd-compile sd15" in line
     assert not (tmp_path / "o").exists()
 
 
 def test_an_sdxl_model_given_to_sd15_points_to_sdxl(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, stderr_line: Callable[[], str]
 ) -> None:
     model = write_preset("tiny-sdxl", tmp_path / "xl")
     code = main(["sd15", "--model", str(model), "--out", str(tmp_path / "o")])
     assert code == 1
-    assert "use wsd-compile sdxl" in one_line(capsys)
+    assert "use wsd-compile sdxl" in stderr_line()
 
 
 def test_presets_of_the_other_kind_are_refused(tmp_path: Path) -> None:

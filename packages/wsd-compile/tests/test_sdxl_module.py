@@ -16,16 +16,16 @@ import pytest
 import torch
 import tvm
 from diffusers import StableDiffusionXLPipeline
-from tvm import relax
 
 from wsd_capture import CapturedPipeline, capture_sdxl, load_sdxl, write_preset
 from wsd_compile import (
-    PipelineModule,
     WsdCompileError,
     build_sd15_module,
     build_sdxl_module,
 )
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
+
+CpuModule = Any  # conftest.CpuModule: ``module(name, *arrays) -> list of arrays``
 
 PROMPTS = ("a photo of an astronaut riding a horse on the moon", "")
 
@@ -41,32 +41,16 @@ def captured(pipe: StableDiffusionXLPipeline) -> CapturedPipeline:
     return capture_sdxl(pipe)
 
 
-class CpuModule:
-    """A PipelineModule built for llvm, callable by function name (tuples as lists)."""
-
-    def __init__(self, module: PipelineModule) -> None:
-        self.module = module
-        self.vm = relax.VirtualMachine(tvm.compile(module.mod, target="llvm"), tvm.cpu())
-
-    def __call__(self, name: str, *args: np.ndarray) -> list[np.ndarray]:
-        inputs: list[Any] = [tvm.runtime.tensor(a) for a in args]
-        component = self.module.functions[name].params
-        if component is not None:
-            inputs.append([tvm.runtime.tensor(p) for p in self.module.params[component]])
-        out = self.vm[name](*inputs)
-        if isinstance(out, tvm.runtime.Tensor):
-            return [out.numpy()]
-        return [t.numpy() for t in out]
+@pytest.fixture(scope="module")
+def fp32(captured: CapturedPipeline, cpu_build: Any) -> CpuModule:
+    module: CpuModule = cpu_build(build_sdxl_module(captured, precision="fp32"))
+    return module
 
 
 @pytest.fixture(scope="module")
-def fp32(captured: CapturedPipeline) -> CpuModule:
-    return CpuModule(build_sdxl_module(captured, precision="fp32"))
-
-
-@pytest.fixture(scope="module")
-def fp16(captured: CapturedPipeline) -> CpuModule:
-    return CpuModule(build_sdxl_module(captured, precision="fp16"))
+def fp16(captured: CapturedPipeline, cpu_build: Any) -> CpuModule:
+    module: CpuModule = cpu_build(build_sdxl_module(captured, precision="fp16"))
+    return module
 
 
 def token_ids(tokenizer: Any, text: str) -> torch.Tensor:

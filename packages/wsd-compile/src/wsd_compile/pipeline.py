@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,58 @@ def _phase(seconds: dict[str, float], name: str, log: Callable[[str], None]) -> 
     yield
     seconds[name] = round(time.perf_counter() - start, 3)
     log(f"{name}: {seconds[name]:.1f} s")
+
+
+#: A model directory (or hub id) -> its capture at the requested height and width.
+CaptureFromDirectory = Callable[[str | os.PathLike[str]], "CapturedPipeline"]
+
+
+def resolve_capture(
+    kind: str,
+    source: str | os.PathLike[str] | CapturedPipeline | None,
+    preset: str | None,
+    height: int | None,
+    width: int | None,
+    capture_dir: CaptureFromDirectory,
+) -> CapturedPipeline:
+    """The capture to compile: ``source`` itself if already captured (checked for
+    ``kind`` and size), else ``capture_dir`` of the model directory or of the
+    preset written to a temporary directory."""
+    # Imported here: diffusers is slow to import and chatty on import, and a
+    # command line must be able to quiet it first.
+    from wsd_capture import PRESET_KINDS, CapturedPipeline, write_preset
+
+    if (source is None) == (preset is None):
+        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
+    if isinstance(source, CapturedPipeline):
+        have = source.metadata.kind
+        if have != kind:
+            raise WsdCompileError(
+                f"the captured pipeline is {have}, not {kind}: use compile_{have}"
+            )
+        meta = source.metadata
+        for what, wanted, size in (("height", height, meta.height), ("width", width, meta.width)):
+            if wanted is not None and wanted != size:
+                raise WsdCompileError(
+                    f"the captured pipeline has {what} {size}, not {wanted}; capture it again "
+                    f"with --{what} {wanted}"
+                )
+        return source
+    if preset is not None:
+        preset_kind = PRESET_KINDS.get(preset)
+        if preset_kind is None:
+            names = [name for name, k in PRESET_KINDS.items() if k == kind]
+            raise WsdCompileError(f"unknown preset {preset!r}: choose one of {', '.join(names)}")
+        if preset_kind != kind:
+            raise WsdCompileError(
+                f"{preset} is an {preset_kind} preset: use compile_{preset_kind} "
+                f"(wsd-compile {preset_kind})"
+            )
+        with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
+            captured = capture_dir(write_preset(preset, Path(tmp) / preset))
+        return replace(captured, metadata=replace(captured.metadata, source=preset))
+    assert source is not None
+    return capture_dir(source)
 
 
 def compile_pipeline(

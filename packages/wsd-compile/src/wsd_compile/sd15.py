@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import WsdCompileError
-from .pipeline import CompiledPipeline, compile_pipeline
+from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
 from .runtime import RuntimeObjects
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
-
-
-def check_captured_size(
-    captured: CapturedPipeline, height: int | None, width: int | None
-) -> CapturedPipeline:
-    """``captured`` itself, if it was captured at the requested size."""
-    meta = captured.metadata
-    for what, wanted, have in (("height", height, meta.height), ("width", width, meta.width)):
-        if wanted is not None and wanted != have:
-            raise WsdCompileError(
-                f"the captured pipeline has {what} {have}, not {wanted}; capture it again "
-                f"with --{what} {wanted}"
-            )
-    return captured
 
 
 def _capture(
@@ -37,31 +19,16 @@ def _capture(
     height: int | None,
     width: int | None,
 ) -> CapturedPipeline:
-    # Imported here: diffusers is slow to import and chatty on import, and a
-    # command line must be able to quiet it first.
-    from wsd_capture import PRESET_KINDS, CapturedPipeline, capture_sd15, load_sd15, write_preset
+    from wsd_capture import capture_sd15, load_sd15
 
-    if (source is None) == (preset is None):
-        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
-    if isinstance(source, CapturedPipeline):
-        if source.metadata.kind != "sd15":
-            raise WsdCompileError(
-                f"the captured pipeline is {source.metadata.kind}, not sd15: "
-                f"use compile_{source.metadata.kind}"
-            )
-        return check_captured_size(source, height, width)
-    if preset is not None:
-        if PRESET_KINDS.get(preset, "sd15") != "sd15":
-            raise WsdCompileError(
-                f"{preset} is an {PRESET_KINDS[preset]} preset: use compile_{PRESET_KINDS[preset]} "
-                f"(wsd-compile {PRESET_KINDS[preset]})"
-            )
-        with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
-            model_dir = write_preset(preset, Path(tmp) / preset)
-            captured = capture_sd15(load_sd15(model_dir), height=height, width=width)
-        return replace(captured, metadata=replace(captured.metadata, source=preset))
-    assert source is not None
-    return capture_sd15(load_sd15(source), height=height, width=width)
+    return resolve_capture(
+        "sd15",
+        source,
+        preset,
+        height,
+        width,
+        lambda path: capture_sd15(load_sd15(path), height=height, width=width),
+    )
 
 
 def compile_sd15(

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import WsdCompileError
-from .pipeline import CompiledPipeline, compile_pipeline
+from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
 from .runtime import RuntimeObjects
-from .sd15 import check_captured_size
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
@@ -25,35 +21,18 @@ def _capture(
     height: int | None,
     width: int | None,
 ) -> CapturedPipeline:
-    # Imported here: diffusers is slow to import and chatty on import.
-    from wsd_capture import PRESET_KINDS, CapturedPipeline, capture_sdxl, load_sdxl, write_preset
+    from wsd_capture import CapturedPipeline, capture_sdxl, load_sdxl
 
-    if (source is None) == (preset is None):
-        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
-    if isinstance(source, CapturedPipeline):
-        if source.metadata.kind != "sdxl":
-            raise WsdCompileError(
-                f"the captured pipeline is {source.metadata.kind}, not sdxl: "
-                f"use compile_{source.metadata.kind}"
-            )
-        if vae is not None:
-            raise WsdCompileError("vae= applies when capturing: pass it to load_sdxl instead")
-        return check_captured_size(source, height, width)
-    if preset is not None:
-        kind = PRESET_KINDS.get(preset)
-        if kind is None:
-            sdxl = [name for name, k in PRESET_KINDS.items() if k == "sdxl"]
-            raise WsdCompileError(f"unknown preset {preset!r}: choose one of {', '.join(sdxl)}")
-        if kind != "sdxl":
-            raise WsdCompileError(
-                f"{preset} is an {kind} preset: use compile_{kind} (wsd-compile {kind})"
-            )
-        with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
-            model_dir = write_preset(preset, Path(tmp) / preset)
-            captured = capture_sdxl(load_sdxl(model_dir, vae=vae), height=height, width=width)
-        return replace(captured, metadata=replace(captured.metadata, source=preset))
-    assert source is not None
-    return capture_sdxl(load_sdxl(source, vae=vae), height=height, width=width)
+    if isinstance(source, CapturedPipeline) and vae is not None:
+        raise WsdCompileError("vae= applies when capturing: pass it to load_sdxl instead")
+    return resolve_capture(
+        "sdxl",
+        source,
+        preset,
+        height,
+        width,
+        lambda path: capture_sdxl(load_sdxl(path, vae=vae), height=height, width=width),
+    )
 
 
 def compile_sdxl(
