@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wsd_artifacts import load_manifest, verify
-from wsd_capture import CaptureError, write_preset
+from wsd_capture import write_preset
 from wsd_compile import RuntimeObjects, WsdCompileError, compile_sdxl
 from wsd_compile.cli import main
 
@@ -46,10 +46,17 @@ def test_the_default_size_is_the_models_native(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The two tiny presets as diffusers directories (written outside the tests' capture)."""
+    root = tmp_path_factory.mktemp("models")
+    return {name: write_preset(name, root / name) for name in ("tiny-sd15", "tiny-sdxl")}
+
+
 def test_an_sd15_model_is_refused_with_the_right_command(
-    tmp_path: Path, stderr_line: Callable[[], str]
+    tmp_path: Path, stderr_line: Callable[[], str], models: dict[str, Path]
 ) -> None:
-    model = write_preset("tiny-sd15", tmp_path / "sd15")
+    model = models["tiny-sd15"]
     code = main(["sdxl", "--model", str(model), "--out", str(tmp_path / "o")])
     assert code == 1
     line = stderr_line()
@@ -59,9 +66,9 @@ def test_an_sd15_model_is_refused_with_the_right_command(
 
 
 def test_an_sdxl_model_given_to_sd15_points_to_sdxl(
-    tmp_path: Path, stderr_line: Callable[[], str]
+    tmp_path: Path, stderr_line: Callable[[], str], models: dict[str, Path]
 ) -> None:
-    model = write_preset("tiny-sdxl", tmp_path / "xl")
+    model = models["tiny-sdxl"]
     code = main(["sd15", "--model", str(model), "--out", str(tmp_path / "o")])
     assert code == 1
     assert "use wsd-compile sdxl" in stderr_line()
@@ -80,8 +87,8 @@ def test_a_bad_precision_fails_before_any_work(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_missing_vae_directory_is_named(tmp_path: Path) -> None:
-    model = write_preset("tiny-sdxl", tmp_path / "xl")
-    with pytest.raises(CaptureError, match="nowhere is not a directory: give a diffusers"):
+def test_a_missing_vae_directory_is_named(tmp_path: Path, models: dict[str, Path]) -> None:
+    model = models["tiny-sdxl"]
+    with pytest.raises(WsdCompileError, match="nowhere is not a directory: give a diffusers"):
         compile_sdxl(model, out_dir=tmp_path / "o", vae=tmp_path / "nowhere")
     assert not (tmp_path / "o").exists()

@@ -23,9 +23,10 @@ SD15_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 SDXL_PIPELINE_CLASS = "StableDiffusionXLPipeline"
 SDXL_COMPONENTS = (*SD15_COMPONENTS, "text_encoder_2", "tokenizer_2")
 _FAMILY = {SD15_PIPELINE_CLASS: "Stable Diffusion 1.5-class", SDXL_PIPELINE_CLASS: "SDXL"}
+# What to run instead, by the pipeline class found.
 _WRONG_KIND_HINT = {
-    SD15_PIPELINE_CLASS: "use wsd-compile sdxl (compile_sdxl) for SDXL pipelines",
-    SDXL_PIPELINE_CLASS: "use wsd-compile sd15 (compile_sd15) for SD 1.5-class pipelines",
+    SD15_PIPELINE_CLASS: "use wsd-compile sd15 (compile_sd15) for SD 1.5-class pipelines",
+    SDXL_PIPELINE_CLASS: "use wsd-compile sdxl (compile_sdxl) for SDXL pipelines",
 }
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 

@@ -141,6 +141,23 @@ def resolve_capture(
     preset written to a temporary directory."""
     # Imported here: diffusers is slow to import and chatty on import, and a
     # command line must be able to quiet it first.
+    from wsd_capture import CaptureError
+
+    try:
+        return _resolve_capture(kind, source, preset, height, width, capture_dir)
+    except CaptureError as e:
+        # One exception type for callers of compile_*: the capture's message as is.
+        raise WsdCompileError(str(e)) from e
+
+
+def _resolve_capture(
+    kind: str,
+    source: str | os.PathLike[str] | CapturedPipeline | None,
+    preset: str | None,
+    height: int | None,
+    width: int | None,
+    capture_dir: CaptureFromDirectory,
+) -> CapturedPipeline:
     from wsd_capture import PRESET_KINDS, CapturedPipeline, write_preset
 
     if (source is None) == (preset is None):
