@@ -12,7 +12,8 @@ import pytest
 from wsd_artifacts import write_tensor_cache
 
 # Any bytes do for the library; these start like a real wasm module.
-WASM_BYTES = b"\x00asm\x01\x00\x00\x00" + bytes(range(256)) * 4
+# A valid (empty) WebAssembly module with one custom section "pad" of 1 KiB.
+WASM_BYTES = b"\x00asm\x01\x00\x00\x00" + b"\x00\x84\x08\x03pad" + bytes(range(256)) * 4
 
 
 def _tensors() -> dict[str, np.ndarray]:
@@ -44,6 +45,7 @@ def _body(tensors: dict[str, np.ndarray]) -> dict[str, Any]:
         "image": {"height": 64, "width": 64},
         "latent": {"shape": [1, 4, 8, 8], "scaling_factor": 0.18215, "vae_scale_factor": 8},
         "library": "model.wasm",
+        "runtime": {"tvm": "0.27.0"},
         "weights": "tensor-cache.json",
         "functions": {
             "text_encoder": {

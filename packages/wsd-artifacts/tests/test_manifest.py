@@ -19,7 +19,10 @@ from wsd_artifacts import (
     compute_build_id,
     load_manifest,
     load_tensor_cache_index,
+    read_build_info,
+    sri_sha384_bytes,
     sri_sha384_file,
+    strip_build_info,
     validate_manifest,
     write_manifest,
 )
@@ -37,15 +40,17 @@ def test_the_writer_fills_schema_version_files_and_build_id(
     model_dir: Path, body: dict[str, Any]
 ) -> None:
     m = write_manifest(model_dir, body)
-    assert (m["schema"], m["version"]) == ("wsd-manifest", 1)
+    assert (m["schema"], m["version"]) == ("wsd-manifest", 2)
     shards = [s.data_path for s in load_tensor_cache_index(model_dir).shards]
     assert sorted(m["files"]) == sorted(["model.wasm", INDEX_NAME, "tokenizer.json", *shards])
     for rel, record in m["files"].items():
         path = model_dir / rel
         assert record == {"bytes": path.stat().st_size, "integrity": sri_sha384_file(path)}
+    library = (model_dir / "model.wasm").read_bytes()
     assert m["build_id"] == compute_build_id(
-        m["files"]["model.wasm"]["integrity"], m["files"][INDEX_NAME]["integrity"]
+        sri_sha384_bytes(strip_build_info(library)), m["files"][INDEX_NAME]["integrity"]
     )
+    assert read_build_info(library) == {"build_id": m["build_id"], "runtime": body["runtime"]}
     assert re.fullmatch(r"[0-9a-f]{16}", m["build_id"])
     assert {k: v for k, v in m.items() if k in body} == body
 
@@ -85,7 +90,9 @@ def test_a_failed_write_keeps_the_old_manifest_and_no_temporary_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("wsd_artifacts.manifest.os.fsync", fail)
-    (model_dir / "model.wasm").write_bytes(b"\x00asm new")
+    (model_dir / "model.wasm").write_bytes(
+        (model_dir / "model.wasm").read_bytes() + b"\x00\x02\x01x"
+    )
     with pytest.raises(OSError, match="No space left"):
         write_manifest(model_dir, body)
     assert (model_dir / MANIFEST_NAME).read_bytes() == before
@@ -110,7 +117,10 @@ def test_build_id_follows_the_library_and_weights_only(
     first = write_manifest(model_dir, body)["build_id"]
     (model_dir / "tokenizer.json").write_text("{}")
     assert write_manifest(model_dir, body)["build_id"] == first
-    (model_dir / "model.wasm").write_bytes(b"\x00asm other build")
+    assert write_manifest(model_dir, body)["build_id"] == first  # stamping keeps the id
+    (model_dir / "model.wasm").write_bytes(
+        (model_dir / "model.wasm").read_bytes() + b"\x00\x02\x01x"
+    )
     assert write_manifest(model_dir, body)["build_id"] != first
 
 
@@ -263,12 +273,11 @@ INVALID: list[tuple[Mutation, str]] = [
         'files["../tokenizer.json"]: invalid name: expected a relative path',
     ),
     (_set("schema", "other"), "not a wsd manifest: schema is 'other', expected 'wsd-manifest'"),
-    (_set("version", 0), "version: expected 1, got 0"),
+    (_set("version", 0), "version: expected 2, got 0"),
     (_set("build_id", "XYZ"), "build_id: expected 16 lowercase hex digits"),
     (_set("scheduler/config", []), "scheduler.config: expected an object, got an array"),
     (_set("latent/scaling_factor", float("nan")), "latent.scaling_factor: expected a finite"),
     # Rules beyond the schema document.
-    (_set("build_id", "0123456789abcdef"), "build_id: expected '"),
     (
         _set("functions/unet/params", "vae"),
         "functions.unet.params: expected null or the name of a component "
@@ -367,14 +376,14 @@ def test_an_undecodable_manifest_is_reported(model_dir: Path) -> None:
 
 def test_a_newer_version_is_rejected_with_the_fix(model_dir: Path, body: dict[str, Any]) -> None:
     manifest = write_manifest(model_dir, body)
-    manifest["version"] = 2
-    manifest["new_v2_field"] = {}
+    manifest["version"] = 3
+    manifest["new_v3_field"] = {}
     (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ManifestError) as e:
         load_manifest(model_dir)
     assert str(e.value) == (
-        f"{model_dir / MANIFEST_NAME}: manifest version 2 is newer than this wsd-artifacts "
-        "supports (1); upgrade wsd-artifacts"
+        f"{model_dir / MANIFEST_NAME}: manifest version 3 is newer than this wsd-artifacts "
+        "supports (2); upgrade wsd-artifacts"
     )
 
 

@@ -2,11 +2,19 @@
 
 from .errors import ArtifactError, ManifestError
 from .integrity import sri_sha384_bytes, sri_sha384_file
+from .library import (
+    BUILD_SECTION,
+    build_stamp_problems,
+    compute_build_id,
+    library_code_integrity,
+    read_build_info,
+    stamp_library,
+    strip_build_info,
+)
 from .manifest import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
     MANIFEST_VERSION,
-    compute_build_id,
     list_files,
     load_manifest,
     manifest_schema,
@@ -27,6 +35,7 @@ from .tensor_cache import (
 from .verification import VerifyReport, verify
 
 __all__ = [
+    "BUILD_SECTION",
     "DEFAULT_SHARD_BYTES",
     "INDEX_NAME",
     "MANIFEST_NAME",
@@ -39,14 +48,19 @@ __all__ = [
     "TensorCache",
     "TensorRecord",
     "VerifyReport",
+    "build_stamp_problems",
     "compute_build_id",
+    "library_code_integrity",
     "list_files",
     "load_manifest",
     "load_tensor_cache_index",
     "manifest_schema",
+    "read_build_info",
     "read_tensor_cache",
     "sri_sha384_bytes",
     "sri_sha384_file",
+    "stamp_library",
+    "strip_build_info",
     "validate_manifest",
     "verify",
     "write_manifest",

@@ -1,4 +1,4 @@
-"""The manifest of a compiled model directory (``manifest.json``, version 1).
+"""The manifest of a compiled model directory (``manifest.json``, version 2).
 
 A compiled model is a directory of static files; the browser app reads only
 ``manifest.json`` to learn everything about it: the kind of pipeline, the
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -26,11 +25,12 @@ from typing import Any
 from . import _jsonschema
 from .errors import ManifestError
 from .integrity import sri_sha384_file
+from .library import compute_build_id, library_code_integrity, stamp_library
 from .tensor_cache import INDEX_NAME, load_tensor_cache_index
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "wsd-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 SCHEMA_RESOURCE = "manifest.schema.json"
 
 # Fields write_manifest computes; values for them in a body are replaced.
@@ -48,16 +48,6 @@ def _schema() -> dict[str, Any]:
 def manifest_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) document of manifest version 1 (a copy)."""
     return copy.deepcopy(_schema())
-
-
-def compute_build_id(library_integrity: str, weights_integrity: str) -> str:
-    """The build id: 16 hex digits of sha256 over the library and weights-index integrities.
-
-    ``sha256(f"{library_integrity}\\n{weights_integrity}")``, UTF-8, first 16
-    hex digits: it changes whenever the model library or the weights change.
-    """
-    text = f"{library_integrity}\n{weights_integrity}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def validate_manifest(manifest: Any) -> dict[str, Any]:
@@ -115,15 +105,6 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
             f"weights: expected the path of a tensor-cache index named {INDEX_NAME}, "
             f"got {m['weights']!r}"
         )
-    if m["library"] in files and m["weights"] in files:
-        expected = compute_build_id(
-            files[m["library"]]["integrity"], files[m["weights"]]["integrity"]
-        )
-        if m["build_id"] != expected:
-            problems.append(
-                f"build_id: expected {expected!r} (from the integrities of library and "
-                f"weights), got {m['build_id']!r}"
-            )
     for name, fn in m["functions"].items():
         params = fn["params"]
         if params is not None and params not in components:
@@ -178,7 +159,10 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
     ``manifest_body`` holds every field except the computed ones: ``schema``,
     ``version``, ``files`` (size and sha384 of every file in ``model_dir``,
     recursively, except ``manifest.json``) and ``build_id``
-    (:func:`compute_build_id`); values given for those are replaced. Besides
+    (:func:`compute_build_id`); values given for those are replaced. A
+    library that is WebAssembly is stamped first (:func:`stamp_library`) with
+    the build id and the manifest's ``runtime``, so the app can check that
+    manifest and library belong together. Besides
     the schema, it checks that ``library``, ``weights`` and ``tokenizer.file``
     name files in ``model_dir``, that the weights index's shards are there,
     and that every component's ``param_names`` are tensors of the index whose
@@ -204,11 +188,14 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
     if missing:
         raise ManifestError("cannot write the manifest", missing)
 
-    files = {rel: _file_record(root / rel) for rel in list_files(root)}
-    library, weights = (files.get(str(body.get(k))) for k in ("library", "weights"))
     build_id = "0" * 16  # only when library/weights are invalid, which validation reports
-    if library is not None and weights is not None:
-        build_id = compute_build_id(library["integrity"], weights["integrity"])
+    names = [body.get(k) for k in ("library", "weights")]
+    if all(isinstance(n, str) for n in names):
+        library, weights = (root / str(n) for n in names)
+        build_id = compute_build_id(library_code_integrity(library), sri_sha384_file(weights))
+        if _is_wasm(library):
+            stamp_library(library, {"build_id": build_id, "runtime": body.get("runtime")})
+    files = {rel: _file_record(root / rel) for rel in list_files(root)}
     merged = {k: v for k, v in body.items() if k not in _COMPUTED}
     merged.update(schema=MANIFEST_SCHEMA, version=MANIFEST_VERSION, build_id=build_id, files=files)
     # Fields in the schema's order, then any unknown ones (which validation reports).
@@ -221,6 +208,11 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
         raise ManifestError("cannot write the manifest", problems)
     _write_atomically(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _is_wasm(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"\0asm"
 
 
 def _weights_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:

@@ -19,7 +19,7 @@ from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
 from .errors import WsdCompileError
 from .output import fresh_output_dir
 from .pipeline_module import PRECISIONS, PipelineModule, build_pipeline_module
-from .runtime import RuntimeObjects, tvmjs_runtime
+from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
 from .webgpu import build_webgpu_wasm
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def _manifest_body(
             "vae_scale_factor": meta.vae_scale_factor,
         },
         "library": LIBRARY_FILE,
+        "runtime": {"tvm": tvm_version()},
         "weights": "tensor-cache.json",
         "functions": {name: info.to_json() for name, info in sorted(module.functions.items())},
         "components": components,

@@ -72,6 +72,11 @@ def _compat_headers() -> Iterator[Path]:
     return (p for p in sorted(_COMPAT_DIR.rglob("*.h")))
 
 
+def tvm_version() -> str:
+    """The apache-tvm version whose web runtime model libraries link (recorded in manifests)."""
+    return importlib.metadata.version("apache-tvm")
+
+
 def runtime_cache_key(emcc: str) -> str:
     """A key that changes whenever the runtime objects would come out differently."""
     h = hashlib.sha256()

@@ -7,7 +7,7 @@ import { CancelledError, SDXLPipeline, defaultSchedulerName, xlTimeIds } from ".
 /** A manifest with what the app reads (the rest of a real one is irrelevant here). */
 function manifest(overrides = {}) {
   const functions = Object.fromEntries(SD15_FUNCTIONS.map((f) => [f, { inputs: [], outputs: [], params: null }]));
-  return { version: MANIFEST_VERSION, kind: "sd15", model: { source: "t", precision: "fp32" }, functions, ...overrides };
+  return { version: MANIFEST_VERSION, kind: "sd15", model: { source: "t", precision: "fp32" }, runtime: { tvm: "0.27.0" }, functions, ...overrides };
 }
 
 test("a complete sd15 manifest parses", () => {
@@ -21,7 +21,16 @@ test("something that is not a manifest is refused with the fix", () => {
 });
 
 test("a newer manifest version names both versions", () => {
-  assert.throws(() => parseManifest(manifest({ version: MANIFEST_VERSION + 1 })), /version 2 is newer than this app reads \(1\)/);
+  assert.throws(() => parseManifest(manifest({ version: MANIFEST_VERSION + 1 })), /version 3 is newer than this app reads \(2\)/);
+});
+
+test("an older manifest version asks for a rebuild", () => {
+  assert.throws(() => parseManifest(manifest({ version: 1 })), /version 1 was written by an older wsd-compile.*rebuild/);
+});
+
+test("a library linked with another TVM runtime is refused before anything downloads", () => {
+  assert.throws(() => parseManifest(manifest({ runtime: { tvm: "0.28.1" } })), /TVM 0\.28\.1 web runtime, but this app ships tvmjs 0\.27/);
+  assert.throws(() => parseManifest(manifest({ runtime: undefined })), /does not say which TVM runtime/);
 });
 
 /** An SDXL manifest with what the app reads. */

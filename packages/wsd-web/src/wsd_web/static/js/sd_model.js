@@ -6,6 +6,7 @@
 // Ownership: the SDModel owns the session, the weight tensors and the weight
 // tuples; dispose() releases all of them.
 
+import { runtimeMismatch } from "./build_stamp.js";
 import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 
@@ -37,6 +38,7 @@ import { TVMSession } from "./tvm_session.js";
  * @property {{height: number, width: number}} image
  * @property {{shape: number[], scaling_factor: number, vae_scale_factor: number}} latent
  * @property {string} library
+ * @property {{tvm: string}} runtime  The TVM web runtime the library was linked with.
  * @property {string} weights
  * @property {Record<string, FunctionInfo>} functions
  * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string}>} components
@@ -67,7 +69,7 @@ import { TVMSession } from "./tvm_session.js";
  */
 
 /** The manifest versions this app reads. */
-export const MANIFEST_VERSION = 1;
+export const MANIFEST_VERSION = 2;
 
 /** Functions an SD 1.5 build must have. */
 export const SD15_FUNCTIONS = Object.freeze([
@@ -97,6 +99,12 @@ export function parseManifest(json) {
       "serve the model with the wsd-web that matches the wsd-compile that built it",
     );
   }
+  if (m.version < MANIFEST_VERSION) {
+    throw new Error(
+      `manifest version ${m.version} was written by an older wsd-compile; this app reads version ${MANIFEST_VERSION}: ` +
+      "rebuild the model with the current wsd-compile",
+    );
+  }
   const needed = KIND_FUNCTIONS[/** @type {keyof typeof KIND_FUNCTIONS} */ (m.kind)];
   if (!needed) {
     throw new Error(`this app runs sd15 and sdxl builds; the manifest says ${JSON.stringify(m.kind)}`);
@@ -104,6 +112,8 @@ export function parseManifest(json) {
   if (m.kind === "sdxl" && (!m.tokenizer_2 || !m.conditioning)) {
     throw new Error("this sdxl manifest lacks tokenizer_2 or conditioning: rebuild the model with wsd-compile sdxl");
   }
+  const runtime = runtimeMismatch(m.runtime);
+  if (runtime) throw new Error(runtime);
   const missing = needed.filter((f) => !m.functions?.[f]);
   if (missing.length > 0) {
     throw new Error(`the manifest lacks the functions ${missing.join(", ")}: rebuild the model with wsd-compile`);

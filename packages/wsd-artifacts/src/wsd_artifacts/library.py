@@ -1,0 +1,194 @@
+"""The build stamp of a model library: a WebAssembly custom section ``wsd.build``.
+
+A model directory is a set of static files that a server, a CDN or a browser
+cache may mix up across deployments. The manifest records a ``build_id``;
+the model library carries the same id in a custom section (JSON: ``build_id``
+and the ``runtime`` it was linked with), so the app can tell "manifest and
+``.wasm`` come from different builds" apart from "the file is corrupted", and
+refuse a library linked against another tvmjs runtime before instantiating
+it.
+
+The id is computed from the library *without* its stamp (the code) and the
+weights index, so stamping does not change it; see
+:func:`wsd_artifacts.compute_build_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactError
+from .integrity import sri_sha384_bytes, sri_sha384_file
+
+WASM_HEADER = b"\0asm\x01\0\0\0"
+BUILD_SECTION = "wsd.build"
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_leb128(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 35:
+            raise ValueError("truncated LEB128")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _sections(data: bytes) -> Iterator[tuple[int, int, int, str | None, int]]:
+    """``(id, start, end, custom name, content start)`` of each section."""
+    pos = len(WASM_HEADER)
+    while pos < len(data):
+        start = pos
+        section_id = data[pos]
+        size, body = _read_leb128(data, pos + 1)
+        end = body + size
+        if end > len(data):
+            raise ValueError("a section runs past the end of the file")
+        name: str | None = None
+        content = body
+        if section_id == 0:
+            length, name_at = _read_leb128(data, body)
+            name = data[name_at : name_at + length].decode("utf-8", errors="replace")
+            content = name_at + length
+        yield section_id, start, end, name, content
+        pos = end
+
+
+def _check_wasm(data: bytes, what: str) -> None:
+    if not data.startswith(WASM_HEADER):
+        raise ArtifactError(f"{what} is not a WebAssembly module; rebuild it with wsd-compile")
+
+
+def read_build_info(data: bytes) -> dict[str, Any] | None:
+    """The ``wsd.build`` stamp of a library's bytes, or None when it has none.
+
+    Bytes that are not WebAssembly have no stamp (None); a stamp that is not
+    a JSON object raises :class:`ArtifactError`.
+    """
+    if not data.startswith(WASM_HEADER):
+        return None
+    try:
+        for _, _, end, name, content in _sections(data):
+            if name == BUILD_SECTION:
+                info = json.loads(data[content:end].decode("utf-8"))
+                if not isinstance(info, dict):
+                    raise ValueError("not a JSON object")
+                return info
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"the library's {BUILD_SECTION} section is unreadable ({e})") from None
+    return None
+
+
+def strip_build_info(data: bytes) -> bytes:
+    """The library's bytes without its ``wsd.build`` section (unchanged if it has none)."""
+    if not data.startswith(WASM_HEADER):
+        return data
+    try:
+        spans = [(s, e) for _, s, e, name, _ in _sections(data) if name == BUILD_SECTION]
+    except ValueError:
+        return data
+    out = bytearray()
+    pos = 0
+    for start, end in spans:
+        out += data[pos:start]
+        pos = end
+    return bytes(out + data[pos:])
+
+
+def library_code_integrity(path: str | Path) -> str:
+    """The sha384 SRI of a library without its stamp: what the build id is computed from."""
+    return sri_sha384_bytes(strip_build_info(Path(path).read_bytes()))
+
+
+def stamp_library(path: str | Path, info: Mapping[str, Any]) -> None:
+    """Replace the ``wsd.build`` section of the library at ``path`` with ``info`` (JSON).
+
+    The file is rewritten atomically (temporary file, then rename).
+    """
+    target = Path(path)
+    data = target.read_bytes()
+    _check_wasm(data, str(target))
+    payload = json.dumps(dict(info), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    name = BUILD_SECTION.encode("utf-8")
+    content = _leb128(len(name)) + name + payload
+    section = b"\0" + _leb128(len(content)) + content
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(strip_build_info(data) + section)
+        Path(tmp).chmod(target.stat().st_mode & 0o777)
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compute_build_id(library_integrity: str, weights_integrity: str) -> str:
+    """The build id: 16 hex digits of sha256 over the library code's and weights' integrities.
+
+    ``sha256(f"{library_integrity}\\n{weights_integrity}")``, UTF-8, first 16
+    hex digits, where ``library_integrity`` is the sha384 of the library
+    without its ``wsd.build`` stamp (:func:`wsd_artifacts.library_code_integrity`)
+    and ``weights_integrity`` that of the weights index: it changes whenever
+    the model library or the weights change, and stamping does not change it.
+    """
+    text = f"{library_integrity}\n{weights_integrity}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def build_stamp_problems(model_dir: str | Path, manifest: Mapping[str, Any]) -> list[str]:
+    """What is wrong between a (valid) manifest and its library's stamp; empty when they agree.
+
+    The library must carry a ``wsd.build`` section with the manifest's
+    ``build_id`` and ``runtime``, and the id must be the one its code and the
+    weights index give (:func:`compute_build_id`).
+    """
+    root = Path(model_dir)
+    library, weights = root / manifest["library"], root / manifest["weights"]
+    if not library.is_file() or not weights.is_file():
+        return []  # reported as missing files
+    data = library.read_bytes()
+    if not data.startswith(WASM_HEADER):
+        return [f"{manifest['library']}: not a WebAssembly module"]
+    try:
+        info = read_build_info(data)
+    except ArtifactError as e:
+        return [f"{manifest['library']}: {e}"]
+    if info is None:
+        return [f"{manifest['library']}: has no {BUILD_SECTION} section; rebuild with wsd-compile"]
+    problems = []
+    if info.get("build_id") != manifest["build_id"]:
+        problems.append(
+            f"{manifest['library']}: belongs to build {info.get('build_id')}, "
+            f"the manifest to build {manifest['build_id']}"
+        )
+    if info.get("runtime") != manifest["runtime"]:
+        problems.append(
+            f"{manifest['library']}: linked with runtime {info.get('runtime')}, "
+            f"the manifest says {manifest['runtime']}"
+        )
+    expected = compute_build_id(sri_sha384_bytes(strip_build_info(data)), sri_sha384_file(weights))
+    if expected != manifest["build_id"]:
+        problems.append(
+            f"build_id: the library's code and {manifest['weights']} give {expected}, "
+            f"the manifest says {manifest['build_id']}"
+        )
+    return problems

@@ -1,0 +1,92 @@
+"""The wsd.build stamp of a model library and how it ties library and manifest together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wsd_artifacts import (
+    BUILD_SECTION,
+    ArtifactError,
+    build_stamp_problems,
+    library_code_integrity,
+    read_build_info,
+    sri_sha384_bytes,
+    stamp_library,
+    strip_build_info,
+    write_manifest,
+)
+
+HEADER = b"\x00asm\x01\x00\x00\x00"
+
+
+def _custom(name: str, content: bytes) -> bytes:
+    body = bytes([len(name)]) + name.encode() + content
+    assert len(body) < 128
+    return b"\x00" + bytes([len(body)]) + body
+
+
+def test_stamping_appends_a_section_and_restamping_replaces_it(tmp_path: Path) -> None:
+    lib = tmp_path / "model.wasm"
+    code = HEADER + _custom("pad", b"abc")
+    lib.write_bytes(code)
+    stamp_library(lib, {"build_id": "1" * 16, "runtime": {"tvm": "0.27.0"}})
+    first = lib.read_bytes()
+    assert first.startswith(code)
+    assert read_build_info(first) == {"build_id": "1" * 16, "runtime": {"tvm": "0.27.0"}}
+    stamp_library(lib, {"build_id": "2" * 16, "runtime": {"tvm": "0.27.0"}})
+    again = lib.read_bytes()
+    assert again.count(BUILD_SECTION.encode()) == 1
+    assert read_build_info(again) == {"build_id": "2" * 16, "runtime": {"tvm": "0.27.0"}}
+    assert strip_build_info(again) == code
+    assert library_code_integrity(lib) == sri_sha384_bytes(code)
+
+
+def test_unstamped_and_non_wasm_bytes_have_no_stamp(tmp_path: Path) -> None:
+    assert read_build_info(HEADER + _custom("pad", b"x")) is None
+    assert read_build_info(b"<html>404</html>") is None
+    assert strip_build_info(b"<html>404</html>") == b"<html>404</html>"
+    garbled = HEADER + _custom(BUILD_SECTION, b"[1, 2]")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        read_build_info(garbled)
+    with pytest.raises(ArtifactError, match="unreadable"):
+        read_build_info(HEADER + b"\x00\xff\xff")
+    text = tmp_path / "model.wasm"
+    text.write_text("not wasm")
+    with pytest.raises(ArtifactError, match="not a WebAssembly module"):
+        stamp_library(text, {"build_id": "1" * 16})
+
+
+def test_the_written_manifest_and_library_agree(model_dir: Path, body: dict[str, Any]) -> None:
+    manifest = write_manifest(model_dir, body)
+    assert build_stamp_problems(model_dir, manifest) == []
+    other = dict(manifest, build_id="f" * 16, runtime={"tvm": "0.28.0"})
+    problems = build_stamp_problems(model_dir, other)
+    assert any(
+        f"belongs to build {manifest['build_id']}, the manifest to build" in p for p in problems
+    )
+    assert any("linked with runtime {'tvm': '0.27.0'}" in p for p in problems)
+    assert any(
+        p.startswith("build_id: the library's code and tensor-cache.json give") for p in problems
+    )
+
+
+def test_a_library_without_a_stamp_or_not_wasm_is_a_problem(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    manifest = write_manifest(model_dir, body)
+    lib = model_dir / "model.wasm"
+    lib.write_bytes(strip_build_info(lib.read_bytes()))
+    assert build_stamp_problems(model_dir, manifest) == [
+        f"model.wasm: has no {BUILD_SECTION} section; rebuild with wsd-compile"
+    ]
+    lib.write_bytes(HEADER + _custom(BUILD_SECTION, b"{nope"))
+    assert "unreadable" in build_stamp_problems(model_dir, manifest)[0]
+    lib.write_text("<html>")
+    assert build_stamp_problems(model_dir, manifest) == ["model.wasm: not a WebAssembly module"]
+    lib.unlink()
+    assert build_stamp_problems(model_dir, manifest) == []  # a missing file is reported as missing
+    assert json.loads((model_dir / "manifest.json").read_text()) == manifest
