@@ -105,7 +105,7 @@ def browser_result(
     with headless_page(model_dir, "model/tokenize.html") as (page, errors):
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
-        page.wait_for_function("window.tokenizers !== undefined")
+        page.wait_for_function("() => window.tokenizers !== undefined")
         result: dict[str, Any] = page.evaluate(TOKENIZE_JS, {"prompts": PROMPTS, "info": info})
     assert not errors, errors
     return {**result, "requests": requests}

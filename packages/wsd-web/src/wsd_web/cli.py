@@ -1,6 +1,7 @@
 """``wsd-web``: serve a build to a browser, or run it headless.
 
-  wsd-web serve DIR [--host H] [--port P]
+  wsd-web serve DIR [--host H] [--port P] [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
+  wsd-web export OUT --model DIR [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
                  [--guidance G] [--scheduler NAME] --out FILE.png
   wsd-web check DIR [--tolerance T]
@@ -25,7 +26,8 @@ from .render import (
     render,
     write_rendering,
 )
-from .server import make_server, server_url
+from .server import is_loopback, make_server, server_url
+from .site import SiteError, export_site, parse_origin
 
 #: fp32 outputs further than this from numpy fail `wsd-web check`.
 CHECK_TOLERANCE = 1e-4
@@ -44,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
     )
+    _origin_options(serve)
+    export = sub.add_parser(
+        "export",
+        help="write the app, a model build and a _headers file as a static site",
+        description="Writes OUT (new or empty): the app with integrity pinned, the model "
+        "under model/ (hard-linked where possible) and a _headers file (Netlify, "
+        "Cloudflare Pages) with the headers wsd-web serve sends. See docs/hosting.md.",
+    )
+    export.add_argument("out", metavar="OUT", help="the directory to write (new or empty)")
+    export.add_argument("--model", required=True, help="a directory written by wsd-compile")
+    _origin_options(export)
     render_ = sub.add_parser(
         "render",
         help="generate one image with the app in headless Chromium (WebGPU) and save it",
@@ -78,16 +91,67 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _origin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages on ORIGIN (scheme://host[:port]) fetch the model (repeatable)",
+    )
+    parser.add_argument(
+        "--connect-src",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let the page fetch a model from ORIGIN with ?model=ORIGIN/... (repeatable)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    server = make_server(
+        args.dir,
+        args.host,
+        args.port,
+        cors_origins=args.cors_origin,
+        connect_src=args.connect_src,
+    )
+    url = server_url(server)
+    if not is_loopback(args.host):
+        print(
+            "wsd-web: warning: browsers give WebGPU, Web Crypto and the Cache API only to "
+            "secure contexts (HTTPS or localhost): put HTTPS in front for other machines",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"Serving {args.dir}: open {url} (Ctrl-C stops)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    server.server_close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-web`` command."""
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("serve", "export"):
+            for origin in args.cors_origin + args.connect_src:
+                try:
+                    parse_origin(origin)
+                except ValueError as e:
+                    print(f"wsd-web: {e}", file=sys.stderr)
+                    return 2
         if args.command == "serve":
-            server = make_server(args.dir, args.host, args.port)
-            url = server_url(server)
-            print(f"Serving {args.dir}: open {url} (Ctrl-C stops)", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                server.serve_forever()
+            return _serve(args)
+        if args.command == "export":
+            out = export_site(
+                args.model,
+                args.out,
+                cors_origins=args.cors_origin,
+                connect_src=args.connect_src,
+            )
+            print(f"Exported {args.model} with the app to {out}: upload it to a static host")
             return 0
         if args.command == "render":
             check_output(args.out)
@@ -113,6 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wsd-web: max abs error {worst:.3g} exceeds {args.tolerance:g}", file=sys.stderr)
             return 1
         return 0
-    except (FileNotFoundError, HeadlessError, RenderError, OSError) as e:
+    except (FileNotFoundError, HeadlessError, RenderError, SiteError, OSError) as e:
         print(f"wsd-web: {e}", file=sys.stderr)
         return 1

@@ -102,7 +102,7 @@ def run_check(model_dir: str | Path, *, timeout_s: float = 300) -> dict[str, Any
     """Run a runtime-check build in headless Chromium and return the page's result."""
     with headless_page(model_dir, "check.html") as (page, errors):
         page.set_default_timeout(timeout_s * 1000)
-        page.wait_for_function("window.wsdCheck !== undefined")
+        page.wait_for_function("() => window.wsdCheck !== undefined")
         result: dict[str, Any] = page.evaluate("window.wsdCheck")
         if "error" in result:
             seen = "; ".join(errors)
