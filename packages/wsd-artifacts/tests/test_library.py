@@ -90,3 +90,21 @@ def test_a_library_without_a_stamp_or_not_wasm_is_a_problem(
     lib.unlink()
     assert build_stamp_problems(model_dir, manifest) == []  # a missing file is reported as missing
     assert json.loads((model_dir / "manifest.json").read_text()) == manifest
+
+
+def test_verify_names_a_library_of_another_build(model_dir: Path, body: dict[str, Any]) -> None:
+    from wsd_artifacts import verify
+
+    manifest = write_manifest(model_dir, body)
+    lib = model_dir / "model.wasm"
+    stamp_library(lib, {"build_id": "e" * 16, "runtime": manifest["runtime"]})
+    # The manifest now lists the new bytes, so only the stamp tells the builds apart.
+    manifest["files"]["model.wasm"] = {
+        "bytes": lib.stat().st_size,
+        "integrity": sri_sha384_bytes(lib.read_bytes()),
+    }
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    report = verify(model_dir)
+    assert report.corrupted == [
+        ("model.wasm", f"belongs to build {'e' * 16}, the manifest to build {manifest['build_id']}")
+    ]

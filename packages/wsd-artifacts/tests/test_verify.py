@@ -13,8 +13,10 @@ from wsd_artifacts import (
     MANIFEST_NAME,
     ManifestError,
     compute_build_id,
+    library_code_integrity,
     load_tensor_cache_index,
     sri_sha384_bytes,
+    stamp_library,
     verify,
     write_manifest,
 )
@@ -104,6 +106,19 @@ def test_every_problem_is_reported_in_one_report(built: Path) -> None:
     assert len(report.problems()) == 6
 
 
+def _restamp(built: Path, m: dict[str, Any]) -> None:
+    """Give manifest ``m`` and the library the build id of the (changed) weights index."""
+    library = built / "model.wasm"
+    m["build_id"] = compute_build_id(
+        library_code_integrity(library), m["files"][INDEX_NAME]["integrity"]
+    )
+    stamp_library(library, {"build_id": m["build_id"], "runtime": m["runtime"]})
+    m["files"]["model.wasm"] = {
+        "bytes": library.stat().st_size,
+        "integrity": sri_sha384_bytes(library.read_bytes()),
+    }
+
+
 def test_a_shard_is_checked_against_the_index_integrity(built: Path) -> None:
     shard = _shards(built)[0]
     index = json.loads((built / INDEX_NAME).read_text())
@@ -116,7 +131,7 @@ def test_a_shard_is_checked_against_the_index_integrity(built: Path) -> None:
             "integrity": sri_sha384_bytes((built / INDEX_NAME).read_bytes()),
         }
         m["files"][INDEX_NAME] = record
-        m["build_id"] = compute_build_id(m["files"]["model.wasm"]["integrity"], record["integrity"])
+        _restamp(built, m)
 
     _rewrite_manifest(built, relist_index)
     report = verify(built)
@@ -155,9 +170,7 @@ def test_an_unparsable_index_that_matches_the_manifest_is_reported(built: Path) 
 
     def relist_index(m: dict[str, Any]) -> None:
         m["files"][INDEX_NAME] = {"bytes": 2, "integrity": sri_sha384_bytes(b"[]")}
-        m["build_id"] = compute_build_id(
-            m["files"]["model.wasm"]["integrity"], m["files"][INDEX_NAME]["integrity"]
-        )
+        _restamp(built, m)
 
     _rewrite_manifest(built, relist_index)
     report = verify(built)

@@ -65,11 +65,27 @@ def test_missing_components_are_named(copy_of_preset: Path) -> None:
     index_path = copy_of_preset / "model_index.json"
     index = json.loads(index_path.read_text())
     index_path.write_text(json.dumps({**index, "vae": [None, None]}))
-    with pytest.raises(CaptureError, match=r"lacks the pipeline component\(s\) vae, unet:"):
+    with pytest.raises(
+        CaptureError,
+        match=r"is incomplete: the vae entry of model_index\.json and unet/ are missing; "
+        r"download the full model \(all components\)$",
+    ):
         load_sd15(copy_of_preset)
 
 
-def test_a_component_that_cannot_load_is_reported(copy_of_preset: Path) -> None:
+def test_a_component_without_its_config_is_named(copy_of_preset: Path) -> None:
     (copy_of_preset / "unet" / "config.json").unlink()
-    with pytest.raises(CaptureError, match=r"cannot load \S+ as a Stable Diffusion pipeline"):
+    with pytest.raises(CaptureError, match=r"is incomplete: unet/config\.json is missing;"):
+        load_sd15(copy_of_preset)
+
+
+def test_weights_that_do_not_fit_the_config_are_one_error(copy_of_preset: Path) -> None:
+    config_path = copy_of_preset / "unet" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "cross_attention_dim": 48}))
+    with pytest.raises(
+        CaptureError,
+        match=r"cannot load \S+ as a Stable Diffusion pipeline \(Error\(s\) in loading "
+        r"state_dict for UNet2DConditionModel: size mismatch .*re-download the model",
+    ):
         load_sd15(copy_of_preset)

@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import ArtifactError
 from .integrity import sri_sha384_file
+from .library import build_stamp_problems
 from .manifest import list_files, load_manifest
 from .tensor_cache import load_tensor_cache_index
 
@@ -125,6 +126,13 @@ def verify(model_dir: str | Path) -> VerifyReport:
             reported.add(rel)
     report.checked = len(listed)
     report.extra = [(rel, "not listed in the manifest") for rel in sorted(on_disk - set(listed))]
+    if manifest["library"] not in reported:
+        # The library's build stamp must name this manifest's build (a mixed deployment otherwise).
+        for problem in build_stamp_problems(root, manifest):
+            path, _, reason = problem.partition(": ")
+            if path == "build_id" and manifest["weights"] in reported:
+                continue  # follows from the corrupted weights index, reported above
+            report.corrupted.append((path, reason))
 
     weights = PurePosixPath(manifest["weights"])
     if str(weights) in reported:

@@ -15,9 +15,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .capture import CFG_BATCH, CapturedComponent, CapturedPipeline, capture_sd15
+    from .capture import (
+        CFG_BATCH,
+        CapturedComponent,
+        CapturedPipeline,
+        capture_sd15,
+        check_image_size,
+    )
     from .errors import CaptureError
-    from .loading import load_sd15, load_sdxl, use_webgpu_attention
+    from .loading import check_source, load_sd15, load_sdxl, use_webgpu_attention
     from .metadata import (
         ComponentSpec,
         PipelineMetadata,
@@ -36,8 +42,10 @@ _MODULE_OF = {
     "CapturedComponent": "capture",
     "CapturedPipeline": "capture",
     "capture_sd15": "capture",
+    "check_image_size": "capture",
     "capture_sdxl": "xl",
     "CaptureError": "errors",
+    "check_source": "loading",
     "load_sd15": "loading",
     "load_sdxl": "loading",
     "use_webgpu_attention": "loading",
@@ -77,6 +85,8 @@ __all__ = [
     "build_tiny_sdxl",
     "capture_sd15",
     "capture_sdxl",
+    "check_image_size",
+    "check_source",
     "load_capture",
     "load_sd15",
     "load_sdxl",

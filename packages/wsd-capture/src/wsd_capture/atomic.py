@@ -11,21 +11,43 @@ from pathlib import Path
 from .errors import CaptureError
 
 
+def check_new_directory(out: Path) -> None:
+    """Raise :class:`CaptureError` unless ``out`` is absent or an empty directory.
+
+    What :func:`atomic_directory` checks first; commands call it before any long
+    work, so that a taken output directory fails at once.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CaptureError(f"{out} already exists and is not empty: choose a new directory")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CaptureError(f"{parent} is a file, so {out} cannot be created: choose another path")
+
+
 @contextmanager
 def atomic_directory(out: Path) -> Iterator[Path]:
     """Yield a temporary directory next to ``out``; rename it to ``out`` on success.
 
-    ``out`` must not exist or be an empty directory; on failure nothing is left behind.
+    ``out`` must not exist or be an empty directory; on failure nothing is left
+    behind: neither the temporary directory nor parents of ``out`` made for it.
     """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CaptureError(f"{out} already exists and is not empty: choose a new directory")
+    check_new_directory(out)
+    made = [p for p in reversed(out.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        yield tmp
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            yield tmp
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(made):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise

@@ -14,8 +14,11 @@ Guidance scale, step count, seed and scheduler stay outside the graphs.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -203,13 +206,19 @@ def _scheduler_info(pipe: DiffusionPipeline) -> SchedulerInfo:
     return SchedulerInfo(class_name=type(pipe.scheduler).__name__, config=plain)
 
 
+#: The largest height or width, as a multiple of the native size: beyond it the
+#: attention and VAE activations outgrow what WebGPU devices can bind.
+MAX_SIZE_FACTOR = 2
+
+
 def _image_size(value: int | None, native: int, multiple: int, what: str) -> int:
     if value is None:
         return native
-    if value <= 0 or value % multiple:
+    largest = max(MAX_SIZE_FACTOR * native // multiple, 1) * multiple
+    if value <= 0 or value % multiple or value > largest:
         raise CaptureError(
             f"{what} {value} is not supported: use a positive multiple of {multiple} "
-            f"({multiple}, {2 * multiple}, ...; native is {native})"
+            f"({multiple}, {2 * multiple}, ...; native is {native}) up to {largest}"
         )
     return value
 
@@ -227,7 +236,11 @@ class Geometry:
 def image_geometry(
     unet: UNet2DConditionModel, vae: AutoencoderKL, height: int | None, width: int | None
 ) -> Geometry:
-    """Check ``height``/``width`` (default: native) against what the UNet supports."""
+    """Check ``height``/``width`` (default: native) against what the UNet supports.
+
+    Each must be a positive multiple of the VAE's factor times the UNet's
+    downsampling, at most :data:`MAX_SIZE_FACTOR` times the native size.
+    """
     vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
     multiple = vae_scale_factor * 2 ** (len(unet.config.down_block_types) - 1)
     native = int(unet.config.sample_size) * vae_scale_factor
@@ -241,6 +254,35 @@ def image_geometry(
         )
     latent_shape = (1, latent_channels, height // vae_scale_factor, width // vae_scale_factor)
     return Geometry(height, width, vae_scale_factor, latent_shape)
+
+
+def check_image_size(
+    model_dir: str | os.PathLike[str],
+    height: int | None,
+    width: int | None,
+    *,
+    vae_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Check ``height``/``width`` as :func:`image_geometry` does, from a local diffusers
+    directory's ``unet/config.json`` and ``vae/config.json`` (or ``vae_dir``'s) alone.
+
+    So a size the model cannot take fails before minutes of loading its weights.
+    Does nothing when the configs cannot be read; loading then says why.
+    """
+    if height is None and width is None:
+        return
+    root = Path(model_dir)
+    vae_config = (
+        Path(vae_dir) / "config.json" if vae_dir is not None else root / "vae" / "config.json"
+    )
+    try:
+        unet, vae = (
+            SimpleNamespace(config=SimpleNamespace(**json.loads(p.read_text(encoding="utf-8"))))
+            for p in (root / "unet" / "config.json", vae_config)
+        )
+        image_geometry(unet, vae, height, width)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return
 
 
 def check_token_length(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel) -> int:
@@ -264,8 +306,9 @@ def capture_sd15(
     """Export ``text_encoder``, ``unet`` and ``vae_decode`` in fp32 for one image size.
 
     ``height``/``width`` default to the model's native size and must be positive
-    multiples of what the UNet supports. The pipeline's attention is switched to the
-    WebGPU-safe implementations first (as :func:`load_sd15` does).
+    multiples of what the UNet supports, at most twice the native size. The
+    pipeline's attention is switched to the WebGPU-safe implementations first
+    (as :func:`load_sd15` does).
     """
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     geometry = image_geometry(unet, vae, height, width)

@@ -15,18 +15,29 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from .errors import CaptureError
 from .quiet import quiet_libraries
 
+PROG = "wsd-capture"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit code 2), like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: {message}; see `{self.prog} --help`\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wsd-capture",
+    parser = _Parser(
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     preset = sub.add_parser(
         "preset", help="write a built-in tiny random-weight pipeline as a diffusers directory"
     )
@@ -57,14 +68,23 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         from .presets import write_preset
 
         return {"preset": args.name, "directory": str(write_preset(args.name, args.dir))}
+    from .atomic import check_new_directory
+    from .capture import check_image_size
+    from .loading import check_source
     from .storage import save_capture
 
+    # A taken output, missing or damaged files, a size the model cannot take:
+    # each fails here, before minutes of loading and capturing.
+    check_new_directory(Path(args.out))
+    check_source(args.model, args.command)
+    vae = args.vae if args.command == "sdxl" else None
+    check_image_size(args.model, args.height, args.width, vae_dir=vae)
     start = time.perf_counter()
     if args.command == "sdxl":
         from .loading import load_sdxl
         from .xl import capture_sdxl
 
-        pipe = load_sdxl(args.model, vae=args.vae)
+        pipe = load_sdxl(args.model, vae=vae)
         captured = capture_sdxl(pipe, height=args.height, width=args.width)
     else:
         from .capture import capture_sd15
@@ -90,5 +110,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(_run(args), indent=1))
         return 0
     except (CaptureError, OSError) as e:
-        print(f"wsd-capture: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 1

@@ -138,7 +138,8 @@ def capture_sdxl(
     """Export ``text_encoder``, ``text_encoder_2``, ``unet`` and ``vae_decode`` in fp32.
 
     ``height``/``width`` default to the model's native size (1024 x 1024 for
-    SDXL base) and must be positive multiples of what the UNet supports. The
+    SDXL base) and must be positive multiples of what the UNet supports, at
+    most twice the native size. The
     pipeline's attention is switched to the WebGPU-safe implementations first
     (as :func:`load_sdxl` does).
     """

@@ -17,24 +17,33 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from wsd_artifacts import ArtifactError
 from wsd_capture import CaptureError, quiet_libraries
 
 from .errors import WsdCompileError
 
+PROG = "wsd-compile"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit code 2), like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: {message}; see `{self.prog} --help`\n")
+
 
 def _parser() -> argparse.ArgumentParser:
     # After quiet_libraries(): importing the presets imports diffusers.
     from wsd_capture import PRESET_KINDS, PRESETS
 
-    parser = argparse.ArgumentParser(
-        prog="wsd-compile",
+    parser = _Parser(
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     kinds = {
         "sd15": (
             "an SD 1.5-class",
@@ -93,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _progress(line: str) -> None:
-    print(f"wsd-compile: {line}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 0
-    except (WsdCompileError, CaptureError, ArtifactError) as e:
-        print(f"wsd-compile: {e}", file=sys.stderr)
+    except (WsdCompileError, CaptureError, ArtifactError, OSError) as e:
+        # OSError: a file that cannot be written (disk full, permissions), said as is.
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 1

@@ -15,25 +15,53 @@ class OutputExistsError(WsdCompileError):
     """The output directory already exists and holds files."""
 
 
-@contextmanager
-def fresh_output_dir(out: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``out`` that becomes ``out`` on success.
+def check_output_dir(out: Path) -> None:
+    """Raise unless ``out`` can become a new output directory (absent, or empty).
 
-    Refuses an ``out`` that already holds files (nothing is overwritten); on
-    any failure the temporary directory is removed, so no half-written
-    output is ever left at ``out``.
+    :class:`OutputExistsError` when it holds files (or is a file);
+    :class:`WsdCompileError` when a parent of it is a file.
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputExistsError(
             f"{out} already exists; remove it or choose another output directory"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise WsdCompileError(
+            f"{parent} is a file, so {out} cannot be created; choose another output directory"
+        )
+
+
+@contextmanager
+def fresh_output_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out`` that becomes ``out`` on success.
+
+    Refuses an ``out`` that already holds files (nothing is overwritten); on
+    any failure the temporary directory is removed, and so are the parents of
+    ``out`` made for it, so no half-written output is ever left behind.
+    """
+    check_output_dir(out)
+    made = [p for p in reversed(out.parents) if not p.exists()]
     try:
-        yield tmp
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.rename(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        except OSError as e:
+            raise WsdCompileError(
+                f"cannot create {out} ({e.strerror or e}); choose another output directory"
+            ) from e
+        try:
+            yield tmp
+            if out.exists():
+                out.rmdir()  # empty, checked above
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(made):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise

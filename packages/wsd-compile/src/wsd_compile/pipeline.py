@@ -247,7 +247,7 @@ def compile_pipeline(
     return CompiledPipeline(
         out_dir=out,
         manifest=manifest,
-        wasm_bytes=build.wasm.nbytes,
+        wasm_bytes=(out / LIBRARY_FILE).stat().st_size,  # as stamped by write_manifest
         weight_bytes=int(sum(a.nbytes for a in weights.values())),
         seconds=seconds,
         largest_buffers=buffers[:8],

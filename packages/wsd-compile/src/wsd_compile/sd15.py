@@ -19,16 +19,15 @@ def _capture(
     height: int | None,
     width: int | None,
 ) -> CapturedPipeline:
-    from wsd_capture import capture_sd15, load_sd15
+    from wsd_capture import capture_sd15, check_image_size, check_source, load_sd15
 
-    return resolve_capture(
-        "sd15",
-        source,
-        preset,
-        height,
-        width,
-        lambda path: capture_sd15(load_sd15(path), height=height, width=width),
-    )
+    def capture_dir(path: str | os.PathLike[str]) -> CapturedPipeline:
+        # The files, then the size from the configs: before minutes of loading.
+        check_source(path, "sd15")
+        check_image_size(path, height, width)
+        return capture_sd15(load_sd15(path), height=height, width=width)
+
+    return resolve_capture("sd15", source, preset, height, width, capture_dir)
 
 
 def compile_sd15(
@@ -49,7 +48,16 @@ def compile_sd15(
     alternatively ``preset`` names a built-in model (``"tiny-sd15"``).
     ``precision`` is ``"fp32"`` or ``"fp16"``. ``height`` and ``width``
     default to the model's native size (the UNet's ``sample_size`` times the
-    VAE's downsampling factor), as diffusers does.
+    VAE's downsampling factor), as diffusers does; others must be positive
+    multiples of what the UNet supports (64 for SD 1.5), at most twice the
+    native size.
+
+    Bad input raises :class:`WsdCompileError` (:class:`OutputExistsError` for
+    a taken ``out_dir``) with one line that names the problem, before
+    anything is loaded where it can: a model directory that does not exist,
+    lacks a component, config, tokenizer or weights file, holds a truncated or
+    garbled safetensors file, or is of another pipeline class; a size the
+    model cannot take.
 
     The directory gets ``model.wasm`` (every function, WebGPU shaders and
     wasm host code), the weights as a tvmjs tensor cache (raw, sharded,

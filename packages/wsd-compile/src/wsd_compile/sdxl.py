@@ -21,18 +21,24 @@ def _capture(
     height: int | None,
     width: int | None,
 ) -> CapturedPipeline:
-    from wsd_capture import CapturedPipeline, capture_sdxl, load_sdxl
+    from wsd_capture import (
+        CapturedPipeline,
+        capture_sdxl,
+        check_image_size,
+        check_source,
+        load_sdxl,
+    )
 
     if isinstance(source, CapturedPipeline) and vae is not None:
         raise WsdCompileError("vae= applies when capturing: pass it to load_sdxl instead")
-    return resolve_capture(
-        "sdxl",
-        source,
-        preset,
-        height,
-        width,
-        lambda path: capture_sdxl(load_sdxl(path, vae=vae), height=height, width=width),
-    )
+
+    def capture_dir(path: str | os.PathLike[str]) -> CapturedPipeline:
+        # The files, then the size from the configs: before minutes of loading.
+        check_source(path, "sdxl")
+        check_image_size(path, height, width, vae_dir=vae)
+        return capture_sdxl(load_sdxl(path, vae=vae), height=height, width=width)
+
+    return resolve_capture("sdxl", source, preset, height, width, capture_dir)
 
 
 def compile_sdxl(
@@ -68,8 +74,11 @@ def compile_sdxl(
 
     ``height`` and ``width`` default to the model's native size (1024 x 1024
     for SDXL base), as diffusers does; they must be positive multiples of
-    what the UNet supports (32 for SDXL's three levels and factor-8 VAE),
-    otherwise :class:`WsdCompileError` says which sizes work.
+    what the UNet supports (32 for SDXL's three levels and factor-8 VAE), at
+    most twice the native size, otherwise :class:`WsdCompileError` says which
+    sizes work. A model directory with a missing or damaged file, or of
+    another pipeline class, raises :class:`WsdCompileError` naming it before
+    anything is loaded.
 
     The directory gets ``model.wasm`` (every function: both text encoders,
     the UNet with its added conditioning, the VAE decoder and the glue, as

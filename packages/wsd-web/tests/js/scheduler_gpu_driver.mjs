@@ -23,10 +23,10 @@ const gpu = await requestGPU(create([]));
 let status = 0;
 try {
   const fixture = JSON.parse(await readFile(fixturePath, "utf8"));
-  const model = await SDModel.load({
+  const model = await SDModel.open({
     tvmjs: vendored("tvmjs"),
     gpu,
-    fetchBytes: async (path) => new Uint8Array(await readFile(join(dir, path))),
+    get: async (path) => new Uint8Array(await readFile(join(dir, path))),
   });
   const tvm = model.session.tvm;
   const shape = model.manifest.latent.shape;

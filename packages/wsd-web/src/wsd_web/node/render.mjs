@@ -40,7 +40,7 @@ let status = 0;
 let model = null;
 try {
   const start = performance.now();
-  model = await SDModel.load({ tvmjs, gpu, fetchBytes });
+  model = await SDModel.open({ tvmjs, gpu, get: fetchBytes });
   const pipeline = await createPipeline(model, tokenizers, fetchBytes);
   const loadMs = performance.now() - start;
   const runs = [];

@@ -1,14 +1,23 @@
 // The page: loads the build at ?model=DIR (default "model/"), wires the controls
 // to the pipeline of its kind (SD 1.5 or SDXL, from the manifest), draws
-// previews and the result, and shows timings.
-// `window.wsd` is the same app for automation (wsd-web render, tests).
+// previews and the result, and shows timings and what is stored.
+// Every file is verified against the manifest's sha384 and kept in this
+// browser's cache by content hash (delivery.js), so a reload downloads nothing;
+// failures (network, integrity, a lost GPU) say what happened and offer a retry
+// that keeps the page usable. `window.wsd` is the same app for automation.
 
-import { SDModel } from "./sd_model.js";
+import { checkBuildStamp } from "./build_stamp.js";
+import { DownloadCancelled, Downloader, formatBytes, formatSeconds, openContentStore } from "./delivery.js";
+import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
+import { SDModel, parseManifest } from "./sd_model.js";
 import { CancelledError, availableSchedulers, createPipeline, defaultSchedulerName } from "./sd_pipeline.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
 /** @typedef {import("./sd_pipeline.js").GenerateOptions} GenerateOptions */
+/** @typedef {import("./delivery.js").DownloadProgress} DownloadProgress */
+/** @typedef {import("./delivery.js").ContentStore} ContentStore */
+/** @typedef {import("./sd_model.js").Manifest} Manifest */
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const status = /** @type {HTMLElement} */ ($("status"));
@@ -17,37 +26,268 @@ const canvas = /** @type {HTMLCanvasElement} */ ($("canvas"));
 const base = new URL(new URLSearchParams(location.search).get("model") ?? "model/", location.href);
 
 /**
- * @param {string} path
- * @param {(n: number) => void} [onBytes]
+ * @typedef {object} Loaded
+ * @property {SDModel} model
+ * @property {import("./sd_pipeline.js").SD15Pipeline} pipeline
+ * @property {import("./webgpu_device.js").GPUInfo} gpu
  */
-async function fetchBytes(path, onBytes) {
-  const response = await fetch(new URL(path, base));
-  if (!response.ok || !response.body) {
-    throw new Error(`fetching ${response.url} failed: HTTP ${response.status}; check that the server is running`);
-  }
-  const chunks = [];
-  let size = 0;
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
-    onBytes?.(value.byteLength);
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
-}
+
+/**
+ * What the last load did, for the page and for automation.
+ * @typedef {object} LoadReport
+ * @property {boolean} offline  The manifest came from this browser's copy (no network).
+ * @property {string[]} uploadedFiles  Weight files whose tensors reached the GPU.
+ * @property {import("./delivery.js").DownloadStats | null} stats
+ * @property {string[]} warnings
+ */
+
+const state = {
+  /** @type {Promise<Loaded>} */
+  ready: Promise.reject(new Error("not started")),
+  /** @type {Loaded | null} */
+  current: null,
+  /** @type {AbortController | null} */
+  loading: null,
+  /** @type {AbortController | null} */
+  running: null,
+  /** @type {string | null} Why the GPU device was lost, while it is. */
+  lost: null,
+  /** @type {LoadReport} */
+  report: { offline: false, uploadedFiles: [], stats: null, warnings: [] },
+};
+/** Devices this page destroyed itself (their loss is expected). @type {WeakSet<GPUDevice>} */
+const retired = new WeakSet();
+/** @type {Promise<ContentStore>} */
+const store = openContentStore();
 
 /** @param {string} text @param {boolean} [error] */
 function say(text, error = false) {
   status.textContent = text;
   status.className = error ? "error" : "";
+}
+
+/** @param {string} text */
+function warn(text) {
+  state.report.warnings.push(text);
+  $("warning").textContent = state.report.warnings.join("\n");
+  $("warning").hidden = false;
+}
+
+/** @param {DownloadProgress} p */
+function showProgress(p) {
+  progress.value = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
+  const cached = p.fromCacheBytes ? ` (${formatBytes(p.fromCacheBytes)} from this browser's cache)` : "";
+  const left = p.secondsLeft ? `, ${formatSeconds(p.secondsLeft)} left` : "";
+  say(`Loading the model: ${formatBytes(p.loadedBytes)} of ${formatBytes(p.totalBytes)}${cached}${left}`);
+}
+
+/**
+ * Warn when the browser will not keep what this build still has to download.
+ * @param {Manifest} manifest
+ * @param {ContentStore} content
+ */
+async function checkQuota(manifest, content) {
+  if (!content.persistent) {
+    warn("This browser gives the page no persistent cache (private window?): the model downloads on every visit.");
+    return;
+  }
+  const stored = new Set((await content.entries()).map((e) => e.integrity));
+  const needed = Object.values(manifest.files).filter((f) => !stored.has(f.integrity)).reduce((n, f) => n + f.bytes, 0);
+  const estimate = await navigator.storage?.estimate?.().catch(() => undefined);
+  if (!estimate?.quota || needed === 0) return;
+  const free = estimate.quota - (estimate.usage ?? 0);
+  if (free < needed) {
+    warn(
+      `This browser allows ${formatBytes(free)} more storage, the model needs ${formatBytes(needed)}: it will run, ` +
+      "but download again next time. Free disk space, or clear cached models under Storage.",
+    );
+  }
+}
+
+/**
+ * Fetch, verify and put on the GPU everything the page needs.
+ * @param {AbortSignal} signal
+ * @returns {Promise<Loaded>}
+ */
+async function load(signal) {
+  const report = /** @type {LoadReport} */ ({ offline: false, uploadedFiles: [], stats: null, warnings: [] });
+  state.report = report;
+  $("warning").hidden = true;
+  const gpu = await requestGPU(navigator.gpu);
+  gpu.device.lost.then((info) => lost(gpu.device, info));
+  try {
+    say("Fetching the manifest…");
+    const { json, offline } = await loadManifest(new URL("manifest.json", base), { signal });
+    report.offline = offline;
+    if (offline) warn("The server cannot be reached: running the copy of the model stored in this browser.");
+    const manifest = parseManifest(json);
+    const content = await store;
+    const downloader = new Downloader({
+      baseUrl: base,
+      files: manifest.files,
+      store: content,
+      signal,
+      onProgress: showProgress,
+      onWarning: warn,
+      // A library of another build is named as such, not as a checksum mismatch.
+      inspect: (path, bytes) => { if (path === manifest.library) checkBuildStamp(path, bytes, manifest); },
+    });
+    report.stats = downloader.stats;
+    await checkQuota(manifest, content);
+    // The small files first: a missing tokenizer fails before the weights download.
+    const tokenizers = [manifest.tokenizer, manifest.tokenizer_2].flatMap((t) => (t ? [t.file] : []));
+    for (const file of tokenizers) await downloader.get(file);
+    const model = await SDModel.load({
+      tvmjs: /** @type {any} */ (window).tvmjs, gpu, manifest, files: downloader,
+      onUpload: (path) => report.uploadedFiles.push(path),
+    });
+    try {
+      const pipeline = await createPipeline(model, /** @type {any} */ (window).tokenizers, (path) => downloader.get(path));
+      if (content.persistent) navigator.storage?.persist?.().catch(() => false);
+      return { model, pipeline, gpu };
+    } catch (e) {
+      retire(model, gpu.device);
+      throw e;
+    }
+  } catch (e) {
+    retired.add(gpu.device);
+    gpu.device.destroy();
+    throw e;
+  }
+}
+
+/**
+ * Release a model and the device it runs on (tvmjs destroys the device with it).
+ * @param {SDModel} model
+ * @param {GPUDevice} device
+ */
+function retire(model, device) {
+  retired.add(device);
+  model.dispose();
+}
+
+/**
+ * The GPU device went away (driver reset, GPU removed, browser reclaimed it).
+ * @param {GPUDevice} device
+ * @param {GPUDeviceLostInfo} info
+ */
+function lost(device, info) {
+  if (retired.has(device)) return;
+  state.lost = `${info.reason}${info.message ? `: ${info.message}` : ""}`;
+  state.running?.abort();
+  $("generate").disabled = true;
+  say(
+    `The GPU device was lost (${state.lost}). Re-initialise to continue: the model reloads from this ` +
+    "browser's cache, without downloading it again.",
+    true,
+  );
+  $("retry").textContent = "Re-initialise";
+  $("recovery").hidden = false;
+}
+
+/** @param {unknown} e */
+function failed(e) {
+  const message = e instanceof Error ? e.message : String(e);
+  if (e instanceof DownloadCancelled) {
+    const kept = state.report.stats ? ` ${formatBytes(state.report.stats.networkBytes)} downloaded so far are kept;` : "";
+    say(`Loading cancelled.${kept} Retry resumes from what is stored.`, true);
+  } else {
+    say(`Could not start: ${message}`, true);
+  }
+  $("retry").textContent = "Retry";
+  $("recovery").hidden = false;
+}
+
+/** Load (again): first load, retry after a failure, re-initialise after a lost device. */
+function start() {
+  if (state.current) {
+    retire(state.current.model, state.current.gpu.device);
+    state.current = null;
+  }
+  state.lost = null;
+  state.loading = new AbortController();
+  $("recovery").hidden = true;
+  $("generate").disabled = true;
+  $("cancel").disabled = false;
+  progress.value = 0;
+  const ready = load(state.loading.signal).then(
+    (loaded) => {
+      state.current = loaded;
+      setUp(loaded);
+      return loaded;
+    },
+    (e) => {
+      failed(e);
+      throw e;
+    },
+  ).finally(() => {
+    state.loading = null;
+    $("cancel").disabled = true;
+    refreshStorage();
+  });
+  ready.catch(() => {});
+  state.ready = ready;
+  return ready;
+}
+
+/** @param {Loaded} loaded */
+function setUp({ model, gpu }) {
+  const m = model.manifest;
+  const xl = m.kind === "sdxl";
+  $("xl-options").hidden = !xl;
+  if (xl) {
+    for (const id of ["original-h", "target-h"]) $(id).placeholder = String(m.image.height);
+    for (const id of ["original-w", "target-w"]) $(id).placeholder = String(m.image.width);
+  }
+  const select = /** @type {HTMLSelectElement} */ ($("scheduler"));
+  const chosen = select.value;
+  select.replaceChildren();
+  const preferred = chosen || defaultSchedulerName(m.scheduler);
+  for (const name of availableSchedulers(m.scheduler.config)) {
+    select.add(new Option(name, name, false, name === preferred));
+  }
+  $("model-info").textContent =
+    `${m.model.source} (${m.kind}, ${m.model.precision}, ${m.image.width}×${m.image.height}) on ${gpu.adapter}`;
+  progress.value = 1;
+  $("generate").disabled = false;
+  say(state.report.offline ? "Ready (offline)." : "Ready.");
+}
+
+/** Show what this browser stores for wsd, and how much room it has. */
+async function refreshStorage() {
+  const content = await store;
+  const entries = await content.entries().catch(() => []);
+  const files = state.current?.model.manifest.files ?? {};
+  const mine = new Set(Object.values(files).map((f) => f.integrity));
+  const total = entries.reduce((n, e) => n + e.bytes, 0);
+  const own = entries.filter((e) => mine.has(e.integrity)).reduce((n, e) => n + e.bytes, 0);
+  const parts = [`${entries.length} files, ${formatBytes(total)} stored (${formatBytes(own)} of them for this model)`];
+  if (!content.persistent) parts.push("this browser gives the page no persistent cache");
+  const estimate = await navigator.storage?.estimate?.().catch(() => undefined);
+  if (estimate?.quota) parts.push(`the site uses ${formatBytes(estimate.usage ?? 0)} of ${formatBytes(estimate.quota)} allowed`);
+  const persisted = await navigator.storage?.persisted?.().catch(() => false);
+  parts.push(persisted ? "kept until you clear it" : "the browser may evict it when space runs low");
+  $("storage-summary").textContent = `${parts.join("; ")}.`;
+  const body = $("storage-files").tBodies[0];
+  body.replaceChildren();
+  for (const e of [...entries].sort((a, b) => b.bytes - a.bytes)) {
+    const row = body.insertRow();
+    row.insertCell().textContent = e.file;
+    const size = row.insertCell();
+    size.className = "num";
+    size.textContent = formatBytes(e.bytes);
+    row.insertCell().textContent = mine.has(e.integrity) ? "this model" : "another build";
+  }
+  return { entries, persistent: content.persistent, persisted: Boolean(persisted) };
+}
+
+async function clearStorage() {
+  const content = await store;
+  const before = (await content.entries()).reduce((n, e) => n + e.bytes, 0);
+  await content.clear();
+  await globalThis.caches?.delete(MANIFEST_CACHE).catch(() => false);
+  await refreshStorage();
+  say(`Cleared ${formatBytes(before)}: the next load downloads the model again.`);
 }
 
 /** @param {import("./sd_pipeline.js").Image} img */
@@ -80,54 +320,21 @@ function showTimings(t) {
   }
 }
 
-async function load() {
-  const gpu = await requestGPU(navigator.gpu);
-  const model = await SDModel.load({
-    tvmjs: /** @type {any} */ (window).tvmjs,
-    gpu,
-    fetchBytes,
-    onProgress: ({ loadedBytes, totalBytes }) => {
-      progress.value = loadedBytes / totalBytes;
-      say(`Loading the model: ${(loadedBytes / 2 ** 20).toFixed(1)} of ${(totalBytes / 2 ** 20).toFixed(1)} MiB`);
-    },
-  });
-  const m = model.manifest;
-  const pipeline = await createPipeline(model, /** @type {any} */ (window).tokenizers, fetchBytes);
-  if (m.kind === "sdxl") {
-    $("xl-options").hidden = false;
-    for (const id of ["original-h", "target-h"]) $(id).placeholder = String(m.image.height);
-    for (const id of ["original-w", "target-w"]) $(id).placeholder = String(m.image.width);
-  }
-  const select = /** @type {HTMLSelectElement} */ ($("scheduler"));
-  const preferred = defaultSchedulerName(m.scheduler);
-  for (const name of availableSchedulers(m.scheduler.config)) {
-    select.add(new Option(name, name, false, name === preferred));
-  }
-  $("model-info").textContent =
-    `${m.model.source} (${m.kind}, ${m.model.precision}, ${m.image.width}×${m.image.height}) on ${gpu.adapter}`;
-  progress.value = 1;
-  say("Ready.");
-  return { model, pipeline, adapter: gpu.adapter };
-}
-
-const ready = load();
-/** @type {AbortController | null} */
-let running = null;
-
 /**
  * Generate with the page's pipeline and draw the result.
  * @param {GenerateOptions} options
  * @returns {Promise<Generation>}
  */
 async function generate(options) {
-  const { pipeline } = await ready;
-  if (running) throw new Error("a generation is already running: wait for it or cancel it");
-  running = new AbortController();
+  const { pipeline } = await state.ready;
+  if (state.lost) throw new Error(`the GPU device was lost (${state.lost}): re-initialise first`);
+  if (state.running) throw new Error("a generation is already running: wait for it or cancel it");
+  state.running = new AbortController();
   $("generate").disabled = true;
   $("cancel").disabled = false;
   progress.value = 0;
   try {
-    const result = await pipeline.generate({ ...options, signal: running.signal }, {
+    const result = await pipeline.generate({ ...options, signal: state.running.signal }, {
       onStep: ({ step, total, ms }) => {
         progress.value = step / total;
         say(`Step ${step} of ${total} (${ms.toFixed(0)} ms)`);
@@ -140,11 +347,14 @@ async function generate(options) {
     $("download").disabled = false;
     return result;
   } catch (e) {
+    if (state.lost) {
+      throw new Error(`the GPU device was lost during the generation (${state.lost}): re-initialise and generate again`);
+    }
     say(e instanceof CancelledError ? "Cancelled." : String(e), !(e instanceof CancelledError));
     throw e;
   } finally {
-    running = null;
-    $("generate").disabled = false;
+    state.running = null;
+    $("generate").disabled = Boolean(state.lost);
     $("cancel").disabled = true;
   }
 }
@@ -195,7 +405,10 @@ $("controls").addEventListener("submit", (/** @type {Event} */ e) => {
   e.preventDefault();
   generate(formOptions()).catch(() => {});
 });
-$("cancel").addEventListener("click", () => running?.abort());
+$("cancel").addEventListener("click", () => (state.running ?? state.loading)?.abort());
+$("retry").addEventListener("click", () => { start(); });
+$("storage-clear").addEventListener("click", () => { clearStorage().catch((e) => say(String(e), true)); });
+$("storage").addEventListener("toggle", () => { refreshStorage().catch(() => {}); });
 $("download").addEventListener("click", () => {
   const a = document.createElement("a");
   a.href = canvas.toDataURL("image/png");
@@ -203,13 +416,15 @@ $("download").addEventListener("click", () => {
   a.click();
 });
 
-ready.then(
-  () => { $("generate").disabled = false; },
-  (e) => { say(`Could not start: ${e instanceof Error ? e.message : e}`, true); },
-);
+// The app shell offline (sw.js); a page that cannot have a service worker still works.
+navigator.serviceWorker?.register("sw.js").catch(() => {});
+start();
 
 /** @type {any} */ (window).wsd = {
-  ready: ready.then(({ model, adapter }) => ({ adapter, manifest: model.manifest })),
+  /** The current load: resolves with the adapter and manifest, or rejects with why it failed. */
+  get ready() {
+    return state.ready.then(({ model, gpu }) => ({ adapter: gpu.adapter, manifest: model.manifest }));
+  },
   /**
    * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, latents on request.
    * @param {GenerateOptions & {seed?: number | string}} options
@@ -231,13 +446,30 @@ ready.then(
       latents: result.latents ? Array.from(result.latents) : null,
     };
   },
-  /** Cancel the running generation (it rejects with a CancelledError). */
+  /** Cancel the running generation (it rejects with a CancelledError) or the loading. */
   cancel() {
-    running?.abort();
+    (state.running ?? state.loading)?.abort();
+  },
+  /** Load again (what the Retry / Re-initialise button does); resolves like `ready`. */
+  reinitialize() {
+    start();
+    return this.ready;
+  },
+  /** What the last load did: offline or not, files uploaded to the GPU, download statistics, warnings. */
+  loadReport() {
+    return state.report;
+  },
+  /** What this browser stores for wsd (refreshes the Storage panel). */
+  storage: refreshStorage,
+  /** Delete every stored model file. */
+  clearStorage,
+  /** The page's current GPU device (automation can destroy it to exercise device loss). */
+  async gpuDevice() {
+    return (await state.ready).gpu.device;
   },
   /** GPU bytes the runtime holds now (tvmjs's own accounting). */
   async gpuBytes() {
-    const { model } = await ready;
+    const { model } = await state.ready;
     return /** @type {any} */ (model.session.tvm).lib.webGPUContext.currAllocatedBytes;
   },
 };

@@ -6,7 +6,7 @@
 // Ownership: the SDModel owns the session, the weight tensors and the weight
 // tuples; dispose() releases all of them.
 
-import { runtimeMismatch } from "./build_stamp.js";
+import { checkBuildStamp, runtimeMismatch } from "./build_stamp.js";
 import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 
@@ -146,20 +146,46 @@ export function missingCapabilities(manifest, limits, features, largestTensorByt
 }
 
 /**
- * @typedef {object} LoadProgress
- * @property {number} loadedBytes
- * @property {number} totalBytes
- * @property {string} file  The file being fetched.
+ * Where a build's files come from: the page's verifying, caching downloader
+ * (delivery.js) or, in Node, the model directory on disk.
+ * @typedef {object} FileSource
+ * @property {(path: string) => Promise<Uint8Array>} get  One file, by its path in the manifest.
+ * @property {(paths: string[], consume: (path: string, bytes: Uint8Array) => void | Promise<void>) => Promise<void>} getAll
+ *   Many files, each handed to consume as it arrives (any order).
  */
+
+/**
+ * A FileSource over a plain `get` (one file at a time, in order).
+ * @param {(path: string) => Promise<Uint8Array>} get
+ * @returns {FileSource}
+ */
+export function sequentialSource(get) {
+  return {
+    get,
+    async getAll(paths, consume) {
+      for (const path of paths) await consume(path, await get(path));
+    },
+  };
+}
 
 /**
  * @typedef {object} LoadOptions
  * @property {TVMJS} tvmjs
  * @property {GPUInfo} gpu
- * @property {(path: string, onBytes?: (n: number) => void) => Promise<Uint8Array>} fetchBytes
- *   Fetches a file of the model directory; calls onBytes with each chunk's length.
- * @property {(p: LoadProgress) => void} [onProgress]
+ * @property {Manifest} manifest  Parsed with parseManifest.
+ * @property {FileSource} files
+ * @property {(path: string) => void} [onUpload]  Called once a file's tensors are on the GPU.
  */
+
+/**
+ * The weight shards of a build, as paths relative to the manifest.
+ * @param {Manifest} manifest
+ * @param {import("./tensor_cache.js").TensorCacheIndex} index
+ */
+export function shardPaths(manifest, index) {
+  const dir = manifest.weights.slice(0, manifest.weights.lastIndexOf("/") + 1);
+  return index.shards.map((s) => dir + s.dataPath);
+}
 
 export class SDModel {
   /**
@@ -174,14 +200,14 @@ export class SDModel {
   }
 
   /**
-   * Fetch a build's manifest, library and weights, and put them on the GPU.
+   * Fetch a build's library and weights, and put them on the GPU. What the GPU
+   * cannot hold is refused before the weights are fetched.
    * @param {LoadOptions} options
    * @returns {Promise<SDModel>}
    */
-  static async load({ tvmjs, gpu, fetchBytes, onProgress = () => {} }) {
+  static async load({ tvmjs, gpu, manifest, files, onUpload = () => {} }) {
     const text = (/** @type {Uint8Array} */ b) => new TextDecoder().decode(b);
-    const manifest = parseManifest(JSON.parse(text(await fetchBytes("manifest.json"))));
-    const index = parseTensorCacheIndex(JSON.parse(text(await fetchBytes(manifest.weights))));
+    const index = parseTensorCacheIndex(JSON.parse(text(await files.get(manifest.weights))));
     const largest = Math.max(
       manifest.limits?.max_buffer_bytes ?? 0, ...index.shards.flatMap((s) => s.records.map((r) => r.nbytes)),
     );
@@ -189,27 +215,24 @@ export class SDModel {
     if (problems.length > 0) {
       throw new Error(`this GPU cannot run the model: ${problems.join("; ")}`);
     }
-    const totalBytes = index.shards.reduce((n, s) => n + s.nbytes, 0) + manifest.files[manifest.library].bytes;
-    let loadedBytes = 0;
-    /** @param {string} file */
-    const counting = (file) => (/** @type {number} */ n) => {
-      loadedBytes += n;
-      onProgress({ loadedBytes, totalBytes, file });
-    };
-    const wasm = await fetchBytes(manifest.library, counting(manifest.library));
+    const wasm = await files.get(manifest.library);
+    checkBuildStamp(manifest.library, wasm, manifest);
     const session = await TVMSession.create(tvmjs, wasm.slice().buffer, gpu.device);
     try {
+      const paths = shardPaths(manifest, index);
+      const byPath = new Map(paths.map((p, i) => [p, index.shards[i]]));
       /** @type {Map<string, import("@mlc-ai/web-runtime").Tensor>} */
       const tensors = new Map();
-      for (const shard of index.shards) {
-        const data = await fetchBytes(shard.dataPath, counting(shard.dataPath));
+      await files.getAll(paths, (path, data) => {
+        const shard = /** @type {import("./tensor_cache.js").ShardRecord} */ (byPath.get(path));
         if (data.byteLength !== shard.nbytes) {
-          throw new Error(`${shard.dataPath} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
+          throw new Error(`${path} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
         }
         for (const record of shard.records) {
           tensors.set(record.name, session.upload(record, data.subarray(record.byteOffset, record.byteOffset + record.nbytes)));
         }
-      }
+        onUpload(path);
+      });
       /** @type {Map<string, TVMObject>} */
       const params = new Map();
       for (const [component, { param_names: names }] of Object.entries(manifest.components)) {
@@ -225,6 +248,16 @@ export class SDModel {
       session.dispose();
       throw e;
     }
+  }
+
+  /**
+   * Load a build whose files `get` reads as they are (no checksums, no cache): Node, tests.
+   * @param {{tvmjs: TVMJS, gpu: GPUInfo, get: (path: string) => Promise<Uint8Array>}} options
+   * @returns {Promise<SDModel>}
+   */
+  static async open({ tvmjs, gpu, get }) {
+    const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await get("manifest.json"))));
+    return SDModel.load({ tvmjs, gpu, manifest, files: sequentialSource(get) });
   }
 
   /**
