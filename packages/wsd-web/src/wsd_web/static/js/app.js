@@ -7,7 +7,9 @@
 // that keeps the page usable. `window.wsd` is the same app for automation.
 
 import { checkBuildStamp } from "./build_stamp.js";
-import { DownloadCancelled, Downloader, formatBytes, formatSeconds, openContentStore } from "./delivery.js";
+import {
+  DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
+} from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
 import { SDModel, parseManifest } from "./sd_model.js";
 import { CancelledError, availableSchedulers, createPipeline, defaultSchedulerName } from "./sd_pipeline.js";
@@ -105,6 +107,18 @@ async function checkQuota(manifest, content) {
 }
 
 /**
+ * A library that failed its checksum: if it is a whole library of another build (a stale
+ * manifest, a half-finished deployment), throw the error that says so.
+ * @param {string} path
+ * @param {Manifest} manifest
+ * @param {AbortSignal} signal
+ */
+async function explainLibrary(path, manifest, signal) {
+  const response = await fetch(new URL(path, base), { cache: "no-store", signal }).catch(() => null);
+  if (response?.ok) checkBuildStamp(path, new Uint8Array(await response.arrayBuffer()), manifest);
+}
+
+/**
  * Fetch, verify and put on the GPU everything the page needs.
  * @param {AbortSignal} signal
  * @returns {Promise<Loaded>}
@@ -137,8 +151,18 @@ async function load(signal) {
     // The small files first: a missing tokenizer fails before the weights download.
     const tokenizers = [manifest.tokenizer, manifest.tokenizer_2].flatMap((t) => (t ? [t.file] : []));
     for (const file of tokenizers) await downloader.get(file);
+    /** @type {import("./sd_model.js").FileSource} */
+    const files = {
+      get: (path) => downloader.get(path).catch(async (e) => {
+        if (path === manifest.library && e instanceof IntegrityError && e.source === "network") {
+          await explainLibrary(path, manifest, signal);
+        }
+        throw e;
+      }),
+      getAll: (paths, consume) => downloader.getAll(paths, consume),
+    };
     const model = await SDModel.load({
-      tvmjs: /** @type {any} */ (window).tvmjs, gpu, manifest, files: downloader,
+      tvmjs: /** @type {any} */ (window).tvmjs, gpu, manifest, files,
       onUpload: (path) => report.uploadedFiles.push(path),
     });
     try {
@@ -163,7 +187,12 @@ async function load(signal) {
  */
 function retire(model, device) {
   retired.add(device);
-  model.dispose();
+  try {
+    model.dispose();
+  } catch (e) {
+    // A lost device leaves the runtime half torn down; what is left is unreachable anyway.
+    console.warn("releasing the previous model:", e);
+  }
 }
 
 /**
