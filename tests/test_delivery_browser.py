@@ -153,11 +153,12 @@ def test_a_reload_with_the_network_cut_serves_everything_from_cache(
         a.ready()
         report = a.report()
         assert report["offline"] is True and report["stats"]["requests"] == 0
+        assert a.page.text_content("#status") == "Ready (offline)."
+        assert "The server cannot be reached" in (a.page.text_content("#warning") or "")
         again = a.generate()
         # (The service worker's own update check of /sw.js may land from the online load.)
         assert [p for _, p in a.served.requests[seen:] if p != "/sw.js"] == []
         np.testing.assert_array_equal(again, first)
-        assert "offline" in (a.page.text_content("#warning") or "")
 
 
 def test_a_connection_dropped_mid_download_is_resumed_and_the_image_matches_diffusers(
