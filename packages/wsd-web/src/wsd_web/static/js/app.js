@@ -205,6 +205,11 @@ function lost(device, info) {
   state.lost = `${info.reason}${info.message ? `: ${info.message}` : ""}`;
   state.running?.abort();
   $("generate").disabled = true;
+  sayLost();
+}
+
+/** Tell the user the device is gone and offer to re-initialise. */
+function sayLost() {
   say(
     `The GPU device was lost (${state.lost}). Re-initialise to continue: the model reloads from this ` +
     "browser's cache, without downloading it again.",
@@ -377,6 +382,7 @@ async function generate(options) {
     return result;
   } catch (e) {
     if (state.lost) {
+      sayLost(); // a step that finished after the loss may have overwritten the status
       throw new Error(`the GPU device was lost during the generation (${state.lost}): re-initialise and generate again`);
     }
     say(e instanceof CancelledError ? "Cancelled." : String(e), !(e instanceof CancelledError));
