@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,21 +25,34 @@ def check_new_directory(out: Path) -> None:
 
 
 @contextmanager
-def atomic_directory(out: Path) -> Iterator[Path]:
+def atomic_directory(
+    out: Path,
+    *,
+    check: Callable[[Path], None] = check_new_directory,
+    cannot_create: Callable[[Path, OSError], Exception] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary directory next to ``out``; rename it to ``out`` on success.
 
-    ``out`` must not exist or be an empty directory; on failure nothing is left
-    behind: neither the temporary directory nor parents of ``out`` made for it.
+    ``check(out)`` runs first (by default: ``out`` must not exist or be an
+    empty directory); ``cannot_create``, when given, turns a failure to make
+    the temporary directory into the caller's error. On failure nothing is
+    left behind: neither the temporary directory nor parents of ``out`` made
+    for it.
     """
-    check_new_directory(out)
+    check(out)
     made = [p for p in reversed(out.parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        except OSError as e:
+            if cannot_create is None:
+                raise
+            raise cannot_create(out, e) from e
         try:
             yield tmp
             if out.exists():
-                out.rmdir()
+                out.rmdir()  # empty, checked above
             tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

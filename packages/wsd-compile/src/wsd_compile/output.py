@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from wsd_capture.atomic import atomic_directory
 
 from .errors import WsdCompileError
 
@@ -32,6 +32,12 @@ def check_output_dir(out: Path) -> None:
         )
 
 
+def _cannot_create(out: Path, e: OSError) -> WsdCompileError:
+    return WsdCompileError(
+        f"cannot create {out} ({e.strerror or e}); choose another output directory"
+    )
+
+
 @contextmanager
 def fresh_output_dir(out: Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``out`` that becomes ``out`` on success.
@@ -40,28 +46,5 @@ def fresh_output_dir(out: Path) -> Iterator[Path]:
     any failure the temporary directory is removed, and so are the parents of
     ``out`` made for it, so no half-written output is ever left behind.
     """
-    check_output_dir(out)
-    made = [p for p in reversed(out.parents) if not p.exists()]
-    try:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-        except OSError as e:
-            raise WsdCompileError(
-                f"cannot create {out} ({e.strerror or e}); choose another output directory"
-            ) from e
-        try:
-            yield tmp
-            if out.exists():
-                out.rmdir()  # empty, checked above
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    except BaseException:
-        for parent in reversed(made):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-        raise
+    with atomic_directory(out, check=check_output_dir, cannot_create=_cannot_create) as tmp:
+        yield tmp
