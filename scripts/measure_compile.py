@@ -9,12 +9,12 @@ takes ~20 s, the compile ~65-100 s; the compiling process peaks at ~10 GiB RSS
 fp32 model directory is ~14 GB and it needs most of a 24 GiB machine.
 
 What it does (``--kind sd15``; ``--kind sdxl`` does the same with SDXL base's
-published configs below: the 2.6 B-parameter UNet, CLIP ViT-L and OpenCLIP
+published configs: the 2.6 B-parameter UNet, CLIP ViT-L and OpenCLIP
 bigG text encoders, the SDXL VAE, Euler):
 
 1. Builds SD 1.5's real architecture from its published configs
-   (runwayml/stable-diffusion-v1-5, written below as literal dicts) with
-   seeded random weights: the 860 M-parameter UNet, the CLIP ViT-L/14 text
+   (runwayml/stable-diffusion-v1-5, literal dicts in ``wsd_capture.architectures``)
+   with seeded random weights: the 860 M-parameter UNet, the CLIP ViT-L/14 text
    encoder (vocabulary 49408, so the embedding table has its real size) and
    the VAE, plus PNDM with SD 1.5's scheduler settings. The tokenizer is the
    project's tiny CLIP BPE tokenizer (``build_tiny_clip_tokenizer``, about a
@@ -81,139 +81,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The published configs of runwayml/stable-diffusion-v1-5 (the model's
-# unet/config.json, text_encoder/config.json, vae/config.json and
-# scheduler/scheduler_config.json on the Hugging Face hub), without the
-# "_class_name"/"_diffusers_version"/"architectures" bookkeeping keys.
-SD15_UNET_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ],
-}
-SD15_TEXT_ENCODER_CONFIG: dict[str, Any] = {  # openai/clip-vit-large-patch14's text tower
-    "attention_dropout": 0.0,
-    "bos_token_id": 0,
-    "dropout": 0.0,
-    "eos_token_id": 2,
-    "hidden_act": "quick_gelu",
-    "hidden_size": 768,
-    "initializer_factor": 1.0,
-    "initializer_range": 0.02,
-    "intermediate_size": 3072,
-    "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "pad_token_id": 1,
-    "projection_dim": 768,
-    "vocab_size": 49408,
-}
-SD15_VAE_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "in_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,  # diffusers' default; SD 1.5's config predates the key
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-}
-SD15_SCHEDULER_CONFIG: dict[str, Any] = {  # PNDMScheduler
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "trained_betas": None,
-}
-
-# The published configs of stabilityai/stable-diffusion-xl-base-1.0 (unet,
-# text_encoder_2, vae; text_encoder is SD 1.5's CLIP ViT-L, the scheduler is
-# wsd_capture.presets.SDXL_SCHEDULER_CONFIG), without bookkeeping keys and
-# without keys that equal the classes' defaults where diffusers ignores them.
-SDXL_UNET_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
-    "addition_embed_type": "text_time",
-    "addition_embed_type_num_heads": 64,
-    "addition_time_embed_dim": 256,
-    "attention_head_dim": [5, 10, 20],
-    "block_out_channels": [320, 640, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 2048,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "mid_block_type": "UNetMidBlock2DCrossAttn",
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "projection_class_embeddings_input_dim": 2816,
-    "resnet_time_scale_shift": "default",
-    "sample_size": 128,
-    "time_embedding_type": "positional",
-    "transformer_layers_per_block": [1, 2, 10],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-    "use_linear_projection": True,
-}
-SDXL_TEXT_ENCODER_2_CONFIG: dict[str, Any] = {  # OpenCLIP ViT-bigG/14's text tower
-    "attention_dropout": 0.0,
-    "bos_token_id": 0,
-    "dropout": 0.0,
-    "eos_token_id": 2,
-    "hidden_act": "gelu",
-    "hidden_size": 1280,
-    "initializer_factor": 1.0,
-    "initializer_range": 0.02,
-    "intermediate_size": 5120,
-    "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77,
-    "num_attention_heads": 20,
-    "num_hidden_layers": 32,
-    "pad_token_id": 1,
-    "projection_dim": 1280,
-    "vocab_size": 49408,
-}
-SDXL_VAE_CONFIG: dict[str, Any] = {
-    **SD15_VAE_CONFIG,
-    "force_upcast": True,
-    "sample_size": 1024,
-    "scaling_factor": 0.13025,
-}
 KINDS = ("sd15", "sdxl")
+# The components whose parameters are counted, by kind.
+_PARTS = {
+    "sd15": ("unet", "text_encoder", "vae"),
+    "sdxl": ("unet", "text_encoder", "text_encoder_2", "vae"),
+}
 PRECISIONS = ("fp16", "fp32")
 MIB = 1024 * 1024
 _WORKER_WRITE = "write-model"
@@ -327,93 +200,16 @@ def _count(module: Any) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def _sdxl_pipeline(tokenizer: Any, text_config: dict[str, Any]) -> tuple[Any, dict[str, int]]:
-    """SDXL base's architecture (random weights) around the tiny tokenizer."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from wsd_capture import build_tiny_clip_tokenizer
-    from wsd_capture.presets import SDXL_SCHEDULER_CONFIG
-
-    tokenizer_2 = build_tiny_clip_tokenizer(pad_token="!")
-    unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
-    # eos_token_id stays 2, as in the real config: it pools at the largest id.
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TEXT_ENCODER_2_CONFIG))
-    vae = AutoencoderKL(**SDXL_VAE_CONFIG)
-    pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        # SDXL base's scheduler_config.json, as the tiny-sdxl preset has it.
-        scheduler=EulerDiscreteScheduler.from_config(SDXL_SCHEDULER_CONFIG),
-        add_watermarker=False,
-    )
-    params = {
-        "unet": _count(unet),
-        "text_encoder": _count(text_encoder),
-        "text_encoder_2": _count(text_encoder_2),
-        "vae": _count(vae),
-    }
-    return pipe, params
-
-
 def write_model(model_dir: Path, seed: int, kind: str = "sd15") -> dict[str, Any]:
     """Write SD 1.5's (or SDXL's) architecture with seeded random weights as a diffusers
     directory."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from wsd_capture.architectures import build_random_pipeline
 
-    from wsd_capture import build_tiny_clip_tokenizer
-
-    tokenizer = build_tiny_clip_tokenizer()
-    text_config = dict(SD15_TEXT_ENCODER_CONFIG)
-    if len(tokenizer) > text_config["vocab_size"]:
-        raise SystemExit(f"the tokenizer has {len(tokenizer)} tokens, more than the table")
-    # The real config's bos/eos/pad ids (0/2/1) are CLIP's legacy values; use the
-    # tiny tokenizer's ids so the text encoder agrees with the tokenizer it ships with.
-    text_config.update(
-        bos_token_id=int(tokenizer.bos_token_id),
-        eos_token_id=int(tokenizer.eos_token_id),
-        pad_token_id=int(tokenizer.pad_token_id),
-    )
-    torch.manual_seed(seed)
     start = time.perf_counter()
-    if kind == "sdxl":
-        pipe, params = _sdxl_pipeline(tokenizer, text_config)
-        return _save(pipe, params, model_dir, time.perf_counter() - start, len(tokenizer))
-    unet = UNet2DConditionModel(**SD15_UNET_CONFIG)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
-    vae = AutoencoderKL(**SD15_VAE_CONFIG)
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        # from_config, as from_pretrained does: it ignores keys PNDM has no use for
-        # (SD 1.5's file carries DDIM's clip_sample).
-        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = build_random_pipeline(kind, seed)
     built = time.perf_counter() - start
-    params = {"unet": _count(unet), "text_encoder": _count(text_encoder), "vae": _count(vae)}
-    return _save(pipe, params, model_dir, built, len(tokenizer))
+    params = {name: _count(getattr(pipe, name)) for name in _PARTS[kind]}
+    return _save(pipe, params, model_dir, built, len(pipe.tokenizer))
 
 
 def _save(

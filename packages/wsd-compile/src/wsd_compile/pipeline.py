@@ -20,6 +20,7 @@ from .errors import WsdCompileError
 from .output import fresh_output_dir
 from .pipeline_module import PRECISIONS, PipelineModule, build_pipeline_module
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
+from .schedules import DEFAULT_KERNELS, KernelOptions
 from .webgpu import build_webgpu_wasm
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ def compile_pipeline(
     precision: str,
     runtime: RuntimeObjects | None,
     log: Callable[[str], None] | None,
+    kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> CompiledPipeline:
     """Capture (``capture()``), build, and write a model directory at ``out_dir``.
 
@@ -229,7 +231,9 @@ def compile_pipeline(
         with _phase(seconds, "runtime", say):
             objects = runtime or tvmjs_runtime()
         with _phase(seconds, "webgpu", say):
-            build = build_webgpu_wasm(module.mod, tmp / LIBRARY_FILE, runtime=objects)
+            build = build_webgpu_wasm(
+                module.mod, tmp / LIBRARY_FILE, runtime=objects, kernels=kernels
+            )
         with _phase(seconds, "weights", say):
             weights = _weights(module)
             write_tensor_cache(tmp, weights, metadata={"kind": captured.metadata.kind})

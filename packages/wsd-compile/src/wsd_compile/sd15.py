@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
 from .runtime import RuntimeObjects
+from .schedules import DEFAULT_KERNELS, KernelOptions
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
@@ -40,6 +41,7 @@ def compile_sd15(
     width: int | None = None,
     runtime: RuntimeObjects | None = None,
     log: Callable[[str], None] | None = None,
+    kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> CompiledPipeline:
     """Compile an SD 1.5-class pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -66,7 +68,8 @@ def compile_sd15(
     ``out_dir`` and renamed into place at the end, so a failure leaves
     nothing behind; an ``out_dir`` that already holds files is refused.
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
-    use). ``log`` receives one line per phase.
+    use). ``log`` receives one line per phase. ``kernels`` picks the GPU
+    kernels (:mod:`wsd_compile.schedules`; the default is the fastest measured).
     """
     from wsd_capture import CapturedPipeline
 
@@ -77,4 +80,5 @@ def compile_sd15(
         precision=precision,
         runtime=runtime,
         log=log,
+        kernels=kernels,
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .errors import WsdCompileError
 from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
 from .runtime import RuntimeObjects
+from .schedules import DEFAULT_KERNELS, KernelOptions
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
@@ -52,6 +53,7 @@ def compile_sdxl(
     vae: str | os.PathLike[str] | None = None,
     runtime: RuntimeObjects | None = None,
     log: Callable[[str], None] | None = None,
+    kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> CompiledPipeline:
     """Compile an SDXL pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -104,4 +106,5 @@ def compile_sdxl(
         precision=precision,
         runtime=runtime,
         log=log,
+        kernels=kernels,
     )

@@ -15,6 +15,7 @@ import tvm
 from .errors import WsdCompileError
 from .link import LinkResult, link_wasm
 from .runtime import RuntimeObjects
+from .schedules import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
 
 #: WGSL shaders for the GPU; wasm32 code for the host side, run by tvmjs.
 WEBGPU_TARGET: dict[str, Any] = {"kind": "webgpu"}
@@ -63,16 +64,22 @@ def build_webgpu_wasm(
     output: str | Path,
     *,
     runtime: RuntimeObjects | None = None,
+    kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> WebGPUBuild:
     """Compile ``mod`` (Relax, static shapes) for WebGPU and link it into ``output``.
 
-    TVM's default GPU schedules (dlight) are applied. Shaders that browsers
+    wsd's kernels (:mod:`wsd_compile.schedules`: group norm, implicit-GEMM
+    convolutions, matmul tiles, as ``kernels`` selects) and TVM's default GPU
+    schedules (dlight) for the rest are applied. Shaders that browsers
     would reject (64-bit or 8-bit storage) fail here, before linking. The host code is emitted
     as wasm object files, which link with emcc's LLVM whatever LLVM TVM has.
     """
     start = time.perf_counter()
     try:
-        executable = tvm.compile(mod, target=webgpu_target())
+        target = webgpu_target()
+        executable = tvm.compile(
+            mod, target=target, relax_pipeline=webgpu_pipeline(target, kernels)
+        )
     except tvm.error.InternalError as e:
         if "do not support i64" in str(e):
             check_wgsl(["array<i64>"])

@@ -5,6 +5,10 @@
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
                  [--guidance G] [--scheduler NAME] --out FILE.png
   wsd-web check DIR [--tolerance T]
+  wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
+                [--random-weights SEED] [--no-profile] [--swiftshader] [--json FILE]
+  wsd-web report (--webgpu F... --pytorch F... --command C --machine M --name N | --render-only)
+                 --out-dir DOCS
 
 Exit code 0 on success; on failure non-zero with one line on stderr that
 says what was wrong and what to do.
@@ -17,7 +21,10 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from .bench import BenchError, format_table, run_bench
+from .bench_report import BenchReportError, render_docs, write_report
 from .headless import HeadlessError, run_check
 from .render import (
     SCHEDULERS,
@@ -88,6 +95,63 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--tolerance", type=float, default=CHECK_TOLERANCE, help="max abs error allowed"
     )
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark a build on this machine's WebGPU (Node + Dawn)",
+        description="Times the text encoder, one UNet step, one scheduler step, the VAE "
+        "decode and a whole generation with the page's runtime and pipeline in Node + Dawn, "
+        "with Dawn's robustness on and off; per-kernel GPU times from timestamp queries. "
+        "Prints a table; --json writes every figure. See docs/benchmarks.md.",
+    )
+    bench.add_argument("dir", help="a directory written by wsd-compile")
+    bench.add_argument("--steps", type=int, default=20, help="steps of the generation (20)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed runs per stage (3)")
+    bench.add_argument("--repeats", type=int, default=10, help="timed runs per stage (10)")
+    bench.add_argument(
+        "--robustness",
+        choices=("on", "off", "both"),
+        default="both",
+        help="Dawn's shader robustness: on (as browsers), off (disable_robustness), both",
+    )
+    bench.add_argument(
+        "--random-weights",
+        type=int,
+        metavar="SEED",
+        help="generate the weights from SEED instead of reading the shards",
+    )
+    bench.add_argument(
+        "--no-profile", action="store_true", help="skip the per-kernel timestamp profile"
+    )
+    bench.add_argument(
+        "--swiftshader", action="store_true", help="run on SwiftShader (the CPU), for smoke tests"
+    )
+    bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
+    report = sub.add_parser(
+        "report",
+        help="combine benchmark JSON into docs/benchmarks.md with tables and SVG charts",
+        description="Combines wsd-web bench results (robustness on, and off if measured) with "
+        "python -m wsd_capture.bench results (fp32, fp16) into OUT/benchmarks/NAME.json and "
+        "its SVG charts, then rewrites OUT/benchmarks.md from every OUT/benchmarks/*.json. "
+        "--render-only rewrites only the page and the charts.",
+    )
+    report.add_argument("--webgpu", nargs="+", metavar="FILE", help="wsd-web bench results")
+    report.add_argument(
+        "--pytorch", nargs="+", metavar="FILE", help="python -m wsd_capture.bench results"
+    )
+    report.add_argument(
+        "--command",
+        dest="bench_command",
+        metavar="TEXT",
+        help="the exact commands that produced the results",
+    )
+    report.add_argument("--machine", help="the machine they ran on, in words")
+    report.add_argument("--name", help="the result's name under OUT/benchmarks (like sd15-512)")
+    report.add_argument("--out-dir", required=True, metavar="OUT", help="the docs directory")
+    report.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only rewrite the page and the charts from OUT/benchmarks/*.json",
+    )
     return parser
 
 
@@ -131,9 +195,73 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """``wsd-web report``: write one benchmark result and the page, or only render the page."""
+    inputs = {
+        "--webgpu": args.webgpu,
+        "--pytorch": args.pytorch,
+        "--command": args.bench_command,
+        "--machine": args.machine,
+        "--name": args.name,
+    }
+    given = [flag for flag, value in inputs.items() if value is not None]
+    missing = [flag for flag, value in inputs.items() if value is None]
+    if args.render_only and given:
+        print(f"wsd-web: report --render-only takes no {', '.join(given)}", file=sys.stderr)
+        return 2
+    if not args.render_only and missing:
+        print(f"wsd-web: report needs {', '.join(missing)} (or --render-only)", file=sys.stderr)
+        return 2
+    try:
+        if args.render_only:
+            written = render_docs(args.out_dir)
+        else:
+            written = write_report(
+                args.webgpu,
+                args.pytorch,
+                command=args.bench_command,
+                machine=args.machine,
+                name=args.name,
+                out_dir=args.out_dir,
+            )
+    except (BenchReportError, OSError) as e:
+        print(f"wsd-web: {e}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """``wsd-web bench``: run the benchmark, print the table, write the JSON."""
+    settings = {"on": (True,), "off": (False,), "both": (True, False)}[args.robustness]
+    try:
+        reports = run_bench(
+            args.dir,
+            steps=args.steps,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            robustness=settings,
+            random_weights=args.random_weights,
+            profile=not args.no_profile,
+            swiftshader=args.swiftshader,
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+    except (BenchError, OSError) as e:
+        print(f"wsd-web: {e}", file=sys.stderr)
+        return 1
+    print(format_table(reports))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-web`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "bench":
+        return _bench(args)
     try:
         if args.command in ("serve", "export"):
             for origin in args.cors_origin + args.connect_src:

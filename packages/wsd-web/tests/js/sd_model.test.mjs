@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { MANIFEST_VERSION, SD15_FUNCTIONS, SDXL_FUNCTIONS, missingCapabilities, parseManifest } from "../../src/wsd_web/static/js/sd_model.js";
+import { MANIFEST_VERSION, SD15_FUNCTIONS, SDXL_FUNCTIONS, missingCapabilities, parseManifest, shardFiles } from "../../src/wsd_web/static/js/sd_model.js";
+import { parseTensorCacheIndex } from "../../src/wsd_web/static/js/tensor_cache.js";
 import { CancelledError, SDXLPipeline, defaultSchedulerName, xlTimeIds } from "../../src/wsd_web/static/js/sd_pipeline.js";
 
 /** A manifest with what the app reads (the rest of a real one is irrelevant here). */
@@ -128,4 +129,18 @@ test("a cancelled generation is its own error type", () => {
   const e = new CancelledError();
   assert.equal(e.name, "CancelledError");
   assert.match(e.message, /cancelled/);
+});
+
+test("two index entries with the same content share one shard file, fetched once", () => {
+  const record = (/** @type {string} */ name) => ({ name, shape: [2], dtype: "float32", format: "raw", nbytes: 8, byteOffset: 0 });
+  const index = parseTensorCacheIndex({
+    records: [
+      { dataPath: "shard-zeros.bin", nbytes: 8, records: [record("unet.1")] },
+      { dataPath: "shard-other.bin", nbytes: 8, records: [record("unet.2")] },
+      { dataPath: "shard-zeros.bin", nbytes: 8, records: [record("unet.3")] },
+    ],
+  });
+  const files = shardFiles(/** @type {any} */ ({ weights: "weights/tensor-cache.json" }), index);
+  assert.deepEqual([...files.keys()], ["weights/shard-zeros.bin", "weights/shard-other.bin"]);
+  assert.deepEqual(files.get("weights/shard-zeros.bin")?.map((s) => s.records[0].name), ["unet.1", "unet.3"]);
 });

@@ -187,6 +187,22 @@ export function shardPaths(manifest, index) {
   return index.shards.map((s) => dir + s.dataPath);
 }
 
+/**
+ * Each distinct shard file with the index entries stored in it. Shards are
+ * named by content, so two entries with the same bytes (e.g. two shards of
+ * zero-initialised biases) share one file: it is fetched once and the tensors
+ * of every entry that names it are uploaded from it.
+ * @param {Manifest} manifest
+ * @param {import("./tensor_cache.js").TensorCacheIndex} index
+ * @returns {Map<string, import("./tensor_cache.js").ShardRecord[]>}
+ */
+export function shardFiles(manifest, index) {
+  /** @type {Map<string, import("./tensor_cache.js").ShardRecord[]>} */
+  const files = new Map();
+  shardPaths(manifest, index).forEach((path, i) => files.set(path, [...(files.get(path) ?? []), index.shards[i]]));
+  return files;
+}
+
 export class SDModel {
   /**
    * @param {Manifest} manifest
@@ -219,17 +235,17 @@ export class SDModel {
     checkBuildStamp(manifest.library, wasm, manifest);
     const session = await TVMSession.create(tvmjs, wasm.slice().buffer, gpu.device);
     try {
-      const paths = shardPaths(manifest, index);
-      const byPath = new Map(paths.map((p, i) => [p, index.shards[i]]));
+      const byPath = shardFiles(manifest, index);
       /** @type {Map<string, import("@mlc-ai/web-runtime").Tensor>} */
       const tensors = new Map();
-      await files.getAll(paths, (path, data) => {
-        const shard = /** @type {import("./tensor_cache.js").ShardRecord} */ (byPath.get(path));
-        if (data.byteLength !== shard.nbytes) {
-          throw new Error(`${path} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
-        }
-        for (const record of shard.records) {
-          tensors.set(record.name, session.upload(record, data.subarray(record.byteOffset, record.byteOffset + record.nbytes)));
+      await files.getAll([...byPath.keys()], (path, data) => {
+        for (const shard of /** @type {import("./tensor_cache.js").ShardRecord[]} */ (byPath.get(path))) {
+          if (data.byteLength !== shard.nbytes) {
+            throw new Error(`${path} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
+          }
+          for (const record of shard.records) {
+            tensors.set(record.name, session.upload(record, data.subarray(record.byteOffset, record.byteOffset + record.nbytes)));
+          }
         }
         onUpload(path);
       });

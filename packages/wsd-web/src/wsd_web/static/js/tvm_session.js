@@ -42,6 +42,15 @@ export class TVMSession {
   }
 
   /**
+   * Compile every GPU pipeline of the library now, in parallel where the
+   * implementation can, instead of one by one at each kernel's first dispatch.
+   * @returns {Promise<void>}
+   */
+  async compileShaders() {
+    await this.tvm.asyncLoadWebGPUPipelines(this.vm.getInternalModule());
+  }
+
+  /**
    * A compiled function of the library, or a clear error naming what exists.
    * @param {string} name
    * @returns {PackedFunc}

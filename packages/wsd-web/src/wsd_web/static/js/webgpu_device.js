@@ -23,9 +23,11 @@ const RAISED_LIMITS = /** @type {const} */ ([
 /**
  * Request a high-performance adapter and a device with the adapter's full limits.
  * @param {GPU | undefined} gpu  `navigator.gpu`, or Dawn's `create([])` in Node.
+ * @param {{optionalFeatures?: GPUFeatureName[]}} [options]  Features to enable
+ *   where the adapter has them (the benchmark asks for `timestamp-query`).
  * @returns {Promise<GPUInfo>}
  */
-export async function requestGPU(gpu) {
+export async function requestGPU(gpu, { optionalFeatures = [] } = {}) {
   if (!gpu) {
     throw new Error(
       "This browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, " +
@@ -41,7 +43,9 @@ export async function requestGPU(gpu) {
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   /** @type {GPUFeatureName[]} */
   const requiredFeatures = [];
-  if (adapter.features.has("shader-f16")) requiredFeatures.push("shader-f16");
+  for (const name of /** @type {GPUFeatureName[]} */ (["shader-f16", ...optionalFeatures])) {
+    if (adapter.features.has(name) && !requiredFeatures.includes(name)) requiredFeatures.push(name);
+  }
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info;
   const adapterName = [info.vendor, info.architecture, info.device, info.description]

@@ -1,0 +1,352 @@
+"""GPU kernels for WebGPU: the graph rewrites and schedules wsd compiles with.
+
+TVM's generic GPU pipeline (legalize, fuse, dlight default schedules) is kept,
+with three changes, each found by profiling the SD 1.5 UNet step per kernel
+on an NVIDIA H200 through Dawn (``wsd-web bench``; see docs/benchmarks.md):
+
+* **Group norm** is rewritten before legalization into a two-stage
+  reduction for its statistics (partial sums over chunks of each group, then
+  the sum of those) and one element-wise normalisation that fuses with the
+  SiLU after it. TVM's single group-norm kernel reduced each group in one
+  thread and took 45% of the step.
+* **Convolutions** are legalized as an implicit GEMM: the output is a
+  reduction over ``k = (input channel, kernel row, kernel column)`` of the
+  weight matrix times an im2col view of the padded input that is never
+  stored, so the matmul schedule tiles it through workgroup memory like any
+  matmul (the gather and the padding are inlined into the tile loads).
+* **Matmuls** (and with them the convolutions) use a larger register and
+  workgroup tile than dlight's generic default for targets it has no table
+  for (WebGPU gets 32x32 tiles of 64 threads, k-step 8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import tvm
+from tvm import relax, s_tir, te, tirx
+from tvm.relax.expr_functor import PyExprMutator, mutator
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import get_root_block
+from tvm.s_tir.dlight.gpu.matmul import get_reduction_blocks
+
+_REDUCE = 2  # IterVar.CommReduce
+
+#: The longest chunk one thread group sums in the group-norm statistics.
+GROUP_NORM_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class MatmulTiles:
+    """A matmul schedule: workgroup ``block_y x block_x`` threads, each
+    computing ``micro_y x micro_x`` outputs, stepping ``k`` by ``micro_k``,
+    loading ``vector`` elements at a time."""
+
+    block_x: int = 16
+    block_y: int = 16
+    micro_x: int = 4
+    micro_y: int = 4
+    micro_k: int = 16
+    vector: int = 4
+    unroll: int = 256
+
+
+DEFAULT_TILES = MatmulTiles()
+
+
+class TiledMatmul(dl.gpu.Matmul):  # type: ignore[misc]
+    """dlight's matmul rule with our tile sizes for WebGPU."""
+
+    def __init__(self, tiles: MatmulTiles = DEFAULT_TILES) -> None:
+        super().__init__()
+        self.tiles = tiles
+        self._scalar = False
+
+    def apply(self, func: Any, target: tvm.target.Target, tunable: bool) -> Any:
+        # Vector loads lower only where no dimension is padded to the tile
+        # (TVM's storage rewrite rejects them otherwise) and not through the
+        # implicit-GEMM gather (a conditional load per element).
+        t = self.tiles
+        tile = max(t.block_x * t.micro_x, t.block_y * t.micro_y, t.micro_k)
+        self._scalar = not isinstance(func, tirx.PrimFunc) or (
+            _has_block(func, "im2col")
+            or any(dim % tile != 0 for dim in _param_dims(func))
+            or not _reduces_innermost(func)
+        )
+        return super().apply(func, target, tunable)
+
+    def get_configs(self, target: tvm.target.Target) -> Any:
+        if target.kind.name != "webgpu":
+            return super().get_configs(target)
+        t = replace(self.tiles, vector=1) if self._scalar else self.tiles
+        return dl.gpu.Matmul.Config(
+            block_size_x=t.block_x,
+            block_size_y=t.block_y,
+            vthread_x=1,
+            vthread_y=1,
+            micro_size_x=t.micro_x,
+            micro_size_y=t.micro_y,
+            micro_size_k=t.micro_k,
+            vector_size=t.vector,
+            unroll=t.unroll,
+            use_shared=True,
+            storage_align=False,
+            inner_x=False,
+        )
+
+
+def _param_dims(func: tirx.PrimFunc) -> list[int]:
+    """The last two dimensions of each tensor parameter of ``func`` (static ones)."""
+    dims = []
+    for param in func.params:
+        for dim in list(getattr(param, "shape", None) or [])[-2:]:
+            if isinstance(dim, int | tirx.IntImm):
+                dims.append(int(dim))
+    return dims
+
+
+def _reduces_innermost(func: tirx.PrimFunc) -> bool:
+    """Whether every input of ``func``'s reduction is read along its last axis
+    (so a workgroup's tile loads are contiguous and can be vectors)."""
+    sch = s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(get_root_block(sch))
+    reductions = get_reduction_blocks(sch, blocks)
+    if not reductions:
+        return False
+    stmt = sch.get(reductions[0])
+    reduce_vars = [iv.var for iv in stmt.iter_vars if int(iv.iter_type) == _REDUCE]
+    return all(
+        any(read.region[-1].min.same_as(var) for var in reduce_vars) for read in stmt.reads
+    )
+
+
+def _has_block(func: tirx.PrimFunc, name: str) -> bool:
+    try:
+        s_tir.Schedule(func).get_sblock(name)
+    except Exception:
+        return False
+    return True
+
+
+def _chunks(size: int) -> int:
+    """How many chunks to split a group of ``size`` elements into: the fewest
+    that divide it evenly with at most :data:`GROUP_NORM_CHUNK` elements each."""
+    for parts in range(1, size + 1):
+        if size % parts == 0 and size // parts <= GROUP_NORM_CHUNK:
+            return parts
+    return size
+
+
+def _static_shape(expr: relax.Expr) -> list[int] | None:
+    sinfo = expr.ty
+    if not isinstance(sinfo, relax.TensorType) or sinfo.shape is None:
+        return None
+    dims = []
+    for dim in sinfo.shape.values:
+        if not isinstance(dim, tirx.IntImm):
+            return None
+        dims.append(int(dim.value))
+    return dims
+
+
+@mutator
+class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
+    """Replace ``relax.nn.group_norm`` (NC..., groups on axis 1) with explicit
+    two-stage statistics and an element-wise normalisation."""
+
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.op = tvm.ir.Op.get("relax.nn.group_norm")
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if call.op != self.op:
+            return call
+        attrs = call.attrs
+        x, gamma, beta = call.args
+        shape = _static_shape(x)
+        if (
+            shape is None
+            or int(attrs.channel_axis) != 1
+            or [int(a) for a in attrs.axes] != list(range(2, len(shape)))
+        ):
+            return call
+        return self.builder_.normalize(self._decompose(call, x, gamma, beta, shape))
+
+    def _decompose(
+        self, call: relax.Call, x: relax.Expr, gamma: relax.Expr, beta: relax.Expr, shape: list[int]
+    ) -> relax.Expr:
+        op = relax.op
+        attrs = call.attrs
+        groups = int(attrs.num_groups)
+        n, channels = shape[0], shape[1]
+        size = channels // groups
+        for dim in shape[2:]:
+            size *= dim
+        parts = _chunks(size)
+        dtype = x.ty.dtype
+        emit = self.builder_.emit
+        xf = emit(op.astype(x, "float32")) if dtype != "float32" else x
+        chunked = emit(op.reshape(xf, [n, groups, parts, size // parts]))
+
+        def mean(values: relax.Expr) -> relax.Expr:
+            partial = emit(op.sum(values, axis=[3], keepdims=True))
+            total = op.sum(partial, axis=[2], keepdims=True)
+            return emit(op.divide(total, relax.const(size, "float32")))
+
+        mu = mean(chunked)
+        centered = emit(op.subtract(chunked, mu))
+        var = mean(emit(op.multiply(centered, centered)))
+        inv = emit(op.rsqrt(op.add(var, relax.const(float(attrs.epsilon), "float32"))))
+        normed = emit(op.reshape(op.multiply(centered, inv), shape))
+        affine = [channels] + [1] * (len(shape) - 2)
+        out = normed
+        if attrs.center or attrs.scale:
+            f32 = dtype != "float32"
+            scale = emit(op.reshape(op.astype(gamma, "float32") if f32 else gamma, affine))
+            shift = emit(op.reshape(op.astype(beta, "float32") if f32 else beta, affine))
+            out = emit(op.add(op.multiply(normed, scale), shift))
+        return op.astype(out, dtype) if dtype != "float32" else out
+
+
+@tvm.transform.module_pass(opt_level=0, name="wsd.DecomposeGroupNorm")  # type: ignore[untyped-decorator]
+def decompose_group_norm(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+    """Rewrite every static-shape ``relax.nn.group_norm`` of ``mod``'s Relax functions."""
+    rewriter = _GroupNormRewriter(mod)
+    for gvar, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+    return rewriter.builder_.get()
+
+
+def _conv2d_implicit_gemm(
+    data: te.Tensor,
+    weight: te.Tensor,
+    *,
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    out_dtype: str,
+) -> te.Tensor:
+    """NCHW x OIHW convolution as ``out[n, o, y, x] = sum_k W[o, k] * col[n, k, y, x]``."""
+    n, cin, height, width = (int(d) for d in data.shape)
+    cout, _, kh, kw = (int(d) for d in weight.shape)
+    top, left, bottom, right = padding
+    sy, sx = strides
+    out_h = (height + top + bottom - kh) // sy + 1
+    out_w = (width + left + right - kw) // sx + 1
+    taps = kh * kw
+    depth = cin * taps
+
+    def col(b: Any, k: Any, y: Any, x: Any) -> Any:
+        c, tap = k // taps, k % taps
+        iy = y * sy + tap // kw - top
+        ix = x * sx + tap % kw - left
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
+        return tirx.if_then_else(inside, data[b, c, iy, ix], tirx.const(0, data.dtype))
+
+    columns = te.compute((n, depth, out_h, out_w), col, name="im2col")
+    matrix = te.compute(
+        (cout, depth),
+        lambda o, k: weight[o, k // taps, (k % taps) // kw, k % kw],
+        name="weight_matrix",
+    )
+    k = te.reduce_axis((0, depth), name="k")
+    return te.compute(
+        (n, cout, out_h, out_w),
+        lambda b, o, y, x: te.sum(
+            matrix[o, k].astype(out_dtype) * columns[b, k, y, x].astype(out_dtype), axis=k
+        ),
+        name="conv2d_gemm",
+    )
+
+
+def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr | None:
+    attrs = call.attrs
+    data, weight = call.args
+    if (
+        attrs.data_layout != "NCHW"
+        or attrs.kernel_layout != "OIHW"
+        or attrs.out_layout != "NCHW"
+        or int(attrs.groups) != 1
+        or any(int(d) != 1 for d in attrs.dilation)
+        or _static_shape(data) is None
+        or _static_shape(weight) is None
+    ):
+        return None
+    out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
+    if out_dtype in ("", "void", "None"):
+        out_dtype = str(data.ty.dtype)
+    return bb.call_te(
+        _conv2d_implicit_gemm,
+        data,
+        weight,
+        strides=tuple(int(s) for s in attrs.strides),
+        padding=tuple(int(p) for p in attrs.padding),
+        out_dtype=out_dtype,
+        primfunc_name_hint="conv2d",
+    )
+
+
+def legalize_map() -> dict[str, Any]:
+    default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
+
+    def conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+        gemm = _legalize_conv2d(bb, call)
+        return gemm if gemm is not None else default(bb, call)
+
+    return {"relax.nn.conv2d": conv2d}
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """Which of the rewrites and schedules above a build uses (all by default;
+    each can be turned off to measure what it brings)."""
+
+    group_norm: bool = True
+    implicit_gemm: bool = True
+    tiles: MatmulTiles | None = DEFAULT_TILES
+
+    def without(self, **changes: Any) -> KernelOptions:
+        return replace(self, **changes)
+
+
+DEFAULT_KERNELS = KernelOptions()
+#: TVM's own lowering and dlight defaults, as before this module.
+TVM_DEFAULT_KERNELS = KernelOptions(group_norm=False, implicit_gemm=False, tiles=None)
+
+
+def webgpu_pipeline(
+    target: tvm.target.Target, kernels: KernelOptions = DEFAULT_KERNELS
+) -> tvm.transform.Pass:
+    """TVM's generic GPU Relax pipeline with wsd's kernels for ``target``."""
+    from tvm.relax.backend.gpu_generic import pipeline as generic
+
+    matmul = TiledMatmul(kernels.tiles) if kernels.tiles is not None else dl.gpu.Matmul()
+    legalize = relax.transform.LegalizeOps(legalize_map() if kernels.implicit_gemm else None)
+    passes = [
+        *generic.library_dispatch_passes(target),
+        *([decompose_group_norm] if kernels.group_norm else []),
+        legalize,
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        dl.ApplyDefaultSchedule(
+            matmul,
+            dl.gpu.GEMV(),
+            dl.gpu.Reduction(),
+            dl.gpu.GeneralReduction(),
+            dl.gpu.Fallback(),
+        ),
+        *generic.dataflow_lower_passes(target),
+        *generic.finalize_passes(target),
+    ]
+
+    @tvm.transform.module_pass(opt_level=0, name="wsd.WebGPUPipeline")  # type: ignore[untyped-decorator]
+    def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with target:
+            result: tvm.IRModule = tvm.transform.Sequential(passes)(mod)
+        return result
+
+    return pipeline

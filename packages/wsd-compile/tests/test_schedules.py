@@ -1,0 +1,142 @@
+"""wsd's WebGPU kernels: the graph rewrites keep the numbers (checked on the
+CPU against TVM's own lowering), and the schedules build for WebGPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, te
+
+from wsd_compile.schedules import (
+    DEFAULT_KERNELS,
+    TVM_DEFAULT_KERNELS,
+    MatmulTiles,
+    TiledMatmul,
+    decompose_group_norm,
+    legalize_map,
+    webgpu_pipeline,
+)
+from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
+
+T = relax.TensorType
+
+
+def _run(mod: tvm.IRModule, args: list[np.ndarray]) -> np.ndarray:
+    vm = relax.VirtualMachine(tvm.compile(mod, "llvm"), tvm.cpu())
+    out: np.ndarray = vm["main"](*[tvm.runtime.tensor(a) for a in args]).numpy()
+    return out
+
+
+def _conv_norm_module(
+    x: tuple[int, ...], w: tuple[int, ...], *, stride: int, padding: int, groups: int
+) -> tvm.IRModule:
+    bb = relax.BlockBuilder()
+    cout = w[0]
+    xv, wv = relax.Var("x", T(x, "float32")), relax.Var("w", T(w, "float32"))
+    gv, bv = relax.Var("g", T((cout,), "float32")), relax.Var("b", T((cout,), "float32"))
+    with bb.function("main", [xv, wv, gv, bv]):
+        with bb.dataflow():
+            c = bb.emit(relax.op.nn.conv2d(xv, wv, strides=stride, padding=padding))
+            n = bb.emit(
+                relax.op.nn.group_norm(c, gv, bv, num_groups=groups, channel_axis=1, axes=[2, 3])
+            )
+            out = bb.emit_output(relax.op.nn.silu(n))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize(
+    ("x", "w", "stride", "padding", "groups"),
+    [
+        ((2, 64, 16, 16), (32, 64, 3, 3), 1, 1, 8),  # the UNet's 3x3 convolutions
+        ((1, 32, 15, 9), (16, 32, 3, 3), 2, 1, 4),  # downsampling, odd sizes
+        ((2, 48, 8, 8), (64, 48, 1, 1), 1, 0, 32),  # 1x1 shortcut, one channel per group... x2
+    ],
+)
+def test_rewrites_match_tvm_lowering(
+    x: tuple[int, ...], w: tuple[int, ...], stride: int, padding: int, groups: int
+) -> None:
+    mod = _conv_norm_module(x, w, stride=stride, padding=padding, groups=groups)
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s).astype("float32") * 3 + 1 for s in (x, w, (w[0],), (w[0],))]
+    rewritten = relax.transform.LegalizeOps(legalize_map())(decompose_group_norm(mod))
+    names = [gv.name_hint for gv in rewritten.get_global_vars()]
+    assert "conv2d" in names and not any("group_norm" in n for n in names)
+    expected, got = _run(mod, args), _run(rewritten, args)
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_group_norm_statistics_are_two_stage_and_fp16_stays_fp16() -> None:
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", T((2, 320, 64, 64), "float16"))
+    g, b = relax.Var("g", T((320,), "float16")), relax.Var("b", T((320,), "float16"))
+    with bb.function("main", [x, g, b]):
+        with bb.dataflow():
+            out = bb.emit_output(
+                relax.op.nn.group_norm(x, g, b, num_groups=32, channel_axis=1, axes=[2, 3])
+            )
+        bb.emit_func_output(out)
+    script = decompose_group_norm(bb.get()).script()
+    # 10 channels x 4096 pixels per group, summed as 40 chunks of 1024 in fp32.
+    assert "R.reshape(lv, R.shape([2, 32, 40, 1024]))" in script
+    assert "group_norm" not in script
+    assert 'R.astype(x, dtype="float32")' in script
+    assert '-> R.Tensor((2, 320, 64, 64), dtype="float16")' in script
+
+
+def test_other_convolutions_keep_tvm_lowering() -> None:
+    bb = relax.BlockBuilder()
+    x, w = relax.Var("x", T((1, 8, 8, 8), "float32")), relax.Var("w", T((8, 4, 3, 3), "float32"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.nn.conv2d(x, w, padding=1, groups=2))
+        bb.emit_func_output(out)
+    mod = relax.transform.LegalizeOps(legalize_map())(bb.get())
+    assert not any("im2col" in str(f) for _, f in mod.functions_items())
+
+
+def _matmul_nt(a: tuple[int, int], b: tuple[int, int], *, k_inner: bool = True) -> Any:
+    """``A @ B.T`` as a PrimFunc, B stored [N, K] (or [K, N] with ``k_inner=False``)."""
+    x = te.placeholder(a, name="x")
+    y = te.placeholder(b if k_inner else (b[1], b[0]), name="y")
+    k = te.reduce_axis((0, a[1]), name="k")
+    out = te.compute(
+        (a[0], b[0]),
+        lambda i, j: te.sum(x[i, k] * (y[j, k] if k_inner else y[k, j]), axis=k),
+        name="matmul",
+    )
+    return te.create_prim_func([x, y, out])
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "k_inner", "vector"),
+    [
+        ((256, 320), (640, 320), True, 4),
+        ((256, 320), (640, 320), False, 1),  # B read across rows: no vector loads
+        ((77, 320), (640, 320), True, 1),  # 77 rows are padded to the tile
+        ((256, 40), (64, 40), True, 1),  # so is k = 40
+    ],
+)
+def test_vector_loads_only_where_tiles_divide(
+    a: tuple[int, int], b: tuple[int, int], k_inner: bool, vector: int
+) -> None:
+    target = webgpu_target()
+    rule = TiledMatmul(MatmulTiles())
+    assert rule.apply(_matmul_nt(a, b, k_inner=k_inner), target, False) is not None
+    assert rule.get_configs(target).vector_size == vector
+
+
+def test_kernels_build_for_webgpu() -> None:
+    target = webgpu_target()
+    mod = _conv_norm_module((2, 32, 16, 16), (64, 32, 3, 3), stride=1, padding=1, groups=8)
+    for kernels in (DEFAULT_KERNELS, TVM_DEFAULT_KERNELS, DEFAULT_KERNELS.without(tiles=None)):
+        executable = tvm.compile(
+            mod, target=target, relax_pipeline=webgpu_pipeline(target, kernels)
+        )
+        sources = wgsl_sources(executable.mod)
+        check_wgsl(sources)
+        wgsl = "\n".join(sources)
+        assert "fn " in wgsl

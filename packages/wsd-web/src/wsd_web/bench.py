@@ -1,0 +1,145 @@
+"""``wsd-web bench``: how fast a compiled build runs on this machine's WebGPU.
+
+Runs ``node/bench.mjs`` (Node + Dawn, npm ``webgpu``) with the tvmjs runtime,
+model library and JS pipeline the page uses, once per robustness setting:
+Dawn's default (bounds-checked shaders, what a browser user gets) and, unless
+told otherwise, ``disable_robustness``. Each run reports the adapter; the
+pipeline (shader) compile time; median, min, max and every sample of the
+text encoder, one UNet step (batch 2, classifier-free guidance), one
+scheduler step, the VAE decode and a whole generation; the UNet step's GPU
+time from timestamp queries with a per-kernel breakdown where the adapter
+has ``timestamp-query``; and the peak GPU memory the runtime allocated.
+Every stage is run ``warmup`` times before ``repeats`` timed runs.
+
+On a machine without a GPU it runs on SwiftShader (``--swiftshader``, or
+``VK_ICD_FILENAMES`` pointing at a Vulkan driver): useful to check that it
+works, meaningless as a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_SCRIPT = Path(__file__).parent / "node" / "bench.mjs"
+SWIFTSHADER_DIR = Path("/usr/lib/chromium")
+STAGES = ("text_encoder_ms", "unet_step_ms", "scheduler_step_ms", "vae_decode_ms", "generation_ms")
+_LABELS = {
+    "text_encoder_ms": "text encoder",
+    "unet_step_ms": "UNet step",
+    "scheduler_step_ms": "scheduler step",
+    "vae_decode_ms": "VAE decode",
+    "generation_ms": "generation",
+}
+
+
+class BenchError(Exception):
+    """The benchmark could not run; the message says why and what to do."""
+
+
+def _environment(swiftshader: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    if swiftshader:
+        icd = SWIFTSHADER_DIR / "vk_swiftshader_icd.json"
+        if not icd.is_file():
+            raise BenchError(f"no SwiftShader Vulkan driver at {icd}: install Debian's chromium")
+        env["VK_ICD_FILENAMES"] = str(icd)
+        env.pop("VK_DRIVER_FILES", None)
+        env["LD_LIBRARY_PATH"] = ":".join(
+            p for p in (str(SWIFTSHADER_DIR), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+    return env
+
+
+def run_bench(
+    build: str | os.PathLike[str],
+    *,
+    steps: int = 20,
+    warmup: int = 3,
+    repeats: int = 10,
+    robustness: Sequence[bool] = (True, False),
+    random_weights: int | None = None,
+    profile: bool = True,
+    swiftshader: bool = False,
+    timeout_s: float = 3600,
+) -> list[dict[str, Any]]:
+    """Benchmark the build in ``build`` once per robustness setting.
+
+    ``random_weights``: a seed; the weights are then generated in the
+    benchmark rather than read, so ``build`` needs only its manifest,
+    library, weight index and tokenizers (what a remote GPU machine gets).
+    Returns one report per setting (the fields are described in
+    docs/benchmarks.md); raises :class:`BenchError` with the runner's message.
+    """
+    root = Path(build)
+    if not (root / "manifest.json").is_file():
+        raise BenchError(f"{root} has no manifest.json: give a directory written by wsd-compile")
+    for name, value, least in (("steps", steps, 1), ("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if value < least:
+            raise BenchError(f"{name} must be at least {least}, not {value}")
+    node = shutil.which("node")
+    if node is None:
+        raise BenchError("node is not on PATH: install Node 20 (scripts/setup.sh does)")
+    env = _environment(swiftshader)
+    reports = []
+    for robust in robustness:
+        options = {
+            "steps": steps,
+            "warmup": warmup,
+            "repeats": repeats,
+            "robustness": robust,
+            "randomWeights": random_weights,
+            "profile": profile,
+        }
+        result = subprocess.run(
+            [node, str(BENCH_SCRIPT), str(root), json.dumps(options)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+        )
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            why = next((line for line in lines if line.startswith("bench failed:")), None)
+            raise BenchError(why or (lines[-1] if lines else f"node exited {result.returncode}"))
+        reports.append(json.loads(result.stdout))
+    return reports
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def format_table(reports: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of the medians (and spread) of each report."""
+    lines = []
+    for report in reports:
+        robust = "on" if report["robustness"] else "off (disable_robustness)"
+        lines.append(
+            f"{report['kind']} {report['height']}x{report['width']} {report['precision']}, "
+            f"{report['steps']} steps, robustness {robust}"
+        )
+        lines.append(f"  adapter            {report['adapter']}")
+        lines.append(f"  pipeline compile   {_ms(report['pipeline_compile_ms'])} ms")
+        for stage in STAGES:
+            s = report["stages"][stage]
+            lines.append(
+                f"  {_LABELS[stage]:<18} {_ms(s['median']):>10} ms  "
+                f"(min {_ms(s['min'])}, max {_ms(s['max'])}, n={len(s['samples'])})"
+            )
+        gpu = report.get("unet_step_gpu_ms")
+        if gpu:
+            lines.append(f"  UNet step GPU time {_ms(gpu['median']):>10} ms (timestamp queries)")
+        lines.append(f"  peak GPU memory    {report['peak_gpu_bytes'] / 2**30:.2f} GiB")
+        for kernel in report.get("kernels", [])[:10]:
+            lines.append(
+                f"    {kernel['ms']:8.2f} ms {kernel['calls']:4d}x {kernel['share']:6.1%}  "
+                f"{kernel['name']}"
+            )
+    return "\n".join(lines)

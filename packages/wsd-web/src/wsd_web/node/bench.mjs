@@ -1,0 +1,254 @@
+// Benchmarks a compiled SD build on WebGPU in Node through Dawn (npm
+// `webgpu`), with the same tvmjs runtime, model library and JS pipeline as the
+// page. Prints one JSON object (the fields `wsd-web bench` documents).
+//   node bench.mjs DIR OPTIONS_JSON
+// OPTIONS_JSON: {"steps": 20, "warmup": 3, "repeats": 10, "robustness": true,
+//   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...}
+// "randomWeights": SEED fills every weight with seeded pseudo-random values
+// instead of reading the shards, so DIR needs only the manifest, library,
+// weight index and tokenizer(s) (a benchmark machine need not receive GBs).
+// "robustness": false asks Dawn for its `disable_robustness` toggle (no
+// bounds checks in shaders; browsers always keep them on).
+// On a machine without a GPU, point Vulkan at SwiftShader:
+//   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { basename, join, resolve } from "node:path";
+import { create, globals } from "webgpu";
+
+import { KernelProfiler } from "../static/js/gpu_profiler.js";
+import { SDModel, parseManifest } from "../static/js/sd_model.js";
+import { createPipeline, defaultSchedulerName, gpuTensorOps } from "../static/js/sd_pipeline.js";
+import { createScheduler } from "../static/js/schedulers/index.js";
+import { parseTensorCacheIndex } from "../static/js/tensor_cache.js";
+import { TorchGenerator } from "../static/js/torch_random.js";
+import { requestGPU } from "../static/js/webgpu_device.js";
+
+const [dir, optionsJson = "{}"] = process.argv.slice(2);
+if (!dir) {
+  process.stderr.write("usage: node bench.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15` or `sdxl`)\n");
+  process.exit(2);
+}
+const {
+  steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
+  prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry",
+} = JSON.parse(optionsJson);
+
+/**
+ * Median, extremes and every sample of a list of times.
+ * @param {number[]} samples
+ */
+function stats(samples) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { median, min: sorted[0], max: sorted[sorted.length - 1], samples };
+}
+
+/**
+ * Bytes of seeded pseudo-random weights for a shard: floats uniform in
+ * [-0.05, 0.05) (float32 or float16 records), zeros for integer records.
+ * @param {import("../static/js/tensor_cache.js").ShardRecord} shard
+ * @param {number} seed
+ */
+function randomShard(shard, seed) {
+  const bytes = new Uint8Array(shard.nbytes);
+  let state = (seed ^ Math.imul(shard.nbytes, 0x9e3779b1) ^ 0x6d2b79f5) >>> 0 || 1;
+  const next = () => {
+    // xorshift32: fast and good enough for weights whose values do not matter.
+    state ^= state << 13; state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5; state >>>= 0;
+    return state / 4294967296 - 0.5;
+  };
+  for (const record of shard.records) {
+    if (record.dtype === "float32") {
+      const values = new Float32Array(bytes.buffer, record.byteOffset, record.nbytes / 4);
+      for (let i = 0; i < values.length; i++) values[i] = next() * 0.1;
+    } else if (record.dtype === "float16") {
+      const values = new Uint16Array(bytes.buffer, record.byteOffset, record.nbytes / 2);
+      // |x| < 0.05 as half: sign, exponent 2^-5 .. 2^-9, random mantissa.
+      for (let i = 0; i < values.length; i++) {
+        const r = next() + 0.5;
+        values[i] = ((r < 0.5 ? 0x8000 : 0) | ((10 + Math.floor(r * 8) % 5) << 10) | ((r * 1e6) & 0x3ff)) & 0xffff;
+      }
+    }
+  }
+  return bytes;
+}
+
+/**
+ * The build's files: from disk, or for shards seeded random bytes.
+ * @param {string} root
+ */
+async function fileSource(root) {
+  /** @param {string} path */
+  const disk = async (path) => new Uint8Array(await readFile(join(root, path)));
+  if (randomWeights === null) return disk;
+  const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await disk("manifest.json"))));
+  const index = parseTensorCacheIndex(JSON.parse(new TextDecoder().decode(await disk(manifest.weights))));
+  const prefix = manifest.weights.slice(0, manifest.weights.lastIndexOf("/") + 1);
+  const shards = new Map(index.shards.map((s, i) => [prefix + s.dataPath, { shard: s, i }]));
+  return async (/** @type {string} */ path) => {
+    const entry = shards.get(path);
+    return entry ? randomShard(entry.shard, Number(randomWeights) + entry.i) : disk(path);
+  };
+}
+
+Object.assign(globalThis, globals);
+const require = createRequire(import.meta.url);
+const vendored = (/** @type {string} */ name) => require(`../static/vendor/${name}/index.js`);
+const tvmjs = vendored("tvmjs");
+const tokenizers = vendored("tokenizers");
+// Dawn quantizes timestamps (to blur timing attacks) unless told not to; it
+// changes no kernel. disable_robustness drops the shaders' bounds checks.
+const toggles = [
+  ...(profile ? ["disable-dawn-features=timestamp_quantization"] : []),
+  ...(robustness ? [] : ["enable-dawn-features=disable_robustness"]),
+];
+const gpu = await requestGPU(create(toggles), { optionalFeatures: ["timestamp-query"] });
+const get = await fileSource(resolve(dir));
+let status = 0;
+/** @type {SDModel | null} */
+let model = null;
+/** @type {KernelProfiler | null} */
+let profiler = null;
+try {
+  const loadStart = performance.now();
+  const loaded = await SDModel.open({ tvmjs, gpu, get });
+  model = loaded;
+  const loadMs = performance.now() - loadStart;
+  const session = loaded.session;
+  const tvm = session.tvm;
+  const context = /** @type {any} */ (tvm).lib.webGPUContext;
+  if (profile && gpu.features.includes("timestamp-query")) profiler = new KernelProfiler(gpu.device, context);
+  let peakBytes = context.currAllocatedBytes;
+  const allocate = context.deviceAllocDataSpace.bind(context);
+  context.deviceAllocDataSpace = (/** @type {number} */ nbytes) => {
+    const ptr = allocate(nbytes);
+    peakBytes = Math.max(peakBytes, context.currAllocatedBytes);
+    return ptr;
+  };
+
+  const compileStart = performance.now();
+  await session.compileShaders();
+  const compileMs = performance.now() - compileStart;
+
+  const pipeline = await createPipeline(loaded, tokenizers, get);
+  const manifest = loaded.manifest;
+  const shape = manifest.latent.shape;
+  const sync = () => pipeline.sync();
+  const options = { prompt, negativePrompt: manifest.kind === "sdxl" ? negativePrompt || null : negativePrompt };
+  /**
+   * Time `run` (which returns what to dispose) `warmup` + `repeats` times.
+   * @param {() => {dispose(): void} | {dispose(): void}[]} run
+   */
+  const time = async (run, times = repeats) => {
+    const samples = [];
+    for (let i = 0; i < warmup + times; i++) {
+      const start = performance.now();
+      const made = run();
+      await sync();
+      const ms = performance.now() - start;
+      for (const t of [made].flat()) t.dispose();
+      if (i >= warmup) samples.push(ms);
+    }
+    return stats(samples);
+  };
+
+  const textEncoder = await time(() => pipeline.encodePrompts(options));
+  const conditioning = pipeline.encodePrompts(options);
+  const generator = new TorchGenerator(0n);
+  const latents = session.persist(() => pipeline.tensor(shape, generator.randn(shape)));
+  const pair = session.persist(() => loaded.call("unet_input", latents, pipeline.scalar(1)));
+  const t = 500;
+  const unetCall = () => session.persist(() => loaded.call("unet", pair, pipeline.scalar(t), ...conditioning));
+  const unetStep = await time(unetCall);
+
+  /** @type {ReturnType<typeof stats> | null} */
+  let unetGpu = null;
+  /** @type {import("../static/js/gpu_profiler.js").KernelTime[][]} */
+  const profiles = [];
+  if (profiler) {
+    for (let i = 0; i < warmup + repeats; i++) {
+      profiler.start();
+      const out = unetCall();
+      await sync();
+      const kernels = await profiler.stop();
+      out.dispose();
+      if (i >= warmup) profiles.push(kernels);
+    }
+    unetGpu = stats(profiles.map((p) => p.reduce((sum, k) => sum + k.ms, 0)));
+  }
+
+  const pred = unetCall();
+  const schedulerName = defaultSchedulerName(manifest.scheduler);
+  const scheduler = createScheduler(schedulerName, manifest.scheduler.config, gpuTensorOps(loaded, shape, generator));
+  scheduler.setTimesteps(steps);
+  let step = 0;
+  const schedulerStep = await time(() => {
+    const timestep = scheduler.timesteps[step++ % scheduler.timesteps.length];
+    const guided = session.persist(() => loaded.call("cfg_combine", pred, pipeline.scalar(7.5)));
+    const next = scheduler.step(guided, timestep, latents);
+    return [guided, next];
+  });
+  const vaeDecode = await time(() => session.persist(() => loaded.call("image_to_rgba", loaded.call("vae_decode", latents))));
+  const generations = [];
+  const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
+  for (let i = 0; i < 1 + generationRepeats; i++) {
+    const result = await pipeline.generate({ ...options, steps, seed: BigInt(i) });
+    if (i >= 1) generations.push(result.timings.totalMs);
+  }
+  for (const x of [...conditioning, latents, pair, pred]) x.dispose();
+  scheduler.dispose();
+
+  // Per kernel: the median run's list, each kernel's share of that run.
+  /** @type {{name: string, calls: number, ms: number, share: number}[]} */
+  let kernels = [];
+  if (unetGpu) {
+    const totals = profiles.map((p) => p.reduce((sum, k) => sum + k.ms, 0));
+    const order = totals.map((_, i) => i).sort((a, b) => totals[a] - totals[b]);
+    const median = order[order.length >> 1];
+    kernels = profiles[median].map((k) => ({ ...k, share: k.ms / totals[median] }));
+  }
+  const report = {
+    runtime: "webgpu",
+    tool: "wsd-web bench",
+    kind: manifest.kind,
+    model: basename(resolve(dir)),
+    build_id: manifest.build_id,
+    precision: manifest.model.precision,
+    height: manifest.image.height,
+    width: manifest.image.width,
+    steps,
+    batch: 2,
+    scheduler: schedulerName,
+    adapter: gpu.adapter,
+    features: gpu.features,
+    robustness,
+    random_weights: randomWeights !== null,
+    warmup,
+    repeats,
+    load_ms: loadMs,
+    pipeline_compile_ms: compileMs,
+    stages: {
+      text_encoder_ms: textEncoder,
+      unet_step_ms: unetStep,
+      scheduler_step_ms: schedulerStep,
+      vae_decode_ms: vaeDecode,
+      generation_ms: stats(generations),
+    },
+    unet_step_gpu_ms: unetGpu,
+    kernels,
+    peak_gpu_bytes: peakBytes,
+  };
+  await new Promise((done) => process.stdout.write(`${JSON.stringify(report)}\n`, done));
+} catch (error) {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : error}\n`);
+  status = 1;
+} finally {
+  profiler?.dispose();
+  model?.dispose();
+  gpu.device.destroy();
+}
+process.exit(status);
