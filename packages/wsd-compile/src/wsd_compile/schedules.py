@@ -116,9 +116,7 @@ def _reduces_innermost(func: tirx.PrimFunc) -> bool:
         return False
     stmt = sch.get(reductions[0])
     reduce_vars = [iv.var for iv in stmt.iter_vars if int(iv.iter_type) == _REDUCE]
-    return all(
-        any(read.region[-1].min.same_as(var) for var in reduce_vars) for read in stmt.reads
-    )
+    return all(any(read.region[-1].min.same_as(var) for var in reduce_vars) for read in stmt.reads)
 
 
 def _has_block(func: tirx.PrimFunc, name: str) -> bool:
