@@ -29,7 +29,12 @@ from tvm import relax, s_tir, te, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import get_root_block
-from tvm.s_tir.dlight.gpu.matmul import get_reduction_blocks
+from tvm.s_tir.dlight.gpu.matmul import (
+    auto_inline_consumer_chain,
+    auto_inline_producers,
+    get_index_map,
+    get_reduction_blocks,
+)
 
 _REDUCE = 2  # IterVar.CommReduce
 
@@ -94,6 +99,123 @@ class TiledMatmul(dl.gpu.Matmul):  # type: ignore[misc]
             storage_align=False,
             inner_x=False,
         )
+
+
+class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
+    """A matmul schedule written for WebGPU's workgroup memory and registers.
+
+    After dlight's normalisation to ``C[s, i, j] += A[s, i, k] * B[s, j, k]``
+    (which also covers the implicit-GEMM convolutions), each workgroup of
+    ``block_y x block_x`` threads computes a tile of
+    ``(block_y * micro_y) x (block_x * micro_x)`` outputs in registers, stepping
+    ``k`` by ``micro_k`` through two workgroup-memory tiles:
+
+    * each thread owns outputs strided by the thread count (row
+      ``r * block_y + threadIdx.y``), so that neighbouring threads read
+      neighbouring words of workgroup memory, whose rows are padded by one
+      word: no bank conflicts;
+    * the tiles are loaded cooperatively with the loop order that makes
+      consecutive threads read consecutive global addresses of each operand
+      (``k`` fastest where the operand is stored ``k``-contiguous, as weights
+      are; ``i``/``j`` fastest otherwise, as the pixels of a convolution's
+      input); the implicit-GEMM gather and any producer are inlined into
+      these loads;
+    * the inner ``k`` step and the register tile are unrolled, so the
+      accumulators are registers, and the epilogue (bias, residual, scaling)
+      is fused into the store.
+    """
+
+    def __init__(self, tiles: MatmulTiles = DEFAULT_TILES) -> None:
+        super().__init__()
+        self.tiles = tiles
+
+    def apply(self, func: Any, target: tvm.target.Target, tunable: bool) -> Any:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        if target.kind.name != "webgpu":
+            return super().apply(func, target, tunable)
+        try:
+            return self._schedule(func)
+        except Exception:
+            return None
+
+    def _schedule(self, func: tirx.PrimFunc) -> s_tir.Schedule | None:
+        t = self.tiles
+        sch = s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(get_root_block(sch))
+        reductions = get_reduction_blocks(sch, blocks)
+        if reductions is None:
+            return None
+        main = reductions[0]
+        if get_index_map(sch.get(main)) is None:
+            return None
+        k_contiguous = _operands_k_contiguous(sch.get(main))
+        reindex_a = sch.reindex(main, ("read", 0))
+        reindex_b = sch.reindex(main, ("read", 1))
+        reindex_c = sch.reindex(main, ("write", 0))
+        matmul_map, a_map, b_map, c_map = get_index_map(sch.get(main))
+        sch.transform_layout(reindex_a, ("write", 0), a_map)
+        sch.transform_layout(reindex_b, ("write", 0), b_map)
+        sch.transform_layout(reindex_c, ("read", 0), c_map)
+        sch.transform_block_layout(main, matmul_map)
+
+        tile_i, tile_j = t.block_y * t.micro_y, t.block_x * t.micro_x
+        sch.pad_einsum(main, [1, tile_i, tile_j, t.micro_k])
+        batch, i, j, k = sch.get_loops(main)
+        bi, ri, ti = sch.split(i, [None, t.micro_y, t.block_y])
+        bj, rj, tj = sch.split(j, [None, t.micro_x, t.block_x])
+        ko, ki = sch.split(k, [None, t.micro_k])
+        sch.reorder(batch, bi, bj, ri, rj, ti, tj, ko, ki)
+        sch.bind(sch.fuse(batch, bi), "blockIdx.y")
+        sch.bind(bj, "blockIdx.x")
+        # Virtual threads: TVM gives each its own registers (strided outputs
+        # would otherwise make one sparse local array per thread).
+        sch.bind(ri, "vthread.y")
+        sch.bind(rj, "vthread.x")
+        sch.bind(ti, "threadIdx.y")
+        sch.bind(tj, "threadIdx.x")
+
+        store = sch.cache_write(main, 0, "local")
+        sch.reverse_compute_at(store, tj, preserve_unit_loops=True)
+
+        def fetch(index: int, k_fast: bool) -> Any:
+            tile = sch.cache_read(main, index, "shared")
+            sch.compute_at(tile, ko, preserve_unit_loops=True)
+            rows, depth = sch.get_loops(tile)[-2:]
+            if not k_fast:
+                sch.reorder(depth, rows)
+                rows, depth = depth, rows
+            fused = sch.fuse(rows, depth)
+            _, ty, tx = sch.split(fused, [None, t.block_y, t.block_x])
+            sch.bind(ty, "threadIdx.y")
+            sch.bind(tx, "threadIdx.x")
+            sch.storage_align(tile, 0, axis=1, factor=32, offset=1)
+            return tile
+
+        tile_a = fetch(0, k_contiguous[0])
+        tile_b = fetch(1, k_contiguous[1])
+        for cached in (0, 1):
+            local = sch.cache_read(main, cached, "local")
+            sch.compute_at(local, ki, preserve_unit_loops=True)
+        auto_inline_producers(sch, tile_a)
+        auto_inline_producers(sch, tile_b)
+        auto_inline_consumer_chain(sch, store)
+        sch.unroll(ki)
+        sch.decompose_reduction(main, ko)
+        return sch
+
+
+def _operands_k_contiguous(block: Any) -> tuple[bool, bool]:
+    """For each of a matmul block's two inputs, whether its innermost index
+    is a reduction variable (consecutive ``k`` are consecutive addresses)."""
+    reduce_vars = [iv.var for iv in block.iter_vars if int(iv.iter_type) == _REDUCE]
+
+    def inner(read: Any) -> bool:
+        last = read.region[-1].min
+        return any(last.same_as(var) for var in reduce_vars)
+
+    reads = list(block.reads)
+    return inner(reads[0]), inner(reads[-1])
 
 
 def _param_dims(func: tirx.PrimFunc) -> list[int]:
@@ -304,6 +426,9 @@ class KernelOptions:
     group_norm: bool = True
     implicit_gemm: bool = True
     tiles: MatmulTiles | None = DEFAULT_TILES
+    #: wsd's own matmul schedule (:class:`WebGPUMatmul`); False: dlight's
+    #: rule with ``tiles`` (:class:`TiledMatmul`).
+    own_matmul: bool = True
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
@@ -311,7 +436,9 @@ class KernelOptions:
 
 DEFAULT_KERNELS = KernelOptions()
 #: TVM's own lowering and dlight defaults, as before this module.
-TVM_DEFAULT_KERNELS = KernelOptions(group_norm=False, implicit_gemm=False, tiles=None)
+TVM_DEFAULT_KERNELS = KernelOptions(
+    group_norm=False, implicit_gemm=False, tiles=None, own_matmul=False
+)
 
 
 def webgpu_pipeline(
@@ -320,7 +447,12 @@ def webgpu_pipeline(
     """TVM's generic GPU Relax pipeline with wsd's kernels for ``target``."""
     from tvm.relax.backend.gpu_generic import pipeline as generic
 
-    matmul = TiledMatmul(kernels.tiles) if kernels.tiles is not None else dl.gpu.Matmul()
+    rules: list[Any] = []
+    if kernels.tiles is not None:
+        if kernels.own_matmul:
+            rules.append(WebGPUMatmul(kernels.tiles))
+        rules.append(TiledMatmul(kernels.tiles))
+    rules.append(dl.gpu.Matmul())
     legalize = relax.transform.LegalizeOps(legalize_map() if kernels.implicit_gemm else None)
     passes = [
         *generic.library_dispatch_passes(target),
@@ -331,7 +463,7 @@ def webgpu_pipeline(
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
         dl.ApplyDefaultSchedule(
-            matmul,
+            *rules,
             dl.gpu.GEMV(),
             dl.gpu.Reduction(),
             dl.gpu.GeneralReduction(),
