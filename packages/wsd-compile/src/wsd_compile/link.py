@@ -60,6 +60,10 @@ def link_wasm(
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [emcc_path, optimize, "-o", str(out), *_LDFLAGS]
+    # The shaders are data of the library: its initial memory must hold them
+    # (emcc's default of 16 MiB does not for a UNet with unrolled kernels).
+    data = sum(Path(p).stat().st_size for p in objects)
+    cmd += ["-s", f"INITIAL_MEMORY={max(16, -(-2 * data // 2**24) * 16)}MB"]
     cmd += [str(p) for p in runtime.objects] + [str(p) for p in objects]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
