@@ -521,18 +521,23 @@ wsd's WebGPU build against diffusers on PyTorch CUDA, on the same GPU.
 _REPRODUCE = """\
 ## How to reproduce
 
-Each result above shows the exact command that produced it. In general, on a
-machine with a GPU:
+Each result above shows the exact command that produced it. The GPU machine
+used here reaches no package registry, so everything travels with the work
+tree and the weights are generated there from a seed:
 
-1. Build the model with `wsd-compile` (see [SD 1.5](sd15.md) and [SDXL](sdxl.md)).
-2. Run `wsd-web bench` on the build twice, as it is and with Dawn's
-   `disable_robustness` (see `wsd-web bench --help`), saving each JSON result.
-3. Run `python -m wsd_capture.bench` on the same diffusers model, size and
-   steps for the PyTorch baselines (fp32 and fp16), saving its JSON.
-4. Combine them and regenerate this page:
+1. On a machine with the project set up: `npm install webgpu@0.6.2` in
+   `packages/wsd-web`, then `../shared/tools/gpu-carry.sh` (Node, Dawn and the
+   Vulkan loader into `.carry/`) and `bash scripts/gpu_wheels.sh` (diffusers
+   and what it imports, into `.carry/wheels`).
+2. Compile the model (`wsd-compile sd15` or `sdxl`, fp32; the published
+   architectures with random weights come from `scripts/measure_compile.py`)
+   and send the build without its `shard-*.bin` files along with `.carry/`.
+3. On the GPU machine: `bash scripts/bench_gpu.sh BUILD sd15 sd15-512 OUT`.
+   It runs `wsd-web bench` (robustness on and off, `--random-weights 1`) and
+   `python -m wsd_capture.bench` (fp32 and fp16, same size and steps), then:
 
 ```bash
-wsd-web report --webgpu webgpu.json webgpu-no-robustness.json --pytorch pytorch.json \\
+wsd-web report --webgpu webgpu.json --pytorch pytorch.json \\
     --command "the commands you ran" --machine "the machine" --name sd15-512 --out-dir docs
 ```
 
