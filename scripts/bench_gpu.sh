@@ -8,16 +8,18 @@
 #   generated from a seed (--random-weights), on both sides.
 # KIND: the architecture for PyTorch (sd15 or sdxl), at the build's size.
 # NAME: the result's name (docs/benchmarks/NAME.json); OUT: where to write.
+# WARMUP and REPEATS (environment; default 3 and 10) set the runs per stage.
 set -euo pipefail
 build=$1 kind=$2 name=$3 out=$4 steps=${5:-20}
+runs="--warmup ${WARMUP:-3} --repeats ${REPEATS:-10}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/gpu_env.sh
 source "$root/scripts/gpu_env.sh"
 mkdir -p "$out"
 size=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['image']['height'], m['image']['width'])" "$build/manifest.json")
 read -r height width <<<"$size"
-webgpu="python3 -m wsd_web bench $build --steps $steps --random-weights 1 --json $out/$name-webgpu.json"
-pytorch="python3 -m wsd_capture.bench --kind $kind --height $height --width $width --steps $steps --precision fp32 fp16 --device cuda --json $out/$name-pytorch.json"
+webgpu="python3 -m wsd_web bench $build --steps $steps $runs --random-weights 1 --json $out/$name-webgpu.json"
+pytorch="python3 -m wsd_capture.bench --kind $kind --height $height --width $width --steps $steps --precision fp32 fp16 --device cuda $runs --json $out/$name-pytorch.json"
 echo "+ $webgpu"; $webgpu
 echo "+ $pytorch"; $pytorch
 machine=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
