@@ -246,9 +246,7 @@ def _reduces_innermost(func: tirx.PrimFunc) -> bool:
     reductions = get_reduction_blocks(sch, blocks)
     if not reductions:
         return False
-    stmt = sch.get(reductions[0])
-    reduce_vars = [iv.var for iv in stmt.iter_vars if int(iv.iter_type) == _REDUCE]
-    return all(any(read.region[-1].min.same_as(var) for var in reduce_vars) for read in stmt.reads)
+    return all(_operands_k_contiguous(sch.get(reductions[0])))
 
 
 def _has_block(func: tirx.PrimFunc, name: str) -> bool:
