@@ -3,6 +3,7 @@ CPU against TVM's own lowering), and the schedules build for WebGPU."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -13,10 +14,13 @@ from tvm import relax, te
 from wsd_compile.schedules import (
     DEFAULT_KERNELS,
     TVM_DEFAULT_KERNELS,
+    KernelOptions,
     MatmulTiles,
     TiledMatmul,
     decompose_group_norm,
     legalize_map,
+    load_tile_table,
+    matmul_shape,
     webgpu_pipeline,
 )
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
@@ -48,21 +52,28 @@ def _conv_norm_module(
     return bb.get()
 
 
+@pytest.mark.parametrize("channel_block", [0, 16], ids=["channel-major", "tap-blocks"])
 @pytest.mark.parametrize(
     ("x", "w", "stride", "padding", "groups"),
     [
         ((2, 64, 16, 16), (32, 64, 3, 3), 1, 1, 8),  # the UNet's 3x3 convolutions
+        ((1, 48, 9, 7), (16, 48, 3, 3), 2, 1, 4),  # 3 blocks of 16 channels, strided, odd
         ((1, 32, 15, 9), (16, 32, 3, 3), 2, 1, 4),  # downsampling, odd sizes
         ((2, 48, 8, 8), (64, 48, 1, 1), 1, 0, 32),  # 1x1 shortcut, one channel per group... x2
     ],
 )
 def test_rewrites_match_tvm_lowering(
-    x: tuple[int, ...], w: tuple[int, ...], stride: int, padding: int, groups: int
+    x: tuple[int, ...],
+    w: tuple[int, ...],
+    stride: int,
+    padding: int,
+    groups: int,
+    channel_block: int,
 ) -> None:
     mod = _conv_norm_module(x, w, stride=stride, padding=padding, groups=groups)
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype("float32") * 3 + 1 for s in (x, w, (w[0],), (w[0],))]
-    rewritten = relax.transform.LegalizeOps(legalize_map())(decompose_group_norm(mod))
+    rewritten = relax.transform.LegalizeOps(legalize_map(channel_block))(decompose_group_norm(mod))
     names = [gv.name_hint for gv in rewritten.get_global_vars()]
     assert "conv2d" in names and not any("group_norm" in n for n in names)
     expected, got = _run(mod, args), _run(rewritten, args)
@@ -140,3 +151,48 @@ def test_kernels_build_for_webgpu() -> None:
         check_wgsl(sources)
         wgsl = "\n".join(sources)
         assert "fn " in wgsl
+
+
+def _conv_module(x: tuple[int, ...], w: tuple[int, ...]) -> tvm.IRModule:
+    bb = relax.BlockBuilder()
+    xv, wv = relax.Var("x", T(x, "float32")), relax.Var("w", T(w, "float32"))
+    with bb.function("main", [xv, wv]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.nn.conv2d(xv, wv, strides=1, padding=1))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _workgroup_words(kernels: KernelOptions, mod: tvm.IRModule) -> list[int]:
+    target = webgpu_target()
+    executable = tvm.compile(mod, target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    wgsl = "\n".join(wgsl_sources(executable.mod))
+    return [int(n) for n in re.findall(r"var<workgroup> \w+ : array<f32, (\d+)>", wgsl)]
+
+
+def test_tile_table_picks_the_tiles_of_its_shape_only() -> None:
+    mod = _conv_module((2, 32, 16, 16), (64, 32, 3, 3))
+    shapes = [
+        s
+        for func in tvm.relax.transform.LegalizeOps(legalize_map())(mod).functions.values()
+        if (s := matmul_shape(func)) is not None
+    ]
+    assert shapes == [(1, 64, 512, 288)]  # i: output channels, j: pixels x batch, k: 32 x 3 x 3
+    plain = DEFAULT_KERNELS.without(table=(), adaptive=False)
+    big = MatmulTiles(micro_x=8, micro_y=8)
+    # 64x64 tiles of k-step 16, rows padded to 17 words; 128x128 with the table entry.
+    assert _workgroup_words(plain, mod) == [64 * 17, 64 * 17]
+    assert _workgroup_words(plain.without(table=((shapes[0], big),)), mod) == [128 * 17] * 2
+    other = (1, 64, 512, 289)
+    assert _workgroup_words(plain.without(table=((other, big),)), mod) == [64 * 17, 64 * 17]
+
+
+def test_committed_tile_table_is_valid() -> None:
+    table = load_tile_table()
+    assert dict(DEFAULT_KERNELS.table) == table
+    for shape, tiles in table.items():
+        assert len(shape) == 4 and all(d > 0 for d in shape)
+        rows = tiles.block_y * tiles.micro_y + tiles.block_x * tiles.micro_x
+        words = rows * (tiles.micro_k + 1)
+        assert 4 * words <= 32 * 1024, (shape, tiles)  # TVM's WebGPU workgroup-memory cap
+        assert tiles.block_x * tiles.block_y <= 256, (shape, tiles)  # WebGPU's default limit

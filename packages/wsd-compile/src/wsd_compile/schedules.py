@@ -21,7 +21,11 @@ on an NVIDIA H200 through Dawn (``wsd-web bench``; see docs/benchmarks.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import tvm
@@ -62,6 +66,52 @@ class MatmulTiles:
 
 
 DEFAULT_TILES = MatmulTiles()
+
+#: A matmul's shape after dlight's normalisation to ``C[s, i, j] += A[s, i, k] * B[s, j, k]``:
+#: ``(s, i, j, k)`` extents (before padding to the tiles).
+MatmulShape = tuple[int, int, int, int]
+
+#: Tiles chosen per shape by measurement (``scripts/tune_tiles.py``), package data.
+TUNED_TILES_FILE = "tuned_tiles.json"
+
+
+def load_tile_table(path: str | os.PathLike[str] | None = None) -> dict[MatmulShape, MatmulTiles]:
+    """The per-shape tile table (``tuned_tiles.json`` beside this module by default).
+
+    Each entry is ``{"shape": [s, i, j, k], "tiles": {MatmulTiles fields}}``;
+    the file also records how the choice was measured."""
+    source = Path(path) if path is not None else Path(__file__).with_name(TUNED_TILES_FILE)
+    data = json.loads(source.read_text())
+    table: dict[MatmulShape, MatmulTiles] = {}
+    for entry in data["entries"]:
+        s_, i, j, k = (int(v) for v in entry["shape"])
+        table[(s_, i, j, k)] = MatmulTiles(**entry["tiles"])
+    return table
+
+
+def matmul_shape(func: Any) -> MatmulShape | None:
+    """``func``'s normalised matmul shape, or None if it is not a matmul
+    (the shape :class:`WebGPUMatmul` looks its tiles up by)."""
+    if not isinstance(func, tirx.PrimFunc):
+        return None
+    try:
+        sch = s_tir.Schedule(func)
+        reductions = get_reduction_blocks(sch, sch.get_child_blocks(get_root_block(sch)))
+        if reductions is None:
+            return None
+        main = reductions[0]
+        index_maps = get_index_map(sch.get(main))
+        if index_maps is None:
+            return None
+        for index, rw in ((0, "read"), (1, "read"), (0, "write")):
+            sch.reindex(main, (rw, index))
+        sch.transform_block_layout(main, index_maps[0])
+        extents = [int(sch.get(loop).extent) for loop in sch.get_loops(main)]
+    except Exception:
+        return None
+    if len(extents) != 4:
+        return None
+    return (extents[0], extents[1], extents[2], extents[3])
 
 
 class TiledMatmul(dl.gpu.Matmul):  # type: ignore[misc]
@@ -129,9 +179,17 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
       is fused into the store.
     """
 
-    def __init__(self, tiles: MatmulTiles = DEFAULT_TILES) -> None:
+    def __init__(
+        self,
+        tiles: MatmulTiles = DEFAULT_TILES,
+        *,
+        table: Mapping[MatmulShape, MatmulTiles] | None = None,
+        adaptive: bool = True,
+    ) -> None:
         super().__init__()
         self.tiles = tiles
+        self.table = dict(table or {})
+        self.adaptive = adaptive
 
     def apply(self, func: Any, target: tvm.target.Target, tunable: bool) -> Any:
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
@@ -164,7 +222,10 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         sch.transform_block_layout(main, matmul_map)
 
         extents = [int(sch.get(loop).extent) for loop in sch.get_loops(main)]
-        if extents[0] * extents[1] * extents[2] >= LARGE_MATMUL_OUTPUTS:
+        shape = (extents[0], extents[1], extents[2], extents[3]) if len(extents) == 4 else None
+        if shape is not None and shape in self.table:
+            t = self.table[shape]
+        elif self.adaptive and extents[0] * extents[1] * extents[2] >= LARGE_MATMUL_OUTPUTS:
             # Measured on the H200: 8x8 registers per thread win only where
             # there are enough 128x128 tiles to fill the GPU (the VAE's
             # full-resolution convolutions); elsewhere 4x4 does.
@@ -355,8 +416,16 @@ def _conv2d_implicit_gemm(
     strides: tuple[int, int],
     padding: tuple[int, int, int, int],
     out_dtype: str,
+    channel_block: int = 0,
 ) -> te.Tensor:
-    """NCHW x OIHW convolution as ``out[n, o, y, x] = sum_k W[o, k] * col[n, k, y, x]``."""
+    """NCHW x OIHW convolution as ``out[n, o, y, x] = sum_k W[o, k] * col[n, k, y, x]``.
+
+    ``k`` enumerates (input channel, kernel row, kernel column). With a
+    ``channel_block`` that divides the input channels, the order is (channel
+    block, tap, channel within the block) instead: a k step of that many
+    elements then reads one tap of consecutive channels, so the tap and its
+    bounds are the same for the whole step and the gather's divisions drop
+    out of the per-element index arithmetic."""
     n, cin, height, width = (int(d) for d in data.shape)
     cout, _, kh, kw = (int(d) for d in weight.shape)
     top, left, bottom, right = padding
@@ -366,19 +435,30 @@ def _conv2d_implicit_gemm(
     taps = kh * kw
     depth = cin * taps
 
+    blocked = channel_block > 1 and cin % channel_block == 0 and taps > 1
+
+    def split(k: Any) -> tuple[Any, Any]:
+        """``k`` -> (input channel, tap)."""
+        if blocked:
+            inner = k % channel_block
+            outer = k // channel_block
+            return (outer // taps) * channel_block + inner, outer % taps
+        return k // taps, k % taps
+
     def col(b: Any, k: Any, y: Any, x: Any) -> Any:
-        c, tap = k // taps, k % taps
+        c, tap = split(k)
         iy = y * sy + tap // kw - top
         ix = x * sx + tap % kw - left
         inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
         return tirx.if_then_else(inside, data[b, c, iy, ix], tirx.const(0, data.dtype))
 
     columns = te.compute((n, depth, out_h, out_w), col, name="im2col")
-    matrix = te.compute(
-        (cout, depth),
-        lambda o, k: weight[o, k // taps, (k % taps) // kw, k % kw],
-        name="weight_matrix",
-    )
+
+    def weight_at(o: Any, k: Any) -> Any:
+        c, tap = split(k)
+        return weight[o, c, tap // kw, tap % kw]
+
+    matrix = te.compute((cout, depth), weight_at, name="weight_matrix")
     k = te.reduce_axis((0, depth), name="k")
     return te.compute(
         (n, cout, out_h, out_w),
@@ -389,7 +469,9 @@ def _conv2d_implicit_gemm(
     )
 
 
-def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr | None:
+def _legalize_conv2d(
+    bb: relax.BlockBuilder, call: relax.Call, channel_block: int = 0
+) -> relax.Expr | None:
     attrs = call.attrs
     data, weight = call.args
     if (
@@ -412,15 +494,18 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr | N
         strides=tuple(int(s) for s in attrs.strides),
         padding=tuple(int(p) for p in attrs.padding),
         out_dtype=out_dtype,
+        channel_block=channel_block,
         primfunc_name_hint="conv2d",
     )
 
 
-def legalize_map() -> dict[str, Any]:
+def legalize_map(channel_block: int = 0) -> dict[str, Any]:
+    """Legalization overrides: convolutions as implicit GEMM (``k`` in
+    blocks of ``channel_block`` channels per tap, see :func:`_conv2d_implicit_gemm`)."""
     default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-        gemm = _legalize_conv2d(bb, call)
+        gemm = _legalize_conv2d(bb, call, channel_block)
         return gemm if gemm is not None else default(bb, call)
 
     return {"relax.nn.conv2d": conv2d}
@@ -437,6 +522,15 @@ class KernelOptions:
     #: wsd's own matmul schedule (:class:`WebGPUMatmul`); False: dlight's
     #: rule with ``tiles`` (:class:`TiledMatmul`).
     own_matmul: bool = True
+    #: Per-shape tiles measured on a GPU (:func:`load_tile_table`); shapes not
+    #: in it get ``tiles``, twice the register tile for large ones if ``adaptive``.
+    table: tuple[tuple[MatmulShape, MatmulTiles], ...] = field(
+        default_factory=lambda: tuple(load_tile_table().items())
+    )
+    adaptive: bool = True
+    #: Implicit-GEMM ``k`` order: taps of blocks of this many input channels
+    #: (0: channel-major, the plain im2col order).
+    channel_block: int = 0
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
@@ -445,7 +539,7 @@ class KernelOptions:
 DEFAULT_KERNELS = KernelOptions()
 #: TVM's own lowering and dlight defaults, as before this module.
 TVM_DEFAULT_KERNELS = KernelOptions(
-    group_norm=False, implicit_gemm=False, tiles=None, own_matmul=False
+    group_norm=False, implicit_gemm=False, tiles=None, own_matmul=False, table=()
 )
 
 
@@ -458,10 +552,14 @@ def webgpu_pipeline(
     rules: list[Any] = []
     if kernels.tiles is not None:
         if kernels.own_matmul:
-            rules.append(WebGPUMatmul(kernels.tiles))
+            rules.append(
+                WebGPUMatmul(kernels.tiles, table=dict(kernels.table), adaptive=kernels.adaptive)
+            )
         rules.append(TiledMatmul(kernels.tiles))
     rules.append(dl.gpu.Matmul())
-    legalize = relax.transform.LegalizeOps(legalize_map() if kernels.implicit_gemm else None)
+    legalize = relax.transform.LegalizeOps(
+        legalize_map(kernels.channel_block) if kernels.implicit_gemm else None
+    )
     passes = [
         *generic.library_dispatch_passes(target),
         *([decompose_group_norm] if kernels.group_norm else []),

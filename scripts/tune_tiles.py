@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Choose the matmul/convolution tiles per shape by measuring them on a GPU.
+
+The recipe behind ``packages/wsd-compile/src/wsd_compile/tuned_tiles.json``
+(not a test, not part of CI). Three steps:
+
+1. ``build`` (here, on the CPU machine): compile the full SD 1.5 architecture
+   (random weights, ``wsd_capture.architectures``) once per tile variant in
+   :data:`VARIANTS`, every matmul and convolution with the same tiles (no
+   table, no adaptive rule), and record each kernel's normalised matmul shape
+   (``shapes.json``, from the module dlight schedules). Each variant's build
+   is packed for the GPU machine without its weight shards (the benchmark
+   generates weights from a seed) and with ``model.wasm`` xz-compressed.
+2. On the GPU machine: ``wsd-web bench VARIANT_DIR --random-weights 1`` for
+   each variant (``scripts/bench_gpu.sh`` sets up the environment; the exact
+   loop is in docs/kernels.md), giving per-kernel GPU times.
+3. ``select``: for every shape, the variant with the least GPU time summed
+   over the kernels of that shape; the table records every variant's time.
+
+usage:
+  tune_tiles.py build --model-dir DIR --out DIR [--variants NAME...]
+  tune_tiles.py select --shapes FILE --bench NAME=FILE... --machine M --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from wsd_compile.schedules import DEFAULT_KERNELS, MatmulShape, MatmulTiles, matmul_shape
+
+#: The tile variants measured: workgroup threads (y x x), register tile per
+#: thread (y x x), k step. Workgroup memory stays within TVM's 32 KiB cap.
+VARIANTS: dict[str, MatmulTiles] = {
+    "t16-r4x4-k16": MatmulTiles(),
+    "t16-r8x8-k16": MatmulTiles(micro_x=8, micro_y=8),
+    "t8-r8x8-k16": MatmulTiles(block_x=8, block_y=8, micro_x=8, micro_y=8),
+    "t16-r4x8-k16": MatmulTiles(micro_y=4, micro_x=8),
+    "t16-r8x4-k16": MatmulTiles(micro_y=8, micro_x=4),
+    "t16-r4x4-k32": MatmulTiles(micro_k=32),
+    "t16-r4x4-k8": MatmulTiles(micro_k=8),
+    "t8-r4x4-k16": MatmulTiles(block_x=8, block_y=8),
+}
+
+#: What the GPU machine needs of a build (weights are generated there).
+_CARRIED = ("manifest.json", "tensor-cache.json", "tokenizer")
+
+
+def _say(message: str) -> None:
+    print(f"[tune] {message}", file=sys.stderr, flush=True)
+
+
+class _ShapeRecorder:
+    """A pass instrument: each PrimFunc's matmul shape when dlight schedules it."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[str, MatmulShape] = {}
+
+    def run_before_pass(self, mod: Any, info: Any) -> None:
+        if "ApplyDefaultSchedule" not in str(info.name):
+            return
+        for gvar, func in mod.functions_items():
+            shape = matmul_shape(func)
+            if shape is not None:
+                self.shapes[f"{gvar.name_hint}_kernel"] = shape
+
+
+def build(model_dir: Path, out: Path, names: list[str], channel_block: int = 0) -> None:
+    import tvm
+
+    from wsd_compile import compile_sd15
+
+    if not (model_dir / "model_index.json").exists():
+        sys.path.insert(0, str(Path(__file__).parent))
+        from measure_compile import write_model
+
+        write_model(model_dir, seed=0)
+    out.mkdir(parents=True, exist_ok=True)
+    recorder = _ShapeRecorder()
+    for name in names:
+        tiles = VARIANTS[name]
+        kernels = DEFAULT_KERNELS.without(
+            tiles=tiles, table=(), adaptive=False, channel_block=channel_block
+        )
+        if channel_block:
+            name = f"{name}-cb{channel_block}"
+        full = out / f"{name}.full"
+        shutil.rmtree(full, ignore_errors=True)
+        _say(f"compiling {name}: {tiles}")
+        with tvm.transform.PassContext(instruments=[_wrap(recorder)]):
+            compile_sd15(model_dir, out_dir=full, precision="fp32", kernels=kernels)
+        _pack(full, out / name)
+        shutil.rmtree(full)
+    (out / "shapes.json").write_text(json.dumps(recorder.shapes, indent=1, sort_keys=True))
+    _say(f"wrote {out}/shapes.json ({len(recorder.shapes)} matmul kernels)")
+
+
+def _wrap(recorder: _ShapeRecorder) -> Any:
+    import tvm
+
+    @tvm.instrument.pass_instrument  # type: ignore[misc]
+    class Instrument:
+        def run_before_pass(self, mod: Any, info: Any) -> None:
+            recorder.run_before_pass(mod, info)
+
+    return Instrument()
+
+
+def _pack(full: Path, packed: Path) -> None:
+    shutil.rmtree(packed, ignore_errors=True)
+    packed.mkdir()
+    for entry in full.iterdir():
+        if entry.name in _CARRIED or entry.name.startswith("tokenizer"):
+            if entry.is_dir():
+                shutil.copytree(entry, packed / entry.name)
+            else:
+                shutil.copy2(entry, packed / entry.name)
+    wasm = (full / "model.wasm").read_bytes()
+    (packed / "model.wasm.xz").write_bytes(lzma.compress(wasm, preset=6))
+
+
+def select(shapes_file: Path, benches: dict[str, Path], machine: str, out: Path) -> None:
+    shapes: dict[str, list[int]] = json.loads(shapes_file.read_text())
+    per_variant: dict[str, dict[str, float]] = {}
+    for name, path in benches.items():
+        report = json.loads(path.read_text())
+        if isinstance(report, list):  # wsd-web bench --json: one report per robustness setting
+            report = report[0]
+        # A report's kernel times are per UNet step (the median step's profile).
+        per_variant[name] = {k["name"]: float(k["ms"]) for k in report["kernels"]}
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for kernel, shape in shapes.items():
+        by_shape.setdefault(tuple(shape), []).append(kernel)
+    entries = []
+    for shape, kernels in sorted(by_shape.items()):
+        times = {
+            name: round(sum(measured.get(k, float("inf")) for k in kernels), 4)
+            for name, measured in per_variant.items()
+        }
+        best = min(times, key=lambda n: times[n])
+        if times[best] == float("inf"):
+            continue
+        entries.append(
+            {
+                "shape": list(shape),
+                "kernels": sorted(kernels),
+                "tiles": asdict(VARIANTS[best.split("-cb")[0]]),
+                "variant": best,
+                "ms_per_step": {n: t for n, t in sorted(times.items()) if t != float("inf")},
+            }
+        )
+    data = {
+        "about": (
+            "Matmul/convolution tiles per normalised shape [s, i, j, k] (C[s,i,j] += "
+            "A[s,i,k] * B[s,j,k]), the variant with the least GPU time per SD 1.5 UNet step; "
+            "made by scripts/tune_tiles.py (see docs/kernels.md)."
+        ),
+        "machine": machine,
+        "variants": {name: asdict(VARIANTS[name.split("-cb")[0]]) for name in benches},
+        "entries": entries,
+    }
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    _say(f"wrote {out}: {len(entries)} shapes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--model-dir", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    b.add_argument(
+        "--channel-block",
+        type=int,
+        default=0,
+        help="implicit-GEMM k order (KernelOptions.channel_block); names get -cbN",
+    )
+    s = sub.add_parser("select")
+    s.add_argument("--shapes", type=Path, required=True)
+    s.add_argument("--bench", nargs="+", required=True, metavar="NAME=FILE")
+    s.add_argument("--machine", required=True)
+    s.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build(args.model_dir, args.out, args.variants, args.channel_block)
+    else:
+        benches = {}
+        for item in args.bench:
+            name, _, path = item.partition("=")
+            if name.split("-cb")[0] not in VARIANTS:
+                parser.error(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+            benches[name] = Path(path)
+        select(args.shapes, benches, args.machine, args.out)
+
+
+if __name__ == "__main__":
+    main()
