@@ -13,6 +13,10 @@ if [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ] && [ -f /usr/lib/chromium/
 fi
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+step "lockfiles: .venv vs requirements/dev.lock, node_modules + static/vendor vs package-lock.json"
+python scripts/check_lock.py
+(cd packages/wsd-web && node scripts/check_lock.mjs)
+
 step "ruff"
 ruff check .
 ruff format --check .
@@ -20,6 +24,10 @@ step "mypy --strict"
 mypy packages/*/src
 step "tsc --checkJs"
 (cd packages/wsd-web && npx --no-install tsc -p jsconfig.json)
+step "bandit (Python security scan)"
+bandit -c pyproject.toml -r packages/*/src -q
+step "eslint (JS lint with security rules)"
+(cd packages/wsd-web && npx --no-install eslint --max-warnings 0 .)
 
 # V8 coverage of every Node process (the Dawn runs inside pytest too) lands here.
 rm -rf coverage && mkdir -p coverage/js-v8
@@ -30,4 +38,6 @@ step "node --test"
 (cd packages/wsd-web && npx --no-install c8 --temp-directory "$NODE_V8_COVERAGE" --clean=false \
   --all --src src/wsd_web/static/js --include 'src/wsd_web/static/js/**' --exclude 'src/wsd_web/static/vendor/**' \
   --check-coverage --lines 80 --reporter text node --test tests/js/)
+step "docs build (sphinx -W -n)"
+sphinx-build -W -n --keep-going -q -b html docs build/docs
 step "all checks passed"

@@ -52,12 +52,17 @@ def _conv_norm_module(
     return bb.get()
 
 
-@pytest.mark.parametrize("channel_block", [0, 16], ids=["channel-major", "tap-blocks"])
+@pytest.mark.parametrize(
+    ("channel_block", "split_k"),
+    [(0, False), (16, False), (16, True)],
+    ids=["channel-major", "tap-blocks", "tap-blocks-split-k"],
+)
 @pytest.mark.parametrize(
     ("x", "w", "stride", "padding", "groups"),
     [
         ((2, 64, 16, 16), (32, 64, 3, 3), 1, 1, 8),  # the UNet's 3x3 convolutions
         ((1, 48, 9, 7), (16, 48, 3, 3), 2, 1, 4),  # 3 blocks of 16 channels, strided, odd
+        ((2, 128, 4, 4), (64, 128, 3, 3), 1, 1, 8),  # few outputs, deep k: split-K
         ((1, 32, 15, 9), (16, 32, 3, 3), 2, 1, 4),  # downsampling, odd sizes
         ((2, 48, 8, 8), (64, 48, 1, 1), 1, 0, 32),  # 1x1 shortcut, one channel per group... x2
     ],
@@ -69,13 +74,17 @@ def test_rewrites_match_tvm_lowering(
     padding: int,
     groups: int,
     channel_block: int,
+    split_k: bool,
 ) -> None:
     mod = _conv_norm_module(x, w, stride=stride, padding=padding, groups=groups)
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype("float32") * 3 + 1 for s in (x, w, (w[0],), (w[0],))]
-    rewritten = relax.transform.LegalizeOps(legalize_map(channel_block))(decompose_group_norm(mod))
+    rewritten = relax.transform.LegalizeOps(legalize_map(channel_block, split_k))(
+        decompose_group_norm(mod)
+    )
     names = [gv.name_hint for gv in rewritten.get_global_vars()]
     assert "conv2d" in names and not any("group_norm" in n for n in names)
+    assert ("conv2d_split_sum" in names) == (split_k and x == (2, 128, 4, 4))
     expected, got = _run(mod, args), _run(rewritten, args)
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 

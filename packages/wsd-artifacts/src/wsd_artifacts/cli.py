@@ -41,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: {message}; see `{PROG} --help`\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
     parser = _Parser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -71,7 +72,7 @@ def _summary(report: VerifyReport) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-artifacts`` command."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         report = verify(args.directory)
     except ManifestError as e:

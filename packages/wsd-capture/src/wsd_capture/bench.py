@@ -561,7 +561,8 @@ def _device(text: str) -> torch.device:
     return device
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
     parser = _Parser(
         prog=PROG,
         description="Time diffusers on PyTorch stage by stage, as the WebGPU pipeline runs: "
@@ -631,7 +632,7 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m wsd_capture.bench``."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.model_dir is not None and args.kind not in ("sd15", "sdxl"):
         parser.error("--model-dir needs --kind sd15 or --kind sdxl")

@@ -263,8 +263,9 @@ def check_image_size(
     *,
     vae_dir: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Check ``height``/``width`` as :func:`image_geometry` does, from a local diffusers
-    directory's ``unet/config.json`` and ``vae/config.json`` (or ``vae_dir``'s) alone.
+    """Check ``height``/``width`` as capturing does, from a local diffusers directory's
+    ``unet/config.json`` and ``vae/config.json`` (or ``vae_dir``'s) alone: each a positive
+    multiple of the VAE's factor times the UNet's downsampling, at most twice the native size.
 
     So a size the model cannot take fails before minutes of loading its weights.
     Does nothing when the configs cannot be read; loading then says why.

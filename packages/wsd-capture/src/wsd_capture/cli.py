@@ -31,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: {message}; see `{self.prog} --help`\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
     parser = _Parser(
         prog=PROG,
         description=__doc__,
@@ -104,7 +105,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-capture`` command."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
         print(json.dumps(_run(args), indent=1))

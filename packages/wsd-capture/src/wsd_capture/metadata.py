@@ -103,6 +103,7 @@ class PipelineMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineMetadata:
+        """The metadata :meth:`to_dict` wrote (as read back from ``metadata.json``)."""
         return cls(
             kind=data["kind"],
             source=data["source"],

@@ -17,8 +17,8 @@ from itertools import pairwise
 
 from transformers import CLIPTokenizer
 
-BOS_TOKEN = "<|startoftext|>"
-EOS_TOKEN = "<|endoftext|>"
+BOS_TOKEN = "<|startoftext|>"  # nosec B105 # CLIP's special token text
+EOS_TOKEN = "<|endoftext|>"  # nosec B105 # CLIP's special token text
 MODEL_MAX_LENGTH = 77
 END_OF_WORD = "</w>"
 

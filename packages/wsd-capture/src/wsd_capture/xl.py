@@ -61,7 +61,8 @@ class PooledTextEncoderGraph(TextEncoderGraph):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         penultimate = self.run_layers(self.embed(input_ids), self.layers[:-1])
         last = self.layers[-1](penultimate, self.causal_mask)
-        assert self.final_layer_norm is not None
+        if self.final_layer_norm is None:
+            raise RuntimeError("the pooled text encoder needs its final layer norm")
         final = self.final_layer_norm(last)
         pooled = (final * pooled_mask[:, :, None]).sum(dim=1)
         return penultimate, self.text_projection(pooled)

@@ -34,7 +34,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: {message}; see `{self.prog} --help`\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
     # After quiet_libraries(): importing the presets imports diffusers.
     from wsd_capture import PRESET_KINDS, PRESETS
 
@@ -108,7 +109,7 @@ def _progress(line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-compile`` command."""
     quiet_libraries()
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command in ("sd15", "sdxl"):
             options: dict[str, Any] = {

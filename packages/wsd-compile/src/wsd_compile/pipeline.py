@@ -191,7 +191,8 @@ def _resolve_capture(
         with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
             captured = capture_dir(write_preset(preset, Path(tmp) / preset))
         return replace(captured, metadata=replace(captured.metadata, source=preset))
-    assert source is not None
+    if source is None:  # ruled out above; says so to the type checker, also under -O
+        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
     return capture_dir(source)
 
 

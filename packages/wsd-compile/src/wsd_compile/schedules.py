@@ -417,6 +417,7 @@ def _conv2d_implicit_gemm(
     padding: tuple[int, int, int, int],
     out_dtype: str,
     channel_block: int = 0,
+    k_parts: int = 1,
 ) -> te.Tensor:
     """NCHW x OIHW convolution as ``out[n, o, y, x] = sum_k W[o, k] * col[n, k, y, x]``.
 
@@ -425,7 +426,11 @@ def _conv2d_implicit_gemm(
     block, tap, channel within the block) instead: a k step of that many
     elements then reads one tap of consecutive channels, so the tap and its
     bounds are the same for the whole step and the gather's divisions drop
-    out of the per-element index arithmetic."""
+    out of the per-element index arithmetic.
+
+    With ``k_parts > 1`` (split-K), the result is ``k_parts`` partial sums over
+    consecutive ranges of ``k``, shape ``(split, n, cout, out_h, out_w)``,
+    for :func:`_sum_partials` to add up."""
     n, cin, height, width = (int(d) for d in data.shape)
     cout, _, kh, kw = (int(d) for d in weight.shape)
     top, left, bottom, right = padding
@@ -436,6 +441,7 @@ def _conv2d_implicit_gemm(
     depth = cin * taps
 
     blocked = channel_block > 1 and cin % channel_block == 0 and taps > 1
+    parts = k_parts
 
     def split(k: Any) -> tuple[Any, Any]:
         """``k`` -> (input channel, tap)."""
@@ -452,11 +458,32 @@ def _conv2d_implicit_gemm(
         inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
         return tirx.if_then_else(inside, data[b, c, iy, ix], tirx.const(0, data.dtype))
 
-    columns = te.compute((n, depth, out_h, out_w), col, name="im2col")
-
     def weight_at(o: Any, k: Any) -> Any:
         c, tap = split(k)
         return weight[o, c, tap // kw, tap % kw]
+
+    if parts > 1:
+        chunk = depth // parts
+        part_columns = te.compute(
+            (parts, n, chunk, out_h, out_w),
+            lambda p, b, j, y, x: col(b, p * chunk + j, y, x),
+            name="im2col",
+        )
+        part_matrix = te.compute(
+            (parts, cout, chunk), lambda p, o, j: weight_at(o, p * chunk + j), name="weight_matrix"
+        )
+        j = te.reduce_axis((0, chunk), name="k")
+        return te.compute(
+            (parts, n, cout, out_h, out_w),
+            lambda p, b, o, y, x: te.sum(
+                part_matrix[p, o, j].astype(out_dtype)
+                * part_columns[p, b, j, y, x].astype(out_dtype),
+                axis=j,
+            ),
+            name="conv2d_gemm",
+        )
+
+    columns = te.compute((n, depth, out_h, out_w), col, name="im2col")
 
     matrix = te.compute((cout, depth), weight_at, name="weight_matrix")
     k = te.reduce_axis((0, depth), name="k")
@@ -469,8 +496,40 @@ def _conv2d_implicit_gemm(
     )
 
 
+def _sum_partials(partials: te.Tensor) -> te.Tensor:
+    """The sum over the first axis of split-K partial results."""
+    r = te.reduce_axis((0, int(partials.shape[0])), name="part")
+    return te.compute(
+        tuple(partials.shape[1:]),
+        lambda *i: te.sum(partials[(r, *i)], axis=r),
+        name="conv2d_split_sum",
+    )
+
+
+#: Split-K: a convolution whose output makes fewer than this many 64x64
+#: tiles is computed as partial sums over ranges of k (each at least
+#: :data:`SPLIT_K_MIN_DEPTH` long) so that the GPU gets enough workgroups.
+SPLIT_K_TARGET_TILES = 256
+SPLIT_K_MIN_DEPTH = 512
+
+
+def split_k_parts(outputs_i: int, outputs_j: int, depth: int, step: int = 16) -> int:
+    """How many k ranges a matmul with ``outputs_i x outputs_j`` outputs and
+    reduction ``depth`` is split into (1: not split). The ranges are equal
+    and multiples of ``step``, the k step of the tiles."""
+    tiles = -(-outputs_i // 64) * -(-outputs_j // 64)
+    best = 1
+    for parts in range(2, 17):
+        if tiles * best >= SPLIT_K_TARGET_TILES:
+            break
+        chunk, rest = divmod(depth, parts)
+        if rest == 0 and chunk % step == 0 and chunk >= SPLIT_K_MIN_DEPTH:
+            best = parts
+    return best
+
+
 def _legalize_conv2d(
-    bb: relax.BlockBuilder, call: relax.Call, channel_block: int = 0
+    bb: relax.BlockBuilder, call: relax.Call, channel_block: int = 0, split_k: bool = False
 ) -> relax.Expr | None:
     attrs = call.attrs
     data, weight = call.args
@@ -487,25 +546,38 @@ def _legalize_conv2d(
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
     if out_dtype in ("", "void", "None"):
         out_dtype = str(data.ty.dtype)
-    return bb.call_te(
+    n, cin, height, width = _static_shape(data) or []
+    cout, _, kh, kw = _static_shape(weight) or []
+    strides = tuple(int(s) for s in attrs.strides)
+    padding = tuple(int(p) for p in attrs.padding)
+    out_h = (height + padding[0] + padding[2] - kh) // strides[0] + 1
+    out_w = (width + padding[1] + padding[3] - kw) // strides[1] + 1
+    parts = split_k_parts(cout, n * out_h * out_w, cin * kh * kw) if split_k else 1
+    gemm = bb.call_te(
         _conv2d_implicit_gemm,
         data,
         weight,
-        strides=tuple(int(s) for s in attrs.strides),
-        padding=tuple(int(p) for p in attrs.padding),
+        strides=strides,
+        padding=padding,
         out_dtype=out_dtype,
         channel_block=channel_block,
+        k_parts=parts,
         primfunc_name_hint="conv2d",
     )
+    if parts == 1:
+        return gemm
+    # A kernel of its own (a reduction does not fuse into the matmul), which
+    # the convolution's epilogue (bias, residual) fuses into.
+    return bb.call_te(_sum_partials, bb.emit(gemm), primfunc_name_hint="conv2d_split_sum")
 
 
-def legalize_map(channel_block: int = 0) -> dict[str, Any]:
+def legalize_map(channel_block: int = 0, split_k: bool = False) -> dict[str, Any]:
     """Legalization overrides: convolutions as implicit GEMM (``k`` in
     blocks of ``channel_block`` channels per tap, see :func:`_conv2d_implicit_gemm`)."""
     default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-        gemm = _legalize_conv2d(bb, call, channel_block)
+        gemm = _legalize_conv2d(bb, call, channel_block, split_k)
         return gemm if gemm is not None else default(bb, call)
 
     return {"relax.nn.conv2d": conv2d}
@@ -530,7 +602,9 @@ class KernelOptions:
     adaptive: bool = True
     #: Implicit-GEMM ``k`` order: taps of blocks of this many input channels
     #: (0: channel-major, the plain im2col order).
-    channel_block: int = 0
+    channel_block: int = 16
+    #: Split-K for convolutions with too few output tiles (:func:`split_k_parts`).
+    split_k: bool = True
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
@@ -558,7 +632,7 @@ def webgpu_pipeline(
         rules.append(TiledMatmul(kernels.tiles))
     rules.append(dl.gpu.Matmul())
     legalize = relax.transform.LegalizeOps(
-        legalize_map(kernels.channel_block) if kernels.implicit_gemm else None
+        legalize_map(kernels.channel_block, kernels.split_k) if kernels.implicit_gemm else None
     )
     passes = [
         *generic.library_dispatch_passes(target),

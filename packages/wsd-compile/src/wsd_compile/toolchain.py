@@ -25,7 +25,10 @@ def find_emcc(emcc: str = "emcc") -> str:
 @functools.cache
 def emcc_version(emcc: str) -> str:
     """The first line of ``emcc --version`` (part of every cache key)."""
-    proc = subprocess.run([emcc, "--version"], capture_output=True, text=True, check=False)
+    # An argv list (no shell): the emcc found on PATH, asked for its version.
+    proc = subprocess.run(  # nosec B603
+        [emcc, "--version"], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise ToolchainError(f"`{emcc} --version` failed: {proc.stderr.strip()}; {INSTALL_HINT}")
     return proc.stdout.splitlines()[0].strip()

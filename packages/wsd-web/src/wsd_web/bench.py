@@ -96,7 +96,8 @@ def run_bench(
             "randomWeights": random_weights,
             "profile": profile,
         }
-        result = subprocess.run(
+        # An argv list (no shell): node on PATH, our own script, the build and JSON options.
+        result = subprocess.run(  # nosec B603
             [node, str(BENCH_SCRIPT), str(root), json.dumps(options)],
             capture_output=True,
             text=True,

@@ -40,7 +40,8 @@ from .site import SiteError, export_site, parse_origin
 CHECK_TOLERANCE = 1e-4
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
     parser = argparse.ArgumentParser(
         prog="wsd-web", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -257,7 +258,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-web`` command."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "report":
         return _report(args)
     if args.command == "bench":

@@ -282,7 +282,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if body.data is not None:
                 self.wfile.write(body.data[start : start + length])
                 return
-            assert body.path is not None
+            if body.path is None:
+                raise RuntimeError("a response body has neither bytes nor a file")
             with body.path.open("rb") as f:
                 sent = self.connection.sendfile(f, start, length)
             if sent != length:

@@ -65,6 +65,7 @@ test("validateInfo rejects what cannot be a CLIP tokenizer's settings", () => {
     for (const bad of [undefined, null, "1", -1, 1.5, NaN, 2 ** 31]) {
       assert.throws(() => validateInfo({ ...SD, [key]: bad }), {
         name: "RangeError",
+        // eslint-disable-next-line security/detect-non-literal-regexp -- built from the test's own constants
         message: new RegExp(`${key} must be a non-negative int32 token id, got ${String(bad)}`),
       });
     }
@@ -209,6 +210,7 @@ const CLIP_STYLE_JSON = {
 };
 
 test("the vendored web-tokenizers wasm: encode adds no special tokens, ClipTokenizer frames them", async () => {
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the vendored bundle's fixed path
   assert.ok(existsSync(BUNDLE), `${BUNDLE.pathname} is missing: run \`npm run vendor\``);
   const tokenizers = createRequire(import.meta.url)(BUNDLE.pathname);
   const json = new TextEncoder().encode(JSON.stringify(CLIP_STYLE_JSON)).buffer;

@@ -5,7 +5,7 @@
 // `noise()` draws from a torch-compatible generator (torch_random.js), as the
 // app does, once `useGenerator` has given it one and the latent shape.
 
-import { TorchGenerator } from "../../src/wsd_web/static/js/torch_random.js";
+/** @typedef {import("../../src/wsd_web/static/js/torch_random.js").TorchGenerator} TorchGenerator */
 
 /**
  * @typedef {object} CountingOps

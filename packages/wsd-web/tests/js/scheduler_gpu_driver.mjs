@@ -6,7 +6,6 @@
 // FIXTURE_JSON: {cases: [{scheduler, config, steps, seed, modelOutputs: number[][]}]}
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { join } from "node:path";
 import { create, globals } from "webgpu";
 
 import { createScheduler } from "../../src/wsd_web/static/js/schedulers/index.js";
@@ -14,19 +13,22 @@ import { SDModel } from "../../src/wsd_web/static/js/sd_model.js";
 import { gpuTensorOps } from "../../src/wsd_web/static/js/sd_pipeline.js";
 import { TorchGenerator } from "../../src/wsd_web/static/js/torch_random.js";
 import { requestGPU } from "../../src/wsd_web/static/js/webgpu_device.js";
+import { buildFiles } from "../../src/wsd_web/node/files.mjs";
 
 const [dir, fixturePath] = process.argv.slice(2);
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
+// eslint-disable-next-line security/detect-non-literal-require -- one of our two vendored bundles, by name
 const vendored = (/** @type {string} */ name) => require(`../../src/wsd_web/static/vendor/${name}/index.js`);
 const gpu = await requestGPU(create([]));
 let status = 0;
 try {
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the fixture the test wrote, named on argv
   const fixture = JSON.parse(await readFile(fixturePath, "utf8"));
   const model = await SDModel.open({
     tvmjs: vendored("tvmjs"),
     gpu,
-    get: async (path) => new Uint8Array(await readFile(join(dir, path))),
+    get: buildFiles(dir),
   });
   const tvm = model.session.tvm;
   const shape = model.manifest.latent.shape;

@@ -11,9 +11,8 @@
 // bounds checks in shaders; browsers always keep them on).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { basename, join, resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { create, globals } from "webgpu";
 
 import { KernelProfiler } from "../static/js/gpu_profiler.js";
@@ -23,6 +22,7 @@ import { createScheduler } from "../static/js/schedulers/index.js";
 import { parseTensorCacheIndex } from "../static/js/tensor_cache.js";
 import { TorchGenerator } from "../static/js/torch_random.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
+import { buildFiles } from "./files.mjs";
 
 const [dir, optionsJson = "{}"] = process.argv.slice(2);
 if (!dir) {
@@ -83,7 +83,7 @@ function randomShard(shard, seed) {
  */
 async function fileSource(root) {
   /** @param {string} path */
-  const disk = async (path) => new Uint8Array(await readFile(join(root, path)));
+  const disk = buildFiles(root);
   if (randomWeights === null) return disk;
   const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await disk("manifest.json"))));
   const index = parseTensorCacheIndex(JSON.parse(new TextDecoder().decode(await disk(manifest.weights))));
@@ -97,6 +97,7 @@ async function fileSource(root) {
 
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
+// eslint-disable-next-line security/detect-non-literal-require -- one of our two vendored bundles, by name
 const vendored = (/** @type {string} */ name) => require(`../static/vendor/${name}/index.js`);
 const tvmjs = vendored("tvmjs");
 const tokenizers = vendored("tokenizers");
@@ -187,6 +188,9 @@ try {
   scheduler.setTimesteps(steps);
   let step = 0;
   const schedulerStep = await time(() => {
+    // More timed calls than the schedule has steps start it over (multistep
+    // schedulers such as PNDM refuse a step past their plan).
+    if (step > 0 && step % scheduler.timesteps.length === 0) scheduler.setTimesteps(steps);
     const timestep = scheduler.timesteps[step++ % scheduler.timesteps.length];
     const guided = session.persist(() => loaded.call("cfg_combine", pred, pipeline.scalar(7.5)));
     const next = scheduler.step(guided, timestep, latents);

@@ -3,13 +3,12 @@
 //   node check.mjs DIR
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { join } from "node:path";
 import { create, globals } from "webgpu";
 
 import { runCheck } from "../static/js/check_runner.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
+import { buildFiles } from "./files.mjs";
 
 const dir = process.argv[2];
 if (!dir) {
@@ -24,7 +23,7 @@ try {
   const result = await runCheck({
     tvmjs,
     gpu,
-    fetchBytes: async (path) => new Uint8Array(await readFile(join(dir, path))),
+    fetchBytes: buildFiles(dir),
   });
   // stdout may be a pipe (asynchronous): wait for the write before exiting.
   await new Promise((resolve) => process.stdout.write(`${JSON.stringify(result)}\n`, resolve));

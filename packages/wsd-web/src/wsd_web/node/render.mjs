@@ -10,14 +10,13 @@
 //   times and report each generation's timings).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { join } from "node:path";
 import { create, globals } from "webgpu";
 
 import { SDModel } from "../static/js/sd_model.js";
 import { createPipeline } from "../static/js/sd_pipeline.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
+import { buildFiles } from "./files.mjs";
 
 const [dir, optionsJson = "{}"] = process.argv.slice(2);
 if (!dir) {
@@ -29,12 +28,13 @@ Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
 // computed path keeps tsc from type-checking third-party code.
+// eslint-disable-next-line security/detect-non-literal-require -- one of our two vendored bundles, by name
 const vendored = (/** @type {string} */ name) => require(`../static/vendor/${name}/index.js`);
 const tvmjs = vendored("tvmjs");
 const tokenizers = vendored("tokenizers");
 const gpu = await requestGPU(create([]));
 /** @param {string} path */
-const fetchBytes = async (path) => new Uint8Array(await readFile(join(dir, path)));
+const fetchBytes = buildFiles(dir);
 let status = 0;
 /** @type {SDModel | null} */
 let model = null;

@@ -383,7 +383,7 @@ async function generate(options) {
   } catch (e) {
     if (state.lost) {
       sayLost(); // a step that finished after the loss may have overwritten the status
-      throw new Error(`the GPU device was lost during the generation (${state.lost}): re-initialise and generate again`);
+      throw new Error(`the GPU device was lost during the generation (${state.lost}): re-initialise and generate again`, { cause: e });
     }
     say(e instanceof CancelledError ? "Cancelled." : String(e), !(e instanceof CancelledError));
     throw e;

@@ -19,7 +19,7 @@ function parse(text, url) {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${url} is not JSON (${e instanceof Error ? e.message : e}): the server sent something else; check the model address`);
+    throw new Error(`${url} is not JSON (${e instanceof Error ? e.message : e}): the server sent something else; check the model address`, { cause: e });
   }
 }
 

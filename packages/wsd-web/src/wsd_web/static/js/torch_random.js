@@ -209,6 +209,7 @@ export function fmaTie(p, c, hi, r, o) {
 }
 
 // avx_mathfun.h constants, as float32 (`_PS256_CONST` stores floats).
+// eslint-disable-next-line no-loss-of-precision -- avx_mathfun.h's digits; fround() keeps a float32 of them
 const SQRTHF = fround(0.707106781186547524);
 const LOG_P0 = fround(7.0376836292e-2);
 const LOG_P1 = fround(-1.151461031e-1);
@@ -223,6 +224,7 @@ const LOG_Q1 = fround(-2.1219444e-4);
 const LOG_Q2 = fround(0.693359375);
 const MINUS_DP1 = fround(-0.78515625);
 const MINUS_DP2 = fround(-2.4187564849853515625e-4);
+// eslint-disable-next-line no-loss-of-precision -- avx_mathfun.h's digits; fround() keeps a float32 of them
 const MINUS_DP3 = fround(-3.77489497744594108e-8);
 const SINCOF_P0 = fround(-1.9515295891e-4);
 const SINCOF_P1 = fround(8.3321608736e-3);
