@@ -53,8 +53,8 @@ def _conv_norm_module(
 
 
 @pytest.mark.parametrize(
-    ("channel_block", "split_k"),
-    [(0, False), (16, False), (16, True)],
+    ("channel_block", "split_k_tiles"),
+    [(0, 0), (16, 0), (16, 256)],
     ids=["channel-major", "tap-blocks", "tap-blocks-split-k"],
 )
 @pytest.mark.parametrize(
@@ -74,17 +74,17 @@ def test_rewrites_match_tvm_lowering(
     padding: int,
     groups: int,
     channel_block: int,
-    split_k: bool,
+    split_k_tiles: int,
 ) -> None:
     mod = _conv_norm_module(x, w, stride=stride, padding=padding, groups=groups)
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype("float32") * 3 + 1 for s in (x, w, (w[0],), (w[0],))]
-    rewritten = relax.transform.LegalizeOps(legalize_map(channel_block, split_k))(
+    rewritten = relax.transform.LegalizeOps(legalize_map(channel_block, split_k_tiles))(
         decompose_group_norm(mod)
     )
     names = [gv.name_hint for gv in rewritten.get_global_vars()]
     assert "conv2d" in names and not any("group_norm" in n for n in names)
-    assert ("conv2d_split_sum" in names) == (split_k and x == (2, 128, 4, 4))
+    assert ("conv2d_split_sum" in names) == (split_k_tiles > 0 and x == (2, 128, 4, 4))
     expected, got = _run(mod, args), _run(rewritten, args)
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 

@@ -506,21 +506,22 @@ def _sum_partials(partials: te.Tensor) -> te.Tensor:
     )
 
 
-#: Split-K: a convolution whose output makes fewer than this many 64x64
-#: tiles is computed as partial sums over ranges of k (each at least
-#: :data:`SPLIT_K_MIN_DEPTH` long) so that the GPU gets enough workgroups.
-SPLIT_K_TARGET_TILES = 256
+#: Split-K ranges of k are at least this long.
 SPLIT_K_MIN_DEPTH = 512
 
 
-def split_k_parts(outputs_i: int, outputs_j: int, depth: int, step: int = 16) -> int:
+def split_k_parts(
+    outputs_i: int, outputs_j: int, depth: int, target_tiles: int, step: int = 16
+) -> int:
     """How many k ranges a matmul with ``outputs_i x outputs_j`` outputs and
-    reduction ``depth`` is split into (1: not split). The ranges are equal
-    and multiples of ``step``, the k step of the tiles."""
+    reduction ``depth`` is split into (1: not split) so that it makes at
+    least ``target_tiles`` 64x64 output tiles. The ranges are equal, multiples
+    of ``step`` (the k step of the tiles) and at least
+    :data:`SPLIT_K_MIN_DEPTH` long; at most 16."""
     tiles = -(-outputs_i // 64) * -(-outputs_j // 64)
     best = 1
     for parts in range(2, 17):
-        if tiles * best >= SPLIT_K_TARGET_TILES:
+        if tiles * best >= target_tiles:
             break
         chunk, rest = divmod(depth, parts)
         if rest == 0 and chunk % step == 0 and chunk >= SPLIT_K_MIN_DEPTH:
@@ -529,7 +530,7 @@ def split_k_parts(outputs_i: int, outputs_j: int, depth: int, step: int = 16) ->
 
 
 def _legalize_conv2d(
-    bb: relax.BlockBuilder, call: relax.Call, channel_block: int = 0, split_k: bool = False
+    bb: relax.BlockBuilder, call: relax.Call, channel_block: int = 0, split_k_tiles: int = 0
 ) -> relax.Expr | None:
     attrs = call.attrs
     data, weight = call.args
@@ -552,7 +553,7 @@ def _legalize_conv2d(
     padding = tuple(int(p) for p in attrs.padding)
     out_h = (height + padding[0] + padding[2] - kh) // strides[0] + 1
     out_w = (width + padding[1] + padding[3] - kw) // strides[1] + 1
-    parts = split_k_parts(cout, n * out_h * out_w, cin * kh * kw) if split_k else 1
+    parts = split_k_parts(cout, n * out_h * out_w, cin * kh * kw, split_k_tiles)
     gemm = bb.call_te(
         _conv2d_implicit_gemm,
         data,
@@ -571,13 +572,13 @@ def _legalize_conv2d(
     return bb.call_te(_sum_partials, bb.emit(gemm), primfunc_name_hint="conv2d_split_sum")
 
 
-def legalize_map(channel_block: int = 0, split_k: bool = False) -> dict[str, Any]:
+def legalize_map(channel_block: int = 0, split_k_tiles: int = 0) -> dict[str, Any]:
     """Legalization overrides: convolutions as implicit GEMM (``k`` in
     blocks of ``channel_block`` channels per tap, see :func:`_conv2d_implicit_gemm`)."""
     default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-        gemm = _legalize_conv2d(bb, call, channel_block, split_k)
+        gemm = _legalize_conv2d(bb, call, channel_block, split_k_tiles)
         return gemm if gemm is not None else default(bb, call)
 
     return {"relax.nn.conv2d": conv2d}
@@ -603,8 +604,10 @@ class KernelOptions:
     #: Implicit-GEMM ``k`` order: taps of blocks of this many input channels
     #: (0: channel-major, the plain im2col order).
     channel_block: int = 16
-    #: Split-K for convolutions with too few output tiles (:func:`split_k_parts`).
-    split_k: bool = True
+    #: Split-K: convolutions with fewer 64x64 output tiles than this are
+    #: computed as partial sums over ranges of k, then added up, so that the
+    #: GPU gets enough workgroups (:func:`split_k_parts`; 0: never).
+    split_k_tiles: int = 256
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
@@ -632,7 +635,9 @@ def webgpu_pipeline(
         rules.append(TiledMatmul(kernels.tiles))
     rules.append(dl.gpu.Matmul())
     legalize = relax.transform.LegalizeOps(
-        legalize_map(kernels.channel_block, kernels.split_k) if kernels.implicit_gemm else None
+        legalize_map(kernels.channel_block, kernels.split_k_tiles)
+        if kernels.implicit_gemm
+        else None
     )
     passes = [
         *generic.library_dispatch_passes(target),
