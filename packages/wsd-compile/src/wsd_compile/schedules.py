@@ -607,7 +607,7 @@ class KernelOptions:
     #: Split-K: convolutions with fewer 64x64 output tiles than this are
     #: computed as partial sums over ranges of k, then added up, so that the
     #: GPU gets enough workgroups (:func:`split_k_parts`; 0: never).
-    split_k_tiles: int = 256
+    split_k_tiles: int = 1024
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
