@@ -21,6 +21,7 @@ from wsd_compile.schedules import (
     legalize_map,
     load_tile_table,
     matmul_shape,
+    split_k_parts,
     webgpu_pipeline,
 )
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
@@ -205,3 +206,16 @@ def test_committed_tile_table_is_valid() -> None:
         words = rows * (tiles.micro_k + 1)
         assert 4 * words <= 32 * 1024, (shape, tiles)  # TVM's WebGPU workgroup-memory cap
         assert tiles.block_x * tiles.block_y <= 256, (shape, tiles)  # WebGPU's default limit
+
+
+def test_runtime_check_convolution_takes_the_split_k_path() -> None:
+    """The runtime check (run on WebGPU in Chromium and Dawn against numpy)
+    exercises split-K and the tap-blocked k order with the default kernels."""
+    from wsd_compile.check import build_check_module
+
+    rewritten = relax.transform.LegalizeOps(
+        legalize_map(DEFAULT_KERNELS.channel_block, DEFAULT_KERNELS.split_k_tiles)
+    )(build_check_module())
+    names = [gv.name_hint for gv in rewritten.get_global_vars()]
+    assert "conv2d_split_sum" in names
+    assert split_k_parts(16, 64, 128 * 9, DEFAULT_KERNELS.split_k_tiles) == 2

@@ -31,8 +31,11 @@ CHECK_WASM = "check.wasm"
 
 _X = (4, 32)
 _FC = (32, 16)
-_IMG = (1, 8, 16, 16)
-_CONV = (16, 8, 3, 3)
+# 128 input channels x 9 taps against 64 outputs per channel: the convolution
+# takes the paths the UNet's deep, low-resolution ones do (tap-blocked k order,
+# split-K into two partial sums; wsd_compile.schedules).
+_IMG = (1, 128, 8, 8)
+_CONV = (16, 128, 3, 3)
 _GROUPS = 4
 _EPS = 1e-5
 
