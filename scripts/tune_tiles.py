@@ -56,19 +56,22 @@ def _say(message: str) -> None:
     print(f"[tune] {message}", file=sys.stderr, flush=True)
 
 
-class _ShapeRecorder:
-    """A pass instrument: each PrimFunc's matmul shape when dlight schedules it."""
+def _shape_recorder(shapes: dict[str, MatmulShape]) -> Any:
+    """A pass instrument: each PrimFunc's matmul shape, into ``shapes``, when
+    dlight schedules it."""
+    import tvm
 
-    def __init__(self) -> None:
-        self.shapes: dict[str, MatmulShape] = {}
+    @tvm.instrument.pass_instrument
+    class ShapeRecorder:
+        def run_before_pass(self, mod: Any, info: Any) -> None:
+            if "ApplyDefaultSchedule" not in str(info.name):
+                return
+            for gvar, func in mod.functions_items():
+                shape = matmul_shape(func)
+                if shape is not None:
+                    shapes[f"{gvar.name_hint}_kernel"] = shape
 
-    def run_before_pass(self, mod: Any, info: Any) -> None:
-        if "ApplyDefaultSchedule" not in str(info.name):
-            return
-        for gvar, func in mod.functions_items():
-            shape = matmul_shape(func)
-            if shape is not None:
-                self.shapes[f"{gvar.name_hint}_kernel"] = shape
+    return ShapeRecorder()
 
 
 def build(model_dir: Path, out: Path, names: list[str], channel_block: int = 0) -> None:
@@ -82,7 +85,7 @@ def build(model_dir: Path, out: Path, names: list[str], channel_block: int = 0) 
 
         write_model(model_dir, seed=0)
     out.mkdir(parents=True, exist_ok=True)
-    recorder = _ShapeRecorder()
+    shapes: dict[str, MatmulShape] = {}
     for name in names:
         tiles = VARIANTS[name]
         kernels = DEFAULT_KERNELS.without(
@@ -93,23 +96,12 @@ def build(model_dir: Path, out: Path, names: list[str], channel_block: int = 0) 
         full = out / f"{name}.full"
         shutil.rmtree(full, ignore_errors=True)
         _say(f"compiling {name}: {tiles}")
-        with tvm.transform.PassContext(instruments=[_wrap(recorder)]):
+        with tvm.transform.PassContext(instruments=[_shape_recorder(shapes)]):
             compile_sd15(model_dir, out_dir=full, precision="fp32", kernels=kernels)
         _pack(full, out / name)
         shutil.rmtree(full)
-    (out / "shapes.json").write_text(json.dumps(recorder.shapes, indent=1, sort_keys=True))
-    _say(f"wrote {out}/shapes.json ({len(recorder.shapes)} matmul kernels)")
-
-
-def _wrap(recorder: _ShapeRecorder) -> Any:
-    import tvm
-
-    @tvm.instrument.pass_instrument  # type: ignore[misc]
-    class Instrument:
-        def run_before_pass(self, mod: Any, info: Any) -> None:
-            recorder.run_before_pass(mod, info)
-
-    return Instrument()
+    (out / "shapes.json").write_text(json.dumps(shapes, indent=1, sort_keys=True))
+    _say(f"wrote {out}/shapes.json ({len(shapes)} matmul kernels)")
 
 
 def _pack(full: Path, packed: Path) -> None:
@@ -135,8 +127,8 @@ def select(shapes_file: Path, benches: dict[str, Path], machine: str, out: Path)
         # A report's kernel times are per UNet step (the median step's profile).
         per_variant[name] = {k["name"]: float(k["ms"]) for k in report["kernels"]}
     by_shape: dict[tuple[int, ...], list[str]] = {}
-    for kernel, shape in shapes.items():
-        by_shape.setdefault(tuple(shape), []).append(kernel)
+    for kernel, dims in shapes.items():
+        by_shape.setdefault(tuple(dims), []).append(kernel)
     entries = []
     for shape, kernels in sorted(by_shape.items()):
         times = {

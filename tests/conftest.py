@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from wsd_compile import RuntimeCheck, write_runtime_check
+from wsd_web.headless import CHROMIUM_ARGS, chromium_path
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +173,14 @@ def diffusers_reference_xl(tmp_path_factory: pytest.TempPathFactory) -> Referenc
 @pytest.fixture(scope="session")
 def diffusers_reference_v(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     return _reference("tiny-sd15-v", tmp_path_factory.mktemp("preset-v"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium with WebGPU (SwiftShader without a GPU), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
+        yield b
+        b.close()

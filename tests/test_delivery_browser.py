@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from wsd_web.headless import CHROMIUM_ARGS, chromium_path
 from wsd_web.server import Served, serving
 
 if TYPE_CHECKING:
@@ -28,16 +27,6 @@ pytestmark = pytest.mark.browser
 GENERATION = {"prompt": "a red bicycle in the snow", "seed": 21, "steps": 4, "scheduler": "euler"}
 REFERENCE = {**GENERATION, "negative_prompt": ""}
 TIMEOUT_MS = 600_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
-        yield b
-        b.close()
 
 
 class App:

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,7 +25,6 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from wsd_web.headless import CHROMIUM_ARGS, chromium_path
 from wsd_web.server import serving
 from wsd_web.site import render_site
 
@@ -34,16 +32,6 @@ pytestmark = pytest.mark.browser
 
 GENERATION = {"prompt": "a red bicycle in the snow", "seed": 3, "steps": 2, "scheduler": "euler"}
 TIMEOUT_MS = 600_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
-        yield b
-        b.close()
 
 
 class _Listing(HTMLParser):
