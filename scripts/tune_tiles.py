@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Choose the matmul/convolution tiles per shape by measuring them on a GPU.
 
-The recipe behind ``packages/wsd-compile/src/wsd_compile/tuned_tiles.json``
+The recipe behind ``packages/wsd-compile/src/wsd_compile/kernels/tuned_tiles.json``
 (not a test, not part of CI). Three steps:
 
 1. ``build`` (here, on the CPU machine): compile the full SD 1.5 architecture
@@ -33,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wsd_compile.schedules import DEFAULT_KERNELS, MatmulShape, MatmulTiles, matmul_shape
+from wsd_compile.kernels import DEFAULT_KERNELS, MatmulShape, MatmulTiles, matmul_shape
 
 #: The tile variants measured: workgroup threads (y x x), register tile per
 #: thread (y x x), k step. Workgroup memory stays within TVM's 32 KiB cap.

@@ -11,7 +11,7 @@ import pytest
 import tvm
 from tvm import relax, te
 
-from wsd_compile.schedules import (
+from wsd_compile.kernels import (
     DEFAULT_KERNELS,
     TVM_DEFAULT_KERNELS,
     KernelOptions,

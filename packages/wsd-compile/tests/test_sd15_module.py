@@ -12,7 +12,7 @@ from tvm import relax
 
 from wsd_capture import CapturedPipeline, capture_sd15, load_sd15, write_preset
 from wsd_compile import PipelineModule, WsdCompileError, build_sd15_module
-from wsd_compile.kernels import MAX_TERMS, combine_name
+from wsd_compile.glue import MAX_TERMS, combine_name
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
 COMPONENTS = ("text_encoder", "unet", "vae_decode")

@@ -33,7 +33,7 @@ _X = (4, 32)
 _FC = (32, 16)
 # 128 input channels x 9 taps against 64 outputs per channel: the convolution
 # takes the paths the UNet's deep, low-resolution ones do (tap-blocked k order,
-# split-K into two partial sums; wsd_compile.schedules).
+# split-K into two partial sums; wsd_compile.kernels).
 _IMG = (1, 128, 8, 8)
 _CONV = (16, 128, 3, 3)
 _GROUPS = 4

@@ -20,7 +20,7 @@ from .errors import WsdCompileError
 from .output import fresh_output_dir
 from .pipeline_module import PRECISIONS, PipelineModule, build_pipeline_module
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
-from .schedules import DEFAULT_KERNELS, KernelOptions
+from .kernels import DEFAULT_KERNELS, KernelOptions
 from .webgpu import build_webgpu_wasm
 
 if TYPE_CHECKING:

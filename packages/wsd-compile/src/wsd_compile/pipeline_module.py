@@ -32,7 +32,7 @@ from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
 
 from .errors import WsdCompileError
-from .kernels import XLTextShapes, pipeline_functions_module
+from .glue import XLTextShapes, pipeline_functions_module
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
 from .runtime import RuntimeObjects
-from .schedules import DEFAULT_KERNELS, KernelOptions
+from .kernels import DEFAULT_KERNELS, KernelOptions
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
@@ -69,7 +69,7 @@ def compile_sd15(
     nothing behind; an ``out_dir`` that already holds files is refused.
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
     use). ``log`` receives one line per phase. ``kernels`` picks the GPU
-    kernels (:mod:`wsd_compile.schedules`; the default is the fastest measured).
+    kernels (:mod:`wsd_compile.kernels`; the default is the fastest measured).
     """
     from wsd_capture import CapturedPipeline
 

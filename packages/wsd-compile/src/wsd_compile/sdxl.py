@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .errors import WsdCompileError
 from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
 from .runtime import RuntimeObjects
-from .schedules import DEFAULT_KERNELS, KernelOptions
+from .kernels import DEFAULT_KERNELS, KernelOptions
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline

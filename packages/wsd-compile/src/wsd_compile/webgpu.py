@@ -15,7 +15,7 @@ import tvm
 from .errors import WsdCompileError
 from .link import LinkResult, link_wasm
 from .runtime import RuntimeObjects
-from .schedules import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
+from .kernels import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
 
 #: WGSL shaders for the GPU; wasm32 code for the host side, run by tvmjs.
 WEBGPU_TARGET: dict[str, Any] = {"kind": "webgpu"}
@@ -68,7 +68,7 @@ def build_webgpu_wasm(
 ) -> WebGPUBuild:
     """Compile ``mod`` (Relax, static shapes) for WebGPU and link it into ``output``.
 
-    wsd's kernels (:mod:`wsd_compile.schedules`: group norm, implicit-GEMM
+    wsd's kernels (:mod:`wsd_compile.kernels`: group norm, implicit-GEMM
     convolutions, matmul tiles, as ``kernels`` selects) and TVM's default GPU
     schedules (dlight) for the rest are applied. Shaders that browsers
     would reject (64-bit or 8-bit storage) fail here, before linking. The host code is emitted
