@@ -68,6 +68,7 @@ def _body(tensors: dict[str, np.ndarray]) -> dict[str, Any]:
                 "params": None,
             },
         },
+        "tasks": {"text-to-image": ["text_encoder", "unet", "cfg_combine"]},
         "components": {
             "text_encoder": component("text_encoder."),
             "unet": component("unet."),
@@ -81,6 +82,7 @@ def _body(tensors: dict[str, np.ndarray]) -> dict[str, Any]:
                 "skip_prk_steps": True,
                 "trained_betas": None,
             },
+            "max_terms": 4,
         },
         "tokenizer": {
             "file": "tokenizer.json",

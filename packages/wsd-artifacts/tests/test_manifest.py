@@ -14,6 +14,7 @@ import pytest
 from wsd_artifacts import (
     INDEX_NAME,
     MANIFEST_NAME,
+    MANIFEST_VERSION,
     ArtifactError,
     ManifestError,
     compute_build_id,
@@ -40,7 +41,7 @@ def test_the_writer_fills_schema_version_files_and_build_id(
     model_dir: Path, body: dict[str, Any]
 ) -> None:
     m = write_manifest(model_dir, body)
-    assert (m["schema"], m["version"]) == ("wsd-manifest", 2)
+    assert (m["schema"], m["version"]) == ("wsd-manifest", MANIFEST_VERSION)
     shards = [s.data_path for s in load_tensor_cache_index(model_dir).shards]
     assert sorted(m["files"]) == sorted(["model.wasm", INDEX_NAME, "tokenizer.json", *shards])
     for rel, record in m["files"].items():
@@ -273,7 +274,7 @@ INVALID: list[tuple[Mutation, str]] = [
         'files["../tokenizer.json"]: invalid name: expected a relative path',
     ),
     (_set("schema", "other"), "not a wsd manifest: schema is 'other', expected 'wsd-manifest'"),
-    (_set("version", 0), "version: expected 2, got 0"),
+    (_set("version", 0), "version: expected 3, got 0"),
     (_set("build_id", "XYZ"), "build_id: expected 16 lowercase hex digits"),
     (_set("scheduler/config", []), "scheduler.config: expected an object, got an array"),
     (_set("latent/scaling_factor", float("nan")), "latent.scaling_factor: expected a finite"),
@@ -292,6 +293,12 @@ INVALID: list[tuple[Mutation, str]] = [
         "latent.shape: expected the last two dimensions to be image height and width divided "
         "by vae_scale_factor (8 x 8), got [1, 4, 8, 4]",
     ),
+    (
+        _set("tasks/text-to-image/1", "vae_decode"),
+        'tasks["text-to-image"]: lists functions the library lacks: vae_decode',
+    ),
+    (_set("tasks/drawing", ["unet"]), "tasks.drawing: invalid name"),
+    (_set("scheduler/max_terms", 0), "scheduler.max_terms: expected"),
     (_set("tokenizer/file", "vocab.json"), "tokenizer.file: expected a file listed in files"),
     (_set("files/manifest.json", {"bytes": 0, "integrity": "sha384-" + "A" * 64}), "list itself"),
 ]
@@ -376,14 +383,14 @@ def test_an_undecodable_manifest_is_reported(model_dir: Path) -> None:
 
 def test_a_newer_version_is_rejected_with_the_fix(model_dir: Path, body: dict[str, Any]) -> None:
     manifest = write_manifest(model_dir, body)
-    manifest["version"] = 3
-    manifest["new_v3_field"] = {}
+    manifest["version"] = 4
+    manifest["new_v4_field"] = {}
     (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ManifestError) as e:
         load_manifest(model_dir)
     assert str(e.value) == (
-        f"{model_dir / MANIFEST_NAME}: manifest version 3 is newer than this wsd-artifacts "
-        "supports (2); upgrade wsd-artifacts"
+        f"{model_dir / MANIFEST_NAME}: manifest version 4 is newer than this wsd-artifacts "
+        "supports (3); upgrade wsd-artifacts"
     )
 
 

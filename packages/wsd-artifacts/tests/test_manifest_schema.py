@@ -25,7 +25,7 @@ def test_the_schema_ships_as_package_data_and_is_draft_2020_12() -> None:
     doc = json.loads(text)
     assert doc == manifest_schema()
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert doc["properties"]["version"] == {"const": 2}
+    assert doc["properties"]["version"] == {"const": 3}
 
 
 def test_the_schema_uses_only_keywords_the_validator_implements() -> None:

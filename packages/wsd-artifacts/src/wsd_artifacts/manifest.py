@@ -30,7 +30,7 @@ from .tensor_cache import INDEX_NAME, load_tensor_cache_index
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "wsd-manifest"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 SCHEMA_RESOURCE = "manifest.schema.json"
 
 # Fields write_manifest computes; values for them in a body are replaced.
@@ -112,6 +112,13 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"{_jsonschema.child_path(_jsonschema.child_path('functions', name), 'params')}: "
                 f"expected null or the name of a component ({known}), got {params!r}"
+            )
+    for task, needed in m["tasks"].items():
+        absent = [f for f in needed if f not in m["functions"]]
+        if absent:
+            problems.append(
+                f"{_jsonschema.child_path('tasks', task)}: lists functions the library "
+                f"lacks: {', '.join(absent)}"
             )
     for name, comp in components.items():
         if comp["param_count"] != len(comp["param_names"]):
