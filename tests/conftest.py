@@ -55,15 +55,14 @@ def _cached_build(preset: str) -> Path:
 
     from wsd_artifacts import verify
     from wsd_capture import PRESET_KINDS
-    from wsd_compile import compile_sd15, compile_sdxl
+    from wsd_compile import compile_pipeline
     from wsd_compile.cache import cache_root
 
     out = cache_root() / "builds" / f"{preset}-fp32-{_source_key()}"
     if out.exists() and not verify(out).ok:
         shutil.rmtree(out)
     if not out.exists():
-        compile_fn = compile_sdxl if PRESET_KINDS[preset] == "sdxl" else compile_sd15
-        compile_fn(preset=preset, out_dir=out)
+        compile_pipeline(PRESET_KINDS[preset], preset=preset, out_dir=out)
     return out
 
 

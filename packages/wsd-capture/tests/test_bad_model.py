@@ -97,10 +97,10 @@ def test_a_size_is_refused_before_loading(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def no_loading(source: object) -> None:
+    def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("loaded before the size was checked")
 
-    monkeypatch.setattr("wsd_capture.loading.load_sd15", no_loading)
+    monkeypatch.setattr("wsd_capture.loading.load_pipeline", no_loading)
     argv = ["sd15", "--model", str(preset_dir), "--width", "1024"]
     line = _capture(argv, capsys, tmp_path)
     assert line == (
@@ -115,10 +115,10 @@ def test_a_taken_output_is_refused_before_loading(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def no_loading(source: object) -> None:
+    def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("loaded before the output was checked")
 
-    monkeypatch.setattr("wsd_capture.loading.load_sd15", no_loading)
+    monkeypatch.setattr("wsd_capture.loading.load_pipeline", no_loading)
     (tmp_path / "new" / "capture").mkdir(parents=True)
     (tmp_path / "new" / "capture" / "mine.txt").write_text("keep")
     line = _capture(["sd15", "--model", str(preset_dir)], capsys, tmp_path, "new")

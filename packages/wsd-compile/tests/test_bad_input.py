@@ -322,7 +322,7 @@ def test_a_size_is_checked_from_the_configs_before_loading(
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("the size must be refused before the pipeline loads")
 
-    monkeypatch.setattr("wsd_capture.load_sdxl", no_loading)
+    monkeypatch.setattr("wsd_capture.loading.load_pipeline", no_loading)
     with pytest.raises(WsdCompileError, match=r"^width 40 is not supported: .* up to 128$"):
         compile_sdxl(models["sdxl"], out_dir=_out(work), width=40)
     _untouched(work)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
         check_image_size,
     )
     from .errors import CaptureError
-    from .loading import check_source, load_sd15, load_sdxl, use_webgpu_attention
+    from .kinds import KINDS, PRESET_KINDS, ModelKind, capture_model, model_kind
+    from .loading import check_source, load_pipeline, load_sd15, load_sdxl, use_webgpu_attention
     from .metadata import (
         ComponentSpec,
         PipelineMetadata,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
         TensorSpec,
         XLConditioning,
     )
-    from .presets import PRESET_KINDS, PRESETS, build_tiny_sd15, build_tiny_sdxl, write_preset
+    from .presets import PRESETS, build_tiny_sd15, build_tiny_sdxl, write_preset
     from .quiet import quiet_libraries
     from .storage import load_capture, save_capture
     from .tokenizer import TokenizerInfo, build_tiny_clip_tokenizer, portable_tokenizer_json
@@ -45,7 +46,12 @@ _MODULE_OF = {
     "check_image_size": "capture",
     "capture_sdxl": "xl",
     "CaptureError": "errors",
+    "KINDS": "kinds",
+    "ModelKind": "kinds",
+    "capture_model": "kinds",
+    "model_kind": "kinds",
     "check_source": "loading",
+    "load_pipeline": "loading",
     "load_sd15": "loading",
     "load_sdxl": "loading",
     "use_webgpu_attention": "loading",
@@ -55,7 +61,7 @@ _MODULE_OF = {
     "TensorSpec": "metadata",
     "XLConditioning": "metadata",
     "PRESETS": "presets",
-    "PRESET_KINDS": "presets",
+    "PRESET_KINDS": "kinds",
     "build_tiny_sd15": "presets",
     "build_tiny_sdxl": "presets",
     "write_preset": "presets",
@@ -69,12 +75,14 @@ _MODULE_OF = {
 
 __all__ = [
     "CFG_BATCH",
+    "KINDS",
     "PRESETS",
     "PRESET_KINDS",
     "CaptureError",
     "CapturedComponent",
     "CapturedPipeline",
     "ComponentSpec",
+    "ModelKind",
     "PipelineMetadata",
     "SchedulerInfo",
     "TensorSpec",
@@ -83,13 +91,16 @@ __all__ = [
     "build_tiny_clip_tokenizer",
     "build_tiny_sd15",
     "build_tiny_sdxl",
+    "capture_model",
     "capture_sd15",
     "capture_sdxl",
     "check_image_size",
     "check_source",
     "load_capture",
+    "load_pipeline",
     "load_sd15",
     "load_sdxl",
+    "model_kind",
     "portable_tokenizer_json",
     "quiet_libraries",
     "save_capture",

@@ -18,6 +18,8 @@ tokenizes to the same 77 positions as CLIP's.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,11 +39,12 @@ from transformers import (
 )
 
 from .errors import CaptureError
+from .kinds import KINDS
 from .presets import SDXL_SCHEDULER_CONFIG
 from .tokenizer import build_tiny_clip_tokenizer
 
-#: The architectures this module builds.
-ARCHITECTURES: tuple[str, ...] = ("sd15", "sdxl")
+#: The architectures this module builds: one per model kind.
+ARCHITECTURES: tuple[str, ...] = tuple(KINDS)
 
 # runwayml/stable-diffusion-v1-5, without the "_class_name"/"_diffusers_version"/
 # "architectures" bookkeeping keys.
@@ -204,8 +207,9 @@ def sdxl_configs() -> dict[str, dict[str, Any]]:
 def build_random_pipeline(
     kind: str, seed: int
 ) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
-    """SD 1.5's (``kind="sd15"``) or SDXL base's (``"sdxl"``) architecture in memory:
-    fp32 on the CPU, random weights from ``seed`` (the same weights for the same seed).
+    """The published architecture of ``kind`` (``"sd15"``: SD 1.5's, ``"sdxl"``: SDXL
+    base's) in memory: fp32 on the CPU, random weights from ``seed`` (the same
+    weights for the same seed).
 
     The first text encoder's bos/eos/pad ids are the tiny tokenizer's (the real
     config's 0/2/1 are CLIP's legacy values), so that it agrees with the
@@ -213,11 +217,13 @@ def build_random_pipeline(
     in the real config: it pools at the largest id. SD 1.5 has no safety
     checker, SDXL no watermarker.
     """
-    if kind not in ARCHITECTURES:
+    record = KINDS.get(kind)
+    if record is None:
         raise CaptureError(
             f"unknown architecture {kind!r}: choose one of {', '.join(ARCHITECTURES)}"
         )
-    configs = sd15_configs() if kind == "sd15" else sdxl_configs()
+    architecture = record.architecture_record()
+    configs = architecture.configs()
     tokenizer = build_tiny_clip_tokenizer()
     text_config = configs["text_encoder"]
     if len(tokenizer) > text_config["vocab_size"]:
@@ -232,11 +238,16 @@ def build_random_pipeline(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if kind == "sdxl":
-            return _sdxl_pipeline(configs, tokenizer)
-        unet = UNet2DConditionModel(**configs["unet"])
-        text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
-        vae = AutoencoderKL(**configs["vae"])
+        return architecture.build(configs, tokenizer)
+
+
+def _sd15_pipeline(
+    configs: dict[str, dict[str, Any]], tokenizer: CLIPTokenizer
+) -> StableDiffusionPipeline:
+    """SD 1.5's components, built in this order from the current RNG state."""
+    unet = UNet2DConditionModel(**configs["unet"])
+    text_encoder = CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))
+    vae = AutoencoderKL(**configs["vae"])
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -270,3 +281,20 @@ def _sdxl_pipeline(
         scheduler=EulerDiscreteScheduler.from_config(configs["scheduler"]),
         add_watermarker=False,
     )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A published architecture: its component configs, and its pipeline built from
+    them and a tokenizer (from the current RNG state). Kinds name theirs in
+    :data:`~wsd_capture.kinds.KINDS`."""
+
+    configs: Callable[[], dict[str, dict[str, Any]]]
+    build: Callable[
+        [dict[str, dict[str, Any]], CLIPTokenizer],
+        StableDiffusionPipeline | StableDiffusionXLPipeline,
+    ]
+
+
+SD15_ARCHITECTURE = Architecture(sd15_configs, _sd15_pipeline)
+SDXL_ARCHITECTURE = Architecture(sdxl_configs, _sdxl_pipeline)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import CaptureError
+from .kinds import KINDS, PRESET_KINDS
 from .quiet import quiet_libraries
 
 PROG = "wsd-capture"
@@ -42,25 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     preset = sub.add_parser(
         "preset", help="write a built-in tiny random-weight pipeline as a diffusers directory"
     )
-    preset.add_argument("name", help="the preset: tiny-sd15, tiny-sd15-v or tiny-sdxl")
+    preset.add_argument("name", help=f"the preset: {', '.join(PRESET_KINDS)}")
     preset.add_argument("dir", help="output directory (new or empty)")
-    sd15 = sub.add_parser(
-        "sd15",
-        help="capture a Stable Diffusion 1.5-class pipeline (text encoder, UNet, VAE decoder)",
-    )
-    sd15.add_argument("--model", required=True, help="diffusers pipeline directory")
-    sd15.add_argument("--out", required=True, help="output capture directory (new or empty)")
-    sd15.add_argument("--height", type=int, help="image height in pixels (default: native)")
-    sd15.add_argument("--width", type=int, help="image width in pixels (default: native)")
-    sdxl = sub.add_parser(
-        "sdxl",
-        help="capture an SDXL pipeline (both text encoders, UNet, VAE decoder)",
-    )
-    sdxl.add_argument("--model", required=True, help="diffusers pipeline directory")
-    sdxl.add_argument("--out", required=True, help="output capture directory (new or empty)")
-    sdxl.add_argument("--vae", help="another VAE (diffusers AutoencoderKL directory) to use")
-    sdxl.add_argument("--height", type=int, help="image height in pixels (default: native)")
-    sdxl.add_argument("--width", type=int, help="image width in pixels (default: native)")
+    for kind in KINDS.values():
+        cmd = sub.add_parser(kind.name, help=f"capture {kind.noun} ({kind.parts})")
+        cmd.add_argument("--model", required=True, help="diffusers pipeline directory")
+        cmd.add_argument("--out", required=True, help="output capture directory (new or empty)")
+        cmd.add_argument("--vae", help="another VAE (diffusers AutoencoderKL directory) to use")
+        cmd.add_argument("--height", type=int, help="image height in pixels (default: native)")
+        cmd.add_argument("--width", type=int, help="image width in pixels (default: native)")
     return parser
 
 
@@ -70,28 +61,16 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
 
         return {"preset": args.name, "directory": str(write_preset(args.name, args.dir))}
     from .atomic import check_new_directory
-    from .capture import check_image_size
-    from .loading import check_source
+    from .kinds import capture_model
     from .storage import save_capture
 
     # A taken output, missing or damaged files, a size the model cannot take:
     # each fails here, before minutes of loading and capturing.
     check_new_directory(Path(args.out))
-    check_source(args.model, args.command)
-    vae = args.vae if args.command == "sdxl" else None
-    check_image_size(args.model, args.height, args.width, vae_dir=vae)
     start = time.perf_counter()
-    if args.command == "sdxl":
-        from .loading import load_sdxl
-        from .xl import capture_sdxl
-
-        pipe = load_sdxl(args.model, vae=vae)
-        captured = capture_sdxl(pipe, height=args.height, width=args.width)
-    else:
-        from .capture import capture_sd15
-        from .loading import load_sd15
-
-        captured = capture_sd15(load_sd15(args.model), height=args.height, width=args.width)
+    captured = capture_model(
+        args.command, args.model, height=args.height, width=args.width, vae=args.vae
+    )
     meta = captured.metadata
     return {
         "directory": str(save_capture(captured, args.out)),

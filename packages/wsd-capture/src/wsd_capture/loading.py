@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import diffusers
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -27,19 +28,17 @@ from diffusers import (
 from diffusers.models.attention_processor import AttnProcessor
 
 from .errors import CaptureError
+from .kinds import KINDS, model_kind
 
-SD15_PIPELINE_CLASS = "StableDiffusionPipeline"
-SD15_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
-SDXL_PIPELINE_CLASS = "StableDiffusionXLPipeline"
-SDXL_COMPONENTS = (*SD15_COMPONENTS, "text_encoder_2", "tokenizer_2")
 # What to run instead, by the pipeline class found.
 _WRONG_KIND_HINT = {
-    SD15_PIPELINE_CLASS: "use wsd-compile sd15 (compile_sd15) for SD 1.5-class pipelines",
-    SDXL_PIPELINE_CLASS: "use wsd-compile sdxl (compile_sdxl) for SDXL pipelines",
+    k.pipeline_class: f"use wsd-compile {k.name} (compile_{k.name}) for {k.title} pipelines"
+    for k in KINDS.values()
 }
 _SUPPORTED = (
-    "wsd compiles only Stable Diffusion 1.5-class (StableDiffusionPipeline) "
-    "and SDXL (StableDiffusionXLPipeline) models"
+    "wsd compiles only "
+    + " and ".join(f"{k.title} ({k.pipeline_class})" for k in KINDS.values())
+    + " models"
 )
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DOWNLOAD = "download the full model (all components)"
@@ -311,12 +310,6 @@ def _is_local(source: str | os.PathLike[str]) -> bool:
     return Path(text).exists() or Path(text.split("/", 1)[0]).is_dir()
 
 
-_KINDS = {
-    "sd15": (SD15_PIPELINE_CLASS, SD15_COMPONENTS),
-    "sdxl": (SDXL_PIPELINE_CLASS, SDXL_COMPONENTS),
-}
-
-
 def check_source(source: str | os.PathLike[str], kind: str) -> None:
     """What :func:`load_sd15` (``kind="sd15"``) or :func:`load_sdxl` (``"sdxl"``) checks
     before loading anything: raise :class:`CaptureError` naming the problem.
@@ -326,10 +319,10 @@ def check_source(source: str | os.PathLike[str], kind: str) -> None:
     each safetensors file complete (its header against its size). A hub id
     (``owner/name``) that is not a local path is left to the loader.
     """
-    expected, components = _KINDS[kind]
+    record = model_kind(kind)
     path = Path(source)
     if path.is_dir():
-        _check_directory(path, expected, components)
+        _check_directory(path, record.pipeline_class, record.folders)
     elif path.exists():
         convert = f": a single-file checkpoint? {_CONVERT}"
         hint = convert if path.suffix in _SINGLE_FILE_SUFFIXES else ""
@@ -358,25 +351,29 @@ def _load(source: str | os.PathLike[str], what: str, load: Callable[[], T]) -> T
         ) from e
 
 
-def load_sd15(source: str | os.PathLike[str]) -> StableDiffusionPipeline:
-    """Load a Stable Diffusion 1.5-class pipeline in fp32 with WebGPU-safe attention.
+def load_pipeline(
+    kind: str, source: str | os.PathLike[str], *, vae: str | os.PathLike[str] | None = None
+) -> DiffusionPipeline:
+    """Load a pipeline of ``kind`` (a :data:`~wsd_capture.kinds.KINDS` name) in fp32 with
+    WebGPU-safe attention, without the parts wsd does not run (safety checker, watermarker).
 
     ``source`` is a local diffusers directory or, when the hub is reachable, a
-    hub id such as ``owner/name``. The safety checker is not loaded. A local
-    directory with a missing, truncated or garbled file raises
+    hub id such as ``owner/name``. ``vae`` replaces the pipeline's VAE with
+    another ``AutoencoderKL`` (a directory or hub id), e.g. an fp16-safe SDXL
+    VAE: its config's ``force_upcast`` decides whether fp16 builds decode in
+    fp32. A local directory with a missing, truncated or garbled file raises
     :class:`CaptureError` naming the file, before anything is loaded.
     """
-    check_source(source, "sd15")
-    pipe = _load(
+    record = model_kind(kind)
+    check_source(source, kind)
+    options: dict[str, object] = dict(record.load_options)
+    if vae is not None:
+        options["vae"] = _load_vae(vae)
+    pipeline_class = getattr(diffusers, record.pipeline_class)
+    pipe: DiffusionPipeline = _load(
         source,
-        "a Stable Diffusion pipeline",
-        lambda: StableDiffusionPipeline.from_pretrained(
-            str(source),
-            dtype=torch.float32,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        ),
+        record.noun,
+        lambda: pipeline_class.from_pretrained(str(source), dtype=torch.float32, **options),
     )
     use_webgpu_attention(pipe)
     return pipe
@@ -397,27 +394,17 @@ def _load_vae(vae: str | os.PathLike[str]) -> AutoencoderKL:
     )
 
 
+def load_sd15(
+    source: str | os.PathLike[str], *, vae: str | os.PathLike[str] | None = None
+) -> StableDiffusionPipeline:
+    """:func:`load_pipeline` for a Stable Diffusion 1.5-class pipeline (``kind="sd15"``)."""
+    pipe: StableDiffusionPipeline = load_pipeline("sd15", source, vae=vae)
+    return pipe
+
+
 def load_sdxl(
     source: str | os.PathLike[str], *, vae: str | os.PathLike[str] | None = None
 ) -> StableDiffusionXLPipeline:
-    """Load an SDXL pipeline in fp32 with WebGPU-safe attention and no watermarker.
-
-    ``source`` is a local diffusers directory or, when the hub is reachable, a
-    hub id. ``vae`` replaces the pipeline's VAE with another ``AutoencoderKL``
-    (a directory or hub id), e.g. an fp16-safe SDXL VAE: its config's
-    ``force_upcast`` decides whether fp16 builds decode in fp32. Local
-    directories are checked file by file first, as in :func:`load_sd15`.
-    """
-    check_source(source, "sdxl")
-    extra: dict[str, object] = {}
-    if vae is not None:
-        extra["vae"] = _load_vae(vae)
-    pipe = _load(
-        source,
-        "an SDXL pipeline",
-        lambda: StableDiffusionXLPipeline.from_pretrained(
-            str(source), dtype=torch.float32, add_watermarker=False, **extra
-        ),
-    )
-    use_webgpu_attention(pipe)
+    """:func:`load_pipeline` for an SDXL pipeline (``kind="sdxl"``), without the watermarker."""
+    pipe: StableDiffusionXLPipeline = load_pipeline("sdxl", source, vae=vae)
     return pipe

@@ -27,6 +27,13 @@ class TensorSpec:
         return cls(name=data["name"], shape=tuple(data["shape"]), dtype=data["dtype"])
 
 
+def _named(specs: tuple[TensorSpec, ...], name: str, what: str) -> TensorSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no {what} {name!r}; there are {', '.join(s.name for s in specs)}")
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     """The signature of one captured component (``text_encoder``, ``unet``, ``vae_decode``)."""
@@ -34,6 +41,14 @@ class ComponentSpec:
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec:
+        """The input called ``name`` (``KeyError`` naming the inputs there are)."""
+        return _named(self.inputs, name, f"{self.name} input")
+
+    def output(self, name: str) -> TensorSpec:
+        """The output called ``name`` (``KeyError`` naming the outputs there are)."""
+        return _named(self.outputs, name, f"{self.name} output")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComponentSpec:

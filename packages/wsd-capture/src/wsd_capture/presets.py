@@ -14,6 +14,7 @@ structured image, so a broken UNet or prompt path changes the picture.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    DiffusionPipeline,
     EulerDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
@@ -31,6 +33,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from .atomic import atomic_directory
 from .errors import CaptureError
+from .kinds import PRESET_KINDS
 from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
 
 #: ``tiny-sd15``: SD 1.5's architecture and scheduler (PNDM, epsilon).
@@ -39,10 +42,9 @@ from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
 #: ``tiny-sdxl``: SDXL's architecture (two text encoders, pooled and
 #: micro-conditioning through ``addition_time_embed_dim``, transformer depth per
 #: block, an SDXL VAE config with ``force_upcast``) and its Euler scheduler.
-PRESETS: tuple[str, ...] = ("tiny-sd15", "tiny-sd15-v", "tiny-sdxl")
-
-#: The pipeline kind of each preset (``sd15`` or ``sdxl``).
-PRESET_KINDS: dict[str, str] = {"tiny-sd15": "sd15", "tiny-sd15-v": "sd15", "tiny-sdxl": "sdxl"}
+#: (Each kind's record in :data:`~wsd_capture.kinds.KINDS` lists its presets;
+#: ``PRESET_KINDS`` maps each preset to its kind.)
+PRESETS: tuple[str, ...] = tuple(PRESET_KINDS)
 
 _SEED = 0
 TEXT_HIDDEN_SIZE = 32
@@ -366,9 +368,13 @@ def write_preset(name: str, out_dir: str | os.PathLike[str]) -> Path:
         raise CaptureError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     out = Path(out_dir)
     with atomic_directory(out) as tmp:
-        if PRESET_KINDS[name] == "sdxl":
-            build_tiny_sdxl().save_pretrained(tmp, safe_serialization=True)
-        else:
-            prediction_type = "v_prediction" if name == "tiny-sd15-v" else "epsilon"
-            build_tiny_sd15(prediction_type).save_pretrained(tmp, safe_serialization=True)
+        _BUILDERS[name]().save_pretrained(tmp, safe_serialization=True)
     return out
+
+
+#: Each preset's pipeline.
+_BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
+    "tiny-sd15": build_tiny_sd15,
+    "tiny-sd15-v": lambda: build_tiny_sd15("v_prediction"),
+    "tiny-sdxl": build_tiny_sdxl,
+}

@@ -32,7 +32,9 @@ from transformers import CLIPTextModelWithProjection
 
 from .capture import (
     CFG_BATCH,
+    CapturedComponent,
     CapturedPipeline,
+    Geometry,
     TextEncoderGraph,
     VaeDecodeGraph,
     _export,
@@ -130,6 +132,53 @@ def _check_sdxl(pipe: StableDiffusionXLPipeline) -> tuple[int, int]:
     return pooled_dim, hidden
 
 
+def _export_graphs(
+    pipe: StableDiffusionXLPipeline,
+    geometry: Geometry,
+    length: int,
+    pooled_dim: int,
+    hidden_size: int,
+) -> tuple[CapturedComponent, ...]:
+    """Export the four graphs (see the module docstring) at the capture's shapes."""
+    ids = torch.zeros((1, length), dtype=torch.int32)
+    mask = torch.zeros((1, length))
+    mask[0, -1] = 1.0
+    latent_channels, h, w = geometry.latent_shape[1:]
+    exported = (
+        _export(
+            "text_encoder",
+            TextEncoderGraph(pipe.text_encoder, length, penultimate=True),
+            {"input_ids": ids},
+            "hidden_states",
+        ),
+        _export(
+            "text_encoder_2",
+            PooledTextEncoderGraph(pipe.text_encoder_2, length),
+            {"input_ids": ids, "pooled_mask": mask},
+            ("hidden_states", "text_embeds"),
+        ),
+        _export(
+            "unet",
+            XLUNetGraph(pipe.unet),
+            {
+                "sample": torch.zeros(CFG_BATCH, latent_channels, h, w),
+                "timestep": torch.tensor([999.0]),
+                "encoder_hidden_states": torch.zeros(CFG_BATCH, length, hidden_size),
+                "text_embeds": torch.zeros(CFG_BATCH, pooled_dim),
+                "time_ids": torch.zeros(CFG_BATCH, TIME_IDS_DIM),
+            },
+            "noise_pred",
+        ),
+        _export(
+            "vae_decode",
+            VaeDecodeGraph(pipe.vae, latent_stats=True),
+            {"latents": torch.zeros(geometry.latent_shape)},
+            "image",
+        ),
+    )
+    return exported
+
+
 def capture_sdxl(
     pipe: StableDiffusionXLPipeline,
     *,
@@ -156,42 +205,7 @@ def capture_sdxl(
     scheduler = _scheduler_info(pipe)
     use_webgpu_attention(pipe)
 
-    ids = torch.zeros((1, length), dtype=torch.int32)
-    mask = torch.zeros((1, length))
-    mask[0, -1] = 1.0
-    latent_channels, h, w = geometry.latent_shape[1:]
-    exported = (
-        _export(
-            "text_encoder",
-            TextEncoderGraph(pipe.text_encoder, length, penultimate=True),
-            {"input_ids": ids},
-            "hidden_states",
-        ),
-        _export(
-            "text_encoder_2",
-            PooledTextEncoderGraph(pipe.text_encoder_2, length),
-            {"input_ids": ids, "pooled_mask": mask},
-            ("hidden_states", "text_embeds"),
-        ),
-        _export(
-            "unet",
-            XLUNetGraph(unet),
-            {
-                "sample": torch.zeros(CFG_BATCH, latent_channels, h, w),
-                "timestep": torch.tensor([999.0]),
-                "encoder_hidden_states": torch.zeros(CFG_BATCH, length, hidden_size),
-                "text_embeds": torch.zeros(CFG_BATCH, pooled_dim),
-                "time_ids": torch.zeros(CFG_BATCH, TIME_IDS_DIM),
-            },
-            "noise_pred",
-        ),
-        _export(
-            "vae_decode",
-            VaeDecodeGraph(vae, latent_stats=True),
-            {"latents": torch.zeros(geometry.latent_shape)},
-            "image",
-        ),
-    )
+    exported = _export_graphs(pipe, geometry, length, pooled_dim, hidden_size)
     components = {c.name: c for c in exported}
     conditioning = XLConditioning(
         force_zeros_for_empty_prompt=bool(pipe.config.force_zeros_for_empty_prompt),

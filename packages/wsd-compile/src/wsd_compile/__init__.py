@@ -10,7 +10,9 @@ The public API:
   toolchain in a browser (``wsd-web check``).
 - :func:`compile_sd15` and :func:`compile_sdxl` compile an SD 1.5-class or
   SDXL diffusers pipeline into a folder of static web files
-  (:class:`CompiledPipeline`); :func:`build_pipeline_module` (or
+  (:class:`CompiledPipeline`); :func:`compile_pipeline` does the same for any
+  kind of :data:`BUILDS` (the compile layer's record of each model kind);
+  :func:`build_pipeline_module` (or
   :func:`build_sd15_module` / :func:`build_sdxl_module`) gives the same
   pipeline as one Relax IRModule with its weights, for other targets (tests
   build it for ``llvm``).
@@ -18,9 +20,10 @@ The public API:
 
 from .check import RuntimeCheck, write_runtime_check
 from .errors import ToolchainError, WsdCompileError
+from .kinds import BUILDS, PRECISIONS, KindBuild
 from .link import LinkResult, link_wasm
 from .output import OutputExistsError
-from .pipeline import CompiledPipeline
+from .pipeline import CompiledPipeline, compile_pipeline
 from .pipeline_module import (
     FunctionInfo,
     PipelineModule,
@@ -35,9 +38,12 @@ from .sdxl import compile_sdxl
 from .webgpu import WebGPUBuild, build_webgpu_wasm, webgpu_target
 
 __all__ = [
+    "BUILDS",
+    "PRECISIONS",
     "RUNTIME_UNITS",
     "CompiledPipeline",
     "FunctionInfo",
+    "KindBuild",
     "LinkResult",
     "OutputExistsError",
     "PipelineModule",
@@ -51,6 +57,7 @@ __all__ = [
     "build_sd15_module",
     "build_sdxl_module",
     "build_webgpu_wasm",
+    "compile_pipeline",
     "compile_sd15",
     "compile_sdxl",
     "link_wasm",

@@ -1,7 +1,7 @@
 """``wsd-compile``: compile Stable Diffusion pipelines for WebGPU (and build the tvmjs runtime).
 
   wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--height H --width W] [-v]
+                   [--height H --width W] [--vae DIR] [-v]
   wsd-compile sdxl (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
                    [--height H --width W] [--vae DIR] [-v]
   wsd-compile runtime [--rebuild]
@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from wsd_artifacts import ArtifactError
-from wsd_capture import CaptureError, quiet_libraries
+from wsd_capture import KINDS, CaptureError, ModelKind, quiet_libraries
 
 from .errors import WsdCompileError
+from .kinds import PRECISIONS
 
 PROG = "wsd-compile"
 
@@ -36,58 +37,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
-    # After quiet_libraries(): importing the presets imports diffusers.
-    from wsd_capture import PRESET_KINDS, PRESETS
-
     parser = _Parser(
         prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    kinds = {
-        "sd15": (
-            "an SD 1.5-class",
-            "StableDiffusionPipeline",
-            "text encoder, UNet, VAE decoder",
-            "tokenizer.json",
-        ),
-        "sdxl": (
-            "an SDXL",
-            "StableDiffusionXLPipeline",
-            "both text encoders, UNet with added conditioning, VAE decoder",
-            "tokenizer.json, tokenizer_2.json",
-        ),
-    }
-    for kind, (family, pipeline_class, parts, tokenizers) in kinds.items():
-        cmd = sub.add_parser(
-            kind,
-            help=f"compile {family} diffusers pipeline into a folder of static web files",
-            description=f"Compile {family} pipeline ({parts}, scheduler and guidance "
-            f"kernels) for WebGPU into OUT: model.wasm, weight shards, {tokenizers} and "
-            "manifest.json. Serve it with `wsd-web serve OUT`.",
-        )
-        source = cmd.add_mutually_exclusive_group(required=True)
-        source.add_argument("--model", help=f"a diffusers {pipeline_class} directory")
-        source.add_argument(
-            "--preset",
-            choices=[p for p in PRESETS if PRESET_KINDS[p] == kind],
-            help="a built-in model (no download)",
-        )
-        cmd.add_argument("--out", required=True, help="output directory (must not hold files)")
-        cmd.add_argument(
-            "--precision", choices=("fp32", "fp16"), default="fp32", help="weights and arithmetic"
-        )
-        cmd.add_argument("--height", type=int, help="image height (default: the model's native)")
-        cmd.add_argument("--width", type=int, help="image width (default: the model's native)")
-        if kind == "sdxl":
-            cmd.add_argument(
-                "--vae",
-                help="another VAE (a diffusers AutoencoderKL directory), e.g. an fp16-safe one",
-            )
-        cmd.add_argument(
-            "-v", "--verbose", action="store_true", help="report each phase and its time on stderr"
-        )
+    for kind in KINDS.values():
+        _add_kind_command(sub, kind)
     runtime = sub.add_parser(
         "runtime",
         help="build (once per machine) and print the tvmjs runtime objects models link with",
@@ -102,6 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_kind_command(sub: Any, kind: ModelKind) -> None:
+    """``wsd-compile KIND``: compile a pipeline of that kind (one per registered kind)."""
+    tokenizers = ", ".join(f"{name}.json" for name in kind.tokenizers)
+    cmd = sub.add_parser(
+        kind.name,
+        help=f"compile {kind.noun} (diffusers) into a folder of static web files",
+        description=f"Compile {kind.noun} ({kind.parts}, scheduler and guidance kernels) "
+        f"for WebGPU into OUT: model.wasm, weight shards, {tokenizers} and manifest.json. "
+        "Serve it with `wsd-web serve OUT`.",
+    )
+    source = cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help=f"a diffusers {kind.pipeline_class} directory")
+    source.add_argument("--preset", choices=kind.presets, help="a built-in model (no download)")
+    cmd.add_argument("--out", required=True, help="output directory (must not hold files)")
+    cmd.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="weights and arithmetic"
+    )
+    cmd.add_argument("--height", type=int, help="image height (default: the model's native)")
+    cmd.add_argument("--width", type=int, help="image width (default: the model's native)")
+    cmd.add_argument(
+        "--vae", help="another VAE (a diffusers AutoencoderKL directory), e.g. an fp16-safe one"
+    )
+    cmd.add_argument(
+        "-v", "--verbose", action="store_true", help="report each phase and its time on stderr"
+    )
+
+
 def _progress(line: str) -> None:
     print(f"{PROG}: {line}", file=sys.stderr, flush=True)
 
@@ -111,23 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("sd15", "sdxl"):
-            options: dict[str, Any] = {
-                "preset": args.preset,
-                "out_dir": args.out,
-                "precision": args.precision,
-                "height": args.height,
-                "width": args.width,
-                "log": _progress if args.verbose else None,
-            }
-            if args.command == "sdxl":
-                from .sdxl import compile_sdxl
+        if args.command in KINDS:
+            from .pipeline import compile_pipeline
 
-                result = compile_sdxl(args.model, vae=args.vae, **options)
-            else:
-                from .sd15 import compile_sd15
-
-                result = compile_sd15(args.model, **options)
+            result = compile_pipeline(
+                args.command,
+                args.model,
+                preset=args.preset,
+                out_dir=args.out,
+                precision=args.precision,
+                height=args.height,
+                width=args.width,
+                vae=args.vae,
+                log=_progress if args.verbose else None,
+            )
             print(
                 json.dumps(
                     {

@@ -15,7 +15,7 @@ changing them never needs a recompile.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import tvm
@@ -41,14 +41,29 @@ def _scalar(values: relax.Expr, index: int) -> relax.Expr:
     return relax.op.strided_slice(values, axes=[0], begin=[index], end=[index + 1])
 
 
-def add_pipeline_functions(
-    bb: relax.BlockBuilder, *, latent_shape: Sequence[int], text_shape: Sequence[int]
-) -> None:
-    """Emit the glue functions for latents of ``latent_shape`` ([1, C, h, w]) and
-    text embeddings of ``text_shape`` ([1, tokens, hidden]) into ``bb``."""
-    latent = tuple(latent_shape)
+@dataclass(frozen=True)
+class GlueShapes:
+    """The tensors the glue joins, read from the captured graphs by name.
+
+    ``latent`` [1, C, h, w] (the VAE decoder's ``latents``), ``text`` [1, tokens,
+    hidden] (one half of the UNet's ``encoder_hidden_states``), ``image``
+    [1, 3, H, W] (the VAE decoder's ``image``); SDXL's ``xl_text`` (the two text
+    encoders' ``hidden_states`` and the second one's ``text_embeds``).
+    """
+
+    latent: Sequence[int]
+    text: Sequence[int]
+    image: Sequence[int]
+    xl_text: XLTextShapes | None = None
+
+
+def add_guidance_functions(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
+    """Emit classifier-free guidance's glue: ``cfg_embeddings`` pairs the negative and
+    positive text embeddings, ``unet_input`` duplicates (and scales) the latents for
+    the UNet's batch of two, ``cfg_combine`` combines the two noise predictions."""
+    latent = tuple(shapes.latent)
     pair = (2, *latent[1:])
-    text = tuple(text_shape)
+    text = tuple(shapes.text)
 
     neg = _tensor("negative", text)
     pos = _tensor("positive", text)
@@ -73,6 +88,11 @@ def add_pipeline_functions(
         out = bb.emit(relax.op.add(uncond, relax.op.multiply(guidance, delta)))
         bb.emit_func_output(out)
 
+
+def add_scheduler_functions(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
+    """Emit the schedulers' element-wise updates on latents: ``clamp`` and
+    ``combine1`` .. ``combine<MAX_TERMS>`` (see :func:`combine_name`)."""
+    latent = tuple(shapes.latent)
     x = _tensor("x", latent)
     limit = _tensor("limit", (1,))
     with bb.function("clamp", [x, limit]):
@@ -92,17 +112,18 @@ def add_pipeline_functions(
             bb.emit_func_output(out)
 
 
-def add_image_to_rgba(bb: relax.BlockBuilder, *, image_shape: Sequence[int]) -> None:
+def add_image_to_rgba(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
     """Emit ``image_to_rgba``: a [1, 3, H, W] image in [-1, 1] to uint32 [H, W] pixels.
 
     Each pixel is ``r | g << 8 | b << 16 | 255 << 24``: little-endian RGBA
     bytes, ready for ``ImageData``. The rounding is diffusers' postprocess:
     ``round(clamp(x / 2 + 0.5, 0, 1) * 255)``.
     """
+    image_shape = tuple(shapes.image)
     _, channels, height, width = image_shape
     if channels != 3:
         raise ValueError(f"image_to_rgba needs an RGB image, got {channels} channels")
-    image = _tensor("image", tuple(image_shape))
+    image = _tensor("image", image_shape)
     with bb.function("image_to_rgba", [image]):
         unit = relax.op.clip(
             relax.op.add(relax.op.multiply(image, relax.const(0.5, F32)), relax.const(0.5, F32)),
@@ -132,10 +153,13 @@ class XLTextShapes:
     pooled: Sequence[int]
 
 
-def add_xl_text_functions(bb: relax.BlockBuilder, shapes: XLTextShapes) -> None:
+def add_xl_text_functions(bb: relax.BlockBuilder, glue_shapes: GlueShapes) -> None:
     """Emit SDXL's text glue: ``text_concat`` joins the two encoders' states on
     the feature axis (``torch.concat(..., dim=-1)``, first encoder first) and
     ``cfg_text_embeds`` pairs the negative and positive pooled embeddings."""
+    shapes = glue_shapes.xl_text
+    if shapes is None:
+        raise ValueError("the xl_text glue needs the SDXL text encoders' shapes")
     first = _tensor("first", tuple(shapes.first))
     second = _tensor("second", tuple(shapes.second))
     with bb.function("text_concat", [first, second]):
@@ -148,17 +172,19 @@ def add_xl_text_functions(bb: relax.BlockBuilder, shapes: XLTextShapes) -> None:
         bb.emit_func_output(out)
 
 
-def pipeline_functions_module(
-    *,
-    latent_shape: Sequence[int],
-    text_shape: Sequence[int],
-    image_shape: Sequence[int],
-    xl_text: XLTextShapes | None = None,
-) -> tvm.IRModule:
-    """All glue functions of an SD pipeline as one IRModule (SDXL's with ``xl_text``)."""
+#: The glue's families by name: what each model kind's record
+#: (:data:`wsd_compile.kinds.BUILDS`) picks from.
+GLUE_FAMILIES: dict[str, Callable[[relax.BlockBuilder, GlueShapes], None]] = {
+    "guidance": add_guidance_functions,
+    "scheduler": add_scheduler_functions,
+    "image": add_image_to_rgba,
+    "xl_text": add_xl_text_functions,
+}
+
+
+def glue_module(families: Sequence[str], shapes: GlueShapes) -> tvm.IRModule:
+    """The glue functions of ``families`` (names of :data:`GLUE_FAMILIES`) as one IRModule."""
     bb = relax.BlockBuilder()
-    add_pipeline_functions(bb, latent_shape=latent_shape, text_shape=text_shape)
-    add_image_to_rgba(bb, image_shape=image_shape)
-    if xl_text is not None:
-        add_xl_text_functions(bb, xl_text)
+    for family in families:
+        GLUE_FAMILIES[family](bb, shapes)
     return bb.get()

@@ -1,4 +1,4 @@
-"""What ``compile_sd15`` and ``compile_sdxl`` share: phases, weights, manifest, output."""
+"""``compile_pipeline``: a pipeline of any kind to a folder of static web files, phase by phase."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from wsd_artifacts import write_manifest, write_tensor_cache
 
 from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
 from .errors import WsdCompileError
-from .output import fresh_output_dir
-from .pipeline_module import PRECISIONS, PipelineModule, build_pipeline_module
-from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
+from .glue import MAX_TERMS
 from .kernels import DEFAULT_KERNELS, KernelOptions
+from .kinds import PRECISIONS, kind_build, task_functions
+from .output import fresh_output_dir
+from .pipeline_module import PipelineModule, build_pipeline_module
+from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
 from .webgpu import build_webgpu_wasm
 
 if TYPE_CHECKING:
-    from wsd_capture import CapturedPipeline, TokenizerInfo
+    from wsd_capture import CapturedPipeline, PipelineMetadata, TokenizerInfo
 
 LIBRARY_FILE = "model.wasm"
 TOKENIZER_FILE = "tokenizer.json"
@@ -89,8 +91,13 @@ def _manifest_body(
         "runtime": {"tvm": tvm_version()},
         "weights": "tensor-cache.json",
         "functions": {name: info.to_json() for name, info in sorted(module.functions.items())},
+        "tasks": task_functions(meta.kind, module.functions),
         "components": components,
-        "scheduler": {"class_name": meta.scheduler.class_name, "config": meta.scheduler.config},
+        "scheduler": {
+            "class_name": meta.scheduler.class_name,
+            "config": meta.scheduler.config,
+            "max_terms": MAX_TERMS,
+        },
         "tokenizer": _tokenizer_entry(meta.tokenizer, TOKENIZER_FILE),
     }
     if meta.tokenizer_2 is not None:
@@ -126,94 +133,104 @@ def _phase(seconds: dict[str, float], name: str, log: Callable[[str], None]) -> 
     log(f"{name}: {seconds[name]:.1f} s")
 
 
-#: A model directory (or hub id) -> its capture at the requested height and width.
-CaptureFromDirectory = Callable[[str | os.PathLike[str]], "CapturedPipeline"]
-
-
-def resolve_capture(
+def _captured(
     kind: str,
     source: str | os.PathLike[str] | CapturedPipeline | None,
+    *,
     preset: str | None,
+    vae: str | os.PathLike[str] | None,
     height: int | None,
     width: int | None,
-    capture_dir: CaptureFromDirectory,
-) -> CapturedPipeline:
-    """The capture to compile: ``source`` itself if already captured (checked for
-    ``kind`` and size), else ``capture_dir`` of the model directory or of the
-    preset written to a temporary directory."""
+) -> tuple[CapturedPipeline, bool]:
+    """The capture to compile, and whether it was made here (so it may be consumed):
+    ``source`` itself if already captured (checked for ``kind`` and size), else the
+    capture of the model directory, or of the preset written to a temporary directory.
+    """
     # Imported here: diffusers is slow to import and chatty on import, and a
     # command line must be able to quiet it first.
-    from wsd_capture import CaptureError
+    from wsd_capture import (
+        CapturedPipeline,
+        CaptureError,
+        capture_model,
+        write_preset,
+    )
 
+    if (source is None) == (preset is None):
+        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
+    if isinstance(source, CapturedPipeline):
+        if vae is not None:
+            raise WsdCompileError(
+                "vae= applies when capturing: pass it to wsd_capture.load_pipeline instead"
+            )
+        _check_captured(source, kind, height, width)
+        return source, False
     try:
-        return _resolve_capture(kind, source, preset, height, width, capture_dir)
+        if preset is None:
+            return capture_model(kind, str(source), height=height, width=width, vae=vae), True
+        _check_preset(preset, kind)
+        with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
+            path = write_preset(preset, Path(tmp) / preset)
+            captured = capture_model(kind, path, height=height, width=width, vae=vae)
+        return replace(captured, metadata=replace(captured.metadata, source=preset)), True
     except CaptureError as e:
         # One exception type for callers of compile_*: the capture's message as is.
         raise WsdCompileError(str(e)) from e
 
 
-def _resolve_capture(
-    kind: str,
-    source: str | os.PathLike[str] | CapturedPipeline | None,
-    preset: str | None,
-    height: int | None,
-    width: int | None,
-    capture_dir: CaptureFromDirectory,
-) -> CapturedPipeline:
-    from wsd_capture import PRESET_KINDS, CapturedPipeline, write_preset
+def _check_captured(
+    captured: CapturedPipeline, kind: str, height: int | None, width: int | None
+) -> None:
+    meta = captured.metadata
+    if meta.kind != kind:
+        raise WsdCompileError(
+            f"the captured pipeline is {meta.kind}, not {kind}: use compile_{meta.kind}"
+        )
+    for what, wanted, size in (("height", height, meta.height), ("width", width, meta.width)):
+        if wanted is not None and wanted != size:
+            raise WsdCompileError(
+                f"the captured pipeline has {what} {size}, not {wanted}; capture it again "
+                f"with --{what} {wanted}"
+            )
 
-    if (source is None) == (preset is None):
-        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
-    if isinstance(source, CapturedPipeline):
-        have = source.metadata.kind
-        if have != kind:
-            raise WsdCompileError(
-                f"the captured pipeline is {have}, not {kind}: use compile_{have}"
-            )
-        meta = source.metadata
-        for what, wanted, size in (("height", height, meta.height), ("width", width, meta.width)):
-            if wanted is not None and wanted != size:
-                raise WsdCompileError(
-                    f"the captured pipeline has {what} {size}, not {wanted}; capture it again "
-                    f"with --{what} {wanted}"
-                )
-        return source
-    if preset is not None:
-        preset_kind = PRESET_KINDS.get(preset)
-        if preset_kind is None:
-            names = [name for name, k in PRESET_KINDS.items() if k == kind]
-            raise WsdCompileError(f"unknown preset {preset!r}: choose one of {', '.join(names)}")
-        if preset_kind != kind:
-            raise WsdCompileError(
-                f"{preset} is an {preset_kind} preset: use compile_{preset_kind} "
-                f"(wsd-compile {preset_kind})"
-            )
-        with tempfile.TemporaryDirectory(prefix="wsd-preset-") as tmp:
-            captured = capture_dir(write_preset(preset, Path(tmp) / preset))
-        return replace(captured, metadata=replace(captured.metadata, source=preset))
-    if source is None:  # ruled out above; says so to the type checker, also under -O
-        raise WsdCompileError("give exactly one of a model (directory or hub id) and a preset")
-    return capture_dir(source)
+
+def _check_preset(preset: str, kind: str) -> None:
+    from wsd_capture import PRESET_KINDS
+
+    preset_kind = PRESET_KINDS.get(preset)
+    if preset_kind is None:
+        names = [name for name, k in PRESET_KINDS.items() if k == kind]
+        raise WsdCompileError(f"unknown preset {preset!r}: choose one of {', '.join(names)}")
+    if preset_kind != kind:
+        raise WsdCompileError(
+            f"{preset} is an {preset_kind} preset: use compile_{preset_kind} "
+            f"(wsd-compile {preset_kind})"
+        )
 
 
 def compile_pipeline(
-    capture: Callable[[], CapturedPipeline],
+    kind: str,
+    source: str | os.PathLike[str] | CapturedPipeline | None = None,
     *,
-    owned: bool,
     out_dir: str | os.PathLike[str],
-    precision: str,
-    runtime: RuntimeObjects | None,
-    log: Callable[[str], None] | None,
+    preset: str | None = None,
+    precision: str = "fp32",
+    height: int | None = None,
+    width: int | None = None,
+    vae: str | os.PathLike[str] | None = None,
+    runtime: RuntimeObjects | None = None,
+    log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> CompiledPipeline:
-    """Capture (``capture()``), build, and write a model directory at ``out_dir``.
+    """Compile a pipeline of ``kind`` (``sd15``, ``sdxl``: :data:`wsd_compile.kinds.BUILDS`)
+    into ``out_dir``: what :func:`~wsd_compile.compile_sd15` and
+    :func:`~wsd_compile.compile_sdxl` do (their docstrings describe the arguments).
 
-    ``owned``: the capture is made here (not passed in by the caller), so its
-    components may be consumed to free memory during the build.
-
-    The directory is written beside ``out_dir`` and renamed into place at the
-    end, so a failure leaves nothing behind.
+    The phases, in order: capture (or take ``source`` as captured), Relax import
+    and weight transforms, the tvmjs runtime, the WebGPU build and link, then
+    weights, tokenizers, stamp and manifest. The directory is written beside
+    ``out_dir`` and renamed into place at the end, so a failure leaves nothing behind.
     """
+    kind_build(kind)
     if precision not in PRECISIONS:
         raise WsdCompileError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
@@ -223,7 +240,9 @@ def compile_pipeline(
     seconds: dict[str, float] = {}
     with fresh_output_dir(out) as tmp:
         with _phase(seconds, "capture", say):
-            captured = capture()
+            captured, owned = _captured(
+                kind, source, preset=preset, vae=vae, height=height, width=width
+            )
         with _phase(seconds, "relax", say):
             # A capture passed in by the caller stays intact; our own is consumed.
             module = build_pipeline_module(captured, precision=precision, consume=owned)
@@ -237,13 +256,8 @@ def compile_pipeline(
             )
         with _phase(seconds, "weights", say):
             weights = _weights(module)
-            write_tensor_cache(tmp, weights, metadata={"kind": captured.metadata.kind})
-            meta = captured.metadata
-            (tmp / TOKENIZER_FILE).write_text(meta.tokenizer.tokenizer_json, encoding="utf-8")
-            if meta.tokenizer_2 is not None:
-                (tmp / TOKENIZER_2_FILE).write_text(
-                    meta.tokenizer_2.tokenizer_json, encoding="utf-8"
-                )
+            write_tensor_cache(tmp, weights, metadata={"kind": kind})
+            _write_tokenizers(tmp, captured.metadata)
             body = _manifest_body(captured, module, weights)
             body["limits"] = {"max_buffer_bytes": max_buffer}
             manifest = write_manifest(tmp, body)
@@ -252,8 +266,14 @@ def compile_pipeline(
     return CompiledPipeline(
         out_dir=out,
         manifest=manifest,
-        wasm_bytes=(out / LIBRARY_FILE).stat().st_size,  # as stamped by write_manifest
+        wasm_bytes=(out / LIBRARY_FILE).stat().st_size,  # as stamped
         weight_bytes=int(sum(a.nbytes for a in weights.values())),
         seconds=seconds,
         largest_buffers=buffers[:8],
     )
+
+
+def _write_tokenizers(out: Path, meta: PipelineMetadata) -> None:
+    (out / TOKENIZER_FILE).write_text(meta.tokenizer.tokenizer_json, encoding="utf-8")
+    if meta.tokenizer_2 is not None:
+        (out / TOKENIZER_2_FILE).write_text(meta.tokenizer_2.tokenizer_json, encoding="utf-8")

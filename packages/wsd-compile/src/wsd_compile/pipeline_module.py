@@ -23,6 +23,7 @@ each function with torch on the CPU).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,18 +33,11 @@ from tvm import relax
 from tvm.relax.frontend.torch import from_exported_program
 
 from .errors import WsdCompileError
-from .glue import XLTextShapes, pipeline_functions_module
+from .glue import GlueShapes, XLTextShapes, glue_module
+from .kinds import PRECISIONS, kind_build
 
 if TYPE_CHECKING:
-    from wsd_capture import CapturedPipeline
-
-#: The captured components of an SD 1.5 pipeline, in the order the page runs them.
-SD15_COMPONENTS = ("text_encoder", "unet", "vae_decode")
-#: The captured components of an SDXL pipeline, in the order the page runs them.
-SDXL_COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "vae_decode")
-COMPONENTS = {"sd15": SD15_COMPONENTS, "sdxl": SDXL_COMPONENTS}
-
-PRECISIONS = ("fp32", "fp16")
+    from wsd_capture import CapturedPipeline, ComponentSpec
 
 
 @dataclass(frozen=True)
@@ -174,10 +168,11 @@ def build_pipeline_module(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
         )
     kind = captured.metadata.kind
-    if kind not in COMPONENTS:
-        raise WsdCompileError(f"unknown pipeline kind {kind!r}; expected sd15 or sdxl")
-    names = COMPONENTS[kind]
-    missing = [c for c in names if c not in captured.components]
+    build = kind_build(kind)
+    # The graphs, in the order the capture lists them (the order the page runs them).
+    names = tuple(captured.metadata.components)
+    wanted = {g for graphs in build.tasks.values() for g in graphs}
+    missing = [c for c in sorted(wanted) if c not in captured.components]
     if missing:
         raise WsdCompileError(
             f"the captured pipeline lacks {', '.join(missing)}; capture it with wsd-capture {kind}"
@@ -188,30 +183,15 @@ def build_pipeline_module(
     funcs: dict[str, relax.Function] = {}
     params: dict[str, list[np.ndarray]] = {}
     component_precision = {name: _component_precision(captured, name, precision) for name in names}
-    specs = {name: captured.components[name].spec for name in names}
-    input_names = {name: [t.name for t in specs[name].inputs] for name in names}
-    output_names = {name: [t.name for t in specs[name].outputs] for name in names}
+    specs = {name: captured.metadata.components[name] for name in names}
     for name in names:
         component = captured.components.pop(name) if consume else captured.components[name]
         holder = [component.program]
         del component
         funcs[name], params[name] = _component_function(name, holder, component_precision[name])
 
-    # Phase 4: the glue functions, shaped by the captured components.
-    unet_text = specs["unet"].inputs[2].shape
-    xl_text = None
-    if kind == "sdxl":
-        xl_text = XLTextShapes(
-            first=specs["text_encoder"].outputs[0].shape,
-            second=specs["text_encoder_2"].outputs[0].shape,
-            pooled=specs["text_encoder_2"].outputs[1].shape,
-        )
-    glue = pipeline_functions_module(
-        latent_shape=specs["vae_decode"].inputs[0].shape,
-        text_shape=(1, *unet_text[1:]),
-        image_shape=specs["vae_decode"].outputs[0].shape,
-        xl_text=xl_text,
-    )
+    # Phase 4: the glue functions, shaped by the captured components (by tensor name).
+    glue = glue_module(build.glue, _glue_shapes(specs, build.glue))
     mod = tvm.IRModule({**{gv.name_hint: glue[gv] for gv in glue.get_global_vars()}, **funcs})
 
     # Phase 5: one weight tuple per model function.
@@ -221,8 +201,10 @@ def build_pipeline_module(
         name = gv.name_hint
         if name in names:
             n_in = int(func.attrs["num_input"])
-            ins = _tensor_infos(input_names[name], [p.ty for p in func.params[:n_in]])
-            outs = _tensor_infos(output_names[name], _output_types(func))
+            ins = _tensor_infos(
+                [t.name for t in specs[name].inputs], [p.ty for p in func.params[:n_in]]
+            )
+            outs = _tensor_infos([t.name for t in specs[name].outputs], _output_types(func))
             functions[name] = FunctionInfo(ins, outs, name)
         else:
             ins = _tensor_infos([str(p.name) for p in func.params], [p.ty for p in func.params])
@@ -230,6 +212,24 @@ def build_pipeline_module(
             functions[name] = FunctionInfo(ins, outs, None)
     mod = relax.transform.BundleModelParams()(mod)
     return PipelineModule(mod, params, functions, precision, component_precision)
+
+
+def _glue_shapes(specs: Mapping[str, ComponentSpec], families: tuple[str, ...]) -> GlueShapes:
+    """What the glue of ``families`` joins, from the captured graphs' tensors by name."""
+    text = specs["unet"].input("encoder_hidden_states").shape
+    xl_text = None
+    if "xl_text" in families:
+        xl_text = XLTextShapes(
+            first=specs["text_encoder"].output("hidden_states").shape,
+            second=specs["text_encoder_2"].output("hidden_states").shape,
+            pooled=specs["text_encoder_2"].output("text_embeds").shape,
+        )
+    return GlueShapes(
+        latent=specs["vae_decode"].input("latents").shape,
+        text=(1, *text[1:]),
+        image=specs["vae_decode"].output("image").shape,
+        xl_text=xl_text,
+    )
 
 
 def build_sd15_module(captured: CapturedPipeline, *, precision: str = "fp32") -> PipelineModule:

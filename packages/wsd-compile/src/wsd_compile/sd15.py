@@ -6,29 +6,12 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
-from .runtime import RuntimeObjects
 from .kernels import DEFAULT_KERNELS, KernelOptions
+from .pipeline import CompiledPipeline, compile_pipeline
+from .runtime import RuntimeObjects
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
-
-
-def _capture(
-    source: str | os.PathLike[str] | CapturedPipeline | None,
-    preset: str | None,
-    height: int | None,
-    width: int | None,
-) -> CapturedPipeline:
-    from wsd_capture import capture_sd15, check_image_size, check_source, load_sd15
-
-    def capture_dir(path: str | os.PathLike[str]) -> CapturedPipeline:
-        # The files, then the size from the configs: before minutes of loading.
-        check_source(path, "sd15")
-        check_image_size(path, height, width)
-        return capture_sd15(load_sd15(path), height=height, width=width)
-
-    return resolve_capture("sd15", source, preset, height, width, capture_dir)
 
 
 def compile_sd15(
@@ -39,6 +22,7 @@ def compile_sd15(
     precision: str = "fp32",
     height: int | None = None,
     width: int | None = None,
+    vae: str | os.PathLike[str] | None = None,
     runtime: RuntimeObjects | None = None,
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
@@ -52,7 +36,8 @@ def compile_sd15(
     default to the model's native size (the UNet's ``sample_size`` times the
     VAE's downsampling factor), as diffusers does; others must be positive
     multiples of what the UNet supports (64 for SD 1.5), at most twice the
-    native size.
+    native size. ``vae`` replaces the pipeline's VAE with another diffusers
+    ``AutoencoderKL`` directory (e.g. a fine-tuned decoder) when capturing.
 
     Bad input raises :class:`WsdCompileError` (:class:`OutputExistsError` for
     a taken ``out_dir``) with one line that names the problem, before
@@ -71,13 +56,15 @@ def compile_sd15(
     use). ``log`` receives one line per phase. ``kernels`` picks the GPU
     kernels (:mod:`wsd_compile.kernels`; the default is the fastest measured).
     """
-    from wsd_capture import CapturedPipeline
-
     return compile_pipeline(
-        owned=not isinstance(source, CapturedPipeline),
-        capture=lambda: _capture(source, preset, height, width),
+        "sd15",
+        source,
         out_dir=out_dir,
+        preset=preset,
         precision=precision,
+        height=height,
+        width=width,
+        vae=vae,
         runtime=runtime,
         log=log,
         kernels=kernels,

@@ -6,40 +6,12 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import WsdCompileError
-from .pipeline import CompiledPipeline, compile_pipeline, resolve_capture
-from .runtime import RuntimeObjects
 from .kernels import DEFAULT_KERNELS, KernelOptions
+from .pipeline import CompiledPipeline, compile_pipeline
+from .runtime import RuntimeObjects
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline
-
-
-def _capture(
-    source: str | os.PathLike[str] | CapturedPipeline | None,
-    preset: str | None,
-    vae: str | os.PathLike[str] | None,
-    height: int | None,
-    width: int | None,
-) -> CapturedPipeline:
-    from wsd_capture import (
-        CapturedPipeline,
-        capture_sdxl,
-        check_image_size,
-        check_source,
-        load_sdxl,
-    )
-
-    if isinstance(source, CapturedPipeline) and vae is not None:
-        raise WsdCompileError("vae= applies when capturing: pass it to load_sdxl instead")
-
-    def capture_dir(path: str | os.PathLike[str]) -> CapturedPipeline:
-        # The files, then the size from the configs: before minutes of loading.
-        check_source(path, "sdxl")
-        check_image_size(path, height, width, vae_dir=vae)
-        return capture_sdxl(load_sdxl(path, vae=vae), height=height, width=width)
-
-    return resolve_capture("sdxl", source, preset, height, width, capture_dir)
 
 
 def compile_sdxl(
@@ -97,13 +69,15 @@ def compile_sdxl(
     Returns a :class:`CompiledPipeline`: the directory, its manifest, the
     ``.wasm`` and weight sizes in bytes, and the seconds each phase took.
     """
-    from wsd_capture import CapturedPipeline
-
     return compile_pipeline(
-        owned=not isinstance(source, CapturedPipeline),
-        capture=lambda: _capture(source, preset, vae, height, width),
+        "sdxl",
+        source,
         out_dir=out_dir,
+        preset=preset,
         precision=precision,
+        height=height,
+        width=width,
+        vae=vae,
         runtime=runtime,
         log=log,
         kernels=kernels,

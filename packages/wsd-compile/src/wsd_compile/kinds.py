@@ -1,0 +1,66 @@
+"""What ``wsd-compile`` builds for each model kind: one record per kind.
+
+The capture layer's record (:data:`wsd_capture.KINDS`) says what a kind *is*
+(pipeline class, folders, graphs, loader, presets). This one says what the
+compiled library adds for it: which families of glue functions
+(:data:`wsd_compile.glue.GLUE_FAMILIES`) join its graphs, and which tasks its
+build offers, each with the captured graphs its browser pipeline calls. The
+manifest's ``tasks`` lists, per task, those graphs plus every glue function,
+and the page checks them before it loads anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import WsdCompileError
+
+#: The arithmetic a build can have: weights and model math in fp32, or in fp16
+#: (inputs, outputs and the glue stay float32).
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class KindBuild:
+    """The compiled library of one model kind.
+
+    ``glue``: the glue families its pipeline needs, in the order they are emitted.
+    ``tasks``: each task the build offers (``text-to-image``; later
+    ``image-to-image``, ``inpainting``) with the captured graphs it calls.
+    """
+
+    glue: tuple[str, ...]
+    tasks: Mapping[str, tuple[str, ...]]
+
+
+#: Every kind wsd compiles, by name (the names of :data:`wsd_capture.KINDS`).
+BUILDS: Mapping[str, KindBuild] = {
+    "sd15": KindBuild(
+        glue=("guidance", "scheduler", "image"),
+        tasks={"text-to-image": ("text_encoder", "unet", "vae_decode")},
+    ),
+    "sdxl": KindBuild(
+        glue=("guidance", "scheduler", "image", "xl_text"),
+        tasks={"text-to-image": ("text_encoder", "text_encoder_2", "unet", "vae_decode")},
+    ),
+}
+
+
+def kind_build(kind: str) -> KindBuild:
+    """The record of ``kind``; :class:`WsdCompileError` naming the kinds there are."""
+    build = BUILDS.get(kind)
+    if build is None:
+        raise WsdCompileError(
+            f"unknown pipeline kind {kind!r}; expected one of {', '.join(BUILDS)}"
+        )
+    return build
+
+
+def task_functions(kind: str, functions: Mapping[str, object]) -> dict[str, list[str]]:
+    """Each task of ``kind`` with the library functions its pipeline calls: its graphs
+    and every glue function (``functions`` are the library's, by name)."""
+    build = kind_build(kind)
+    graphs = {g for task_graphs in build.tasks.values() for g in task_graphs}
+    glue = [name for name in functions if name not in graphs]
+    return {task: sorted([*task_graphs, *glue]) for task, task_graphs in build.tasks.items()}
