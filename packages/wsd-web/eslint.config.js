@@ -1,6 +1,7 @@
 // ESLint (flat config): @eslint/js's recommended rules and eslint-plugin-security's
 // over the app (browser ES modules and its service worker), the Node scripts and
-// the Node tests. Third-party code (static/vendor, node_modules) is not ours to lint.
+// the Node tests, with the code-size gates. Third-party code (static/vendor,
+// node_modules) is not ours to lint.
 // Every warning fails `npm run lint` (--max-warnings 0); an exception is an inline
 // `// eslint-disable-next-line security/<rule> -- why` next to the code it excuses.
 import js from "@eslint/js";
@@ -27,6 +28,10 @@ export default [
       // Object.hasOwn (schedulers/index.js, schedulers/common.js, delivery.js) and
       // were reviewed; an inline disable on each index would bury the real exceptions.
       "security/detect-object-injection": "off",
+      // Code-size gates, the same as tests/test_code_size.py's for Python: a module
+      // over 600 lines or a function over 80 wants splitting. Every line counts.
+      "max-lines": ["error", { max: 600, skipBlankLines: false, skipComments: false }],
+      "max-lines-per-function": ["error", { max: 80, skipBlankLines: false, skipComments: false }],
     },
   },
   {
