@@ -13,9 +13,9 @@ from typing import Any
 import tvm
 
 from .errors import WsdCompileError
+from .kernels import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
 from .link import LinkResult, link_wasm
 from .runtime import RuntimeObjects
-from .kernels import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
 
 #: WGSL shaders for the GPU; wasm32 code for the host side, run by tvmjs.
 WEBGPU_TARGET: dict[str, Any] = {"kind": "webgpu"}

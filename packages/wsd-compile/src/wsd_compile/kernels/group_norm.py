@@ -1,0 +1,98 @@
+"""Group norm as two-stage statistics and one element-wise normalisation.
+
+TVM lowers ``relax.nn.group_norm`` to one kernel whose schedule reduces each
+group (say 10 channels x 4096 pixels) in a single thread: 45% of an SD 1.5
+UNet step on an H200. ``decompose_group_norm``, run before legalization,
+rewrites it as partial sums over chunks of each group, the sum of those (in
+fp32), and one element-wise normalisation that fuses with the SiLU after it.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .shapes import static_shape
+
+#: The longest chunk one thread group sums in the group-norm statistics.
+GROUP_NORM_CHUNK = 1024
+
+
+def _chunks(size: int) -> int:
+    """How many chunks to split a group of ``size`` elements into: the fewest
+    that divide it evenly with at most :data:`GROUP_NORM_CHUNK` elements each."""
+    for parts in range(1, size + 1):
+        if size % parts == 0 and size // parts <= GROUP_NORM_CHUNK:
+            return parts
+    return size
+
+
+@mutator
+class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
+    """Replace ``relax.nn.group_norm`` (NC..., groups on axis 1) with explicit
+    two-stage statistics and an element-wise normalisation."""
+
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.op = tvm.ir.Op.get("relax.nn.group_norm")
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if call.op != self.op:
+            return call
+        attrs = call.attrs
+        x, gamma, beta = call.args
+        shape = static_shape(x)
+        if (
+            shape is None
+            or int(attrs.channel_axis) != 1
+            or [int(a) for a in attrs.axes] != list(range(2, len(shape)))
+        ):
+            return call
+        return self.builder_.normalize(self._decompose(call, x, gamma, beta, shape))
+
+    def _decompose(
+        self, call: relax.Call, x: relax.Expr, gamma: relax.Expr, beta: relax.Expr, shape: list[int]
+    ) -> relax.Expr:
+        op = relax.op
+        attrs = call.attrs
+        groups = int(attrs.num_groups)
+        n, channels = shape[0], shape[1]
+        size = channels // groups
+        for dim in shape[2:]:
+            size *= dim
+        parts = _chunks(size)
+        dtype = x.ty.dtype
+        emit = self.builder_.emit
+        xf = emit(op.astype(x, "float32")) if dtype != "float32" else x
+        chunked = emit(op.reshape(xf, [n, groups, parts, size // parts]))
+
+        def mean(values: relax.Expr) -> relax.Expr:
+            partial = emit(op.sum(values, axis=[3], keepdims=True))
+            total = op.sum(partial, axis=[2], keepdims=True)
+            return emit(op.divide(total, relax.const(size, "float32")))
+
+        mu = mean(chunked)
+        centered = emit(op.subtract(chunked, mu))
+        var = mean(emit(op.multiply(centered, centered)))
+        inv = emit(op.rsqrt(op.add(var, relax.const(float(attrs.epsilon), "float32"))))
+        normed = emit(op.reshape(op.multiply(centered, inv), shape))
+        affine = [channels] + [1] * (len(shape) - 2)
+        out = normed
+        if attrs.center or attrs.scale:
+            f32 = dtype != "float32"
+            scale = emit(op.reshape(op.astype(gamma, "float32") if f32 else gamma, affine))
+            shift = emit(op.reshape(op.astype(beta, "float32") if f32 else beta, affine))
+            out = emit(op.add(op.multiply(normed, scale), shift))
+        return op.astype(out, dtype) if dtype != "float32" else out
+
+
+@tvm.transform.module_pass(opt_level=0, name="wsd.DecomposeGroupNorm")  # type: ignore[untyped-decorator]
+def decompose_group_norm(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+    """Rewrite every static-shape ``relax.nn.group_norm`` of ``mod``'s Relax functions."""
+    rewriter = _GroupNormRewriter(mod)
+    for gvar, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+    return rewriter.builder_.get()

@@ -1,0 +1,45 @@
+"""Which of wsd's kernels a build uses: one record, all of them by default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """Which of the rewrites and schedules a build uses (all by default;
+    each can be turned off to measure what it brings)."""
+
+    group_norm: bool = True
+    implicit_gemm: bool = True
+    tiles: MatmulTiles | None = DEFAULT_TILES
+    #: wsd's own matmul schedule (:class:`.WebGPUMatmul`); False: dlight's
+    #: rule with ``tiles`` (:class:`.TiledMatmul`).
+    own_matmul: bool = True
+    #: Per-shape tiles measured on a GPU (:func:`.load_tile_table`); shapes not
+    #: in it get ``tiles``, twice the register tile for large ones if ``adaptive``.
+    table: tuple[tuple[MatmulShape, MatmulTiles], ...] = field(
+        default_factory=lambda: tuple(load_tile_table().items())
+    )
+    adaptive: bool = True
+    #: Implicit-GEMM ``k`` order: taps of blocks of this many input channels
+    #: (0: channel-major, the plain im2col order).
+    channel_block: int = 16
+    #: Split-K: convolutions with fewer 64x64 output tiles than this are
+    #: computed as partial sums over ranges of k, then added up, so that the
+    #: GPU gets enough workgroups (:func:`.split_k_parts`; 0: never).
+    split_k_tiles: int = 1024
+
+    def without(self, **changes: Any) -> KernelOptions:
+        return replace(self, **changes)
+
+
+#: All of wsd's kernels: what a build uses unless told otherwise.
+DEFAULT_KERNELS = KernelOptions()
+#: TVM's own lowering and dlight defaults, as before wsd's kernels.
+TVM_DEFAULT_KERNELS = KernelOptions(
+    group_norm=False, implicit_gemm=False, tiles=None, own_matmul=False, table=()
+)

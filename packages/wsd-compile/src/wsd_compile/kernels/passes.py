@@ -1,0 +1,78 @@
+"""The Relax pipeline wsd compiles every model function with, as one list of passes.
+
+It is TVM's generic GPU pipeline (``tvm.relax.backend.gpu_generic``) with
+wsd's kernels put in: the group-norm rewrite before legalization, the
+implicit-GEMM legalization of convolutions, and wsd's matmul schedules ahead
+of dlight's rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tvm
+from tvm import relax
+from tvm.s_tir import dlight as dl
+
+from .conv2d import legalize_map
+from .group_norm import decompose_group_norm
+from .matmul import TiledMatmul, WebGPUMatmul
+from .options import DEFAULT_KERNELS, KernelOptions
+
+
+def webgpu_pipeline(
+    target: tvm.target.Target, kernels: KernelOptions = DEFAULT_KERNELS
+) -> tvm.transform.Pass:
+    """TVM's generic GPU Relax pipeline with wsd's kernels for ``target``."""
+    from tvm.relax.backend.gpu_generic import pipeline as generic
+
+    passes = [
+        # Phase 1. Library dispatch (sampling, sort and scan), as TVM's generic pipeline.
+        *generic.library_dispatch_passes(target),
+        # Phase 2. Graph rewrites on Relax operators, before they are lowered.
+        *([decompose_group_norm] if kernels.group_norm else []),
+        # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
+        relax.transform.LegalizeOps(
+            legalize_map(kernels.channel_block, kernels.split_k_tiles)
+            if kernels.implicit_gemm
+            else None
+        ),
+        # Phase 4. Fusion: element-wise producers and epilogues into their kernels.
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        # Phase 5. GPU schedules: each kernel gets the first rule that applies.
+        dl.ApplyDefaultSchedule(*_schedule_rules(kernels)),
+        # Phase 6. Lowering to the VM and memory planning, as TVM's generic pipeline.
+        *generic.dataflow_lower_passes(target),
+        *generic.finalize_passes(target),
+    ]
+
+    @tvm.transform.module_pass(opt_level=0, name="wsd.WebGPUPipeline")  # type: ignore[untyped-decorator]
+    def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with target:
+            result: tvm.IRModule = tvm.transform.Sequential(passes)(mod)
+        return result
+
+    return pipeline
+
+
+def _schedule_rules(kernels: KernelOptions) -> list[Any]:
+    """dlight rules in the order they are tried: wsd's matmul schedules (when
+    ``kernels`` has tiles), then dlight's own."""
+    rules: list[Any] = []
+    if kernels.tiles is not None:
+        if kernels.own_matmul:
+            rules.append(
+                WebGPUMatmul(kernels.tiles, table=dict(kernels.table), adaptive=kernels.adaptive)
+            )
+        rules.append(TiledMatmul(kernels.tiles))
+    return [
+        *rules,
+        dl.gpu.Matmul(),
+        dl.gpu.GEMV(),
+        dl.gpu.Reduction(),
+        dl.gpu.GeneralReduction(),
+        dl.gpu.Fallback(),
+    ]
