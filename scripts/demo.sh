@@ -14,14 +14,27 @@ cd "$root"
 bash scripts/setup.sh
 export PATH="$root/.venv/bin:$PATH"
 precision=${WSD_PRECISION:-fp32}
+# The kind (sd15, sdxl, ...) from the model-kind registry: a preset's own, or the
+# kind whose diffusers pipeline class the directory's model_index.json names.
+kind_of() {
+  python - "$@" <<'PY'
+import json, sys
+from wsd_capture.kinds import PRESET_KINDS, kind_of_pipeline_class
+what, value = sys.argv[1:]
+if what == "preset":
+    print(PRESET_KINDS.get(value, "sd15"))
+else:
+    with open(f"{value}/model_index.json", encoding="utf-8") as f:
+        kind = kind_of_pipeline_class(json.load(f).get("_class_name", ""))
+    print(kind.name if kind else "sd15")
+PY
+}
 if [ -n "${WSD_MODEL:-}" ]; then
   source_args=(--model "$WSD_MODEL"); name=$(basename "$WSD_MODEL")
-  # The kind from the pipeline class diffusers recorded.
-  kind=sd15
-  grep -q '"StableDiffusionXLPipeline"' "$WSD_MODEL/model_index.json" 2>/dev/null && kind=sdxl
+  kind=$(kind_of model "$WSD_MODEL" 2>/dev/null || echo sd15)
 else
   name=${WSD_PRESET:-tiny-sd15}; source_args=(--preset "$name")
-  kind=sd15; [ "$name" = tiny-sdxl ] && kind=sdxl
+  kind=$(kind_of preset "$name")
 fi
 out=${WSD_DEMO_OUT:-build/$name-$precision}
 echo "== compile $name ($kind, $precision) for WebGPU into $out"

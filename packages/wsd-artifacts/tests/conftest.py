@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wsd_artifacts import write_tensor_cache
+from wsd_artifacts import stamp_build, write_tensor_cache
 
 # Any bytes do for the library; these start like a real wasm module.
 # A valid (empty) WebAssembly module with one custom section "pad" of 1 KiB.
@@ -95,12 +95,17 @@ def _body(tensors: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """A model directory without a manifest; weights split over three shards."""
+def model_dir(tmp_path: Path, body: dict[str, Any]) -> Path:
+    """A model directory without a manifest; weights split over three shards.
+
+    Its library is stamped for ``body`` (``stamp_build``), as a build does
+    before it writes the manifest.
+    """
     out = tmp_path / "model"
     write_tensor_cache(out, _tensors(), shard_bytes=600)
     (out / "model.wasm").write_bytes(WASM_BYTES)
     (out / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {}}}))
+    stamp_build(out, body)
     return out
 
 

@@ -23,6 +23,7 @@ from wsd_artifacts import (
     read_build_info,
     sri_sha384_bytes,
     sri_sha384_file,
+    stamp_build,
     strip_build_info,
     validate_manifest,
     write_manifest,
@@ -90,10 +91,11 @@ def test_a_failed_write_keeps_the_old_manifest_and_no_temporary_file(
     def fail(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("wsd_artifacts.manifest.os.fsync", fail)
     (model_dir / "model.wasm").write_bytes(
         (model_dir / "model.wasm").read_bytes() + b"\x00\x02\x01x"
     )
+    stamp_build(model_dir, body)
+    monkeypatch.setattr("wsd_artifacts.atomic.os.fsync", fail)
     with pytest.raises(OSError, match="No space left"):
         write_manifest(model_dir, body)
     assert (model_dir / MANIFEST_NAME).read_bytes() == before
@@ -118,11 +120,74 @@ def test_build_id_follows_the_library_and_weights_only(
     first = write_manifest(model_dir, body)["build_id"]
     (model_dir / "tokenizer.json").write_text("{}")
     assert write_manifest(model_dir, body)["build_id"] == first
-    assert write_manifest(model_dir, body)["build_id"] == first  # stamping keeps the id
+    assert stamp_build(model_dir, body) == first  # stamping keeps the id
+    assert write_manifest(model_dir, body)["build_id"] == first
     (model_dir / "model.wasm").write_bytes(
         (model_dir / "model.wasm").read_bytes() + b"\x00\x02\x01x"
     )
+    stamp_build(model_dir, body)
     assert write_manifest(model_dir, body)["build_id"] != first
+
+
+# --- the build stamp ------------------------------------------------------------
+
+
+def test_stamp_build_stamps_the_library_with_the_id_write_manifest_computes(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    build_id = stamp_build(model_dir, body)
+    library = (model_dir / "model.wasm").read_bytes()
+    assert read_build_info(library) == {"build_id": build_id, "runtime": body["runtime"]}
+    assert write_manifest(model_dir, body)["build_id"] == build_id
+    assert (model_dir / "model.wasm").read_bytes() == library  # write_manifest only reads it
+
+
+def test_an_unstamped_library_is_refused_with_the_fix(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    library = model_dir / "model.wasm"
+    library.write_bytes(strip_build_info(library.read_bytes()))
+    with pytest.raises(ManifestError) as e:
+        write_manifest(model_dir, body)
+    (problem,) = e.value.problems
+    assert problem.startswith("library: model.wasm is not stamped with build ")
+    assert problem.endswith(
+        "stamp it with wsd_artifacts.stamp_build(model_dir, manifest_body) first"
+    )
+    assert read_build_info(library.read_bytes()) is None
+    assert not (model_dir / MANIFEST_NAME).exists()
+
+
+def test_a_stamp_of_another_build_or_runtime_is_refused(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    body["runtime"] = {"tvm": "0.28.0"}
+    with pytest.raises(ManifestError, match=r"model\.wasm is not stamped with build"):
+        write_manifest(model_dir, body)
+    stamp_build(model_dir, body)
+    (model_dir / "model.wasm").write_bytes(
+        (model_dir / "model.wasm").read_bytes() + b"\x00\x02\x01x"
+    )
+    with pytest.raises(ManifestError, match=r"model\.wasm is not stamped with build"):
+        write_manifest(model_dir, body)
+
+
+def test_a_library_that_is_not_webassembly_needs_no_stamp(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    (model_dir / "model.wasm").write_text("not wasm")
+    assert write_manifest(model_dir, body)["files"]["model.wasm"]["bytes"] == 8
+    with pytest.raises(ArtifactError, match="not a WebAssembly module"):
+        stamp_build(model_dir, body)
+
+
+def test_stamp_build_names_missing_files(tmp_path: Path, body: dict[str, Any]) -> None:
+    with pytest.raises(ManifestError) as e:
+        stamp_build(tmp_path, body)
+    assert e.value.problems == (
+        f"library: 'model.wasm' names no file in {tmp_path}",
+        f"weights: 'tensor-cache.json' names no file in {tmp_path}",
+    )
 
 
 # --- what write_manifest refuses ---------------------------------------------

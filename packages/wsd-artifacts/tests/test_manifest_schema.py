@@ -17,7 +17,7 @@ from wsd_artifacts import (
     validate_manifest,
     write_manifest,
 )
-from wsd_artifacts._jsonschema import check_keywords, validate
+from wsd_artifacts._schema_messages import check_keywords, validate
 
 
 def test_the_schema_ships_as_package_data_and_is_draft_2020_12() -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
 
 import wsd_capture
-from wsd_capture.atomic import atomic_directory
 
 
 def test_every_public_name_resolves() -> None:
@@ -31,10 +29,3 @@ def test_python_dash_m_runs_the_command(
         runpy.run_module("wsd_capture", run_name="__main__")
     assert exit_info.value.code == 0
     assert "usage: wsd-capture" in capsys.readouterr().out
-
-
-def test_a_failed_directory_write_leaves_nothing_behind(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "out") as tmp:
-        (tmp / "half.bin").write_bytes(b"1")
-        raise RuntimeError("interrupted")
-    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,6 @@ from safetensors.torch import save_file
 from torch import zeros
 
 from wsd_capture import CaptureError, check_image_size, check_source, write_preset
-from wsd_capture.atomic import atomic_directory
 from wsd_capture.cli import main
 from wsd_capture.loading import safetensors_problem
 
@@ -169,10 +168,3 @@ def test_the_size_check_reads_only_the_configs(preset_dir: Path, tmp_path: Path)
     with pytest.raises(CaptureError, match="height 72 is not supported"):
         check_image_size(preset_dir, 72, None)
     check_image_size(tmp_path / "nowhere", 72, None)  # loading will say what is wrong
-
-
-def test_a_failed_write_removes_the_parents_it_made(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "a" / "b" / "out") as tmp:
-        (tmp / "half.bin").write_bytes(b"1")
-        raise RuntimeError("interrupted")
-    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,7 @@
-"""wsd-artifacts: tensor-cache weight shards, the model manifest, sha384 integrity, verify."""
+"""wsd-artifacts: tensor-cache weight shards, the model manifest, sha384 integrity, verify,
+and the atomic writes of files and directories every layer uses."""
 
+from .atomic import atomic_directory, check_new_directory, write_bytes_atomic, write_text_atomic
 from .errors import ArtifactError, ManifestError
 from .integrity import sri_sha384_bytes, sri_sha384_file
 from .library import (
@@ -8,6 +10,7 @@ from .library import (
     compute_build_id,
     library_code_integrity,
     read_build_info,
+    stamp_build,
     stamp_library,
     strip_build_info,
 )
@@ -48,7 +51,9 @@ __all__ = [
     "TensorCache",
     "TensorRecord",
     "VerifyReport",
+    "atomic_directory",
     "build_stamp_problems",
+    "check_new_directory",
     "compute_build_id",
     "library_code_integrity",
     "list_files",
@@ -59,10 +64,13 @@ __all__ = [
     "read_tensor_cache",
     "sri_sha384_bytes",
     "sri_sha384_file",
+    "stamp_build",
     "stamp_library",
     "strip_build_info",
     "validate_manifest",
     "verify",
+    "write_bytes_atomic",
     "write_manifest",
     "write_tensor_cache",
+    "write_text_atomic",
 ]

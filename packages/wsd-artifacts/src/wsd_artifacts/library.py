@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
+from .atomic import write_bytes_atomic
+from .errors import ArtifactError, ManifestError
 from .integrity import sri_sha384_bytes, sri_sha384_file
 
 WASM_HEADER = b"\0asm\x01\0\0\0"
@@ -121,7 +120,7 @@ def library_code_integrity(path: str | Path) -> str:
 def stamp_library(path: str | Path, info: Mapping[str, Any]) -> None:
     """Replace the ``wsd.build`` section of the library at ``path`` with ``info`` (JSON).
 
-    The file is rewritten atomically (temporary file, then rename).
+    The file is rewritten atomically (:func:`wsd_artifacts.write_bytes_atomic`).
     """
     target = Path(path)
     data = target.read_bytes()
@@ -130,15 +129,7 @@ def stamp_library(path: str | Path, info: Mapping[str, Any]) -> None:
     name = BUILD_SECTION.encode("utf-8")
     content = _leb128(len(name)) + name + payload
     section = b"\0" + _leb128(len(content)) + content
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(strip_build_info(data) + section)
-        Path(tmp).chmod(target.stat().st_mode & 0o777)
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, strip_build_info(data) + section)
 
 
 def compute_build_id(library_integrity: str, weights_integrity: str) -> str:
@@ -152,6 +143,32 @@ def compute_build_id(library_integrity: str, weights_integrity: str) -> str:
     """
     text = f"{library_integrity}\n{weights_integrity}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def stamp_build(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> str:
+    """Stamp the library that a manifest body names with its build; return the build id.
+
+    The id is that of the library's code and the weights index the body
+    names (:func:`compute_build_id`); the stamp carries it and the body's
+    ``runtime``. A build calls this once the library and the weights are
+    written, then :func:`wsd_artifacts.write_manifest`, which refuses a
+    WebAssembly library that lacks the stamp. Raises :class:`ManifestError`
+    when the body names no library or weights file in ``model_dir``, and
+    :class:`ArtifactError` when the library is not WebAssembly.
+    """
+    root = Path(model_dir)
+    named = {field: manifest_body.get(field) for field in ("library", "weights")}
+    missing = [
+        f"{field}: {name!r} names no file in {root}"
+        for field, name in named.items()
+        if not (isinstance(name, str) and (root / name).is_file())
+    ]
+    if missing:
+        raise ManifestError("cannot stamp the build", missing)
+    library, weights = root / str(named["library"]), root / str(named["weights"])
+    build_id = compute_build_id(library_code_integrity(library), sri_sha384_file(weights))
+    stamp_library(library, {"build_id": build_id, "runtime": manifest_body.get("runtime")})
+    return build_id
 
 
 def build_stamp_problems(model_dir: str | Path, manifest: Mapping[str, Any]) -> list[str]:

@@ -16,16 +16,16 @@ import copy
 import functools
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import _jsonschema
-from .errors import ManifestError
+from ._schema_messages import check_keywords, child_path, validate
+from .atomic import write_text_atomic
+from .errors import ArtifactError, ManifestError
 from .integrity import sri_sha384_file
-from .library import compute_build_id, library_code_integrity, stamp_library
+from .library import WASM_HEADER, compute_build_id, library_code_integrity, read_build_info
 from .tensor_cache import INDEX_NAME, load_tensor_cache_index
 
 MANIFEST_NAME = "manifest.json"
@@ -41,7 +41,7 @@ _COMPUTED = ("schema", "version", "build_id", "files")
 def _schema() -> dict[str, Any]:
     text = resources.files("wsd_artifacts").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
-    _jsonschema.check_keywords(schema)
+    check_keywords(schema)
     return schema
 
 
@@ -69,7 +69,7 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise ManifestError(
             f"not a wsd manifest: schema is {manifest['schema']!r}, expected {MANIFEST_SCHEMA!r}"
         )
-    problems = [str(v) for v in _jsonschema.validate(manifest, _schema())]
+    problems = validate(manifest, _schema())
     if not problems:
         problems = _cross_field_problems(manifest)
     if problems:
@@ -110,19 +110,19 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
         if params is not None and params not in components:
             known = ", ".join(repr(c) for c in components) or "none"
             problems.append(
-                f"{_jsonschema.child_path(_jsonschema.child_path('functions', name), 'params')}: "
+                f"{child_path(child_path('functions', name), 'params')}: "
                 f"expected null or the name of a component ({known}), got {params!r}"
             )
     for task, needed in m["tasks"].items():
         absent = [f for f in needed if f not in m["functions"]]
         if absent:
             problems.append(
-                f"{_jsonschema.child_path('tasks', task)}: lists functions the library "
+                f"{child_path('tasks', task)}: lists functions the library "
                 f"lacks: {', '.join(absent)}"
             )
     for name, comp in components.items():
         if comp["param_count"] != len(comp["param_names"]):
-            path = _jsonschema.child_path(_jsonschema.child_path("components", name), "param_count")
+            path = child_path(child_path("components", name), "param_count")
             problems.append(
                 f"{path}: expected {len(comp['param_names'])} (the length of param_names), "
                 f"got {comp['param_count']}"
@@ -166,10 +166,11 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
     ``manifest_body`` holds every field except the computed ones: ``schema``,
     ``version``, ``files`` (size and sha384 of every file in ``model_dir``,
     recursively, except ``manifest.json``) and ``build_id``
-    (:func:`compute_build_id`); values given for those are replaced. A
-    library that is WebAssembly is stamped first (:func:`stamp_library`) with
-    the build id and the manifest's ``runtime``, so the app can check that
-    manifest and library belong together. Besides
+    (:func:`compute_build_id`); values given for those are replaced. The
+    manifest is not written unless a library that is WebAssembly carries the
+    stamp of that build id and the manifest's ``runtime`` (the caller stamps it
+    with :func:`stamp_build` first), so the app can check that manifest and
+    library belong together; the library is never rewritten here. Besides
     the schema, it checks that ``library``, ``weights`` and ``tokenizer.file``
     name files in ``model_dir``, that the weights index's shards are there,
     and that every component's ``param_names`` are tensors of the index whose
@@ -200,8 +201,6 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
     if all(isinstance(n, str) for n in names):
         library, weights = (root / str(n) for n in names)
         build_id = compute_build_id(library_code_integrity(library), sri_sha384_file(weights))
-        if _is_wasm(library):
-            stamp_library(library, {"build_id": build_id, "runtime": body.get("runtime")})
     files = {rel: _file_record(root / rel) for rel in list_files(root)}
     merged = {k: v for k, v in body.items() if k not in _COMPUTED}
     merged.update(schema=MANIFEST_SCHEMA, version=MANIFEST_VERSION, build_id=build_id, files=files)
@@ -210,16 +209,29 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
     manifest = {k: merged[k] for k in order} | {k: merged[k] for k in merged if k not in order}
     validate_manifest(manifest)
 
-    problems = _weights_problems(root, manifest)
+    problems = _weights_problems(root, manifest) + _stamp_problems(root, manifest)
     if problems:
         raise ManifestError("cannot write the manifest", problems)
-    _write_atomically(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
+    write_text_atomic(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
-def _is_wasm(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"\0asm"
+def _stamp_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """How to stamp the library, when it is WebAssembly without the stamp of this build."""
+    data = (root / manifest["library"]).read_bytes()
+    if not data.startswith(WASM_HEADER):
+        return []  # only WebAssembly carries a stamp
+    try:
+        info = read_build_info(data) or {}
+    except ArtifactError:
+        info = {}
+    build_id, runtime = manifest["build_id"], manifest["runtime"]
+    if info.get("build_id") == build_id and info.get("runtime") == runtime:
+        return []
+    return [
+        f"library: {manifest['library']} is not stamped with build {build_id} and runtime "
+        f"{runtime}; stamp it with wsd_artifacts.stamp_build(model_dir, manifest_body) first"
+    ]
 
 
 def _weights_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
@@ -232,7 +244,7 @@ def _weights_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
             problems.append(f"weights: {weights} lists shard {rel!r}, which is not in {root}")
     nbytes = {r.name: r.nbytes for r in cache.records}
     for name, comp in manifest["components"].items():
-        where = _jsonschema.child_path("components", name)
+        where = child_path("components", name)
         absent = [p for p in comp["param_names"] if p not in nbytes]
         if absent:
             shown = ", ".join(repr(p) for p in absent[:5])
@@ -249,19 +261,6 @@ def _weights_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
                 f"{weights}), got {comp['param_bytes']}"
             )
     return problems
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_manifest(model_dir: str | Path) -> dict[str, Any]:

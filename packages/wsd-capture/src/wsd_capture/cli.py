@@ -60,13 +60,14 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
         from .presets import write_preset
 
         return {"preset": args.name, "directory": str(write_preset(args.name, args.dir))}
-    from .atomic import check_new_directory
+    from wsd_artifacts import check_new_directory
+
     from .kinds import capture_model
     from .storage import save_capture
 
     # A taken output, missing or damaged files, a size the model cannot take:
     # each fails here, before minutes of loading and capturing.
-    check_new_directory(Path(args.out))
+    check_new_directory(Path(args.out), CaptureError)
     start = time.perf_counter()
     captured = capture_model(
         args.command, args.model, height=args.height, width=args.width, vae=args.vae

@@ -15,7 +15,7 @@ lines can build their parsers before torch and diffusers load.
 
 Adding a kind: a record here (with its own capture module), a record in
 ``wsd_compile.kinds``, the kind in the manifest schema's ``kind`` enum, and a
-pipeline class in the web app's registry (``static/js/pipelines/index.js``);
+pipeline class in the web app's registry (``static/js/pipelines/registry.js``);
 see ``docs/structure.md``.
 """
 
@@ -47,8 +47,9 @@ class ModelKind:
     """One kind of pipeline wsd captures and compiles.
 
     - ``name``: the kind as manifests, command lines and APIs spell it (``sd15``).
-    - ``title``: how messages name its pipelines (``SD 1.5-class``); ``noun``: one
-      of them (``a Stable Diffusion pipeline``).
+    - ``title``: how messages name its pipelines (``SD 1.5-class``); ``family``: in
+      full (``Stable Diffusion 1.5-class``); ``noun``: one of them (``a Stable
+      Diffusion pipeline``).
     - ``pipeline_class``: the diffusers class of its ``model_index.json``.
     - ``folders``: the component folders of its diffusers directory.
     - ``graphs``: the components captured from it, in the order the page runs them.
@@ -65,6 +66,7 @@ class ModelKind:
 
     name: str
     title: str
+    family: str
     noun: str
     pipeline_class: str
     folders: tuple[str, ...]
@@ -92,6 +94,7 @@ class ModelKind:
 SD15 = ModelKind(
     name="sd15",
     title="SD 1.5-class",
+    family="Stable Diffusion 1.5-class",
     noun="a Stable Diffusion pipeline",
     pipeline_class="StableDiffusionPipeline",
     folders=("vae", "text_encoder", "tokenizer", "unet", "scheduler"),
@@ -111,6 +114,7 @@ SD15 = ModelKind(
 SDXL = ModelKind(
     name="sdxl",
     title="SDXL",
+    family="SDXL",
     noun="an SDXL pipeline",
     pipeline_class="StableDiffusionXLPipeline",
     folders=(*SD15.folders, "text_encoder_2", "tokenizer_2"),

@@ -37,7 +37,7 @@ _WRONG_KIND_HINT = {
 }
 _SUPPORTED = (
     "wsd compiles only "
-    + " and ".join(f"{k.title} ({k.pipeline_class})" for k in KINDS.values())
+    + " and ".join(f"{k.family} ({k.pipeline_class})" for k in KINDS.values())
     + " models"
 )
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

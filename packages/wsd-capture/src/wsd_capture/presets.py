@@ -31,7 +31,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from .atomic import atomic_directory
+from wsd_artifacts import atomic_directory, check_new_directory
+
 from .errors import CaptureError
 from .kinds import PRESET_KINDS
 from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
@@ -367,7 +368,7 @@ def write_preset(name: str, out_dir: str | os.PathLike[str]) -> Path:
     if name not in PRESETS:
         raise CaptureError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     out = Path(out_dir)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, check=lambda o: check_new_directory(o, CaptureError)) as tmp:
         _BUILDERS[name]().save_pretrained(tmp, safe_serialization=True)
     return out
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_directory
+from wsd_artifacts import atomic_directory, check_new_directory
+
 from .capture import CapturedComponent, CapturedPipeline
 from .errors import CaptureError
 from .metadata import PipelineMetadata
@@ -41,7 +42,7 @@ def save_capture(captured: CapturedPipeline, out_dir: str | os.PathLike[str]) ->
         "files": {**{key: _TOKENIZERS[key] for key in tokenizers}, "programs": programs},
         "metadata": data,
     }
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, check=lambda o: check_new_directory(o, CaptureError)) as tmp:
         for name, component in captured.components.items():
             torch.export.save(component.program, tmp / programs[name])
         for key, text in tokenizers.items():

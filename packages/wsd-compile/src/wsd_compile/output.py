@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wsd_capture.atomic import atomic_directory
+from wsd_artifacts import atomic_directory
 
 from .errors import WsdCompileError
 

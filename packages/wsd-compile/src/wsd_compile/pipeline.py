@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wsd_artifacts import write_manifest, write_tensor_cache
+from wsd_artifacts import stamp_build, write_manifest, write_tensor_cache
 
 from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
 from .errors import WsdCompileError
@@ -260,13 +260,14 @@ def compile_pipeline(
             _write_tokenizers(tmp, captured.metadata)
             body = _manifest_body(captured, module, weights)
             body["limits"] = {"max_buffer_bytes": max_buffer}
+            stamp_build(tmp, body)
             manifest = write_manifest(tmp, body)
     seconds["webgpu_compile"] = round(build.compile_seconds, 3)
     seconds["link"] = round(build.wasm.seconds, 3)
     return CompiledPipeline(
         out_dir=out,
         manifest=manifest,
-        wasm_bytes=(out / LIBRARY_FILE).stat().st_size,  # as stamped
+        wasm_bytes=(out / LIBRARY_FILE).stat().st_size,  # as stamped by stamp_build
         weight_bytes=int(sum(a.nbytes for a in weights.values())),
         seconds=seconds,
         largest_buffers=buffers[:8],

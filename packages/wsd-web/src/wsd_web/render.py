@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsd_artifacts import ArtifactError, load_manifest
+from wsd_artifacts import ArtifactError, load_manifest, write_bytes_atomic
 
 from .headless import HeadlessError, headless_page
 from .png import encode_png
@@ -213,8 +213,6 @@ def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
         "timings": rendering.timings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(rendering.png())
-    tmp.replace(path)
+    write_bytes_atomic(path, rendering.png())
     path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

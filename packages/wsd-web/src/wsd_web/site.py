@@ -18,12 +18,13 @@ import mimetypes
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from wsd_artifacts import atomic_directory
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -482,8 +483,7 @@ def export_site(
     if not model.is_dir():
         raise SiteError(f"model directory {model} does not exist; build one with wsd-compile")
     model_files = _model_files(model)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SiteError(f"{out} exists and is not empty: give a new or empty directory")
+    _check_export_dir(out)
     origins = [parse_origin(o) for o in cors_origins]
     site = render_site(static_dir, connect_src=connect_src)
     app = list(app_files(static_dir))
@@ -493,9 +493,7 @@ def export_site(
     text = headers_file(
         site, _site_urls([rel for rel, _ in app], [r for r, _ in model_files]), cors_origins=origins
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out, check=_check_export_dir) as tmp:
         for rel, src in app:
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -511,8 +509,9 @@ def export_site(
         for rel in [*site.files, "_headers"]:
             (tmp / rel).chmod(0o644)
         tmp.chmod(0o755)
-        tmp.replace(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
+
+
+def _check_export_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SiteError(f"{out} exists and is not empty: give a new or empty directory")
