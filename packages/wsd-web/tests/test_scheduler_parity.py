@@ -14,6 +14,12 @@ The newer schedulers' runs start as a pipeline does: one
 init_noise_sigma) and is then passed to every `step`; the JS side draws from
 its own bit-identical TorchGenerator, so the noise that Euler ancestral and LCM
 inject must line up draw for draw, and both streams must end at the same place.
+
+Image-to-image runs as StableDiffusionImg2ImgPipeline does (its own
+get_timesteps cuts the timesteps for a strength and sets the scheduler's begin
+index): the cut timesteps must be identical; the image noised by `add_noise` at
+the first of them (and again after every step, as inpainting does) within 1e-6;
+the samples of the steps that follow within 1e-5, with the noise stream aligned.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,6 +42,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     LCMScheduler,
     PNDMScheduler,
+    StableDiffusionImg2ImgPipeline,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
@@ -272,6 +280,12 @@ STEP_COUNTS = [1, 2, 3, 4, 7, 20, 25, 50, 150]
 SEEDED_STEP_COUNTS = [1, 2, 4, 8, 25, 50, 150]
 SHAPE = (1, 4, 4, 4)
 TOLERANCE = 1e-5
+# Image-to-image: strengths (int(100 * 0.29) is 28, a float rounding) at step counts,
+# and the runs, (steps, strength), for which every step is compared.
+STRENGTHS = [0.05, 0.29, 0.3, 0.5, 0.8, 1.0]
+STRENGTH_STEP_COUNTS = [1, 2, 3, 4, 5, 7, 10, 13, 20, 25, 33, 50, 61, 100, 150]
+IMG2IMG_RUNS = [(3, 1.0), (4, 0.5), (10, 0.3), (10, 0.05), (25, 0.8), (50, 0.5)]
+NOISE_TOLERANCE = 1e-6
 
 
 def _case_id(name: str, config: str) -> str:
@@ -291,15 +305,7 @@ def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
     """The fixture for one case, made by diffusers, and its expected outputs."""
     cls, overrides = REGISTRY[name]
     scheduler = cls.from_config(CONFIGS[config], **overrides)
-    sweep: dict[str, list[int] | None] = {}
-    for steps in range(1, 151):
-        try:
-            scheduler.set_timesteps(steps)
-            sweep[str(steps)] = scheduler.timesteps.tolist()
-        # PNDM's Runge-Kutta warm-up needs 4 steps or more; LCM at most
-        # original_inference_steps.
-        except ValueError:
-            sweep[str(steps)] = None
+    sweep = {str(steps): _timesteps(scheduler, steps) for steps in range(1, 151)}
     rng = np.random.default_rng(seed)
     runs: list[dict[str, Any]] = []
     expected: list[dict[str, Any]] = []
@@ -350,14 +356,100 @@ def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
         )
     init_keys = set(inspect.signature(cls.__init__).parameters) - {"self"}
     resolved = {k: v for k, v in scheduler.config.items() if k in init_keys}
+    img2img_case, img2img_expected = _img2img_reference(scheduler, seed)
     case = {
         "id": _case_id(name, config),
         "scheduler": name,
         "config": CONFIGS[config],
         "sweep": list(range(1, 151)),
         "runs": runs,
+        **img2img_case,
     }
-    return {"case": case, "sweep": sweep, "expected": expected, "config": resolved}
+    return {
+        "case": case,
+        "sweep": sweep,
+        "expected": expected,
+        "config": resolved,
+        **img2img_expected,
+    }
+
+
+def _img2img_reference(scheduler: Any, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The image-to-image part of a case's fixture, and what diffusers gives."""
+    made = [
+        run
+        for k, (steps, strength) in enumerate(IMG2IMG_RUNS)
+        if (run := _img2img_run(scheduler, steps, strength, seed * 1000 + k)) is not None
+    ]
+    case = {
+        "strengths": STRENGTHS,
+        "strength_sweep": STRENGTH_STEP_COUNTS,
+        "img2img": [run for run, _ in made],
+    }
+    strength_sweep = {
+        str(steps): [_timesteps(scheduler, steps, strength) for strength in STRENGTHS]
+        for steps in STRENGTH_STEP_COUNTS
+    }
+    return case, {"strength_sweep": strength_sweep, "img2img": [want for _, want in made]}
+
+
+def _timesteps(scheduler: Any, steps: int, strength: float | None = None) -> list[float] | None:
+    """The timesteps of `steps` steps, cut for a strength as the img2img pipeline's
+    get_timesteps does (which also sets the scheduler's begin index); None where
+    diffusers refuses the step count (PNDM's Runge-Kutta warm-up needs 4 steps or
+    more; LCM at most original_inference_steps)."""
+    try:
+        scheduler.set_timesteps(steps)
+    except ValueError:
+        return None
+    if strength is None:
+        return list(scheduler.timesteps.tolist())
+    pipeline = SimpleNamespace(scheduler=scheduler)
+    timesteps, _ = StableDiffusionImg2ImgPipeline.get_timesteps(pipeline, steps, strength, None)
+    return list(timesteps.tolist())
+
+
+def _img2img_run(
+    scheduler: Any, steps: int, strength: float, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """An image-to-image run as the pipeline makes it, and what diffusers gives;
+    None where it has no step to run. One generator draws the noise that
+    `add_noise` adds and is then passed to every `step` that takes it."""
+    timesteps = _timesteps(scheduler, steps, strength)
+    if not timesteps:
+        return None
+    cut = scheduler.timesteps[-len(timesteps) :]
+    rng = np.random.default_rng(seed)
+    outputs = rng.standard_normal((len(cut), *SHAPE), dtype=np.float32)
+    original = torch.from_numpy(rng.standard_normal(SHAPE, dtype=np.float32))
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(SHAPE, generator=generator)
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+    step_kwargs: dict[str, Any] = {"generator": generator} if takes_generator else {}
+    x = scheduler.add_noise(original, noise, cut[:1])
+    noised, inputs, samples = [x.numpy().ravel()], [], []
+    for i, (t, output) in enumerate(zip(cut, outputs, strict=True)):
+        inputs.append(scheduler.scale_model_input(x, t).numpy().ravel())
+        x = scheduler.step(torch.from_numpy(output), t, x, **step_kwargs).prev_sample
+        samples.append(x.numpy().ravel())
+        if i + 1 < len(cut):  # as inpainting does: the image noised to the next step's level
+            noised.append(scheduler.add_noise(original, noise, cut[i + 1 : i + 2]).numpy().ravel())
+    want = {
+        "timesteps": timesteps,
+        "noised": noised,
+        "inputs": inputs,
+        "samples": samples,
+        "next_draw": torch.randn(SHAPE, generator=generator).ravel().tolist(),
+    }
+    run = {
+        "steps": steps,
+        "strength": strength,
+        "seed": seed,
+        "shape": list(SHAPE),
+        "original": original.numpy().ravel().tolist(),
+        "model_outputs": outputs.reshape(len(outputs), -1).tolist(),
+    }
+    return run, want
 
 
 @pytest.fixture(scope="module")
@@ -441,3 +533,46 @@ def test_the_noise_stream_stays_aligned(parity: Any, case: str) -> None:
         draws = {"euler-a": got["steps"], "lcm": got["steps"] - 1}.get(case.split("/")[0], 0)
         assert got["noises"] == draws
         assert got["next_draw"] == expected["next_draw"]
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_timesteps_for_a_strength_are_the_img2img_pipelines(parity: Any, case: str) -> None:
+    ref, js = parity[case]
+    wrong = []
+    for n, cuts in ref["strength_sweep"].items():
+        if js["sweep"][n] is None:  # refused whatever the strength (see above)
+            assert all(have is None for have in js["strength_sweep"][n])
+            continue
+        for strength, want, have in zip(STRENGTHS, cuts, js["strength_sweep"][n], strict=True):
+            # An empty cut (no step left): diffusers noises an empty batch, the JS refuses.
+            if (have is None) != (not want) or (want and not _same_timesteps(case, have, want)):
+                wrong.append(f"{n} steps at strength {strength}: js {have} != {want}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _img2img_runs(parity: Any, case: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    ref, js = parity[case]
+    assert ref["img2img"], "no image-to-image run to compare"
+    return list(zip(ref["img2img"], js["img2img"], strict=True))
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_add_noise_matches(parity: Any, case: str) -> None:
+    for want, have in _img2img_runs(parity, case):
+        assert _same_timesteps(case, have["timesteps"], want["timesteps"])
+        assert len(have["noised"]) == len(want["noised"])
+        for i, (expected, got) in enumerate(zip(want["noised"], have["noised"], strict=True)):
+            err = _relative_error(expected, got)
+            where = f"{have['steps']} steps at strength {have['strength']}, after step {i - 1}"
+            assert err <= NOISE_TOLERANCE, f"{where}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_every_sample_after_the_cut_matches(parity: Any, case: str) -> None:
+    for want, have in _img2img_runs(parity, case):
+        where = f"{have['steps']} steps at strength {have['strength']}"
+        steps = zip(want["inputs"], have["inputs"], want["samples"], have["samples"], strict=True)
+        for i, (want_in, have_in, want_out, have_out) in enumerate(steps):
+            err = max(_relative_error(want_in, have_in), _relative_error(want_out, have_out))
+            assert err <= TOLERANCE, f"{where}, step {i}: relative error {err:.3g}"
+        assert have["next_draw"] == want["next_draw"], f"{where}: the noise stream moved apart"

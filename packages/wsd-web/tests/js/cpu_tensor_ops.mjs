@@ -4,6 +4,7 @@
 // and a released tensor is filled with NaN so that any later use shows.
 // `noise()` draws from a torch-compatible generator (torch_random.js), as the
 // app does, once `useGenerator` has given it one and the latent shape.
+// `maxTerms` stands for the number of compiled combine kernels (4 unless told).
 
 /** @typedef {import("../../src/wsd_web/static/js/torch_random.js").TorchGenerator} TorchGenerator */
 
@@ -17,8 +18,11 @@
  *   Where noise() draws from, like diffusers' `generator` argument of step().
  */
 
-/** @returns {CountingOps} */
-export function cpuTensorOps() {
+/**
+ * @param {{maxTerms?: number}} [options]
+ * @returns {CountingOps}
+ */
+export function cpuTensorOps({ maxTerms = 4 } = {}) {
   /** @type {Set<Float32Array>} */
   const alive = new Set();
   let made = 0;
@@ -32,8 +36,11 @@ export function cpuTensorOps() {
   };
   return {
     ops: {
+      maxTerms,
       combine(terms) {
-        if (terms.length < 1 || terms.length > 4) throw new Error(`combine takes 1..4 terms, got ${terms.length}`);
+        if (terms.length < 1 || terms.length > maxTerms) {
+          throw new Error(`combine takes 1..${maxTerms} terms, got ${terms.length}`);
+        }
         const size = terms[0][1].length;
         const out = new Float32Array(size);
         for (let j = 0; j < size; j++) {

@@ -176,19 +176,25 @@ test("an unknown scheduler name lists the valid ones", () => {
 /**
  * Denoise a tiny latent as the app does, with a tracked ops object whose
  * noise() draws from a seeded generator, releasing every tensor the caller
- * owns (the scaled model input included) as soon as it may.
+ * owns (the scaled model input included) as soon as it may. With a strength
+ * below 1, start from an image noised by addNoise, as image-to-image does.
  * @param {string} name
  * @param {Record<string, unknown>} config
  * @param {number} steps
+ * @param {number} [strength]
  */
-function ownedLoop(name, config, steps) {
+function ownedLoop(name, config, steps, strength = 1) {
   const tracked = cpuTensorOps();
   const { ops } = tracked;
   const generator = new TorchGenerator(7);
   tracked.useGenerator(generator, [3]);
   const scheduler = createScheduler(name, config, ops);
-  scheduler.setTimesteps(steps);
-  let sample = ops.combine([[scheduler.initNoiseSigma, generator.randn([3])]]);
+  scheduler.setTimesteps(steps, { strength });
+  const noise = ops.combine([[1, generator.randn([3])]]);
+  let sample = strength === 1
+    ? ops.combine([[scheduler.initNoiseSigma, noise]])
+    : scheduler.addNoise(Float32Array.from([0.5, -1, 0.25]), noise, scheduler.timesteps[0]);
+  ops.release(noise);
   /** @type {boolean[]} */
   const scaled = [];
   scheduler.timesteps.forEach((t, i) => {
@@ -204,9 +210,10 @@ function ownedLoop(name, config, steps) {
   const values = Array.from(sample);
   ops.release(sample);
   const held = tracked.live();
+  const stepsRun = scheduler.timesteps.length;
   scheduler.dispose();
   assert.equal(tracked.live(), 0, "every tensor made by ops is released exactly once");
-  return { values, held, scaled, noises: tracked.noises() };
+  return { values, held, scaled, noises: tracked.noises(), stepsRun };
 }
 
 test("no tensor leaks or is released twice, and none is used after the caller released it", () => {
@@ -396,7 +403,7 @@ test("the newer schedulers refuse what they do not implement, naming the key", (
     assert.throws(make, (e) => e instanceof SchedulerError && message.test(e.message), String(message));
   }
   // clip_sample needs TensorOps.clamp: DDIM's default config clips.
-  const noClamp = { combine: ops.combine, release: ops.release, noise: ops.noise };
+  const noClamp = { maxTerms: ops.maxTerms, combine: ops.combine, release: ops.release, noise: ops.noise };
   assert.throws(() => createScheduler("ddim", {}, noClamp), /DDIMScheduler: clip_sample=true needs a tensor backend with clamp\(\)/);
   assert.throws(() => createScheduler("lcm", { clip_sample: true }, noClamp), /LCMScheduler: clip_sample=true needs/);
   assert.equal(createScheduler("ddim", SD15, noClamp).config.clip_sample, false);
@@ -409,4 +416,122 @@ test("combine folds more than four terms into released partial sums", () => {
   assert.deepEqual(Array.from(out), [5]);
   assert.equal(tracked.made(), 3);
   assert.equal(tracked.live(), 1);
+});
+
+test("combine folds by the backend's maxTerms, which must allow a fold", () => {
+  const tracked = cpuTensorOps({ maxTerms: 2 });
+  const xs = [1, 2, 3, 4, 5].map((v) => /** @type {[number, Float32Array]} */ ([1, Float32Array.from([v])]));
+  assert.deepEqual(Array.from(combine(tracked.ops, xs)), [15]);
+  assert.equal(tracked.made(), 4);
+  assert.equal(tracked.live(), 1);
+  for (const maxTerms of [1, 2.5, undefined]) {
+    const ops = { ...cpuTensorOps().ops, maxTerms: /** @type {number} */ (maxTerms) };
+    assert.throws(
+      () => combine(ops, xs),
+      (e) => e instanceof SchedulerError && e.message.startsWith(`TensorOps.maxTerms=${maxTerms} must be an integer >= 2`),
+    );
+  }
+});
+
+/**
+ * @param {string} name
+ * @param {number} steps
+ * @param {number} strength
+ * @param {Record<string, unknown>} [config]
+ */
+function cut(name, steps, strength, config = SD15) {
+  const scheduler = createScheduler(name, config, cpuTensorOps().ops);
+  scheduler.setTimesteps(steps, { strength });
+  return scheduler.timesteps;
+}
+
+test("a strength keeps the last int(steps * strength) timesteps, as diffusers' img2img get_timesteps", () => {
+  const ddim = timesteps("ddim", SD15, 10);
+  assert.deepEqual(cut("ddim", 10, 1), ddim);
+  assert.deepEqual(cut("ddim", 10, 0.5), [401, 301, 201, 101, 1]);
+  // int(100 * 0.29) is 28 (0.29 * 100 = 28.999999999999996 in floating point).
+  assert.equal(cut("euler", 100, 0.29).length, 28);
+  assert.deepEqual(cut("lcm", 4, 0.75, {}), [759, 499, 259]);
+  // PNDM plans one timestep more (PLMS repeats one), and keeps one more.
+  assert.deepEqual(cut("pndm", 4, 0.5), [501, 251, 1]);
+  assert.deepEqual(cut("pndm", 4, 0.1), [1]);
+  // With the Runge-Kutta warm-up, the first 12 steps that run are its evaluations.
+  assert.deepEqual(cut("pndm", 4, 0.5, { num_train_timesteps: 1000 }), [625, 500, 500, 375, 375, 250, 250, 125, 125, 0, 0]);
+});
+
+test("a strength outside (0, 1] is refused, naming it, and the plan stays as it was", () => {
+  for (const name of Object.keys(SCHEDULERS)) {
+    const scheduler = createScheduler(name, SD15, cpuTensorOps().ops);
+    scheduler.setTimesteps(4);
+    const planned = [...scheduler.timesteps];
+    for (const [strength, shown] of [[0, "0"], [-0.5, "-0.5"], [1.5, "1.5"], [NaN, "NaN"], ["0.5", '"0.5"']]) {
+      assert.throws(
+        () => scheduler.setTimesteps(4, { strength: /** @type {number} */ (strength) }),
+        (e) => e instanceof SchedulerError && e.message.includes(`strength=${shown} is not a number in (0, 1]`),
+        `${name} ${shown}`,
+      );
+    }
+    assert.deepEqual(scheduler.timesteps, planned);
+  }
+});
+
+test("a strength that leaves no step is refused (diffusers' pipeline would noise an empty batch)", () => {
+  for (const name of Object.keys(SCHEDULERS).filter((n) => n !== "pndm")) {
+    assert.throws(
+      () => cut(name, 10, 0.05),
+      (e) => e instanceof SchedulerError &&
+        e.message.endsWith("strength=0.05 with 10 steps leaves no step to run (int(10 * 0.05) = 0); use a larger strength or more steps"),
+      name,
+    );
+    assert.equal(cut(name, 20, 0.05).length, 1);
+  }
+});
+
+test("addNoise: sqrt(a_t) x0 + sqrt(1 - a_t) noise at any training timestep for DDIM, PNDM and LCM", () => {
+  const ac = alphasCumprod(resolveConfig({ ...SD15 }, {}, {}), "t");
+  const x0 = Float32Array.from([0.5, -1]);
+  const noise = Float32Array.from([2, 0.25]);
+  for (const name of ["ddim", "pndm", "lcm"]) {
+    const scheduler = createScheduler(name, SD15, cpuTensorOps().ops);
+    const [a, b] = [Math.fround(Math.sqrt(ac[500])), Math.fround(Math.sqrt(Math.fround(1 - ac[500])))];
+    assert.deepEqual(Array.from(scheduler.addNoise(x0, noise, 500)), [a * 0.5 + b * 2, -a + b * 0.25].map(Math.fround));
+    for (const t of [-1, 1000, 2.5]) {
+      assert.throws(
+        () => scheduler.addNoise(x0, noise, t),
+        (e) => e instanceof SchedulerError && e.message.includes(`addNoise at timestep ${t}: not a training timestep`),
+      );
+    }
+  }
+});
+
+test("addNoise of the sigma schedulers noises to the next step's sigma, and takes only its timestep", () => {
+  const tracked = cpuTensorOps();
+  tracked.useGenerator(new TorchGenerator(3), [1]);
+  const [zero, one] = [Float32Array.from([0]), Float32Array.from([1])];
+  for (const name of ["euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"]) {
+    const scheduler = createScheduler(name, SD15, tracked.ops);
+    assert.throws(() => scheduler.addNoise(zero, one, 999), /no step is left to run; call setTimesteps first/);
+    scheduler.setTimesteps(10, { strength: 0.5 });
+    const [first, second] = scheduler.timesteps;
+    const before = scheduler.addNoise(zero, one, first)[0];
+    assert.throws(
+      () => scheduler.addNoise(zero, one, second),
+      (e) => e instanceof SchedulerError && e.message.endsWith(`with the next step's timestep ${first}, got ${second}`),
+    );
+    tracked.ops.release(scheduler.step(one, first, one));
+    // After a step (inpainting): the next step's noise level, a lower one.
+    const after = scheduler.addNoise(zero, one, second)[0];
+    assert.ok(after > 0 && after < before, `${name}: ${after} after ${before}`);
+  }
+});
+
+test("image-to-image runs own their tensors as text-to-image runs do", () => {
+  for (const name of Object.keys(SCHEDULERS)) {
+    for (const [steps, strength] of [[10, 0.5], [7, 0.3], [4, 0.8]]) {
+      const { values, noises, stepsRun } = ownedLoop(name, name === "lcm" ? {} : SD15, steps, strength);
+      assert.ok(values.every(Number.isFinite), `${name} ${steps} steps at ${strength}: ${values}`);
+      assert.equal(stepsRun, Math.trunc(steps * strength) + (name === "pndm" ? 1 : 0));
+      assert.equal(noises, { "euler-a": stepsRun, lcm: stepsRun - 1 }[name] ?? 0, `${name} drew ${noises}`);
+    }
+  }
 });

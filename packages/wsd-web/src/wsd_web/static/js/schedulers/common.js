@@ -11,7 +11,10 @@
 /**
  * What the schedulers need from a tensor backend. Every tensor a method
  * returns is NEW and owned by the caller, who frees it with `release`.
- * - `combine(terms)`: sum(coef * tensor) over 1..4 terms (see `combine` below for more).
+ * - `maxTerms`: the most terms one `combine` call takes, at least 2: in the app,
+ *   the number of compiled combine kernels (the manifest's `scheduler.max_terms`).
+ * - `combine(terms)`: sum(coef * tensor) over 1..maxTerms terms (see `combine`
+ *   below for more).
  * - `release(t)`: frees a tensor.
  * - `noise()`: standard normal noise of the latent shape, drawn from the
  *   generation's seeded torch-compatible generator: the SAME generator whose
@@ -25,15 +28,13 @@
  *   refuse to be built without it.
  * @template T
  * @typedef {{
+ *   maxTerms: number,
  *   combine(terms: Array<[number, T]>): T,
  *   release(t: T): void,
  *   noise(): T,
  *   clamp?: (t: T, limit: number) => T,
  * }} TensorOps
  */
-
-/** The most terms one `TensorOps.combine` call takes. */
-export const MAX_TERMS = 4;
 
 /** A scheduler was configured or driven in a way it does not support. */
 export class SchedulerError extends Error {
@@ -232,22 +233,28 @@ export function requireStepCount(scheduler, steps) {
 }
 
 /**
- * `ops.combine` for any number of terms: more than MAX_TERMS are folded into
- * partial sums, which are released once used.
+ * `ops.combine` for any number of terms: more than `ops.maxTerms` are folded
+ * into partial sums, which are released once used.
  * @template T
  * @param {TensorOps<T>} ops
  * @param {Array<[number, T]>} terms
  * @returns {T}
  */
 export function combine(ops, terms) {
+  const most = ops.maxTerms;
+  if (!Number.isInteger(most) || most < 2) {
+    throw new SchedulerError(
+      `TensorOps.maxTerms=${most} must be an integer >= 2 (the number of compiled combine kernels); fix the tensor backend`,
+    );
+  }
   let pending = terms;
   /** @type {T | null} */
   let partial = null;
-  while (pending.length > MAX_TERMS) {
-    const next = ops.combine(pending.slice(0, MAX_TERMS));
+  while (pending.length > most) {
+    const next = ops.combine(pending.slice(0, most));
     if (partial !== null) ops.release(partial);
     partial = next;
-    pending = [[1, next], ...pending.slice(MAX_TERMS)];
+    pending = [[1, next], ...pending.slice(most)];
   }
   const out = ops.combine(pending);
   if (partial !== null) ops.release(partial);
@@ -308,6 +315,92 @@ export function requireTimestep(scheduler, timesteps, i, t) {
   }
   if (t !== timesteps[i]) {
     throw new SchedulerError(`${scheduler}: step ${i} must be called with timestep ${timesteps[i]}, got ${t}`);
+  }
+}
+
+/**
+ * The options of every scheduler's `setTimesteps(steps, options)`.
+ * @typedef {object} TimestepOptions
+ * @property {number} [strength]  Image-to-image: the share of the `steps`
+ *   planned steps that runs, in (0, 1]; the run starts that far down the
+ *   schedule, from the image noised by `addNoise`. Default 1: every step
+ *   (text-to-image).
+ */
+
+/**
+ * Where a run of the given strength begins in the planned timesteps, as
+ * diffusers' StableDiffusionImg2ImgPipeline.get_timesteps cuts them: it keeps
+ * min(int(steps * strength), steps) steps, so it skips the first
+ * t_start = steps - that many timesteps (times the scheduler's order, 1 for
+ * all of ours) and gives the scheduler t_start as its begin index. PNDM
+ * plans one timestep more than `steps` (PLMS repeats one) and so keeps one more.
+ * Where nothing is kept (int(steps * strength) = 0, and not PNDM),
+ * diffusers' pipeline noises an empty batch and returns no image: we refuse.
+ * @param {string} scheduler
+ * @param {number} steps
+ * @param {unknown} strength
+ * @param {number} planned  How many timesteps the whole schedule has.
+ * @returns {number}  The index of the first timestep that runs (diffusers' begin_index).
+ */
+export function beginIndex(scheduler, steps, strength, planned) {
+  const shown = typeof strength === "number" ? String(strength) : JSON.stringify(strength);
+  if (typeof strength !== "number" || !(strength > 0 && strength <= 1)) {
+    throw new SchedulerError(`${scheduler}: strength=${shown} is not a number in (0, 1]; use a strength in (0, 1]`);
+  }
+  const begin = steps - Math.min(Math.trunc(steps * strength), steps);
+  if (begin >= planned) {
+    throw new SchedulerError(
+      `${scheduler}: strength=${shown} with ${steps} steps leaves no step to run (int(${steps} * ${shown}) = 0); ` +
+      "use a larger strength or more steps",
+    );
+  }
+  return begin;
+}
+
+/**
+ * diffusers' add_noise of the schedulers that noise by alphas_cumprod (DDIM,
+ * PNDM, LCM): sqrt(a_t) original + sqrt(1 - a_t) noise at any training
+ * timestep t, with diffusers' float32 coefficients.
+ * @template T
+ * @param {string} scheduler
+ * @param {TensorOps<T>} ops
+ * @param {Float64Array} ac  alphas_cumprod
+ * @param {T} original
+ * @param {T} noise
+ * @param {number} t
+ * @returns {T}  A new tensor, owned by the caller.
+ */
+export function noiseByAlphas(scheduler, ops, ac, original, noise, t) {
+  if (!Number.isInteger(t) || t < 0 || t >= ac.length) {
+    throw new SchedulerError(
+      `${scheduler}: addNoise at timestep ${t}: not a training timestep (an integer in [0, ${ac.length}))`,
+    );
+  }
+  const a = ac[t];
+  return combine(ops, [[Math.fround(Math.sqrt(a)), original], [Math.fround(Math.sqrt(Math.fround(1 - a))), noise]]);
+}
+
+/**
+ * Check the timestep of a sigma scheduler's `addNoise`. diffusers' add_noise
+ * (with the begin index that img2img sets) noises to the sigma of the step
+ * about to run, whatever timestep it is given: sigmas[begin_index] before the
+ * first step (img2img), sigmas[step_index] after some (inpainting). Here the
+ * timestep must be that step's, `timesteps[i]`.
+ * @param {string} scheduler
+ * @param {readonly number[]} timesteps
+ * @param {number} i  The number of steps taken since `setTimesteps`.
+ * @param {number} t
+ */
+export function requireNoiseTimestep(scheduler, timesteps, i, t) {
+  if (i >= timesteps.length) {
+    throw new SchedulerError(
+      `${scheduler}: addNoise noises to the level of the next step, but no step is left to run; call setTimesteps first`,
+    );
+  }
+  if (t !== timesteps[i]) {
+    throw new SchedulerError(
+      `${scheduler}: addNoise must be called with the next step's timestep ${timesteps[i]}, got ${t}`,
+    );
   }
 }
 

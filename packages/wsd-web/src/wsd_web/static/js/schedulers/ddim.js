@@ -15,13 +15,18 @@
 //   supported here (eta > 0 draws noise).
 // - Where numpy's float arange gives "trailing" a timestep -1 (61, 103, 121,
 //   122 steps of 1000), diffusers indexes alphas_cumprod[-1]; we refuse.
+// - Image-to-image: setTimesteps' strength keeps the last timesteps (the
+//   pipeline's get_timesteps; DDIM has no begin index, its steps depend on t
+//   alone); add_noise is sqrt(a_t) x0 + sqrt(1 - a_t) noise in float32.
 
 import {
-  SchedulerBase, SchedulerError, alphasCumprod, combine, predictions, requireClampIfClipping, requireOneOf,
-  requireStepCount, requireTimestep, requireTrainingRange, resolveConfig, spacedTimesteps,
+  SchedulerBase, SchedulerError, alphasCumprod, beginIndex, combine, noiseByAlphas, predictions,
+  requireClampIfClipping, requireOneOf, requireStepCount, requireTimestep, requireTrainingRange, resolveConfig,
+  spacedTimesteps,
 } from "./common.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
+/** @typedef {import("./common.js").TimestepOptions} TimestepOptions */
 
 const NAME = "DDIMScheduler";
 
@@ -46,7 +51,8 @@ const DEFAULTS = Object.freeze({
 
 /**
  * DDIM (eta 0) over tensors of type T, updated through `ops.combine` (and
- * `ops.clamp` with clip_sample). Drive it with `setTimesteps(n)`, then
+ * `ops.clamp` with clip_sample). Drive it with `setTimesteps(n)` (or
+ * `setTimesteps(n, {strength})` and `addNoise` for image-to-image), then
  * `step(modelOutput, timesteps[i], sample)` for each i in order.
  * @template T
  * @extends {SchedulerBase<T>}
@@ -84,10 +90,11 @@ export class DDIM extends SchedulerBase {
   }
 
   /**
-   * Plan `steps` inference steps.
+   * Plan `steps` inference steps, or with a strength only the last of them.
    * @param {number} steps
+   * @param {TimestepOptions} [options]
    */
-  setTimesteps(steps) {
+  setTimesteps(steps, { strength = 1 } = {}) {
     requireStepCount(NAME, steps);
     const c = this.config;
     const trainSteps = /** @type {number} */ (c.num_train_timesteps);
@@ -98,9 +105,20 @@ export class DDIM extends SchedulerBase {
     }
     const timesteps = spacedTimesteps(c, steps, true);
     requireTrainingRange(NAME, c, steps, timesteps);
-    this.timesteps = timesteps;
+    this.timesteps = timesteps.slice(beginIndex(NAME, steps, strength, timesteps.length));
     this.#stride = Math.floor(trainSteps / steps);
     this.#stepIndex = 0;
+  }
+
+  /**
+   * diffusers' add_noise: `original` noised to timestep t (image-to-image: t = timesteps[0]).
+   * @param {T} original  The caller keeps it.
+   * @param {T} noise  Standard normal; the caller keeps it.
+   * @param {number} t  A training timestep.
+   * @returns {T}  sqrt(a_t) original + sqrt(1 - a_t) noise, owned by the caller.
+   */
+  addNoise(original, noise, t) {
+    return noiseByAlphas(NAME, this.#ops, this.#alphasCumprod, original, noise, t);
   }
 
   /**

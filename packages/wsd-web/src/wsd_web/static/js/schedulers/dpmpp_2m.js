@@ -21,14 +21,21 @@
 //   second match if t repeats); here step() must follow the timesteps in order.
 //   The two agree unless the first timestep repeats (Karras sigmas on
 //   squaredcos_cap_v2: 998, 998, ...), where diffusers runs past its sigmas.
+// - Image-to-image: the strength cut keeps the last timesteps and, as the
+//   pipeline's set_begin_index makes diffusers do, the steps keep their
+//   places in the whole schedule: their sigmas, the first-order last step
+//   (by the whole schedule's length), and a first step of first order (no
+//   history yet). add_noise is alpha_t x0 + sigma_t noise at the next step's
+//   sigma, in float32.
 // Coefficients are float64 (diffusers evaluates them in float32 torch).
 
 import {
-  SchedulerBase, alphasCumprod, arange, combine, karrasSigmas, linspace, requireOneOf, requireStepCount,
-  requireTimestep, resolveConfig, roundHalfEven, sigmaToT, trainingSigmas,
+  SchedulerBase, alphasCumprod, arange, beginIndex, combine, karrasSigmas, linspace, requireNoiseTimestep,
+  requireOneOf, requireStepCount, requireTimestep, resolveConfig, roundHalfEven, sigmaToT, trainingSigmas,
 } from "./common.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
+/** @typedef {import("./common.js").TimestepOptions} TimestepOptions */
 
 const NAME = "DPMSolverMultistepScheduler";
 
@@ -77,7 +84,8 @@ function alphaSigmaLambda(sigma) {
 
 /**
  * DPM-Solver++(2M) over tensors of type T, updated through `ops.combine`.
- * Drive it with `setTimesteps(n)`, then `step(modelOutput, timesteps[i], sample)`
+ * Drive it with `setTimesteps(n)` (or `setTimesteps(n, {strength})` and
+ * `addNoise` for image-to-image), then `step(modelOutput, timesteps[i], sample)`
  * for each i in order.
  * @template T
  * @extends {SchedulerBase<T>}
@@ -87,8 +95,11 @@ export class DPMSolverMultistep extends SchedulerBase {
   #ops;
   /** @type {Float64Array} */
   #alphasCumprod;
-  /** sigma per step, plus the final sigma. @type {number[]} */
+  /** sigma per step of the whole schedule, plus the final sigma. @type {number[]} */
   #sigmas = [];
+  /** Where `timesteps` starts in the whole schedule (diffusers' begin_index). */
+  #begin = 0;
+  /** Steps taken since `setTimesteps`. */
   #stepIndex = 0;
   /** x0 predictions of the previous and the current step, owned here. @type {Array<T | null>} */
   #x0 = [null, null];
@@ -114,10 +125,12 @@ export class DPMSolverMultistep extends SchedulerBase {
   }
 
   /**
-   * Plan `steps` inference steps; drops (and releases) any state of a previous run.
+   * Plan `steps` inference steps, or with a strength only the last of them;
+   * drops (and releases) any state of a previous run.
    * @param {number} steps
+   * @param {TimestepOptions} [options]
    */
-  setTimesteps(steps) {
+  setTimesteps(steps, { strength = 1 } = {}) {
     requireStepCount(NAME, steps);
     const c = this.config;
     const trainSteps = /** @type {number} */ (c.num_train_timesteps);
@@ -136,9 +149,11 @@ export class DPMSolverMultistep extends SchedulerBase {
       sigmas = timesteps.map(sigmaAt);
     }
     sigmas.push(c.final_sigmas_type === "sigma_min" ? sigmaAt(0) : 0);
+    const begin = beginIndex(NAME, steps, strength, timesteps.length);
     this.#reset();
-    this.timesteps = timesteps;
+    this.timesteps = timesteps.slice(begin);
     this.#sigmas = sigmas;
+    this.#begin = begin;
   }
 
   /**
@@ -149,9 +164,10 @@ export class DPMSolverMultistep extends SchedulerBase {
    * @returns {T}  The new sample, owned by the caller.
    */
   step(modelOutput, t, sample) {
-    const i = this.#stepIndex;
-    const n = this.timesteps.length;
-    requireTimestep(NAME, this.timesteps, i, t);
+    requireTimestep(NAME, this.timesteps, this.#stepIndex, t);
+    // The index in the whole schedule, and its length.
+    const i = this.#begin + this.#stepIndex;
+    const n = this.#sigmas.length - 1;
     const c = this.config;
     const s0 = alphaSigmaLambda(this.#sigmas[i]);
     const target = alphaSigmaLambda(this.#sigmas[i + 1]);
@@ -188,8 +204,24 @@ export class DPMSolverMultistep extends SchedulerBase {
         [sampleCoef, sample], [-em1 + d1Coef / r0, x0], [-d1Coef / r0, previousX0],
       ]);
     }
-    this.#stepIndex = i + 1;
+    this.#stepIndex++;
     return prevSample;
+  }
+
+  /**
+   * diffusers' add_noise (begin index set): `original` noised to the sigma of
+   * the next step, alpha_t original + sigma_t noise, alpha_t = 1 / sqrt(sigma^2 + 1)
+   * and sigma_t = sigma alpha_t in float32 (image-to-image: t = timesteps[0]).
+   * @param {T} original  The caller keeps it.
+   * @param {T} noise  Standard normal; the caller keeps it.
+   * @param {number} t  The next step's timestep.
+   * @returns {T}  A new tensor, owned by the caller.
+   */
+  addNoise(original, noise, t) {
+    requireNoiseTimestep(NAME, this.timesteps, this.#stepIndex, t);
+    const sigma = Math.fround(this.#sigmas[this.#begin + this.#stepIndex]);
+    const alpha = Math.fround(1 / Math.fround(Math.sqrt(Math.fround(Math.fround(sigma * sigma) + 1))));
+    return combine(this.#ops, [[alpha, original], [Math.fround(sigma * alpha), noise]]);
   }
 
   /** Release every tensor held; `setTimesteps` is needed before stepping again. */

@@ -19,6 +19,7 @@ export { LCM } from "./lcm.js";
 export { PNDM } from "./pndm.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
+/** @typedef {import("./common.js").TimestepOptions} TimestepOptions */
 
 /**
  * What every scheduler offers. Loop: `setTimesteps(n)`; x = initial noise *
@@ -28,14 +29,22 @@ export { PNDM } from "./pndm.js";
  * when it is not x itself (Euler schedulers scale into a new tensor);
  * `dispose()` at the end. Timesteps are integers except for the Euler
  * schedulers' (float32 values).
+ * Image-to-image, as diffusers' StableDiffusionImg2ImgPipeline: `setTimesteps(n,
+ * {strength})` plans the last steps only (`timesteps` is that cut list); then
+ * x = `addNoise(x0, noise, timesteps[0])` (x0 the encoded image, noise standard
+ * normal from the generation's generator), and the same loop. `addNoise` takes
+ * the timestep of the step about to run (inpainting re-noises x0 to
+ * timesteps[i + 1] after step i); the DDIM, PNDM and LCM schedulers take any
+ * training timestep.
  * @template T
  * @typedef {object} Scheduler
  * @property {number[]} timesteps
  * @property {number} initNoiseSigma
  * @property {Readonly<Record<string, unknown>>} config
- * @property {(steps: number) => void} setTimesteps
+ * @property {(steps: number, options?: TimestepOptions) => void} setTimesteps
  * @property {(sample: T, t: number) => T} scaleModelInput
  * @property {(modelOutput: T, t: number, sample: T) => T} step
+ * @property {(original: T, noise: T, t: number) => T} addNoise
  * @property {() => void} dispose
  */
 

@@ -16,13 +16,19 @@
 //   at every step but the last, which returns denoised itself.
 // - Defaults differ from DDIM's: scaled_linear 0.00085..0.012 betas,
 //   clip_sample false, set_alpha_to_one true (unused: targets are never < 0).
+// - Image-to-image as StableDiffusionImg2ImgPipeline does it (set_timesteps(n),
+//   then the strength cut and set_begin_index): the kept steps run as they
+//   would have, the last one without noise; add_noise is DDIM's. (diffusers'
+//   LCM img2img pipeline instead passes strength to LCM's own set_timesteps,
+//   which picks other timesteps; that is not what this does.)
 
 import {
-  SchedulerBase, SchedulerError, alphasCumprod, combine, predictions, requireClampIfClipping, requireOneOf,
-  requireStepCount, requireTimestep, resolveConfig,
+  SchedulerBase, SchedulerError, alphasCumprod, beginIndex, combine, noiseByAlphas, predictions,
+  requireClampIfClipping, requireOneOf, requireStepCount, requireTimestep, resolveConfig,
 } from "./common.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
+/** @typedef {import("./common.js").TimestepOptions} TimestepOptions */
 
 const NAME = "LCMScheduler";
 
@@ -53,8 +59,9 @@ const SIGMA_DATA = 0.5;
 /**
  * LCM multistep sampling over tensors of type T, updated through
  * `ops.combine` (and `ops.clamp` with clip_sample), with `ops.noise()` drawn
- * between steps. Drive it with `setTimesteps(n)`, then
- * `step(modelOutput, timesteps[i], sample)` for each i in order.
+ * between steps. Drive it with `setTimesteps(n)` (or `setTimesteps(n, {strength})`
+ * and `addNoise` for image-to-image), then `step(modelOutput, timesteps[i], sample)`
+ * for each i in order.
  * @template T
  * @extends {SchedulerBase<T>}
  */
@@ -84,10 +91,12 @@ export class LCM extends SchedulerBase {
   }
 
   /**
-   * Plan `steps` inference steps (at most original_inference_steps).
+   * Plan `steps` inference steps (at most original_inference_steps), or with a
+   * strength only the last of them.
    * @param {number} steps
+   * @param {TimestepOptions} [options]
    */
-  setTimesteps(steps) {
+  setTimesteps(steps, { strength = 1 } = {}) {
     requireStepCount(NAME, steps);
     const c = this.config;
     const trainSteps = /** @type {number} */ (c.num_train_timesteps);
@@ -109,7 +118,8 @@ export class LCM extends SchedulerBase {
     const schedule = Array.from({ length: original }, (_, j) => (original - j) * k - 1);
     // numpy's linspace(0, orig, n, endpoint=False): i * (orig / n), floored.
     const stride = original / steps;
-    this.timesteps = Array.from({ length: steps }, (_, i) => schedule[Math.floor(i * stride)]);
+    const timesteps = Array.from({ length: steps }, (_, i) => schedule[Math.floor(i * stride)]);
+    this.timesteps = timesteps.slice(beginIndex(NAME, steps, strength, timesteps.length));
     this.#stepIndex = 0;
   }
 
@@ -156,6 +166,17 @@ export class LCM extends SchedulerBase {
     for (const x of temporaries) ops.release(x);
     this.#stepIndex = i + 1;
     return prevSample;
+  }
+
+  /**
+   * `original` noised to timestep t as DDIM's add_noise does it (image-to-image: t = timesteps[0]).
+   * @param {T} original  The caller keeps it.
+   * @param {T} noise  Standard normal; the caller keeps it.
+   * @param {number} t  A training timestep.
+   * @returns {T}  sqrt(a_t) original + sqrt(1 - a_t) noise, owned by the caller.
+   */
+  addNoise(original, noise, t) {
+    return noiseByAlphas(NAME, this.#ops, this.#alphasCumprod, original, noise, t);
   }
 
   /** Forget the plan; `setTimesteps` is needed before stepping again (LCM holds no tensors). */

@@ -19,13 +19,20 @@
 //   first evaluation of each step enters the history. The warm-up takes the
 //   top 4 timesteps (12 evaluations), so it needs at least 4 steps (diffusers
 //   fails on fewer with a numpy broadcast error; we say so).
+// - Image-to-image: the strength cut keeps one timestep more than
+//   int(n * strength), the plan having n + 1 (the repeat). PNDM has no begin
+//   index: its step counter starts over at the cut, so the first steps that
+//   run are the PLMS warm-up (the second one redoing the first from its start)
+//   or the 12 Runge-Kutta evaluations, which take their starting timesteps
+//   from the uncut warm-up, as diffusers' prk_timesteps[counter // 4 * 4] does.
 
 import {
-  SchedulerBase, SchedulerError, alphasCumprod, combine, requireOneOf, requireStepCount, requireTimestep,
-  requireTrainingRange, resolveConfig, spacedTimesteps,
+  SchedulerBase, SchedulerError, alphasCumprod, beginIndex, combine, noiseByAlphas, requireOneOf, requireStepCount,
+  requireTimestep, requireTrainingRange, resolveConfig, spacedTimesteps,
 } from "./common.js";
 
 /** @template T @typedef {import("./common.js").TensorOps<T>} TensorOps */
+/** @typedef {import("./common.js").TimestepOptions} TimestepOptions */
 
 const NAME = "PNDMScheduler";
 
@@ -56,7 +63,8 @@ const PRK_WEIGHTS = [1 / 6, 1 / 3, 1 / 3, 1 / 6];
 
 /**
  * PNDM (PLMS, with optional PRK warm-up) over tensors of type T, updated
- * through `ops.combine`. Drive it with `setTimesteps(n)`, then
+ * through `ops.combine`. Drive it with `setTimesteps(n)` (or
+ * `setTimesteps(n, {strength})` and `addNoise` for image-to-image), then
  * `step(modelOutput, timesteps[i], sample)` for each i in order.
  * @template T
  * @extends {SchedulerBase<T>}
@@ -70,7 +78,8 @@ export class PNDM extends SchedulerBase {
   #finalAlphaCumprod;
   /** num_train_timesteps // steps. */
   #stride = 0;
-  #prkCount = 0;
+  /** The Runge-Kutta warm-up's timesteps, uncut. @type {number[]} */
+  #prk = [];
   #counter = 0;
   /** Model outputs kept for the multistep formula, oldest first; owned here. @type {T[]} */
   #ets = [];
@@ -98,10 +107,12 @@ export class PNDM extends SchedulerBase {
   }
 
   /**
-   * Plan `steps` inference steps; drops (and releases) any state of a previous run.
+   * Plan `steps` inference steps, or with a strength only the last of them;
+   * drops (and releases) any state of a previous run.
    * @param {number} steps
+   * @param {TimestepOptions} [options]
    */
-  setTimesteps(steps) {
+  setTimesteps(steps, { strength = 1 } = {}) {
     requireStepCount(NAME, steps);
     const c = this.config;
     const trainSteps = /** @type {number} */ (c.num_train_timesteps);
@@ -129,10 +140,12 @@ export class PNDM extends SchedulerBase {
     // (61, 103, 121, 122 steps of 1000), hence a timestep -1, which diffusers'
     // PNDM reads as alphas_cumprod[-1], the noisiest entry: refuse instead.
     requireTrainingRange(NAME, c, steps, base);
+    const planned = [...prk, ...plms];
+    const begin = beginIndex(NAME, steps, strength, planned.length);
     this.#reset();
     this.#stride = stride;
-    this.#prkCount = prk.length;
-    this.timesteps = [...prk, ...plms];
+    this.#prk = prk;
+    this.timesteps = planned.slice(begin);
   }
 
   /**
@@ -145,11 +158,22 @@ export class PNDM extends SchedulerBase {
   step(modelOutput, t, sample) {
     const i = this.#counter;
     requireTimestep(NAME, this.timesteps, i, t);
-    const prevSample = i < this.#prkCount && !this.config.skip_prk_steps
+    const prevSample = i < this.#prk.length && !this.config.skip_prk_steps
       ? this.#stepPrk(modelOutput, t, sample)
       : this.#stepPlms(modelOutput, t, sample);
     this.#counter = i + 1;
     return prevSample;
+  }
+
+  /**
+   * `original` noised to timestep t, as diffusers' add_noise (image-to-image: t = timesteps[0]).
+   * @param {T} original  The caller keeps it.
+   * @param {T} noise  Standard normal; the caller keeps it.
+   * @param {number} t  A training timestep.
+   * @returns {T}  sqrt(a_t) original + sqrt(1 - a_t) noise, owned by the caller.
+   */
+  addNoise(original, noise, t) {
+    return noiseByAlphas(NAME, this.#ops, this.#alphasCumprod, original, noise, t);
   }
 
   /** Release every tensor held; `setTimesteps` is needed before stepping again. */
@@ -206,7 +230,7 @@ export class PNDM extends SchedulerBase {
     const i = this.#counter;
     const phase = i % 4;
     const to = t - (i % 2 ? 0 : Math.floor(this.#stride / 2));
-    const from = this.timesteps[i - phase];
+    const from = this.#prk[i - phase];
     const weight = PRK_WEIGHTS[phase];
     /** @type {Array<[number, T]>} */
     let noise = [[1, modelOutput]];
