@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from wsd_web.bench import STAGES
+from wsd_web.bench.runner import STAGES
 
 pytestmark = pytest.mark.dawn
 

@@ -116,7 +116,7 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "wsd-web check": ("tests/test_runtime_check.py::test_wsd_web_check_reports_and_passes",),
     "wsd-web bench": ("tests/test_bench_smoke.py::test_bench_reports_every_field_on_swiftshader",),
     "wsd-web report": (
-        "packages/wsd-web/tests/test_bench_report.py::test_report_writes_the_result_its_charts_and_the_page",
+        "packages/wsd-web/tests/test_bench_report_cli.py::test_report_writes_the_result_its_charts_and_the_page",
     ),
     "python -m wsd_capture.bench": (
         "packages/wsd-capture/tests/test_bench.py::test_tiny_sd15_on_the_cpu_gives_a_complete_record",

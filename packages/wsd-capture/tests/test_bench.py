@@ -16,14 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from wsd_capture.bench import (
-    NEGATIVE_PROMPT,
-    PROMPT,
-    STAGES,
-    Generation,
-    main,
-    summarize,
-)
+from wsd_capture.bench import NEGATIVE_PROMPT, PROMPT, STAGES, Generation, summarize
+from wsd_capture.bench.cli import main
 from wsd_capture.presets import build_tiny_sd15, build_tiny_sdxl
 
 SRC = Path(__file__).resolve().parents[1] / "src"

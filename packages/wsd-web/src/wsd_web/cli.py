@@ -22,9 +22,11 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .bench import BenchError, format_table, run_bench
-from .bench_report import BenchReportError, render_docs, write_report
+from .bench.report import render_docs, write_report
+from .bench.results import BenchReportError
+from .bench.runner import BenchError, format_table, run_bench
 from .headless import HeadlessError, run_check
 from .render import (
     SCHEDULERS,
@@ -39,6 +41,9 @@ from .site import SiteError, export_site, parse_origin
 #: fp32 outputs further than this from numpy fail `wsd-web check`.
 CHECK_TOLERANCE = 1e-4
 
+if TYPE_CHECKING:
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser ``main`` uses; tests/test_docs.py checks the documented commands with it."""
@@ -46,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wsd-web", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_export(sub)
+    _add_render(sub)
+    _add_check(sub)
+    _add_bench(sub)
+    _add_report(sub)
+    return parser
+
+
+def _add_serve(sub: _Subparsers) -> None:
     serve = sub.add_parser("serve", help="serve the app with a model build over HTTP")
     serve.add_argument("dir", help="a directory written by wsd-compile")
     serve.add_argument(
@@ -55,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
     )
     _origin_options(serve)
+
+
+def _add_export(sub: _Subparsers) -> None:
     export = sub.add_parser(
         "export",
         help="write the app, a model build and a _headers file as a static site",
@@ -65,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", metavar="OUT", help="the directory to write (new or empty)")
     export.add_argument("--model", required=True, help="a directory written by wsd-compile")
     _origin_options(export)
+
+
+def _add_render(sub: _Subparsers) -> None:
     render_ = sub.add_parser(
         "render",
         help="generate one image with the app in headless Chromium (WebGPU) and save it",
@@ -91,11 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         render_.add_argument(flag, type=int, nargs=2, metavar=names, help=text)
     render_.add_argument("--out", required=True, help="the PNG to write")
+
+
+def _add_check(sub: _Subparsers) -> None:
     check = sub.add_parser("check", help="run a runtime-check build in headless Chromium (WebGPU)")
     check.add_argument("dir", help="a directory written by `wsd-compile check`")
     check.add_argument(
         "--tolerance", type=float, default=CHECK_TOLERANCE, help="max abs error allowed"
     )
+
+
+def _add_bench(sub: _Subparsers) -> None:
     bench = sub.add_parser(
         "bench",
         help="benchmark a build on this machine's WebGPU (Node + Dawn)",
@@ -127,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--swiftshader", action="store_true", help="run on SwiftShader (the CPU), for smoke tests"
     )
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
+
+
+def _add_report(sub: _Subparsers) -> None:
     report = sub.add_parser(
         "report",
         help="combine benchmark JSON into docs/benchmarks.md with tables and SVG charts",
@@ -153,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only rewrite the page and the charts from OUT/benchmarks/*.json",
     )
-    return parser
 
 
 def _origin_options(parser: argparse.ArgumentParser) -> None:

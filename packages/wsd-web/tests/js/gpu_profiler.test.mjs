@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { KernelProfiler, kernelTimes } from "../../src/wsd_web/static/js/gpu_profiler.js";
+import { KernelProfiler, kernelTimes } from "../../src/wsd_web/node/gpu_profiler.mjs";
 
 test("pass times are summed per kernel, largest first", () => {
   const names = ["conv", "norm", "conv", "add"];

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BENCH_SCRIPT = Path(__file__).parent / "node" / "bench.mjs"
+__all__ = ["BENCH_SCRIPT", "STAGES", "SWIFTSHADER_DIR", "BenchError", "format_table", "run_bench"]
+
+BENCH_SCRIPT = Path(__file__).parents[1] / "node" / "bench.mjs"
 SWIFTSHADER_DIR = Path("/usr/lib/chromium")
 STAGES = ("text_encoder_ms", "unet_step_ms", "scheduler_step_ms", "vae_decode_ms", "generation_ms")
 _LABELS = {

@@ -1,7 +1,7 @@
 // GPU time of every kernel a tvmjs session dispatches, from WebGPU timestamp
 // queries: each compute pass tvmjs begins gets a timestamp at its start and
 // end, and the pass is attributed to the compiled kernel that set it up.
-// Used by the benchmark (node/bench.mjs); it needs a device created with the
+// Used by the benchmark (bench.mjs); it needs a device created with the
 // `timestamp-query` feature. Dawn quantizes timestamps unless its
 // `timestamp_quantization` toggle is disabled, which the benchmark does.
 //
@@ -10,6 +10,8 @@
 // records its kernel name when called, and the device's command encoders, so
 // that compute passes begun while the profiler is recording carry
 // `timestampWrites`. Install it before the shaders are created.
+
+/* global GPUBufferUsage, GPUMapMode -- WebGPU's flags: Node has none; bench.mjs installs Dawn's */
 
 /** Timestamps per query set: the WebGPU maximum query count is 4096. */
 const QUERIES_PER_SET = 4096;
