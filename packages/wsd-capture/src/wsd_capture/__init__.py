@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         TensorSpec,
         XLConditioning,
     )
-    from .presets import PRESETS, build_tiny_sd15, build_tiny_sdxl, write_preset
+    from .presets import PRESETS, build_preset, build_tiny_sd15, build_tiny_sdxl, write_preset
     from .quiet import quiet_libraries
     from .storage import load_capture, save_capture
     from .tokenizer import TokenizerInfo, build_tiny_clip_tokenizer, portable_tokenizer_json
@@ -64,6 +64,7 @@ _MODULE_OF = {
     "PRESET_KINDS": "kinds",
     "build_tiny_sd15": "presets",
     "build_tiny_sdxl": "presets",
+    "build_preset": "presets",
     "write_preset": "presets",
     "quiet_libraries": "quiet",
     "load_capture": "storage",
@@ -88,6 +89,7 @@ __all__ = [
     "TensorSpec",
     "TokenizerInfo",
     "XLConditioning",
+    "build_preset",
     "build_tiny_clip_tokenizer",
     "build_tiny_sd15",
     "build_tiny_sdxl",

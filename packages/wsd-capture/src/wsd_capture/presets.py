@@ -365,12 +365,22 @@ def write_preset(name: str, out_dir: str | os.PathLike[str]) -> Path:
     The pipeline is saved into a temporary directory next to ``out_dir`` and
     renamed on success, so ``out_dir`` never holds a half-written model.
     """
-    if name not in PRESETS:
-        raise CaptureError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    _check_name(name)
     out = Path(out_dir)
     with atomic_directory(out, check=lambda o: check_new_directory(o, CaptureError)) as tmp:
-        _BUILDERS[name]().save_pretrained(tmp, safe_serialization=True)
+        build_preset(name).save_pretrained(tmp, safe_serialization=True)
     return out
+
+
+def build_preset(name: str) -> DiffusionPipeline:
+    """The built-in preset ``name`` in memory (fp32, CPU), as :func:`write_preset` saves it."""
+    _check_name(name)
+    return _BUILDERS[name]()
+
+
+def _check_name(name: str) -> None:
+    if name not in PRESETS:
+        raise CaptureError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
 
 
 #: Each preset's pipeline.

@@ -4,12 +4,12 @@ charts and the page out, all rendered before any is written."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from wsd_artifacts import write_text_atomic
 
 from .charts import chart_svg, kernels_svg
 from .page import render_page
@@ -59,17 +59,6 @@ def _read_documents(bench_dir: Path, *, skip: str | None = None) -> dict[str, di
     return docs
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_all(
     out_dir: Path, docs: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
 ) -> list[Path]:
@@ -92,7 +81,7 @@ def _write_all(
     files[out_dir / "benchmarks.md"] = render_page(named)
     bench_dir.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
-        _write_atomically(path, text)
+        write_text_atomic(path, text)
     for path in stale:
         path.unlink(missing_ok=True)
     return list(files)
