@@ -301,6 +301,19 @@ def _same_timesteps(case: str, js: list[float] | None, ref: list[float] | None) 
     return bool(np.allclose(js, ref, rtol=1e-6, atol=1e-4))
 
 
+def _full_run(
+    scheduler: Any, outputs: np.ndarray, x: torch.Tensor, step_kwargs: dict[str, Any]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every step's model input and sample, from ``x`` through all the timesteps."""
+    inputs: list[np.ndarray] = []
+    samples: list[np.ndarray] = []
+    for t, output in zip(scheduler.timesteps, outputs, strict=True):
+        inputs.append(scheduler.scale_model_input(x, t).numpy().ravel())
+        x = scheduler.step(torch.from_numpy(output), t, x, **step_kwargs).prev_sample
+        samples.append(x.numpy().ravel())
+    return inputs, samples
+
+
 def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
     """The fixture for one case, made by diffusers, and its expected outputs."""
     cls, overrides = REGISTRY[name]
@@ -337,12 +350,7 @@ def _reference(name: str, config: str, seed: int) -> dict[str, Any]:
             run["sample"] = x.numpy().ravel().tolist()
         runs.append(run)
         initial = x.numpy().ravel()
-        inputs: list[np.ndarray] = []
-        samples: list[np.ndarray] = []
-        for t, output in zip(scheduler.timesteps, outputs, strict=True):
-            inputs.append(scheduler.scale_model_input(x, t).numpy().ravel())
-            x = scheduler.step(torch.from_numpy(output), t, x, **step_kwargs).prev_sample
-            samples.append(x.numpy().ravel())
+        inputs, samples = _full_run(scheduler, outputs, x, step_kwargs)
         next_draw = torch.randn(SHAPE, generator=generator).ravel().tolist() if seeded else None
         expected.append(
             {
