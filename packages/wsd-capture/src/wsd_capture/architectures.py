@@ -10,7 +10,7 @@ can be built without downloading anything: for compile measurements
 nothing; the work and memory per generation are the real models'.
 
 The tokenizer is the project's tiny CLIP BPE tokenizer
-(:func:`~wsd_capture.tokenizer.build_tiny_clip_tokenizer`, about a thousand
+(:func:`~wsd_capture.build_tiny_clip_tokenizer`, about a thousand
 tokens, so all its ids fall inside the real 49408-row embedding table); it
 tokenizes to the same 77 positions as CLIP's.
 """
@@ -287,7 +287,7 @@ def _sdxl_pipeline(
 class Architecture:
     """A published architecture: its component configs, and its pipeline built from
     them and a tokenizer (from the current RNG state). Kinds name theirs in
-    :data:`~wsd_capture.kinds.KINDS`."""
+    ``wsd_capture.KINDS``."""
 
     configs: Callable[[], dict[str, dict[str, Any]]]
     build: Callable[

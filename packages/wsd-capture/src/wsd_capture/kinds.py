@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CaptureError
 
 if TYPE_CHECKING:
-    from diffusers import DiffusionPipeline
+    import diffusers
 
     from .architectures import Architecture
     from .capture import CapturedPipeline
@@ -60,7 +60,7 @@ class ModelKind:
     - ``capturer``: ``module:function`` of its capture
       (``pipe, *, height, width -> CapturedPipeline``); ``architecture``:
       ``module:name`` of its published architecture (an
-      :class:`~wsd_capture.architectures.Architecture`).
+      ``wsd_capture.architectures.Architecture``).
     - ``presets``: the built-in tiny presets of this kind.
     """
 
@@ -79,9 +79,13 @@ class ModelKind:
     load_options: Mapping[str, Any] = field(default_factory=dict)
 
     def capture(
-        self, pipe: DiffusionPipeline, *, height: int | None = None, width: int | None = None
+        self,
+        pipe: diffusers.DiffusionPipeline,
+        *,
+        height: int | None = None,
+        width: int | None = None,
     ) -> CapturedPipeline:
-        """Export this kind's graphs from a loaded pipeline (see :attr:`capturer`)."""
+        """Export this kind's graphs from a loaded pipeline (with ``capturer``)."""
         captured: CapturedPipeline = _resolve(self.capturer)(pipe, height=height, width=width)
         return captured
 

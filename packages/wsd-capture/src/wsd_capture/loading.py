@@ -354,7 +354,7 @@ def _load(source: str | os.PathLike[str], what: str, load: Callable[[], T]) -> T
 def load_pipeline(
     kind: str, source: str | os.PathLike[str], *, vae: str | os.PathLike[str] | None = None
 ) -> DiffusionPipeline:
-    """Load a pipeline of ``kind`` (a :data:`~wsd_capture.kinds.KINDS` name) in fp32 with
+    """Load a pipeline of ``kind`` (a ``wsd_capture.KINDS`` name) in fp32 with
     WebGPU-safe attention, without the parts wsd does not run (safety checker, watermarker).
 
     ``source`` is a local diffusers directory or, when the hub is reachable, a

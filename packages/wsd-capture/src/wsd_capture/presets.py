@@ -43,7 +43,7 @@ from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
 #: ``tiny-sdxl``: SDXL's architecture (two text encoders, pooled and
 #: micro-conditioning through ``addition_time_embed_dim``, transformer depth per
 #: block, an SDXL VAE config with ``force_upcast``) and its Euler scheduler.
-#: (Each kind's record in :data:`~wsd_capture.kinds.KINDS` lists its presets;
+#: (Each kind's record in ``wsd_capture.KINDS`` lists its presets;
 #: ``PRESET_KINDS`` maps each preset to its kind.)
 PRESETS: tuple[str, ...] = tuple(PRESET_KINDS)
 

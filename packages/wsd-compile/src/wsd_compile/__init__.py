@@ -11,7 +11,7 @@ The public API:
 - :func:`compile_sd15` and :func:`compile_sdxl` compile an SD 1.5-class or
   SDXL diffusers pipeline into a folder of static web files
   (:class:`CompiledPipeline`); :func:`compile_pipeline` does the same for any
-  kind of :data:`BUILDS` (the compile layer's record of each model kind);
+  kind of ``BUILDS`` (the compile layer's record of each model kind);
   :func:`build_pipeline_module` (or
   :func:`build_sd15_module` / :func:`build_sdxl_module`) gives the same
   pipeline as one Relax IRModule with its weights, for other targets (tests

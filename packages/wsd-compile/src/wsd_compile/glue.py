@@ -173,7 +173,7 @@ def add_xl_text_functions(bb: relax.BlockBuilder, glue_shapes: GlueShapes) -> No
 
 
 #: The glue's families by name: what each model kind's record
-#: (:data:`wsd_compile.kinds.BUILDS`) picks from.
+#: (``wsd_compile.BUILDS``) picks from.
 GLUE_FAMILIES: dict[str, Callable[[relax.BlockBuilder, GlueShapes], None]] = {
     "guidance": add_guidance_functions,
     "scheduler": add_scheduler_functions,

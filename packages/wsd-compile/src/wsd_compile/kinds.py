@@ -1,9 +1,9 @@
 """What ``wsd-compile`` builds for each model kind: one record per kind.
 
-The capture layer's record (:data:`wsd_capture.KINDS`) says what a kind *is*
+The capture layer's record (``wsd_capture.KINDS``) says what a kind *is*
 (pipeline class, folders, graphs, loader, presets). This one says what the
 compiled library adds for it: which families of glue functions
-(:data:`wsd_compile.glue.GLUE_FAMILIES`) join its graphs, and which tasks its
+(``wsd_compile.glue.GLUE_FAMILIES``) join its graphs, and which tasks its
 build offers, each with the captured graphs its browser pipeline calls. The
 manifest's ``tasks`` lists, per task, those graphs plus every glue function,
 and the page checks them before it loads anything.
@@ -34,7 +34,7 @@ class KindBuild:
     tasks: Mapping[str, tuple[str, ...]]
 
 
-#: Every kind wsd compiles, by name (the names of :data:`wsd_capture.KINDS`).
+#: Every kind wsd compiles, by name (the names of ``wsd_capture.KINDS``).
 BUILDS: Mapping[str, KindBuild] = {
     "sd15": KindBuild(
         glue=("guidance", "scheduler", "image"),

@@ -221,7 +221,7 @@ def compile_pipeline(
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> CompiledPipeline:
-    """Compile a pipeline of ``kind`` (``sd15``, ``sdxl``: :data:`wsd_compile.kinds.BUILDS`)
+    """Compile a pipeline of ``kind`` (``sd15``, ``sdxl``: ``wsd_compile.BUILDS``)
     into ``out_dir``: what :func:`~wsd_compile.compile_sd15` and
     :func:`~wsd_compile.compile_sdxl` do (their docstrings describe the arguments).
 
