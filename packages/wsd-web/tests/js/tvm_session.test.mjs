@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { paceSubmissions } from "../../src/wsd_web/static/js/tvm_session.js";
+import { TVMJS_VERSION } from "../../src/wsd_web/static/js/build_stamp.js";
+import { TVMSession, paceSubmissions, webGPUContext, wrapDispatches } from "../../src/wsd_web/static/js/tvm_session.js";
 
 /** A context shaped like tvmjs' WebGPU one: shaders record their dispatches, flushes are logged. */
 function recordingContext() {
@@ -21,6 +22,8 @@ function recordingContext() {
     flushCommands() {
       events.push("flush");
     },
+    currAllocatedBytes: 100,
+    peakAllocatedBytes: 300,
   };
   return context;
 }
@@ -46,4 +49,52 @@ test("arguments reach the shader unchanged and a count below N never flushes", (
 
 test("a pace below one dispatch is refused", () => {
   assert.throws(() => paceSubmissions(recordingContext(), 0), /at least 1, got 0/);
+});
+
+test("wrapped dispatches know their kernel's name", async () => {
+  const context = recordingContext();
+  wrapDispatches(context, (kernel, dispatch) => (...args) => {
+    context.events.push(`in ${kernel}`);
+    dispatch(...args);
+  });
+  const a = /** @type {(arg: number) => void} */ (context.createShadeInternal({ name: "a" }, "", false));
+  const b = await context.createShadeInternal({ name: "b" }, "", true);
+  a(1);
+  b(2);
+  assert.deepEqual(context.events, ["in a", "a(1)", "in b", "b(2)"]);
+});
+
+/** A tvmjs instance as far as TVMSession's own methods need one: scopes are logged. */
+function fakeInstance() {
+  const context = recordingContext();
+  const tvm = {
+    lib: { webGPUContext: context },
+    beginScope: () => context.events.push("begin"),
+    endScope: () => context.events.push("end"),
+  };
+  return { tvm, context, session: new TVMSession(/** @type {any} */ (tvm), /** @type {any} */ ({}), []) };
+}
+
+test("a tvmjs without the internals used is refused, naming the version this app was written for", () => {
+  const partial = /** @type {any} */ ({ lib: { webGPUContext: { flushCommands() {}, currAllocatedBytes: 0 } } });
+  const expected = `lacks createShadeInternal, peakAllocatedBytes: this app was written for @mlc-ai/web-runtime ${TVMJS_VERSION};`;
+  assert.throws(() => webGPUContext(partial), (/** @type {Error} */ e) => e.message.includes(expected));
+  assert.throws(() => webGPUContext(/** @type {any} */ ({ lib: {} })), /lacks lib\.webGPUContext/);
+  const { tvm } = fakeInstance();
+  assert.equal(webGPUContext(/** @type {any} */ (tvm)), tvm.lib.webGPUContext);
+});
+
+test("the session reads the runtime's GPU bytes and restarts the peak from what is held", () => {
+  const { session } = fakeInstance();
+  assert.equal(session.allocatedBytes(), 100);
+  assert.equal(session.peakAllocatedBytes(), 300);
+  session.resetPeakAllocatedBytes();
+  assert.equal(session.peakAllocatedBytes(), 100);
+});
+
+test("a scoped run closes its scope, also when it fails", async () => {
+  const { session, context } = fakeInstance();
+  assert.equal(await session.scoped(async () => 7), 7);
+  await assert.rejects(session.scoped(async () => { throw new Error("boom"); }), /boom/);
+  assert.deepEqual(context.events, ["begin", "end", "begin", "end"]);
 });

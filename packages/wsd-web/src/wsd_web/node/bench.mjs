@@ -15,7 +15,6 @@ import { createRequire } from "node:module";
 import { basename, resolve } from "node:path";
 import { create, globals } from "webgpu";
 
-import { KernelProfiler } from "../static/js/gpu_profiler.js";
 import { SDModel, parseManifest } from "../static/js/sd_model.js";
 import { createPipeline, defaultSchedulerName, gpuTensorOps } from "../static/js/sd_pipeline.js";
 import { createScheduler } from "../static/js/schedulers/index.js";
@@ -23,6 +22,7 @@ import { parseTensorCacheIndex } from "../static/js/tensor_cache.js";
 import { TorchGenerator } from "../static/js/torch_random.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 import { buildFiles } from "./files.mjs";
+import { KernelProfiler } from "./gpu_profiler.mjs";
 
 const [dir, optionsJson = "{}"] = process.argv.slice(2);
 if (!dir) {
@@ -157,8 +157,8 @@ try {
     return stats(samples);
   };
 
-  const textEncoder = await time(() => pipeline.encodePrompts(options));
-  const conditioning = pipeline.encodePrompts(options);
+  const textEncoder = await time(() => pipeline.encodePrompt(options));
+  const conditioning = pipeline.encodePrompt(options);
   const generator = new TorchGenerator(0n);
   const latents = session.persist(() => pipeline.tensor(shape, generator.randn(shape)));
   const pair = session.persist(() => loaded.call("unet_input", latents, pipeline.scalar(1)));
@@ -168,7 +168,7 @@ try {
 
   /** @type {ReturnType<typeof stats> | null} */
   let unetGpu = null;
-  /** @type {import("../static/js/gpu_profiler.js").KernelTime[][]} */
+  /** @type {import("./gpu_profiler.mjs").KernelTime[][]} */
   const profiles = [];
   if (profiler) {
     for (let i = 0; i < warmup + repeats; i++) {

@@ -49,7 +49,7 @@ try {
     runs.push({
       scheduler: result.scheduler,
       timings: result.timings,
-      gpuBytes: /** @type {any} */ (model.session.tvm).lib.webGPUContext.currAllocatedBytes,
+      gpuBytes: model.session.allocatedBytes(),
       ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),
     });

@@ -1,6 +1,7 @@
 // The page: loads the build at ?model=DIR (default "model/"), wires the controls
-// to the pipeline of its kind (SD 1.5 or SDXL, from the manifest), draws
-// previews and the result, and shows timings and what is stored.
+// to the pipeline of its kind (from the manifest, through the pipeline
+// registry), shows the option panels that pipeline takes, draws previews and
+// the result, and shows timings and what is stored.
 // Every file is verified against the manifest's sha384 and kept in this
 // browser's cache by content hash (delivery.js), so a reload downloads nothing;
 // failures (network, integrity, a lost GPU) say what happened and offer a retry
@@ -12,7 +13,9 @@ import {
 } from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
 import { SDModel, parseManifest } from "./sd_model.js";
-import { CancelledError, availableSchedulers, createPipeline, defaultSchedulerName } from "./sd_pipeline.js";
+import {
+  CancelledError, availableSchedulers, createPipeline, defaultSchedulerName, pipelineClass,
+} from "./sd_pipeline.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
@@ -264,20 +267,33 @@ function start() {
   return ready;
 }
 
+/** @returns {HTMLElement[]} The panels of option groups (data-option-group), shown or not. */
+function optionPanels() {
+  return Array.from(document.querySelectorAll("[data-option-group]"), (e) => /** @type {HTMLElement} */ (e));
+}
+
+/**
+ * Show the option panels of the groups the model's pipeline takes, set up for the model.
+ * @param {Manifest} m
+ */
+function showOptionGroups(m) {
+  const groups = pipelineClass(m.kind).optionGroups;
+  for (const panel of optionPanels()) {
+    const group = String(panel.dataset.optionGroup);
+    panel.hidden = !groups.includes(group);
+    if (!panel.hidden) OPTION_GROUPS[group].setUp(m);
+  }
+}
+
 /** @param {Loaded} loaded */
 function setUp({ model, gpu }) {
   const m = model.manifest;
-  const xl = m.kind === "sdxl";
-  $("xl-options").hidden = !xl;
-  if (xl) {
-    for (const id of ["original-h", "target-h"]) $(id).placeholder = String(m.image.height);
-    for (const id of ["original-w", "target-w"]) $(id).placeholder = String(m.image.width);
-  }
+  showOptionGroups(m);
   const select = /** @type {HTMLSelectElement} */ ($("scheduler"));
   const chosen = select.value;
   select.replaceChildren();
   const preferred = chosen || defaultSchedulerName(m.scheduler);
-  for (const name of availableSchedulers(m.scheduler.config)) {
+  for (const name of availableSchedulers(m.scheduler)) {
     select.add(new Option(name, name, false, name === preferred));
   }
   $("model-info").textContent =
@@ -407,9 +423,17 @@ function pair(a, b, fallback) {
   return [x === "" ? fallback[0] : Number(x), y === "" ? fallback[1] : Number(y)];
 }
 
-/** @returns {Partial<GenerateOptions>} */
-function xlOptions() {
-  if ($("xl-options").hidden) return {};
+/**
+ * Empty size fields show the image size.
+ * @param {Manifest} m
+ */
+function sizePlaceholders(m) {
+  for (const id of ["original-h", "target-h"]) $(id).placeholder = String(m.image.height);
+  for (const id of ["original-w", "target-w"]) $(id).placeholder = String(m.image.width);
+}
+
+/** @returns {Partial<GenerateOptions>} SDXL's micro-conditioning, where set. */
+function microConditioning() {
   const size = /** @type {[number, number]} */ ([Number($("original-h").placeholder), Number($("original-w").placeholder)]);
   /** @type {Partial<GenerateOptions>} */
   const out = {};
@@ -422,10 +446,26 @@ function xlOptions() {
   return out;
 }
 
+/**
+ * What the page does for each option group a pipeline may take (its panel
+ * has data-option-group set to the group): set its controls up for a model,
+ * and read them into generate options.
+ * @type {Readonly<Record<string, {setUp(m: Manifest): void, read(): Partial<GenerateOptions>}>>}
+ */
+const OPTION_GROUPS = Object.freeze({
+  "micro-conditioning": { setUp: sizePlaceholders, read: microConditioning },
+});
+
+/** @returns {Partial<GenerateOptions>} The options of the panels shown. */
+function groupOptions() {
+  const shown = optionPanels().filter((panel) => !panel.hidden);
+  return Object.assign({}, ...shown.map((panel) => OPTION_GROUPS[String(panel.dataset.optionGroup)].read()));
+}
+
 /** @returns {GenerateOptions} */
 function formOptions() {
   return {
-    ...xlOptions(),
+    ...groupOptions(),
     prompt: $("prompt").value,
     negativePrompt: $("negative").value,
     seed: BigInt($("seed").value || "0"),
@@ -505,6 +545,6 @@ start();
   /** GPU bytes the runtime holds now (tvmjs's own accounting). */
   async gpuBytes() {
     const { model } = await state.ready;
-    return /** @type {any} */ (model.session.tvm).lib.webGPUContext.currAllocatedBytes;
+    return model.session.allocatedBytes();
   },
 };

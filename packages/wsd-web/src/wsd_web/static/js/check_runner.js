@@ -67,19 +67,15 @@ export async function runCheck({ tvmjs, gpu, fetchBytes, now = () => performance
     /** @type {CheckFunctionResult[]} */
     const functions = [];
     for (const fn of check.functions) {
-      session.tvm.beginScope();
-      try {
-        const out = session.func(fn.name)(...fn.args.map((/** @type {string} */ n) => gpuArgs.get(n)));
-        const values = await session.download(out);
-        functions.push({
-          name: fn.name,
-          shape: fn.output.shape,
-          maxAbsError: maxAbsDifference(values, float32Values(tensor(fn.expected))),
-          output: Array.from(values),
-        });
-      } finally {
-        session.tvm.endScope();
-      }
+      const values = await session.scoped(
+        () => session.download(session.func(fn.name)(...fn.args.map((/** @type {string} */ n) => gpuArgs.get(n)))),
+      );
+      functions.push({
+        name: fn.name,
+        shape: fn.output.shape,
+        maxAbsError: maxAbsDifference(values, float32Values(tensor(fn.expected))),
+        output: Array.from(values),
+      });
     }
     return { adapter: gpu.adapter, loadMs, functions };
   } finally {

@@ -1,12 +1,15 @@
 // A compiled Stable Diffusion build loaded onto a WebGPU device: its manifest,
 // the model library (.wasm) in a tvmjs session, and every component's weights
 // as GPU tensors. Everything comes from the manifest; nothing is inferred from
-// file names.
+// file names: which functions each task calls, and which pipeline runs it
+// (pipelines/registry.js, by kind and task).
 //
 // Ownership: the SDModel owns the session, the weight tensors and the weight
 // tuples; dispose() releases all of them.
 
 import { checkBuildStamp, runtimeMismatch } from "./build_stamp.js";
+import { combineFunctions } from "./pipelines/scheduling.js";
+import { PIPELINES, listing, pipelinesOf } from "./pipelines/registry.js";
 import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 
@@ -41,8 +44,10 @@ import { TVMSession } from "./tvm_session.js";
  * @property {{tvm: string}} runtime  The TVM web runtime the library was linked with.
  * @property {string} weights
  * @property {Record<string, FunctionInfo>} functions
+ * @property {Record<string, string[]>} tasks  The functions each task's pipeline calls, by task
+ *   ("text-to-image"; "image-to-image" and "inpainting" later).
  * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string}>} components
- * @property {{class_name: string, config: Record<string, unknown>}} scheduler
+ * @property {SchedulerInfo} scheduler
  * @property {TokenizerEntry} tokenizer
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
  * @property {XLConditioning} [conditioning]  SDXL's conditioning rules.
@@ -60,6 +65,13 @@ import { TVMSession } from "./tvm_session.js";
  */
 
 /**
+ * @typedef {object} SchedulerInfo
+ * @property {string} class_name  The diffusers scheduler class the model was trained with.
+ * @property {Record<string, unknown>} config  Its diffusers config.
+ * @property {number} max_terms  The library has combine1 .. combine<max_terms>.
+ */
+
+/**
  * @typedef {object} XLConditioning
  * @property {boolean} force_zeros_for_empty_prompt
  * @property {"argmax" | "eos"} pooled_token
@@ -68,20 +80,56 @@ import { TVMSession } from "./tvm_session.js";
  * @property {boolean} vae_force_upcast
  */
 
-/** The manifest versions this app reads. */
-export const MANIFEST_VERSION = 2;
+/** The manifest version this app reads. */
+export const MANIFEST_VERSION = 3;
 
-/** Functions an SD 1.5 build must have. */
-export const SD15_FUNCTIONS = Object.freeze([
-  "text_encoder", "cfg_embeddings", "unet_input", "unet", "cfg_combine",
-  "combine1", "combine2", "combine3", "combine4", "clamp", "vae_decode", "image_to_rgba",
-]);
+/**
+ * Refuse a manifest of another version, saying which side to update.
+ * @param {number} version
+ */
+function checkVersion(version) {
+  if (version > MANIFEST_VERSION) {
+    throw new Error(
+      `manifest version ${version} is newer than this app reads (${MANIFEST_VERSION}): ` +
+      "serve the model with the wsd-web that matches the wsd-compile that built it",
+    );
+  }
+  if (version < MANIFEST_VERSION) {
+    throw new Error(
+      `manifest version ${version} was written by an older wsd-compile; this app reads version ${MANIFEST_VERSION}: ` +
+      "rebuild the model with the current wsd-compile",
+    );
+  }
+}
 
-/** Functions an SDXL build must have. */
-export const SDXL_FUNCTIONS = Object.freeze([...SD15_FUNCTIONS, "text_encoder_2", "text_concat", "cfg_text_embeds"]);
+/**
+ * Refuse a manifest whose kind has no pipeline here, or that lacks a field its pipelines read.
+ * @param {Manifest} m
+ */
+function checkKind(m) {
+  if (!Object.hasOwn(PIPELINES, m.kind)) {
+    throw new Error(`this app runs ${listing(Object.keys(PIPELINES))} builds; the manifest says ${JSON.stringify(m.kind)}`);
+  }
+  const fields = [...new Set(pipelinesOf(m.kind).flatMap((p) => p.manifestFields))];
+  if (fields.some((f) => !m[f])) {
+    throw new Error(`this ${m.kind} manifest lacks ${fields.join(" or ")}: rebuild the model with wsd-compile ${m.kind}`);
+  }
+}
 
-/** The functions each model kind needs. */
-const KIND_FUNCTIONS = Object.freeze({ sd15: SD15_FUNCTIONS, sdxl: SDXL_FUNCTIONS });
+/**
+ * Refuse a manifest without the functions its tasks and its scheduler updates call.
+ * @param {Manifest} m
+ */
+function checkFunctions(m) {
+  if (typeof m.tasks !== "object" || m.tasks === null || !Number.isInteger(m.scheduler?.max_terms)) {
+    throw new Error("the manifest lacks tasks or scheduler.max_terms: rebuild the model with wsd-compile");
+  }
+  const needed = new Set([...Object.values(m.tasks).flat(), ...combineFunctions(m.scheduler.max_terms)]);
+  const missing = [...needed].filter((f) => !m.functions?.[f]);
+  if (missing.length > 0) {
+    throw new Error(`the manifest lacks the functions ${missing.join(", ")}: rebuild the model with wsd-compile`);
+  }
+}
 
 /**
  * Check a parsed manifest.json for what the app relies on.
@@ -93,31 +141,11 @@ export function parseManifest(json) {
   if (typeof m !== "object" || m === null || typeof m.version !== "number") {
     throw new Error("manifest.json is not a wsd manifest: rebuild the model with wsd-compile");
   }
-  if (m.version > MANIFEST_VERSION) {
-    throw new Error(
-      `manifest version ${m.version} is newer than this app reads (${MANIFEST_VERSION}): ` +
-      "serve the model with the wsd-web that matches the wsd-compile that built it",
-    );
-  }
-  if (m.version < MANIFEST_VERSION) {
-    throw new Error(
-      `manifest version ${m.version} was written by an older wsd-compile; this app reads version ${MANIFEST_VERSION}: ` +
-      "rebuild the model with the current wsd-compile",
-    );
-  }
-  const needed = KIND_FUNCTIONS[/** @type {keyof typeof KIND_FUNCTIONS} */ (m.kind)];
-  if (!needed) {
-    throw new Error(`this app runs sd15 and sdxl builds; the manifest says ${JSON.stringify(m.kind)}`);
-  }
-  if (m.kind === "sdxl" && (!m.tokenizer_2 || !m.conditioning)) {
-    throw new Error("this sdxl manifest lacks tokenizer_2 or conditioning: rebuild the model with wsd-compile sdxl");
-  }
+  checkVersion(m.version);
+  checkKind(m);
   const runtime = runtimeMismatch(m.runtime);
   if (runtime) throw new Error(runtime);
-  const missing = needed.filter((f) => !m.functions?.[f]);
-  if (missing.length > 0) {
-    throw new Error(`the manifest lacks the functions ${missing.join(", ")}: rebuild the model with wsd-compile`);
-  }
+  checkFunctions(m);
   return m;
 }
 
@@ -257,7 +285,7 @@ export class SDModel {
           if (!t) throw new Error(`the weights lack ${name}, which ${component} needs: rebuild the model`);
           return t;
         });
-        params.set(component, session.persist(() => session.tvm.makeTVMArray(list)));
+        params.set(component, session.tensorArray(list));
       }
       return new SDModel(manifest, session, params);
     } catch (e) {

@@ -1,0 +1,356 @@
+// Text to image with a loaded SD 1.5 build, as diffusers'
+// StableDiffusionPipeline does it, and the generation every pipeline shares.
+// `generate` reads as diffusers' `__call__`, one method per step: the
+// scheduler's timesteps, encodePrompt (tokenize, text encoder, negative and
+// positive), prepareLatents (seeded noise), denoise (UNet with
+// classifier-free guidance, scheduler step), decode (VAE, RGBA pixels). A
+// kind overrides what differs (stable_diffusion_xl.js: encodePrompt); a task
+// overrides its steps (image-to-image: prepareTimesteps with a strength,
+// prepareLatents from the encoded image and scheduler.addNoise). Every tensor
+// stays on the GPU until the final pixels (and, on request, the final
+// latents) are read back.
+//
+// Ownership: each generation owns its embeddings, latents and scheduler, and
+// releases them all when it ends, however it ends; per-call temporaries live
+// in a tvm scope that closes with the call.
+
+import { createScheduler } from "../schedulers/index.js";
+import { TorchGenerator } from "../torch_random.js";
+import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
+
+/** @typedef {import("../sd_model.js").SDModel} SDModel */
+/** @typedef {import("../sd_model.js").Manifest} Manifest */
+/** @typedef {import("@mlc-ai/web-runtime").Tensor} Tensor */
+/** @typedef {import("../schedulers/index.js").Scheduler<Tensor>} Scheduler */
+/** @typedef {{encode(text: string): Int32Array}} Tokenizer */
+
+/**
+ * @typedef {object} GenerateOptions
+ * @property {string} prompt
+ * @property {string | null} [negativePrompt]  SD 1.5: "" (the default) is diffusers' unconditional
+ *   prompt. SDXL: null, undefined or "" is no negative prompt (diffusers' `negative_prompt=None`:
+ *   zero embeddings when the model sets force_zeros_for_empty_prompt).
+ * @property {number | bigint} [seed]  torch.Generator().manual_seed(seed) noise.
+ * @property {number} [steps]
+ * @property {number} [guidance]  Classifier-free guidance scale.
+ * @property {string} [scheduler]  A name of the scheduler registry; default: the model's own.
+ * @property {number} [previewEvery]  Decode a preview every N steps (0: never).
+ * @property {boolean} [returnLatents]  Also read back the final latents (for debugging, parity tests).
+ * @property {AbortSignal} [signal]  Cancels between steps.
+ * @property {[number, number]} [originalSize]  SDXL micro-conditioning (height, width); default: the image size.
+ * @property {[number, number]} [cropsCoordsTopLeft]  SDXL (top, left); default [0, 0].
+ * @property {[number, number]} [targetSize]  SDXL (height, width); default: the image size.
+ */
+
+/**
+ * @typedef {object} Image
+ * @property {Uint8ClampedArray} rgba  height * width * 4 bytes, ready for ImageData.
+ * @property {number} width
+ * @property {number} height
+ */
+
+/**
+ * @typedef {object} Timings
+ * @property {number} textEncoderMs  Both prompts through the text encoder(s).
+ * @property {number[]} unetStepMs  Each denoising step: UNet, guidance and scheduler update.
+ * @property {number} vaeMs  VAE decode and conversion to pixels, with the read-back.
+ * @property {number} totalMs
+ */
+
+/**
+ * @typedef {Image & {timings: Timings, scheduler: string, latents?: Float32Array}} Generation
+ */
+
+/**
+ * @typedef {object} GenerateHooks
+ * @property {(p: {step: number, total: number, ms: number}) => void} [onStep]
+ * @property {(image: Image & {step: number}) => void} [onPreview]
+ */
+
+/**
+ * One generation: its options with their defaults, its generator and scheduler.
+ * @typedef {object} Run
+ * @property {GenerateOptions} options
+ * @property {number} steps
+ * @property {number} guidance
+ * @property {number} previewEvery
+ * @property {string} schedulerName
+ * @property {TorchGenerator} generator  As diffusers' `generator`: the initial latents first,
+ *   then whatever noise the scheduler draws in its steps.
+ * @property {Scheduler} scheduler
+ */
+
+/** A generation was cancelled through its AbortSignal. */
+export class CancelledError extends Error {
+  constructor() {
+    super("generation cancelled");
+    this.name = "CancelledError";
+  }
+}
+
+/**
+ * @param {Uint8Array} bytes
+ * @param {number} width
+ * @param {number} height
+ * @returns {Image}
+ */
+function image(bytes, width, height) {
+  return { rgba: new Uint8ClampedArray(bytes.buffer, bytes.byteOffset, bytes.byteLength), width, height };
+}
+
+export class SD15Pipeline {
+  /**
+   * The manifest's tokenizer entries the constructor takes, in its order.
+   * @type {ReadonlyArray<"tokenizer" | "tokenizer_2">}
+   */
+  static tokenizers = Object.freeze(/** @type {const} */ (["tokenizer"]));
+
+  /**
+   * Manifest fields, optional in the schema, that this pipeline reads.
+   * @type {ReadonlyArray<keyof Manifest>}
+   */
+  static manifestFields = Object.freeze([]);
+
+  /**
+   * The groups of options beyond the common ones that this pipeline takes (the page shows their controls).
+   * @type {ReadonlyArray<string>}
+   */
+  static optionGroups = Object.freeze([]);
+
+  /**
+   * @param {SDModel} model
+   * @param {Tokenizer} tokenizer
+   * @param {() => number} [now]
+   */
+  constructor(model, tokenizer, now = () => performance.now()) {
+    this.model = model;
+    this.tokenizer = tokenizer;
+    this.now = now;
+  }
+
+  get session() {
+    return this.model.session;
+  }
+
+  /**
+   * A GPU tensor in the current scope (the session's).
+   * @param {number[]} shape
+   * @param {Float32Array | Int32Array} values  In the order of `shape`, row-major.
+   * @param {string} [dtype]  "float32" unless given.
+   * @returns {Tensor}
+   */
+  tensor(shape, values, dtype = "float32") {
+    return this.session.tensor(shape, values, dtype);
+  }
+
+  /** @param {number} v */
+  scalar(v) {
+    return this.tensor([1], new Float32Array([v]));
+  }
+
+  /** Wait until the GPU has finished what was submitted. */
+  async sync() {
+    await this.session.sync();
+  }
+
+  /** The negative prompt when none is given. */
+  get defaultNegativePrompt() {
+    return /** @type {string | null} */ ("");
+  }
+
+  /**
+   * Token ids of `text` as an int32 GPU tensor in the current scope.
+   * @param {Tokenizer} tokenizer
+   * @param {string} text
+   */
+  ids(tokenizer, text) {
+    const encoded = tokenizer.encode(text);
+    return this.tensor([1, encoded.length], encoded, "int32");
+  }
+
+  /**
+   * A generation's settings, generator and scheduler.
+   * @param {GenerateOptions} options
+   * @returns {Run}
+   */
+  begin(options) {
+    const { negativePrompt = this.defaultNegativePrompt, seed = 0, steps = 20, guidance = 7.5, previewEvery = 0 } = options;
+    const manifest = this.model.manifest;
+    const schedulerName = options.scheduler ?? defaultSchedulerName(manifest.scheduler);
+    const generator = new TorchGenerator(seed);
+    const ops = gpuTensorOps(this.model, manifest.latent.shape, generator);
+    const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
+    return { options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler };
+  }
+
+  /**
+   * The timesteps the run goes through.
+   * @param {Run} run
+   */
+  prepareTimesteps(run) {
+    run.scheduler.setTimesteps(run.steps);
+  }
+
+  /**
+   * The UNet's conditioning after the timestep, for the guidance batch
+   * (negative first): SD 1.5's text embeddings. Detached; the caller disposes them.
+   * @param {GenerateOptions} options
+   * @returns {Tensor[]}
+   */
+  encodePrompt({ prompt, negativePrompt }) {
+    const model = this.model;
+    const encode = (/** @type {string} */ text) => model.call("text_encoder", this.ids(this.tokenizer, text));
+    return [this.session.persist(() => model.call("cfg_embeddings", encode(negativePrompt ?? ""), encode(prompt)))];
+  }
+
+  /**
+   * The latents the denoising starts from: the generator's first draw, scaled
+   * by the scheduler's initial sigma. Detached; the caller disposes them.
+   * @param {Run} run
+   * @returns {Tensor}
+   */
+  prepareLatents(run) {
+    const shape = this.model.manifest.latent.shape;
+    const noise = run.generator.randn(shape);
+    const sigma = Math.fround(run.scheduler.initNoiseSigma);
+    if (sigma !== 1) for (let i = 0; i < noise.length; i++) noise[i] = Math.fround(noise[i] * sigma);
+    return this.session.persist(() => this.tensor(shape, noise));
+  }
+
+  /**
+   * The guided noise prediction for `input` at timestep `t`: the UNet on both
+   * halves of the guidance batch, combined. Detached; the caller disposes it.
+   * @param {Tensor} input
+   * @param {number} t
+   * @param {Tensor[]} conditioning
+   * @param {number} guidance
+   * @returns {Tensor}
+   */
+  predictNoise(input, t, conditioning, guidance) {
+    const model = this.model;
+    return this.session.persist(() => {
+      const pair = model.call("unet_input", input, this.scalar(1));
+      const pred = model.call("unet", pair, this.scalar(t), ...conditioning);
+      return model.call("cfg_combine", pred, this.scalar(guidance));
+    });
+  }
+
+  /**
+   * One denoising step: the latents after timestep `t` (new; `latents` stays the caller's).
+   * @param {Run} run
+   * @param {Tensor} latents
+   * @param {number} t
+   * @param {Tensor[]} conditioning
+   * @returns {Tensor}
+   */
+  denoiseStep(run, latents, t, conditioning) {
+    const input = run.scheduler.scaleModelInput(latents, t);
+    /** @type {Tensor} */
+    let guided;
+    try {
+      guided = this.predictNoise(input, t, conditioning, run.guidance);
+    } finally {
+      if (input !== latents) input.dispose();
+    }
+    try {
+      return run.scheduler.step(guided, t, latents);
+    } finally {
+      guided.dispose();
+    }
+  }
+
+  /**
+   * The denoising loop over the scheduler's timesteps, with previews and
+   * cancellation between steps. It consumes `latents` and returns the final
+   * ones (the caller's) with each step's time.
+   * @param {Run} run
+   * @param {Tensor} latents
+   * @param {Tensor[]} conditioning
+   * @param {GenerateHooks} hooks
+   * @returns {Promise<{latents: Tensor, unetStepMs: number[]}>}
+   */
+  async denoise(run, latents, conditioning, hooks) {
+    const timesteps = run.scheduler.timesteps;
+    /** @type {number[]} */
+    const unetStepMs = [];
+    let current = latents;
+    try {
+      for (let i = 0; i < timesteps.length; i++) {
+        if (run.options.signal?.aborted) throw new CancelledError();
+        const stepStart = this.now();
+        const next = this.denoiseStep(run, current, timesteps[i], conditioning);
+        current.dispose();
+        current = next;
+        await this.sync();
+        unetStepMs.push(this.now() - stepStart);
+        hooks.onStep?.({ step: i + 1, total: timesteps.length, ms: unetStepMs[i] });
+        if (run.previewEvery > 0 && (i + 1) % run.previewEvery === 0 && i + 1 < timesteps.length) {
+          hooks.onPreview?.({ ...(await this.decode(current)), step: i + 1 });
+        }
+      }
+      return { latents: current, unetStepMs };
+    } catch (e) {
+      current.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * The pixels of latents (not consumed).
+   * @param {Tensor} latents
+   * @returns {Promise<Image>}
+   */
+  async decode(latents) {
+    const { height, width } = this.model.manifest.image;
+    const pixels = this.session.persist(() =>
+      this.model.call("image_to_rgba", this.model.call("vae_decode", latents)),
+    );
+    try {
+      return image(await this.session.downloadBytes(pixels), width, height);
+    } finally {
+      pixels.dispose();
+    }
+  }
+
+  /**
+   * Generate one image.
+   * @param {GenerateOptions} options
+   * @param {GenerateHooks} [hooks]
+   * @returns {Promise<Generation>}
+   */
+  async generate(options, hooks = {}) {
+    const start = this.now();
+    // 1. Settings, generator and scheduler.
+    const run = this.begin(options);
+    /** @type {Tensor[]} */
+    let conditioning = [];
+    /** @type {Tensor | null} */
+    let latents = null;
+    try {
+      // 2. Timesteps.
+      this.prepareTimesteps(run);
+      // 3. Prompt embeddings.
+      conditioning = this.encodePrompt(run.options);
+      await this.sync();
+      const textEncoderMs = this.now() - start;
+      // 4. Initial latents; 5. the denoising loop, which consumes them.
+      const denoised = await this.denoise(run, this.prepareLatents(run), conditioning, hooks);
+      latents = denoised.latents;
+      // 6. Decode.
+      const vaeStart = this.now();
+      const final = await this.decode(latents);
+      const vaeMs = this.now() - vaeStart;
+      const latentValues = run.options.returnLatents ? await this.session.download(latents) : undefined;
+      return {
+        ...final,
+        scheduler: run.schedulerName,
+        timings: { textEncoderMs, unetStepMs: denoised.unetStepMs, vaeMs, totalMs: this.now() - start },
+        ...(latentValues ? { latents: latentValues } : {}),
+      };
+    } finally {
+      for (const c of conditioning) c.dispose();
+      latents?.dispose();
+      run.scheduler.dispose();
+    }
+  }
+}

@@ -1,0 +1,74 @@
+// A stand-in for a loaded SDModel for pipeline tests without a GPU: every
+// compiled function makes a new tensor (and records its name), tensors live
+// in tvm-like scopes (released when the scope closes unless persisted), and
+// the books say which tensors are still alive.
+
+/**
+ * @typedef {object} FakeTensor
+ * @property {number[]} shape
+ * @property {boolean} disposed
+ * @property {() => void} dispose
+ * @property {(i: number) => FakeTensor} get  Items of a function's tuple result.
+ */
+
+/**
+ * @param {any} manifest
+ */
+export function fakeModel(manifest) {
+  /** @type {Set<FakeTensor>} */
+  const live = new Set();
+  /** @type {FakeTensor[][]} */
+  const scopes = [];
+  /** @type {string[]} */
+  const calls = [];
+  /** @param {number[]} shape @returns {FakeTensor} */
+  const make = (shape) => {
+    /** @type {FakeTensor} */
+    const t = {
+      shape,
+      disposed: false,
+      dispose() {
+        if (t.disposed) throw new Error("a tensor was released twice");
+        t.disposed = true;
+        live.delete(t);
+      },
+      get: () => make(shape),
+    };
+    live.add(t);
+    scopes[scopes.length - 1]?.push(t);
+    return t;
+  };
+  /** @template R @param {() => R} run @param {(r: R) => FakeTensor[]} kept */
+  const inScope = (run, kept) => {
+    scopes.push([]);
+    try {
+      const result = run();
+      const keep = new Set(kept(result));
+      for (const t of /** @type {FakeTensor[]} */ (scopes[scopes.length - 1])) if (!keep.has(t) && !t.disposed) t.dispose();
+      return result;
+    } finally {
+      scopes.pop();
+    }
+  };
+  const [height, width] = [manifest.image.height, manifest.image.width];
+  const session = {
+    tensor: (/** @type {number[]} */ shape) => make(shape),
+    persist: (/** @type {() => FakeTensor} */ run) => inScope(run, (r) => [r]),
+    persistAll: (/** @type {() => FakeTensor[]} */ run) => inScope(run, (r) => r),
+    sync: async () => {},
+    downloadBytes: async () => new Uint8Array(height * width * 4),
+    download: async (/** @type {FakeTensor} */ t) => new Float32Array(t.shape.reduce((a, b) => a * b, 1)),
+  };
+  return {
+    model: /** @type {any} */ ({
+      manifest,
+      session,
+      call: (/** @type {string} */ name, /** @type {FakeTensor} */ first) => {
+        calls.push(name);
+        return make(first?.shape ?? [1]);
+      },
+    }),
+    live,
+    calls,
+  };
+}

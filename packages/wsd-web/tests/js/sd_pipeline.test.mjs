@@ -1,0 +1,132 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  CancelledError, PIPELINES, SD15Pipeline, SDXLPipeline, availableSchedulers, defaultSchedulerName, pipelineClass, xlTimeIds,
+} from "../../src/wsd_web/static/js/sd_pipeline.js";
+import { fakeModel } from "./fake_model.mjs";
+import { manifest, xlManifest } from "./manifest_fixtures.mjs";
+
+test("sdxl time ids: original size, crop top-left, target size, defaulting to the image", () => {
+  const image = { height: 1024, width: 768 };
+  assert.deepEqual(xlTimeIds({}, image), [1024, 768, 0, 0, 1024, 768]);
+  assert.deepEqual(
+    xlTimeIds({ originalSize: [512, 640], cropsCoordsTopLeft: [16, 8], targetSize: [1024, 1024] }, image),
+    [512, 640, 16, 8, 1024, 1024],
+  );
+  assert.throws(() => xlTimeIds({ originalSize: /** @type {any} */ ([512]) }, image), /must be pairs of non-negative numbers/);
+  assert.throws(() => xlTimeIds({ cropsCoordsTopLeft: [-1, 0] }, image), /non-negative/);
+});
+
+test("the pooled token follows transformers' rule for the config", () => {
+  const ids = Int32Array.from([1017, 5, 9, 1018, 0, 0, 0]);
+  const model = /** @type {any} */ ({ manifest: xlManifest() });
+  const argmax = new SDXLPipeline(model, { encode: () => ids }, { encode: () => ids });
+  assert.deepEqual(Array.from(argmax.pooledMask(ids)), [0, 0, 0, 1, 0, 0, 0]);
+  // eos rule: the first EOS, even when a larger id comes earlier.
+  const eosModel = /** @type {any} */ ({ manifest: xlManifest() });
+  eosModel.manifest.conditioning.pooled_token = "eos";
+  eosModel.manifest.tokenizer_2.eos_token_id = 9;
+  const eos = new SDXLPipeline(eosModel, { encode: () => ids }, { encode: () => ids });
+  assert.deepEqual(Array.from(eos.pooledMask(ids)), [0, 0, 1, 0, 0, 0, 0]);
+  assert.throws(() => eos.pooledMask(Int32Array.from([1, 2])), /no EOS \(9\) to pool/);
+  assert.equal(argmax.defaultNegativePrompt, null);
+});
+
+test("the default scheduler is the one the model's config names", () => {
+  assert.equal(defaultSchedulerName({ class_name: "PNDMScheduler", config: {} }), "pndm");
+  assert.equal(defaultSchedulerName({ class_name: "DPMSolverMultistepScheduler", config: {} }), "dpmpp-2m");
+  assert.equal(
+    defaultSchedulerName({ class_name: "DPMSolverMultistepScheduler", config: { use_karras_sigmas: true } }),
+    "dpmpp-2m-karras",
+  );
+  assert.equal(defaultSchedulerName({ class_name: "DDIMScheduler", config: {} }), "ddim");
+  assert.equal(defaultSchedulerName({ class_name: "SomethingElse", config: {} }), "dpmpp-2m");
+});
+
+test("a cancelled generation is its own error type", () => {
+  const e = new CancelledError();
+  assert.equal(e.name, "CancelledError");
+  assert.match(e.message, /cancelled/);
+});
+
+test("sdxl time ids are as wide as the build's UNet takes them", () => {
+  const model = /** @type {any} */ ({ manifest: xlManifest() });
+  const pipeline = new SDXLPipeline(model, { encode: () => new Int32Array() }, { encode: () => new Int32Array() });
+  assert.deepEqual(Array.from(pipeline.batchTimeIds({})), [1024, 768, 0, 0, 1024, 768, 1024, 768, 0, 0, 1024, 768]);
+  model.manifest.conditioning.time_ids_dim = 5;
+  assert.throws(() => pipeline.batchTimeIds({}), /UNet takes 5 time ids, diffusers' SDXL makes 6: rebuild/);
+});
+
+test("the registry gives each kind's text-to-image pipeline", () => {
+  assert.equal(pipelineClass("sd15"), SD15Pipeline);
+  assert.equal(pipelineClass("sdxl", "text-to-image"), SDXLPipeline);
+  assert.deepEqual(Object.keys(PIPELINES), ["sd15", "sdxl"]);
+});
+
+test("a kind or task without a pipeline names it and what the app runs", () => {
+  const runs = /it runs sd15 text-to-image and sdxl text-to-image$/;
+  assert.throws(() => pipelineClass("sd3"), /no text-to-image pipeline for sd3 builds/);
+  assert.throws(() => pipelineClass("sd3"), runs);
+  assert.throws(() => pipelineClass("sd15", "inpainting"), /no inpainting pipeline for sd15 builds/);
+  assert.throws(() => pipelineClass("constructor"), runs);
+});
+
+test("each pipeline says what it needs of the manifest and which option groups it takes", () => {
+  assert.deepEqual(pipelineClass("sd15").tokenizers, ["tokenizer"]);
+  assert.deepEqual(pipelineClass("sdxl").tokenizers, ["tokenizer", "tokenizer_2"]);
+  assert.deepEqual(pipelineClass("sd15").manifestFields, []);
+  assert.deepEqual(pipelineClass("sdxl").manifestFields, ["tokenizer_2", "conditioning"]);
+  assert.deepEqual(pipelineClass("sd15").optionGroups, []);
+  assert.deepEqual(pipelineClass("sdxl").optionGroups, ["micro-conditioning"]);
+});
+
+test("the schedulers offered are those that accept the model's config", () => {
+  const epsilon = { num_train_timesteps: 1000, beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 };
+  const names = availableSchedulers({ config: epsilon, max_terms: 4 });
+  assert.ok(names.includes("dpmpp-2m") && names.includes("pndm") && names.includes("euler"), names.join());
+  const sample = availableSchedulers({ config: { ...epsilon, prediction_type: "sample" }, max_terms: 4 });
+  assert.ok(sample.length < names.length, sample.join());
+});
+
+/** An SD 1.5 pipeline over a fake model with a tiny latent and Euler's config. */
+function fakePipeline() {
+  const config = { num_train_timesteps: 1000, beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 };
+  const fake = fakeModel(manifest({
+    latent: { shape: [1, 4, 2, 2], scaling_factor: 0.18215, vae_scale_factor: 8 },
+    scheduler: { class_name: "EulerDiscreteScheduler", config, max_terms: 4 },
+  }));
+  return { ...fake, pipeline: new SD15Pipeline(fake.model, { encode: () => new Int32Array(3) }, () => 0) };
+}
+
+test("a generation encodes the prompts, denoises step by step, decodes, and releases every tensor", async () => {
+  const { pipeline, live, calls } = fakePipeline();
+  const result = await pipeline.generate({ prompt: "a cat", steps: 3, returnLatents: true });
+  assert.equal(live.size, 0);
+  assert.equal(result.scheduler, "euler");
+  assert.equal(result.timings.unetStepMs.length, 3);
+  assert.equal(result.latents?.length, 16);
+  assert.deepEqual(calls.slice(0, 3), ["text_encoder", "text_encoder", "cfg_embeddings"]);
+  assert.deepEqual(calls.filter((c) => c === "unet").length, 3);
+  assert.deepEqual(calls.slice(-2), ["vae_decode", "image_to_rgba"]);
+});
+
+test("a cancelled generation stops between steps and releases every tensor", async () => {
+  const { pipeline, live, calls } = fakePipeline();
+  const controller = new AbortController();
+  const run = pipeline.generate({ prompt: "a cat", steps: 5, signal: controller.signal }, { onStep: () => controller.abort() });
+  await assert.rejects(run, CancelledError);
+  assert.equal(live.size, 0);
+  assert.equal(calls.filter((c) => c === "unet").length, 1);
+});
+
+test("sdxl encodes an absent negative prompt as zeros and releases every tensor", () => {
+  const { model, live, calls } = fakeModel(xlManifest());
+  const tokenizer = { encode: () => Int32Array.from([1017, 5, 1018]) };
+  const pipeline = new SDXLPipeline(model, tokenizer, tokenizer);
+  for (const c of pipeline.encodePrompt({ prompt: "a cat", negativePrompt: null })) c.dispose();
+  assert.equal(calls.filter((c) => c === "text_encoder_2").length, 1);
+  for (const c of pipeline.encodePrompt({ prompt: "a cat", negativePrompt: "blurry" })) c.dispose();
+  assert.equal(calls.filter((c) => c === "text_encoder_2").length, 3);
+  assert.equal(live.size, 0);
+});
