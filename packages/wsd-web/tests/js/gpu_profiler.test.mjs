@@ -19,5 +19,5 @@ test("a pass whose end stamp precedes its start counts as zero time", () => {
 
 test("a device without timestamp-query is refused with what is missing", () => {
   const device = /** @type {any} */ ({ features: new Set() });
-  assert.throws(() => new KernelProfiler(device, {}), /no timestamp-query feature/);
+  assert.throws(() => new KernelProfiler(device, { wrapDispatches() {} }), /no timestamp-query feature/);
 });

@@ -120,16 +120,8 @@ try {
   model = loaded;
   const loadMs = performance.now() - loadStart;
   const session = loaded.session;
-  const tvm = session.tvm;
-  const context = /** @type {any} */ (tvm).lib.webGPUContext;
-  if (profile && gpu.features.includes("timestamp-query")) profiler = new KernelProfiler(gpu.device, context);
-  let peakBytes = context.currAllocatedBytes;
-  const allocate = context.deviceAllocDataSpace.bind(context);
-  context.deviceAllocDataSpace = (/** @type {number} */ nbytes) => {
-    const ptr = allocate(nbytes);
-    peakBytes = Math.max(peakBytes, context.currAllocatedBytes);
-    return ptr;
-  };
+  if (profile && gpu.features.includes("timestamp-query")) profiler = new KernelProfiler(gpu.device, session);
+  session.resetPeakAllocatedBytes();
 
   const compileStart = performance.now();
   await session.compileShaders();
@@ -139,7 +131,7 @@ try {
   const manifest = loaded.manifest;
   const shape = manifest.latent.shape;
   const sync = () => pipeline.sync();
-  const options = { prompt, negativePrompt: manifest.kind === "sdxl" ? negativePrompt || null : negativePrompt };
+  const options = { prompt, negativePrompt: pipeline.defaultNegativePrompt === null ? negativePrompt || null : negativePrompt };
   /**
    * Time `run` (which returns what to dispose) `warmup` + `repeats` times.
    * @param {() => {dispose(): void} | {dispose(): void}[]} run
@@ -244,7 +236,7 @@ try {
     },
     unet_step_gpu_ms: unetGpu,
     kernels,
-    peak_gpu_bytes: peakBytes,
+    peak_gpu_bytes: session.peakAllocatedBytes(),
   };
   await new Promise((done) => process.stdout.write(`${JSON.stringify(report)}\n`, done));
 } catch (error) {

@@ -48,9 +48,10 @@ export function kernelTimes(names, stamps) {
 export class KernelProfiler {
   /**
    * @param {GPUDevice} device  Created with the `timestamp-query` feature.
-   * @param {any} webgpuContext  tvmjs' WebGPU context (`tvm.lib.webGPUContext`).
+   * @param {Pick<import("../static/js/tvm_session.js").TVMSession, "wrapDispatches">} session
+   *   The model's session: each kernel's dispatches are named for its timestamps.
    */
-  constructor(device, webgpuContext) {
+  constructor(device, session) {
     if (!device.features.has("timestamp-query")) {
       throw new Error("the GPU device has no timestamp-query feature: per-kernel GPU times are unavailable");
     }
@@ -64,21 +65,10 @@ export class KernelProfiler {
     this.sets = [];
     this.createEncoder = device.createCommandEncoder.bind(device);
     const profiler = this;
-    const createShader = webgpuContext.createShadeInternal.bind(webgpuContext);
-    /**
-     * @param {{name: string}} finfo
-     * @param {string} code
-     * @param {boolean} asyncMode
-     */
-    webgpuContext.createShadeInternal = (finfo, code, asyncMode) => {
-      /** @param {(...args: any[]) => void} submit */
-      const named = (submit) => (/** @type {any[]} */ ...args) => {
-        profiler.current = finfo.name;
-        submit(...args);
-      };
-      const made = createShader(finfo, code, asyncMode);
-      return asyncMode ? made.then(named) : named(made);
-    };
+    session.wrapDispatches((kernel, dispatch) => (...args) => {
+      profiler.current = kernel;
+      dispatch(...args);
+    });
     device.createCommandEncoder = (/** @type {GPUCommandEncoderDescriptor | undefined} */ descriptor) => {
       const encoder = profiler.createEncoder(descriptor);
       const beginComputePass = encoder.beginComputePass.bind(encoder);
