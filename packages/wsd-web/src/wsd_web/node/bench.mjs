@@ -13,7 +13,7 @@
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
 import { basename, resolve } from "node:path";
-import { create, globals } from "webgpu";
+import { globals } from "webgpu";
 
 import { SDModel, parseManifest } from "../static/js/sd_model.js";
 import { createPipeline, defaultSchedulerName, gpuTensorOps } from "../static/js/sd_pipeline.js";
@@ -21,6 +21,7 @@ import { createScheduler } from "../static/js/schedulers/index.js";
 import { parseTensorCacheIndex } from "../static/js/tensor_cache.js";
 import { TorchGenerator } from "../static/js/torch_random.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
+import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
 
@@ -103,11 +104,11 @@ const tvmjs = vendored("tvmjs");
 const tokenizers = vendored("tokenizers");
 // Dawn quantizes timestamps (to blur timing attacks) unless told not to; it
 // changes no kernel. disable_robustness drops the shaders' bounds checks.
-const toggles = [
-  ...(profile ? ["disable-dawn-features=timestamp_quantization"] : []),
-  ...(robustness ? [] : ["enable-dawn-features=disable_robustness"]),
-];
-const gpu = await requestGPU(create(toggles), { optionalFeatures: ["timestamp-query"] });
+const dawn = createDawn({
+  enable: robustness ? [] : ["disable_robustness"],
+  disable: profile ? ["timestamp_quantization"] : [],
+});
+const gpu = await requestGPU(dawn.gpu, { optionalFeatures: ["timestamp-query"] });
 const get = await fileSource(resolve(dir));
 let status = 0;
 /** @type {SDModel | null} */
@@ -221,6 +222,7 @@ try {
     scheduler: schedulerName,
     adapter: gpu.adapter,
     features: gpu.features,
+    dawn_toggles: dawn.toggles,
     robustness,
     random_weights: randomWeights !== null,
     warmup,

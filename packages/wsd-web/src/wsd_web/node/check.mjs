@@ -4,10 +4,11 @@
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
-import { create, globals } from "webgpu";
+import { globals } from "webgpu";
 
 import { runCheck } from "../static/js/check_runner.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
+import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 
 const dir = process.argv[2];
@@ -17,7 +18,7 @@ if (!dir) {
 }
 Object.assign(globalThis, globals);
 const tvmjs = createRequire(import.meta.url)("../static/vendor/tvmjs/index.js");
-const gpu = await requestGPU(create([]));
+const gpu = await requestGPU(createDawn().gpu);
 let status = 0;
 try {
   const result = await runCheck({

@@ -11,11 +11,12 @@
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
-import { create, globals } from "webgpu";
+import { globals } from "webgpu";
 
 import { SDModel } from "../static/js/sd_model.js";
 import { createPipeline } from "../static/js/sd_pipeline.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
+import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 
 const [dir, optionsJson = "{}"] = process.argv.slice(2);
@@ -32,7 +33,8 @@ const require = createRequire(import.meta.url);
 const vendored = (/** @type {string} */ name) => require(`../static/vendor/${name}/index.js`);
 const tvmjs = vendored("tvmjs");
 const tokenizers = vendored("tokenizers");
-const gpu = await requestGPU(create([]));
+const dawn = createDawn();
+const gpu = await requestGPU(dawn.gpu);
 /** @param {string} path */
 const fetchBytes = buildFiles(dir);
 let status = 0;
@@ -54,7 +56,7 @@ try {
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),
     });
   }
-  const report = { adapter: gpu.adapter, features: gpu.features, loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs };
+  const report = { adapter: gpu.adapter, features: gpu.features, dawnToggles: dawn.toggles, loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs };
   // stdout may be a pipe (asynchronous): wait for the write before exiting.
   await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
 } catch (error) {
