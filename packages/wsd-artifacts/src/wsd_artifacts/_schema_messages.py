@@ -17,9 +17,11 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator, ValidationError, validators  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    from jsonschema import ValidationError  # type: ignore[import-untyped]
 
 # Keywords that only carry identity or documentation.
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description"})
@@ -67,16 +69,25 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
-_Validator = validators.extend(
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {
-            "array": lambda _, value: isinstance(value, list | tuple),
-            "object": lambda _, value: isinstance(value, Mapping),
-            "number": lambda _, value: _is_number(value),
-        }
-    ),
-)
+@cache
+def _validator_class() -> Any:
+    """Draft 2020-12 with our types: tuples are arrays, mappings objects, numbers finite.
+
+    jsonschema is imported here, on the first validation, so that importing
+    wsd_artifacts (every wsd command, the GPU machine's benchmark) needs none of it.
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
+            {
+                "array": lambda _, value: isinstance(value, list | tuple),
+                "object": lambda _, value: isinstance(value, Mapping),
+                "number": lambda _, value: _is_number(value),
+            }
+        ),
+    )
 
 
 def check_keywords(schema: Any, where: str = "#") -> None:
@@ -101,7 +112,7 @@ def check_keywords(schema: Any, where: str = "#") -> None:
 
 def validate(instance: Any, schema: Mapping[str, Any]) -> list[str]:
     """Every problem of ``instance`` against ``schema``, one line each (``path: message``)."""
-    errors = _Validator(_explicit_false(schema)).iter_errors(instance)
+    errors = _validator_class()(_explicit_false(schema)).iter_errors(instance)
     return list(dict.fromkeys(line for error in errors for line in _lines(error)))
 
 
@@ -156,7 +167,7 @@ def _lines(error: ValidationError) -> Iterator[str]:
                 yield f"{child_path(path, name)}: unexpected field (expected only: {allowed})"
     elif keyword == "uniqueItems":
         for i, item in enumerate(value):
-            if _Validator({"enum": list(value[:i])}).is_valid(item):
+            if _validator_class()({"enum": list(value[:i])}).is_valid(item):
                 yield f"{child_path(path, i)}: expected unique items, {_show(item)} repeats"
     else:
         yield f"{path or '(top level)'}: {_expected(error)}"

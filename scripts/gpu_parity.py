@@ -1,0 +1,141 @@
+"""Parity on a real GPU: the tiny presets' fp16 (and, to tell the GPU's share of the
+error from fp16's, fp32) builds rendered through Node + Dawn against diffusers
+(fp32, CPU), the same weights, prompt, seed and scheduler.
+
+Three steps, two machines (the GPU machine reaches no registry and has no diffusers):
+
+  python scripts/gpu_parity.py prepare OUT     # here: the builds + diffusers' images and latents
+  bash scripts/gpu_parity.sh OUT               # on the GPU machine: one Node + Dawn render per case
+  python scripts/gpu_parity.py compare OUT --json docs/benchmarks/gpu-parity-fp16.json
+
+``compare`` writes one record per case (PSNR of the 8-bit image, the largest
+latent error relative to the reference latents' largest magnitude, the adapter
+and the features the device had) and exits non-zero when a case misses the bar:
+PSNR >= 40 dB and latents within 1e-2 of scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = ("tiny-sd15", "tiny-sdxl")
+SCHEDULERS = ("dpmpp-2m", "euler", "lcm")
+PRECISIONS = ("fp16", "fp32")
+OPTIONS = {"prompt": "a lighthouse at dawn", "negative_prompt": "", "seed": 7, "steps": 8}
+MIN_PSNR_DB = 40.0
+MAX_LATENT_ERROR = 1e-2
+
+
+def _cases() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{preset}-{precision}-{scheduler}",
+            "preset": preset,
+            "precision": precision,
+            "scheduler": scheduler,
+            **OPTIONS,
+        }
+        for preset in PRESETS
+        for precision in PRECISIONS
+        for scheduler in SCHEDULERS
+    ]
+
+
+def prepare(out: Path) -> None:
+    """The presets' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import _reference  # the parity tests' own diffusers run
+
+    from wsd_capture import PRESET_KINDS
+    from wsd_compile import compile_pipeline
+
+    for preset in PRESETS:
+        for precision in PRECISIONS:
+            build = out / "builds" / f"{preset}-{precision}"
+            if not build.exists():
+                kind = PRESET_KINDS[preset]
+                compile_pipeline(kind, preset=preset, out_dir=build, precision=precision)
+    (out / "reference").mkdir(parents=True, exist_ok=True)
+    cases = _cases()
+    for preset in PRESETS:
+        presets = out / "presets" / preset
+        shutil.rmtree(presets, ignore_errors=True)
+        run = _reference(preset, presets)
+        for case in (c for c in cases if c["preset"] == preset):
+            pixels, latents = run(case)
+            np.savez(out / "reference" / f"{case['name']}.npz", pixels=pixels, latents=latents)
+    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")
+
+
+def _case_record(out: Path, case: dict[str, Any]) -> dict[str, Any]:
+    ref = np.load(out / "reference" / f"{case['name']}.npz")
+    report = json.loads((out / "webgpu" / f"{case['name']}.json").read_text(encoding="utf-8"))
+    run = report["runs"][0]
+    height, width = report["height"], report["width"]
+    rgba = np.frombuffer(base64.b64decode(run["rgba"]), dtype=np.uint8).reshape(height, width, 4)
+    want = ref["pixels"].astype(np.float64)
+    mse = float(np.mean((rgba[:, :, :3].astype(np.float64) - want) ** 2))
+    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    latents = np.asarray(run["latents"], dtype=np.float64)
+    reference = ref["latents"].astype(np.float64).ravel()
+    error = float(np.max(np.abs(latents - reference)) / np.max(np.abs(reference)))
+    return {
+        "case": case["name"],
+        "preset": case["preset"],
+        "precision": case["precision"],
+        "scheduler": run["scheduler"],
+        "steps": case["steps"],
+        "psnr_db": round(psnr, 2),
+        "latent_error_of_scale": float(f"{error:.3g}"),
+        "ok": bool(psnr >= MIN_PSNR_DB and error <= MAX_LATENT_ERROR),
+        "adapter": report["adapter"],
+        "features": report["features"],
+        "dawn_toggles": report.get("dawnToggles", []),
+    }
+
+
+def compare(out: Path, json_path: Path | None) -> int:
+    """Each case's image and latents against diffusers'; non-zero if any misses the bar."""
+    cases = json.loads((out / "cases.json").read_text(encoding="utf-8"))
+    records = [_case_record(out, case) for case in cases]
+    for r in records:
+        mark = "ok" if r["ok"] else "FAIL"
+        error = r["latent_error_of_scale"]
+        print(f"{r['case']:28s} {r['psnr_db']:7.2f} dB  latents {error:.2e}  {mark}")
+    if json_path is not None:
+        doc = {
+            "what": "tiny presets' builds on a GPU (Node + Dawn) vs diffusers (fp32, CPU)",
+            "command": "python scripts/gpu_parity.py prepare OUT; bash scripts/gpu_parity.sh OUT "
+            "(GPU machine); python scripts/gpu_parity.py compare OUT --json FILE",
+            "bar": {"min_psnr_db": MIN_PSNR_DB, "max_latent_error_of_scale": MAX_LATENT_ERROR},
+            "cases": records,
+        }
+        json_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return 0 if all(r["ok"] for r in records) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare").add_argument("out", type=Path)
+    cmp = sub.add_parser("compare")
+    cmp.add_argument("out", type=Path)
+    cmp.add_argument("--json", type=Path, help="write the records here")
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.out)
+        return 0
+    return compare(args.out, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
