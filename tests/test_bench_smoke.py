@@ -20,7 +20,7 @@ FIELDS = {
     "runtime", "tool", "kind", "model", "build_id", "precision", "height", "width", "steps",
     "batch", "scheduler", "adapter", "features", "robustness", "random_weights", "warmup",
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
-    "peak_gpu_bytes",
+    "peak_gpu_bytes", "dawn_toggles",
 }  # fmt: skip
 
 
@@ -57,6 +57,12 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         assert report["pipeline_compile_ms"] > 0 and report["load_ms"] > 0
         # SwiftShader has timestamp queries: the UNet step's kernels are all there.
         assert "timestamp-query" in report["features"]
+        # What every runner asks Dawn for, and this run's robustness and profiling.
+        robust = [] if report["robustness"] else [",disable_robustness"]
+        assert report["dawn_toggles"] == [
+            "enable-dawn-features=vulkan_enable_f16_on_nvidia" + "".join(robust),
+            "disable-dawn-features=timestamp_quantization",
+        ]
         _check_stats(report["unet_step_gpu_ms"], 2)
         kernels = report["kernels"]
         assert kernels and all(k["calls"] >= 1 and k["ms"] >= 0 for k in kernels)
