@@ -2,29 +2,80 @@
 # The GPU benchmark, WebGPU and PyTorch side by side in one run on one machine
 # (the command behind docs/benchmarks/*.json). Run on the GPU machine from
 # the repository root, with .carry/ beside it (see docs/benchmarks.md):
-#   bash scripts/bench_gpu.sh BUILD KIND NAME OUT [STEPS]
-# BUILD: a wsd-compile output; only manifest.json, model.wasm,
-#   tensor-cache.json and the tokenizer(s) are needed: the weights are
-#   generated from a seed (--random-weights), on both sides.
-# KIND: the architecture for PyTorch (sd15 or sdxl), at the build's size.
+#   bash scripts/bench_gpu.sh KIND NAME OUT STEPS BUILD [BUILD...]
+# KIND: the architecture for PyTorch (sd15 or sdxl), at the builds' size.
 # NAME: the result's name (docs/benchmarks/NAME.json); OUT: where to write.
+# STEPS: the steps of a generation (20 in the published results).
+# BUILD: a wsd-compile output of KIND; give several (an fp32 and an fp16
+#   build, say), all at one image size, to measure each of them. Only
+#   manifest.json, model.wasm, tensor-cache.json and the tokenizer(s) are
+#   needed: the weights are generated from a seed (--random-weights), on
+#   both sides.
+# Each build is benchmarked with wsd-web bench (robustness on and off), then
+# PyTorch once (fp32 and fp16), then wsd-web report makes one result with a
+# WebGPU record per build.
 # WARMUP and REPEATS (environment; default 3 and 10) set the runs per stage.
 set -euo pipefail
-build=$1 kind=$2 name=$3 out=$4 steps=${5:-20}
+usage="usage: bash scripts/bench_gpu.sh KIND NAME OUT STEPS BUILD [BUILD...]"
+if [ $# -lt 5 ]; then
+  echo "$usage" >&2
+  exit 2
+fi
+kind=$1 name=$2 out=$3 steps=$4
+shift 4
+builds=("$@")
+case $kind in
+  sd15 | sdxl) ;;
+  *) echo "bench_gpu.sh: KIND must be sd15 or sdxl, not '$kind' (the builds come last now); $usage" >&2; exit 2 ;;
+esac
+if ! [[ $steps =~ ^[1-9][0-9]*$ ]]; then
+  echo "bench_gpu.sh: STEPS must be a positive integer, not '$steps'; $usage" >&2
+  exit 2
+fi
 runs="--warmup ${WARMUP:-3} --repeats ${REPEATS:-10}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Every build: its kind, size and precision from its manifest; all of KIND, at one size.
+size=""
+for build in "${builds[@]}"; do
+  if [ ! -f "$build/manifest.json" ]; then
+    echo "bench_gpu.sh: $build has no manifest.json: give directories written by wsd-compile" >&2
+    exit 2
+  fi
+  info=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['kind'], '%dx%d' % (m['image']['height'], m['image']['width']))" "$build/manifest.json")
+  read -r build_kind build_size <<<"$info"
+  if [ "$build_kind" != "$kind" ]; then
+    echo "bench_gpu.sh: $build is a $build_kind build, not $kind" >&2
+    exit 2
+  fi
+  if [ -n "$size" ] && [ "$build_size" != "$size" ]; then
+    echo "bench_gpu.sh: $build is $build_size but ${builds[0]} is $size: give builds of one size" >&2
+    exit 2
+  fi
+  size=$build_size
+done
+height=${size%x*} width=${size#*x}
 # shellcheck source=scripts/gpu_env.sh
 source "$root/scripts/gpu_env.sh"
 mkdir -p "$out"
-size=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['image']['height'], m['image']['width'])" "$build/manifest.json")
-read -r height width <<<"$size"
-webgpu="python3 -m wsd_web bench $build --steps $steps $runs --random-weights 1 --json $out/$name-webgpu.json"
+commands=() webgpu_args=() placeholders=()
+i=0
+for build in "${builds[@]}"; do
+  i=$((i + 1))
+  json="$out/$name-webgpu-$i.json"
+  webgpu="python3 -m wsd_web bench $build --steps $steps $runs --random-weights 1 --json $json"
+  echo "+ $webgpu"; $webgpu
+  commands+=("$webgpu") webgpu_args+=(--webgpu "$json") placeholders+=(BUILD)
+done
 pytorch="python3 -m wsd_capture.bench --kind $kind --height $height --width $width --steps $steps --precision fp32 fp16 --device cuda $runs --json $out/$name-pytorch.json"
-echo "+ $webgpu"; $webgpu
 echo "+ $pytorch"; $pytorch
+commands+=("$pytorch")
 machine=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)
 mkdir -p "$out/docs/benchmarks"
 cp "$root"/docs/benchmarks/*.json "$out/docs/benchmarks/" 2>/dev/null || true
-python3 -m wsd_web report --webgpu "$out/$name-webgpu.json" --pytorch "$out/$name-pytorch.json" \
-  --command "bash scripts/bench_gpu.sh BUILD $kind $name OUT $steps  # $webgpu ; $pytorch" \
+env_prefix=""
+[ -n "${WARMUP:-}" ] && env_prefix+="WARMUP=$WARMUP "
+[ -n "${REPEATS:-}" ] && env_prefix+="REPEATS=$REPEATS "
+joined=$(printf ' ; %s' "${commands[@]}")
+python3 -m wsd_web report "${webgpu_args[@]}" --pytorch "$out/$name-pytorch.json" \
+  --command "${env_prefix}bash scripts/bench_gpu.sh $kind $name OUT $steps ${placeholders[*]}  # ${joined:3}" \
   --machine "$machine, $(nproc) CPU cores" --name "$name" --out-dir "$out/docs"

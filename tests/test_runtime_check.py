@@ -37,7 +37,13 @@ def torch_reference(check_dir: Path) -> dict[str, np.ndarray]:
     matmul = F.silu(t["x"] @ t["fc.weight"] + t["fc.bias"])
     conv = F.conv2d(t["image"], t["conv.weight"], t["conv.bias"], padding=1)
     norm = F.group_norm(conv, 4, t["norm.weight"], t["norm.bias"], eps=1e-5)
-    return {"matmul_silu": matmul.numpy(), "conv_group_norm": norm.numpy()}
+    scores = t["q"] @ t["k"].transpose(1, 2) * t["q"].shape[-1] ** -0.5
+    attention = torch.softmax(scores, dim=-1) @ t["v"]
+    return {
+        "matmul_silu": matmul.numpy(),
+        "conv_group_norm": norm.numpy(),
+        "attention": attention.numpy(),
+    }
 
 
 def assert_matches_torch(result: dict[str, Any], check_dir: Path) -> dict[str, float]:
@@ -86,7 +92,11 @@ def test_wsd_web_check_reports_and_passes(
 ) -> None:
     assert wsd_web_main(["check", str(check_dir)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert {fn["name"] for fn in summary["functions"]} == {"matmul_silu", "conv_group_norm"}
+    assert {fn["name"] for fn in summary["functions"]} == {
+        "matmul_silu",
+        "conv_group_norm",
+        "attention",
+    }
     assert all("output" not in fn for fn in summary["functions"])
 
 

@@ -28,7 +28,11 @@ def test_check_writes_a_runnable_directory(
     report = json.loads(capsys.readouterr().out)
     assert report["wasm_bytes"] == (tmp_path / "c" / "check.wasm").stat().st_size
     index = json.loads((tmp_path / "c" / "check.json").read_text())
-    assert [f["name"] for f in index["functions"]] == ["matmul_silu", "conv_group_norm"]
+    assert [f["name"] for f in index["functions"]] == [
+        "matmul_silu",
+        "conv_group_norm",
+        "attention",
+    ]
     assert (tmp_path / "c" / "tensor-cache.json").is_file()
 
 

@@ -1,9 +1,14 @@
-"""Sample benchmark results for the report tests (test_bench_report*.py).
+"""Sample benchmark results for the report tests (test_bench_report*.py and
+test_bench_charts.py).
 
 The builders are fixtures: ``webgpu_result(robustness, **changes)`` and
 ``pytorch_result(precision, **changes)`` make one result each, ``full_doc`` is
 the document combined from all four, and ``sample_medians`` and
-``kernel_names`` are what the samples were made from.
+``kernel_names`` are what the samples were made from. For two WebGPU builds,
+``fp16_result(webgpu_result, robustness, **changes)`` makes an fp16 build's
+result, ``two_builds`` holds the inputs of an fp32 and an fp16 build and
+``two_doc`` their document; ``ms(result, stage)`` reads a stage's median and
+``shown(ratio)`` writes a ratio as the tables do.
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ KERNELS = [
     "take",
     "fused_mean_subtract",
 ]
+#: The fp16 build's time per stage, as a share of the fp32 build's (robustness on, off).
+FP16_SPEED = {
+    "text_encoder_ms": (0.62, 0.55),
+    "unet_step_ms": (0.47, 0.43),
+    "scheduler_step_ms": (0.9, 0.85),
+    "vae_decode_ms": (0.51, 0.5),
+    "generation_ms": (0.49, 0.45),
+}
 
 
 def _stat(median: float) -> dict[str, Any]:
@@ -121,6 +134,40 @@ def _pytorch_result(precision: str = "fp32", **changes: Any) -> dict[str, Any]:
     return result
 
 
+def _fp16_result(
+    webgpu_result: Callable[..., dict[str, Any]], robustness: bool = True, **changes: Any
+) -> Any:
+    """What ``wsd-web bench`` writes for an fp16 build of the same model (faster, and with
+    its own kernels) on the same machine."""
+    fp32 = webgpu_result(robustness)
+    stages = {
+        key: {**stat, "median": stat["median"] * FP16_SPEED[key][0 if robustness else 1]}
+        for key, stat in fp32["stages"].items()
+    }
+    kernels = [{**k, "name": f"{k['name']}_f16", "ms": k["ms"] / 2} for k in fp32["kernels"]]
+    result = webgpu_result(
+        robustness,
+        model="sd15-fp16",
+        build_id="4567cdef",
+        precision="fp16",
+        features=["shader-f16", "subgroups", "timestamp-query"],
+        dawn_toggles=["enable-dawn-features=vulkan_enable_f16_on_nvidia"],
+        stages=stages,
+        kernels=kernels,
+    )
+    result.update(changes)
+    return result
+
+
+def _ms(result: dict[str, Any], stage: str) -> float:
+    return float(result["stages"][f"{stage}_ms"]["median"])
+
+
+def _shown(ratio: float) -> str:
+    """A ratio as the tables show it."""
+    return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
 @pytest.fixture
 def webgpu_result() -> Callable[..., dict[str, Any]]:
     return _webgpu_result
@@ -151,3 +198,44 @@ def sample_medians() -> tuple[dict[str, float], dict[str, float]]:
 def kernel_names() -> list[str]:
     """The WebGPU result's kernels, longest first."""
     return list(KERNELS)
+
+
+@pytest.fixture
+def fp16_result() -> Callable[..., Any]:
+    return _fp16_result
+
+
+@pytest.fixture
+def two_builds() -> dict[str, Any]:
+    """The inputs of an fp32 and an fp16 build, robustness on and off, and PyTorch's."""
+    return {
+        "fp32": _webgpu_result(True),
+        "fp32_off": _webgpu_result(False),
+        "fp16": _fp16_result(_webgpu_result, True),
+        "fp16_off": _fp16_result(_webgpu_result, False),
+        "pytorch_fp32": _pytorch_result("fp32"),
+        "pytorch_fp16": _pytorch_result("fp16"),
+    }
+
+
+@pytest.fixture
+def two_doc(two_builds: dict[str, Any]) -> dict[str, Any]:
+    """The document of `two_builds`, the fp16 build given first."""
+    b = two_builds
+    return combine(
+        [b["fp16"], b["fp16_off"], b["fp32_off"], b["fp32"]],
+        [b["pytorch_fp16"], b["pytorch_fp32"]],
+        command="bash scripts/bench_gpu.sh sd15 sd15-512 OUT 20 BUILD BUILD",
+        machine="1x NVIDIA H200, 16 vCPU",
+    )
+
+
+@pytest.fixture
+def ms() -> Callable[[dict[str, Any], str], float]:
+    """A result's median of a stage (``unet_step``, ...), in ms."""
+    return _ms
+
+
+@pytest.fixture
+def shown() -> Callable[[float], str]:
+    return _shown

@@ -1,31 +1,25 @@
-"""Benchmark reports: combining results, the tables, the charts and the page.
+"""Benchmark reports: combining results and the tables.
 
-The sample results come from conftest.py; ``wsd-web report`` itself is tested
-in test_bench_report_cli.py.
+The sample results come from conftest.py (an fp16 build's too); the charts and the
+page are tested in test_bench_charts.py and ``wsd-web report`` itself in
+test_bench_report_cli.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from wsd_web.bench.charts import chart_svg, kernels_svg
-from wsd_web.bench.page import render_page, table
+from wsd_web.bench.page import table
 from wsd_web.bench.results import STAGES, TOP_KERNELS, combine
 
-SVG = "{http://www.w3.org/2000/svg}"
 ResultFactory = Callable[..., dict[str, Any]]
-
-
-def bars(svg: str, attr: str = "data-series") -> list[ET.Element]:
-    return [r for r in ET.fromstring(svg).iter(f"{SVG}rect") if attr in r.attrib]
+Ms = Callable[[dict[str, Any], str], float]
 
 
 # -- combine ------------------------------------------------------------------------------
@@ -35,7 +29,7 @@ def test_combine_keeps_each_result_and_the_settings(
     webgpu_result: ResultFactory, pytorch_result: ResultFactory, full_doc: dict[str, Any]
 ) -> None:
     doc = full_doc
-    assert doc["version"] == 1
+    assert doc["version"] == 2
     assert (doc["kind"], doc["height"], doc["width"], doc["steps"], doc["batch"]) == (
         "sd15",
         512,
@@ -47,8 +41,12 @@ def test_combine_keeps_each_result_and_the_settings(
     assert doc["machine"] == "1x NVIDIA H200, 16 vCPU"
     assert doc["adapter"] == "nvidia hopper NVIDIA 580.159.04"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", doc["date"])
-    assert doc["webgpu"] == webgpu_result(True)
-    assert doc["webgpu_no_robustness"] == webgpu_result(False)
+    [run] = doc["webgpu_runs"]
+    assert run["webgpu"] == webgpu_result(True)
+    assert run["webgpu_no_robustness"] == webgpu_result(False)
+    assert (run["precision"], run["kernel_path"]) == ("fp32", "fp32")
+    assert run["features"] == webgpu_result()["features"]
+    assert run["dawn_toggles"] is None  # the sample result predates the field
     assert doc["pytorch_fp32"] == pytorch_result("fp32")
     assert doc["pytorch_fp16"] == pytorch_result("fp16")
     json.dumps(doc, allow_nan=False)
@@ -77,8 +75,12 @@ def test_ratios_are_webgpu_over_pytorch_medians_for_every_stage(
         stage = key.removesuffix("_ms")
         expected[f"{stage}_vs_pytorch_fp32"] = ms / pytorch_fp32_ms[key]
         expected[f"{stage}_vs_pytorch_fp16"] = ms / (pytorch_fp32_ms[key] * 0.4)
-    assert doc["ratios"] == pytest.approx(expected)
-    assert doc["ratio_unet_step_vs_pytorch_fp32"] == pytest.approx(61.3 / 18.2)
+    [run] = doc["webgpu_runs"]
+    assert run["ratios"] == pytest.approx(expected)
+    for stage in ("unet_step", "generation", "vae_decode"):
+        for baseline in ("pytorch_fp32", "pytorch_fp16"):
+            name = f"{stage}_vs_{baseline}"
+            assert run[f"ratio_{name}"] == pytest.approx(expected[name])
 
 
 def test_ratios_only_for_stages_both_sides_measured(
@@ -86,12 +88,18 @@ def test_ratios_only_for_stages_both_sides_measured(
 ) -> None:
     fp16 = pytorch_result("fp16")
     del fp16["stages"]["scheduler_step_ms"]
+    del fp16["stages"]["vae_decode_ms"]
     doc = combine([webgpu_result()], [fp16], command="c", machine="m")
-    assert doc["pytorch_fp32"] is None and doc["webgpu_no_robustness"] is None
-    assert sorted(doc["ratios"]) == sorted(
-        f"{stage}_vs_pytorch_fp16" for stage, _ in STAGES if stage != "scheduler_step"
+    [run] = doc["webgpu_runs"]
+    assert doc["pytorch_fp32"] is None and run["webgpu_no_robustness"] is None
+    assert sorted(run["ratios"]) == sorted(
+        f"{stage}_vs_pytorch_fp16"
+        for stage, _ in STAGES
+        if stage not in ("scheduler_step", "vae_decode")
     )
-    assert doc["ratio_unet_step_vs_pytorch_fp32"] is None
+    assert run["ratio_unet_step_vs_pytorch_fp32"] is None
+    assert run["ratio_vae_decode_vs_pytorch_fp16"] is None
+    assert run["ratio_unet_step_vs_pytorch_fp16"] == pytest.approx(61.3 / (18.2 * 0.4))
 
 
 @pytest.mark.parametrize(
@@ -113,14 +121,19 @@ def test_combine_refuses_results_of_different_settings(
 def test_combine_needs_the_webgpu_result_with_robustness_on(
     webgpu_result: ResultFactory, pytorch_result: ResultFactory
 ) -> None:
-    with pytest.raises(ValueError, match="no WebGPU result with robustness on in webgpu\\[0\\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"no WebGPU fp32 \(fp32 kernels\) result with robustness on in webgpu\[0\]",
+    ):
         combine([webgpu_result(False)], [pytorch_result()], command="c", machine="m")
 
 
 def test_combine_refuses_two_results_for_one_column(
     webgpu_result: ResultFactory, pytorch_result: ResultFactory
 ) -> None:
-    with pytest.raises(ValueError, match=r"webgpu\[0\] and webgpu\[1\] are both WebGPU results"):
+    with pytest.raises(
+        ValueError, match=r"webgpu\[0\] and webgpu\[1\] are both WebGPU fp32 \(fp32 kernels\)"
+    ):
         combine([webgpu_result(), webgpu_result()], [pytorch_result()], command="c", machine="m")
     with pytest.raises(ValueError, match=r"pytorch\[0\] and pytorch\[1\] are both PyTorch fp16"):
         combine(
@@ -167,6 +180,127 @@ def test_combine_names_the_result_that_is_malformed(
     given = (pytorch_result if runtime == "pytorch" else webgpu_result)(**changes)
     with pytest.raises(ValueError, match=message):
         combine([given], [pytorch_result(**pytorch)], command="c", machine="m")
+
+
+def test_combine_makes_a_record_per_webgpu_build_fp32_first(
+    two_builds: dict[str, Any], two_doc: dict[str, Any]
+) -> None:
+    b = two_builds
+    assert two_doc["version"] == 2
+    assert "webgpu" not in two_doc and "ratios" not in two_doc
+    assert (two_doc["pytorch_fp32"], two_doc["pytorch_fp16"]) == (
+        b["pytorch_fp32"],
+        b["pytorch_fp16"],
+    )
+    fp32, fp16 = two_doc["webgpu_runs"]
+    assert (fp32["webgpu"], fp32["webgpu_no_robustness"]) == (b["fp32"], b["fp32_off"])
+    assert (fp16["webgpu"], fp16["webgpu_no_robustness"]) == (b["fp16"], b["fp16_off"])
+    assert [(r["precision"], r["kernel_path"]) for r in (fp32, fp16)] == [
+        ("fp32", "fp32"),
+        ("fp16", "shader-f16"),
+    ]
+    assert fp16["features"] == ["shader-f16", "subgroups", "timestamp-query"]
+    assert fp16["dawn_toggles"] == ["enable-dawn-features=vulkan_enable_f16_on_nvidia"]
+    assert fp32["features"] == b["fp32"]["features"] and fp32["dawn_toggles"] is None
+    json.dumps(two_doc, allow_nan=False)
+
+
+def test_each_webgpu_record_has_its_ratios_to_pytorch_fp32_and_fp16(
+    two_builds: dict[str, Any], two_doc: dict[str, Any], ms: Ms
+) -> None:
+    b = two_builds
+    for run, on in zip(two_doc["webgpu_runs"], (b["fp32"], b["fp16"]), strict=True):
+        expected = {
+            f"{stage}_vs_{baseline}": ms(on, stage) / ms(b[baseline], stage)
+            for stage, _ in STAGES
+            for baseline in ("pytorch_fp32", "pytorch_fp16")
+        }
+        assert run["ratios"] == pytest.approx(expected)
+        for stage in ("unet_step", "generation", "vae_decode"):
+            for baseline in ("pytorch_fp32", "pytorch_fp16"):
+                ratio = run[f"ratio_{stage}_vs_{baseline}"]
+                assert ratio == pytest.approx(ms(on, stage) / ms(b[baseline], stage))
+    fp32, fp16 = two_doc["webgpu_runs"]
+    assert fp16["ratio_unet_step_vs_pytorch_fp16"] < fp32["ratio_unet_step_vs_pytorch_fp16"]
+
+
+def test_kernel_path_comes_from_the_result_where_it_says(
+    webgpu_result: ResultFactory, pytorch_result: ResultFactory, fp16_result: ResultFactory
+) -> None:
+    matrix = fp16_result(webgpu_result, kernel_path="subgroup-matrix", build_id="89ab")
+    doc = combine(
+        [matrix, fp16_result(webgpu_result), webgpu_result()],
+        [pytorch_result("fp16")],
+        command="c",
+        machine="m",
+    )
+    runs = doc["webgpu_runs"]
+    assert [(r["precision"], r["kernel_path"]) for r in runs] == [
+        ("fp32", "fp32"),
+        ("fp16", "shader-f16"),
+        ("fp16", "subgroup-matrix"),
+    ]
+    assert runs[2]["webgpu"] is matrix
+    assert _rows(table(doc))["Median"] == [
+        "WebGPU fp32",
+        "WebGPU fp16",
+        "WebGPU fp16 subgroup-matrix",
+        "PyTorch fp16",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kind": "sdxl"}, r"webgpu\[2\]: kind is 'sdxl' but webgpu\[0\] has 'sd15'"),
+        ({"height": 768}, r"webgpu\[2\]: height is 768 but webgpu\[0\] has 512"),
+        ({"width": 768}, r"webgpu\[2\]: width is 768 but webgpu\[0\] has 512"),
+        ({"steps": 30}, r"webgpu\[2\]: steps is 30 but webgpu\[0\] has 20"),
+        ({"adapter": "other gpu"}, r"webgpu\[2\]: adapter is 'other gpu' but .*same machine"),
+        ({"precision": "bf16"}, r"webgpu\[2\]: precision must be fp32 or fp16"),
+        ({"kernel_path": 16}, r"webgpu\[2\]: kernel_path must be a string"),
+        ({"features": "shader-f16"}, r"webgpu\[2\]: features: expected a list of strings"),
+    ],
+)
+def test_combine_refuses_builds_that_do_not_go_together(
+    webgpu_result: ResultFactory,
+    pytorch_result: ResultFactory,
+    changes: dict[str, Any],
+    message: str,
+    fp16_result: ResultFactory,
+) -> None:
+    fp16 = fp16_result(webgpu_result, **changes)
+    with pytest.raises(ValueError, match=message):
+        combine(
+            [webgpu_result(True), webgpu_result(False), fp16],
+            [pytorch_result()],
+            command="c",
+            machine="m",
+        )
+
+
+def test_combine_refuses_two_builds_with_one_name(
+    webgpu_result: ResultFactory, pytorch_result: ResultFactory, fp16_result: ResultFactory
+) -> None:
+    """Two fp16 builds with the same kernel path would be one column: one of them is wrong."""
+    with pytest.raises(
+        ValueError, match=r"webgpu\[1\]: build_id is 'other' but webgpu\[0\] has '4567cdef'"
+    ):
+        combine(
+            [fp16_result(webgpu_result), fp16_result(webgpu_result, False, build_id="other")],
+            [pytorch_result()],
+            command="c",
+            machine="m",
+        )
+    with pytest.raises(
+        ValueError, match=r"no WebGPU fp16 \(shader-f16 kernels\) result with robustness on"
+    ):
+        combine(
+            [webgpu_result(), fp16_result(webgpu_result, False)],
+            [pytorch_result()],
+            command="c",
+            machine="m",
+        )
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -230,141 +364,40 @@ def test_table_leaves_out_what_was_not_measured(
     assert "Kernel" not in rows
 
 
-# -- charts -------------------------------------------------------------------------------
-
-
-def test_chart_is_well_formed_svg_with_one_bar_per_result_and_stage(
-    full_doc: dict[str, Any],
+def test_table_of_two_builds_has_their_columns_and_a_ratio_table(
+    two_builds: dict[str, Any], two_doc: dict[str, Any], ms: Ms, shown: Callable[[float], str]
 ) -> None:
-    svg = chart_svg(full_doc)
-    root = ET.fromstring(svg)
-    assert root.tag == f"{SVG}svg"
-    found = bars(svg)
-    series = ["webgpu", "webgpu_no_robustness", "pytorch_fp32", "pytorch_fp16"]
-    assert [(b.get("data-stage"), b.get("data-series")) for b in found] == [
-        (stage, key) for stage, _ in STAGES for key in series
+    b = two_builds
+    markdown = table(two_doc)
+    medians, ratios = markdown.split("\n\n")[:2]
+    rows = _rows(medians)
+    assert rows["Median"] == [
+        "WebGPU fp32",
+        "WebGPU fp32 (no robustness)",
+        "WebGPU fp16",
+        "WebGPU fp16 (no robustness)",
+        "PyTorch fp32",
+        "PyTorch fp16",
     ]
-    texts = [t.text for t in root.iter(f"{SVG}text")]
-    assert "SD 1.5, 512x512, 20 steps, batch 2: median time per stage (lower is better)" in texts
-    assert any("nvidia hopper NVIDIA 580.159.04" in (t or "") for t in texts)
-    assert {"WebGPU", "WebGPU (no robustness)", "PyTorch fp32", "PyTorch fp16"} <= set(texts)
-    assert {"61.3 ms", "1,335 ms", "0.084 ms"} <= set(texts)
-    assert {"0.01", "0.1", "1", "10", "100", "1,000", "10,000"} <= set(texts)
-
-
-def test_chart_x_axis_is_logarithmic(full_doc: dict[str, Any]) -> None:
-    svg = chart_svg(full_doc)
-    root = ET.fromstring(svg)
-    ticks = {t.text: float(t.get("x", "")) for t in root.iter(f"{SVG}text") if t.text}
-    decade = ticks["10"] - ticks["1"]
-    assert decade > 0
-    assert ticks["100"] - ticks["10"] == pytest.approx(decade, abs=0.2)
-    by_value = []
-    for bar in bars(svg):
-        title = bar.find(f"{SVG}title")
-        assert title is not None and title.text
-        value = float(title.text.split(": ")[-1].removesuffix(" ms").replace(",", ""))
-        end = float(bar.get("x", "")) + float(bar.get("width", ""))
-        assert end == pytest.approx(ticks["1"] + math.log10(value) * decade, abs=0.5)
-        by_value.append((value, end))
-    ends = [end for _, end in sorted(by_value)]
-    assert ends == sorted(ends)
-
-
-def test_chart_is_deterministic(full_doc: dict[str, Any]) -> None:
-    doc = full_doc
-    assert chart_svg(doc) == chart_svg(copy.deepcopy(doc))
-    assert kernels_svg(doc) == kernels_svg(copy.deepcopy(doc))
-
-
-def test_chart_escapes_text(webgpu_result: ResultFactory, pytorch_result: ResultFactory) -> None:
-    adapter = 'gpu <"A&B"> \x01'
-    doc = combine([webgpu_result(adapter=adapter)], [pytorch_result()], command="c", machine="m")
-    root = ET.fromstring(chart_svg(doc))
-    texts = [t.text or "" for t in root.iter(f"{SVG}text")]
-    assert any('gpu <"A&B"> ' in t for t in texts)
-    kernels = kernels_svg(doc)
-    assert kernels is not None
-    ET.fromstring(kernels)
-
-
-def test_chart_leaves_out_stages_and_bars_that_were_not_measured(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory
-) -> None:
-    fp32 = pytorch_result()
-    del fp32["stages"]["vae_decode_ms"]
-    web = webgpu_result()
-    del web["stages"]["vae_decode_ms"]
-    doc = combine([web], [fp32], command="c", machine="m")
-    found = bars(chart_svg(doc))
-    assert len(found) == 2 * (len(STAGES) - 1)
-    assert "vae_decode" not in {b.get("data-stage") for b in found}
-
-
-def test_kernels_chart_has_a_bar_per_top_kernel_longest_first(
-    full_doc: dict[str, Any], kernel_names: list[str]
-) -> None:
-    svg = kernels_svg(full_doc)
-    assert svg is not None
-    found = bars(svg, "data-kernel")
-    assert [b.get("data-kernel") for b in found] == kernel_names[:TOP_KERNELS]
-    widths = [float(b.get("width", "")) for b in found]
-    assert widths == sorted(widths, reverse=True)
-    assert widths[0] / widths[1] == pytest.approx(2, rel=0.01)  # linear: 1/1 vs 1/2
-
-
-def test_no_kernels_chart_without_kernels(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory
-) -> None:
-    doc = combine([webgpu_result(kernels=[])], [pytorch_result()], command="c", machine="m")
-    assert kernels_svg(doc) is None
-
-
-# -- the page -----------------------------------------------------------------------------
-
-
-def test_page_has_a_section_per_result_with_charts_tables_and_the_headline(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory, full_doc: dict[str, Any]
-) -> None:
-    doc = {**full_doc, "name": "sd15-512"}
-    xl = combine(
-        [webgpu_result(kind="sdxl", height=1024, width=1024, kernels=[])],
-        [pytorch_result(kind="sdxl", height=1024, width=1024)],
-        command="wsd-web bench build/sdxl > x.json",
-        machine="m",
+    order = ("fp32", "fp32_off", "fp16", "fp16_off", "pytorch_fp32", "pytorch_fp16")
+    unet = [ms(b[key], "unet_step") for key in order]
+    assert rows["UNet step (ms)"] == [f"{v:.1f}" if v >= 10 else f"{v:.2f}" for v in unet]
+    rows = _rows(ratios)
+    assert rows["WebGPU / PyTorch"] == [
+        "WebGPU fp32 / PyTorch fp32",
+        "WebGPU fp32 / PyTorch fp16",
+        "WebGPU fp16 / PyTorch fp32",
+        "WebGPU fp16 / PyTorch fp16",
+    ]
+    for stage, label in (("unet_step", "UNet step"), ("vae_decode", "VAE decode")):
+        assert rows[label] == [
+            shown(ms(b[web], stage) / ms(b[torch], stage))
+            for web in ("fp32", "fp16")
+            for torch in ("pytorch_fp32", "pytorch_fp16")
+        ]
+    assert rows["20-step generation"][3] == shown(
+        ms(b["fp16"], "generation") / ms(b["pytorch_fp16"], "generation")
     )
-    page = render_page([doc, {**xl, "name": "sdxl-1024"}])
-    headings = re.findall(r"^#+ .*", page, flags=re.MULTILINE)
-    assert headings == [
-        "# Benchmarks",
-        "## SD 1.5, 512x512, 20 steps",
-        "## SDXL, 1024x1024, 20 steps",
-        "## How to reproduce",
-    ]
-    links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", page)
-    assert links == [
-        "benchmarks/sd15-512.svg",
-        "benchmarks/sd15-512-kernels.svg",
-        "benchmarks/sdxl-1024.svg",
-    ]
-    assert "```bash\nwsd-web bench build/sd15-fp32 > webgpu.json\n```" in page
-    assert "- Machine: 1x NVIDIA H200, 16 vCPU; measured " in page
-    assert "`nvidia hopper NVIDIA 580.159.04`" in page
-    assert "TF32 matmul off, TF32 cuDNN on" in page
-    assert "takes 3.37x the time of PyTorch fp32 and 8.42x that of PyTorch fp16." in page
-    assert "| UNet step (ms) | 61.3 | 49.0 | 18.2 | 7.28 | 3.37x |" in page
-    assert "disable_robustness" in page.split("## SD 1.5")[0]
-    assert "SwiftShader" in page.split("## How to reproduce")[1]
-
-
-def test_page_flags_a_swiftshader_result(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory
-) -> None:
-    doc = combine(
-        [webgpu_result(adapter="google swiftshader Vulkan")],
-        [pytorch_result()],
-        command="c",
-        machine="m",
-    )
-    page = render_page([{**doc, "name": "smoke"}])
-    assert "> Measured on SwiftShader (the CPU): for smoke testing only." in page
+    assert "WebGPU fp32 (fp32 kernels), the top 15 of 18 kernels:" in markdown
+    assert "WebGPU fp16 (shader-f16 kernels), the top 15 of 18 kernels:" in markdown
+    assert "`fused_conv2d_add_add_f16`" in markdown

@@ -15,6 +15,7 @@ from wsd_web.bench.results import combine
 from wsd_web.cli import main
 
 ResultFactory = Callable[..., dict[str, Any]]
+COMMITTED = Path(__file__).resolve().parents[3] / "docs" / "benchmarks"
 
 
 def _write(path: Path, data: object) -> Path:
@@ -141,7 +142,7 @@ def test_report_removes_the_kernels_chart_of_a_result_without_kernels(
             "webgpu.json: not valid JSON: Expecting property name enclosed in double quotes",
         ),
         ("mismatch", "pytorch.json[1]: height is 768 but"),
-        ("no-robustness-on", "no WebGPU result with robustness on in"),
+        ("no-robustness-on", "no WebGPU fp32 (fp32 kernels) result with robustness on in"),
         ("swapped", "pytorch.json[0]: runtime is \"pytorch\", expected 'webgpu'"),
         ("bad-name", "name '../x': use letters, digits"),
     ],
@@ -223,3 +224,125 @@ def test_report_arguments_are_all_or_render_only(
     err = capsys.readouterr().err
     assert "report needs --pytorch, --command, --machine, --name (or --render-only)" in err
     assert not (tmp_path / "docs").exists()
+
+
+def _fp16(webgpu_result: ResultFactory, robustness: bool, **changes: Any) -> dict[str, Any]:
+    """An fp16 build's ``wsd-web bench`` result: every stage 0.6 of the fp32 build's."""
+    fp32 = webgpu_result(robustness)
+    stages = {k: {**v, "median": v["median"] * 0.6} for k, v in fp32["stages"].items()}
+    fp16 = {
+        "precision": "fp16",
+        "build_id": "fp16build",
+        "features": ["shader-f16", "timestamp-query"],
+        "dawn_toggles": ["enable-dawn-features=vulkan_enable_f16_on_nvidia"],
+        "stages": stages,
+    }
+    return webgpu_result(robustness, **{**fp16, **changes})
+
+
+def _two_builds(
+    webgpu_result: ResultFactory, src: Path, out: Path, **fp16_changes: Any
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """``report`` arguments with ``--webgpu`` once per build (each file a list, as
+    ``wsd-web bench --json`` writes it), and the WebGPU results they hold."""
+    fp32 = [webgpu_result(True), webgpu_result(False)]
+    fp16 = [_fp16(webgpu_result, r, **fp16_changes) for r in (True, False)]
+    args = [
+        "report",
+        "--webgpu",
+        str(_write(src / "webgpu-fp32.json", fp32)),
+        "--webgpu",
+        str(_write(src / "webgpu-fp16.json", fp16)),
+        "--pytorch",
+        str(src / "pytorch.json"),
+        "--command",
+        "bash scripts/bench_gpu.sh sd15 sd15-512 OUT 20 BUILD BUILD",
+        "--machine",
+        "1x H200",
+        "--name",
+        "sd15-512",
+        "--out-dir",
+        str(out),
+    ]
+    return args, fp32 + fp16
+
+
+def test_report_takes_webgpu_once_per_build(
+    webgpu_result: ResultFactory,
+    pytorch_result: ResultFactory,
+    inputs: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    docs = tmp_path / "docs"
+    args, web = _two_builds(webgpu_result, inputs["torch"].parent, docs)
+    assert main(args) == 0
+    doc = json.loads((docs / "benchmarks/sd15-512.json").read_text())
+    torch = [pytorch_result("fp32"), pytorch_result("fp16")]
+    expected = combine(web, torch, command=args[8], machine="1x H200")
+    assert doc == {**expected, "date": doc["date"]}
+    runs = doc["webgpu_runs"]
+    assert [(r["precision"], r["kernel_path"]) for r in runs] == [
+        ("fp32", "fp32"),
+        ("fp16", "shader-f16"),
+    ]
+    assert runs[1]["features"] == ["shader-f16", "timestamp-query"]
+    assert runs[1]["dawn_toggles"] == ["enable-dawn-features=vulkan_enable_f16_on_nvidia"]
+    for run, on in zip(runs, (web[0], web[2]), strict=True):
+        for stage in ("unet_step", "generation", "vae_decode"):
+            for ratio, baseline in zip(("fp32", "fp16"), torch, strict=True):
+                assert run[f"ratio_{stage}_vs_pytorch_{ratio}"] == pytest.approx(
+                    on["stages"][f"{stage}_ms"]["median"]
+                    / baseline["stages"][f"{stage}_ms"]["median"]
+                )
+    page = (docs / "benchmarks.md").read_text()
+    assert "## SD 1.5, 512x512, 20 steps, WebGPU fp32 and fp16" in page
+    assert "| Median | WebGPU fp32 | WebGPU fp32 (no robustness) | WebGPU fp16 |" in page
+    assert (docs / "benchmarks/sd15-512.svg").read_text() == chart_svg(doc)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kind": "sdxl"}, "webgpu-fp16.json[0]: kind is 'sdxl' but"),
+        ({"height": 768, "width": 768}, "webgpu-fp16.json[0]: height is 768 but"),
+        ({"adapter": "another GPU"}, "webgpu-fp16.json[0]: adapter is 'another GPU' but"),
+        ({"precision": "fp32"}, "webgpu-fp16.json[0]: build_id is 'fp16build' but"),
+    ],
+)
+def test_report_of_builds_that_do_not_go_together_is_one_line_and_writes_nothing(
+    webgpu_result: ResultFactory,
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    changes: dict[str, Any],
+    message: str,
+) -> None:
+    docs = tmp_path / "docs"
+    args, _ = _two_builds(webgpu_result, inputs["torch"].parent, docs, **changes)
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("wsd-web: ")
+    assert not docs.exists()
+
+
+def test_report_renders_committed_version_1_results_and_leaves_other_json_alone(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The committed single-build results (version 1) render beside a new one, as they
+    did; a JSON file that is no result document (gpu-parity.json) is not one to render."""
+    docs = tmp_path / "docs"
+    (docs / "benchmarks").mkdir(parents=True)
+    for name in ("sd15-512.json", "sdxl-1024.json", "gpu-parity.json"):
+        (docs / "benchmarks" / name).write_bytes((COMMITTED / name).read_bytes())
+    assert main(_report(inputs, docs, "sd15-new")) == 0
+    for name in ("sd15-512", "sdxl-1024"):
+        for chart in (f"{name}.svg", f"{name}-kernels.svg"):
+            assert (docs / "benchmarks" / chart).read_text() == (COMMITTED / chart).read_text()
+    assert not (docs / "benchmarks/gpu-parity.svg").exists()
+    page = (docs / "benchmarks.md").read_text()
+    assert page.count("## SD 1.5, 512x512, 20 steps") == 2
+    assert "## SDXL, 1024x1024, 20 steps" in page
+    assert json.loads((docs / "benchmarks/sd15-512.json").read_bytes()) == json.loads(
+        (COMMITTED / "sd15-512.json").read_bytes()
+    )
+    assert main(["report", "--render-only", "--out-dir", str(docs)]) == 0

@@ -38,6 +38,13 @@ _IMG = (1, 128, 8, 8)
 _CONV = (16, 128, 3, 3)
 _GROUPS = 4
 _EPS = 1e-5
+# Attention over 77 keys (the text encoder's length) for 80 query rows, head
+# dimension 96: no length a multiple of the fused kernel's tiles, and a head
+# too wide to stage whole, so its masking of keys, rows and columns and its
+# chunked passes over the head are exercised (wsd_compile.kernels.attention).
+_Q = (2, 80, 96)
+_KV = (2, 77, 96)
+_ATTN_SCALE = 96**-0.5
 
 
 @dataclass(frozen=True)
@@ -56,11 +63,12 @@ CHECK_FUNCTIONS = (
         ("image", "conv.weight", "conv.bias", "norm.weight", "norm.bias"),
         (_IMG[0], _CONV[0], _IMG[2], _IMG[3]),
     ),
+    CheckFunction("attention", ("q", "k", "v"), _Q),
 )
 
 
 def build_check_module() -> tvm.IRModule:
-    """The check model as a Relax IRModule with two fp32 functions."""
+    """The check model as a Relax IRModule with three fp32 functions."""
     bb = relax.BlockBuilder()
     f32 = "float32"
     x = relax.Var("x", relax.TensorType(_X, f32))
@@ -85,7 +93,23 @@ def build_check_module() -> tvm.IRModule:
                 relax.op.nn.group_norm(biased, gamma, beta, _GROUPS, 1, [2, 3], epsilon=_EPS)
             )
         bb.emit_func_output(out)
+    _attention_function(bb)
     return bb.get()
+
+
+def _attention_function(bb: relax.BlockBuilder) -> None:
+    """``softmax(q k^T * scale) v`` as diffusers' classic attention exports it."""
+    f32 = "float32"
+    q = relax.Var("q", relax.TensorType(_Q, f32))
+    k = relax.Var("k", relax.TensorType(_KV, f32))
+    v = relax.Var("v", relax.TensorType(_KV, f32))
+    with bb.function("attention", [q, k, v]):
+        with bb.dataflow():
+            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 2, 1])))
+            scaled = bb.emit(relax.op.multiply(scores, relax.const(_ATTN_SCALE, f32)))
+            probs = bb.emit(relax.op.nn.softmax(scaled, axis=-1))
+            out = bb.emit_output(relax.op.matmul(probs, v))
+        bb.emit_func_output(out)
 
 
 def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
@@ -104,6 +128,9 @@ def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
         "conv.bias": normal((_CONV[0],), 0.1),
         "norm.weight": normal((_CONV[0],), 0.5) + 1.0,
         "norm.bias": normal((_CONV[0],), 0.1),
+        "q": normal(_Q, 2.0),
+        "k": normal(_KV, 2.0),
+        "v": normal(_KV),
     }
 
 
@@ -114,6 +141,12 @@ def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray[Any, A
         y = a["x"] @ a["fc.weight"] + a["fc.bias"]
         silu: np.ndarray[Any, Any] = (y / (1.0 + np.exp(-y))).astype("float32")
         return silu
+    if fn.name == "attention":
+        scores = np.einsum("bqd,bkd->bqk", a["q"], a["k"]) * _ATTN_SCALE
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights /= weights.sum(axis=-1, keepdims=True)
+        attended: np.ndarray[Any, Any] = (weights @ a["v"]).astype("float32")
+        return attended
     padded = np.pad(a["image"], ((0, 0), (0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
     conv = np.einsum("nchwij,ocij->nohw", windows, a["conv.weight"])

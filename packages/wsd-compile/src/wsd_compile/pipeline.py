@@ -19,6 +19,7 @@ from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
 from .errors import WsdCompileError
 from .glue import MAX_TERMS
 from .kernels import DEFAULT_KERNELS, KernelOptions
+from .kernels.attention import fuse_attention
 from .kinds import PRECISIONS, kind_build, task_functions
 from .output import fresh_output_dir
 from .pipeline_module import PipelineModule, build_pipeline_module
@@ -246,8 +247,11 @@ def compile_pipeline(
         with _phase(seconds, "relax", say):
             # A capture passed in by the caller stays intact; our own is consumed.
             module = build_pipeline_module(captured, precision=precision, consume=owned)
-            buffers = function_buffers(module.mod)
-            max_buffer = largest_buffer_bytes(module.mod, module.params)
+            # The tensors the device binds: attention's score matrices are not
+            # among them when the kernels fuse attention.
+            graph = fuse_attention(module.mod) if kernels.fused_attention else module.mod
+            buffers = function_buffers(graph)
+            max_buffer = largest_buffer_bytes(graph, module.params)
         with _phase(seconds, "runtime", say):
             objects = runtime or tvmjs_runtime()
         with _phase(seconds, "webgpu", say):

@@ -160,12 +160,20 @@ def _add_report(sub: _Subparsers) -> None:
     report = sub.add_parser(
         "report",
         help="combine benchmark JSON into docs/benchmarks.md with tables and SVG charts",
-        description="Combines wsd-web bench results (robustness on, and off if measured) with "
-        "python -m wsd_capture.bench results (fp32, fp16) into OUT/benchmarks/NAME.json and "
-        "its SVG charts, then rewrites OUT/benchmarks.md from every OUT/benchmarks/*.json. "
-        "--render-only rewrites only the page and the charts.",
+        description="Combines wsd-web bench results of one or more builds of one model at one "
+        "size (robustness on, and off if measured; an fp32 and an fp16 build, say: give "
+        "--webgpu once per build) with python -m wsd_capture.bench results (fp32, fp16) into "
+        "OUT/benchmarks/NAME.json and its SVG charts, then rewrites OUT/benchmarks.md from "
+        "every OUT/benchmarks/*.json. --render-only rewrites only the page and the charts.",
     )
-    report.add_argument("--webgpu", nargs="+", metavar="FILE", help="wsd-web bench results")
+    report.add_argument(
+        "--webgpu",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="wsd-web bench results (repeatable: once per build; builds are told apart by "
+        "precision and kernel path)",
+    )
     report.add_argument(
         "--pytorch", nargs="+", metavar="FILE", help="python -m wsd_capture.bench results"
     )

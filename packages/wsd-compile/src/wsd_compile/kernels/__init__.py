@@ -23,6 +23,16 @@ docs/kernels.md and docs/benchmarks.md). One module per family:
   64x64 tiles of 16x16 threads with 4x4 outputs each, k step 16, 8x8 outputs
   (128x128 tiles) for the largest matmuls, and per-shape tiles measured on a
   GPU (``tuned_tiles.json``).
+* **Attention** (``attention``) is one kernel with an online softmax (flash
+  attention): the chain ``softmax(Q K^T * scale) V`` that diffusers' classic
+  attention exports is found before legalization and replaced by a call to a
+  hand-scheduled kernel, so the score matrix (1 GiB in an SD 1.5 UNet at
+  512x512) is never stored; scores and sums are fp32 in every build.
+* **fp32 accumulation** (``accumulate``): in fp16 builds, every fp16 matmul
+  and convolution is rewritten before legalization to sum in fp32 and cast
+  its result to fp16; the cast fuses into the kernel's epilogue, so the sum
+  stays in fp32 registers and the kernel reads and writes fp16. Summing in
+  fp16 (what ``ToMixedPrecision`` gives) missed the parity bar.
 
 ``passes`` puts them into TVM's pipeline as one list of passes
 (``webgpu_pipeline``); ``options`` holds the record that picks which of them
@@ -31,6 +41,14 @@ a build uses (``KernelOptions``, all of them by default: ``DEFAULT_KERNELS``).
 
 from __future__ import annotations
 
+from .accumulate import accumulate_fp32
+from .attention import (
+    DEFAULT_ATTENTION_TILES,
+    AttentionTiles,
+    attention_kernel,
+    fuse_attention,
+    fuse_attention_pass,
+)
 from .conv2d import SPLIT_K_MIN_DEPTH, legalize_map, split_k_parts
 from .group_norm import GROUP_NORM_CHUNK, decompose_group_norm
 from .matmul import (
@@ -48,6 +66,7 @@ from .options import DEFAULT_KERNELS, TVM_DEFAULT_KERNELS, KernelOptions
 from .passes import webgpu_pipeline
 
 __all__ = [
+    "DEFAULT_ATTENTION_TILES",
     "DEFAULT_KERNELS",
     "DEFAULT_TILES",
     "GROUP_NORM_CHUNK",
@@ -55,12 +74,17 @@ __all__ = [
     "SPLIT_K_MIN_DEPTH",
     "TUNED_TILES_FILE",
     "TVM_DEFAULT_KERNELS",
+    "AttentionTiles",
     "KernelOptions",
     "MatmulShape",
     "MatmulTiles",
     "TiledMatmul",
     "WebGPUMatmul",
+    "accumulate_fp32",
+    "attention_kernel",
     "decompose_group_norm",
+    "fuse_attention",
+    "fuse_attention_pass",
     "legalize_map",
     "load_tile_table",
     "matmul_shape",

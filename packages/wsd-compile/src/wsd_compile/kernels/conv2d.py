@@ -155,13 +155,22 @@ def _split_k_gemm(
 
 
 def _sum_partials(partials: te.Tensor) -> te.Tensor:
-    """The sum over the first axis of split-K partial results."""
-    r = te.reduce_axis((0, int(partials.shape[0])), name="part")
-    return te.compute(
-        tuple(partials.shape[1:]),
-        lambda *i: te.sum(partials[(r, *i)], axis=r),
-        name="conv2d_split_sum",
-    )
+    """The sum over the first axis of split-K partial results.
+
+    Written out as ``p[0] + p[1] + ...`` (at most 16 terms), not as a
+    reduction: TVM fuses element-wise consumers into an injective kernel but
+    never into a reduction, so this way the convolution's epilogue (the cast
+    to fp16 of :func:`.accumulate_fp32`, bias, residual) is computed in the
+    same kernel, one output per thread."""
+    parts = int(partials.shape[0])
+
+    def total(*i: Any) -> Any:
+        value = partials[(0, *i)]
+        for p in range(1, parts):
+            value = value + partials[(p, *i)]
+        return value
+
+    return te.compute(tuple(partials.shape[1:]), total, name="conv2d_split_sum")
 
 
 def split_k_parts(
@@ -221,8 +230,8 @@ def _legalize_conv2d(
     )
     if parts == 1:
         return gemm
-    # A kernel of its own (a reduction does not fuse into the matmul), which
-    # the convolution's epilogue (bias, residual) fuses into.
+    # A kernel of its own (it cannot fuse into the matmul), which the
+    # convolution's epilogue (cast, bias, residual) fuses into.
     return bb.call_te(_sum_partials, bb.emit(gemm), primfunc_name_hint="conv2d_split_sum")
 
 

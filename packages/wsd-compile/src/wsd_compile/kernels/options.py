@@ -32,6 +32,12 @@ class KernelOptions:
     #: computed as partial sums over ranges of k, then added up, so that the
     #: GPU gets enough workgroups (:func:`.split_k_parts`; 0: never).
     split_k_tiles: int = 1024
+    #: Attention as one kernel with an online softmax (the ``attention`` module),
+    #: instead of two matmuls around a softmax over a stored score matrix.
+    fused_attention: bool = True
+    #: fp16 matmuls and convolutions sum in fp32 registers and write fp16
+    #: (``accumulate_fp32``, in the ``accumulate`` module); False: they sum in fp16.
+    fp32_accumulate: bool = True
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
@@ -41,5 +47,11 @@ class KernelOptions:
 DEFAULT_KERNELS = KernelOptions()
 #: TVM's own lowering and dlight defaults, as before wsd's kernels.
 TVM_DEFAULT_KERNELS = KernelOptions(
-    group_norm=False, implicit_gemm=False, tiles=None, own_matmul=False, table=()
+    group_norm=False,
+    implicit_gemm=False,
+    tiles=None,
+    own_matmul=False,
+    table=(),
+    fused_attention=False,
+    fp32_accumulate=False,
 )

@@ -1,9 +1,9 @@
 """The Relax pipeline wsd compiles every model function with, as one list of passes.
 
 It is TVM's generic GPU pipeline (``tvm.relax.backend.gpu_generic``) with
-wsd's kernels put in: the group-norm rewrite before legalization, the
-implicit-GEMM legalization of convolutions, and wsd's matmul schedules ahead
-of dlight's rules.
+wsd's kernels put in: the group-norm rewrite and fp32 accumulation of fp16
+matmuls and convolutions before legalization, the implicit-GEMM legalization
+of convolutions, and wsd's matmul schedules ahead of dlight's rules.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import tvm
 from tvm import relax
 from tvm.s_tir import dlight as dl
 
+from .accumulate import accumulate_fp32
+from .attention import fuse_attention
 from .conv2d import legalize_map
 from .group_norm import decompose_group_norm
 from .matmul import TiledMatmul, WebGPUMatmul
@@ -31,6 +33,8 @@ def webgpu_pipeline(
         *generic.library_dispatch_passes(target),
         # Phase 2. Graph rewrites on Relax operators, before they are lowered.
         *([decompose_group_norm] if kernels.group_norm else []),
+        *([fuse_attention] if kernels.fused_attention else []),
+        *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(
             legalize_map(kernels.channel_block, kernels.split_k_tiles)

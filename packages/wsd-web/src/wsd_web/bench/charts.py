@@ -1,4 +1,4 @@
-"""The SVG charts of a report: every stage per result, and the top kernels."""
+"""The SVG charts of a report: every stage per result, and each WebGPU build's top kernels."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from typing import Any
 
 from .results import (
     KIND_NAMES,
-    SERIES,
     STAGES,
+    WEBGPU_COLORS,
     format_ms,
     median,
     present_series,
+    run_label,
     stage_label,
     top_kernels,
+    webgpu_runs,
 )
 
 __all__ = ["chart_svg", "kernels_svg"]
@@ -74,9 +76,19 @@ def chart_svg(doc: dict[str, Any]) -> str:
     lo = math.floor(math.log10(min(positive)) + 1e-9)
     hi = max(math.ceil(math.log10(max(positive)) - 1e-9), lo + 1)
 
-    width, left, right, top = 960.0, 170.0, 100.0, 104.0
+    width, left, right = 960.0, 170.0, 100.0
     bar, gap, group_gap = 16.0, 3.0, 20.0
     plot_w = width - left - right
+    # The legend, in rows that fit the width: (x, row, label, colour).
+    legend: list[tuple[float, int, str, str]] = []
+    legend_x, row = left, 0
+    for _, label, color, _ in present:
+        needed = 17 + 7 * len(label) + 20
+        if legend_x > left and legend_x + needed - 20 > width - 10:
+            legend_x, row = left, row + 1
+        legend.append((legend_x, row, label, color))
+        legend_x += needed
+    top = 104.0 + 18 * row
     group_h = len(present) * bar + (len(present) - 1) * gap
     bottom = top + len(groups) * group_h + (len(groups) - 1) * group_gap + 12
     height = bottom + 48
@@ -97,11 +109,12 @@ def chart_svg(doc: dict[str, Any]) -> str:
         _text(left, 28, title, size=16, font_weight="bold"),
         _text(left, 50, subtitle, size=12, fill="#444444"),
     ]
-    legend_x = left
-    for _, label, color, _ in present:
-        body.append(f'<rect x="{_f(legend_x)}" y="66" width="12" height="12" fill="{color}"/>')
-        body.append(_text(legend_x + 17, 76, label, size=12))
-        legend_x += 17 + 7 * len(label) + 20
+    for legend_x, row, label, color in legend:
+        legend_y = 66 + 18 * row
+        body.append(
+            f'<rect x="{_f(legend_x)}" y="{legend_y}" width="12" height="12" fill="{color}"/>'
+        )
+        body.append(_text(legend_x + 17, legend_y + 10, label, size=12))
     for e in range(lo, hi):
         for m in range(2, 10):
             body.append(_line(x(m * 10.0**e), top - 6, x(m * 10.0**e), bottom, "#f0f0f0"))
@@ -138,18 +151,82 @@ def _nice_step(span: float) -> float:
     return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
 
 
-def kernels_svg(doc: dict[str, Any]) -> str | None:
-    """Bars of the top kernels' GPU time per UNet step; None when none were measured."""
-    top = top_kernels(doc)
-    if not top:
-        return None
-    names = [k["name"] if len(k["name"]) <= 48 else k["name"][:47] + "…" for k in top]
-    left = 24 + 6.7 * max(len(n) for n in names)
-    plot_w, right, first = 520.0, 150.0, 84.0
-    width = left + plot_w + right
-    bar, gap = 16.0, 6.0
+#: The kernel chart's bar height and the gap between bars.
+_KERNEL_BAR, _KERNEL_GAP = 16.0, 6.0
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 48 else name[:47] + "…"
+
+
+def _kernels_title(
+    doc: dict[str, Any],
+    runs: list[dict[str, Any]],
+    panels: list[tuple[int, dict[str, Any], list[dict[str, Any]]]],
+) -> str:
+    kind = KIND_NAMES.get(doc["kind"], doc["kind"])
+    if len(runs) > 1:
+        return (
+            f"{kind}, {doc['width']}x{doc['height']}: top WebGPU kernels per build, "
+            "GPU time per UNet step"
+        )
+    top = panels[0][2]
+    total = len(runs[0]["webgpu"]["kernels"])
+    return (
+        f"{kind}, {doc['width']}x{doc['height']}: top {len(top)} of {total} WebGPU kernels, "
+        "GPU time per UNet step"
+    )
+
+
+def _kernel_bar(
+    kernel: dict[str, Any], ky: float, end: float, left: float, color: str, attrs: str
+) -> list[str]:
+    """One kernel's row: its name, its bar and its label."""
+    bar = _KERNEL_BAR
+    calls = f"{kernel['calls']:g} call" + ("" if kernel["calls"] == 1 else "s")
+    label = f"{format_ms(kernel['ms'])} ms, {100 * kernel['share']:.1f}%, {calls}"
+    return [
+        _text(
+            left - 8,
+            ky + bar - 4,
+            _short(kernel["name"]),
+            size=11,
+            anchor="end",
+            font_family="monospace",
+        ),
+        f'<rect x="{_f(left)}" y="{_f(ky)}" width="{_f(max(end - left, 1.0))}" '
+        f'height="{_f(bar)}" fill="{color}" data-kernel="{_xml(kernel["name"])}"{attrs}>'
+        f"<title>{_xml(kernel['name'])}</title></rect>",
+        _text(max(end, left + 1) + 4, ky + bar - 4, label, size=11),
+    ]
+
+
+def _kernel_panel(
+    doc: dict[str, Any],
+    i: int,
+    run: dict[str, Any],
+    top: list[dict[str, Any]],
+    *,
+    y: float,
+    left: float,
+    plot_w: float,
+    several: bool,
+) -> tuple[list[str], float]:
+    """One WebGPU build's panel of kernel bars from ``y`` down: its SVG and its bottom."""
+    bar, gap = _KERNEL_BAR, _KERNEL_GAP
+    color = WEBGPU_COLORS[i % len(WEBGPU_COLORS)][0]
+    extra = {"data_run": str(i)} if several else {}
+    body = []
+    if several:
+        total = len(run["webgpu"]["kernels"])
+        heading = (
+            f"{run_label(doc, run)} ({run['kernel_path']} kernels): "
+            f"top {len(top)} of {total} kernels"
+        )
+        body.append(_text(24, y, heading, size=13, font_weight="bold"))
+        y += 22
+    first = y
     bottom = first + len(top) * (bar + gap) + 6
-    height = bottom + 48
     step = _nice_step(max(max(k["ms"] for k in top), 1e-3))
     ticks = math.ceil(max(k["ms"] for k in top) / step - 1e-9) or 1
     decimals = max(0, -math.floor(math.log10(step)))
@@ -157,12 +234,30 @@ def kernels_svg(doc: dict[str, Any]) -> str | None:
     def x(value: float) -> float:
         return left + value / (ticks * step) * plot_w
 
-    kind = KIND_NAMES.get(doc["kind"], doc["kind"])
-    total = len(doc["webgpu"]["kernels"])
-    title = (
-        f"{kind}, {doc['width']}x{doc['height']}: top {len(top)} of {total} WebGPU kernels, "
-        "GPU time per UNet step"
-    )
+    for t in range(ticks + 1):
+        tx = x(t * step)
+        body.append(_line(tx, first - 6, tx, bottom, "#dddddd"))
+        body.append(_text(tx, bottom + 16, f"{t * step:.{decimals}f}", size=11, anchor="middle"))
+    body.append(_text(left + plot_w / 2, bottom + 38, "ms per UNet step", size=12, anchor="middle"))
+    attrs = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in extra.items())
+    for n, kernel in enumerate(top):
+        body += _kernel_bar(kernel, first + n * (bar + gap), x(kernel["ms"]), left, color, attrs)
+    body.append(_line(left, first - 6, left, bottom, "#444444"))
+    return body, bottom
+
+
+def kernels_svg(doc: dict[str, Any]) -> str | None:
+    """Bars of the top kernels' GPU time per UNet step, a panel per WebGPU build that
+    measured them; None when none did."""
+    runs = webgpu_runs(doc)
+    several = len(runs) > 1
+    panels = [(i, run, top) for i, run in enumerate(runs) if (top := top_kernels(run["webgpu"]))]
+    if not panels:
+        return None
+    left = 24 + 6.7 * max(len(_short(k["name"])) for _, _, top in panels for k in top)
+    plot_w, right = 520.0, 150.0
+    width = left + plot_w + right
+    title = _kernels_title(doc, runs, panels)
     body = [
         _text(24, 28, title, size=16, font_weight="bold"),
         _text(
@@ -173,24 +268,12 @@ def kernels_svg(doc: dict[str, Any]) -> str | None:
             fill="#444444",
         ),
     ]
-    for i in range(ticks + 1):
-        tx = x(i * step)
-        body.append(_line(tx, first - 6, tx, bottom, "#dddddd"))
-        body.append(_text(tx, bottom + 16, f"{i * step:.{decimals}f}", size=11, anchor="middle"))
-    body.append(_text(left + plot_w / 2, bottom + 38, "ms per UNet step", size=12, anchor="middle"))
-    for i, (kernel, name) in enumerate(zip(top, names, strict=True)):
-        y = first + i * (bar + gap)
-        body.append(
-            _text(left - 8, y + bar - 4, name, size=11, anchor="end", font_family="monospace")
+    y = 84.0
+    bottom = y
+    for i, run, top in panels:
+        panel, bottom = _kernel_panel(
+            doc, i, run, top, y=y, left=left, plot_w=plot_w, several=several
         )
-        end = x(kernel["ms"])
-        calls = f"{kernel['calls']:g} call" + ("" if kernel["calls"] == 1 else "s")
-        body.append(
-            f'<rect x="{_f(left)}" y="{_f(y)}" width="{_f(max(end - left, 1.0))}" '
-            f'height="{_f(bar)}" fill="{SERIES[0][2]}" data-kernel="{_xml(kernel["name"])}">'
-            f"<title>{_xml(kernel['name'])}</title></rect>"
-        )
-        label = f"{format_ms(kernel['ms'])} ms, {100 * kernel['share']:.1f}%, {calls}"
-        body.append(_text(max(end, left + 1) + 4, y + bar - 4, label, size=11))
-    body.append(_line(left, first - 6, left, bottom, "#444444"))
-    return _svg(width, height, title, body)
+        body += panel
+        y = bottom + 48 + 36
+    return _svg(width, bottom + 48, title, body)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .results import (
+    BASELINES,
     KIND_NAMES,
     MISSING,
     STAGES,
@@ -15,8 +16,11 @@ from .results import (
     is_number,
     median,
     present_series,
+    run_label,
+    run_name,
     stage_label,
     top_kernels,
+    webgpu_runs,
 )
 
 __all__ = ["render_page", "table"]
@@ -31,10 +35,15 @@ def _gpu_median(result: dict[str, Any] | None) -> float | None:
 def _heading(doc: dict[str, Any]) -> str:
     kind = KIND_NAMES.get(doc["kind"], doc["kind"])
     text = f"{kind}, {doc['width']}x{doc['height']}, {doc['steps']} steps"
-    precision = doc["webgpu"].get("precision")
-    if isinstance(precision, str) and precision != "fp32":
-        text += f", WebGPU {precision}"
+    names = [run_name(run) for run in webgpu_runs(doc)]
+    if names != ["fp32"]:
+        text += f", WebGPU {_and(names)}"
     return text
+
+
+def _and(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _ratio(value: float | None) -> str:
@@ -78,9 +87,11 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def _stage_table(doc: dict[str, Any]) -> str:
+    """Every result's medians; with one WebGPU build, also its ratio to PyTorch fp32."""
     present = present_series(doc)
     results = [result for _, _, _, result in present]
-    with_ratio = doc.get("pytorch_fp32") is not None
+    runs = webgpu_runs(doc)
+    with_ratio = len(runs) == 1 and doc.get("pytorch_fp32") is not None
     header = ["Median", *(label for _, label, _, _ in present)]
     if with_ratio:
         header.append("WebGPU / PyTorch fp32")
@@ -92,7 +103,7 @@ def _stage_table(doc: dict[str, Any]) -> str:
     for stage, label in STAGES:
         medians = [median(result, stage) for result in results]
         if any(m is not None for m in medians):
-            ratio = doc["ratios"].get(f"{stage}_vs_pytorch_fp32")
+            ratio = runs[0]["ratios"].get(f"{stage}_vs_pytorch_fp32")
             add(
                 f"{stage_label(stage, label, doc['steps'])} (ms)",
                 [format_ms(m) for m in medians],
@@ -111,8 +122,29 @@ def _stage_table(doc: dict[str, Any]) -> str:
     return _md_table(header, rows)
 
 
-def _kernel_table(doc: dict[str, Any]) -> str:
-    top = top_kernels(doc)
+def _ratio_table(doc: dict[str, Any]) -> str | None:
+    """With several WebGPU builds: each build's ratio to each PyTorch precision, per stage."""
+    runs = webgpu_runs(doc)
+    if len(runs) == 1:
+        return None
+    columns = [
+        (run, key, f"{run_label(doc, run)} / PyTorch {precision}")
+        for run in runs
+        for key, precision in BASELINES
+        if doc.get(key) is not None
+    ]
+    rows = []
+    for stage, label in STAGES:
+        ratios = [run["ratios"].get(f"{stage}_vs_{key}") for run, key, _ in columns]
+        if any(r is not None for r in ratios):
+            rows.append([stage_label(stage, label, doc["steps"]), *map(_ratio, ratios)])
+    if not rows:
+        return None
+    return _md_table(["WebGPU / PyTorch", *(title for _, _, title in columns)], rows)
+
+
+def _kernel_table(result: dict[str, Any]) -> str:
+    top = top_kernels(result)
     rows = [
         [
             _md_code(k["name"]).replace("|", "\\|"),
@@ -125,36 +157,89 @@ def _kernel_table(doc: dict[str, Any]) -> str:
     return _md_table(["Kernel", "Calls", "ms per UNet step", "Share"], rows)
 
 
+def _which_kernels(result: dict[str, Any]) -> str:
+    total = len(result.get("kernels") or [])
+    shown = len(top_kernels(result))
+    return f"the {shown} kernels" if shown == total else f"the top {shown} of {total} kernels"
+
+
 def _kernel_caption(doc: dict[str, Any]) -> str:
-    total = len(doc["webgpu"].get("kernels") or [])
-    shown = len(top_kernels(doc))
-    which = f"The {shown} kernels" if shown == total else f"The top {shown} of {total} kernels"
+    """The caption of the kernels chart (and, with one WebGPU build, of its table)."""
+    if len(webgpu_runs(doc)) == 1:
+        which = _which_kernels(webgpu_runs(doc)[0]["webgpu"])
+        return (
+            f"{which[0].upper()}{which[1:]} of a UNet step by GPU time (WebGPU, robustness on; "
+            "share = of the step's summed kernel time):"
+        )
     return (
-        f"{which} of a UNet step by GPU time (WebGPU, robustness on; "
+        "The top kernels of a UNet step by GPU time, per WebGPU build (robustness on; "
         "share = of the step's summed kernel time):"
     )
 
 
+def _kernel_tables(doc: dict[str, Any]) -> list[str]:
+    """A kernel table per WebGPU build that measured its kernels; with several builds, each
+    after a line naming it."""
+    runs = webgpu_runs(doc)
+    if len(runs) == 1:
+        return [_kernel_table(runs[0]["webgpu"])]
+    parts = []
+    for run in runs:
+        if top_kernels(run["webgpu"]):
+            parts.append(
+                f"{run_label(doc, run)} ({_md_text(run['kernel_path'])} kernels), "
+                f"{_which_kernels(run['webgpu'])}:"
+            )
+            parts.append(_kernel_table(run["webgpu"]))
+    return parts
+
+
+def _has_kernels(doc: dict[str, Any]) -> bool:
+    return any(top_kernels(run["webgpu"]) for run in webgpu_runs(doc))
+
+
 def table(doc: dict[str, Any]) -> str:
-    """Markdown: the medians of every stage per result, and the top kernels when measured."""
+    """Markdown: the medians of every stage per result, the WebGPU / PyTorch ratios of every
+    WebGPU build when there are several, and the top kernels when measured."""
     parts = [_stage_table(doc)]
-    if top_kernels(doc):
-        parts += [_kernel_caption(doc), _kernel_table(doc)]
+    ratios = _ratio_table(doc)
+    if ratios:
+        parts.append(ratios)
+    if _has_kernels(doc):
+        parts += [_kernel_caption(doc), *_kernel_tables(doc)]
     return "\n\n".join(parts) + "\n"
 
 
-def _headline(doc: dict[str, Any]) -> str | None:
-    ratio = doc.get("ratio_unet_step_vs_pytorch_fp32")
-    if ratio is None:
+def _times(run: dict[str, Any]) -> str | None:
+    """``3.37x the time of PyTorch fp32 and 8.42x that of PyTorch fp16`` for a UNet step."""
+    fp32 = run.get("ratio_unet_step_vs_pytorch_fp32")
+    fp16 = run.get("ratio_unet_step_vs_pytorch_fp16")
+    if fp32 is None and fp16 is None:
         return None
-    text = (
-        f"**Headline:** a UNet step on WebGPU (robustness on, as in a browser) takes "
-        f"{_ratio(ratio)} the time of PyTorch fp32"
-    )
-    fp16 = doc["ratios"].get("unet_step_vs_pytorch_fp16")
+    if fp32 is None:
+        return f"{_ratio(fp16)} the time of PyTorch fp16"
+    text = f"{_ratio(fp32)} the time of PyTorch fp32"
     if fp16 is not None:
         text += f" and {_ratio(fp16)} that of PyTorch fp16"
-    return text + "."
+    return text
+
+
+def _headline(doc: dict[str, Any]) -> str | None:
+    runs = webgpu_runs(doc)
+    lead = "**Headline:** a UNet step on WebGPU (robustness on, as in a browser) takes "
+    if len(runs) == 1:
+        times = _times(runs[0])
+        return None if times is None else f"{lead}{times}."
+    clauses = [
+        f"{times} with the {_md_text(run_name(run))} build"
+        for run in runs
+        if (times := _times(run)) is not None
+    ]
+    if not clauses:
+        return None
+    if len(clauses) > 1:
+        clauses[-1] = f"and {clauses[-1]}"
+    return f"{lead}{', '.join(clauses)}."
 
 
 def _runs(result: dict[str, Any]) -> str:
@@ -185,16 +270,40 @@ def _pytorch_setup(torch: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _build(result: dict[str, Any]) -> str:
+    """`` `sd15-fp16` (fp16)``: a WebGPU result's build and precision."""
+    build = _md_code(str(result["model"])) if result.get("model") else ""
+    if isinstance(result.get("precision"), str):
+        build += f" ({_md_text(result['precision'])})"
+    return build.strip()
+
+
+def _device(doc: dict[str, Any], run: dict[str, Any]) -> str:
+    """A WebGPU build's line: its kernel path, the features its device got, Dawn's toggles."""
+    parts = [f"kernel path {_md_text(run['kernel_path'])}"]
+    several = len(webgpu_runs(doc)) > 1
+    if several and _build(run["webgpu"]):
+        parts.insert(0, f"build {_build(run['webgpu'])}")
+    for key, name in (("features", "device features"), ("dawn_toggles", "Dawn toggles")):
+        if run.get(key):
+            parts.append(f"{name} {', '.join(_md_code(v) for v in run[key])}")
+    return f"- {run_label(doc, run) if several else 'WebGPU build'}: {'; '.join(parts)}."
+
+
 def _about(doc: dict[str, Any]) -> str:
-    """The machine, the two setups and the date, as a Markdown list."""
-    web = doc["webgpu"]
-    build = f", build {_md_code(str(web['model']))}" if web.get("model") else ""
-    if isinstance(web.get("precision"), str):
-        build += f" ({_md_text(web['precision'])})"
+    """The machine, the setups (every WebGPU build's) and the date, as a Markdown list."""
+    runs = webgpu_runs(doc)
+    web = runs[0]["webgpu"]
+    build = ""
+    if len(runs) == 1:
+        build = f", build {_md_code(str(web['model']))}" if web.get("model") else ""
+        if isinstance(web.get("precision"), str):
+            build += f" ({_md_text(web['precision'])})"
     lines = [
         f"- Machine: {_md_text(doc['machine'])}; measured {_md_text(doc['date'])}.",
         f"- WebGPU: {_md_code(doc['adapter'])} in Node + Dawn{build}, "
         f"batch {doc['batch']}{_runs(web)}.",
+        *(_device(doc, run) for run in runs),
     ]
     torch = doc.get("pytorch_fp32") or doc.get("pytorch_fp16")
     if torch is not None:
@@ -217,15 +326,18 @@ def _section(doc: dict[str, Any]) -> str:
         f"(benchmarks/{name}.svg)",
         _stage_table(doc),
     ]
+    ratios = _ratio_table(doc)
+    if ratios:
+        parts.append(ratios)
     headline = _headline(doc)
     if headline:
         parts.append(headline)
-    if top_kernels(doc):
+    if _has_kernels(doc):
         parts += [
             _kernel_caption(doc),
             f"![{_md_text(heading)}: GPU time per UNet step of the top kernels]"
             f"(benchmarks/{name}-kernels.svg)",
-            _kernel_table(doc),
+            *_kernel_tables(doc),
         ]
     return "\n\n".join(parts)
 
@@ -243,7 +355,11 @@ wsd's WebGPU build against diffusers on PyTorch CUDA, on the same GPU.
   pipeline as the browser app. Robustness on (Dawn's bounds checks in every
   shader) is what a browser user gets; "WebGPU (no robustness)" is the same run
   with Dawn's `disable_robustness` toggle, which browsers do not offer, to show
-  what the checks cost.
+  what the checks cost. A result can hold several builds of one model (fp32
+  and fp16, say), each named by its precision and its kernel path: `fp32`,
+  `shader-f16` (fp16 shaders) or `subgroup-matrix` (Dawn's
+  `chromium-experimental-subgroup-matrix`, tensor cores through WebGPU), with
+  the adapter features its device got.
 - **PyTorch**: `python -m wsd_capture.bench` runs the diffusers pipeline's
   components eagerly on CUDA with SDPA attention and PyTorch's default TF32
   settings, in fp32 and fp16.
@@ -252,7 +368,9 @@ wsd's WebGPU build against diffusers on PyTorch CUDA, on the same GPU.
   generation is the whole run, prompt to image. "UNet step, GPU time" sums the
   GPU timestamps of the step's kernels; its gap to the UNet step is dispatch
   and synchronisation.
-- Ratios are WebGPU / PyTorch: 2.00x means WebGPU takes twice as long."""
+- Ratios are WebGPU / PyTorch: 2.00x means WebGPU takes twice as long. With
+  several WebGPU builds, a table gives each build's ratios to PyTorch fp32 and
+  fp16."""
 
 _REPRODUCE = """\
 ## How to reproduce
@@ -265,21 +383,35 @@ tree and the weights are generated there from a seed:
    `packages/wsd-web`, then `../shared/tools/gpu-carry.sh` (Node, Dawn and the
    Vulkan loader into `.carry/`) and `bash scripts/gpu_wheels.sh` (diffusers
    and what it imports, into `.carry/wheels`).
-2. Compile the model (`wsd-compile sd15` or `sdxl`, fp32; the published
-   architectures with random weights come from `scripts/measure_compile.py`)
-   and send the build without its `shard-*.bin` files along with `.carry/`.
-3. On the GPU machine: `bash scripts/bench_gpu.sh BUILD sd15 sd15-512 OUT`.
-   It runs `wsd-web bench` (robustness on and off, `--random-weights 1`) and
-   `python -m wsd_capture.bench` (fp32 and fp16, same size and steps), then:
+2. Compile the model (`wsd-compile sd15` or `sdxl`, fp32 and/or fp16, at one
+   size; the published architectures with random weights come from
+   `scripts/measure_compile.py`) and send the builds without their
+   `shard-*.bin` files along with `.carry/`.
+3. On the GPU machine: `bash scripts/bench_gpu.sh sd15 sd15-512 OUT 20 BUILD...`
+   (kind, result name, output directory, steps, then one or more builds).
+   It runs `wsd-web bench` on each build (robustness on and off,
+   `--random-weights 1`) and `python -m wsd_capture.bench` once (fp32 and
+   fp16, same size and steps), then, with `--webgpu` once per build:
 
 ```bash
-wsd-web report --webgpu webgpu.json --pytorch pytorch.json \\
+wsd-web report --webgpu webgpu-fp32.json --webgpu webgpu-fp16.json --pytorch pytorch.json \\
     --command "the commands you ran" --machine "the machine" --name sd15-512 --out-dir docs
 ```
 
 This writes `docs/benchmarks/NAME.json` and its charts and rewrites this page
-from every `docs/benchmarks/*.json`; after editing the JSON by hand,
+from every `docs/benchmarks/*.json` (other JSON files there, such as
+`gpu-parity.json`, are left alone); after editing the JSON by hand,
 `wsd-web report --render-only --out-dir docs` renders the page and charts again.
+
+`NAME.json` holds the settings (kind, size, steps, batch), the command, the
+machine, the adapter and the date; `webgpu_runs`, one record per WebGPU build
+(fp32 first), each with its `precision`, `kernel_path`, `features` and
+`dawn_toggles`, the ratios `ratio_unet_step_vs_pytorch_fp32` and `_fp16` (and
+the same for `generation` and `vae_decode`; null where not measured), every
+stage's ratios under `ratios`, and the `wsd-web bench` results with robustness
+on (`webgpu`) and off (`webgpu_no_robustness`); and `pytorch_fp32` and
+`pytorch_fp16`. Ratios are WebGPU's median over PyTorch's. Version 1 results
+(one build, its results at the top level) still render.
 
 Timings on SwiftShader (Vulkan on the CPU, what `wsd-web render` and the tests
 use on machines without a GPU) are for smoke testing only: they say nothing

@@ -51,11 +51,21 @@ def _read_results(paths: Sequence[str | Path]) -> list[tuple[str, Any]]:
     return results
 
 
+#: The keys of which a result document (of any version) has at least one.
+_DOCUMENT_KEYS = ("version", "webgpu", "webgpu_runs")
+
+
 def _read_documents(bench_dir: Path, *, skip: str | None = None) -> dict[str, dict[str, Any]]:
+    """The result documents in ``bench_dir``, by name; JSON objects that are no result
+    document at all (``gpu-parity.json``: none of `_DOCUMENT_KEYS`) are left alone."""
     docs = {}
     for path in sorted(bench_dir.glob("*.json")):
-        if path.stem != skip:
-            docs[path.stem] = check_document(str(path), _read_json(path))
+        if path.stem == skip:
+            continue
+        data = _read_json(path)
+        if isinstance(data, dict) and not any(key in data for key in _DOCUMENT_KEYS):
+            continue
+        docs[path.stem] = check_document(str(path), data)
     return docs
 
 
@@ -97,6 +107,10 @@ def write_report(
     out_dir: str | Path,
 ) -> list[Path]:
     """Combine result files into ``OUT/benchmarks/NAME.json``, chart it, rewrite the page.
+
+    ``webgpu_files`` hold the ``wsd-web bench`` results of one or more builds of
+    one model at one size (an fp32 and an fp16 build, say); the document gets a
+    record per build (see :func:`wsd_web.bench.results.combine`).
 
     The page (``OUT/benchmarks.md``) and every chart come from all of
     ``OUT/benchmarks/*.json``, sorted by name. Returns the files written;

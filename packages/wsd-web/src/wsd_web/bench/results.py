@@ -2,9 +2,12 @@
 
 `combine` checks that ``wsd-web bench`` and ``python -m wsd_capture.bench``
 results measured the same thing and joins them into one result document
-(version `VERSION`) with the WebGPU / PyTorch ratios; the page
+(version `VERSION`): one record per WebGPU build in ``webgpu_runs`` (an fp32
+and an fp16 build of one model, say), each with its WebGPU / PyTorch ratios,
+beside PyTorch fp32 and fp16. Documents of version 1 (one WebGPU build, its
+results at the top level) are still read. The page
 (:mod:`wsd_web.bench.page`) and the charts (:mod:`wsd_web.bench.charts`) read
-documents through the accessors at the end of this module.
+documents of either version through the accessors at the end of this module.
 """
 
 from __future__ import annotations
@@ -15,9 +18,21 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
-__all__ = ["SERIES", "STAGES", "TOP_KERNELS", "VERSION", "BenchReportError", "combine"]
+__all__ = [
+    "HEADLINE_STAGES",
+    "KERNEL_PATHS",
+    "SERIES",
+    "STAGES",
+    "TOP_KERNELS",
+    "VERSION",
+    "BenchReportError",
+    "combine",
+    "webgpu_runs",
+]
 
-VERSION = 1
+VERSION = 2
+#: The document versions this module reads: 1 held one WebGPU build at the top level.
+READ_VERSIONS = (1, 2)
 
 #: The timed stages: the key in ``stages`` is ``<stage>_ms``; ratios are ``<stage>_vs_<baseline>``.
 STAGES: tuple[tuple[str, str], ...] = (
@@ -28,13 +43,32 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("generation", "Generation"),
 )
 
-#: The results a document holds, in table and chart order: key, label, bar colour.
+#: The stages whose ratios each WebGPU record also holds as ``ratio_<stage>_vs_<baseline>``.
+HEADLINE_STAGES = ("unet_step", "generation", "vae_decode")
+
+#: The PyTorch results a document can hold: key and precision.
+BASELINES = (("pytorch_fp32", "fp32"), ("pytorch_fp16", "fp16"))
+
+#: The results of a one-build document, in table and chart order: key, label, bar colour.
 SERIES: tuple[tuple[str, str, str], ...] = (
     ("webgpu", "WebGPU", "#2563eb"),
     ("webgpu_no_robustness", "WebGPU (no robustness)", "#93c5fd"),
     ("pytorch_fp32", "PyTorch fp32", "#ea580c"),
     ("pytorch_fp16", "PyTorch fp16", "#fdba74"),
 )
+
+#: Bar colours of the WebGPU builds in turn (robustness on, off); the first is `SERIES`'s.
+WEBGPU_COLORS: tuple[tuple[str, str], ...] = (
+    ("#2563eb", "#93c5fd"),
+    ("#059669", "#6ee7b7"),
+    ("#7c3aed", "#c4b5fd"),
+    ("#db2777", "#f9a8d4"),
+)
+
+#: The known kernel paths of a build (``kernel_path`` in ``wsd-web bench`` results), and
+#: the one a result without the field is taken to have, by precision.
+KERNEL_PATHS = ("subgroup-matrix", "shader-f16", "fp32")
+DEFAULT_KERNEL_PATH = {"fp32": "fp32", "fp16": "shader-f16"}
 
 #: The kernels shown in the kernel table and chart.
 TOP_KERNELS = 15
@@ -61,10 +95,12 @@ def combine(
 ) -> dict[str, Any]:
     """One result document from ``wsd-web bench`` and ``wsd_capture.bench`` results.
 
-    ``webgpu`` needs the result with robustness on (what a browser runs) and
-    may hold the one with robustness off; ``pytorch`` holds fp32 and/or fp16.
-    All must agree on kind, size, steps and batch. Raises `BenchReportError`
-    (a `ValueError`) naming the input (``webgpu[1]``, ``pytorch[0]``) that is wrong.
+    ``webgpu`` holds the results of one or more builds: per build (told apart by
+    precision and kernel path) the result with robustness on (what a browser
+    runs) and maybe the one with robustness off; ``pytorch`` holds fp32 and/or
+    fp16. All must agree on kind, size, steps and batch, and the WebGPU ones on
+    the adapter. Raises `BenchReportError` (a `ValueError`) naming the input
+    (``webgpu[1]``, ``pytorch[0]``) that is wrong.
     """
     return combine_labelled(
         [(f"webgpu[{i}]", r) for i, r in enumerate(webgpu)],
@@ -72,6 +108,12 @@ def combine(
         command=command,
         machine=machine,
     )
+
+
+def kernel_path(result: dict[str, Any]) -> str:
+    """A checked WebGPU result's kernel path: its ``kernel_path``, else its precision's."""
+    path = result.get("kernel_path")
+    return path if isinstance(path, str) else DEFAULT_KERNEL_PATH[result["precision"]]
 
 
 def combine_labelled(
@@ -83,18 +125,47 @@ def combine_labelled(
 ) -> dict[str, Any]:
     web = [(label, _check_result(label, r, "webgpu")) for label, r in webgpu]
     torch = [(label, _check_result(label, r, "pytorch")) for label, r in pytorch]
+    if not web:
+        raise BenchReportError("no WebGPU results: give wsd-web bench results")
     _check_agree([*web, *torch], _SETTINGS)
-    _check_agree(web, ("precision",))
-    on = _pick(web, "robustness", True, "WebGPU results with robustness on")
-    if on is None:
-        where = ", ".join(label for label, _ in web) or "the inputs"
-        raise BenchReportError(
-            f"no WebGPU result with robustness on in {where}: run wsd-web bench with "
-            "robustness on (the default; it is what a browser runs)"
-        )
-    off = _pick(web, "robustness", False, "WebGPU results with robustness off")
+    _check_agree(web, ("adapter",), why="benchmark every build on the same machine")
+    builds: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for label, result in web:
+        builds.setdefault((result["precision"], kernel_path(result)), []).append((label, result))
     fp32 = _pick(torch, "precision", "fp32", "PyTorch fp32 results")
     fp16 = _pick(torch, "precision", "fp16", "PyTorch fp16 results")
+    order = sorted(builds, key=lambda b: (_PRECISIONS.index(b[0]), b[1]))
+    runs = [_run(builds[build], fp32, fp16) for build in order]
+    return {
+        "version": VERSION,
+        **{key: runs[0]["webgpu"][key] for key in _SETTINGS},
+        "command": command,
+        "machine": machine,
+        "adapter": runs[0]["webgpu"]["adapter"],
+        "date": datetime.now(timezone.utc).date().isoformat(),
+        "webgpu_runs": runs,
+        "pytorch_fp32": fp32,
+        "pytorch_fp16": fp16,
+    }
+
+
+def _run(
+    results: list[tuple[str, dict[str, Any]]],
+    fp32: dict[str, Any] | None,
+    fp16: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The record of one WebGPU build: its results (robustness on and off) and ratios."""
+    precision, path = results[0][1]["precision"], kernel_path(results[0][1])
+    what = f"WebGPU {precision} ({path} kernels) results"
+    _check_agree(results, ("build_id",), why="give one build's results per precision and kernels")
+    on = _pick(results, "robustness", True, f"{what} with robustness on")
+    if on is None:
+        where = ", ".join(label for label, _ in results)
+        raise BenchReportError(
+            f"no {what.removesuffix(' results')} result with robustness on in {where}: "
+            "run wsd-web bench with robustness on (the default; it is what a browser runs)"
+        )
+    off = _pick(results, "robustness", False, f"{what} with robustness off")
     ratios: dict[str, float] = {}
     for stage, _ in STAGES:
         for key, baseline in (("pytorch_fp32", fp32), ("pytorch_fp16", fp16)):
@@ -102,18 +173,18 @@ def combine_labelled(
             if ours is not None and theirs is not None and theirs > 0:
                 ratios[f"{stage}_vs_{key}"] = ours / theirs
     return {
-        "version": VERSION,
-        **{key: on[key] for key in _SETTINGS},
-        "command": command,
-        "machine": machine,
-        "adapter": on["adapter"],
-        "date": datetime.now(timezone.utc).date().isoformat(),
+        "precision": precision,
+        "kernel_path": path,
+        "features": on.get("features"),
+        "dawn_toggles": on.get("dawn_toggles"),
+        **{
+            f"ratio_{stage}_vs_{key}": ratios.get(f"{stage}_vs_{key}")
+            for stage in HEADLINE_STAGES
+            for key, _ in BASELINES
+        },
+        "ratios": ratios,
         "webgpu": on,
         "webgpu_no_robustness": off,
-        "pytorch_fp32": fp32,
-        "pytorch_fp16": fp16,
-        "ratios": ratios,
-        "ratio_unet_step_vs_pytorch_fp32": ratios.get("unet_step_vs_pytorch_fp32"),
     }
 
 
@@ -126,7 +197,12 @@ def _pick(
     return found[0][1] if found else None
 
 
-def _check_agree(results: Sequence[tuple[str, dict[str, Any]]], keys: Iterable[str]) -> None:
+def _check_agree(
+    results: Sequence[tuple[str, dict[str, Any]]],
+    keys: Iterable[str],
+    *,
+    why: str = "benchmark both with the same settings",
+) -> None:
     if not results:
         return
     first_label, first = results[0]
@@ -135,7 +211,7 @@ def _check_agree(results: Sequence[tuple[str, dict[str, Any]]], keys: Iterable[s
             if result.get(key) != first.get(key):
                 raise BenchReportError(
                     f"{label}: {key} is {result.get(key)!r} but {first_label} has "
-                    f"{first.get(key)!r}: benchmark both with the same settings"
+                    f"{first.get(key)!r}: {why}"
                 )
 
 
@@ -159,6 +235,27 @@ def _check_stat(where: str, stat: object) -> None:
     if not isinstance(stat, dict):
         raise BenchReportError(f"{where}: expected an object with a median, got {_brief(stat)}")
     _check_number(f"{where}.median", stat.get("median"))
+
+
+def _check_strings(where: str, value: object) -> None:
+    """``value`` is None (not recorded) or a list of strings."""
+    if value is not None and not (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        raise BenchReportError(f"{where}: expected a list of strings, got {_brief(value)}")
+
+
+def _check_precision(where: str, value: object) -> None:
+    if value not in _PRECISIONS:
+        raise BenchReportError(f"{where}: precision must be fp32 or fp16, got {_brief(value)}")
+
+
+def _check_kernel_path(where: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        known = ", ".join(KERNEL_PATHS)
+        raise BenchReportError(
+            f"{where}: kernel_path must be a string (one of {known}), got {_brief(value)}"
+        )
 
 
 def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
@@ -185,12 +282,13 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
         if f"{stage}_ms" in stages:
             _check_stat(f"{label}: stages.{stage}_ms", stages[f"{stage}_ms"])
     _check_number(f"{label}: peak_gpu_bytes", result.get("peak_gpu_bytes"), optional=True)
+    _check_precision(label, result.get("precision"))
     if runtime == "pytorch":
-        if result.get("precision") not in _PRECISIONS:
-            raise BenchReportError(
-                f"{label}: precision must be fp32 or fp16, got {_brief(result.get('precision'))}"
-            )
         return result
+    if "kernel_path" in result:
+        _check_kernel_path(label, result["kernel_path"])
+    for key in ("features", "dawn_toggles"):
+        _check_strings(f"{label}: {key}", result.get(key))
     if not isinstance(result.get("robustness"), bool):
         raise BenchReportError(
             f"{label}: robustness must be true or false, got {_brief(result.get('robustness'))}"
@@ -215,33 +313,109 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
     return result
 
 
+def _check_ratios(where: str, record: dict[str, Any]) -> None:
+    ratios = record.get("ratios")
+    if not isinstance(ratios, dict):
+        raise BenchReportError(f"{where}: ratios must be an object, got {_brief(ratios)}")
+    for key, value in ratios.items():
+        _check_number(f"{where}: ratios.{key}", value)
+
+
+def _check_run(where: str, run: object) -> list[tuple[str, dict[str, Any]]]:
+    """The results of ``run`` if it is a WebGPU record that renders."""
+    if not isinstance(run, dict):
+        raise BenchReportError(f"{where}: expected a JSON object, got {_brief(run)}")
+    _check_precision(where, run.get("precision"))
+    _check_kernel_path(where, run.get("kernel_path"))
+    for key in ("features", "dawn_toggles"):
+        _check_strings(f"{where}: {key}", run.get(key))
+    _check_ratios(where, run)
+    for stage in HEADLINE_STAGES:
+        for key, _ in BASELINES:
+            name = f"ratio_{stage}_vs_{key}"
+            _check_number(f"{where}: {name}", run.get(name), optional=True)
+    results = [(f"{where}.webgpu", _check_result(f"{where}.webgpu", run.get("webgpu"), "webgpu"))]
+    if run.get("webgpu_no_robustness") is not None:
+        label = f"{where}.webgpu_no_robustness"
+        results.append((label, _check_result(label, run["webgpu_no_robustness"], "webgpu")))
+    return results
+
+
 def check_document(label: str, doc: object) -> dict[str, Any]:
-    """``doc`` if it is a result document (as `combine` writes it) that renders."""
-    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+    """``doc`` if it is a result document (as `combine` writes it, or version 1) that renders."""
+    if not isinstance(doc, dict) or doc.get("version") not in READ_VERSIONS:
         raise BenchReportError(
-            f"{label}: not a version {VERSION} benchmark result document "
+            f"{label}: not a version {VERSION} (or 1) benchmark result document "
             "(write one with wsd-web report --webgpu ... --pytorch ...)"
         )
     for key in ("command", "machine", "adapter", "date"):
         if not isinstance(doc.get(key), str):
             raise BenchReportError(f"{label}: {key} must be a string, got {_brief(doc.get(key))}")
-    results = [(f"{label}: webgpu", _check_result(f"{label}: webgpu", doc.get("webgpu"), "webgpu"))]
-    for key, _, _ in SERIES[1:]:
+    results: list[tuple[str, dict[str, Any]]] = []
+    if doc["version"] == 1:
+        results.append(
+            (f"{label}: webgpu", _check_result(f"{label}: webgpu", doc.get("webgpu"), "webgpu"))
+        )
+        if doc.get("webgpu_no_robustness") is not None:
+            where = f"{label}: webgpu_no_robustness"
+            results.append((where, _check_result(where, doc["webgpu_no_robustness"], "webgpu")))
+        _check_ratios(label, doc)
+        headline = "ratio_unet_step_vs_pytorch_fp32"
+        _check_number(f"{label}: {headline}", doc.get(headline), optional=True)
+    else:
+        runs = doc.get("webgpu_runs")
+        if not isinstance(runs, list) or not runs:
+            raise BenchReportError(
+                f"{label}: webgpu_runs must be a non-empty list, got {_brief(runs)}"
+            )
+        for i, run in enumerate(runs):
+            results += _check_run(f"{label}: webgpu_runs[{i}]", run)
+    for key, _ in BASELINES:
         if doc.get(key) is not None:
-            runtime = key.split("_")[0]
-            results.append((f"{label}: {key}", _check_result(f"{label}: {key}", doc[key], runtime)))
+            where = f"{label}: {key}"
+            results.append((where, _check_result(where, doc[key], "pytorch")))
     _check_agree([(label, doc), *results], _SETTINGS)
-    ratios = doc.get("ratios")
-    if not isinstance(ratios, dict):
-        raise BenchReportError(f"{label}: ratios must be an object, got {_brief(ratios)}")
-    for key, value in ratios.items():
-        _check_number(f"{label}: ratios.{key}", value)
-    headline = "ratio_unet_step_vs_pytorch_fp32"
-    _check_number(f"{label}: {headline}", doc.get(headline), optional=True)
     return doc
 
 
 # -- reading documents, for the page and the charts ---------------------------------------
+
+
+def webgpu_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The WebGPU records of a checked document of either version, in document order."""
+    if doc.get("version", VERSION) != 1:
+        runs: list[dict[str, Any]] = doc["webgpu_runs"]
+        return runs
+    on = doc["webgpu"]
+    ratios = doc["ratios"]
+    return [
+        {
+            "precision": on["precision"],
+            "kernel_path": kernel_path(on),
+            "features": on.get("features"),
+            "dawn_toggles": on.get("dawn_toggles"),
+            **{
+                f"ratio_{stage}_vs_{key}": ratios.get(f"{stage}_vs_{key}")
+                for stage in HEADLINE_STAGES
+                for key, _ in BASELINES
+            },
+            "ratios": ratios,
+            "webgpu": on,
+            "webgpu_no_robustness": doc.get("webgpu_no_robustness"),
+        }
+    ]
+
+
+def run_name(run: dict[str, Any]) -> str:
+    """A WebGPU record's short name: its precision, and its kernel path where not the usual."""
+    precision, path = run["precision"], run["kernel_path"]
+    return precision if path == DEFAULT_KERNEL_PATH.get(precision) else f"{precision} {path}"
+
+
+def run_label(doc: dict[str, Any], run: dict[str, Any]) -> str:
+    """The label of a WebGPU build: ``WebGPU`` if it is the document's only one, else
+    ``WebGPU <name>`` (see `run_name`)."""
+    return "WebGPU" if len(webgpu_runs(doc)) == 1 else f"WebGPU {run_name(run)}"
 
 
 def median(result: dict[str, Any] | None, stage: str) -> float | None:
@@ -252,16 +426,30 @@ def median(result: dict[str, Any] | None, stage: str) -> float | None:
 
 
 def present_series(doc: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """The results ``doc`` holds: (key, label, colour, result), in `SERIES` order."""
-    return [(key, label, color, doc[key]) for key, label, color in SERIES if doc.get(key)]
+    """The results ``doc`` holds: (key, label, colour, result), each WebGPU build (robustness
+    on, then off) in turn, then PyTorch fp32 and fp16. A one-build document's keys and labels
+    are `SERIES`'s; with several builds the key is ``webgpu_<i>[_no_robustness]``."""
+    runs = webgpu_runs(doc)
+    present: list[tuple[str, str, str, dict[str, Any]]] = []
+    for i, run in enumerate(runs):
+        key = "webgpu" if len(runs) == 1 else f"webgpu_{i}"
+        label = run_label(doc, run)
+        on, off = WEBGPU_COLORS[i % len(WEBGPU_COLORS)]
+        present.append((key, label, on, run["webgpu"]))
+        off_result = run.get("webgpu_no_robustness")
+        if off_result:
+            present.append((f"{key}_no_robustness", f"{label} (no robustness)", off, off_result))
+    present += [(key, label, color, doc[key]) for key, label, color in SERIES[2:] if doc.get(key)]
+    return present
 
 
 def stage_label(stage: str, label: str, steps: int) -> str:
     return f"{steps}-step generation" if stage == "generation" else label
 
 
-def top_kernels(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    kernels: list[dict[str, Any]] = doc["webgpu"].get("kernels") or []
+def top_kernels(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A WebGPU result's longest kernels, at most `TOP_KERNELS`."""
+    kernels: list[dict[str, Any]] = result.get("kernels") or []
     return sorted(kernels, key=lambda k: (-k["ms"], k["name"]))[:TOP_KERNELS]
 
 

@@ -1,0 +1,426 @@
+"""Fused attention: one kernel, online softmax, no score matrix in memory.
+
+diffusers' classic attention (what the capture exports: WebGPU rejects the
+graph of torch's ``scaled_dot_product_attention``) is, per batch-head,
+``softmax(Q K^T * scale) V`` as two batched matmuls around a softmax, and
+the score matrix between them is a tensor of its own: 16 x 4096 x 4096
+floats (1 GiB) in an SD 1.5 UNet at 512x512, more than many devices let one
+binding hold. ``fuse_attention``, run before legalization, finds that chain
+in the Relax graph (with or without the casts around the softmax that fp16
+builds have) and replaces it with one call to a hand-written kernel
+(:func:`attention_kernel`), the way flash attention works:
+
+* a workgroup owns a tile of query rows and walks the keys in blocks;
+* for each block it computes the scores into workgroup memory (Q and K
+  staged through it in chunks of the head dimension), takes the block's row
+  maxima, rescales what it had summed so far by ``exp(old max - new max)``
+  and adds the block's ``exp(score - max) V``;
+* at the end each row is divided by its sum of exponentials.
+
+Scores, maxima, sums and the output accumulate in fp32 whatever the storage
+type (fp16 builds read and write fp16). Keys past the end of a block
+(cross-attention has 77 of them) and query rows past the end of a tile are
+masked, so any length works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+from tvm import relax, tirx
+from tvm.relax.expr_functor import PyExprMutator, mutator
+from tvm.script import tirx as T
+
+from .shapes import static_shape
+
+
+@dataclass(frozen=True)
+class AttentionTiles:
+    """The fused kernel's tiling: ``rows`` query rows per workgroup, ``rows_per_thread``
+    of them for each of ``rows // rows_per_thread`` x ``threads_x`` threads, and
+    ``keys`` keys per block; the head dimension is staged through workgroup memory
+    whole when it fits in ``shared_bytes``, else in chunks."""
+
+    rows: int = 64
+    rows_per_thread: int = 4
+    threads_x: int = 16
+    keys: int = 32
+    shared_bytes: int = 28 * 1024
+
+
+DEFAULT_ATTENTION_TILES = AttentionTiles()
+
+#: Stands in for minus infinity: exp() of it minus any real score is 0, and
+#: it never makes inf - inf.
+_NEG = -3.0e38
+
+
+def _ceil(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Every extent of one fused attention kernel (Python ints, baked into its TIR)."""
+
+    tiles: AttentionTiles
+    depth: int
+    #: Head-dimension chunk staged for the scores, and output columns per thread
+    #: per value chunk (``value_chunk = cols * threads_x``).
+    depth_chunk: int
+    cols: int
+
+    @property
+    def threads(self) -> int:
+        return self.tiles.rows // self.tiles.rows_per_thread * self.tiles.threads_x
+
+    @property
+    def value_chunk(self) -> int:
+        return self.cols * self.tiles.threads_x
+
+    @property
+    def staging_width(self) -> int:
+        """Row length of the K/V staging buffer: odd, so that threads reading a
+        column of K hit different banks."""
+        return max(self.depth_chunk, self.value_chunk) | 1
+
+    def shared_bytes(self) -> int:
+        t = self.tiles
+        words = t.rows * self.depth_chunk + t.keys * self.staging_width + t.rows * t.keys
+        return 4 * words
+
+    @staticmethod
+    def make(tiles: AttentionTiles, depth: int) -> _Plan:
+        """The largest chunks (fewest passes over the head dimension) that fit the
+        workgroup memory ``tiles`` allows."""
+        per_thread = _ceil(depth, tiles.threads_x)
+        for chunk in (_ceil(depth, 16) * 16, 64, 32, 16):
+            for cols in range(per_thread, 0, -1):
+                plan = _Plan(tiles, depth, min(chunk, _ceil(depth, 16) * 16), cols)
+                if plan.shared_bytes() <= tiles.shared_bytes:
+                    return plan
+        raise ValueError(f"attention tiles {tiles} leave no room for head dimension {depth}")
+
+
+class _Macros:
+    """The fused kernel's pieces as TVMScript macros, each closing over the
+    extents of one plan (hygienic: their Python names resolve here)."""
+
+    def __init__(self, plan: _Plan, queries: int, keys: int, dtype: str, scale: float) -> None:
+        t = plan.tiles
+        self.plan, self.queries, self.keys, self.dtype, self.scale = (
+            plan,
+            queries,
+            keys,
+            dtype,
+            scale,
+        )
+        self.ty_n, self.tx_n, self.rq = t.rows // t.rows_per_thread, t.threads_x, t.rows_per_thread
+        self.kk, self.bq, self.bk = t.keys // t.threads_x, t.rows, t.keys
+        self.dc, self.cols, self.vc = plan.depth_chunk, plan.cols, plan.value_chunk
+        self.n_dc, self.n_vc = _ceil(plan.depth, self.dc), _ceil(plan.depth, self.vc)
+
+    def stage(self) -> Any:
+        ty_n, tx_n, threads, depth = self.ty_n, self.tx_n, self.plan.threads, self.plan.depth
+
+        @T.macro
+        def stage(dst, src, b, first, limit, c0, rows, chunk, ty, tx):  # type: ignore[no-untyped-def]
+            """``dst[r, x] = src[b, first + r, c0 + x]`` for a ``rows x chunk`` tile, 0 outside."""
+            for e in T.unroll(_ceil(rows * chunk, threads)):
+                idx = (e * ty_n + ty) * tx_n + tx
+                r, x = idx // chunk, idx % chunk
+                if idx < rows * chunk:
+                    if first + r < limit and c0 + x < depth:
+                        dst[r, x] = T.Cast("float32", src[b, first + r, c0 + x])
+                    else:
+                        dst[r, x] = T.float32(0)
+
+        return stage
+
+    def scores(self) -> Any:
+        stage, rq, kk, tx_n, bq, bk, dc, n_dc = (
+            self.stage(),
+            self.rq,
+            self.kk,
+            self.tx_n,
+            self.bq,
+            self.bk,
+            self.dc,
+            self.n_dc,
+        )
+        queries, keys, scale = self.queries, self.keys, self.scale
+
+        @T.macro
+        def scores(s, q, k, q_sh, kv_sh, b, qt, kb, ty, tx):  # type: ignore[no-untyped-def]
+            """``s[i, j]``: this thread's scaled scores of the block, masked past the last key."""
+            for i in T.unroll(rq):
+                for j in T.unroll(kk):
+                    s[i, j] = T.float32(0)
+            for c in T.serial(n_dc):
+                stage(q_sh, q, b, qt * bq, queries, c * dc, bq, dc, ty, tx)
+                stage(kv_sh, k, b, kb * bk, keys, c * dc, bk, dc, ty, tx)
+                T.tvm_storage_sync("shared")
+                for d in T.unroll(dc):
+                    for i in T.unroll(rq):
+                        for j in T.unroll(kk):
+                            s[i, j] = s[i, j] + q_sh[ty * rq + i, d] * kv_sh[j * tx_n + tx, d]
+                T.tvm_storage_sync("shared")
+            for i in T.unroll(rq):
+                for j in T.unroll(kk):
+                    if kb * bk + j * tx_n + tx < keys:
+                        s[i, j] = s[i, j] * T.float32(scale)
+                    else:
+                        s[i, j] = T.float32(_NEG)
+
+        return scores
+
+    def softmax_block(self) -> Any:
+        rq, kk, tx_n, bk, width = self.rq, self.kk, self.tx_n, self.bk, self.n_vc * self.cols
+
+        @T.macro
+        def softmax_block(s, p_sh, m, m_new, total, acc, ty, tx):  # type: ignore[no-untyped-def]
+            """Row maxima over the block, ``p_sh = exp(s - max)``, running sums and
+            accumulators rescaled to the new maxima."""
+            for i in T.unroll(rq):
+                for j in T.unroll(kk):
+                    p_sh[ty * rq + i, j * tx_n + tx] = s[i, j]
+            T.tvm_storage_sync("shared")
+            for i in T.unroll(rq):
+                m_new[i] = m[i]
+                for j in T.serial(bk):
+                    m_new[i] = T.max(m_new[i], p_sh[ty * rq + i, j])
+            T.tvm_storage_sync("shared")
+            for i in T.unroll(rq):
+                for j in T.unroll(kk):
+                    p_sh[ty * rq + i, j * tx_n + tx] = T.exp(s[i, j] - m_new[i])
+            T.tvm_storage_sync("shared")
+            for i in T.unroll(rq):
+                alpha: T.float32 = T.exp(m[i] - m_new[i])
+                total[i] = total[i] * alpha
+                for j in T.serial(bk):
+                    total[i] = total[i] + p_sh[ty * rq + i, j]
+                for c in T.unroll(width):
+                    acc[i, c] = acc[i, c] * alpha
+                m[i] = m_new[i]
+
+        return softmax_block
+
+    def add_values(self) -> Any:
+        stage, rq, tx_n, bk, cols, vc, n_vc, keys = (
+            self.stage(),
+            self.rq,
+            self.tx_n,
+            self.bk,
+            self.cols,
+            self.vc,
+            self.n_vc,
+            self.keys,
+        )
+
+        @T.macro
+        def add_values(acc, v, p_sh, kv_sh, b, kb, ty, tx):  # type: ignore[no-untyped-def]
+            """``acc += p V`` for the block, V staged ``value_chunk`` columns at a time."""
+            for c in T.serial(n_vc):
+                stage(kv_sh, v, b, kb * bk, keys, c * vc, bk, vc, ty, tx)
+                T.tvm_storage_sync("shared")
+                for j in T.serial(bk):
+                    for i in T.unroll(rq):
+                        for x in T.unroll(cols):
+                            acc[i, c * cols + x] += p_sh[ty * rq + i, j] * kv_sh[j, x * tx_n + tx]
+                T.tvm_storage_sync("shared")
+
+        return add_values
+
+    def store(self) -> Any:
+        rq, tx_n, bq, cols, vc, n_vc = self.rq, self.tx_n, self.bq, self.cols, self.vc, self.n_vc
+        queries, depth, dtype = self.queries, self.plan.depth, self.dtype
+
+        @T.macro
+        def store(out, acc, total, b, qt, ty, tx):  # type: ignore[no-untyped-def]
+            """Each row's sum of ``p V`` over its sum of ``p``, in the output's type."""
+            for i in T.unroll(rq):
+                for c in T.unroll(n_vc):
+                    for x in T.unroll(cols):
+                        row = qt * bq + ty * rq + i
+                        col = c * vc + x * tx_n + tx
+                        if row < queries and col < depth:
+                            out[b, row, col] = T.Cast(dtype, acc[i, c * cols + x] / total[i])
+
+        return store
+
+
+def attention_kernel(
+    batch: int,
+    queries: int,
+    keys: int,
+    depth: int,
+    dtype: str,
+    scale: float,
+    tiles: AttentionTiles = DEFAULT_ATTENTION_TILES,
+) -> tirx.PrimFunc:
+    """``out[b] = softmax(q[b] @ k[b]^T * scale) @ v[b]`` for ``q: [batch, queries, depth]``,
+    ``k, v: [batch, keys, depth]``, all ``dtype``, as one scheduled GPU kernel."""
+    plan = _Plan.make(tiles, depth)
+    mac = _Macros(plan, queries, keys, dtype, scale)
+    scores, softmax_block, add_values, store = (
+        mac.scores(),
+        mac.softmax_block(),
+        mac.add_values(),
+        mac.store(),
+    )
+    ty_n, tx_n, rq, bq, bk, width = mac.ty_n, mac.tx_n, mac.rq, mac.bq, mac.bk, mac.n_vc * mac.cols
+    dc, kk, staging, f32 = mac.dc, mac.kk, plan.staging_width, "float32"
+
+    @T.prim_func(private=True)  # type: ignore[untyped-decorator]
+    def attention(
+        q: T.Buffer((batch, queries, depth), dtype),  # type: ignore[valid-type]
+        k: T.Buffer((batch, keys, depth), dtype),  # type: ignore[valid-type]
+        v: T.Buffer((batch, keys, depth), dtype),  # type: ignore[valid-type]
+        out: T.Buffer((batch, queries, depth), dtype),  # type: ignore[valid-type]
+    ) -> None:
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        for b in T.thread_binding(batch, thread="blockIdx.y"):
+            for qt in T.thread_binding(_ceil(queries, bq), thread="blockIdx.x"):
+                for ty in T.thread_binding(ty_n, thread="threadIdx.y"):
+                    for tx in T.thread_binding(tx_n, thread="threadIdx.x"):
+                        q_sh = T.alloc_buffer((bq, dc), f32, scope="shared")
+                        kv_sh = T.alloc_buffer((bk, staging), f32, scope="shared")
+                        p_sh = T.alloc_buffer((bq, bk), f32, scope="shared")
+                        s = T.alloc_buffer((rq, kk), f32, scope="local")
+                        acc = T.alloc_buffer((rq, width), f32, scope="local")
+                        m = T.alloc_buffer((rq,), f32, scope="local")
+                        m_new = T.alloc_buffer((rq,), f32, scope="local")
+                        total = T.alloc_buffer((rq,), f32, scope="local")
+                        for i in T.unroll(rq):
+                            m[i] = T.float32(_NEG)
+                            total[i] = T.float32(0)
+                            for c in T.unroll(width):
+                                acc[i, c] = T.float32(0)
+                        for kb in T.serial(_ceil(keys, bk)):
+                            scores(s, q, k, q_sh, kv_sh, b, qt, kb, ty, tx)
+                            softmax_block(s, p_sh, m, m_new, total, acc, ty, tx)
+                            add_values(acc, v, p_sh, kv_sh, b, kb, ty, tx)
+                        store(out, acc, total, b, qt, ty, tx)
+
+    return attention
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """A matched attention chain: its Q, K (not transposed), V and the scale."""
+
+    q: relax.Expr
+    k: relax.Expr
+    v: relax.Expr
+    scale: float
+
+
+def _const_value(expr: relax.Expr) -> float | None:
+    if isinstance(expr, tvm.ir.expr.Constant):
+        data = expr.value.numpy()
+        if data.shape == ():
+            return float(data)
+    return None
+
+
+@mutator
+class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
+    """Replace ``matmul(softmax(matmul(q, permute(k)) * c), v)`` (3-D, static
+    shapes, casts around the softmax allowed) with one fused kernel call."""
+
+    def __init__(self, mod: tvm.IRModule, tiles: AttentionTiles) -> None:
+        super().__init__(mod)
+        self.tiles = tiles
+        self.ops = {
+            name: tvm.ir.Op.get(f"relax.{name}")
+            for name in ("matmul", "nn.softmax", "astype", "multiply", "permute_dims")
+        }
+        self.kernels: dict[tuple[int, int, int, int, str, float], relax.GlobalVar] = {}
+
+    def _producer(self, expr: relax.Expr, op: str) -> relax.Call | None:
+        """The call to ``op`` that ``expr`` is bound to, looking through casts."""
+        while True:
+            if isinstance(expr, relax.Var):
+                bound = self.lookup_binding(expr)
+                if bound is None:
+                    return None
+                expr = bound
+            if not isinstance(expr, relax.Call):
+                return None
+            if expr.op == self.ops[op]:
+                return expr
+            if expr.op == self.ops["astype"] and op != "astype":
+                expr = expr.args[0]
+                continue
+            return None
+
+    def _scale(self, scaled: relax.Call) -> tuple[relax.Call, float] | None:
+        """The scores matmul under ``scaled`` (a multiply by a scalar constant) and the scale."""
+        for lhs, rhs in (scaled.args, tuple(reversed(scaled.args))):
+            value = _const_value(rhs)
+            if value is None:
+                cast = self._producer(rhs, "astype")
+                value = _const_value(cast.args[0]) if cast is not None else None
+            scores = self._producer(lhs, "matmul")
+            if value is not None and scores is not None:
+                return scores, value
+        return None
+
+    def _match(self, call: relax.Call) -> _Chain | None:
+        softmax = self._producer(call.args[0], "nn.softmax")
+        if softmax is None or int(softmax.attrs.axis) not in (-1, 2):
+            return None
+        scaled = self._producer(softmax.args[0], "multiply")
+        found = self._scale(scaled) if scaled is not None else None
+        if found is None:
+            return None
+        scores, scale = found
+        k_t = self._producer(scores.args[1], "permute_dims")
+        if k_t is None or [int(a) for a in k_t.attrs.axes] != [0, 2, 1]:
+            return None
+        return _Chain(scores.args[0], k_t.args[0], call.args[1], scale)
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if call.op != self.ops["matmul"]:
+            return call
+        chain = self._match(call)
+        if chain is None:
+            return call
+        shapes = [static_shape(x) for x in (chain.q, chain.k, chain.v)]
+        dtypes = {str(x.ty.dtype) for x in (chain.q, chain.k, chain.v)}
+        if any(s is None or len(s) != 3 for s in shapes) or len(dtypes) != 1:
+            return call
+        (batch, queries, depth), (kb, keys, kd), vshape = shapes  # type: ignore[misc]
+        dtype = dtypes.pop()
+        if (kb, kd) != (batch, depth) or vshape != [batch, keys, depth]:
+            return call
+        if str(call.ty.dtype) != dtype:
+            return call
+        key = (batch, queries, keys, depth, dtype, chain.scale)
+        if key not in self.kernels:
+            kernel = attention_kernel(batch, queries, keys, depth, dtype, chain.scale, self.tiles)
+            self.kernels[key] = self.builder_.add_func(kernel, "fused_attention")
+        out = relax.TensorType((batch, queries, depth), dtype)
+        return relax.call_tir(self.kernels[key], [chain.q, chain.k, chain.v], out)
+
+
+def fuse_attention_pass(tiles: AttentionTiles = DEFAULT_ATTENTION_TILES) -> tvm.transform.Pass:
+    """The pass replacing every matched attention chain of ``mod``'s Relax
+    functions with a fused kernel (and dropping the chains' dead bindings)."""
+
+    @tvm.transform.module_pass(opt_level=0, name="wsd.FuseAttention")  # type: ignore[untyped-decorator]
+    def fuse_attention(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        fuser = _AttentionFuser(mod, tiles)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                fuser.builder_.update_func(gvar, fuser.visit_expr(func))
+        result: tvm.IRModule = relax.transform.DeadCodeElimination()(fuser.builder_.get())
+        return result
+
+    return fuse_attention
+
+
+fuse_attention = fuse_attention_pass()

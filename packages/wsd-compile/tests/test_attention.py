@@ -1,0 +1,162 @@
+"""Fused attention: the rewrite finds diffusers' attention chain (fp32, and fp16 with
+its casts) and nothing else, no score matrix is left for the device to bind, and the
+kernel builds for WebGPU within the workgroup memory it plans for. Its numbers are
+checked on WebGPU (SwiftShader) by the runtime check (``tests/test_runtime_check.py``:
+80 queries over 77 keys, head dimension 96) and by every browser render of the
+tiny presets against diffusers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import tvm
+from tvm import relax
+
+from wsd_compile.buffers import function_buffers
+from wsd_compile.kernels import (
+    DEFAULT_ATTENTION_TILES,
+    DEFAULT_KERNELS,
+    AttentionTiles,
+    attention_kernel,
+    fuse_attention,
+    fuse_attention_pass,
+    webgpu_pipeline,
+)
+from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
+
+T = relax.TensorType
+
+
+def _attention_module(
+    shape: tuple[int, int, int, int],
+    dtype: str = "float32",
+    *,
+    axis: int = -1,
+    k_axes: tuple[int, int, int] = (0, 2, 1),
+) -> tvm.IRModule:
+    """``softmax(q k^T * scale) v`` as the capture exports diffusers' classic attention
+    (fp16: the scores cast to fp32 around the softmax, as ``ToMixedPrecision`` leaves them)."""
+    batch, queries, keys, depth = shape
+    bb = relax.BlockBuilder()
+    q = relax.Var("q", T((batch, queries, depth), dtype))
+    k = relax.Var("k", T((batch, keys, depth), dtype))
+    v = relax.Var("v", T((batch, keys, depth), dtype))
+    with bb.function("main", [q, k, v]):
+        with bb.dataflow():
+            kt = bb.emit(relax.op.permute_dims(k, list(k_axes)))
+            scores = bb.emit(relax.op.matmul(q, kt, out_dtype=dtype))
+            scale = relax.const(depth**-0.5, "float32")
+            if dtype != "float32":
+                scale = bb.emit(relax.op.astype(scale, dtype))
+            scaled = bb.emit(relax.op.multiply(scores, scale))
+            if dtype != "float32":
+                scaled = bb.emit(relax.op.astype(scaled, "float32"))
+            probs = bb.emit(relax.op.nn.softmax(scaled, axis=axis))
+            if dtype != "float32":
+                probs = bb.emit(relax.op.astype(probs, dtype))
+            out = bb.emit_output(relax.op.matmul(probs, v, out_dtype=dtype))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _ops(mod: tvm.IRModule) -> list[str]:
+    return re.findall(r"R\.(nn\.softmax|matmul|call_tir)\b", mod["main"].script())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_attention_chain_becomes_one_kernel_call(dtype: str) -> None:
+    fused = fuse_attention(_attention_module((8, 64, 77, 40), dtype))
+    assert _ops(fused) == ["call_tir"]
+    prims = fused.functions_items()
+    kernels = [gv.name_hint for gv, f in prims if isinstance(f, tvm.tirx.PrimFunc)]
+    assert kernels == ["fused_attention"]
+    out = fused["main"].ret_ty
+    assert [int(d) for d in out.shape.values] == [8, 64, 40] and str(out.dtype) == dtype
+
+
+def test_no_score_matrix_is_left_to_bind() -> None:
+    mod = _attention_module((16, 4096, 4096, 40))
+    scores = 16 * 4096 * 4096 * 4
+    assert function_buffers(mod)[0].nbytes == scores  # 1 GiB: SD 1.5's at 512x512
+    assert function_buffers(fuse_attention(mod))[0].nbytes == 16 * 4096 * 40 * 4
+
+
+@pytest.mark.parametrize(
+    ("axis", "k_axes"),
+    [(1, (0, 2, 1)), (-1, (0, 1, 2))],
+    ids=["softmax-over-queries", "k-not-transposed-per-batch"],
+)
+def test_other_chains_are_left_alone(axis: int, k_axes: tuple[int, int, int]) -> None:
+    mod = _attention_module((4, 32, 32, 32), axis=axis, k_axes=k_axes)
+    assert _ops(fuse_attention(mod)) == ["matmul", "nn.softmax", "matmul"]
+
+
+def test_same_shapes_share_one_kernel() -> None:
+    bb = relax.BlockBuilder()
+    shape = (2, 16, 16)
+    q, k, v = (relax.Var(n, T(shape, "float32")) for n in "qkv")
+    with bb.function("main", [q, k, v]):
+        with bb.dataflow():
+            x = q
+            for _ in range(2):
+                s = relax.op.matmul(x, relax.op.permute_dims(k, [0, 2, 1]))
+                p = relax.op.nn.softmax(relax.op.multiply(s, relax.const(0.25, "float32")))
+                x = bb.emit(relax.op.matmul(bb.emit(p), v))
+            out = bb.emit_output(x)
+        bb.emit_func_output(out)
+    fused = fuse_attention(bb.get())
+    assert _ops(fused) == ["call_tir", "call_tir"]
+    assert sum(isinstance(f, tvm.tirx.PrimFunc) for _, f in fused.functions_items()) == 1
+
+
+@pytest.mark.parametrize("depth", [8, 16, 40, 64, 80, 96, 160, 512])
+def test_every_head_dimension_fits_the_workgroup_memory(depth: int) -> None:
+    func = attention_kernel(2, 100, 77, depth, "float16", depth**-0.5)
+    shared = 0
+    for buf in re.findall(r"T\.alloc_shared\(\(([0-9, ]+)\)", func.script()):
+        words = 1
+        for dim in buf.split(","):
+            words *= int(dim)
+        shared += 4 * words
+    assert 0 < shared <= DEFAULT_ATTENTION_TILES.shared_bytes <= 32 * 1024
+
+
+def test_tiles_too_large_for_the_workgroup_memory_are_refused() -> None:
+    with pytest.raises(ValueError, match="leave no room for head dimension 64"):
+        attention_kernel(1, 64, 64, 64, "float32", 0.125, AttentionTiles(shared_bytes=4096))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_kernel_builds_for_webgpu(dtype: str) -> None:
+    target = webgpu_target()
+    mod = _attention_module((4, 80, 77, 40), dtype)
+    lib = tvm.compile(mod, target=target, relax_pipeline=webgpu_pipeline(target, DEFAULT_KERNELS))
+    sources = wgsl_sources(lib.mod)
+    check_wgsl(sources)
+    kernels = [s for s in sources if "fused_attention" in s]
+    assert len(kernels) == 1
+    assert "@workgroup_size(16, 16, 1)" in kernels[0]
+    assert "exp(" in kernels[0] and "workgroupBarrier()" in kernels[0]
+    assert not any("softmax" in s for s in sources)
+
+
+def test_the_option_turns_it_off() -> None:
+    target = webgpu_target()
+    kernels = DEFAULT_KERNELS.without(fused_attention=False)
+    lib = tvm.compile(
+        _attention_module((4, 32, 32, 32)),
+        target=target,
+        relax_pipeline=webgpu_pipeline(target, kernels),
+    )
+    sources = wgsl_sources(lib.mod)
+    assert not any("fused_attention" in s for s in sources)
+    assert any("softmax" in s for s in sources)
+
+
+def test_a_custom_tiling_is_used() -> None:
+    tiles = AttentionTiles(rows=32, rows_per_thread=2, threads_x=8, keys=16)
+    fused = fuse_attention_pass(tiles)(_attention_module((2, 40, 40, 16)))
+    kernel = next(f for _, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
+    assert 'thread_binding(8, thread="threadIdx.x")' in kernel.script()
+    assert 'thread_binding(16, thread="threadIdx.y")' in kernel.script()
