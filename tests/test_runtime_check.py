@@ -39,10 +39,14 @@ def torch_reference(check_dir: Path) -> dict[str, np.ndarray]:
     norm = F.group_norm(conv, 4, t["norm.weight"], t["norm.bias"], eps=1e-5)
     scores = t["q"] @ t["k"].transpose(1, 2) * t["q"].shape[-1] ** -0.5
     attention = torch.softmax(scores, dim=-1) @ t["v"]
+    n, queries, width = t["xq"].shape
+    q, k, v = (t[x].unflatten(-1, (2, width // 2)).transpose(1, 2) for x in ("xq", "xk", "xv"))
+    heads = torch.softmax(q @ k.transpose(-1, -2) * (width // 2) ** -0.5, dim=-1) @ v
     return {
         "matmul_silu": matmul.numpy(),
         "conv_group_norm": norm.numpy(),
         "attention": attention.numpy(),
+        "attention_heads": heads.transpose(1, 2).reshape(n, queries, width).numpy(),
     }
 
 
@@ -96,6 +100,7 @@ def test_wsd_web_check_reports_and_passes(
         "matmul_silu",
         "conv_group_norm",
         "attention",
+        "attention_heads",
     }
     assert all("output" not in fn for fn in summary["functions"])
 

@@ -45,6 +45,12 @@ _EPS = 1e-5
 _Q = (2, 80, 96)
 _KV = (2, 77, 96)
 _ATTN_SCALE = 96**-0.5
+# The same with the heads side by side, as the attention projections compute
+# them ([n, tokens, heads x head dim], split and merged by transposes that
+# the kernel folds into its indexing): 2 images x 2 heads.
+_HEADS = 2
+_XQ = (2, 80, _HEADS * 96)
+_XKV = (2, 77, _HEADS * 96)
 
 
 @dataclass(frozen=True)
@@ -64,11 +70,12 @@ CHECK_FUNCTIONS = (
         (_IMG[0], _CONV[0], _IMG[2], _IMG[3]),
     ),
     CheckFunction("attention", ("q", "k", "v"), _Q),
+    CheckFunction("attention_heads", ("xq", "xk", "xv"), _XQ),
 )
 
 
 def build_check_module() -> tvm.IRModule:
-    """The check model as a Relax IRModule with three fp32 functions."""
+    """The check model as a Relax IRModule of fp32 functions (``CHECK_FUNCTIONS``)."""
     bb = relax.BlockBuilder()
     f32 = "float32"
     x = relax.Var("x", relax.TensorType(_X, f32))
@@ -110,6 +117,38 @@ def _attention_function(bb: relax.BlockBuilder) -> None:
             probs = bb.emit(relax.op.nn.softmax(scaled, axis=-1))
             out = bb.emit_output(relax.op.matmul(probs, v))
         bb.emit_func_output(out)
+    _attention_heads_function(bb)
+
+
+def _attention_heads_function(bb: relax.BlockBuilder) -> None:
+    """Attention over heads split from and merged into ``[n, tokens, heads x dim]``."""
+    f32, (n, queries, width), keys = "float32", _XQ, _XKV[1]
+    depth = width // _HEADS
+    xs = [
+        relax.Var(name, relax.TensorType(shape, f32))
+        for name, shape in zip(("xq", "xk", "xv"), (_XQ, _XKV, _XKV), strict=True)
+    ]
+    with bb.function("attention_heads", xs):
+        with bb.dataflow():
+            q, k, v = (
+                bb.emit(
+                    relax.op.reshape(
+                        relax.op.permute_dims(
+                            relax.op.reshape(x, (n, length, _HEADS, depth)), [0, 2, 1, 3]
+                        ),
+                        (n * _HEADS, length, depth),
+                    )
+                )
+                for x, length in zip(xs, (queries, keys, keys), strict=True)
+            )
+            scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 2, 1])))
+            scaled = bb.emit(relax.op.multiply(scores, relax.const(_ATTN_SCALE, f32)))
+            attended = bb.emit(relax.op.matmul(relax.op.nn.softmax(scaled, axis=-1), v))
+            merged = relax.op.permute_dims(
+                relax.op.reshape(attended, (n, _HEADS, queries, depth)), [0, 2, 1, 3]
+            )
+            out = bb.emit_output(relax.op.reshape(merged, _XQ))
+        bb.emit_func_output(out)
 
 
 def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
@@ -131,7 +170,18 @@ def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
         "q": normal(_Q, 2.0),
         "k": normal(_KV, 2.0),
         "v": normal(_KV),
+        "xq": normal(_XQ, 2.0),
+        "xk": normal(_XKV, 2.0),
+        "xv": normal(_XKV),
     }
+
+
+def _attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray[Any, Any]:
+    scores = np.einsum("bqd,bkd->bqk", q, k) * _ATTN_SCALE
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    out: np.ndarray[Any, Any] = weights @ v
+    return out
 
 
 def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray[Any, Any]:
@@ -142,11 +192,17 @@ def _reference(fn: CheckFunction, t: dict[str, np.ndarray]) -> np.ndarray[Any, A
         silu: np.ndarray[Any, Any] = (y / (1.0 + np.exp(-y))).astype("float32")
         return silu
     if fn.name == "attention":
-        scores = np.einsum("bqd,bkd->bqk", a["q"], a["k"]) * _ATTN_SCALE
-        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        weights /= weights.sum(axis=-1, keepdims=True)
-        attended: np.ndarray[Any, Any] = (weights @ a["v"]).astype("float32")
-        return attended
+        return _attention_reference(a["q"], a["k"], a["v"]).astype("float32")
+    if fn.name == "attention_heads":
+        n, queries, width = _XQ
+        heads = [
+            a[name].reshape(n, -1, _HEADS, width // _HEADS).transpose(0, 2, 1, 3)
+            for name in ("xq", "xk", "xv")
+        ]
+        flat = [h.reshape(n * _HEADS, -1, width // _HEADS) for h in heads]
+        per_head = _attention_reference(*flat).reshape(n, _HEADS, queries, -1)
+        merged: np.ndarray[Any, Any] = per_head.transpose(0, 2, 1, 3).reshape(_XQ).astype("float32")
+        return merged
     padded = np.pad(a["image"], ((0, 0), (0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
     conv = np.einsum("nchwij,ocij->nohw", windows, a["conv.weight"])

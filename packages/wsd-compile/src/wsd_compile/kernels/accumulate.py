@@ -7,14 +7,22 @@ bar (38.8-46.9 dB against diffusers, latents off by up to 4.9e-2).
 ``accumulate_fp32``, run before legalization, rewrites each of them as
 ``astype(op(..., out_dtype="float32"), "float16")``: the cast fuses into the
 kernel's epilogue, so the sum is kept in fp32 registers and the kernel still
-reads and writes fp16 tensors.
+reads and writes fp16 tensors. ``legalize_matmul`` (and the implicit-GEMM
+convolutions, ``conv2d``) then convert the fp16 operands to fp32 in stages of
+their own that the matmul schedule inlines into its tile loads: each element
+is converted once, as it is staged in workgroup memory, instead of twice per
+multiply-add.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import tvm
-from tvm import relax
+from tvm import relax, te
 from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .shapes import static_shape
 
 _FP16 = "float16"
 
@@ -70,3 +78,44 @@ def accumulate_fp32(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.I
         if isinstance(func, relax.Function):
             rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
     return rewriter.builder_.get()
+
+
+def _widened_matmul(a: te.Tensor, b: te.Tensor) -> te.Tensor:
+    """``a @ b`` summed in fp32, the operands converted in stages of their own
+    (``b`` 2-D, or of ``a``'s rank with the same leading dimensions)."""
+    a32 = te.compute(a.shape, lambda *i: a(*i).astype("float32"), name="widen_a")
+    b32 = te.compute(b.shape, lambda *i: b(*i).astype("float32"), name="widen_b")
+    k = te.reduce_axis((0, a.shape[-1]), name="k")
+    shape = (*a.shape[:-1], b.shape[-1])
+    if len(b.shape) == 2:
+        return te.compute(
+            shape, lambda *i: te.sum(a32[(*i[:-1], k)] * b32[k, i[-1]], axis=k), name="matmul"
+        )
+    return te.compute(
+        shape,
+        lambda *i: te.sum(a32[(*i[:-1], k)] * b32[(*i[:-2], k, i[-1])], axis=k),
+        name="matmul",
+    )
+
+
+def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    """``relax.matmul`` of fp16 operands summed in fp32 as :func:`_widened_matmul`;
+    every other matmul as TVM legalizes it."""
+    a, b = call.args
+    sa, sb = static_shape(a), static_shape(b)
+    widened = (
+        str(call.ty.dtype) == "float32"
+        and _is_fp16(a)
+        and _is_fp16(b)
+        and sa is not None
+        and sb is not None
+        and len(sa) >= 2
+        and sa[-1] == sb[0 if len(sb) == 2 else -2]
+        and (len(sb) == 2 or (len(sb) == len(sa) and sa[:-2] == sb[:-2]))
+    )
+    if widened:
+        result: relax.Expr = bb.call_te(_widened_matmul, a, b, primfunc_name_hint="matmul")
+        return result
+    default: Any = tvm.ir.Op.get("relax.matmul").get_attr("FLegalize")
+    fallback: relax.Expr = default(bb, call)
+    return fallback

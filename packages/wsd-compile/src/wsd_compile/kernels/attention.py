@@ -47,7 +47,7 @@ class AttentionTiles:
     rows_per_thread: int = 4
     threads_x: int = 16
     keys: int = 32
-    shared_bytes: int = 28 * 1024
+    shared_bytes: int = 31 * 1024
 
 
 DEFAULT_ATTENTION_TILES = AttentionTiles()
@@ -88,7 +88,12 @@ class _Plan:
 
     def shared_bytes(self) -> int:
         t = self.tiles
-        words = t.rows * self.depth_chunk + t.keys * self.staging_width + t.rows * t.keys
+        words = (
+            t.rows * self.depth_chunk  # Q
+            + t.keys * self.staging_width  # K, then V
+            + t.rows * t.keys  # scores, then probabilities
+            + t.rows * t.threads_x  # per-thread partial row maxima and sums
+        )
         return 4 * words
 
     @staticmethod
@@ -108,15 +113,12 @@ class _Macros:
     """The fused kernel's pieces as TVMScript macros, each closing over the
     extents of one plan (hygienic: their Python names resolve here)."""
 
-    def __init__(self, plan: _Plan, queries: int, keys: int, dtype: str, scale: float) -> None:
+    def __init__(
+        self, plan: _Plan, queries: int, keys: int, dtype: str, scale: float, heads: int
+    ) -> None:
         t = plan.tiles
-        self.plan, self.queries, self.keys, self.dtype, self.scale = (
-            plan,
-            queries,
-            keys,
-            dtype,
-            scale,
-        )
+        self.plan, self.queries, self.keys = plan, queries, keys
+        self.dtype, self.scale, self.heads = dtype, scale, heads
         self.ty_n, self.tx_n, self.rq = t.rows // t.rows_per_thread, t.threads_x, t.rows_per_thread
         self.kk, self.bq, self.bk = t.keys // t.threads_x, t.rows, t.keys
         self.dc, self.cols, self.vc = plan.depth_chunk, plan.cols, plan.value_chunk
@@ -124,16 +126,19 @@ class _Macros:
 
     def stage(self) -> Any:
         ty_n, tx_n, threads, depth = self.ty_n, self.tx_n, self.plan.threads, self.plan.depth
+        heads = self.heads
 
         @T.macro
         def stage(dst, src, b, first, limit, c0, rows, chunk, ty, tx):  # type: ignore[no-untyped-def]
-            """``dst[r, x] = src[b, first + r, c0 + x]`` for a ``rows x chunk`` tile, 0 outside."""
+            """``dst[r, x] = src[b, first + r, c0 + x]`` for a ``rows x chunk`` tile, 0 outside
+            (``src`` holds the heads side by side: batch-head ``b`` is head ``b % heads``)."""
             for e in T.unroll(_ceil(rows * chunk, threads)):
                 idx = (e * ty_n + ty) * tx_n + tx
                 r, x = idx // chunk, idx % chunk
                 if idx < rows * chunk:
                     if first + r < limit and c0 + x < depth:
-                        dst[r, x] = T.Cast("float32", src[b, first + r, c0 + x])
+                        col = (b % heads) * depth + c0 + x
+                        dst[r, x] = T.Cast("float32", src[b // heads, first + r, col])
                     else:
                         dst[r, x] = T.float32(0)
 
@@ -159,7 +164,8 @@ class _Macros:
                 for j in T.unroll(kk):
                     s[i, j] = T.float32(0)
             for c in T.serial(n_dc):
-                stage(q_sh, q, b, qt * bq, queries, c * dc, bq, dc, ty, tx)
+                if n_dc > 1:  # else Q was staged once, before the first block
+                    stage(q_sh, q, b, qt * bq, queries, c * dc, bq, dc, ty, tx)
                 stage(kv_sh, k, b, kb * bk, keys, c * dc, bk, dc, ty, tx)
                 T.tvm_storage_sync("shared")
                 for d in T.unroll(dc):
@@ -177,30 +183,38 @@ class _Macros:
         return scores
 
     def softmax_block(self) -> Any:
-        rq, kk, tx_n, bk, width = self.rq, self.kk, self.tx_n, self.bk, self.n_vc * self.cols
+        rq, kk, tx_n, width = self.rq, self.kk, self.tx_n, self.n_vc * self.cols
 
         @T.macro
-        def softmax_block(s, p_sh, m, m_new, total, acc, ty, tx):  # type: ignore[no-untyped-def]
-            """Row maxima over the block, ``p_sh = exp(s - max)``, running sums and
-            accumulators rescaled to the new maxima."""
+        def softmax_block(s, p_sh, part_sh, m, m_new, total, acc, ty, tx):  # type: ignore[no-untyped-def]
+            """Row maxima over the block (each thread's over its keys, then over the
+            row's threads), ``p_sh = exp(s - max)``, running sums and accumulators
+            rescaled to the new maxima."""
+            part = T.alloc_buffer((rq,), "float32", scope="local")
             for i in T.unroll(rq):
-                for j in T.unroll(kk):
-                    p_sh[ty * rq + i, j * tx_n + tx] = s[i, j]
+                part[i] = s[i, 0]
+                for j in T.unroll(1, kk):
+                    part[i] = T.max(part[i], s[i, j])
+                part_sh[ty * rq + i, tx] = part[i]
             T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 m_new[i] = m[i]
-                for j in T.serial(bk):
-                    m_new[i] = T.max(m_new[i], p_sh[ty * rq + i, j])
+                for x in T.serial(tx_n):
+                    m_new[i] = T.max(m_new[i], part_sh[ty * rq + i, x])
             T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
+                part[i] = T.float32(0)
                 for j in T.unroll(kk):
-                    p_sh[ty * rq + i, j * tx_n + tx] = T.exp(s[i, j] - m_new[i])
+                    p: T.float32 = T.exp(s[i, j] - m_new[i])
+                    p_sh[ty * rq + i, j * tx_n + tx] = p
+                    part[i] = part[i] + p
+                part_sh[ty * rq + i, tx] = part[i]
             T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 alpha: T.float32 = T.exp(m[i] - m_new[i])
                 total[i] = total[i] * alpha
-                for j in T.serial(bk):
-                    total[i] = total[i] + p_sh[ty * rq + i, j]
+                for x in T.serial(tx_n):
+                    total[i] = total[i] + part_sh[ty * rq + i, x]
                 for c in T.unroll(width):
                     acc[i, c] = acc[i, c] * alpha
                 m[i] = m_new[i]
@@ -235,7 +249,7 @@ class _Macros:
 
     def store(self) -> Any:
         rq, tx_n, bq, cols, vc, n_vc = self.rq, self.tx_n, self.bq, self.cols, self.vc, self.n_vc
-        queries, depth, dtype = self.queries, self.plan.depth, self.dtype
+        queries, depth, dtype, heads = self.queries, self.plan.depth, self.dtype, self.heads
 
         @T.macro
         def store(out, acc, total, b, qt, ty, tx):  # type: ignore[no-untyped-def]
@@ -246,7 +260,10 @@ class _Macros:
                         row = qt * bq + ty * rq + i
                         col = c * vc + x * tx_n + tx
                         if row < queries and col < depth:
-                            out[b, row, col] = T.Cast(dtype, acc[i, c * cols + x] / total[i])
+                            at = (b % heads) * depth + col
+                            out[b // heads, row, at] = T.Cast(
+                                dtype, acc[i, c * cols + x] / total[i]
+                            )
 
         return store
 
@@ -259,26 +276,28 @@ def attention_kernel(
     dtype: str,
     scale: float,
     tiles: AttentionTiles = DEFAULT_ATTENTION_TILES,
+    heads: int = 1,
 ) -> tirx.PrimFunc:
     """``out[b] = softmax(q[b] @ k[b]^T * scale) @ v[b]`` for ``q: [batch, queries, depth]``,
-    ``k, v: [batch, keys, depth]``, all ``dtype``, as one scheduled GPU kernel."""
+    ``k, v: [batch, keys, depth]``, all ``dtype``, as one scheduled GPU kernel.
+
+    With ``heads > 1`` the tensors hold the heads side by side, as the attention
+    projections compute them: ``q: [batch / heads, queries, heads * depth]`` (and
+    so ``k``, ``v`` and ``out``), so that no transpose splits or merges the heads."""
     plan = _Plan.make(tiles, depth)
-    mac = _Macros(plan, queries, keys, dtype, scale)
-    scores, softmax_block, add_values, store = (
-        mac.scores(),
-        mac.softmax_block(),
-        mac.add_values(),
-        mac.store(),
-    )
+    mac = _Macros(plan, queries, keys, dtype, scale, heads)
+    stage, scores, softmax_block = mac.stage(), mac.scores(), mac.softmax_block()
+    add_values, store, n_dc = mac.add_values(), mac.store(), mac.n_dc
     ty_n, tx_n, rq, bq, bk, width = mac.ty_n, mac.tx_n, mac.rq, mac.bq, mac.bk, mac.n_vc * mac.cols
     dc, kk, staging, f32 = mac.dc, mac.kk, plan.staging_width, "float32"
+    n, width_all = batch // heads, heads * depth
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
     def attention(
-        q: T.Buffer((batch, queries, depth), dtype),  # type: ignore[valid-type]
-        k: T.Buffer((batch, keys, depth), dtype),  # type: ignore[valid-type]
-        v: T.Buffer((batch, keys, depth), dtype),  # type: ignore[valid-type]
-        out: T.Buffer((batch, queries, depth), dtype),  # type: ignore[valid-type]
+        q: T.Buffer((n, queries, width_all), dtype),  # type: ignore[valid-type]
+        k: T.Buffer((n, keys, width_all), dtype),  # type: ignore[valid-type]
+        v: T.Buffer((n, keys, width_all), dtype),  # type: ignore[valid-type]
+        out: T.Buffer((n, queries, width_all), dtype),  # type: ignore[valid-type]
     ) -> None:
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         for b in T.thread_binding(batch, thread="blockIdx.y"):
@@ -288,6 +307,7 @@ def attention_kernel(
                         q_sh = T.alloc_buffer((bq, dc), f32, scope="shared")
                         kv_sh = T.alloc_buffer((bk, staging), f32, scope="shared")
                         p_sh = T.alloc_buffer((bq, bk), f32, scope="shared")
+                        part_sh = T.alloc_buffer((bq, tx_n), f32, scope="shared")
                         s = T.alloc_buffer((rq, kk), f32, scope="local")
                         acc = T.alloc_buffer((rq, width), f32, scope="local")
                         m = T.alloc_buffer((rq,), f32, scope="local")
@@ -298,9 +318,11 @@ def attention_kernel(
                             total[i] = T.float32(0)
                             for c in T.unroll(width):
                                 acc[i, c] = T.float32(0)
+                        if n_dc == 1:
+                            stage(q_sh, q, b, qt * bq, queries, 0, bq, dc, ty, tx)
                         for kb in T.serial(_ceil(keys, bk)):
                             scores(s, q, k, q_sh, kv_sh, b, qt, kb, ty, tx)
-                            softmax_block(s, p_sh, m, m_new, total, acc, ty, tx)
+                            softmax_block(s, p_sh, part_sh, m, m_new, total, acc, ty, tx)
                             add_values(acc, v, p_sh, kv_sh, b, kb, ty, tx)
                         store(out, acc, total, b, qt, ty, tx)
 
@@ -325,22 +347,32 @@ def _const_value(expr: relax.Expr) -> float | None:
     return None
 
 
+#: Splits ``[n, l, h, d]`` into heads (and back): the axes of the head transposes.
+_HEAD_AXES = [0, 2, 1, 3]
+
+
 @mutator
 class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
     """Replace ``matmul(softmax(matmul(q, permute(k)) * c), v)`` (3-D, static
-    shapes, casts around the softmax allowed) with one fused kernel call."""
+    shapes, casts around the softmax allowed) with one fused kernel call.
 
-    def __init__(self, mod: tvm.IRModule, tiles: AttentionTiles) -> None:
+    ``heads=True``: only chains whose Q, K and V are split into heads by
+    ``reshape -> permute_dims -> reshape`` and whose output is merged back the
+    same way, rooted at the merging reshape; the kernel then reads and writes
+    the heads side by side and the six transposes go. ``heads=False``: any
+    chain, rooted at its last matmul."""
+
+    def __init__(self, mod: tvm.IRModule, tiles: AttentionTiles, *, heads: bool) -> None:
         super().__init__(mod)
-        self.tiles = tiles
+        self.tiles, self.heads = tiles, heads
         self.ops = {
             name: tvm.ir.Op.get(f"relax.{name}")
-            for name in ("matmul", "nn.softmax", "astype", "multiply", "permute_dims")
+            for name in ("matmul", "nn.softmax", "astype", "multiply", "permute_dims", "reshape")
         }
-        self.kernels: dict[tuple[int, int, int, int, str, float], relax.GlobalVar] = {}
+        self.kernels: dict[tuple[int, ...] | tuple[object, ...], relax.GlobalVar] = {}
 
-    def _producer(self, expr: relax.Expr, op: str) -> relax.Call | None:
-        """The call to ``op`` that ``expr`` is bound to, looking through casts."""
+    def _producer(self, expr: relax.Expr, op: str, *, casts: bool = True) -> relax.Call | None:
+        """The call to ``op`` that ``expr`` is bound to, looking through casts if ``casts``."""
         while True:
             if isinstance(expr, relax.Var):
                 bound = self.lookup_binding(expr)
@@ -351,7 +383,7 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
                 return None
             if expr.op == self.ops[op]:
                 return expr
-            if expr.op == self.ops["astype"] and op != "astype":
+            if casts and expr.op == self.ops["astype"] and op != "astype":
                 expr = expr.args[0]
                 continue
             return None
@@ -382,43 +414,98 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
             return None
         return _Chain(scores.args[0], k_t.args[0], call.args[1], scale)
 
+    def _split_heads(self, expr: relax.Expr) -> tuple[relax.Expr, int] | None:
+        """``(x, h)`` when ``expr`` is ``x: [n, l, h * d]`` split into ``[n * h, l, d]`` by
+        ``reshape -> permute_dims(0, 2, 1, 3) -> reshape``."""
+        outer = self._producer(expr, "reshape", casts=False)
+        perm = (
+            self._producer(outer.args[0], "permute_dims", casts=False)
+            if outer is not None
+            else None
+        )
+        if perm is None or [int(a) for a in perm.attrs.axes] != _HEAD_AXES:
+            return None
+        inner = self._producer(perm.args[0], "reshape", casts=False)
+        split = static_shape(perm.args[0])
+        if inner is None or split is None:
+            return None
+        x = inner.args[0]
+        n, length, heads, depth = split
+        if static_shape(x) != [n, length, heads * depth]:
+            return None
+        return x, heads
+
+    def _emit(self, chain: _Chain, shapes: list[list[int]], heads: int) -> relax.Expr | None:
+        """The kernel call for ``chain`` whose Q, K, V have ``shapes`` (heads side by side
+        when ``heads > 1``), or None when they do not fit together."""
+        dtypes = {str(x.ty.dtype) for x in (chain.q, chain.k, chain.v)}
+        if len(dtypes) != 1 or any(len(s) != 3 for s in shapes):
+            return None
+        (n, queries, width), (nk, keys, kw), vshape = shapes
+        dtype = dtypes.pop()
+        if (nk, kw) != (n, width) or vshape != [n, keys, width] or width % heads:
+            return None
+        batch, depth = n * heads, width // heads
+        key = (batch, queries, keys, depth, dtype, chain.scale, heads)
+        if key not in self.kernels:
+            kernel = attention_kernel(
+                batch, queries, keys, depth, dtype, chain.scale, self.tiles, heads
+            )
+            self.kernels[key] = self.builder_.add_func(kernel, "fused_attention")
+        out = relax.TensorType((n, queries, width), dtype)
+        return relax.call_tir(self.kernels[key], [chain.q, chain.k, chain.v], out)
+
+    def _fold_heads(self, call: relax.Call) -> relax.Expr | None:
+        """``call`` (a reshape merging heads) with the attention under it fused."""
+        perm = self._producer(call.args[0], "permute_dims", casts=False)
+        if perm is None or [int(a) for a in perm.attrs.axes] != _HEAD_AXES:
+            return None
+        inner = self._producer(perm.args[0], "reshape", casts=False)
+        attn = self._producer(inner.args[0], "matmul", casts=False) if inner is not None else None
+        chain = self._match(attn) if attn is not None else None
+        if chain is None:
+            return None
+        split = [self._split_heads(x) for x in (chain.q, chain.k, chain.v)]
+        if any(s is None for s in split) or len({s[1] for s in split if s}) != 1:
+            return None
+        xs = [s[0] for s in split if s]
+        heads = split[0][1] if split[0] else 1
+        if attn is None or str(attn.ty.dtype) != str(xs[0].ty.dtype):
+            return None
+        shapes = [static_shape(x) or [] for x in xs]
+        if static_shape(call) != shapes[0]:  # the merged output is shaped like q
+            return None
+        return self._emit(_Chain(xs[0], xs[1], xs[2], chain.scale), shapes, heads)
+
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        if call.op != self.ops["matmul"]:
+        if self.heads and call.op == self.ops["reshape"]:
+            folded = self._fold_heads(call)
+            return call if folded is None else folded
+        if self.heads or call.op != self.ops["matmul"]:
             return call
         chain = self._match(call)
-        if chain is None:
+        if chain is None or str(call.ty.dtype) != str(chain.q.ty.dtype):
             return call
-        shapes = [static_shape(x) for x in (chain.q, chain.k, chain.v)]
-        dtypes = {str(x.ty.dtype) for x in (chain.q, chain.k, chain.v)}
-        if any(s is None or len(s) != 3 for s in shapes) or len(dtypes) != 1:
-            return call
-        (batch, queries, depth), (kb, keys, kd), vshape = shapes  # type: ignore[misc]
-        dtype = dtypes.pop()
-        if (kb, kd) != (batch, depth) or vshape != [batch, keys, depth]:
-            return call
-        if str(call.ty.dtype) != dtype:
-            return call
-        key = (batch, queries, keys, depth, dtype, chain.scale)
-        if key not in self.kernels:
-            kernel = attention_kernel(batch, queries, keys, depth, dtype, chain.scale, self.tiles)
-            self.kernels[key] = self.builder_.add_func(kernel, "fused_attention")
-        out = relax.TensorType((batch, queries, depth), dtype)
-        return relax.call_tir(self.kernels[key], [chain.q, chain.k, chain.v], out)
+        shapes = [static_shape(x) or [] for x in (chain.q, chain.k, chain.v)]
+        fused = self._emit(chain, shapes, 1)
+        return call if fused is None else fused
 
 
 def fuse_attention_pass(tiles: AttentionTiles = DEFAULT_ATTENTION_TILES) -> tvm.transform.Pass:
     """The pass replacing every matched attention chain of ``mod``'s Relax
-    functions with a fused kernel (and dropping the chains' dead bindings)."""
+    functions with a fused kernel (and dropping the chains' dead bindings):
+    first the chains whose heads fold into the kernel, then the rest."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.FuseAttention")  # type: ignore[untyped-decorator]
     def fuse_attention(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        fuser = _AttentionFuser(mod, tiles)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                fuser.builder_.update_func(gvar, fuser.visit_expr(func))
-        result: tvm.IRModule = relax.transform.DeadCodeElimination()(fuser.builder_.get())
-        return result
+        for heads in (True, False):
+            fuser = _AttentionFuser(mod, tiles, heads=heads)
+            for gvar, func in mod.functions_items():
+                if isinstance(func, relax.Function):
+                    fuser.builder_.update_func(gvar, fuser.visit_expr(func))
+            mod = relax.transform.DeadCodeElimination()(fuser.builder_.get())
+        return mod
 
     return fuse_attention
 

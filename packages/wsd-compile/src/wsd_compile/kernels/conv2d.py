@@ -111,14 +111,19 @@ def _conv2d_implicit_gemm(
     if k_parts > 1:
         return _split_k_gemm(col, weight_at, (n, cout, out_h, out_w), depth, k_parts, out_dtype)
 
-    columns = te.compute((n, depth, out_h, out_w), col, name="im2col")
-    matrix = te.compute((cout, depth), weight_at, name="weight_matrix")
+    # The operands are converted to the sum's type where they are gathered: the
+    # schedule stages them in workgroup memory in that type, so an fp16 build
+    # summing in fp32 converts each element once, not at every multiply-add.
+    columns = te.compute(
+        (n, depth, out_h, out_w), lambda *i: col(*i).astype(out_dtype), name="im2col"
+    )
+    matrix = te.compute(
+        (cout, depth), lambda o, k: weight_at(o, k).astype(out_dtype), name="weight_matrix"
+    )
     k = te.reduce_axis((0, depth), name="k")
     return te.compute(
         (n, cout, out_h, out_w),
-        lambda b, o, y, x: te.sum(
-            matrix[o, k].astype(out_dtype) * columns[b, k, y, x].astype(out_dtype), axis=k
-        ),
+        lambda b, o, y, x: te.sum(matrix[o, k] * columns[b, k, y, x], axis=k),
         name="conv2d_gemm",
     )
 
@@ -137,19 +142,18 @@ def _split_k_gemm(
     chunk = depth // parts
     part_columns = te.compute(
         (parts, n, chunk, out_h, out_w),
-        lambda p, b, j, y, x: col(b, p * chunk + j, y, x),
+        lambda p, b, j, y, x: col(b, p * chunk + j, y, x).astype(out_dtype),
         name="im2col",
     )
     part_matrix = te.compute(
-        (parts, cout, chunk), lambda p, o, j: weight_at(o, p * chunk + j), name="weight_matrix"
+        (parts, cout, chunk),
+        lambda p, o, j: weight_at(o, p * chunk + j).astype(out_dtype),
+        name="weight_matrix",
     )
     j = te.reduce_axis((0, chunk), name="k")
     return te.compute(
         (parts, n, cout, out_h, out_w),
-        lambda p, b, o, y, x: te.sum(
-            part_matrix[p, o, j].astype(out_dtype) * part_columns[p, b, j, y, x].astype(out_dtype),
-            axis=j,
-        ),
+        lambda p, b, o, y, x: te.sum(part_matrix[p, o, j] * part_columns[p, b, j, y, x], axis=j),
         name="conv2d_gemm",
     )
 

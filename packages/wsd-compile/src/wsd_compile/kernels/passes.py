@@ -14,7 +14,7 @@ import tvm
 from tvm import relax
 from tvm.s_tir import dlight as dl
 
-from .accumulate import accumulate_fp32
+from .accumulate import accumulate_fp32, legalize_matmul
 from .attention import fuse_attention
 from .conv2d import legalize_map
 from .group_norm import decompose_group_norm
@@ -36,11 +36,7 @@ def webgpu_pipeline(
         *([fuse_attention] if kernels.fused_attention else []),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
-        relax.transform.LegalizeOps(
-            legalize_map(kernels.channel_block, kernels.split_k_tiles)
-            if kernels.implicit_gemm
-            else None
-        ),
+        relax.transform.LegalizeOps(_legalize_map(kernels)),
         # Phase 4. Fusion: element-wise producers and epilogues into their kernels.
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
@@ -60,6 +56,17 @@ def webgpu_pipeline(
         return result
 
     return pipeline
+
+
+def _legalize_map(kernels: KernelOptions) -> dict[str, Any] | None:
+    """wsd's legalizations: implicit-GEMM convolutions, and matmuls whose fp16
+    operands are converted as they are staged when they sum in fp32."""
+    found: dict[str, Any] = {}
+    if kernels.implicit_gemm:
+        found.update(legalize_map(kernels.channel_block, kernels.split_k_tiles))
+    if kernels.fp32_accumulate:
+        found["relax.matmul"] = legalize_matmul
+    return found or None
 
 
 def _schedule_rules(kernels: KernelOptions) -> list[Any]:
