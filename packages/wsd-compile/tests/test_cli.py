@@ -32,6 +32,7 @@ def test_check_writes_a_runnable_directory(
         "matmul_silu",
         "conv_group_norm",
         "attention",
+        "attention_heads",
     ]
     assert (tmp_path / "c" / "tensor-cache.json").is_file()
 
