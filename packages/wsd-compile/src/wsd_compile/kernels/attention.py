@@ -89,10 +89,10 @@ class _Plan:
     def shared_bytes(self) -> int:
         t = self.tiles
         words = (
-            t.rows * self.depth_chunk  # Q
+            t.rows * (self.depth_chunk | 1)  # Q
             + t.keys * self.staging_width  # K, then V
-            + t.rows * t.keys  # scores, then probabilities
-            + t.rows * t.threads_x  # per-thread partial row maxima and sums
+            + t.rows * (t.keys | 1)  # scores, then probabilities
+            + t.rows * (t.threads_x | 1)  # per-thread partial row maxima and sums
         )
         return 4 * words
 
@@ -304,10 +304,12 @@ def attention_kernel(
             for qt in T.thread_binding(_ceil(queries, bq), thread="blockIdx.x"):
                 for ty in T.thread_binding(ty_n, thread="threadIdx.y"):
                     for tx in T.thread_binding(tx_n, thread="threadIdx.x"):
-                        q_sh = T.alloc_buffer((bq, dc), f32, scope="shared")
+                        # Rows padded to an odd length: the threads of a warp that read
+                        # different rows at once hit different banks.
+                        q_sh = T.alloc_buffer((bq, dc | 1), f32, scope="shared")
                         kv_sh = T.alloc_buffer((bk, staging), f32, scope="shared")
-                        p_sh = T.alloc_buffer((bq, bk), f32, scope="shared")
-                        part_sh = T.alloc_buffer((bq, tx_n), f32, scope="shared")
+                        p_sh = T.alloc_buffer((bq, bk | 1), f32, scope="shared")
+                        part_sh = T.alloc_buffer((bq, tx_n | 1), f32, scope="shared")
                         s = T.alloc_buffer((rq, kk), f32, scope="local")
                         acc = T.alloc_buffer((rq, width), f32, scope="local")
                         m = T.alloc_buffer((rq,), f32, scope="local")
