@@ -19,6 +19,7 @@ from wsd_compile.kernels import (
     DEFAULT_KERNELS,
     AttentionTiles,
     attention_kernel,
+    attention_tiles,
     fuse_attention,
     fuse_attention_pass,
     webgpu_pipeline,
@@ -110,6 +111,17 @@ def test_same_shapes_share_one_kernel() -> None:
     assert sum(isinstance(f, tvm.tirx.PrimFunc) for _, f in fused.functions_items()) == 1
 
 
+def test_tiles_follow_the_head_dimension() -> None:
+    """Narrow heads: 8 threads per row; wide ones: 32, so the output accumulators
+    stay few per thread; never more than 256 threads, WebGPU's default limit."""
+    assert attention_tiles(40).threads_x == attention_tiles(64).threads_x == 8
+    assert attention_tiles(160) == DEFAULT_ATTENTION_TILES
+    assert attention_tiles(512).threads_x == 32
+    for depth in (8, 40, 64, 80, 160, 512):
+        t = attention_tiles(depth)
+        assert t.rows // t.rows_per_thread * t.threads_x <= 256
+
+
 @pytest.mark.parametrize("depth", [8, 16, 40, 64, 80, 96, 160, 512])
 def test_every_head_dimension_fits_the_workgroup_memory(depth: int) -> None:
     func = attention_kernel(2, 100, 77, depth, "float16", depth**-0.5)
@@ -136,7 +148,9 @@ def test_the_kernel_builds_for_webgpu(dtype: str) -> None:
     check_wgsl(sources)
     kernels = [s for s in sources if "fused_attention" in s]
     assert len(kernels) == 1
-    assert "@workgroup_size(16, 16, 1)" in kernels[0]
+    tiles = attention_tiles(40)
+    threads = (tiles.threads_x, tiles.rows // tiles.rows_per_thread)
+    assert f"@workgroup_size({threads[0]}, {threads[1]}, 1)" in kernels[0]
     assert "exp(" in kernels[0] and "workgroupBarrier()" in kernels[0]
     assert not any("softmax" in s for s in sources)
 

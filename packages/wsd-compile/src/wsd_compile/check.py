@@ -38,16 +38,17 @@ _IMG = (1, 128, 8, 8)
 _CONV = (16, 128, 3, 3)
 _GROUPS = 4
 _EPS = 1e-5
-# Attention over 77 keys (the text encoder's length) for 80 query rows, head
-# dimension 96: no length a multiple of the fused kernel's tiles, and a head
-# too wide to stage whole, so its masking of keys, rows and columns and its
-# chunked passes over the head are exercised (wsd_compile.kernels.attention).
-_Q = (2, 80, 96)
-_KV = (2, 77, 96)
-_ATTN_SCALE = 96**-0.5
-# The same with the heads side by side, as the attention projections compute
-# them ([n, tokens, heads x head dim], split and merged by transposes that
-# the kernel folds into its indexing): 2 images x 2 heads.
+# Attention over 77 keys (the text encoder's length) for 80 query rows: no
+# length a multiple of the fused kernel's tiles, and heads too wide to stage
+# whole, so its masking of keys, rows and columns and its chunked passes over
+# the head are exercised (wsd_compile.kernels.attention). Head dimension 512
+# (the VAE's: one row per thread, 32 threads per row), plain batches.
+_Q = (2, 80, 512)
+_KV = (2, 77, 512)
+# The same with head dimension 96 (16 threads per row, 4 rows each) and the
+# heads side by side, as the attention projections compute them ([n, tokens,
+# heads x head dim], split and merged by transposes that the kernel folds
+# into its indexing): 2 images x 2 heads.
 _HEADS = 2
 _XQ = (2, 80, _HEADS * 96)
 _XKV = (2, 77, _HEADS * 96)
@@ -113,7 +114,7 @@ def _attention_function(bb: relax.BlockBuilder) -> None:
     with bb.function("attention", [q, k, v]):
         with bb.dataflow():
             scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 2, 1])))
-            scaled = bb.emit(relax.op.multiply(scores, relax.const(_ATTN_SCALE, f32)))
+            scaled = bb.emit(relax.op.multiply(scores, relax.const(_Q[-1] ** -0.5, f32)))
             probs = bb.emit(relax.op.nn.softmax(scaled, axis=-1))
             out = bb.emit_output(relax.op.matmul(probs, v))
         bb.emit_func_output(out)
@@ -142,7 +143,7 @@ def _attention_heads_function(bb: relax.BlockBuilder) -> None:
                 for x, length in zip(xs, (queries, keys, keys), strict=True)
             )
             scores = bb.emit(relax.op.matmul(q, relax.op.permute_dims(k, [0, 2, 1])))
-            scaled = bb.emit(relax.op.multiply(scores, relax.const(_ATTN_SCALE, f32)))
+            scaled = bb.emit(relax.op.multiply(scores, relax.const(depth**-0.5, f32)))
             attended = bb.emit(relax.op.matmul(relax.op.nn.softmax(scaled, axis=-1), v))
             merged = relax.op.permute_dims(
                 relax.op.reshape(attended, (n, _HEADS, queries, depth)), [0, 2, 1, 3]
@@ -177,7 +178,7 @@ def check_inputs(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray[Any, Any]:
-    scores = np.einsum("bqd,bkd->bqk", q, k) * _ATTN_SCALE
+    scores = np.einsum("bqd,bkd->bqk", q, k) * q.shape[-1] ** -0.5
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)
     out: np.ndarray[Any, Any] = weights @ v

@@ -46,6 +46,7 @@ from .attention import (
     DEFAULT_ATTENTION_TILES,
     AttentionTiles,
     attention_kernel,
+    attention_tiles,
     fuse_attention,
     fuse_attention_pass,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "WebGPUMatmul",
     "accumulate_fp32",
     "attention_kernel",
+    "attention_tiles",
     "decompose_group_norm",
     "fuse_attention",
     "fuse_attention_pass",

@@ -52,6 +52,20 @@ class AttentionTiles:
 
 DEFAULT_ATTENTION_TILES = AttentionTiles()
 
+
+def attention_tiles(depth: int) -> AttentionTiles:
+    """The tiling for a head dimension: narrow heads (the UNets' 40 and 64) get 8
+    threads per row, so that each thread computes 4x4 scores and a quarter of
+    each row's output from every pair of workgroup-memory reads; wide heads (the
+    VAE's 512) 32 threads per row, so that a thread's share of the output rows
+    stays 64 registers. No tiling has more than 256 threads (WebGPU's default limit)."""
+    if depth <= 64:
+        return AttentionTiles(threads_x=8)
+    if depth <= 160:
+        return DEFAULT_ATTENTION_TILES
+    return AttentionTiles(rows=32, rows_per_thread=4, threads_x=32)
+
+
 #: Stands in for minus infinity: exp() of it minus any real score is 0, and
 #: it never makes inf - inf.
 _NEG = -3.0e38
@@ -275,16 +289,17 @@ def attention_kernel(
     depth: int,
     dtype: str,
     scale: float,
-    tiles: AttentionTiles = DEFAULT_ATTENTION_TILES,
+    tiles: AttentionTiles | None = None,
     heads: int = 1,
 ) -> tirx.PrimFunc:
     """``out[b] = softmax(q[b] @ k[b]^T * scale) @ v[b]`` for ``q: [batch, queries, depth]``,
-    ``k, v: [batch, keys, depth]``, all ``dtype``, as one scheduled GPU kernel.
+    ``k, v: [batch, keys, depth]``, all ``dtype``, as one scheduled GPU kernel
+    (tiled by ``tiles``, by default :func:`attention_tiles` of ``depth``).
 
     With ``heads > 1`` the tensors hold the heads side by side, as the attention
     projections compute them: ``q: [batch / heads, queries, heads * depth]`` (and
     so ``k``, ``v`` and ``out``), so that no transpose splits or merges the heads."""
-    plan = _Plan.make(tiles, depth)
+    plan = _Plan.make(tiles or attention_tiles(depth), depth)
     mac = _Macros(plan, queries, keys, dtype, scale, heads)
     stage, scores, softmax_block = mac.stage(), mac.scores(), mac.softmax_block()
     add_values, store, n_dc = mac.add_values(), mac.store(), mac.n_dc
@@ -364,7 +379,7 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
     the heads side by side and the six transposes go. ``heads=False``: any
     chain, rooted at its last matmul."""
 
-    def __init__(self, mod: tvm.IRModule, tiles: AttentionTiles, *, heads: bool) -> None:
+    def __init__(self, mod: tvm.IRModule, tiles: AttentionTiles | None, *, heads: bool) -> None:
         super().__init__(mod)
         self.tiles, self.heads = tiles, heads
         self.ops = {
@@ -494,9 +509,10 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
         return call if fused is None else fused
 
 
-def fuse_attention_pass(tiles: AttentionTiles = DEFAULT_ATTENTION_TILES) -> tvm.transform.Pass:
+def fuse_attention_pass(tiles: AttentionTiles | None = None) -> tvm.transform.Pass:
     """The pass replacing every matched attention chain of ``mod``'s Relax
-    functions with a fused kernel (and dropping the chains' dead bindings):
+    functions with a fused kernel tiled by ``tiles`` (by default
+    :func:`attention_tiles` of its head dimension), dropping the chains' dead bindings:
     first the chains whose heads fold into the kernel, then the rest."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.FuseAttention")  # type: ignore[untyped-decorator]
