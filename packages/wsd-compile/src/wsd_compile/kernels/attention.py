@@ -54,13 +54,14 @@ DEFAULT_ATTENTION_TILES = AttentionTiles()
 
 
 def attention_tiles(depth: int) -> AttentionTiles:
-    """The tiling for a head dimension: narrow heads (the UNets' 40 and 64) get 8
-    threads per row, so that each thread computes 4x4 scores and a quarter of
-    each row's output from every pair of workgroup-memory reads; wide heads (the
-    VAE's 512) 32 threads per row, so that a thread's share of the output rows
-    stays 64 registers. No tiling has more than 256 threads (WebGPU's default limit)."""
-    if depth <= 64:
-        return AttentionTiles(threads_x=8)
+    """The tiling for a head dimension: the default (16 threads per row, 4 rows
+    each) up to 160, which the UNets' heads have; 32 threads per row for wider
+    heads (the VAE's 512), so that a thread's share of the output rows stays 72
+    registers. No tiling has more than 256 threads (WebGPU's default limit).
+
+    Measured on the H200 (SD 1.5 512 fp16, the 4096-token attention, 5 calls per
+    UNet step): 8 threads per row with 4x4 scores per thread (128 threads) took
+    18.2 ms against the default's 15.7 ms, so the narrow heads keep the default."""
     if depth <= 160:
         return DEFAULT_ATTENTION_TILES
     return AttentionTiles(rows=32, rows_per_thread=4, threads_x=32)
