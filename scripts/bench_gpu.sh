@@ -14,7 +14,8 @@
 # Each build is benchmarked with wsd-web bench (robustness on and off), then
 # PyTorch once (fp32 and fp16), then wsd-web report makes one result with a
 # WebGPU record per build.
-# WARMUP and REPEATS (environment; default 3 and 10) set the runs per stage.
+# WARMUP and REPEATS (environment; default 3 and 10) set the runs per stage;
+# ROBUSTNESS (on, off or both, the default) which WebGPU robustness modes run.
 set -euo pipefail
 usage="usage: bash scripts/bench_gpu.sh KIND NAME OUT STEPS BUILD [BUILD...]"
 if [ $# -lt 5 ]; then
@@ -33,6 +34,10 @@ if ! [[ $steps =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 runs="--warmup ${WARMUP:-3} --repeats ${REPEATS:-10}"
+case ${ROBUSTNESS:-both} in
+  on | off | both) ;;
+  *) echo "bench_gpu.sh: ROBUSTNESS must be on, off or both, not '$ROBUSTNESS'" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Every build: its kind, size and precision from its manifest; all of KIND, at one size.
 size=""
@@ -62,7 +67,7 @@ i=0
 for build in "${builds[@]}"; do
   i=$((i + 1))
   json="$out/$name-webgpu-$i.json"
-  webgpu="python3 -m wsd_web bench $build --steps $steps $runs --random-weights 1 --json $json"
+  webgpu="python3 -m wsd_web bench $build --steps $steps $runs --robustness ${ROBUSTNESS:-both} --random-weights 1 --json $json"
   echo "+ $webgpu"; $webgpu
   commands+=("$webgpu") webgpu_args+=(--webgpu "$json") placeholders+=(BUILD)
 done
@@ -75,6 +80,7 @@ cp "$root"/docs/benchmarks/*.json "$out/docs/benchmarks/" 2>/dev/null || true
 env_prefix=""
 [ -n "${WARMUP:-}" ] && env_prefix+="WARMUP=$WARMUP "
 [ -n "${REPEATS:-}" ] && env_prefix+="REPEATS=$REPEATS "
+[ -n "${ROBUSTNESS:-}" ] && env_prefix+="ROBUSTNESS=$ROBUSTNESS "
 joined=$(printf ' ; %s' "${commands[@]}")
 python3 -m wsd_web report "${webgpu_args[@]}" --pytorch "$out/$name-pytorch.json" \
   --command "${env_prefix}bash scripts/bench_gpu.sh $kind $name OUT $steps ${placeholders[*]}  # ${joined:3}" \
