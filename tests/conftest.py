@@ -45,11 +45,13 @@ def _source_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached_build(preset: str) -> Path:
+def _cached_build(preset: str, *, fuse_all_attention: bool = False) -> Path:
     """``preset`` compiled for WebGPU at fp32, cached outside the repo by source hash.
 
     A fresh machine compiles it once (about a minute on 2 cores); a cached
-    build is used only if ``verify`` finds every file intact.
+    build is used only if ``verify`` finds every file intact. With
+    ``fuse_all_attention`` every attention runs as the fused kernel (builds
+    fuse only attention with a large score matrix, which no tiny preset has).
     """
     import shutil
 
@@ -57,18 +59,28 @@ def _cached_build(preset: str) -> Path:
     from wsd_capture import PRESET_KINDS
     from wsd_compile import compile_pipeline
     from wsd_compile.cache import cache_root
+    from wsd_compile.kernels import DEFAULT_KERNELS
 
-    out = cache_root() / "builds" / f"{preset}-fp32-{_source_key()}"
+    variant = "-fused" if fuse_all_attention else ""
+    out = cache_root() / "builds" / f"{preset}-fp32{variant}-{_source_key()}"
     if out.exists() and not verify(out).ok:
         shutil.rmtree(out)
     if not out.exists():
-        compile_pipeline(PRESET_KINDS[preset], preset=preset, out_dir=out)
+        kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if variant else None
+        compile_pipeline(
+            PRESET_KINDS[preset], preset=preset, out_dir=out, kernels=kernels or DEFAULT_KERNELS
+        )
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_sd15_build() -> Path:
     return _cached_build("tiny-sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_fused_build() -> Path:
+    return _cached_build("tiny-sd15", fuse_all_attention=True)
 
 
 @pytest.fixture(scope="session")

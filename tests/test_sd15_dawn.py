@@ -70,6 +70,33 @@ def test_node_dawn_generation_matches_diffusers(
     assert len(first["timings"]["unetStepMs"]) == RUN["steps"] + 1  # PLMS repeats one step
 
 
+def test_fused_attention_generation_matches_diffusers(
+    tiny_sd15_fused_build: Path, diffusers_reference: Reference, psnr: PSNR
+) -> None:
+    """The fused attention kernel in a whole pipeline (every attention of the UNet
+    and the VAE; builds fuse only large ones, which no tiny preset has)."""
+    assert b"fused_attention" in (tiny_sd15_fused_build / "model.wasm").read_bytes()
+    report = node_render(
+        tiny_sd15_fused_build,
+        {
+            "prompt": RUN["prompt"],
+            "negativePrompt": RUN["negative_prompt"],
+            "seed": RUN["seed"],
+            "steps": RUN["steps"],
+            "scheduler": RUN["scheduler"],
+            "returnLatents": True,
+            "returnPixels": True,
+        },
+    )
+    image, latents = diffusers_reference(RUN)
+    [run] = report["runs"]
+    pixels = np.frombuffer(base64.b64decode(run["rgba"]), np.uint8)
+    pixels = pixels.reshape(report["height"], report["width"], 4)[..., :3]
+    assert psnr(pixels, image) >= 40
+    got = np.asarray(run["latents"], np.float32).reshape(latents.shape)
+    assert np.abs(got - latents).max() <= 1e-3
+
+
 def test_node_render_usage(tmp_path: Path) -> None:
     result = subprocess.run(["node", str(RENDER)], capture_output=True, text=True, check=False)
     assert result.returncode == 2

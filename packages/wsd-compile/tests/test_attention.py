@@ -17,16 +17,19 @@ from wsd_compile.buffers import function_buffers
 from wsd_compile.kernels import (
     DEFAULT_ATTENTION_TILES,
     DEFAULT_KERNELS,
+    FUSE_ABOVE_BYTES,
     AttentionTiles,
     attention_kernel,
     attention_tiles,
-    fuse_attention,
     fuse_attention_pass,
     webgpu_pipeline,
 )
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
 T = relax.TensorType
+#: Every attention fused, however small (the default fuses only large ones).
+fuse_attention = fuse_attention_pass(min_bytes=0)
+ALL_FUSED = DEFAULT_KERNELS.without(fused_attention_min_bytes=0)
 
 
 def _attention_module(
@@ -80,7 +83,22 @@ def test_no_score_matrix_is_left_to_bind() -> None:
     mod = _attention_module((16, 4096, 4096, 40))
     scores = 16 * 4096 * 4096 * 4
     assert function_buffers(mod)[0].nbytes == scores  # 1 GiB: SD 1.5's at 512x512
-    assert function_buffers(fuse_attention(mod))[0].nbytes == 16 * 4096 * 40 * 4
+    default = fuse_attention_pass()  # fuses what is over FUSE_ABOVE_BYTES, as builds do
+    assert function_buffers(default(mod))[0].nbytes == 16 * 4096 * 40 * 4
+
+
+@pytest.mark.parametrize(
+    ("shape", "fused"),
+    [((16, 4096, 4096, 40), True), ((40, 1024, 1024, 64), False), ((16, 1024, 1024, 80), False)],
+    ids=["sd15-64x64", "sdxl-32x32", "sd15-32x32"],
+)
+def test_by_default_only_large_score_matrices_are_fused(
+    shape: tuple[int, int, int, int], fused: bool
+) -> None:
+    batch, queries, keys, _ = shape
+    assert (4 * batch * queries * keys > FUSE_ABOVE_BYTES) == fused
+    ops = _ops(fuse_attention_pass()(_attention_module(shape)))
+    assert ops == (["call_tir"] if fused else ["matmul", "nn.softmax", "matmul"])
 
 
 @pytest.mark.parametrize(
@@ -142,7 +160,7 @@ def test_tiles_too_large_for_the_workgroup_memory_are_refused() -> None:
 def test_the_kernel_builds_for_webgpu(dtype: str) -> None:
     target = webgpu_target()
     mod = _attention_module((4, 80, 77, 40), dtype)
-    lib = tvm.compile(mod, target=target, relax_pipeline=webgpu_pipeline(target, DEFAULT_KERNELS))
+    lib = tvm.compile(mod, target=target, relax_pipeline=webgpu_pipeline(target, ALL_FUSED))
     sources = wgsl_sources(lib.mod)
     check_wgsl(sources)
     kernels = [s for s in sources if "fused_attention" in s]
@@ -169,7 +187,7 @@ def test_the_option_turns_it_off() -> None:
 
 def test_a_custom_tiling_is_used() -> None:
     tiles = AttentionTiles(rows=32, rows_per_thread=2, threads_x=8, keys=16)
-    fused = fuse_attention_pass(tiles)(_attention_module((2, 40, 40, 16)))
+    fused = fuse_attention_pass(tiles, min_bytes=0)(_attention_module((2, 40, 40, 16)))
     kernel = next(f for _, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
     assert 'thread_binding(8, thread="threadIdx.x")' in kernel.script()
     assert 'thread_binding(16, thread="threadIdx.y")' in kernel.script()

@@ -22,6 +22,7 @@ from tvm import relax
 
 from wsd_artifacts import write_tensor_cache
 
+from .kernels import DEFAULT_KERNELS
 from .output import fresh_output_dir
 from .runtime import RuntimeObjects
 from .webgpu import WebGPUBuild, build_webgpu_wasm
@@ -235,7 +236,11 @@ def write_runtime_check(
     """
     out = Path(out_dir)
     with fresh_output_dir(out) as tmp:
-        build = build_webgpu_wasm(build_check_module(), tmp / CHECK_WASM, runtime=runtime)
+        # Every attention fused, however small, so that the kernel is what runs.
+        kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0)
+        build = build_webgpu_wasm(
+            build_check_module(), tmp / CHECK_WASM, runtime=runtime, kernels=kernels
+        )
         tensors = check_inputs(seed)
         expected = {f"expected.{fn.name}": _reference(fn, tensors) for fn in CHECK_FUNCTIONS}
         write_tensor_cache(tmp, {**tensors, **expected})

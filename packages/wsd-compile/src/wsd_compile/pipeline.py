@@ -19,7 +19,7 @@ from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
 from .errors import WsdCompileError
 from .glue import MAX_TERMS
 from .kernels import DEFAULT_KERNELS, KernelOptions
-from .kernels.attention import fuse_attention
+from .kernels.attention import fuse_attention_pass
 from .kinds import PRECISIONS, kind_build, task_functions
 from .output import fresh_output_dir
 from .pipeline_module import PipelineModule, build_pipeline_module
@@ -249,7 +249,9 @@ def compile_pipeline(
             module = build_pipeline_module(captured, precision=precision, consume=owned)
             # The tensors the device binds: attention's score matrices are not
             # among them when the kernels fuse attention.
-            graph = fuse_attention(module.mod) if kernels.fused_attention else module.mod
+            graph = module.mod
+            if kernels.fused_attention:
+                graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
             buffers = function_buffers(graph)
             max_buffer = largest_buffer_bytes(graph, module.params)
         with _phase(seconds, "runtime", say):

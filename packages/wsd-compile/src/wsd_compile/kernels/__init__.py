@@ -27,7 +27,9 @@ docs/kernels.md and docs/benchmarks.md). One module per family:
   attention): the chain ``softmax(Q K^T * scale) V`` that diffusers' classic
   attention exports is found before legalization and replaced by a call to a
   hand-scheduled kernel, so the score matrix (1 GiB in an SD 1.5 UNet at
-  512x512) is never stored; scores and sums are fp32 in every build.
+  512x512) is never stored; scores and sums are fp32 in every build. Only
+  attention whose score matrix would exceed 256 MiB is fused: below that the
+  tiled matmuls and the softmax are faster.
 * **fp32 accumulation** (``accumulate``): in fp16 builds, every fp16 matmul
   and convolution is rewritten before legalization to sum in fp32 and cast
   its result to fp16; the cast fuses into the kernel's epilogue, so the sum
@@ -44,6 +46,7 @@ from __future__ import annotations
 from .accumulate import accumulate_fp32
 from .attention import (
     DEFAULT_ATTENTION_TILES,
+    FUSE_ABOVE_BYTES,
     AttentionTiles,
     attention_kernel,
     attention_tiles,
@@ -70,6 +73,7 @@ __all__ = [
     "DEFAULT_ATTENTION_TILES",
     "DEFAULT_KERNELS",
     "DEFAULT_TILES",
+    "FUSE_ABOVE_BYTES",
     "GROUP_NORM_CHUNK",
     "LARGE_MATMUL_OUTPUTS",
     "SPLIT_K_MIN_DEPTH",

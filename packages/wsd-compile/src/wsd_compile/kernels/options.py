@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .attention import FUSE_ABOVE_BYTES
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
 
 
@@ -35,6 +36,9 @@ class KernelOptions:
     #: Attention as one kernel with an online softmax (the ``attention`` module),
     #: instead of two matmuls around a softmax over a stored score matrix.
     fused_attention: bool = True
+    #: ... for attention whose fp32 score matrix would be larger than this
+    #: (``FUSE_ABOVE_BYTES``, 256 MiB; 0: every attention).
+    fused_attention_min_bytes: int = FUSE_ABOVE_BYTES
     #: fp16 matmuls and convolutions sum in fp32 registers and write fp16
     #: (``accumulate_fp32``, in the ``accumulate`` module); False: they sum in fp16.
     fp32_accumulate: bool = True

@@ -15,7 +15,7 @@ from tvm import relax
 from tvm.s_tir import dlight as dl
 
 from .accumulate import accumulate_fp32, legalize_matmul
-from .attention import fuse_attention
+from .attention import fuse_attention_pass
 from .conv2d import legalize_map
 from .group_norm import decompose_group_norm
 from .matmul import TiledMatmul, WebGPUMatmul
@@ -33,7 +33,11 @@ def webgpu_pipeline(
         *generic.library_dispatch_passes(target),
         # Phase 2. Graph rewrites on Relax operators, before they are lowered.
         *([decompose_group_norm] if kernels.group_norm else []),
-        *([fuse_attention] if kernels.fused_attention else []),
+        *(
+            [fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)]
+            if kernels.fused_attention
+            else []
+        ),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
