@@ -27,6 +27,16 @@ RUN = {
     "steps": 6,
     "scheduler": "pndm",
 }
+#: ``RUN`` as the Node runner takes it, with the latents and pixels returned.
+RENDER_OPTIONS = {
+    "prompt": RUN["prompt"],
+    "negativePrompt": RUN["negative_prompt"],
+    "seed": RUN["seed"],
+    "steps": RUN["steps"],
+    "scheduler": RUN["scheduler"],
+    "returnLatents": True,
+    "returnPixels": True,
+}
 
 
 def node_render(build: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -47,16 +57,7 @@ def test_node_dawn_generation_matches_diffusers(
 ) -> None:
     report = node_render(
         tiny_sd15_build,
-        {
-            "prompt": RUN["prompt"],
-            "negativePrompt": RUN["negative_prompt"],
-            "seed": RUN["seed"],
-            "steps": RUN["steps"],
-            "scheduler": RUN["scheduler"],
-            "returnLatents": True,
-            "returnPixels": True,
-            "repeat": 2,
-        },
+        {**RENDER_OPTIONS, "repeat": 2},
     )
     image, latents = diffusers_reference(RUN)
     first, second = report["runs"]
@@ -78,15 +79,7 @@ def test_fused_attention_generation_matches_diffusers(
     assert b"fused_attention" in (tiny_sd15_fused_build / "model.wasm").read_bytes()
     report = node_render(
         tiny_sd15_fused_build,
-        {
-            "prompt": RUN["prompt"],
-            "negativePrompt": RUN["negative_prompt"],
-            "seed": RUN["seed"],
-            "steps": RUN["steps"],
-            "scheduler": RUN["scheduler"],
-            "returnLatents": True,
-            "returnPixels": True,
-        },
+        RENDER_OPTIONS,
     )
     image, latents = diffusers_reference(RUN)
     [run] = report["runs"]

@@ -172,6 +172,13 @@ def _run(
             ours, theirs = median(on, stage), median(baseline, stage)
             if ours is not None and theirs is not None and theirs > 0:
                 ratios[f"{stage}_vs_{key}"] = ours / theirs
+    return _record(precision, path, on, off, ratios)
+
+
+def _record(
+    precision: Any, path: Any, on: dict[str, Any], off: Any, ratios: dict[str, Any]
+) -> dict[str, Any]:
+    """One WebGPU record of a document: the build, its headline ratios and its results."""
     return {
         "precision": precision,
         "kernel_path": path,
@@ -388,22 +395,7 @@ def webgpu_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
         return runs
     on = doc["webgpu"]
     ratios = doc["ratios"]
-    return [
-        {
-            "precision": on["precision"],
-            "kernel_path": kernel_path(on),
-            "features": on.get("features"),
-            "dawn_toggles": on.get("dawn_toggles"),
-            **{
-                f"ratio_{stage}_vs_{key}": ratios.get(f"{stage}_vs_{key}")
-                for stage in HEADLINE_STAGES
-                for key, _ in BASELINES
-            },
-            "ratios": ratios,
-            "webgpu": on,
-            "webgpu_no_robustness": doc.get("webgpu_no_robustness"),
-        }
-    ]
+    return [_record(on["precision"], kernel_path(on), on, doc.get("webgpu_no_robustness"), ratios)]
 
 
 def run_name(run: dict[str, Any]) -> str:
