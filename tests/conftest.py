@@ -45,13 +45,17 @@ def _source_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached_build(preset: str, *, fuse_all_attention: bool = False) -> Path:
-    """``preset`` compiled for WebGPU at fp32, cached outside the repo by source hash.
+def _cached_build(
+    preset: str, *, fuse_all_attention: bool = False, precision: str = "fp32"
+) -> Path:
+    """``preset`` compiled for WebGPU (at fp32 unless told), cached outside the repo
+    by source hash.
 
     A fresh machine compiles it once (about a minute on 2 cores); a cached
     build is used only if ``verify`` finds every file intact. With
     ``fuse_all_attention`` every attention runs as the fused kernel (builds
     fuse only attention with a large score matrix, which no tiny preset has).
+    An fp16 build holds both kernel paths (``shader-f16`` and the ``fp32`` fallback).
     """
     import shutil
 
@@ -62,13 +66,17 @@ def _cached_build(preset: str, *, fuse_all_attention: bool = False) -> Path:
     from wsd_compile.kernels import DEFAULT_KERNELS
 
     variant = "-fused" if fuse_all_attention else ""
-    out = cache_root() / "builds" / f"{preset}-fp32{variant}-{_source_key()}"
+    out = cache_root() / "builds" / f"{preset}-{precision}{variant}-{_source_key()}"
     if out.exists() and not verify(out).ok:
         shutil.rmtree(out)
     if not out.exists():
         kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if variant else None
         compile_pipeline(
-            PRESET_KINDS[preset], preset=preset, out_dir=out, kernels=kernels or DEFAULT_KERNELS
+            PRESET_KINDS[preset],
+            preset=preset,
+            out_dir=out,
+            precision=precision,
+            kernels=kernels or DEFAULT_KERNELS,
         )
     return out
 
@@ -81,6 +89,11 @@ def tiny_sd15_build() -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd15_fused_build() -> Path:
     return _cached_build("tiny-sd15", fuse_all_attention=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_fp16_build() -> Path:
+    return _cached_build("tiny-sd15", precision="fp16")
 
 
 @pytest.fixture(scope="session")

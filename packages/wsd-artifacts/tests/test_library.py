@@ -12,9 +12,11 @@ from wsd_artifacts import (
     BUILD_SECTION,
     ArtifactError,
     build_stamp_problems,
+    compute_build_id,
     library_code_integrity,
     read_build_info,
     sri_sha384_bytes,
+    sri_sha384_file,
     stamp_library,
     strip_build_info,
     write_manifest,
@@ -108,3 +110,81 @@ def test_verify_names_a_library_of_another_build(model_dir: Path, body: dict[str
     assert report.corrupted == [
         ("model.wasm", f"belongs to build {'e' * 16}, the manifest to build {manifest['build_id']}")
     ]
+
+
+def _two_paths(body: dict[str, Any]) -> dict[str, Any]:
+    def path(name: str, library: str, precision: str, widen: bool) -> dict[str, Any]:
+        return {
+            "name": name,
+            "library": library,
+            "precision": precision,
+            "requires": ["shader-f16"] if precision == "fp16" else [],
+            "widen_f16_weights": widen,
+            "max_buffer_bytes": 1024,
+        }
+
+    return dict(
+        body,
+        kernel_paths=[
+            path("shader-f16", "model.wasm", "fp16", False),
+            path("fp32", "model-fp32.wasm", "fp32", True),
+        ],
+    )
+
+
+def test_every_kernel_path_library_is_stamped_with_the_one_build(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    """A build of two kernel paths: both libraries carry its id, which covers both's code."""
+    from wsd_artifacts import stamp_build
+
+    two = _two_paths(body)
+    second = model_dir / "model-fp32.wasm"
+    second.write_bytes(HEADER + _custom("pad", b"fp32 code"))
+    build_id = stamp_build(model_dir, two)
+    manifest = write_manifest(model_dir, two)
+    assert manifest["build_id"] == build_id
+    assert read_build_info(second.read_bytes()) == {
+        "build_id": build_id,
+        "runtime": manifest["runtime"],
+    }
+    assert build_stamp_problems(model_dir, manifest) == []
+    # The id covers both libraries' code, not the first's alone.
+    weights = sri_sha384_file(model_dir / "tensor-cache.json")
+    assert build_id == compute_build_id(
+        f"{library_code_integrity(model_dir / 'model.wasm')} {library_code_integrity(second)}",
+        weights,
+    )
+    assert build_id != compute_build_id(library_code_integrity(model_dir / "model.wasm"), weights)
+    # The second library of another build, or changed code, is named.
+    second.write_bytes(HEADER + _custom("pad", b"fp32 code of another build"))
+    stamp_library(second, {"build_id": "e" * 16, "runtime": manifest["runtime"]})
+    problems = build_stamp_problems(model_dir, manifest)
+    assert (
+        problems[0]
+        == f"model-fp32.wasm: belongs to build {'e' * 16}, the manifest to build {build_id}"
+    )
+    assert problems[1].startswith("build_id: the libraries' code and tensor-cache.json give")
+
+
+def test_kernel_paths_must_start_with_the_library_name_distinct_paths_and_exist(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    from wsd_artifacts import ManifestError, stamp_build
+
+    two = _two_paths(body)
+    with pytest.raises(
+        ManifestError, match=r"kernel_paths\.library: 'model-fp32\.wasm' names no file"
+    ):
+        write_manifest(model_dir, two)
+    (model_dir / "model-fp32.wasm").write_bytes(HEADER)
+    stamp_build(model_dir, two)
+    swapped = dict(two, kernel_paths=two["kernel_paths"][::-1])
+    with pytest.raises(ManifestError, match=r"kernel_paths\[0\].library: expected the top-level"):
+        write_manifest(model_dir, swapped)
+    twice = dict(
+        two, kernel_paths=[two["kernel_paths"][0], dict(two["kernel_paths"][1], name="shader-f16")]
+    )
+    with pytest.raises(ManifestError, match="names must be unique; repeated: shader-f16"):
+        write_manifest(model_dir, twice)
+    assert not (model_dir / "manifest.json").exists()

@@ -30,6 +30,18 @@ def test_fp16_build_of_the_preset(
     dtypes = {r.dtype for s in load_tensor_cache_index(out).shards for r in s.records}
     assert "float16" in dtypes
     assert sum(c["param_bytes"] for c in manifest["components"].values()) == report["weight_bytes"]
+    # Two kernel paths, one build: fp16 kernels, and fp32 ones for devices without shader-f16.
+    assert report["kernel_paths"] == ["shader-f16", "fp32"]
+    paths = manifest["kernel_paths"]
+    assert [(p["library"], p["requires"], p["widen_f16_weights"]) for p in paths] == [
+        ("model.wasm", ["shader-f16"], False),
+        ("model-fp32.wasm", [], True),
+    ]
+    assert "model-fp32.wasm" in manifest["files"]
+    assert b"enable f16" not in (out / "model-fp32.wasm").read_bytes()
+    # Weights count double in the fp32 path, and the limits are the best path's.
+    assert paths[1]["max_buffer_bytes"] >= paths[0]["max_buffer_bytes"]
+    assert manifest["limits"]["max_buffer_bytes"] == paths[0]["max_buffer_bytes"]
 
 
 def test_an_existing_output_is_left_alone(tmp_path: Path, stderr_line: Callable[[], str]) -> None:

@@ -145,67 +145,114 @@ def compute_build_id(library_integrity: str, weights_integrity: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def stamp_build(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> str:
-    """Stamp the library that a manifest body names with its build; return the build id.
+def manifest_libraries(manifest_body: Mapping[str, Any]) -> list[str]:
+    """Every library a manifest (body) names: ``library``, then those of its
+    ``kernel_paths`` in order, each once (non-strings skipped: validation reports them)."""
+    named = [manifest_body.get("library")]
+    paths = manifest_body.get("kernel_paths")
+    if isinstance(paths, list):
+        named += [p.get("library") for p in paths if isinstance(p, Mapping)]
+    found: list[str] = []
+    for name in named:
+        if isinstance(name, str) and name not in found:
+            found.append(name)
+    return found
 
-    The id is that of the library's code and the weights index the body
-    names (:func:`compute_build_id`); the stamp carries it and the body's
-    ``runtime``. A build calls this once the library and the weights are
-    written, then :func:`wsd_artifacts.write_manifest`, which refuses a
-    WebAssembly library that lacks the stamp. Raises :class:`ManifestError`
-    when the body names no library or weights file in ``model_dir``, and
-    :class:`ArtifactError` when the library is not WebAssembly.
+
+def libraries_code_integrity(root: str | Path, libraries: list[str]) -> str:
+    """What a build id covers of its libraries: each one's code integrity
+    (:func:`library_code_integrity`), space-separated, in manifest order (one
+    library: its integrity alone)."""
+    return " ".join(library_code_integrity(Path(root) / name) for name in libraries)
+
+
+def stamp_build(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> str:
+    """Stamp every library that a manifest body names with its build; return the build id.
+
+    The id is that of the libraries' code and the weights index the body
+    names (:func:`compute_build_id` over :func:`libraries_code_integrity`);
+    each library's stamp carries it and the body's ``runtime`` (a build with
+    several kernel paths has one library per path, all of one build). A build
+    calls this once the libraries and the weights are written, then
+    :func:`wsd_artifacts.write_manifest`, which refuses a WebAssembly library
+    that lacks the stamp. Raises :class:`ManifestError` when the body names
+    no library or weights file in ``model_dir``, and :class:`ArtifactError`
+    when a library is not WebAssembly.
     """
     root = Path(model_dir)
-    named = {field: manifest_body.get(field) for field in ("library", "weights")}
+    libraries = manifest_libraries(manifest_body)
+    weights_name = manifest_body.get("weights")
+    named: list[tuple[str, object]] = [("library", name) for name in libraries] or [
+        ("library", manifest_body.get("library"))
+    ]
+    named.append(("weights", weights_name))
     missing = [
         f"{field}: {name!r} names no file in {root}"
-        for field, name in named.items()
+        for field, name in named
         if not (isinstance(name, str) and (root / name).is_file())
     ]
     if missing:
         raise ManifestError("cannot stamp the build", missing)
-    library, weights = root / str(named["library"]), root / str(named["weights"])
-    build_id = compute_build_id(library_code_integrity(library), sri_sha384_file(weights))
-    stamp_library(library, {"build_id": build_id, "runtime": manifest_body.get("runtime")})
+    build_id = compute_build_id(
+        libraries_code_integrity(root, libraries), sri_sha384_file(root / str(weights_name))
+    )
+    for name in libraries:
+        stamp_library(root / name, {"build_id": build_id, "runtime": manifest_body.get("runtime")})
     return build_id
 
 
 def build_stamp_problems(model_dir: str | Path, manifest: Mapping[str, Any]) -> list[str]:
-    """What is wrong between a (valid) manifest and its library's stamp; empty when they agree.
+    """What is wrong between a (valid) manifest and its libraries' stamps; empty when they agree.
 
-    The library must carry a ``wsd.build`` section with the manifest's
-    ``build_id`` and ``runtime``, and the id must be the one its code and the
-    weights index give (:func:`compute_build_id`).
+    Every library (:func:`manifest_libraries`) must carry a ``wsd.build``
+    section with the manifest's ``build_id`` and ``runtime``, and the id must
+    be the one the libraries' code and the weights index give
+    (:func:`compute_build_id`).
     """
     root = Path(model_dir)
-    library, weights = root / manifest["library"], root / manifest["weights"]
-    if not library.is_file() or not weights.is_file():
+    libraries = manifest_libraries(manifest)
+    weights = root / manifest["weights"]
+    if not weights.is_file() or not all((root / name).is_file() for name in libraries):
         return []  # reported as missing files
-    data = library.read_bytes()
+    problems: list[str] = []
+    unreadable = False
+    for name in libraries:
+        found, readable = _library_stamp_problems(name, (root / name).read_bytes(), manifest)
+        problems += found
+        unreadable = unreadable or not readable
+    if unreadable:
+        return problems
+    expected = compute_build_id(libraries_code_integrity(root, libraries), sri_sha384_file(weights))
+    if expected != manifest["build_id"]:
+        code = "library's" if len(libraries) == 1 else "libraries'"
+        problems.append(
+            f"build_id: the {code} code and {manifest['weights']} give {expected}, "
+            f"the manifest says {manifest['build_id']}"
+        )
+    return problems
+
+
+def _library_stamp_problems(
+    name: str, data: bytes, manifest: Mapping[str, Any]
+) -> tuple[list[str], bool]:
+    """One library's stamp against the manifest, and whether it has a readable stamp."""
     if not data.startswith(WASM_HEADER):
-        return [f"{manifest['library']}: not a WebAssembly module"]
+        return [f"{name}: not a WebAssembly module"], False
     try:
         info = read_build_info(data)
     except ArtifactError as e:
-        return [f"{manifest['library']}: {e}"]
+        return [f"{name}: {e}"], False
     if info is None:
-        return [f"{manifest['library']}: has no {BUILD_SECTION} section; rebuild with wsd-compile"]
+        return [f"{name}: has no {BUILD_SECTION} section; rebuild with wsd-compile"], False
     problems = []
     if info.get("build_id") != manifest["build_id"]:
         problems.append(
-            f"{manifest['library']}: belongs to build {info.get('build_id')}, "
+            f"{name}: belongs to build {info.get('build_id')}, "
             f"the manifest to build {manifest['build_id']}"
         )
     if info.get("runtime") != manifest["runtime"]:
         problems.append(
-            f"{manifest['library']}: linked with runtime {info.get('runtime')}, "
+            f"{name}: linked with runtime {info.get('runtime')}, "
             f"the manifest says {manifest['runtime']}"
         )
-    expected = compute_build_id(sri_sha384_bytes(strip_build_info(data)), sri_sha384_file(weights))
-    if expected != manifest["build_id"]:
-        problems.append(
-            f"build_id: the library's code and {manifest['weights']} give {expected}, "
-            f"the manifest says {manifest['build_id']}"
-        )
-    return problems
+    return problems, True

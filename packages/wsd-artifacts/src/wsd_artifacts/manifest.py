@@ -25,7 +25,13 @@ from ._schema_messages import check_keywords, child_path, validate
 from .atomic import write_text_atomic
 from .errors import ArtifactError, ManifestError
 from .integrity import sri_sha384_file
-from .library import WASM_HEADER, compute_build_id, library_code_integrity, read_build_info
+from .library import (
+    WASM_HEADER,
+    compute_build_id,
+    libraries_code_integrity,
+    manifest_libraries,
+    read_build_info,
+)
 from .tensor_cache import INDEX_NAME, load_tensor_cache_index
 
 MANIFEST_NAME = "manifest.json"
@@ -97,6 +103,9 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
             for key in ("tokenizer_2", "conditioning")
             if key not in m
         ]
+    problems += _kernel_path_problems(m)
+    paths = m.get("kernel_paths", [])
+    named += [(f"kernel_paths[{i}].library", p["library"]) for i, p in enumerate(paths)]
     for field, path in named:
         if path not in files:
             problems.append(f"{field}: expected a file listed in files, got {path!r}")
@@ -135,6 +144,23 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
             f"latent.shape: expected the last two dimensions to be image height and width "
             f"divided by vae_scale_factor ({_hw(expected_hw)}), got {latent['shape']}"
         )
+    return problems
+
+
+def _kernel_path_problems(m: Mapping[str, Any]) -> list[str]:
+    paths = m.get("kernel_paths")
+    if paths is None:
+        return []
+    problems = []
+    if paths[0]["library"] != m["library"]:
+        problems.append(
+            f"kernel_paths[0].library: expected the top-level library {m['library']!r} "
+            f"(the best path's), got {paths[0]['library']!r}"
+        )
+    names = [p["name"] for p in paths]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"kernel_paths: names must be unique; repeated: {', '.join(repeated)}")
     return problems
 
 
@@ -188,6 +214,7 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
         f"{field}: {name!r} names no file in {root}"
         for field, name in (
             ("library", body.get("library")),
+            *(("kernel_paths.library", name) for name in manifest_libraries(body)[1:]),
             ("weights", body.get("weights")),
             ("tokenizer.file", tokenizer.get("file") if isinstance(tokenizer, Mapping) else None),
         )
@@ -197,10 +224,11 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
         raise ManifestError("cannot write the manifest", missing)
 
     build_id = "0" * 16  # only when library/weights are invalid, which validation reports
-    names = [body.get(k) for k in ("library", "weights")]
-    if all(isinstance(n, str) for n in names):
-        library, weights = (root / str(n) for n in names)
-        build_id = compute_build_id(library_code_integrity(library), sri_sha384_file(weights))
+    libraries, weights = manifest_libraries(body), body.get("weights")
+    if libraries and isinstance(weights, str) and all((root / n).is_file() for n in libraries):
+        build_id = compute_build_id(
+            libraries_code_integrity(root, libraries), sri_sha384_file(root / weights)
+        )
     files = {rel: _file_record(root / rel) for rel in list_files(root)}
     merged = {k: v for k, v in body.items() if k not in _COMPUTED}
     merged.update(schema=MANIFEST_SCHEMA, version=MANIFEST_VERSION, build_id=build_id, files=files)
@@ -217,21 +245,24 @@ def write_manifest(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> d
 
 
 def _stamp_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """How to stamp the library, when it is WebAssembly without the stamp of this build."""
-    data = (root / manifest["library"]).read_bytes()
-    if not data.startswith(WASM_HEADER):
-        return []  # only WebAssembly carries a stamp
-    try:
-        info = read_build_info(data) or {}
-    except ArtifactError:
-        info = {}
+    """How to stamp the libraries, when one is WebAssembly without the stamp of this build."""
     build_id, runtime = manifest["build_id"], manifest["runtime"]
-    if info.get("build_id") == build_id and info.get("runtime") == runtime:
-        return []
-    return [
-        f"library: {manifest['library']} is not stamped with build {build_id} and runtime "
-        f"{runtime}; stamp it with wsd_artifacts.stamp_build(model_dir, manifest_body) first"
-    ]
+    problems = []
+    for name in manifest_libraries(manifest):
+        data = (root / name).read_bytes()
+        if not data.startswith(WASM_HEADER):
+            continue  # only WebAssembly carries a stamp
+        try:
+            info = read_build_info(data) or {}
+        except ArtifactError:
+            info = {}
+        if info.get("build_id") == build_id and info.get("runtime") == runtime:
+            continue
+        problems.append(
+            f"library: {name} is not stamped with build {build_id} and runtime "
+            f"{runtime}; stamp it with wsd_artifacts.stamp_build(model_dir, manifest_body) first"
+        )
+    return problems
 
 
 def _weights_problems(root: Path, manifest: Mapping[str, Any]) -> list[str]:

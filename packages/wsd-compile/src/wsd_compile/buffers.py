@@ -58,8 +58,18 @@ def function_buffers(mod: tvm.IRModule) -> list[BufferInfo]:
     return sorted(found, key=lambda b: -b.nbytes)
 
 
-def largest_buffer_bytes(mod: tvm.IRModule, weights: dict[str, list[np.ndarray]]) -> int:
-    """The largest graph-level tensor or weight in bytes (what a device must bind)."""
+def largest_buffer_bytes(
+    mod: tvm.IRModule, weights: dict[str, list[np.ndarray]], *, widen_f16: bool = False
+) -> int:
+    """The largest graph-level tensor or weight in bytes (what a device must bind);
+    ``widen_f16``: float16 weights count as float32 (uploaded widened)."""
     computed = function_buffers(mod)
-    weight_max = max((a.nbytes for arrays in weights.values() for a in arrays), default=0)
+    weight_max = max(
+        (
+            a.nbytes * (2 if widen_f16 and a.dtype == np.float16 else 1)
+            for arrays in weights.values()
+            for a in arrays
+        ),
+        default=0,
+    )
     return max(computed[0].nbytes if computed else 0, int(weight_max))

@@ -1,9 +1,9 @@
 """``wsd-compile``: compile Stable Diffusion pipelines for WebGPU (and build the tvmjs runtime).
 
   wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--height H --width W] [--vae DIR] [-v]
+                   [--no-fp32-fallback] [--height H --width W] [--vae DIR] [-v]
   wsd-compile sdxl (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--height H --width W] [--vae DIR] [-v]
+                   [--no-fp32-fallback] [--height H --width W] [--vae DIR] [-v]
   wsd-compile runtime [--rebuild]
   wsd-compile check --out DIR
 
@@ -76,6 +76,13 @@ def _add_kind_command(sub: Any, kind: ModelKind) -> None:
     cmd.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="weights and arithmetic"
     )
+    cmd.add_argument(
+        "--no-fp32-fallback",
+        dest="fp32_fallback",
+        action="store_false",
+        help="fp16 only: leave out the fp32 kernel path (model-fp32.wasm) that runs the "
+        "build on devices without shader-f16",
+    )
     cmd.add_argument("--height", type=int, help="image height (default: the model's native)")
     cmd.add_argument("--width", type=int, help="image width (default: the model's native)")
     cmd.add_argument(
@@ -108,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 width=args.width,
                 vae=args.vae,
                 log=_progress if args.verbose else None,
+                fp32_fallback=args.fp32_fallback,
             )
             print(
                 json.dumps(
@@ -117,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "build_id": result.manifest["build_id"],
                         "image": result.manifest["image"],
                         "wasm_bytes": result.wasm_bytes,
+                        "kernel_paths": [p.name for p in result.kernel_paths],
                         "weight_bytes": result.weight_bytes,
                         "seconds": result.seconds,
                     },

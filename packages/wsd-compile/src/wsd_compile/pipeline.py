@@ -22,14 +22,15 @@ from .kernels import DEFAULT_KERNELS, KernelOptions
 from .kernels.attention import fuse_attention_pass
 from .kinds import PRECISIONS, kind_build, task_functions
 from .output import fresh_output_dir
+from .paths import LIBRARY_FILE, KernelPath, planned_paths
 from .pipeline_module import PipelineModule, build_pipeline_module
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
-from .webgpu import build_webgpu_wasm
+from .webgpu import WebGPUBuild, build_webgpu_wasm
+from .widen import widen_to_fp32
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline, PipelineMetadata, TokenizerInfo
 
-LIBRARY_FILE = "model.wasm"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_2_FILE = "tokenizer_2.json"
 
@@ -52,6 +53,8 @@ class CompiledPipeline:
     largest_buffers: list[BufferInfo] = field(default_factory=list)
     """The largest tensors the functions compute (graph level, largest first):
     what decides the WebGPU buffer limits a device needs."""
+    kernel_paths: list[KernelPath] = field(default_factory=list)
+    """The libraries the build holds, best first (the manifest's ``kernel_paths``)."""
 
 
 def param_names(component: str, count: int) -> list[str]:
@@ -221,6 +224,7 @@ def compile_pipeline(
     runtime: RuntimeObjects | None = None,
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
+    fp32_fallback: bool = True,
 ) -> CompiledPipeline:
     """Compile a pipeline of ``kind`` (``sd15``, ``sdxl``: ``wsd_compile.BUILDS``)
     into ``out_dir``: what :func:`~wsd_compile.compile_sd15` and
@@ -228,7 +232,10 @@ def compile_pipeline(
 
     The phases, in order: capture (or take ``source`` as captured), Relax import
     and weight transforms, the tvmjs runtime, the WebGPU build and link, then
-    weights, tokenizers, stamp and manifest. The directory is written beside
+    weights, tokenizers, stamp and manifest. An fp16 build also holds the
+    ``fp32`` kernel path (:mod:`wsd_compile.paths`) unless ``fp32_fallback`` is
+    false: a second library, for devices without ``shader-f16``, reading the
+    same weights. The directory is written beside
     ``out_dir`` and renamed into place at the end, so a failure leaves nothing behind.
     """
     kind_build(kind)
@@ -247,29 +254,28 @@ def compile_pipeline(
         with _phase(seconds, "relax", say):
             # A capture passed in by the caller stays intact; our own is consumed.
             module = build_pipeline_module(captured, precision=precision, consume=owned)
-            # The tensors the device binds: attention's score matrices are not
-            # among them when the kernels fuse attention.
-            graph = module.mod
-            if kernels.fused_attention:
-                graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
-            buffers = function_buffers(graph)
-            max_buffer = largest_buffer_bytes(graph, module.params)
         with _phase(seconds, "runtime", say):
             objects = runtime or tvmjs_runtime()
-        with _phase(seconds, "webgpu", say):
-            build = build_webgpu_wasm(
-                module.mod, tmp / LIBRARY_FILE, runtime=objects, kernels=kernels
-            )
+        paths, buffers, builds = _build_libraries(
+            module,
+            tmp,
+            planned_paths(precision, fp32_fallback=fp32_fallback),
+            objects=objects,
+            kernels=kernels,
+            seconds=seconds,
+            say=say,
+        )
         with _phase(seconds, "weights", say):
             weights = _weights(module)
             write_tensor_cache(tmp, weights, metadata={"kind": kind})
             _write_tokenizers(tmp, captured.metadata)
             body = _manifest_body(captured, module, weights)
-            body["limits"] = {"max_buffer_bytes": max_buffer}
+            body["kernel_paths"] = [p.to_json() for p in paths]
+            body["limits"] = {"max_buffer_bytes": paths[0].max_buffer_bytes}
             stamp_build(tmp, body)
             manifest = write_manifest(tmp, body)
-    seconds["webgpu_compile"] = round(build.compile_seconds, 3)
-    seconds["link"] = round(build.wasm.seconds, 3)
+    seconds["webgpu_compile"] = round(sum(b.compile_seconds for b in builds), 3)
+    seconds["link"] = round(sum(b.wasm.seconds for b in builds), 3)
     return CompiledPipeline(
         out_dir=out,
         manifest=manifest,
@@ -277,7 +283,51 @@ def compile_pipeline(
         weight_bytes=int(sum(a.nbytes for a in weights.values())),
         seconds=seconds,
         largest_buffers=buffers[:8],
+        kernel_paths=paths,
     )
+
+
+def _build_libraries(
+    module: PipelineModule,
+    out: Path,
+    planned: list[KernelPath],
+    *,
+    objects: RuntimeObjects,
+    kernels: KernelOptions,
+    seconds: dict[str, float],
+    say: Callable[[str], None],
+) -> tuple[list[KernelPath], list[BufferInfo], list[WebGPUBuild]]:
+    """Build each planned path's library into ``out``: the paths with the largest
+    buffer each binds, the largest tensors of the first, and each build."""
+    paths: list[KernelPath] = []
+    builds: list[WebGPUBuild] = []
+    first_buffers: list[BufferInfo] = []
+    for path in planned:
+        mod = module.mod
+        if path.precision != module.precision:
+            with _phase(seconds, f"widen ({path.name})", say):
+                mod = widen_to_fp32(mod)
+        # The tensors the device binds: attention's score matrices are not
+        # among them when the kernels fuse attention.
+        graph = mod
+        if kernels.fused_attention:
+            graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
+        largest = largest_buffer_bytes(graph, module.params, widen_f16=path.widen_f16_weights)
+        if not paths:
+            first_buffers = function_buffers(graph)
+        phase = "webgpu" if not paths else f"webgpu ({path.name})"
+        with _phase(seconds, phase, say):
+            builds.append(
+                build_webgpu_wasm(
+                    mod,
+                    out / path.library,
+                    runtime=objects,
+                    kernels=kernels,
+                    shader_f16="shader-f16" in path.requires,
+                )
+            )
+        paths.append(replace(path, max_buffer_bytes=largest))
+    return paths, first_buffers, builds
 
 
 def _write_tokenizers(out: Path, meta: PipelineMetadata) -> None:

@@ -26,6 +26,7 @@ def compile_sd15(
     runtime: RuntimeObjects | None = None,
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
+    fp32_fallback: bool = True,
 ) -> CompiledPipeline:
     """Compile an SD 1.5-class pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -55,6 +56,8 @@ def compile_sd15(
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
     use). ``log`` receives one line per phase. ``kernels`` picks the GPU
     kernels (:mod:`wsd_compile.kernels`; the default is the fastest measured).
+    An fp16 build also holds the fp32 kernel path (``model-fp32.wasm``, for
+    devices without ``shader-f16``) unless ``fp32_fallback`` is false.
     """
     return compile_pipeline(
         "sd15",
@@ -68,4 +71,5 @@ def compile_sd15(
         runtime=runtime,
         log=log,
         kernels=kernels,
+        fp32_fallback=fp32_fallback,
     )

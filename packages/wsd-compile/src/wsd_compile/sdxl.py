@@ -26,6 +26,7 @@ def compile_sdxl(
     runtime: RuntimeObjects | None = None,
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
+    fp32_fallback: bool = True,
 ) -> CompiledPipeline:
     """Compile an SDXL pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -64,7 +65,9 @@ def compile_sdxl(
     written beside ``out_dir`` and renamed into place at the end, so a failure
     leaves nothing behind; an ``out_dir`` that already holds files is refused.
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
-    use). ``log`` receives one line per phase.
+    use). ``log`` receives one line per phase. An fp16 build also holds the
+    fp32 kernel path (``model-fp32.wasm``, for devices without ``shader-f16``)
+    unless ``fp32_fallback`` is false.
 
     Returns a :class:`CompiledPipeline`: the directory, its manifest, the
     ``.wasm`` and weight sizes in bytes, and the seconds each phase took.
@@ -81,4 +84,5 @@ def compile_sdxl(
         runtime=runtime,
         log=log,
         kernels=kernels,
+        fp32_fallback=fp32_fallback,
     )

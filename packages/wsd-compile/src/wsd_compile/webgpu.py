@@ -51,6 +51,19 @@ def check_wgsl(sources: Sequence[str]) -> None:
         )
 
 
+#: WGSL's directive for half precision: a shader with it needs ``shader-f16``.
+_F16_DIRECTIVE = re.compile(r"^\s*enable\s+f16\s*;", re.MULTILINE)
+
+
+def check_no_f16(sources: Sequence[str]) -> None:
+    """Raise if a shader needs ``shader-f16`` (for a kernel path that must run without it)."""
+    if any(_F16_DIRECTIVE.search(src) for src in sources):
+        raise WsdCompileError(
+            "a shader of the fp32 kernel path uses f16, which devices without shader-f16 "
+            "cannot compile; build with --no-fp32-fallback, or report the op that kept float16"
+        )
+
+
 @dataclass(frozen=True)
 class WebGPUBuild:
     """A model ``.wasm`` and the time each phase took."""
@@ -65,14 +78,17 @@ def build_webgpu_wasm(
     *,
     runtime: RuntimeObjects | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
+    shader_f16: bool = True,
 ) -> WebGPUBuild:
     """Compile ``mod`` (Relax, static shapes) for WebGPU and link it into ``output``.
 
     wsd's kernels (:mod:`wsd_compile.kernels`: group norm, implicit-GEMM
     convolutions, matmul tiles, as ``kernels`` selects) and TVM's default GPU
     schedules (dlight) for the rest are applied. Shaders that browsers
-    would reject (64-bit or 8-bit storage) fail here, before linking. The host code is emitted
-    as wasm object files, which link with emcc's LLVM whatever LLVM TVM has.
+    would reject (64-bit or 8-bit storage) fail here, before linking, and so
+    do shaders with f16 when ``shader_f16`` is false (a path for devices
+    without it). The host code is emitted as wasm object files, which link
+    with emcc's LLVM whatever LLVM TVM has.
     """
     start = time.perf_counter()
     try:
@@ -85,7 +101,10 @@ def build_webgpu_wasm(
             check_wgsl(["array<i64>"])
         raise
     compile_seconds = time.perf_counter() - start
-    check_wgsl(wgsl_sources(executable.mod))
+    sources = wgsl_sources(executable.mod)
+    check_wgsl(sources)
+    if not shader_f16:
+        check_no_f16(sources)
     results: list[LinkResult] = []
 
     def fcompile(file_name: str, files: Sequence[str], **_: Any) -> None:

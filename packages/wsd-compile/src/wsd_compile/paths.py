@@ -1,0 +1,60 @@
+"""Kernel paths: the libraries one build holds, one per kind of WebGPU adapter.
+
+A build's weights are one set of shards; its kernels come in paths, best
+first, each a library of the same functions that needs some WebGPU features
+of the device. The page runs the first path the device can (its features,
+its buffer limits), so an fp16 build also runs where ``shader-f16`` is missing:
+
+- ``shader-f16``: the fp16 build's own kernels (half-precision storage and
+  arithmetic, fp32 sums);
+- ``fp32``: every kernel in float32; in an fp16 build its library is the fp16
+  module widened (:func:`wsd_compile.widen.widen_to_fp32`) and reads the same
+  shards, each float16 weight widened to float32 as the page uploads it.
+
+The manifest lists them (``kernel_paths``) with what each requires and the
+largest buffer it binds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LIBRARY_FILE = "model.wasm"
+FP32_LIBRARY_FILE = "model-fp32.wasm"
+
+
+@dataclass(frozen=True)
+class KernelPath:
+    """One library of a build and what a device needs to run it."""
+
+    name: str
+    library: str
+    precision: str
+    requires: tuple[str, ...]
+    widen_f16_weights: bool
+    max_buffer_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "library": self.library,
+            "precision": self.precision,
+            "requires": list(self.requires),
+            "widen_f16_weights": self.widen_f16_weights,
+            "max_buffer_bytes": self.max_buffer_bytes,
+        }
+
+
+def planned_paths(precision: str, *, fp32_fallback: bool = True) -> list[KernelPath]:
+    """The paths a build of ``precision`` holds, best first (buffer sizes not yet known).
+
+    An fp32 build has one path; an fp16 build has ``shader-f16`` and, unless
+    ``fp32_fallback`` is false, the ``fp32`` path beside it.
+    """
+    if precision != "fp16":
+        return [KernelPath("fp32", LIBRARY_FILE, "fp32", (), widen_f16_weights=False)]
+    paths = [KernelPath("shader-f16", LIBRARY_FILE, "fp16", ("shader-f16",), False)]
+    if fp32_fallback:
+        paths.append(KernelPath("fp32", FP32_LIBRARY_FILE, "fp32", (), widen_f16_weights=True))
+    return paths
