@@ -72,8 +72,10 @@ def app(
     *,
     service_workers: str = "block",
     before: Callable[[Any], None] | None = None,
+    query: str = "",
 ) -> Iterator[App]:
-    """The app on ``build`` in a fresh browser context (its own empty caches)."""
+    """The app on ``build`` in a fresh browser context (its own empty caches);
+    ``query``: the page URL's query string (e.g. ``kernel-path=fp32``)."""
     with serving(build) as served:
         context = browser.new_context(service_workers=service_workers)
         context.set_default_timeout(TIMEOUT_MS)
@@ -82,7 +84,7 @@ def app(
             opened = App(page, served)
             if before is not None:
                 before(page)
-            page.goto(served.url)
+            page.goto(f"{served.url}?{query}" if query else served.url)
             yield opened
         finally:
             context.close()
@@ -198,6 +200,26 @@ def test_a_stale_manifest_against_a_new_wasm_is_rejected(
         assert not any(p.endswith(".bin") for p in a.model_requests())
 
 
+def test_an_fp16_build_fetches_only_the_library_of_the_path_the_adapter_runs(
+    browser: Any, tiny_sd15_fp16_build: Path
+) -> None:
+    """SwiftShader lacks shader-f16: the page picks the fp32 path, says why, and
+    never downloads the fp16 library; forcing the fp16 path is one clear line."""
+    with app(browser, tiny_sd15_fp16_build) as a:
+        ready = a.page.evaluate("window.wsd.ready.then(r => r.kernelPath)")
+        assert ready == "fp32"
+        requests = a.model_requests()
+        assert "/model/model-fp32.wasm" in requests
+        assert "/model/model.wasm" not in requests
+        info = a.page.text_content("#model-info") or ""
+        why = "needs the WebGPU feature shader-f16"
+        assert f"kernel path fp32 (passed over shader-f16: {why}" in info
+
+    with app(browser, tiny_sd15_fp16_build, query="kernel-path=shader-f16") as a:
+        assert "the kernel path shader-f16 cannot run on this GPU" in a.failure()
+        assert not any(p.endswith((".bin", ".wasm")) for p in a.model_requests())
+
+
 def test_a_page_without_webgpu_says_so(browser: Any, tiny_sd15_build: Path) -> None:
     def no_webgpu(page: Any) -> None:
         page.add_init_script(
@@ -214,6 +236,8 @@ def test_an_adapter_with_too_small_limits_is_told_which_limit_before_any_weight_
 ) -> None:
     manifest = json.loads((tiny_sd15_build / "manifest.json").read_text())
     manifest["limits"]["max_buffer_bytes"] = 64 * 2**30  # more than any adapter binds
+    for path in manifest["kernel_paths"]:
+        path["max_buffer_bytes"] = 64 * 2**30
 
     def huge(route: Any) -> None:
         route.fulfill(status=200, content_type="application/json", body=json.dumps(manifest))

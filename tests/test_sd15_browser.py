@@ -101,6 +101,29 @@ def test_v_prediction_matches_diffusers(
     assert_matches(v_renderings[index], V_RUNS[index], diffusers_reference_v, psnr)
 
 
+#: An fp16 build in Chromium on SwiftShader (no shader-f16): its fp32 kernel path.
+FP16_RUNS: list[dict[str, Any]] = [RUNS[0], RUNS[5], RUNS[8]]
+
+
+@pytest.fixture(scope="module")
+def fp16_renderings(tiny_sd15_fp16_build: Path) -> list[Rendering]:
+    return render_many(tiny_sd15_fp16_build, [{**r, "return_latents": True} for r in FP16_RUNS])
+
+
+@pytest.mark.parametrize("index", range(len(FP16_RUNS)), ids=[run_id(r) for r in FP16_RUNS])
+def test_an_fp16_build_on_an_adapter_without_shader_f16_matches_diffusers(
+    fp16_renderings: list[Rendering], diffusers_reference: Reference, psnr: PSNR, index: int
+) -> None:
+    """The fp32 library of an fp16 build on the fp16 shards widened to float32:
+    diffusers' image (fp32 weights) at >= 40 dB, latents within 1e-2 of scale."""
+    got, options = fp16_renderings[index], FP16_RUNS[index]
+    assert got.kernel_path == "fp32"
+    image, latents = diffusers_reference(options)
+    assert psnr(rgb(got), image) >= 40
+    got_latents = np.asarray(got.latents, dtype=np.float32).reshape(latents.shape)
+    assert np.abs(got_latents - latents).max() <= 1e-2 * max(1.0, float(np.abs(latents).max()))
+
+
 def test_a_different_seed_gives_a_different_image(renderings: list[Rendering], psnr: PSNR) -> None:
     assert psnr(rgb(renderings[0]), rgb(renderings[2])) < 35
 
@@ -135,6 +158,8 @@ def test_render_cli_writes_png_and_timings(tiny_sd15_build: Path, tmp_path: Path
             "2",
             "--scheduler",
             "dpmpp-2m",
+            "--kernel-path",
+            "fp32",
             "--out",
             str(out),
         ],
@@ -146,9 +171,24 @@ def test_render_cli_writes_png_and_timings(tiny_sd15_build: Path, tmp_path: Path
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["image"] == str(out)
+    assert record["kernel_path"] == "fp32"
     assert len(record["timings"]["unetStepMs"]) == 2
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert json.loads(out.with_suffix(".json").read_text())["scheduler"] == "dpmpp-2m"
+    # A path the build does not hold: one line naming those it does, no image.
+    other = tmp_path / "other.png"
+    args = ["render", str(tiny_sd15_build), "--prompt", "x", "--kernel-path", "shader-f16"]
+    args += ["--out", str(other)]
+    result = subprocess.run(
+        [sys.executable, "-m", "wsd_web", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 1
+    assert 'this build has no kernel path "shader-f16"; its kernel paths are fp32' in result.stderr
+    assert not other.exists()
 
 
 def test_cancel_stops_between_steps_and_releases_everything(tiny_sd15_build: Path) -> None:

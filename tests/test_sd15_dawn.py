@@ -90,6 +90,40 @@ def test_fused_attention_generation_matches_diffusers(
     assert np.abs(got - latents).max() <= 1e-3
 
 
+def test_an_fp16_build_runs_its_fp32_path_where_shader_f16_is_missing(
+    tiny_sd15_fp16_build: Path, diffusers_reference: Reference, psnr: PSNR
+) -> None:
+    """SwiftShader has no shader-f16: the fp16 build's fp32 library runs, on the
+    same fp16 shards widened to float32, and matches diffusers (fp32 weights)."""
+    report = node_render(tiny_sd15_fp16_build, RENDER_OPTIONS)
+    assert "shader-f16" not in report["features"]
+    assert report["kernelPath"] == "fp32"
+    [passed] = report["passedOver"]
+    assert passed["name"] == "shader-f16" and "shader-f16" in passed["why"]
+    image, latents = diffusers_reference(RUN)
+    [run] = report["runs"]
+    pixels = np.frombuffer(base64.b64decode(run["rgba"]), np.uint8)
+    pixels = pixels.reshape(report["height"], report["width"], 4)[..., :3]
+    assert psnr(pixels, image) >= 40
+    got = np.asarray(run["latents"], np.float32).reshape(latents.shape)
+    # The weights are diffusers' rounded to fp16: closer than the fp16 arithmetic
+    # (1e-2 of scale on the H200), not as close as an fp32 build (1e-3).
+    assert np.abs(got - latents).max() <= 1e-2 * max(1.0, float(np.abs(latents).max()))
+
+
+def test_a_kernel_path_the_device_lacks_is_one_line(tiny_sd15_fp16_build: Path) -> None:
+    result = subprocess.run(
+        ["node", str(RENDER), str(tiny_sd15_fp16_build), json.dumps({"kernelPath": "shader-f16"})],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "the kernel path shader-f16 cannot run on this GPU" in result.stderr
+    assert "shader-f16, which this adapter lacks" in result.stderr
+
+
 def test_node_render_usage(tmp_path: Path) -> None:
     result = subprocess.run(["node", str(RENDER)], capture_output=True, text=True, check=False)
     assert result.returncode == 2

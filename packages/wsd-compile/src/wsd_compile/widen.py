@@ -97,7 +97,7 @@ def widen_to_fp32(mod: tvm.IRModule) -> tvm.IRModule:
     """``mod`` (an fp16 pipeline module, before the WebGPU pipeline) in float32.
 
     Every Relax function keeps its name, parameters and results in order;
-    only float16 becomes float32. Raises :class:`WsdCompileError` when an op
+    only float16 becomes float32. Raises :class:`~wsd_compile.WsdCompileError` when an op
     with a float16 result dtype cannot be rebuilt, or when float16 remains.
     """
     functions: dict[str, Any] = {}

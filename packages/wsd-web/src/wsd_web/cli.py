@@ -3,10 +3,11 @@
   wsd-web serve DIR [--host H] [--port P] [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web export OUT --model DIR [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
-                 [--guidance G] [--scheduler NAME] --out FILE.png
+                 [--guidance G] [--scheduler NAME] [--kernel-path NAME] --out FILE.png
   wsd-web check DIR [--tolerance T]
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
-                [--random-weights SEED] [--no-profile] [--swiftshader] [--json FILE]
+                [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
+                [--json FILE]
   wsd-web report (--webgpu F... --pytorch F... --command C --machine M --name N | --render-only)
                  --out-dir DOCS
 
@@ -111,6 +112,7 @@ def _add_render(sub: _Subparsers) -> None:
         ("--target-size", ("H", "W"), "SDXL target size (default: the image size)"),
     ):
         render_.add_argument(flag, type=int, nargs=2, metavar=names, help=text)
+    _kernel_path_option(render_)
     render_.add_argument("--out", required=True, help="the PNG to write")
 
 
@@ -153,7 +155,17 @@ def _add_bench(sub: _Subparsers) -> None:
     bench.add_argument(
         "--swiftshader", action="store_true", help="run on SwiftShader (the CPU), for smoke tests"
     )
+    _kernel_path_option(bench)
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
+
+
+def _kernel_path_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kernel-path",
+        metavar="NAME",
+        help="run the build's kernel path NAME (shader-f16, fp32, ...; the manifest lists them) "
+        "or fail (default: the first this GPU can run)",
+    )
 
 
 def _add_report(sub: _Subparsers) -> None:
@@ -283,6 +295,7 @@ def _bench(args: argparse.Namespace) -> int:
             random_weights=args.random_weights,
             profile=not args.no_profile,
             swiftshader=args.swiftshader,
+            kernel_path=args.kernel_path,
         )
         if args.json:
             Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
@@ -332,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 original_size=args.original_size,
                 crops_coords_top_left=args.crop,
                 target_size=args.target_size,
+                kernel_path=args.kernel_path,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

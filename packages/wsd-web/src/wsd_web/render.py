@@ -1,7 +1,9 @@
 """``render``: run the app headless in Chromium on a build and keep the image.
 
 The same page a user opens generates the image (WebGPU on the machine's GPU,
-or SwiftShader on a CPU-only machine); the result is written as a PNG.
+or SwiftShader on a CPU-only machine); the result is written as a PNG. The page
+runs the first of the build's kernel paths the GPU can run, or the one asked for
+(its ``?kernel-path=NAME``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from wsd_artifacts import ArtifactError, load_manifest, write_bytes_atomic
 
@@ -45,6 +48,8 @@ class Rendering:
     adapter: str
     latents: list[float] | None = None
     gpu_bytes: list[int] = field(default_factory=list)
+    #: The kernel path the page ran (None: a page that does not say).
+    kernel_path: str | None = None
 
     def png(self) -> bytes:
         return encode_png(self.rgba, self.width, self.height)
@@ -91,6 +96,15 @@ def _options(
     return options
 
 
+def page_path(kernel_path: str | None) -> str:
+    """The page to open: ``index.html``, asking for ``kernel_path`` by name when given."""
+    if kernel_path is None:
+        return "index.html"
+    if not kernel_path:
+        raise RenderError("the kernel path name is empty; give one of the build's kernel paths")
+    return "index.html?" + urlencode({"kernel-path": kernel_path})
+
+
 def check_output(out: str | Path) -> Path:
     """The PNG path to write, or a :class:`RenderError` if it is not a ``.png``."""
     path = Path(out)
@@ -103,13 +117,16 @@ def render_many(
     model_dir: str | Path,
     runs: list[dict[str, Any]],
     *,
+    kernel_path: str | None = None,
     timeout_s: float = 600,
 ) -> list[Rendering]:
     """Generate once per entry of ``runs`` (keyword arguments of :func:`render`) in one page.
 
     Returns one :class:`Rendering` each; ``gpu_bytes`` records the runtime's GPU
-    bytes in use after each generation.
+    bytes in use after each generation. ``kernel_path`` names the build's kernel
+    path to run (the page fails if the GPU cannot run it); default: the first it runs.
     """
+    page = page_path(kernel_path)
     options = [
         _options(
             **{
@@ -128,17 +145,19 @@ def render_many(
         load_manifest(model_dir)
     except ArtifactError as e:
         raise RenderError(str(e)) from None
-    with headless_page(model_dir, "index.html") as (page, errors):
-        page.set_default_timeout(timeout_s * 1000)
+    with headless_page(model_dir, page) as (tab, errors):
+        tab.set_default_timeout(timeout_s * 1000)
         try:
-            ready = page.evaluate("window.wsd.ready.then(r => ({adapter: r.adapter}))")
+            ready = tab.evaluate(
+                "window.wsd.ready.then(r => ({adapter: r.adapter, kernelPath: r.kernelPath}))"
+            )
         except Exception as e:
             raise HeadlessError(_page_failure(e, errors)) from None
         out = []
         for opts in options:
             try:
-                result = page.evaluate("o => window.wsd.generate(o)", opts)
-                gpu_bytes = int(page.evaluate("window.wsd.gpuBytes()"))
+                result = tab.evaluate("o => window.wsd.generate(o)", opts)
+                gpu_bytes = int(tab.evaluate("window.wsd.gpuBytes()"))
             except Exception as e:
                 raise HeadlessError(_page_failure(e, errors)) from None
             out.append(
@@ -151,6 +170,7 @@ def render_many(
                     adapter=str(ready["adapter"]),
                     latents=result["latents"],
                     gpu_bytes=[gpu_bytes],
+                    kernel_path=ready.get("kernelPath"),
                 )
             )
         return out
@@ -176,6 +196,7 @@ def render(
     original_size: tuple[int, int] | None = None,
     crops_coords_top_left: tuple[int, int] | None = None,
     target_size: tuple[int, int] | None = None,
+    kernel_path: str | None = None,
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -184,7 +205,8 @@ def render(
     SDXL build an empty ``negative_prompt`` means none (diffusers'
     ``negative_prompt=None``), and ``original_size``, ``crops_coords_top_left``
     and ``target_size`` (height/top first, in pixels) set its micro-conditioning
-    (default: the image size and (0, 0), as diffusers).
+    (default: the image size and (0, 0), as diffusers). ``kernel_path`` names
+    the build's kernel path to run; default: the first the GPU can run.
     """
     run = {
         "original_size": original_size,
@@ -198,7 +220,7 @@ def render(
         "scheduler": scheduler,
         "return_latents": return_latents,
     }
-    return render_many(model_dir, [run], timeout_s=timeout_s)[0]
+    return render_many(model_dir, [run], kernel_path=kernel_path, timeout_s=timeout_s)[0]
 
 
 def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
@@ -210,6 +232,7 @@ def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
         "height": rendering.height,
         "scheduler": rendering.scheduler,
         "adapter": rendering.adapter,
+        "kernel_path": rendering.kernel_path,
         "timings": rendering.timings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

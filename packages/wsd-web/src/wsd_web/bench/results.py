@@ -111,9 +111,13 @@ def combine(
 
 
 def kernel_path(result: dict[str, Any]) -> str:
-    """A checked WebGPU result's kernel path: its ``kernel_path``, else its precision's."""
-    path = result.get("kernel_path")
-    return path if isinstance(path, str) else DEFAULT_KERNEL_PATH[result["precision"]]
+    """A checked WebGPU result's kernel path: its ``kernel_path``, else the ``kernelPath``
+    the runner (``node/bench.mjs``) reports it ran, else its precision's."""
+    for key in ("kernel_path", "kernelPath"):
+        path = result.get(key)
+        if isinstance(path, str):
+            return path
+    return DEFAULT_KERNEL_PATH[result["precision"]]
 
 
 def combine_labelled(
@@ -257,11 +261,11 @@ def _check_precision(where: str, value: object) -> None:
         raise BenchReportError(f"{where}: precision must be fp32 or fp16, got {_brief(value)}")
 
 
-def _check_kernel_path(where: str, value: object) -> None:
+def _check_kernel_path(where: str, value: object, key: str = "kernel_path") -> None:
     if not isinstance(value, str) or not value:
         known = ", ".join(KERNEL_PATHS)
         raise BenchReportError(
-            f"{where}: kernel_path must be a string (one of {known}), got {_brief(value)}"
+            f"{where}: {key} must be a string (one of {known}), got {_brief(value)}"
         )
 
 
@@ -292,8 +296,9 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
     _check_precision(label, result.get("precision"))
     if runtime == "pytorch":
         return result
-    if "kernel_path" in result:
-        _check_kernel_path(label, result["kernel_path"])
+    for key in ("kernel_path", "kernelPath"):
+        if key in result:
+            _check_kernel_path(label, result[key], key)
     for key in ("features", "dawn_toggles"):
         _check_strings(f"{label}: {key}", result.get(key))
     if not isinstance(result.get("robustness"), bool):

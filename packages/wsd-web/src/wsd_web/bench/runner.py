@@ -9,7 +9,9 @@ text encoder, one UNet step (batch 2, classifier-free guidance), one
 scheduler step, the VAE decode and a whole generation; the UNet step's GPU
 time from timestamp queries with a per-kernel breakdown where the adapter
 has ``timestamp-query``; and the peak GPU memory the runtime allocated.
-Every stage is run ``warmup`` times before ``repeats`` timed runs.
+Every stage is run ``warmup`` times before ``repeats`` timed runs. The
+build runs on the first of its kernel paths the device can run, or on the
+one ``kernel_path`` names; each report names it (``kernelPath``).
 
 On a machine without a GPU it runs on SwiftShader (``--swiftshader``, or
 ``VK_ICD_FILENAMES`` pointing at a Vulkan driver): useful to check that it
@@ -68,6 +70,7 @@ def run_bench(
     random_weights: int | None = None,
     profile: bool = True,
     swiftshader: bool = False,
+    kernel_path: str | None = None,
     timeout_s: float = 3600,
 ) -> list[dict[str, Any]]:
     """Benchmark the build in ``build`` once per robustness setting.
@@ -75,6 +78,8 @@ def run_bench(
     ``random_weights``: a seed; the weights are then generated in the
     benchmark rather than read, so ``build`` needs only its manifest,
     library, weight index and tokenizers (what a remote GPU machine gets).
+    ``kernel_path``: the name of the build's kernel path to run (the runner
+    fails if the device cannot run it); default: the first the device runs.
     Returns one report per setting (the fields are described in
     docs/benchmarks.md); raises :class:`BenchError` with the runner's message.
     """
@@ -90,7 +95,7 @@ def run_bench(
     env = _environment(swiftshader)
     reports = []
     for robust in robustness:
-        options = {
+        options: dict[str, Any] = {
             "steps": steps,
             "warmup": warmup,
             "repeats": repeats,
@@ -98,6 +103,8 @@ def run_bench(
             "randomWeights": random_weights,
             "profile": profile,
         }
+        if kernel_path is not None:
+            options["kernelPath"] = kernel_path
         # An argv list (no shell): node on PATH, our own script, the build and JSON options.
         result = subprocess.run(  # nosec B603
             [node, str(BENCH_SCRIPT), str(root), json.dumps(options)],
@@ -129,6 +136,8 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
             f"{report['steps']} steps, robustness {robust}"
         )
         lines.append(f"  adapter            {report['adapter']}")
+        if report.get("kernelPath"):
+            lines.append(f"  kernel path        {report['kernelPath']}")
         lines.append(f"  pipeline compile   {_ms(report['pipeline_compile_ms'])} ms")
         for stage in STAGES:
             s = report["stages"][stage]

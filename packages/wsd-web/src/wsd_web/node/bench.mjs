@@ -3,7 +3,10 @@
 // page. Prints one JSON object (the fields `wsd-web bench` documents).
 //   node bench.mjs DIR OPTIONS_JSON
 // OPTIONS_JSON: {"steps": 20, "warmup": 3, "repeats": 10, "robustness": true,
-//   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...}
+//   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...,
+//   "kernelPath": null | NAME}
+// "kernelPath": NAME runs the build's kernel path of that name (or fails)
+// instead of the first the device runs; the report's "kernelPath" names the one run.
 // "randomWeights": SEED fills every weight with seeded pseudo-random values
 // instead of reading the shards, so DIR needs only the manifest, library,
 // weight index and tokenizer(s) (a benchmark machine need not receive GBs).
@@ -32,7 +35,7 @@ if (!dir) {
 }
 const {
   steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
-  prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry",
+  prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null,
 } = JSON.parse(optionsJson);
 
 /**
@@ -117,7 +120,7 @@ let model = null;
 let profiler = null;
 try {
   const loadStart = performance.now();
-  const loaded = await SDModel.open({ tvmjs, gpu, get });
+  const loaded = await SDModel.open({ tvmjs, gpu, get, kernelPath });
   model = loaded;
   const loadMs = performance.now() - loadStart;
   const session = loaded.session;
@@ -215,6 +218,7 @@ try {
     model: basename(resolve(dir)),
     build_id: manifest.build_id,
     precision: manifest.model.precision,
+    kernelPath: loaded.kernelPath.name,
     height: manifest.image.height,
     width: manifest.image.width,
     steps,

@@ -1,13 +1,15 @@
 // Generates with a compiled SD build on WebGPU in Node through Dawn (npm
 // `webgpu`): the same modules as the page (model loader, tokenizer, pipeline,
 // schedulers, noise), with files read from disk. Prints one JSON line: the
-// adapter, load time, timings of every stage, and the RGBA pixels (base64)
-// and final latents when asked.
+// adapter, the kernel path run ("kernelPath") and the better ones passed over
+// with why ("passedOver"), load time, timings of every stage, and the RGBA
+// pixels (base64) and final latents when asked.
 //   node render.mjs DIR OPTIONS_JSON
 // OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
 //   "scheduler", "returnLatents", "returnPixels", "repeat", and for SDXL
 //   "originalSize", "cropsCoordsTopLeft", "targetSize"} ("repeat": generate N
-//   times and report each generation's timings).
+//   times and report each generation's timings; "kernelPath": run the build's
+//   kernel path of that name or fail, instead of the first the device runs).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
@@ -24,7 +26,7 @@ if (!dir) {
   process.stderr.write("usage: node render.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15` or `sdxl`)\n");
   process.exit(2);
 }
-const { returnPixels = false, repeat = 1, seed = 0, ...options } = JSON.parse(optionsJson);
+const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, ...options } = JSON.parse(optionsJson);
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
@@ -42,7 +44,7 @@ let status = 0;
 let model = null;
 try {
   const start = performance.now();
-  model = await SDModel.open({ tvmjs, gpu, get: fetchBytes });
+  model = await SDModel.open({ tvmjs, gpu, get: fetchBytes, kernelPath });
   const pipeline = await createPipeline(model, tokenizers, fetchBytes);
   const loadMs = performance.now() - start;
   const runs = [];
@@ -56,7 +58,11 @@ try {
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),
     });
   }
-  const report = { adapter: gpu.adapter, features: gpu.features, dawnToggles: dawn.toggles, loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs };
+  const report = {
+    adapter: gpu.adapter, features: gpu.features, dawnToggles: dawn.toggles,
+    kernelPath: model.kernelPath.name, passedOver: model.passedOver,
+    loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs,
+  };
   // stdout may be a pipe (asynchronous): wait for the write before exiting.
   await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
 } catch (error) {

@@ -1,4 +1,5 @@
-// The page: loads the build at ?model=DIR (default "model/"), wires the controls
+// The page: loads the build at ?model=DIR (default "model/") with the first of
+// its kernel paths this GPU runs (or the one ?kernel-path=NAME names), wires the controls
 // to the pipeline of its kind (from the manifest, through the pipeline
 // registry), shows the option panels that pipeline takes, draws previews and
 // the result, and shows timings and what is stored.
@@ -12,7 +13,7 @@ import {
   DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
 } from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
-import { SDModel, parseManifest } from "./sd_model.js";
+import { SDModel, describeKernelPath, kernelPaths, parseManifest } from "./sd_model.js";
 import {
   CancelledError, availableSchedulers, createPipeline, defaultSchedulerName, pipelineClass,
 } from "./sd_pipeline.js";
@@ -23,12 +24,16 @@ import { requestGPU } from "./webgpu_device.js";
 /** @typedef {import("./delivery.js").DownloadProgress} DownloadProgress */
 /** @typedef {import("./delivery.js").ContentStore} ContentStore */
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
+/** @typedef {import("./sd_model.js").KernelPath} KernelPath */
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const status = /** @type {HTMLElement} */ ($("status"));
 const progress = /** @type {HTMLProgressElement} */ ($("progress"));
 const canvas = /** @type {HTMLCanvasElement} */ ($("canvas"));
-const base = new URL(new URLSearchParams(location.search).get("model") ?? "model/", location.href);
+const query = new URLSearchParams(location.search);
+const base = new URL(query.get("model") ?? "model/", location.href);
+/** The kernel path asked for (?kernel-path=NAME); null: the first the GPU runs. */
+const wantedKernelPath = query.get("kernel-path") || null;
 
 /**
  * @typedef {object} Loaded
@@ -44,6 +49,8 @@ const base = new URL(new URLSearchParams(location.search).get("model") ?? "model
  * @property {string[]} uploadedFiles  Weight files whose tensors reached the GPU.
  * @property {import("./delivery.js").DownloadStats | null} stats
  * @property {string[]} warnings
+ * @property {string | null} kernelPath  The kernel path chosen, once it is.
+ * @property {import("./sd_model.js").PassedOver[]} passedOver  Better paths not taken, and why.
  */
 
 const state = {
@@ -58,7 +65,7 @@ const state = {
   /** @type {string | null} Why the GPU device was lost, while it is. */
   lost: null,
   /** @type {LoadReport} */
-  report: { offline: false, uploadedFiles: [], stats: null, warnings: [] },
+  report: { offline: false, uploadedFiles: [], stats: null, warnings: [], kernelPath: null, passedOver: [] },
 };
 /** Devices this page destroyed itself (their loss is expected). @type {WeakSet<GPUDevice>} */
 const retired = new WeakSet();
@@ -87,17 +94,21 @@ function showProgress(p) {
 }
 
 /**
- * Warn when the browser will not keep what this build still has to download.
+ * Warn when the browser will not keep what this build still has to download
+ * (on the kernel path chosen: the other paths' libraries are never fetched).
  * @param {Manifest} manifest
  * @param {ContentStore} content
+ * @param {KernelPath} path
  */
-async function checkQuota(manifest, content) {
+async function checkQuota(manifest, content, path) {
   if (!content.persistent) {
     warn("This browser gives the page no persistent cache (private window?): the model downloads on every visit.");
     return;
   }
+  const unused = new Set(kernelPaths(manifest).map((p) => p.library).filter((l) => l !== path.library));
   const stored = new Set((await content.entries()).map((e) => e.integrity));
-  const needed = Object.values(manifest.files).filter((f) => !stored.has(f.integrity)).reduce((n, f) => n + f.bytes, 0);
+  const needed = Object.entries(manifest.files).filter(([file, f]) => !unused.has(file) && !stored.has(f.integrity))
+    .reduce((n, [, f]) => n + f.bytes, 0);
   const estimate = await navigator.storage?.estimate?.().catch(() => undefined);
   if (!estimate?.quota || needed === 0) return;
   const free = estimate.quota - (estimate.usage ?? 0);
@@ -127,7 +138,8 @@ async function explainLibrary(path, manifest, signal) {
  * @returns {Promise<Loaded>}
  */
 async function load(signal) {
-  const report = /** @type {LoadReport} */ ({ offline: false, uploadedFiles: [], stats: null, warnings: [] });
+  /** @type {LoadReport} */
+  const report = { offline: false, uploadedFiles: [], stats: null, warnings: [], kernelPath: null, passedOver: [] };
   state.report = report;
   $("warning").hidden = true;
   const gpu = await requestGPU(navigator.gpu);
@@ -139,6 +151,8 @@ async function load(signal) {
     if (offline) warn("The server cannot be reached: running the copy of the model stored in this browser.");
     const manifest = parseManifest(json);
     const content = await store;
+    /** The chosen kernel path's library, the only one fetched. @type {string | null} */
+    let library = null;
     const downloader = new Downloader({
       baseUrl: base,
       files: manifest.files,
@@ -147,17 +161,16 @@ async function load(signal) {
       onProgress: showProgress,
       onWarning: warn,
       // A library of another build is named as such, not as a checksum mismatch.
-      inspect: (path, bytes) => { if (path === manifest.library) checkBuildStamp(path, bytes, manifest); },
+      inspect: (path, bytes) => { if (path === library) checkBuildStamp(path, bytes, manifest); },
     });
     report.stats = downloader.stats;
-    await checkQuota(manifest, content);
     // The small files first: a missing tokenizer fails before the weights download.
     const tokenizers = [manifest.tokenizer, manifest.tokenizer_2].flatMap((t) => (t ? [t.file] : []));
     for (const file of tokenizers) await downloader.get(file);
     /** @type {import("./sd_model.js").FileSource} */
     const files = {
       get: (path) => downloader.get(path).catch(async (e) => {
-        if (path === manifest.library && e instanceof IntegrityError && e.source === "network") {
+        if (path === library && e instanceof IntegrityError && e.source === "network") {
           await explainLibrary(path, manifest, signal);
         }
         throw e;
@@ -165,7 +178,11 @@ async function load(signal) {
       getAll: (paths, consume) => downloader.getAll(paths, consume),
     };
     const model = await SDModel.load({
-      tvmjs: /** @type {any} */ (window).tvmjs, gpu, manifest, files,
+      tvmjs: /** @type {any} */ (window).tvmjs, gpu, manifest, files, kernelPath: wantedKernelPath,
+      onKernelPath: async ({ path, passedOver }) => {
+        [library, report.kernelPath, report.passedOver] = [path.library, path.name, passedOver];
+        await checkQuota(manifest, content, path);
+      },
       onUpload: (path) => report.uploadedFiles.push(path),
     });
     try {
@@ -297,7 +314,8 @@ function setUp({ model, gpu }) {
     select.add(new Option(name, name, false, name === preferred));
   }
   $("model-info").textContent =
-    `${m.model.source} (${m.kind}, ${m.model.precision}, ${m.image.width}×${m.image.height}) on ${gpu.adapter}`;
+    `${m.model.source} (${m.kind}, ${m.model.precision}, ${m.image.width}×${m.image.height}) on ${gpu.adapter}, ` +
+    describeKernelPath(model.kernelPath, model.passedOver);
   progress.value = 1;
   $("generate").disabled = false;
   say(state.report.offline ? "Ready (offline)." : "Ready.");
@@ -496,9 +514,14 @@ navigator.serviceWorker?.register("sw.js").catch(() => {});
 start();
 
 /** @type {any} */ (window).wsd = {
-  /** The current load: resolves with the adapter and manifest, or rejects with why it failed. */
+  /**
+   * The current load: resolves with the adapter, the manifest, the kernel path's name and the
+   * better paths passed over (with why), or rejects with why it failed.
+   */
   get ready() {
-    return state.ready.then(({ model, gpu }) => ({ adapter: gpu.adapter, manifest: model.manifest }));
+    return state.ready.then(({ model, gpu }) => ({
+      adapter: gpu.adapter, manifest: model.manifest, kernelPath: model.kernelPath.name, passedOver: model.passedOver,
+    }));
   },
   /**
    * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, latents on request.
@@ -530,7 +553,7 @@ start();
     start();
     return this.ready;
   },
-  /** What the last load did: offline or not, files uploaded to the GPU, download statistics, warnings. */
+  /** What the last load did: offline or not, files uploaded to the GPU, download statistics, warnings, kernel path. */
   loadReport() {
     return state.report;
   },

@@ -1,8 +1,10 @@
 // A compiled Stable Diffusion build loaded onto a WebGPU device: its manifest,
 // the model library (.wasm) in a tvmjs session, and every component's weights
 // as GPU tensors. Everything comes from the manifest; nothing is inferred from
-// file names: which functions each task calls, and which pipeline runs it
-// (pipelines/registry.js, by kind and task).
+// file names: which functions each task calls, which pipeline runs it
+// (pipelines/registry.js, by kind and task), and which kernel paths (one
+// library each, best first) the build offers: the first this device can run
+// is loaded, and only its library is fetched.
 //
 // Ownership: the SDModel owns the session, the weight tensors and the weight
 // tuples; dispose() releases all of them.
@@ -10,12 +12,14 @@
 import { checkBuildStamp, runtimeMismatch } from "./build_stamp.js";
 import { combineFunctions } from "./pipelines/scheduling.js";
 import { PIPELINES, listing, pipelinesOf } from "./pipelines/registry.js";
-import { parseTensorCacheIndex } from "./tensor_cache.js";
+import { parseTensorCacheIndex, widenFloat16 } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 
 /** @typedef {import("./tvm_session.js").TVMJS} TVMJS */
 /** @typedef {import("./webgpu_device.js").GPUInfo} GPUInfo */
 /** @typedef {import("@mlc-ai/web-runtime").TVMObject} TVMObject */
+/** @typedef {import("./tensor_cache.js").TensorCacheIndex} TensorCacheIndex */
+/** @typedef {import("./tensor_cache.js").TensorRecord} TensorRecord */
 
 /**
  * @typedef {object} TensorInfo
@@ -40,7 +44,8 @@ import { TVMSession } from "./tvm_session.js";
  * @property {{source: string, precision: string}} model
  * @property {{height: number, width: number}} image
  * @property {{shape: number[], scaling_factor: number, vae_scale_factor: number}} latent
- * @property {string} library
+ * @property {string} library  The first kernel path's library.
+ * @property {KernelPath[]} [kernel_paths]  The ways to run the build, best first (absent: one, see kernelPaths).
  * @property {{tvm: string}} runtime  The TVM web runtime the library was linked with.
  * @property {string} weights
  * @property {Record<string, FunctionInfo>} functions
@@ -53,6 +58,25 @@ import { TVMSession } from "./tvm_session.js";
  * @property {XLConditioning} [conditioning]  SDXL's conditioning rules.
  * @property {{max_buffer_bytes: number}} [limits]  The largest tensor the model binds.
  * @property {Record<string, {bytes: number, integrity: string}>} files
+ */
+
+/**
+ * One way to run a build: a model library whose shaders need some WebGPU
+ * features, and how it takes the weights.
+ * @typedef {object} KernelPath
+ * @property {string} name  "shader-f16", "fp32", ...
+ * @property {string} library  Its model library (.wasm), relative to the manifest.
+ * @property {string} precision  "fp16" or "fp32": what its kernels compute in.
+ * @property {string[]} requires  The WebGPU features its shaders need.
+ * @property {boolean} widen_f16_weights  Every float16 weight is converted to float32 before upload.
+ * @property {number} max_buffer_bytes  The largest buffer it binds (widened weights included).
+ */
+
+/**
+ * A kernel path that was not chosen, and why.
+ * @typedef {object} PassedOver
+ * @property {string} name
+ * @property {string} why
  */
 
 /**
@@ -132,6 +156,23 @@ function checkFunctions(m) {
 }
 
 /**
+ * Refuse kernel_paths that are not a list of well-formed paths with distinct names.
+ * @param {Manifest} m
+ */
+function checkKernelPaths(m) {
+  if (m.kernel_paths === undefined) return;
+  const paths = Array.isArray(m.kernel_paths) ? m.kernel_paths : [];
+  const strings = (/** @type {unknown} */ v) => Array.isArray(v) && v.every((x) => typeof x === "string");
+  const bad = paths.findIndex((p) => typeof p?.name !== "string" || typeof p.library !== "string" ||
+    !strings(p.requires) || typeof p.widen_f16_weights !== "boolean" || !Number.isFinite(p.max_buffer_bytes));
+  const names = paths.map((p) => p?.name);
+  if (paths.length === 0 || bad >= 0 || new Set(names).size !== names.length) {
+    const which = bad >= 0 ? `kernel_paths[${bad}] is malformed` : "kernel_paths is not a list of paths with distinct names";
+    throw new Error(`the manifest's ${which}: rebuild the model with wsd-compile`);
+  }
+}
+
+/**
  * Check a parsed manifest.json for what the app relies on.
  * @param {unknown} json
  * @returns {Manifest}
@@ -146,22 +187,60 @@ export function parseManifest(json) {
   const runtime = runtimeMismatch(m.runtime);
   if (runtime) throw new Error(runtime);
   checkFunctions(m);
+  checkKernelPaths(m);
   return m;
 }
 
 /**
- * What the model needs of the GPU that this device lacks, as sentences; empty when it fits.
+ * The kernel paths of a build, best first: its kernel_paths, or for a build
+ * without them the one its library makes (shader-f16 for fp16, else fp32).
  * @param {Manifest} manifest
+ * @returns {KernelPath[]}
+ */
+export function kernelPaths(manifest) {
+  if (Array.isArray(manifest.kernel_paths) && manifest.kernel_paths.length > 0) return manifest.kernel_paths;
+  const fp16 = manifest.model.precision === "fp16";
+  return [{
+    name: fp16 ? "shader-f16" : "fp32",
+    library: manifest.library,
+    precision: fp16 ? "fp16" : "fp32",
+    requires: fp16 ? ["shader-f16"] : [],
+    widen_f16_weights: false,
+    max_buffer_bytes: manifest.limits?.max_buffer_bytes ?? 0,
+  }];
+}
+
+/**
+ * The largest weight tensors of a build as stored, in bytes: the float16 ones and the others.
+ * @param {TensorCacheIndex} index
+ * @returns {{float16: number, other: number}}
+ */
+export function largestWeights(index) {
+  const largest = { float16: 0, other: 0 };
+  for (const record of index.shards.flatMap((s) => s.records)) {
+    const key = record.dtype === "float16" ? "float16" : "other";
+    largest[key] = Math.max(largest[key], record.nbytes);
+  }
+  return largest;
+}
+
+/**
+ * What a kernel path needs of the GPU that this device lacks, as sentences; empty when it runs.
+ * @param {KernelPath} path
  * @param {{maxStorageBufferBindingSize: number, maxBufferSize: number}} limits
  * @param {Iterable<string>} features
- * @param {number} largestTensorBytes
+ * @param {number} largestTensorBytes  The largest buffer the path binds (see chooseKernelPath).
+ * @param {boolean} [fp32Elsewhere]  The build has an fp32 path (else an fp16 path lacking
+ *   shader-f16 says to use an fp32 build).
  * @returns {string[]}
  */
-export function missingCapabilities(manifest, limits, features, largestTensorBytes) {
-  const problems = [];
-  if (manifest.model.precision === "fp16" && ![...features].includes("shader-f16")) {
-    problems.push("this fp16 build needs the WebGPU feature shader-f16, which this adapter lacks (use an fp32 build)");
-  }
+export function missingCapabilities(path, limits, features, largestTensorBytes, fp32Elsewhere = true) {
+  const has = new Set(features);
+  const problems = path.requires.filter((f) => !has.has(f)).map((f) => (
+    !fp32Elsewhere && path.precision === "fp16" && f === "shader-f16"
+      ? "this fp16 build needs the WebGPU feature shader-f16, which this adapter lacks (use an fp32 build)"
+      : `needs the WebGPU feature ${f}, which this adapter lacks`
+  ));
   for (const limit of /** @type {const} */ (["maxStorageBufferBindingSize", "maxBufferSize"])) {
     if (limits[limit] < largestTensorBytes) {
       problems.push(
@@ -171,6 +250,70 @@ export function missingCapabilities(manifest, limits, features, largestTensorByt
     }
   }
   return problems;
+}
+
+/**
+ * @typedef {object} DeviceCapabilities
+ * @property {Iterable<string>} features  The device's WebGPU features.
+ * @property {{maxStorageBufferBindingSize: number, maxBufferSize: number}} limits
+ * @property {number | {float16?: number, other?: number}} [largestWeightBytes]  The largest
+ *   weight tensors as stored (largestWeights); a number counts as weights that are not float16.
+ * @property {string | null} [wanted]  A kernel path's name: that path or an error.
+ */
+
+/**
+ * The first kernel path of a build this device can run (or the one asked for),
+ * and the better ones passed over with why. Its largest buffer is the larger
+ * of the path's max_buffer_bytes and the largest weight as the path uploads it
+ * (float16 ones doubled where it widens them). Throws one line when no path
+ * fits, when `wanted` names no path, or when the device cannot run it.
+ * @param {Manifest} manifest
+ * @param {DeviceCapabilities} device
+ * @returns {{path: KernelPath, passedOver: PassedOver[]}}
+ */
+export function chooseKernelPath(manifest, { features, limits, largestWeightBytes = 0, wanted = null }) {
+  const paths = kernelPaths(manifest);
+  const weights = typeof largestWeightBytes === "number"
+    ? { float16: 0, other: largestWeightBytes }
+    : { float16: largestWeightBytes.float16 ?? 0, other: largestWeightBytes.other ?? 0 };
+  const has = [...features];
+  const fp32 = paths.some((p) => p.precision === "fp32");
+  const problems = (/** @type {KernelPath} */ p) => missingCapabilities(p, limits, has, Math.max(
+    p.max_buffer_bytes, weights.other, weights.float16 * (p.widen_f16_weights ? 2 : 1),
+  ), fp32);
+  if (wanted) {
+    const path = paths.find((p) => p.name === wanted);
+    if (!path) {
+      const names = paths.map((p) => p.name);
+      throw new Error(`this build has no kernel path ${JSON.stringify(wanted)}; its kernel paths are ${listing(names)}`);
+    }
+    const missing = problems(path);
+    if (missing.length > 0) throw new Error(`the kernel path ${wanted} cannot run on this GPU: ${missing.join("; ")}`);
+    const passedOver = paths.slice(0, paths.indexOf(path)).map((p) => ({ name: p.name, why: `${wanted} was asked for` }));
+    return { path, passedOver };
+  }
+  /** @type {PassedOver[]} */
+  const passedOver = [];
+  for (const path of paths) {
+    const missing = problems(path);
+    if (missing.length === 0) return { path, passedOver };
+    passedOver.push({ name: path.name, why: missing.join("; ") });
+  }
+  // A build of one path says why as builds always did; with several, each path says why.
+  const reasons = paths.length === 1 ? [passedOver[0].why] : passedOver.map(({ name, why }) => `kernel path ${name}: ${why}`);
+  throw new Error(`this GPU cannot run the model: ${reasons.join("; ")}`);
+}
+
+/**
+ * The kernel path a model runs, for people: "kernel path fp32 (passed over
+ * shader-f16: needs the WebGPU feature shader-f16, which this adapter lacks)".
+ * @param {KernelPath} path
+ * @param {PassedOver[]} passedOver
+ * @returns {string}
+ */
+export function describeKernelPath(path, passedOver) {
+  const others = passedOver.map(({ name, why }) => `${name}: ${why}`).join("; ");
+  return `kernel path ${path.name}${others ? ` (passed over ${others})` : ""}`;
 }
 
 /**
@@ -202,6 +345,10 @@ export function sequentialSource(get) {
  * @property {GPUInfo} gpu
  * @property {Manifest} manifest  Parsed with parseManifest.
  * @property {FileSource} files
+ * @property {string | null} [kernelPath]  Run this kernel path (by name) or fail; default: the
+ *   first the device can run.
+ * @property {(choice: {path: KernelPath, passedOver: PassedOver[]}) => void | Promise<void>} [onKernelPath]
+ *   Called (and awaited) once the kernel path is chosen, before its library is fetched.
  * @property {(path: string) => void} [onUpload]  Called once a file's tensors are on the GPU.
  */
 
@@ -231,63 +378,105 @@ export function shardFiles(manifest, index) {
   return files;
 }
 
+/**
+ * Upload one weight tensor, widened from float16 to float32 when `widen` says so.
+ * @param {TVMSession} session
+ * @param {TensorRecord} record
+ * @param {Uint8Array} bytes  Its bytes as stored.
+ * @param {boolean} widen
+ */
+function uploadWeight(session, record, bytes, widen) {
+  if (!widen || record.dtype !== "float16") return session.upload(record, bytes);
+  return session.upload({ ...record, dtype: "float32", nbytes: record.nbytes * 2 }, widenFloat16(bytes));
+}
+
+/**
+ * Fetch every weight shard and upload its tensors, as the kernel path takes them.
+ * @param {TVMSession} session
+ * @param {Manifest} manifest
+ * @param {TensorCacheIndex} index
+ * @param {FileSource} files
+ * @param {KernelPath} path
+ * @param {(path: string) => void} onUpload
+ * @returns {Promise<Map<string, import("@mlc-ai/web-runtime").Tensor>>} By tensor name.
+ */
+async function uploadWeights(session, manifest, index, files, path, onUpload) {
+  const byPath = shardFiles(manifest, index);
+  /** @type {Map<string, import("@mlc-ai/web-runtime").Tensor>} */
+  const tensors = new Map();
+  await files.getAll([...byPath.keys()], (file, data) => {
+    for (const shard of /** @type {import("./tensor_cache.js").ShardRecord[]} */ (byPath.get(file))) {
+      if (data.byteLength !== shard.nbytes) {
+        throw new Error(`${file} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
+      }
+      for (const record of shard.records) {
+        const bytes = data.subarray(record.byteOffset, record.byteOffset + record.nbytes);
+        tensors.set(record.name, uploadWeight(session, record, bytes, path.widen_f16_weights));
+      }
+    }
+    onUpload(file);
+  });
+  return tensors;
+}
+
+/**
+ * The weight tuple of every component, from the uploaded tensors.
+ * @param {TVMSession} session
+ * @param {Manifest} manifest
+ * @param {Map<string, import("@mlc-ai/web-runtime").Tensor>} tensors
+ * @returns {Map<string, TVMObject>}
+ */
+function weightTuples(session, manifest, tensors) {
+  /** @type {Map<string, TVMObject>} */
+  const params = new Map();
+  for (const [component, { param_names: names }] of Object.entries(manifest.components)) {
+    const list = names.map((name) => {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`the weights lack ${name}, which ${component} needs: rebuild the model`);
+      return t;
+    });
+    params.set(component, session.tensorArray(list));
+  }
+  return params;
+}
+
 export class SDModel {
   /**
    * @param {Manifest} manifest
    * @param {TVMSession} session
    * @param {Map<string, TVMObject>} params  Weight tuples by component.
+   * @param {{kernelPath?: KernelPath, passedOver?: PassedOver[]}} [choice]  The kernel path the
+   *   session's library is (default: the build's first) and the better ones passed over.
    */
-  constructor(manifest, session, params) {
+  constructor(manifest, session, params, { kernelPath = kernelPaths(manifest)[0], passedOver = [] } = {}) {
     this.manifest = manifest;
     this.session = session;
     this.params = params;
+    this.kernelPath = kernelPath;
+    this.passedOver = passedOver;
   }
 
   /**
-   * Fetch a build's library and weights, and put them on the GPU. What the GPU
-   * cannot hold is refused before the weights are fetched.
+   * Fetch a build's weight index, choose the kernel path the GPU can run, fetch
+   * that path's library (and no other) and the weights, and put them on the GPU.
+   * What the GPU cannot run is refused before the library and the weights are fetched.
    * @param {LoadOptions} options
    * @returns {Promise<SDModel>}
    */
-  static async load({ tvmjs, gpu, manifest, files, onUpload = () => {} }) {
+  static async load({ tvmjs, gpu, manifest, files, kernelPath = null, onKernelPath = () => {}, onUpload = () => {} }) {
     const text = (/** @type {Uint8Array} */ b) => new TextDecoder().decode(b);
     const index = parseTensorCacheIndex(JSON.parse(text(await files.get(manifest.weights))));
-    const largest = Math.max(
-      manifest.limits?.max_buffer_bytes ?? 0, ...index.shards.flatMap((s) => s.records.map((r) => r.nbytes)),
-    );
-    const problems = missingCapabilities(manifest, gpu.device.limits, gpu.features, largest);
-    if (problems.length > 0) {
-      throw new Error(`this GPU cannot run the model: ${problems.join("; ")}`);
-    }
-    const wasm = await files.get(manifest.library);
-    checkBuildStamp(manifest.library, wasm, manifest);
+    const { path, passedOver } = chooseKernelPath(manifest, {
+      features: gpu.features, limits: gpu.device.limits, largestWeightBytes: largestWeights(index), wanted: kernelPath,
+    });
+    await onKernelPath({ path, passedOver });
+    const wasm = await files.get(path.library);
+    checkBuildStamp(path.library, wasm, manifest);
     const session = await TVMSession.create(tvmjs, wasm.slice().buffer, gpu.device);
     try {
-      const byPath = shardFiles(manifest, index);
-      /** @type {Map<string, import("@mlc-ai/web-runtime").Tensor>} */
-      const tensors = new Map();
-      await files.getAll([...byPath.keys()], (path, data) => {
-        for (const shard of /** @type {import("./tensor_cache.js").ShardRecord[]} */ (byPath.get(path))) {
-          if (data.byteLength !== shard.nbytes) {
-            throw new Error(`${path} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
-          }
-          for (const record of shard.records) {
-            tensors.set(record.name, session.upload(record, data.subarray(record.byteOffset, record.byteOffset + record.nbytes)));
-          }
-        }
-        onUpload(path);
-      });
-      /** @type {Map<string, TVMObject>} */
-      const params = new Map();
-      for (const [component, { param_names: names }] of Object.entries(manifest.components)) {
-        const list = names.map((name) => {
-          const t = tensors.get(name);
-          if (!t) throw new Error(`the weights lack ${name}, which ${component} needs: rebuild the model`);
-          return t;
-        });
-        params.set(component, session.tensorArray(list));
-      }
-      return new SDModel(manifest, session, params);
+      const tensors = await uploadWeights(session, manifest, index, files, path, onUpload);
+      const params = weightTuples(session, manifest, tensors);
+      return new SDModel(manifest, session, params, { kernelPath: path, passedOver });
     } catch (e) {
       session.dispose();
       throw e;
@@ -296,12 +485,13 @@ export class SDModel {
 
   /**
    * Load a build whose files `get` reads as they are (no checksums, no cache): Node, tests.
-   * @param {{tvmjs: TVMJS, gpu: GPUInfo, get: (path: string) => Promise<Uint8Array>}} options
+   * @param {{tvmjs: TVMJS, gpu: GPUInfo, get: (path: string) => Promise<Uint8Array>, kernelPath?: string | null}} options
+   *   kernelPath: as LoadOptions's.
    * @returns {Promise<SDModel>}
    */
-  static async open({ tvmjs, gpu, get }) {
+  static async open({ tvmjs, gpu, get, kernelPath = null }) {
     const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await get("manifest.json"))));
-    return SDModel.load({ tvmjs, gpu, manifest, files: sequentialSource(get) });
+    return SDModel.load({ tvmjs, gpu, manifest, files: sequentialSource(get), kernelPath });
   }
 
   /**

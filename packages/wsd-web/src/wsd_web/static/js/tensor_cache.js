@@ -105,3 +105,53 @@ export function float32Values(tensor) {
   }
   return new Float32Array(tensor.bytes.slice().buffer);
 }
+
+/**
+ * The float32 bit pattern of a float16 bit pattern: the same value, exactly
+ * (NaN payloads too: the half's 10 fraction bits are the top ones of the float's).
+ * @param {number} h
+ * @returns {number}
+ */
+function halfToFloatBits(h) {
+  const sign = (h & 0x8000) << 16;
+  const exponent = (h >> 10) & 0x1f;
+  let fraction = h & 0x3ff;
+  if (exponent === 0x1f) return (sign | 0x7f800000 | (fraction << 13)) >>> 0; // ±inf, NaN
+  if (exponent !== 0) return (sign | ((exponent + 112) << 23) | (fraction << 13)) >>> 0;
+  if (fraction === 0) return sign >>> 0; // ±0
+  // Subnormal (fraction * 2^-24): shift the leading one into the implicit bit.
+  let biased = 113;
+  while (!(fraction & 0x400)) {
+    fraction <<= 1;
+    biased -= 1;
+  }
+  return (sign | (biased << 23) | ((fraction & 0x3ff) << 13)) >>> 0;
+}
+
+/** The float32 bits of every float16 bits, made on first use (256 KiB). @type {Uint32Array | null} */
+let widenTable = null;
+
+/**
+ * Float16 values as float32 ones: little-endian IEEE half floats in, little-endian
+ * floats out (twice the bytes), every value exact (normal, subnormal, ±0, ±inf, NaN).
+ * @param {Uint8Array} bytes  Any offset; an even length.
+ * @returns {Uint8Array}
+ */
+export function widenFloat16(bytes) {
+  if (bytes.byteLength % 2 !== 0) throw new Error(`float16 data of ${bytes.byteLength} bytes: not a whole number of values`);
+  if (!widenTable) {
+    widenTable = new Uint32Array(0x10000);
+    for (let h = 0; h < 0x10000; h++) widenTable[h] = halfToFloatBits(h);
+  }
+  const table = widenTable;
+  const n = bytes.byteLength / 2;
+  // Typed arrays use the platform's byte order, little-endian wherever WebGPU runs (tvmjs assumes it too).
+  const out = new Uint32Array(n);
+  if (bytes.byteOffset % 2 === 0) {
+    const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) out[i] = table[halves[i]];
+  } else {
+    for (let i = 0; i < n; i++) out[i] = table[bytes[2 * i] | (bytes[2 * i + 1] << 8)];
+  }
+  return new Uint8Array(out.buffer);
+}
