@@ -7,7 +7,9 @@
 # NAME: the result's name (docs/benchmarks/NAME.json); OUT: where to write.
 # STEPS: the steps of a generation (20 in the published results).
 # BUILD: a wsd-compile output of KIND; give several (an fp32 and an fp16
-#   build, say), all at one image size, to measure each of them. Only
+#   build, say), all at one image size, to measure each of them; DIR:PATH
+#   runs the build's kernel path PATH (e.g. BUILD:fp32, an fp16 build's
+#   fallback), DIR alone the first path the device runs. Only
 #   manifest.json, model.wasm, tensor-cache.json and the tokenizer(s) are
 #   needed: the weights are generated from a seed (--random-weights), on
 #   both sides.
@@ -41,7 +43,8 @@ esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Every build: its kind, size and precision from its manifest; all of KIND, at one size.
 size=""
-for build in "${builds[@]}"; do
+for spec in "${builds[@]}"; do
+  build=${spec%%:*}
   if [ ! -f "$build/manifest.json" ]; then
     echo "bench_gpu.sh: $build has no manifest.json: give directories written by wsd-compile" >&2
     exit 2
@@ -64,10 +67,12 @@ source "$root/scripts/gpu_env.sh"
 mkdir -p "$out"
 commands=() webgpu_args=() placeholders=()
 i=0
-for build in "${builds[@]}"; do
+for spec in "${builds[@]}"; do
   i=$((i + 1))
+  build=${spec%%:*} path_arg=""
+  if [ "$spec" != "$build" ]; then path_arg="--kernel-path ${spec#*:}"; fi
   json="$out/$name-webgpu-$i.json"
-  webgpu="python3 -m wsd_web bench $build --steps $steps $runs --robustness ${ROBUSTNESS:-both} --random-weights 1 --json $json"
+  webgpu="python3 -m wsd_web bench $build $path_arg --steps $steps $runs --robustness ${ROBUSTNESS:-both} --random-weights 1 --json $json"
   echo "+ $webgpu"; $webgpu
   commands+=("$webgpu") webgpu_args+=(--webgpu "$json") placeholders+=(BUILD)
 done

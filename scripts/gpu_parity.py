@@ -1,6 +1,7 @@
 """Parity on a real GPU: the tiny presets' fp16 (and, to tell the GPU's share of the
 error from fp16's, fp32) builds rendered through Node + Dawn against diffusers
-(fp32, CPU), the same weights, prompt, seed and scheduler.
+(fp32, CPU), the same weights, prompt, seed and scheduler; every kernel path
+of a build (an fp16 build's ``shader-f16`` and ``fp32`` libraries) separately.
 
 Three steps, two machines (the GPU machine reaches no registry and has no diffusers):
 
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("tiny-sd15", "tiny-sdxl")
 SCHEDULERS = ("dpmpp-2m", "euler", "lcm")
 PRECISIONS = ("fp16", "fp32")
+#: The kernel paths each precision's build holds (wsd_compile.paths.planned_paths).
+KERNEL_PATHS = {"fp16": ("shader-f16", "fp32"), "fp32": ("fp32",)}
 OPTIONS = {"prompt": "a lighthouse at dawn", "negative_prompt": "", "seed": 7, "steps": 8}
 MIN_PSNR_DB = 40.0
 MAX_LATENT_ERROR = 1e-2
@@ -38,16 +41,23 @@ MAX_LATENT_ERROR = 1e-2
 def _cases() -> list[dict[str, Any]]:
     return [
         {
-            "name": f"{preset}-{precision}-{scheduler}",
+            "name": f"{preset}-{precision}{_path_suffix(precision, path)}-{scheduler}",
             "preset": preset,
             "precision": precision,
+            "kernel_path": path,
             "scheduler": scheduler,
             **OPTIONS,
         }
         for preset in PRESETS
         for precision in PRECISIONS
+        for path in KERNEL_PATHS[precision]
         for scheduler in SCHEDULERS
     ]
+
+
+def _path_suffix(precision: str, path: str) -> str:
+    """``-fp32path`` for a build's fallback path; nothing for its own."""
+    return "" if path == KERNEL_PATHS[precision][0] else f"-{path}path"
 
 
 def prepare(out: Path) -> None:
@@ -92,6 +102,7 @@ def _case_record(out: Path, case: dict[str, Any]) -> dict[str, Any]:
         "case": case["name"],
         "preset": case["preset"],
         "precision": case["precision"],
+        "kernel_path": report.get("kernelPath", case.get("kernel_path")),
         "scheduler": run["scheduler"],
         "steps": case["steps"],
         "psnr_db": round(psnr, 2),
@@ -110,7 +121,7 @@ def compare(out: Path, json_path: Path | None) -> int:
     for r in records:
         mark = "ok" if r["ok"] else "FAIL"
         error = r["latent_error_of_scale"]
-        print(f"{r['case']:28s} {r['psnr_db']:7.2f} dB  latents {error:.2e}  {mark}")
+        print(f"{r['case']:36s} {r['psnr_db']:7.2f} dB  latents {error:.2e}  {mark}")
     if json_path is not None:
         doc = {
             "what": "tiny presets' builds on a GPU (Node + Dawn) vs diffusers (fp32, CPU)",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU half of scripts/gpu_parity.py: render every case of OUT/cases.json
 # with its build through Node + Dawn (asking for shader-f16 on NVIDIA's
-# Vulkan driver), one JSON report per case in OUT/webgpu/. Run on the GPU
+# Vulkan driver) on the case's kernel path, one JSON report per case in
+# OUT/webgpu/. Run on the GPU
 # machine from the repository root, with .carry/ and OUT beside it:
 #   bash scripts/gpu_parity.sh OUT
 set -euo pipefail
@@ -17,7 +18,7 @@ for case in json.load(open(f"{out}/cases.json")):
     options = {
         "prompt": case["prompt"], "negativePrompt": case["negative_prompt"], "seed": case["seed"],
         "steps": case["steps"], "scheduler": case["scheduler"],
-        "returnLatents": True, "returnPixels": True,
+        "returnLatents": True, "returnPixels": True, "kernelPath": case["kernel_path"],
     }
     print(case["name"], f"{out}/builds/{case['preset']}-{case['precision']}", json.dumps(options), sep="\t")
 PY

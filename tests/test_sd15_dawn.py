@@ -128,3 +128,23 @@ def test_node_render_usage(tmp_path: Path) -> None:
     result = subprocess.run(["node", str(RENDER)], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "usage: node render.mjs DIR" in result.stderr
+
+
+def test_the_subgroup_matrix_probe_reports_what_the_adapter_cannot_compile() -> None:
+    """The tensor-core probe (run on the H200, docs/kernels.md) on SwiftShader: no
+    shader-f16 and no subgroup matrices, so every variant reports its compile error."""
+    probe = STATIC_DIR.parent / "node" / "probe_subgroup_matrix.mjs"
+    result = subprocess.run(
+        ["node", str(probe), "64", "64", "32"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["subgroup_matrix_configs"] == []
+    [shape] = report["shapes"]
+    assert (shape["M"], shape["N"], shape["K"]) == (64, 64, 32)
+    assert set(shape["results"]) >= {"scalar 64x64", "subgroup-matrix 32x32", "subgroup-matrix 64x64"}
+    assert all("f16" in r["error"] for r in shape["results"].values())

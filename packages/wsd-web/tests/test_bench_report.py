@@ -244,7 +244,7 @@ def test_kernel_path_comes_from_the_result_where_it_says(
     assert _rows(table(doc))["Median"] == [
         "WebGPU fp32",
         "WebGPU fp16",
-        "WebGPU fp16 subgroup-matrix",
+        "WebGPU fp16 (subgroup-matrix path)",
         "PyTorch fp16",
     ]
 

@@ -404,9 +404,10 @@ def webgpu_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_name(run: dict[str, Any]) -> str:
-    """A WebGPU record's short name: its precision, and its kernel path where not the usual."""
+    """A WebGPU record's short name: its build's precision, and its kernel path where
+    not the build's usual one (``fp16 (fp32 path)``: an fp16 build's fallback)."""
     precision, path = run["precision"], run["kernel_path"]
-    return precision if path == DEFAULT_KERNEL_PATH.get(precision) else f"{precision} {path}"
+    return precision if path == DEFAULT_KERNEL_PATH.get(precision) else f"{precision} ({path} path)"
 
 
 def run_label(doc: dict[str, Any], run: dict[str, Any]) -> str:

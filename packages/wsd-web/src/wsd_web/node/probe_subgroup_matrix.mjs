@@ -1,0 +1,281 @@
+// What tensor cores give through WebGPU: an fp16 matrix multiply (f32 sums)
+// written with Dawn's `chromium-experimental-subgroup-matrix`, timed on the
+// adapter, against the same product in plain scalar WGSL. A probe for the
+// subgroup-matrix kernel path (docs/kernels.md), not part of a build.
+//   node probe_subgroup_matrix.mjs [M N K ...]   (default: SD 1.5 UNet shapes)
+// Prints one JSON line: the adapter, its subgroup-matrix configs, and per
+// shape and variant the median time, TFLOP/s and the largest error against
+// float64 on a checked corner of the output.
+/* global GPUBufferUsage, GPUMapMode -- Dawn's, installed on globalThis below */
+import { globals } from "webgpu";
+
+import { createDawn } from "./dawn.mjs";
+
+const FEATURES = /** @type {GPUFeatureName[]} */ (
+  ["shader-f16", "subgroups", "timestamp-query", "chromium-experimental-subgroup-matrix"]
+);
+const REPEATS = 20;
+
+/**
+ * One subgroup (a workgroup of 32) computes a (16*TM) x (16*TN) block of C
+ * from A and B in storage, 16x16x16 matrices with f32 sums.
+ * @param {number} M @param {number} N @param {number} K @param {number} TM @param {number} TN
+ */
+function subgroupMatrixShader(M, N, K, TM, TN) {
+  const accs = [];
+  const body = [];
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < TN; j++) accs.push(`var acc_${i}_${j} = subgroup_matrix_result<f32, 16, 16>();`);
+  }
+  for (let i = 0; i < TM; i++) {
+    body.push(`let a_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, (row + ${16 * i}u) * ${K}u + k, false, ${K}u);`);
+  }
+  for (let j = 0; j < TN; j++) {
+    body.push(`let b_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&b, k * ${N}u + col + ${16 * j}u, false, ${N}u);`);
+  }
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < TN; j++) body.push(`acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a_${i}, b_${j}, acc_${i}_${j});`);
+  }
+  const stores = [];
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < TN; j++) {
+      stores.push(`subgroupMatrixStore(&c, (row + ${16 * i}u) * ${N}u + col + ${16 * j}u, acc_${i}_${j}, false, ${N}u);`);
+    }
+  }
+  return `enable f16;
+enable chromium_experimental_subgroup_matrix;
+@group(0) @binding(0) var<storage, read> a : array<f16>;
+@group(0) @binding(1) var<storage, read> b : array<f16>;
+@group(0) @binding(2) var<storage, read_write> c : array<f32>;
+@compute @workgroup_size(32)
+fn main(@builtin(workgroup_id) wg : vec3<u32>) {
+  let row = wg.y * ${16 * TM}u;
+  let col = wg.x * ${16 * TN}u;
+  ${accs.join("\n  ")}
+  for (var k = 0u; k < ${K}u; k += 16u) {
+    ${body.join("\n    ")}
+  }
+  ${stores.join("\n  ")}
+}`;
+}
+
+/**
+ * The scalar baseline: 16x16 threads, 4x4 outputs each, K in steps of 16
+ * through workgroup tiles (what a plain tiled kernel does).
+ * @param {number} M @param {number} N @param {number} K
+ */
+function scalarShader(M, N, K) {
+  return `enable f16;
+@group(0) @binding(0) var<storage, read> a : array<f16>;
+@group(0) @binding(1) var<storage, read> b : array<f16>;
+@group(0) @binding(2) var<storage, read_write> c : array<f32>;
+var<workgroup> ta : array<f32, ${64 * 16}>;
+var<workgroup> tb : array<f32, ${16 * 64}>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
+  let row = wg.y * 64u;
+  let col = wg.x * 64u;
+  var acc : array<f32, 16>;
+  for (var k = 0u; k < ${K}u; k += 16u) {
+    for (var t = 0u; t < 4u; t++) {
+      let e = (lid.y * 16u + lid.x) * 4u + t;
+      ta[e] = f32(a[(row + e / 16u) * ${K}u + k + e % 16u]);
+      tb[e] = f32(b[(k + e / 64u) * ${N}u + col + e % 64u]);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      for (var i = 0u; i < 4u; i++) {
+        let av = ta[(lid.y * 4u + i) * 16u + kk];
+        for (var j = 0u; j < 4u; j++) {
+          acc[i * 4u + j] = fma(av, tb[kk * 64u + lid.x * 4u + j], acc[i * 4u + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    for (var j = 0u; j < 4u; j++) {
+      c[(row + lid.y * 4u + i) * ${N}u + col + lid.x * 4u + j] = acc[i * 4u + j];
+    }
+  }
+}`;
+}
+
+/** @param {number} x  A float32 value, rounded to the nearest fp16, as bits. */
+function toHalfBits(x) {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = ((u >>> 23) & 0xff) - 127 + 15;
+  if (exp <= 0) return sign;
+  if (exp >= 31) return sign | 0x7c00;
+  const mant = u & 0x7fffff;
+  let h = sign | (exp << 10) | (mant >>> 13);
+  if (mant & 0x1000) h += 1;
+  return h;
+}
+
+/** @param {number} h */
+function fromHalfBits(h) {
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  const value = exp === 0 ? mant * 2 ** -24 : (1 + mant / 1024) * 2 ** (exp - 15);
+  return h & 0x8000 ? -value : value;
+}
+
+/** @param {number} n @param {number} seed */
+function randomHalves(n, seed) {
+  const out = new Uint16Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = toHalfBits((s / 2 ** 32) * 2 - 1);
+  }
+  return out;
+}
+
+/**
+ * @param {GPUDevice} device @param {string} code @param {number[]} grid
+ * @param {GPUBuffer[]} buffers @param {number} repeats
+ */
+async function timeKernel(device, code, grid, buffers, repeats) {
+  const module = device.createShaderModule({ code });
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((m) => m.type === "error").map((m) => m.message);
+  if (errors.length > 0) return { error: errors.join("; ").slice(0, 500) };
+  device.pushErrorScope("validation");
+  const pipeline = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+  const bindGroup = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const failed = await device.popErrorScope();
+  if (failed) return { error: failed.message.slice(0, 500) };
+  const query = device.createQuerySet({ type: "timestamp", count: 2 });
+  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const times = [];
+  for (let r = 0; r < repeats; r++) {
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass({ timestampWrites: { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(grid[0], grid[1]);
+    pass.end();
+    encoder.resolveQuerySet(query, 0, 2, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
+    device.queue.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const [start, end] = new BigUint64Array(read.getMappedRange().slice(0));
+    read.unmap();
+    times.push(Number(end - start) / 1e6);
+  }
+  times.sort((x, y) => x - y);
+  return { ms: times[Math.floor(times.length / 2)] };
+}
+
+/**
+ * @param {GPUDevice} device @param {GPUBuffer} buffer @param {number} floats
+ * @returns {Promise<Float32Array>}
+ */
+async function readFloats(device, buffer, floats) {
+  const staging = device.createBuffer({ size: floats * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  encoder.copyBufferToBuffer(buffer, 0, staging, 0, floats * 4);
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(staging.getMappedRange().slice(0));
+  staging.unmap();
+  staging.destroy();
+  return out;
+}
+
+/**
+ * The largest error of C's first 32 x 32 corner against float64 sums.
+ * @param {Float32Array} c @param {Uint16Array} a @param {Uint16Array} b
+ * @param {number} N @param {number} K
+ */
+function cornerError(c, a, b, N, K) {
+  let worst = 0;
+  for (let i = 0; i < 32; i++) {
+    for (let j = 0; j < 32; j++) {
+      let sum = 0;
+      for (let k = 0; k < K; k++) sum += fromHalfBits(a[i * K + k]) * fromHalfBits(b[k * N + j]);
+      worst = Math.max(worst, Math.abs(sum - c[i * N + j]));
+    }
+  }
+  return worst;
+}
+
+/**
+ * @param {GPUDevice} device @param {number} M @param {number} N @param {number} K
+ */
+async function probeShape(device, M, N, K) {
+  const a = randomHalves(M * K, 1);
+  const b = randomHalves(K * N, 2);
+  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const make = (/** @type {Uint16Array | null} */ data, /** @type {number} */ bytes) => {
+    const buffer = device.createBuffer({ size: bytes, usage: storage });
+    if (data) device.queue.writeBuffer(buffer, 0, /** @type {Uint16Array<ArrayBuffer>} */ (data));
+    return buffer;
+  };
+  const buffers = [make(a, a.byteLength), make(b, b.byteLength), make(null, M * N * 4)];
+  const flops = 2 * M * N * K;
+  /** @type {Record<string, unknown>} */
+  const results = {};
+  /** @type {Array<[string, string, number[]]>} */
+  const variants = [["scalar 64x64", scalarShader(M, N, K), [N / 64, M / 64]]];
+  for (const [tm, tn] of [[2, 2], [4, 2], [2, 4], [4, 4]]) {
+    if (M % (16 * tm) === 0 && N % (16 * tn) === 0) {
+      variants.push([`subgroup-matrix ${16 * tm}x${16 * tn}`, subgroupMatrixShader(M, N, K, tm, tn), [N / (16 * tn), M / (16 * tm)]]);
+    }
+  }
+  for (const [name, code, grid] of variants) {
+    const timed = await timeKernel(device, code, grid, buffers, REPEATS);
+    if ("error" in timed) {
+      results[name] = timed;
+      continue;
+    }
+    const c = await readFloats(device, buffers[2], 32 * N);
+    results[name] = {
+      ms: Number(timed.ms.toFixed(4)),
+      tflops: Number((flops / timed.ms / 1e9).toFixed(2)),
+      max_error: Number(cornerError(c, a, b, N, K).toExponential(2)),
+    };
+  }
+  for (const buffer of buffers) buffer.destroy();
+  return { M, N, K, gflop: Number((flops / 1e9).toFixed(2)), results };
+}
+
+const shapes = process.argv.slice(2).map(Number);
+/** @type {number[][]} */
+const problems = [];
+for (let i = 0; i + 2 < shapes.length; i += 3) problems.push(shapes.slice(i, i + 3));
+if (problems.length === 0) {
+  // SD 1.5 at 512, CFG batch 2: attention projections and feed-forward at the
+  // 64x64 level, and a square product for reference.
+  problems.push([8192, 320, 320], [8192, 2560, 320], [8192, 320, 1280], [4096, 4096, 4096]);
+}
+Object.assign(globalThis, globals);
+const dawn = createDawn({ enable: ["allow_unsafe_apis"] });
+const adapter = await dawn.gpu.requestAdapter({ powerPreference: "high-performance" });
+if (!adapter) throw new Error("no adapter");
+const requiredFeatures = FEATURES.filter((f) => adapter.features.has(f));
+const device = await adapter.requestDevice({
+  requiredFeatures,
+  requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
+});
+const info = /** @type {any} */ (adapter.info);
+const report = {
+  adapter: [info.vendor, info.architecture, info.description].filter((s) => s).join(" "),
+  features: requiredFeatures,
+  subgroup_sizes: [info.subgroupMinSize, info.subgroupMaxSize],
+  subgroup_matrix_configs: Array.from(info.subgroupMatrixConfigs ?? [], (/** @type {any} */ c) => ({
+    component: c.componentType, result: c.resultComponentType, M: c.M, N: c.N, K: c.K,
+  })),
+  shapes: /** @type {unknown[]} */ ([]),
+};
+for (const [M, N, K] of problems) report.shapes.push(await probeShape(device, M, N, K));
+await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
+device.destroy();
+process.exit(0);
