@@ -60,7 +60,7 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         # What every runner asks Dawn for, and this run's robustness and profiling.
         robust = [] if report["robustness"] else [",disable_robustness"]
         assert report["dawn_toggles"] == [
-            "enable-dawn-features=vulkan_enable_f16_on_nvidia" + "".join(robust),
+            "enable-dawn-features=vulkan_enable_f16_on_nvidia,allow_unsafe_apis" + "".join(robust),
             "disable-dawn-features=timestamp_quantization",
         ]
         _check_stats(report["unet_step_gpu_ms"], 2)

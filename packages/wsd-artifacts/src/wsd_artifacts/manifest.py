@@ -152,10 +152,10 @@ def _kernel_path_problems(m: Mapping[str, Any]) -> list[str]:
     if paths is None:
         return []
     problems = []
-    if paths[0]["library"] != m["library"]:
+    if m["library"] not in [p["library"] for p in paths]:
         problems.append(
-            f"kernel_paths[0].library: expected the top-level library {m['library']!r} "
-            f"(the best path's), got {paths[0]['library']!r}"
+            f"kernel_paths: expected one path of the top-level library {m['library']!r} "
+            f"(the build's own kernels), got {', '.join(repr(p['library']) for p in paths)}"
         )
     names = [p["name"] for p in paths]
     repeated = sorted({n for n in names if names.count(n) > 1})

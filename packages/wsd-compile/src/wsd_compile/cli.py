@@ -1,9 +1,11 @@
 """``wsd-compile``: compile Stable Diffusion pipelines for WebGPU (and build the tvmjs runtime).
 
   wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--no-fp32-fallback] [--height H --width W] [--vae DIR] [-v]
+                   [--no-fp32-fallback] [--subgroup-matrix]
+                   [--height H --width W] [--vae DIR] [-v]
   wsd-compile sdxl (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--no-fp32-fallback] [--height H --width W] [--vae DIR] [-v]
+                   [--no-fp32-fallback] [--subgroup-matrix]
+                   [--height H --width W] [--vae DIR] [-v]
   wsd-compile runtime [--rebuild]
   wsd-compile check --out DIR
 
@@ -83,6 +85,13 @@ def _add_kind_command(sub: Any, kind: ModelKind) -> None:
         help="fp16 only: leave out the fp32 kernel path (model-fp32.wasm) that runs the "
         "build on devices without shader-f16",
     )
+    cmd.add_argument(
+        "--subgroup-matrix",
+        action="store_true",
+        help="fp16 only: also build the subgroup-matrix kernel path "
+        "(model-subgroup-matrix.wasm: matmuls on tensor cores, for devices with "
+        "chromium-experimental-subgroup-matrix)",
+    )
     cmd.add_argument("--height", type=int, help="image height (default: the model's native)")
     cmd.add_argument("--width", type=int, help="image width (default: the model's native)")
     cmd.add_argument(
@@ -116,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 vae=args.vae,
                 log=_progress if args.verbose else None,
                 fp32_fallback=args.fp32_fallback,
+                subgroup_matrix=args.subgroup_matrix,
             )
             print(
                 json.dumps(

@@ -5,6 +5,9 @@ first, each a library of the same functions that needs some WebGPU features
 of the device. The page runs the first path the device can (its features,
 its buffer limits), so an fp16 build also runs where ``shader-f16`` is missing:
 
+- ``subgroup-matrix`` (when asked for): the fp16 kernels with the matmuls on
+  tensor cores (:mod:`wsd_compile.kernels.subgroup_matrix`), for devices with
+  Dawn's ``chromium-experimental-subgroup-matrix``;
 - ``shader-f16``: the fp16 build's own kernels (half-precision storage and
   arithmetic, fp32 sums);
 - ``fp32``: every kernel in float32; in an fp16 build its library is the fp16
@@ -20,8 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .kernels.subgroup_matrix import SUBGROUP_MATRIX_REQUIRES
+
 LIBRARY_FILE = "model.wasm"
 FP32_LIBRARY_FILE = "model-fp32.wasm"
+SUBGROUP_MATRIX_LIBRARY_FILE = "model-subgroup-matrix.wasm"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class KernelPath:
     requires: tuple[str, ...]
     widen_f16_weights: bool
     max_buffer_bytes: int = 0
+    #: Built with the tensor-core matmuls (:mod:`wsd_compile.kernels.subgroup_matrix`).
+    subgroup_matrix: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,15 +54,30 @@ class KernelPath:
         }
 
 
-def planned_paths(precision: str, *, fp32_fallback: bool = True) -> list[KernelPath]:
+def planned_paths(
+    precision: str, *, fp32_fallback: bool = True, subgroup_matrix: bool = False
+) -> list[KernelPath]:
     """The paths a build of ``precision`` holds, best first (buffer sizes not yet known).
 
     An fp32 build has one path; an fp16 build has ``shader-f16`` and, unless
-    ``fp32_fallback`` is false, the ``fp32`` path beside it.
+    ``fp32_fallback`` is false, the ``fp32`` path after it, and with
+    ``subgroup_matrix`` the ``subgroup-matrix`` path (tensor cores) before it.
     """
     if precision != "fp16":
         return [KernelPath("fp32", LIBRARY_FILE, "fp32", (), widen_f16_weights=False)]
-    paths = [KernelPath("shader-f16", LIBRARY_FILE, "fp16", ("shader-f16",), False)]
+    paths = []
+    if subgroup_matrix:
+        paths.append(
+            KernelPath(
+                "subgroup-matrix",
+                SUBGROUP_MATRIX_LIBRARY_FILE,
+                "fp16",
+                SUBGROUP_MATRIX_REQUIRES,
+                False,
+                subgroup_matrix=True,
+            )
+        )
+    paths.append(KernelPath("shader-f16", LIBRARY_FILE, "fp16", ("shader-f16",), False))
     if fp32_fallback:
         paths.append(KernelPath("fp32", FP32_LIBRARY_FILE, "fp32", (), widen_f16_weights=True))
     return paths

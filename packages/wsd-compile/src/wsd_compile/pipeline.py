@@ -225,6 +225,7 @@ def compile_pipeline(
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
     fp32_fallback: bool = True,
+    subgroup_matrix: bool = False,
 ) -> CompiledPipeline:
     """Compile a pipeline of ``kind`` (``sd15``, ``sdxl``: ``wsd_compile.BUILDS``)
     into ``out_dir``: what :func:`~wsd_compile.compile_sd15` and
@@ -235,8 +236,10 @@ def compile_pipeline(
     weights, tokenizers, stamp and manifest. An fp16 build also holds the
     ``fp32`` kernel path (:mod:`wsd_compile.paths`) unless ``fp32_fallback`` is
     false: a second library, for devices without ``shader-f16``, reading the
-    same weights. The directory is written beside
-    ``out_dir`` and renamed into place at the end, so a failure leaves nothing behind.
+    same weights; with ``subgroup_matrix`` also a library whose matmuls run on
+    tensor cores (the ``subgroup-matrix`` path), for devices that have them.
+    The directory is written beside ``out_dir`` and renamed into place at the
+    end, so a failure leaves nothing behind.
     """
     kind_build(kind)
     if precision not in PRECISIONS:
@@ -259,7 +262,7 @@ def compile_pipeline(
         paths, buffers, builds = _build_libraries(
             module,
             tmp,
-            planned_paths(precision, fp32_fallback=fp32_fallback),
+            planned_paths(precision, fp32_fallback=fp32_fallback, subgroup_matrix=subgroup_matrix),
             objects=objects,
             kernels=kernels,
             seconds=seconds,
@@ -271,7 +274,8 @@ def compile_pipeline(
             _write_tokenizers(tmp, captured.metadata)
             body = _manifest_body(captured, module, weights)
             body["kernel_paths"] = [p.to_json() for p in paths]
-            body["limits"] = {"max_buffer_bytes": paths[0].max_buffer_bytes}
+            main = next(p for p in paths if p.library == LIBRARY_FILE)
+            body["limits"] = {"max_buffer_bytes": main.max_buffer_bytes}
             stamp_build(tmp, body)
             manifest = write_manifest(tmp, body)
     seconds["webgpu_compile"] = round(sum(b.compile_seconds for b in builds), 3)
@@ -313,16 +317,16 @@ def _build_libraries(
         if kernels.fused_attention:
             graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
         largest = largest_buffer_bytes(graph, module.params, widen_f16=path.widen_f16_weights)
-        if not paths:
+        if path.library == LIBRARY_FILE:
             first_buffers = function_buffers(graph)
-        phase = "webgpu" if not paths else f"webgpu ({path.name})"
+        phase = "webgpu" if path.library == LIBRARY_FILE else f"webgpu ({path.name})"
         with _phase(seconds, phase, say):
             builds.append(
                 build_webgpu_wasm(
                     mod,
                     out / path.library,
                     runtime=objects,
-                    kernels=kernels,
+                    kernels=replace(kernels, subgroup_matrix=path.subgroup_matrix),
                     shader_f16="shader-f16" in path.requires,
                 )
             )

@@ -27,6 +27,7 @@ def compile_sd15(
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
     fp32_fallback: bool = True,
+    subgroup_matrix: bool = False,
 ) -> CompiledPipeline:
     """Compile an SD 1.5-class pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -57,7 +58,8 @@ def compile_sd15(
     use). ``log`` receives one line per phase. ``kernels`` picks the GPU
     kernels (:mod:`wsd_compile.kernels`; the default is the fastest measured).
     An fp16 build also holds the fp32 kernel path (``model-fp32.wasm``, for
-    devices without ``shader-f16``) unless ``fp32_fallback`` is false.
+    devices without ``shader-f16``) unless ``fp32_fallback`` is false, and
+    with ``subgroup_matrix`` a library with its matmuls on tensor cores.
     """
     return compile_pipeline(
         "sd15",
@@ -72,4 +74,5 @@ def compile_sd15(
         log=log,
         kernels=kernels,
         fp32_fallback=fp32_fallback,
+        subgroup_matrix=subgroup_matrix,
     )

@@ -27,6 +27,7 @@ def compile_sdxl(
     log: Callable[[str], None] | None = None,
     kernels: KernelOptions = DEFAULT_KERNELS,
     fp32_fallback: bool = True,
+    subgroup_matrix: bool = False,
 ) -> CompiledPipeline:
     """Compile an SDXL pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -67,7 +68,8 @@ def compile_sdxl(
     ``runtime`` defaults to the cached tvmjs runtime objects (built on first
     use). ``log`` receives one line per phase. An fp16 build also holds the
     fp32 kernel path (``model-fp32.wasm``, for devices without ``shader-f16``)
-    unless ``fp32_fallback`` is false.
+    unless ``fp32_fallback`` is false, and with ``subgroup_matrix`` a library
+    with its matmuls on tensor cores.
 
     Returns a :class:`CompiledPipeline`: the directory, its manifest, the
     ``.wasm`` and weight sizes in bytes, and the seconds each phase took.
@@ -85,4 +87,5 @@ def compile_sdxl(
         log=log,
         kernels=kernels,
         fp32_fallback=fp32_fallback,
+        subgroup_matrix=subgroup_matrix,
     )

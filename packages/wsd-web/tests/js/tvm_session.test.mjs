@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { TVMJS_VERSION } from "../../src/wsd_web/static/js/build_stamp.js";
-import { TVMSession, paceSubmissions, webGPUContext, wrapDispatches } from "../../src/wsd_web/static/js/tvm_session.js";
+import {
+  SUBGROUP_MATRIX_ENABLE, TVMSession, addEnableDirectives, paceSubmissions, webGPUContext, wrapDispatches,
+} from "../../src/wsd_web/static/js/tvm_session.js";
 
 /** A context shaped like tvmjs' WebGPU one: shaders record their dispatches, flushes are logged. */
 function recordingContext() {
@@ -62,6 +64,26 @@ test("wrapped dispatches know their kernel's name", async () => {
   a(1);
   b(2);
   assert.deepEqual(context.events, ["in a", "a(1)", "in b", "b(2)"]);
+});
+
+test("subgroup-matrix shaders get the enable directive TVM cannot print, once; others are untouched", () => {
+  /** @type {string[]} */
+  const seen = [];
+  const context = {
+    /** @param {{name: string}} _finfo @param {string} code @param {boolean} _asyncMode */
+    createShadeInternal(_finfo, code, _asyncMode) {
+      seen.push(code);
+      return () => {};
+    },
+  };
+  addEnableDirectives(context);
+  const matrix = "enable f16;\nfn k() { var a = subgroup_matrix_result<f32, 16, 16>(); }";
+  context.createShadeInternal({ name: "m" }, matrix, false);
+  context.createShadeInternal({ name: "p" }, "enable f16;\nfn k() {}", false);
+  context.createShadeInternal({ name: "e" }, `${SUBGROUP_MATRIX_ENABLE}\n${matrix}`, false);
+  assert.equal(seen[0], `${SUBGROUP_MATRIX_ENABLE}\n${matrix}`);
+  assert.equal(seen[1], "enable f16;\nfn k() {}");
+  assert.equal(seen[2], `${SUBGROUP_MATRIX_ENABLE}\n${matrix}`);
 });
 
 /** A tvmjs instance as far as TVMSession's own methods need one: scopes are logged. */

@@ -42,6 +42,10 @@ class KernelOptions:
     #: fp16 matmuls and convolutions sum in fp32 registers and write fp16
     #: (``accumulate_fp32``, in the ``accumulate`` module); False: they sum in fp16.
     fp32_accumulate: bool = True
+    #: fp16 matmuls that sum in fp32 on tensor cores (``subgroup_matrix`` module):
+    #: only for a library run where the device has subgroup matrices (the
+    #: ``subgroup-matrix`` kernel path), so off by default.
+    subgroup_matrix: bool = False
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

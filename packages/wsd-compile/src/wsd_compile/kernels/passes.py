@@ -20,6 +20,7 @@ from .conv2d import legalize_map
 from .group_norm import decompose_group_norm
 from .matmul import TiledMatmul, WebGPUMatmul
 from .options import DEFAULT_KERNELS, KernelOptions
+from .subgroup_matrix import subgroup_matrix_pass
 
 
 def webgpu_pipeline(
@@ -39,6 +40,7 @@ def webgpu_pipeline(
             else []
         ),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
+        *([subgroup_matrix_pass] if kernels.subgroup_matrix else []),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
         # Phase 4. Fusion: element-wise producers and epilogues into their kernels.

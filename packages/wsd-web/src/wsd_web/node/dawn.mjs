@@ -9,8 +9,9 @@
 // (`features`), next to the toggles asked for (`dawnToggles`).
 import { create } from "webgpu";
 
-/** Dawn features every runner enables. */
-export const DEFAULT_DAWN_FEATURES = Object.freeze(["vulkan_enable_f16_on_nvidia"]);
+/** Dawn features every runner enables: `allow_unsafe_apis` exposes the
+ * experimental subgroup matrices (tensor cores) the subgroup-matrix kernel path needs. */
+export const DEFAULT_DAWN_FEATURES = Object.freeze(["vulkan_enable_f16_on_nvidia", "allow_unsafe_apis"]);
 
 /**
  * The toggle strings for Dawn's `create`.

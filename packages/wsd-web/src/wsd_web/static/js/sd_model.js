@@ -44,7 +44,7 @@ import { TVMSession } from "./tvm_session.js";
  * @property {{source: string, precision: string}} model
  * @property {{height: number, width: number}} image
  * @property {{shape: number[], scaling_factor: number, vae_scale_factor: number}} latent
- * @property {string} library  The first kernel path's library.
+ * @property {string} library  The build's own library (that of its shader-f16 or fp32 path).
  * @property {KernelPath[]} [kernel_paths]  The ways to run the build, best first (absent: one, see kernelPaths).
  * @property {{tvm: string}} runtime  The TVM web runtime the library was linked with.
  * @property {string} weights

@@ -84,6 +84,23 @@ export function wrapDispatches(context, wrap) {
   };
 }
 
+/** The WGSL enable directive of subgroup matrices, which TVM's code generator cannot print. */
+export const SUBGROUP_MATRIX_ENABLE = "enable chromium_experimental_subgroup_matrix;";
+
+/**
+ * Put the enable directives TVM's WGSL lacks in front of the shaders that need
+ * them (on the instance; call before its shaders are created): the
+ * subgroup-matrix kernels of wsd_compile.kernels.subgroup_matrix.
+ * @param {Pick<WebGPUContextInternals, "createShadeInternal">} context
+ */
+export function addEnableDirectives(context) {
+  const createShader = context.createShadeInternal.bind(context);
+  context.createShadeInternal = (finfo, code, asyncMode) => {
+    const needs = code.includes("subgroup_matrix_") && !code.includes(SUBGROUP_MATRIX_ENABLE);
+    return createShader(finfo, needs ? `${SUBGROUP_MATRIX_ENABLE}\n${code}` : code, asyncMode);
+  };
+}
+
 /**
  * Make a tvmjs WebGPU context submit its pending commands every `every`
  * dispatches (on the instance; call before its shaders are created).
@@ -130,6 +147,7 @@ export class TVMSession {
     const tvm = await tvmjs.instantiate(wasm, tvmjs.createPolyfillWASI(), (msg) => log.push(msg));
     tvm.initWebGPU(device);
     try {
+      addEnableDirectives(webGPUContext(tvm));
       paceSubmissions(webGPUContext(tvm));
     } catch (e) {
       tvm.dispose();
