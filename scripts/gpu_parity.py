@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("tiny-sd15", "tiny-sdxl")
 SCHEDULERS = ("dpmpp-2m", "euler", "lcm")
 PRECISIONS = ("fp16", "fp32")
-#: The kernel paths each precision's build holds (wsd_compile.paths.planned_paths).
-KERNEL_PATHS = {"fp16": ("shader-f16", "fp32"), "fp32": ("fp32",)}
+#: The kernel paths each precision's build holds (wsd_compile.paths.planned_paths;
+#: the fp16 builds are made with subgroup_matrix=True), its own first.
+KERNEL_PATHS = {"fp16": ("shader-f16", "fp32", "subgroup-matrix"), "fp32": ("fp32",)}
 OPTIONS = {"prompt": "a lighthouse at dawn", "negative_prompt": "", "seed": 7, "steps": 8}
 MIN_PSNR_DB = 40.0
 MAX_LATENT_ERROR = 1e-2
@@ -73,7 +74,13 @@ def prepare(out: Path) -> None:
             build = out / "builds" / f"{preset}-{precision}"
             if not build.exists():
                 kind = PRESET_KINDS[preset]
-                compile_pipeline(kind, preset=preset, out_dir=build, precision=precision)
+                compile_pipeline(
+                    kind,
+                    preset=preset,
+                    out_dir=build,
+                    precision=precision,
+                    subgroup_matrix=precision == "fp16",
+                )
     (out / "reference").mkdir(parents=True, exist_ok=True)
     cases = _cases()
     for preset in PRESETS:
