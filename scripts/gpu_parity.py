@@ -95,7 +95,9 @@ def prepare(out: Path) -> None:
 
 def _case_record(out: Path, case: dict[str, Any]) -> dict[str, Any]:
     ref = np.load(out / "reference" / f"{case['name']}.npz")
-    report = json.loads((out / "webgpu" / f"{case['name']}.json").read_text(encoding="utf-8"))
+    # The report is the last line: Dawn prints shader compiler warnings on stdout too.
+    printed = (out / "webgpu" / f"{case['name']}.json").read_text(encoding="utf-8")
+    report = json.loads(printed.strip().splitlines()[-1])
     run = report["runs"][0]
     height, width = report["height"], report["width"]
     rgba = np.frombuffer(base64.b64decode(run["rgba"]), dtype=np.uint8).reshape(height, width, 4)
@@ -128,7 +130,7 @@ def compare(out: Path, json_path: Path | None) -> int:
     for r in records:
         mark = "ok" if r["ok"] else "FAIL"
         error = r["latent_error_of_scale"]
-        print(f"{r['case']:36s} {r['psnr_db']:7.2f} dB  latents {error:.2e}  {mark}")
+        print(f"{r['case']:44s} {r['psnr_db']:7.2f} dB  latents {error:.2e}  {mark}")
     if json_path is not None:
         doc = {
             "what": "tiny presets' builds on a GPU (Node + Dawn) vs diffusers (fp32, CPU)",

@@ -118,7 +118,11 @@ def run_bench(
             lines = [line for line in result.stderr.splitlines() if line.strip()]
             why = next((line for line in lines if line.startswith("bench failed:")), None)
             raise BenchError(why or (lines[-1] if lines else f"node exited {result.returncode}"))
-        reports.append(json.loads(result.stdout))
+        # The report is the last line: Dawn prints shader compiler warnings on stdout too.
+        printed = [line for line in result.stdout.splitlines() if line.strip()]
+        if not printed:
+            raise BenchError("the bench runner printed no report")
+        reports.append(json.loads(printed[-1]))
     return reports
 
 
