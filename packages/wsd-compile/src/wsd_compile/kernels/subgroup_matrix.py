@@ -19,9 +19,9 @@ the argument list the generator appends), and whose output part is plain TIR:
 The page adds the ``enable chromium_experimental_subgroup_matrix;`` directive
 the generator cannot print (``js/tvm_session.js``), and runs a library built
 with these kernels only on a device with the feature, an f16 -> f32 16x16x16
-configuration and subgroups of at most 32 (:data:`SUBGROUP_MATRIX_REQUIRES`).
+configuration and subgroups of at most 32 (``SUBGROUP_MATRIX_REQUIRES``).
 
-:func:`subgroup_matrix_pass` rewrites the fp16 matmuls that sum in fp32
+``subgroup_matrix_pass`` rewrites the fp16 matmuls that sum in fp32
 (``matmul(a: f16, w: f16 [K, N], out_dtype=f32)``, what ``accumulate_fp32``
 leaves) whose rows, columns and K are multiples of 16.
 """
