@@ -191,3 +191,42 @@ def test_kernel_paths_hold_the_library_name_distinct_paths_and_exist(
     with pytest.raises(ManifestError, match="names must be unique; repeated: shader-f16"):
         write_manifest(model_dir, twice)
     assert not (model_dir / "manifest.json").exists()
+
+
+def test_vae_tiling_names_a_function_of_its_tile_size_and_a_smaller_overlap(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    from wsd_artifacts import ManifestError
+
+    latents = {"name": "latents", "shape": [1, 4, 4, 4], "dtype": "float32"}
+    image = {"name": "image", "shape": [1, 3, 32, 32], "dtype": "float32"}
+    tile_fn = {"inputs": [latents], "outputs": [image], "params": "unet"}
+    tiled = dict(
+        body,
+        functions={**body["functions"], "vae_decode_tile": tile_fn},
+        vae_tiling={"function": "vae_decode_tile", "tile": [4, 4], "overlap": [1, 1]},
+    )
+    assert write_manifest(model_dir, tiled)["vae_tiling"]["tile"] == [4, 4]
+    (model_dir / "manifest.json").unlink()
+    bad = {
+        "a function the library lacks": (
+            dict(tiled, vae_tiling=dict(tiled["vae_tiling"], function="decode_tiles")),
+            r"vae_tiling\.function: expected a function of the library, got 'decode_tiles'",
+        ),
+        "another tile size": (
+            dict(tiled, vae_tiling=dict(tiled["vae_tiling"], tile=[8, 8])),
+            r"vae_tiling\.tile: expected the latent size \[4, 4\] that vae_decode_tile",
+        ),
+        "an overlap of a whole tile": (
+            dict(tiled, vae_tiling=dict(tiled["vae_tiling"], overlap=[1, 4])),
+            r"vae_tiling\.overlap: expected less than the tile \[4, 4\], got \[1, 4\]",
+        ),
+        "three sizes": (
+            dict(tiled, vae_tiling=dict(tiled["vae_tiling"], tile=[4, 4, 4])),
+            r"vae_tiling\.tile: expected \[height, width\], two latent sizes",
+        ),
+    }
+    for what, (manifest, message) in bad.items():
+        with pytest.raises(ManifestError, match=message):
+            write_manifest(model_dir, manifest)
+        assert not (model_dir / "manifest.json").exists(), what

@@ -35,12 +35,13 @@ def test_the_schema_uses_only_keywords_the_validator_implements() -> None:
 def test_every_top_level_field_is_required_and_closed() -> None:
     doc = manifest_schema()
     # tokenizer_2 and conditioning are SDXL's (required for kind sdxl by a cross-field rule);
-    # limits and kernel_paths are optional (older builds lack them).
+    # limits, kernel_paths and vae_tiling are optional (older builds lack them).
     assert set(doc["required"]) == set(doc["properties"]) - {
         "tokenizer_2",
         "conditioning",
         "limits",
         "kernel_paths",
+        "vae_tiling",
     }
     assert doc["additionalProperties"] is False
 

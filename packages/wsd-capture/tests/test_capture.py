@@ -10,6 +10,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from wsd_capture import (
+    VAE_TILE_MAX,
     CapturedPipeline,
     CaptureError,
     PipelineMetadata,
@@ -20,6 +21,7 @@ from wsd_capture import (
     load_sd15,
     load_sdxl,
     save_capture,
+    vae_tile_shape,
     write_preset,
 )
 
@@ -69,6 +71,10 @@ def test_the_components_have_the_documented_signatures(captured: CapturedPipelin
             (TensorSpec("latents", (1, 4, 8, 8), "float32"),),
             (TensorSpec("image", (1, 3, 64, 64), "float32"),),
         ),
+        "vae_decode_tile": (
+            (TensorSpec("latents", (1, 4, 4, 4), "float32"),),
+            (TensorSpec("image", (1, 3, 32, 32), "float32"),),
+        ),
     }
     assert {name: c.name for name, c in captured.components.items()} == {
         name: name for name in specs
@@ -103,6 +109,33 @@ def test_the_vae_graph_decodes_scaled_latents(
         expected = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
     got = _run(captured, "vae_decode", latents)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_the_tile_graph_is_the_vae_graph_on_a_crop(
+    pipe: StableDiffusionPipeline, captured: CapturedPipeline
+) -> None:
+    """``vae_decode_tile`` decodes a tile's latents exactly as diffusers decodes them."""
+    (latents,) = _inputs(pipe)["vae_decode"]
+    crop = latents[:, :, 2:6, 3:7].contiguous()
+    with torch.no_grad():
+        expected = pipe.vae.decode(crop / pipe.vae.config.scaling_factor).sample
+    assert torch.allclose(_run(captured, "vae_decode_tile", crop), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("latent", "tile"),
+    [
+        ((1, 4, 8, 8), (1, 4, 4, 4)),
+        ((1, 4, 64, 64), (1, 4, 32, 32)),
+        ((1, 4, 128, 96), (1, 4, VAE_TILE_MAX, VAE_TILE_MAX)),
+        ((1, 4, 40, 5), (1, 4, 20, 2)),
+        ((1, 4, 3, 64), None),
+    ],
+)
+def test_the_tile_is_half_the_latents_at_most_vae_tile_max(
+    latent: tuple[int, ...], tile: tuple[int, ...] | None
+) -> None:
+    assert vae_tile_shape(latent) == tile
 
 
 def test_no_graph_holds_int64_or_bool_tensors(captured: CapturedPipeline) -> None:
@@ -195,6 +228,7 @@ def test_a_saved_capture_has_the_documented_files(
         "tokenizer.json",
         "unet.pt2",
         "vae_decode.pt2",
+        "vae_decode_tile.pt2",
     ]
     assert (out / "tokenizer.json").read_text() == captured.metadata.tokenizer.tokenizer_json
     assert "tokenizer_json" not in (out / "metadata.json").read_text()
@@ -248,7 +282,13 @@ def test_sdxl_capture_describes_its_conditioning(tmp_path: Path) -> None:
     captured = capture_sdxl(pipe)
     meta = captured.metadata
     assert meta.kind == "sdxl" and (meta.height, meta.width) == (64, 64)
-    assert list(captured.components) == ["text_encoder", "text_encoder_2", "unet", "vae_decode"]
+    assert list(captured.components) == [
+        "text_encoder",
+        "text_encoder_2",
+        "unet",
+        "vae_decode",
+        "vae_decode_tile",
+    ]
     assert meta.text_hidden_size == 96
     assert meta.tokenizer_2 is not None and meta.tokenizer_2.pad_token_id == 0
     assert meta.conditioning is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from wsd_compile import PipelineModule, WsdCompileError, build_sd15_module
 from wsd_compile.glue import MAX_TERMS, combine_name
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
-COMPONENTS = ("text_encoder", "unet", "vae_decode")
+COMPONENTS = ("text_encoder", "unet", "vae_decode", "vae_decode_tile")
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,26 @@ def test_functions_describe_inputs_and_weights(fp32: CpuModule, captured: Captur
     assert functions["cfg_combine"].params is None
     assert functions["image_to_rgba"].outputs[0].dtype == "uint32"
     assert len(fp32.module.params["unet"]) > 0
+    # The tile decoder takes the whole decoder's weights, held once.
+    assert functions["vae_decode_tile"].params == "vae_decode"
+    assert functions["vae_decode_tile"].inputs[0].shape == (1, 4, 4, 4)
+    assert "vae_decode_tile" not in fp32.module.params
+
+
+def test_a_tile_graph_with_other_weights_is_refused(
+    captured: CapturedPipeline, tmp_path: Path
+) -> None:
+    """The tile decoder must take the decoder's weights as they are: a capture
+    whose tile graph was made from another VAE fails the build, naming both."""
+    from wsd_capture.capture import export_vae_graphs
+
+    pipe = load_sd15(write_preset("tiny-sd15", tmp_path / "tiny-sd15"))
+    with torch.no_grad():
+        pipe.vae.decoder.conv_in.weight += 1
+    _, tile = export_vae_graphs(pipe.vae, (1, 4, 8, 8))
+    components = {**captured.components, "vae_decode_tile": tile}
+    with pytest.raises(WsdCompileError, match="vae_decode_tile does not take vae_decode's weights"):
+        build_sd15_module(replace(captured, components=components))
 
 
 def test_cfg_embeddings_put_the_negative_prompt_first(fp32: CpuModule) -> None:

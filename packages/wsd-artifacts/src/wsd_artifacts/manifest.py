@@ -104,6 +104,7 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
             if key not in m
         ]
     problems += _kernel_path_problems(m)
+    problems += _vae_tiling_problems(m)
     paths = m.get("kernel_paths", [])
     named += [(f"kernel_paths[{i}].library", p["library"]) for i, p in enumerate(paths)]
     for field, path in named:
@@ -161,6 +162,32 @@ def _kernel_path_problems(m: Mapping[str, Any]) -> list[str]:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         problems.append(f"kernel_paths: names must be unique; repeated: {', '.join(repeated)}")
+    return problems
+
+
+def _vae_tiling_problems(m: Mapping[str, Any]) -> list[str]:
+    tiling = m.get("vae_tiling")
+    if tiling is None:
+        return []
+    sizes = [f"vae_tiling.{k}" for k in ("tile", "overlap") if len(tiling[k]) != 2]
+    if sizes:
+        return [f"{k}: expected [height, width], two latent sizes" for k in sizes]
+    problems = []
+    fn = m["functions"].get(tiling["function"])
+    if fn is None:
+        problems.append(
+            f"vae_tiling.function: expected a function of the library, got {tiling['function']!r}"
+        )
+    elif fn["inputs"] and fn["inputs"][0]["shape"][-2:] != tiling["tile"]:
+        problems.append(
+            f"vae_tiling.tile: expected the latent size {fn['inputs'][0]['shape'][-2:]} "
+            f"that {tiling['function']} decodes, got {tiling['tile']}"
+        )
+    if any(o >= t for o, t in zip(tiling["overlap"], tiling["tile"], strict=True)):
+        problems.append(
+            f"vae_tiling.overlap: expected less than the tile {tiling['tile']}, "
+            f"got {tiling['overlap']}"
+        )
     return problems
 
 

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .capture import (
         CFG_BATCH,
+        VAE_TILE_MAX,
         CapturedComponent,
         CapturedPipeline,
         capture_sd15,
         check_image_size,
+        vae_tile_shape,
     )
     from .errors import CaptureError
     from .kinds import KINDS, PRESET_KINDS, ModelKind, capture_model, model_kind
@@ -44,6 +46,8 @@ _MODULE_OF = {
     "CapturedPipeline": "capture",
     "capture_sd15": "capture",
     "check_image_size": "capture",
+    "VAE_TILE_MAX": "capture",
+    "vae_tile_shape": "capture",
     "capture_sdxl": "xl",
     "CaptureError": "errors",
     "KINDS": "kinds",
@@ -79,6 +83,7 @@ __all__ = [
     "KINDS",
     "PRESETS",
     "PRESET_KINDS",
+    "VAE_TILE_MAX",
     "CaptureError",
     "CapturedComponent",
     "CapturedPipeline",
@@ -107,6 +112,7 @@ __all__ = [
     "quiet_libraries",
     "save_capture",
     "use_webgpu_attention",
+    "vae_tile_shape",
     "write_preset",
 ]
 

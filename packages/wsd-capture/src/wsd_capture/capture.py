@@ -7,6 +7,9 @@ tensors the browser passes around, in dtypes WGSL has (float32, int32):
 - ``unet``: ``sample`` [2, 4, h, w] (the classifier-free guidance batch),
   ``timestep`` float32 [1], ``encoder_hidden_states`` [2, L, D] -> ``noise_pred``
 - ``vae_decode``: ``latents`` [1, 4, h, w] -> ``image`` [1, 3, H, W] in about [-1, 1]
+- ``vae_decode_tile``: the same decoder at the tile shape of :func:`vae_tile_shape`
+  (the page decodes large images in overlapping tiles with it, to bound the
+  decoder's activations); it shares ``vae_decode``'s weights.
 
 Guidance scale, step count, seed and scheduler stay outside the graphs.
 """
@@ -169,6 +172,36 @@ class CapturedPipeline:
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+#: The largest side of a VAE decode tile, in latent pixels (256 image pixels at
+#: SD's factor 8): the decoder's activations at a 32 x 32 tile are 1/16 of a
+#: 128 x 128 latent's (SDXL at 1024), and its largest fp32 tensor (256
+#: channels at 256 x 256) is 64 MiB, within WebGPU's default binding limit.
+VAE_TILE_MAX = 32
+
+
+def vae_tile_shape(latent_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The latent shape ``vae_decode_tile`` decodes: half of each side of
+    ``latent_shape``, at most :data:`VAE_TILE_MAX`; ``None`` for latents under 4 x 4."""
+    *lead, h, w = latent_shape
+    if h < 4 or w < 4:
+        return None
+    return (*lead, min(h // 2, VAE_TILE_MAX), min(w // 2, VAE_TILE_MAX))
+
+
+def export_vae_graphs(
+    vae: AutoencoderKL, latent_shape: tuple[int, ...], *, latent_stats: bool = False
+) -> tuple[CapturedComponent, ...]:
+    """``vae_decode`` at ``latent_shape`` and, when it has one, ``vae_decode_tile``
+    at :func:`vae_tile_shape`."""
+    graph = VaeDecodeGraph(vae, latent_stats=latent_stats)
+    shapes = {"vae_decode": latent_shape, "vae_decode_tile": vae_tile_shape(latent_shape)}
+    return tuple(
+        _export(name, graph, {"latents": torch.zeros(shape)}, "image")
+        for name, shape in shapes.items()
+        if shape is not None
+    )
 
 
 def _export(
@@ -338,7 +371,7 @@ def capture_sd15(
             },
             "noise_pred",
         ),
-        _export("vae_decode", VaeDecodeGraph(vae), {"latents": torch.zeros(latent_shape)}, "image"),
+        *export_vae_graphs(vae, latent_shape),
     )
     components = {c.name: c for c in exported}
     metadata = PipelineMetadata(

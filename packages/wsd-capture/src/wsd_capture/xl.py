@@ -16,7 +16,7 @@ The components and their tensors (float32 and int32 only, as WGSL needs):
   ``encoder_hidden_states`` [2, L, D1 + D2], ``text_embeds`` [2, P],
   ``time_ids`` [2, 6] -> ``noise_pred`` [2, 4, h, w].
 - ``vae_decode``: as SD 1.5's, with SDXL's ``latents_mean``/``latents_std``
-  when the VAE config has them.
+  when the VAE config has them; ``vae_decode_tile`` the same at the tile shape.
 
 Concatenating the two encoders' states, the zeros of an absent negative
 prompt and the ``time_ids`` are the page's (and the compiled glue's) job:
@@ -36,10 +36,10 @@ from .capture import (
     CapturedPipeline,
     Geometry,
     TextEncoderGraph,
-    VaeDecodeGraph,
     _export,
     _scheduler_info,
     check_token_length,
+    export_vae_graphs,
     image_geometry,
 )
 from .errors import CaptureError
@@ -169,12 +169,7 @@ def _export_graphs(
             },
             "noise_pred",
         ),
-        _export(
-            "vae_decode",
-            VaeDecodeGraph(pipe.vae, latent_stats=True),
-            {"latents": torch.zeros(geometry.latent_shape)},
-            "image",
-        ),
+        *export_vae_graphs(pipe.vae, geometry.latent_shape, latent_stats=True),
     )
     return exported
 

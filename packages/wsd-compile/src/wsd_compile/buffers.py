@@ -59,11 +59,16 @@ def function_buffers(mod: tvm.IRModule) -> list[BufferInfo]:
 
 
 def largest_buffer_bytes(
-    mod: tvm.IRModule, weights: dict[str, list[np.ndarray]], *, widen_f16: bool = False
+    mod: tvm.IRModule,
+    weights: dict[str, list[np.ndarray]],
+    *,
+    widen_f16: bool = False,
+    without: frozenset[str] = frozenset(),
 ) -> int:
     """The largest graph-level tensor or weight in bytes (what a device must bind);
-    ``widen_f16``: float16 weights count as float32 (uploaded widened)."""
-    computed = function_buffers(mod)
+    ``widen_f16``: float16 weights count as float32 (uploaded widened); the
+    tensors of the functions in ``without`` do not count."""
+    computed = [b for b in function_buffers(mod) if b.function not in without]
     weight_max = max(
         (
             a.nbytes * (2 if widen_f16 and a.dtype == np.float16 else 1)
@@ -73,3 +78,8 @@ def largest_buffer_bytes(
         default=0,
     )
     return max(computed[0].nbytes if computed else 0, int(weight_max))
+
+
+def function_largest_bytes(mod: tvm.IRModule, function: str) -> int:
+    """The largest graph-level tensor ``function`` computes, in bytes (0 if none)."""
+    return max((b.nbytes for b in function_buffers(mod) if b.function == function), default=0)

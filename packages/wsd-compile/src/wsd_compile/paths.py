@@ -15,7 +15,10 @@ its buffer limits), so an fp16 build also runs where ``shader-f16`` is missing:
   shards, each float16 weight widened to float32 as the page uploads it.
 
 The manifest lists them (``kernel_paths``) with what each requires and the
-largest buffer it binds.
+largest buffer it binds. In a build whose VAE decodes in tiles
+(``vae_decode_tile``) that is the largest without the untiled decoder, and
+``vae_decode_buffer_bytes`` is the untiled decoder's own: a device that cannot
+bind it runs the path and decodes in tiles.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ class KernelPath:
     max_buffer_bytes: int = 0
     #: Built with the tensor-core matmuls (:mod:`wsd_compile.kernels.subgroup_matrix`).
     subgroup_matrix: bool = False
+    #: The untiled ``vae_decode``'s largest buffer, where the build can decode in tiles.
+    vae_decode_buffer_bytes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "library": self.library,
             "precision": self.precision,
@@ -52,6 +57,9 @@ class KernelPath:
             "widen_f16_weights": self.widen_f16_weights,
             "max_buffer_bytes": self.max_buffer_bytes,
         }
+        if self.vae_decode_buffer_bytes is not None:
+            out["vae_decode_buffer_bytes"] = self.vae_decode_buffer_bytes
+        return out
 
 
 def planned_paths(

@@ -15,7 +15,7 @@ import numpy as np
 
 from wsd_artifacts import stamp_build, write_manifest, write_tensor_cache
 
-from .buffers import BufferInfo, function_buffers, largest_buffer_bytes
+from .buffers import BufferInfo, function_buffers, function_largest_bytes, largest_buffer_bytes
 from .errors import WsdCompileError
 from .glue import MAX_TERMS
 from .kernels import DEFAULT_KERNELS, KernelOptions
@@ -23,7 +23,7 @@ from .kernels.attention import fuse_attention_pass
 from .kinds import PRECISIONS, kind_build, task_functions
 from .output import fresh_output_dir
 from .paths import LIBRARY_FILE, KernelPath, planned_paths
-from .pipeline_module import PipelineModule, build_pipeline_module
+from .pipeline_module import TILE_FUNCTION, PipelineModule, build_pipeline_module
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
 from .webgpu import WebGPUBuild, build_webgpu_wasm
 from .widen import widen_to_fp32
@@ -104,6 +104,14 @@ def _manifest_body(
         },
         "tokenizer": _tokenizer_entry(meta.tokenizer, TOKENIZER_FILE),
     }
+    tile = module.functions.get(TILE_FUNCTION)
+    if tile is not None:
+        size = tile.inputs[0].shape[2:]
+        body["vae_tiling"] = {
+            "function": TILE_FUNCTION,
+            "tile": list(size),
+            "overlap": [max(1, side // 4) for side in size],
+        }
     if meta.tokenizer_2 is not None:
         body["tokenizer_2"] = _tokenizer_entry(meta.tokenizer_2, TOKENIZER_2_FILE)
     if meta.conditioning is not None:
@@ -316,7 +324,19 @@ def _build_libraries(
         graph = mod
         if kernels.fused_attention:
             graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
-        largest = largest_buffer_bytes(graph, module.params, widen_f16=path.widen_f16_weights)
+        # With a tile decoder the untiled one is optional: a device that cannot
+        # bind its tensors decodes in tiles.
+        tiled = TILE_FUNCTION in module.functions
+        largest = largest_buffer_bytes(
+            graph,
+            module.params,
+            widen_f16=path.widen_f16_weights,
+            without=frozenset({"vae_decode"} if tiled else ()),
+        )
+        path = replace(
+            path,
+            vae_decode_buffer_bytes=function_largest_bytes(graph, "vae_decode") if tiled else None,
+        )
         if path.library == LIBRARY_FILE:
             first_buffers = function_buffers(graph)
         phase = "webgpu" if path.library == LIBRARY_FILE else f"webgpu ({path.name})"

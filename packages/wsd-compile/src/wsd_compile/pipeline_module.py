@@ -143,9 +143,18 @@ def _output_types(func: relax.Function) -> list[Any]:
     return [ret]
 
 
+#: Captured graphs that are another graph at other shapes, so take its weights:
+#: their functions get the other's weight tuple, and the shards hold it once.
+SHARED_WEIGHTS: Mapping[str, str] = {"vae_decode_tile": "vae_decode"}
+
+#: The VAE decoder at the tile shape (``wsd_capture.vae_tile_shape``), when captured.
+TILE_FUNCTION = "vae_decode_tile"
+
+
 def _component_precision(captured: CapturedPipeline, name: str, precision: str) -> str:
     cond = captured.metadata.conditioning
-    if name == "vae_decode" and cond is not None and cond.vae_force_upcast:
+    owner = SHARED_WEIGHTS.get(name, name)
+    if owner == "vae_decode" and cond is not None and cond.vae_force_upcast:
         return "fp32"
     return precision
 
@@ -189,6 +198,9 @@ def build_pipeline_module(
         holder = [component.program]
         del component
         funcs[name], params[name] = _component_function(name, holder, component_precision[name])
+    for name, owner in SHARED_WEIGHTS.items():
+        if name in params:
+            _check_same_weights(name, params.pop(name), owner, params[owner])
 
     # Phase 4: the glue functions, shaped by the captured components (by tensor name).
     glue = glue_module(build.glue, _glue_shapes(specs, build.glue))
@@ -205,13 +217,29 @@ def build_pipeline_module(
                 [t.name for t in specs[name].inputs], [p.ty for p in func.params[:n_in]]
             )
             outs = _tensor_infos([t.name for t in specs[name].outputs], _output_types(func))
-            functions[name] = FunctionInfo(ins, outs, name)
+            functions[name] = FunctionInfo(ins, outs, SHARED_WEIGHTS.get(name, name))
         else:
             ins = _tensor_infos([str(p.name) for p in func.params], [p.ty for p in func.params])
             outs = _tensor_infos(["output"], _output_types(func))
             functions[name] = FunctionInfo(ins, outs, None)
     mod = relax.transform.BundleModelParams()(mod)
     return PipelineModule(mod, params, functions, precision, component_precision)
+
+
+def _check_same_weights(
+    name: str, weights: list[np.ndarray], owner: str, owner_weights: list[np.ndarray]
+) -> None:
+    """``name``'s transformed weights are ``owner``'s, in the same order (else the
+    shared tuple would feed it the wrong tensors)."""
+    same = len(weights) == len(owner_weights) and all(
+        a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+        for a, b in zip(weights, owner_weights, strict=True)
+    )
+    if not same:
+        raise WsdCompileError(
+            f"{name} does not take {owner}'s weights in {owner}'s order: "
+            "capture both from the same module"
+        )
 
 
 def _glue_shapes(specs: Mapping[str, ComponentSpec], families: tuple[str, ...]) -> GlueShapes:

@@ -3,11 +3,12 @@
   wsd-web serve DIR [--host H] [--port P] [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web export OUT --model DIR [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
-                 [--guidance G] [--scheduler NAME] [--kernel-path NAME] --out FILE.png
+                 [--guidance G] [--scheduler NAME] [--kernel-path NAME]
+                 [--vae-tiles auto|on|off] --out FILE.png
   wsd-web check DIR [--tolerance T]
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
                 [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
-                [--json FILE]
+                [--vae-tiles auto|on|off] [--json FILE]
   wsd-web report (--webgpu F... --pytorch F... --command C --machine M --name N | --render-only)
                  --out-dir DOCS
 
@@ -31,6 +32,7 @@ from .bench.runner import BenchError, format_table, run_bench
 from .headless import HeadlessError, run_check
 from .render import (
     SCHEDULERS,
+    VAE_TILES,
     RenderError,
     check_output,
     render,
@@ -113,6 +115,7 @@ def _add_render(sub: _Subparsers) -> None:
     ):
         render_.add_argument(flag, type=int, nargs=2, metavar=names, help=text)
     _kernel_path_option(render_)
+    _vae_tiles_option(render_)
     render_.add_argument("--out", required=True, help="the PNG to write")
 
 
@@ -156,6 +159,7 @@ def _add_bench(sub: _Subparsers) -> None:
         "--swiftshader", action="store_true", help="run on SwiftShader (the CPU), for smoke tests"
     )
     _kernel_path_option(bench)
+    _vae_tiles_option(bench)
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
 
 
@@ -165,6 +169,17 @@ def _kernel_path_option(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="run the build's kernel path NAME (shader-f16, fp32, ...; the manifest lists them) "
         "or fail (default: the first this GPU can run)",
+    )
+
+
+def _vae_tiles_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--vae-tiles",
+        choices=VAE_TILES,
+        default="auto",
+        help="decode the image in overlapping tiles (on: the build needs vae_tiling), whole "
+        "(off), or in tiles only where the GPU cannot bind the whole decoder's buffers "
+        "(auto, the default)",
     )
 
 
@@ -296,6 +311,7 @@ def _bench(args: argparse.Namespace) -> int:
             profile=not args.no_profile,
             swiftshader=args.swiftshader,
             kernel_path=args.kernel_path,
+            vae_tiling=args.vae_tiles,
         )
         if args.json:
             Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
@@ -346,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 crops_coords_top_left=args.crop,
                 target_size=args.target_size,
                 kernel_path=args.kernel_path,
+                vae_tiling=args.vae_tiles,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

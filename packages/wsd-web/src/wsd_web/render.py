@@ -3,7 +3,9 @@
 The same page a user opens generates the image (WebGPU on the machine's GPU,
 or SwiftShader on a CPU-only machine); the result is written as a PNG. The page
 runs the first of the build's kernel paths the GPU can run, or the one asked for
-(its ``?kernel-path=NAME``).
+(its ``?kernel-path=NAME``). The VAE decodes the image whole, in tiles, or
+in tiles only where the GPU cannot bind the whole decoder's buffers (the
+generate option ``vaeTiling``: ``on``, ``off``, ``auto``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from .png import encode_png
 
 #: Scheduler names the app implements (the page's registry; a test keeps them equal).
 SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "euler", "euler-a", "lcm", "pndm")
+#: How the VAE decodes (the app's ``vaeTiling``): in tiles where needed, in tiles, whole.
+VAE_TILES = ("auto", "on", "off")
 
 
 class RenderError(Exception):
@@ -50,6 +54,8 @@ class Rendering:
     gpu_bytes: list[int] = field(default_factory=list)
     #: The kernel path the page ran (None: a page that does not say).
     kernel_path: str | None = None
+    #: The tiles the VAE decoded the image in (0: whole).
+    vae_tiles: int = 0
 
     def png(self) -> bytes:
         return encode_png(self.rgba, self.width, self.height)
@@ -66,12 +72,15 @@ def _options(
     original_size: tuple[int, int] | None = None,
     crops_coords_top_left: tuple[int, int] | None = None,
     target_size: tuple[int, int] | None = None,
+    vae_tiling: str = "auto",
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
     if not 1 <= steps <= 150:
         raise RenderError(f"steps {steps} is out of range; use 1 to 150")
     check_scheduler(scheduler)
+    if vae_tiling not in VAE_TILES:
+        raise RenderError(f"VAE tiling {vae_tiling!r}: choose {', '.join(VAE_TILES)}")
     options: dict[str, Any] = {
         "prompt": prompt,
         "negativePrompt": negative_prompt,
@@ -80,6 +89,7 @@ def _options(
         "guidance": guidance,
         "returnLatents": return_latents,
         "previewEvery": 0,
+        "vaeTiling": vae_tiling,
     }
     if scheduler is not None:
         options["scheduler"] = scheduler
@@ -171,6 +181,7 @@ def render_many(
                     latents=result["latents"],
                     gpu_bytes=[gpu_bytes],
                     kernel_path=ready.get("kernelPath"),
+                    vae_tiles=int(result.get("vaeTiles") or 0),
                 )
             )
         return out
@@ -197,6 +208,7 @@ def render(
     crops_coords_top_left: tuple[int, int] | None = None,
     target_size: tuple[int, int] | None = None,
     kernel_path: str | None = None,
+    vae_tiling: str = "auto",
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -207,6 +219,8 @@ def render(
     and ``target_size`` (height/top first, in pixels) set its micro-conditioning
     (default: the image size and (0, 0), as diffusers). ``kernel_path`` names
     the build's kernel path to run; default: the first the GPU can run.
+    ``vae_tiling`` (``auto``, ``on``, ``off``) says how the VAE decodes: in
+    tiles where the GPU needs it, in tiles (the build needs ``vae_tiling``), whole.
     """
     run = {
         "original_size": original_size,
@@ -219,6 +233,7 @@ def render(
         "guidance": guidance,
         "scheduler": scheduler,
         "return_latents": return_latents,
+        "vae_tiling": vae_tiling,
     }
     return render_many(model_dir, [run], kernel_path=kernel_path, timeout_s=timeout_s)[0]
 
@@ -233,6 +248,7 @@ def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
         "scheduler": rendering.scheduler,
         "adapter": rendering.adapter,
         "kernel_path": rendering.kernel_path,
+        "vae_tiles": rendering.vae_tiles,
         "timings": rendering.timings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

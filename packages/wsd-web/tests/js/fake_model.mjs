@@ -1,7 +1,11 @@
 // A stand-in for a loaded SDModel for pipeline tests without a GPU: every
 // compiled function makes a new tensor (and records its name), tensors live
 // in tvm-like scopes (released when the scope closes unless persisted), and
-// the books say which tensors are still alive.
+// the books say which tensors are still alive. The build's VAE tile decoder
+// (vae_tiling) makes an image of its tile; a decode tiles as the manifest and
+// the mode say, on a device without buffer limits.
+
+import { useTiles } from "../../src/wsd_web/static/js/vae_tiling.js";
 
 /**
  * @typedef {object} FakeTensor
@@ -65,8 +69,14 @@ export function fakeModel(manifest) {
       session,
       call: (/** @type {string} */ name, /** @type {FakeTensor} */ first) => {
         calls.push(name);
+        if (name === manifest.vae_tiling?.function) {
+          const factor = manifest.latent.vae_scale_factor;
+          return make([1, 3, first.shape[2] * factor, first.shape[3] * factor]);
+        }
         return make(first?.shape ?? [1]);
       },
+      decodesInTiles: (/** @type {"auto" | "on" | "off"} */ mode) =>
+        useTiles(mode, manifest.vae_tiling, undefined, { maxStorageBufferBindingSize: Infinity, maxBufferSize: Infinity }),
     }),
     live,
     calls,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  MANIFEST_VERSION, chooseKernelPath, describeKernelPath, kernelPaths, missingCapabilities, parseManifest, shardFiles,
+  MANIFEST_VERSION, SDModel, chooseKernelPath, describeKernelPath, kernelPaths, missingCapabilities, parseManifest, shardFiles,
 } from "../../src/wsd_web/static/js/sd_model.js";
 import { parseTensorCacheIndex } from "../../src/wsd_web/static/js/tensor_cache.js";
 import { manifest, xlManifest } from "./manifest_fixtures.mjs";
@@ -208,4 +208,21 @@ test("two index entries with the same content share one shard file, fetched once
   const files = shardFiles(/** @type {any} */ ({ weights: "weights/tensor-cache.json" }), index);
   assert.deepEqual([...files.keys()], ["weights/shard-zeros.bin", "weights/shard-other.bin"]);
   assert.deepEqual(files.get("weights/shard-zeros.bin")?.map((s) => s.records[0].name), ["unet.1", "unet.3"]);
+});
+
+test("a model decodes in tiles as the mode says, auto where its path's untiled decoder exceeds the device's limits", () => {
+  const tiling = { function: "vae_decode_tile", tile: [32, 32], overlap: [8, 8] };
+  const m = parseManifest(manifest({ vae_tiling: tiling }));
+  const path = { ...kernelPaths(m)[0], vae_decode_buffer_bytes: 512 * 2 ** 20 };
+  const session = /** @type {any} */ ({});
+  const limits = (/** @type {number} */ bytes) => ({ maxStorageBufferBindingSize: bytes, maxBufferSize: 2 ** 32 });
+  const model = (/** @type {any} */ options) => new SDModel(m, session, new Map(), options);
+  assert.equal(model({ kernelPath: path, limits: limits(128 * 2 ** 20) }).decodesInTiles("auto"), true);
+  assert.equal(model({ kernelPath: path, limits: limits(1024 * 2 ** 20) }).decodesInTiles("auto"), false);
+  assert.equal(model({ kernelPath: path }).decodesInTiles("auto"), false);
+  assert.equal(model({ kernelPath: path }).decodesInTiles("on"), true);
+  assert.equal(model({ kernelPath: path, limits: limits(1) }).decodesInTiles("off"), false);
+  const untiled = new SDModel(parseManifest(manifest()), session, new Map());
+  assert.equal(untiled.decodesInTiles("auto"), false);
+  assert.throws(() => untiled.decodesInTiles("on"), /this build cannot decode in tiles/);
 });

@@ -89,12 +89,16 @@ test("the schedulers offered are those that accept the model's config", () => {
   assert.ok(sample.length < names.length, sample.join());
 });
 
-/** An SD 1.5 pipeline over a fake model with a tiny latent and Euler's config. */
-function fakePipeline() {
+/**
+ * An SD 1.5 pipeline over a fake model with a tiny latent and Euler's config.
+ * @param {object} [overrides]  Manifest fields to change.
+ */
+function fakePipeline(overrides = {}) {
   const config = { num_train_timesteps: 1000, beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 };
   const fake = fakeModel(manifest({
     latent: { shape: [1, 4, 2, 2], scaling_factor: 0.18215, vae_scale_factor: 8 },
     scheduler: { class_name: "EulerDiscreteScheduler", config, max_terms: 4 },
+    ...overrides,
   }));
   return { ...fake, pipeline: new SD15Pipeline(fake.model, { encode: () => new Int32Array(3) }, () => 0) };
 }
@@ -109,6 +113,34 @@ test("a generation encodes the prompts, denoises step by step, decodes, and rele
   assert.deepEqual(calls.slice(0, 3), ["text_encoder", "text_encoder", "cfg_embeddings"]);
   assert.deepEqual(calls.filter((c) => c === "unet").length, 3);
   assert.deepEqual(calls.slice(-2), ["vae_decode", "image_to_rgba"]);
+  assert.equal(result.vaeTiles, 0);
+});
+
+test("vaeTiling on decodes in the build's tiles, one tile function call each, and releases every tensor", async () => {
+  const tiling = { function: "vae_decode_tile", tile: [4, 4], overlap: [1, 1] };
+  const { pipeline, live, calls } = fakePipeline({
+    latent: { shape: [1, 4, 8, 8], scaling_factor: 0.18215, vae_scale_factor: 8 }, vae_tiling: tiling,
+  });
+  const tiled = await pipeline.generate({ prompt: "a cat", steps: 1, vaeTiling: "on" });
+  assert.equal(tiled.vaeTiles, 9);
+  assert.equal(live.size, 0);
+  assert.equal(calls.filter((c) => c === "vae_decode_tile").length, 9);
+  assert.ok(!calls.includes("vae_decode"));
+  for (const mode of /** @type {const} */ (["off", "auto"])) {
+    calls.length = 0;
+    const whole = await pipeline.generate({ prompt: "a cat", steps: 1, vaeTiling: mode });
+    assert.equal(whole.vaeTiles, 0);
+    assert.deepEqual(calls.slice(-2), ["vae_decode", "image_to_rgba"]);
+  }
+});
+
+test("vaeTiling on without a tiling build, or a mode other than auto, on or off, fails before the steps", async () => {
+  const { pipeline, live, calls } = fakePipeline();
+  await assert.rejects(pipeline.generate({ prompt: "a cat", steps: 1, vaeTiling: "on" }), /this build cannot decode in tiles/);
+  const bad = /** @type {any} */ ("tiles");
+  await assert.rejects(pipeline.generate({ prompt: "a cat", steps: 1, vaeTiling: bad }), { message: 'VAE tiling "tiles": choose auto, on or off' });
+  assert.ok(!calls.includes("unet"));
+  assert.equal(live.size, 0);
 });
 
 test("a cancelled generation stops between steps and releases every tensor", async () => {

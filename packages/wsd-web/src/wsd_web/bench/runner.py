@@ -11,7 +11,10 @@ time from timestamp queries with a per-kernel breakdown where the adapter
 has ``timestamp-query``; and the peak GPU memory the runtime allocated.
 Every stage is run ``warmup`` times before ``repeats`` timed runs. The
 build runs on the first of its kernel paths the device can run, or on the
-one ``kernel_path`` names; each report names it (``kernelPath``).
+one ``kernel_path`` names; each report names it (``kernelPath``). The VAE
+decode stage and the generations decode as ``vae_tiling`` says (in tiles where
+the device needs it, in tiles, whole); each report has the mode
+(``vaeTiling``) and the tiles the image was decoded in (``vaeTiles``, 0: whole).
 
 On a machine without a GPU it runs on SwiftShader (``--swiftshader``, or
 ``VK_ICD_FILENAMES`` pointing at a Vulkan driver): useful to check that it
@@ -28,10 +31,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BENCH_SCRIPT", "STAGES", "SWIFTSHADER_DIR", "BenchError", "format_table", "run_bench"]
+__all__ = [
+    "BENCH_SCRIPT",
+    "STAGES",
+    "SWIFTSHADER_DIR",
+    "VAE_TILES",
+    "BenchError",
+    "format_table",
+    "run_bench",
+]
 
 BENCH_SCRIPT = Path(__file__).parents[1] / "node" / "bench.mjs"
 SWIFTSHADER_DIR = Path("/usr/lib/chromium")
+#: How the VAE decodes (the runner's ``vaeTiling``): in tiles where needed, in tiles, whole.
+VAE_TILES = ("auto", "on", "off")
 STAGES = ("text_encoder_ms", "unet_step_ms", "scheduler_step_ms", "vae_decode_ms", "generation_ms")
 _LABELS = {
     "text_encoder_ms": "text encoder",
@@ -71,6 +84,7 @@ def run_bench(
     profile: bool = True,
     swiftshader: bool = False,
     kernel_path: str | None = None,
+    vae_tiling: str = "auto",
     timeout_s: float = 3600,
 ) -> list[dict[str, Any]]:
     """Benchmark the build in ``build`` once per robustness setting.
@@ -80,6 +94,8 @@ def run_bench(
     library, weight index and tokenizers (what a remote GPU machine gets).
     ``kernel_path``: the name of the build's kernel path to run (the runner
     fails if the device cannot run it); default: the first the device runs.
+    ``vae_tiling``: ``auto`` (tiles where the device cannot bind the whole
+    decoder's buffers), ``on`` (tiles; the build needs ``vae_tiling``) or ``off``.
     Returns one report per setting (the fields are described in
     docs/benchmarks.md); raises :class:`BenchError` with the runner's message.
     """
@@ -89,6 +105,8 @@ def run_bench(
     for name, value, least in (("steps", steps, 1), ("warmup", warmup, 0), ("repeats", repeats, 1)):
         if value < least:
             raise BenchError(f"{name} must be at least {least}, not {value}")
+    if vae_tiling not in VAE_TILES:
+        raise BenchError(f"VAE tiling {vae_tiling!r}: choose {', '.join(VAE_TILES)}")
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not on PATH: install Node 20 (scripts/setup.sh does)")
@@ -102,6 +120,7 @@ def run_bench(
             "robustness": robust,
             "randomWeights": random_weights,
             "profile": profile,
+            "vaeTiling": vae_tiling,
         }
         if kernel_path is not None:
             options["kernelPath"] = kernel_path
@@ -142,6 +161,10 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
         lines.append(f"  adapter            {report['adapter']}")
         if report.get("kernelPath"):
             lines.append(f"  kernel path        {report['kernelPath']}")
+        if report.get("vaeTiling"):
+            tiles = report.get("vaeTiles") or 0
+            how = f"{tiles} tiles" if tiles else "whole"
+            lines.append(f"  VAE tiling         {report['vaeTiling']} ({how})")
         lines.append(f"  pipeline compile   {_ms(report['pipeline_compile_ms'])} ms")
         for stage in STAGES:
             s = report["stages"][stage]

@@ -1,12 +1,15 @@
 // Benchmarks a compiled SD build on WebGPU in Node through Dawn (npm
 // `webgpu`), with the same tvmjs runtime, model library and JS pipeline as the
 // page. Prints one JSON object (the fields `wsd-web bench` documents).
-//   node bench.mjs DIR OPTIONS_JSON
+//   node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off]
 // OPTIONS_JSON: {"steps": 20, "warmup": 3, "repeats": 10, "robustness": true,
 //   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...,
-//   "kernelPath": null | NAME}
+//   "kernelPath": null | NAME, "vaeTiling": "auto" | "on" | "off"}
 // "kernelPath": NAME runs the build's kernel path of that name (or fails)
 // instead of the first the device runs; the report's "kernelPath" names the one run.
+// "vaeTiling" (or --vae-tiles): the VAE decode stage and the generations decode
+// in tiles where the device needs it (auto, the default), in tiles (on) or whole
+// (off); the report's "vaeTiling" is the mode, "vaeTiles" the tiles decoded (0: whole).
 // "randomWeights": SEED fills every weight with seeded pseudo-random values
 // instead of reading the shards, so DIR needs only the manifest, library,
 // weight index and tokenizer(s) (a benchmark machine need not receive GBs).
@@ -27,16 +30,26 @@ import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
+import { runnerArgs } from "./runner_args.mjs";
 
-const [dir, optionsJson = "{}"] = process.argv.slice(2);
+const usage = "usage: node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] (DIR written by `wsd-compile sd15` or `sdxl`)";
+/** @type {ReturnType<typeof runnerArgs>} */
+let args = { dir: undefined, options: { vaeTiling: "auto" } };
+try {
+  args = runnerArgs(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`${usage}\n${error instanceof Error ? error.message : error}\n`);
+  process.exit(2);
+}
+const dir = args.dir;
 if (!dir) {
-  process.stderr.write("usage: node bench.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15` or `sdxl`)\n");
+  process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
 const {
   steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
-  prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null,
-} = JSON.parse(optionsJson);
+  prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null, vaeTiling,
+} = args.options;
 
 /**
  * Median, extremes and every sample of a list of times.
@@ -135,16 +148,19 @@ try {
   const manifest = loaded.manifest;
   const shape = manifest.latent.shape;
   const sync = () => pipeline.sync();
-  const options = { prompt, negativePrompt: pipeline.defaultNegativePrompt === null ? negativePrompt || null : negativePrompt };
+  const options = {
+    prompt, negativePrompt: pipeline.defaultNegativePrompt === null ? negativePrompt || null : negativePrompt, vaeTiling,
+  };
+  /** @typedef {{dispose(): void}} Disposable */
   /**
-   * Time `run` (which returns what to dispose) `warmup` + `repeats` times.
-   * @param {() => {dispose(): void} | {dispose(): void}[]} run
+   * Time `run` (which returns, or resolves to, what to dispose) `warmup` + `repeats` times.
+   * @param {() => Disposable | Disposable[] | Promise<Disposable>} run
    */
   const time = async (run, times = repeats) => {
     const samples = [];
     for (let i = 0; i < warmup + times; i++) {
       const start = performance.now();
-      const made = run();
+      const made = await run();
       await sync();
       const ms = performance.now() - start;
       for (const t of [made].flat()) t.dispose();
@@ -192,12 +208,21 @@ try {
     const next = scheduler.step(guided, timestep, latents);
     return [guided, next];
   });
-  const vaeDecode = await time(() => session.persist(() => loaded.call("image_to_rgba", loaded.call("vae_decode", latents))));
+  // The decode as the generations do it: whole, or in tiles blended on the CPU (then uploaded).
+  const imageShape = [1, 3, manifest.image.height, manifest.image.width];
+  const vaeDecode = await time(loaded.decodesInTiles(vaeTiling)
+    ? async () => {
+      const { image } = await pipeline.decodeTiles(latents);
+      return session.persist(() => loaded.call("image_to_rgba", pipeline.tensor(imageShape, image)));
+    }
+    : () => session.persist(() => loaded.call("image_to_rgba", loaded.call("vae_decode", latents))));
   const generations = [];
   const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
+  let vaeTiles = 0;
   for (let i = 0; i < 1 + generationRepeats; i++) {
     const result = await pipeline.generate({ ...options, steps, seed: BigInt(i) });
     if (i >= 1) generations.push(result.timings.totalMs);
+    vaeTiles = result.vaeTiles;
   }
   for (const x of [...conditioning, latents, pair, pred]) x.dispose();
   scheduler.dispose();
@@ -219,6 +244,8 @@ try {
     build_id: manifest.build_id,
     precision: manifest.model.precision,
     kernelPath: loaded.kernelPath.name,
+    vaeTiling,
+    vaeTiles,
     height: manifest.image.height,
     width: manifest.image.width,
     steps,

@@ -3,13 +3,16 @@
 // schedulers, noise), with files read from disk. Prints one JSON line: the
 // adapter, the kernel path run ("kernelPath") and the better ones passed over
 // with why ("passedOver"), load time, timings of every stage, and the RGBA
-// pixels (base64) and final latents when asked.
-//   node render.mjs DIR OPTIONS_JSON
+// pixels (base64) and final latents when asked; each run says how many tiles
+// the VAE decoded the image in ("vaeTiles", 0: whole).
+//   node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off]
 // OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
 //   "scheduler", "returnLatents", "returnPixels", "repeat", and for SDXL
 //   "originalSize", "cropsCoordsTopLeft", "targetSize"} ("repeat": generate N
 //   times and report each generation's timings; "kernelPath": run the build's
-//   kernel path of that name or fail, instead of the first the device runs).
+//   kernel path of that name or fail, instead of the first the device runs;
+//   "vaeTiling", or --vae-tiles: decode in tiles where the device needs it
+//   (auto, the default), in tiles (on) or whole (off)).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
@@ -20,13 +23,23 @@ import { createPipeline } from "../static/js/sd_pipeline.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
+import { runnerArgs } from "./runner_args.mjs";
 
-const [dir, optionsJson = "{}"] = process.argv.slice(2);
-if (!dir) {
-  process.stderr.write("usage: node render.mjs DIR [OPTIONS_JSON] (DIR written by `wsd-compile sd15` or `sdxl`)\n");
+const usage = "usage: node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] (DIR written by `wsd-compile sd15` or `sdxl`)";
+/** @type {ReturnType<typeof runnerArgs>} */
+let args = { dir: undefined, options: { vaeTiling: "auto" } };
+try {
+  args = runnerArgs(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`${usage}\n${error instanceof Error ? error.message : error}\n`);
   process.exit(2);
 }
-const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, ...options } = JSON.parse(optionsJson);
+const dir = args.dir;
+if (!dir) {
+  process.stderr.write(`${usage}\n`);
+  process.exit(2);
+}
+const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, ...options } = args.options;
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
@@ -52,6 +65,7 @@ try {
     const result = await pipeline.generate({ prompt: "", ...options, seed: BigInt(seed) });
     runs.push({
       scheduler: result.scheduler,
+      vaeTiles: result.vaeTiles,
       timings: result.timings,
       gpuBytes: model.session.allocatedBytes(),
       ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
@@ -60,7 +74,7 @@ try {
   }
   const report = {
     adapter: gpu.adapter, features: gpu.features, dawnToggles: dawn.toggles,
-    kernelPath: model.kernelPath.name, passedOver: model.passedOver,
+    kernelPath: model.kernelPath.name, passedOver: model.passedOver, vaeTiling: options.vaeTiling,
     loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs,
   };
   // stdout may be a pipe (asynchronous): wait for the write before exiting.

@@ -1,5 +1,6 @@
 // The page: loads the build at ?model=DIR (default "model/") with the first of
-// its kernel paths this GPU runs (or the one ?kernel-path=NAME names), wires the controls
+// its kernel paths this GPU runs (or the one ?kernel-path=NAME names; ?vae-tiles=auto|on|off
+// sets the VAE decode, whole or in tiles), wires the controls
 // to the pipeline of its kind (from the manifest, through the pipeline
 // registry), shows the option panels that pipeline takes, draws previews and
 // the result, and shows timings and what is stored.
@@ -34,6 +35,8 @@ const query = new URLSearchParams(location.search);
 const base = new URL(query.get("model") ?? "model/", location.href);
 /** The kernel path asked for (?kernel-path=NAME); null: the first the GPU runs. */
 const wantedKernelPath = query.get("kernel-path") || null;
+/** The VAE decode asked for (?vae-tiles=auto|on|off): the setting's value at start; null: auto. */
+const wantedVaeTiles = query.get("vae-tiles");
 
 /**
  * @typedef {object} Loaded
@@ -142,6 +145,9 @@ async function load(signal) {
   const report = { offline: false, uploadedFiles: [], stats: null, warnings: [], kernelPath: null, passedOver: [] };
   state.report = report;
   $("warning").hidden = true;
+  if (wantedVaeTiles !== null && !["auto", "on", "off"].includes(wantedVaeTiles)) {
+    throw new Error(`?vae-tiles=${wantedVaeTiles}: choose auto, on or off`);
+  }
   const gpu = await requestGPU(navigator.gpu);
   gpu.device.lost.then((info) => lost(gpu.device, info));
   try {
@@ -313,6 +319,7 @@ function setUp({ model, gpu }) {
   for (const name of availableSchedulers(m.scheduler)) {
     select.add(new Option(name, name, false, name === preferred));
   }
+  $("vae-tiles").querySelector("[value=on]").disabled = !m.vae_tiling; // a build without vae_tiling decodes whole
   $("model-info").textContent =
     `${m.model.source} (${m.kind}, ${m.model.precision}, ${m.image.width}×${m.image.height}) on ${gpu.adapter}, ` +
     describeKernelPath(model.kernelPath, model.passedOver);
@@ -366,15 +373,15 @@ function draw(img) {
   ctx.putImageData(new ImageData(new Uint8ClampedArray(img.rgba), img.width, img.height), 0, 0);
 }
 
-/** @param {import("./sd_pipeline.js").Timings} t */
-function showTimings(t) {
+/** @param {import("./sd_pipeline.js").Timings} t @param {number} vaeTiles */
+function showTimings(t, vaeTiles) {
   const sorted = [...t.unetStepMs].sort((a, b) => a - b);
   const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
   const rows = [
     ["text encoder (2 prompts)", t.textEncoderMs],
     [`UNet step, median of ${sorted.length}`, median],
     ["UNet steps, total", t.unetStepMs.reduce((a, b) => a + b, 0)],
-    ["VAE decode", t.vaeMs],
+    [vaeTiles > 0 ? `VAE decode (${vaeTiles} tiles)` : "VAE decode", t.vaeMs],
     ["total", t.totalMs],
   ];
   const body = $("timings").tBodies[0];
@@ -410,8 +417,9 @@ async function generate(options) {
       onPreview: draw,
     });
     draw(result);
-    showTimings(result.timings);
-    say(`Done in ${(result.timings.totalMs / 1000).toFixed(2)} s with ${result.scheduler}.`);
+    showTimings(result.timings, result.vaeTiles);
+    const tiles = result.vaeTiles > 0 ? `, the image decoded in ${result.vaeTiles} tiles` : "";
+    say(`Done in ${(result.timings.totalMs / 1000).toFixed(2)} s with ${result.scheduler}${tiles}.`);
     $("download").disabled = false;
     return result;
   } catch (e) {
@@ -491,6 +499,7 @@ function formOptions() {
     guidance: Number($("guidance").value),
     scheduler: $("scheduler").value,
     previewEvery: Number($("preview").value),
+    vaeTiling: $("vae-tiles").value,
   };
 }
 
@@ -509,6 +518,7 @@ $("download").addEventListener("click", () => {
   a.click();
 });
 
+if (wantedVaeTiles !== null) $("vae-tiles").value = wantedVaeTiles;
 // The app shell offline (sw.js); a page that cannot have a service worker still works.
 navigator.serviceWorker?.register("sw.js").catch(() => {});
 start();
@@ -524,12 +534,13 @@ start();
     }));
   },
   /**
-   * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, latents on request.
+   * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, the VAE
+   * tiles, latents on request. vaeTiling defaults to the page's setting (?vae-tiles=).
    * @param {GenerateOptions & {seed?: number | string}} options
    */
   async generate(options) {
     const seed = typeof options.seed === "string" ? BigInt(options.seed) : options.seed;
-    const result = await generate({ ...options, seed });
+    const result = await generate({ vaeTiling: $("vae-tiles").value, ...options, seed });
     let binary = "";
     for (let i = 0; i < result.rgba.length; i += 0x8000) {
       binary += String.fromCharCode(...result.rgba.subarray(i, i + 0x8000));
@@ -541,6 +552,7 @@ start();
       height: result.height,
       scheduler: result.scheduler,
       timings: result.timings,
+      vaeTiles: result.vaeTiles,
       latents: result.latents ? Array.from(result.latents) : null,
     };
   },

@@ -14,6 +14,7 @@ import { combineFunctions } from "./pipelines/scheduling.js";
 import { PIPELINES, listing, pipelinesOf } from "./pipelines/registry.js";
 import { parseTensorCacheIndex, widenFloat16 } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
+import { useTiles } from "./vae_tiling.js";
 
 /** @typedef {import("./tvm_session.js").TVMJS} TVMJS */
 /** @typedef {import("./webgpu_device.js").GPUInfo} GPUInfo */
@@ -57,6 +58,8 @@ import { TVMSession } from "./tvm_session.js";
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
  * @property {XLConditioning} [conditioning]  SDXL's conditioning rules.
  * @property {{max_buffer_bytes: number}} [limits]  The largest tensor the model binds.
+ * @property {import("./vae_tiling.js").VaeTiling} [vae_tiling]  The VAE decoder at a tile shape
+ *   (absent: the build decodes whole latents only).
  * @property {Record<string, {bytes: number, integrity: string}>} files
  */
 
@@ -69,7 +72,10 @@ import { TVMSession } from "./tvm_session.js";
  * @property {string} precision  "fp16" or "fp32": what its kernels compute in.
  * @property {string[]} requires  The WebGPU features its shaders need.
  * @property {boolean} widen_f16_weights  Every float16 weight is converted to float32 before upload.
- * @property {number} max_buffer_bytes  The largest buffer it binds (widened weights included).
+ * @property {number} max_buffer_bytes  The largest buffer it binds (widened weights included;
+ *   without the untiled VAE decoder's where the build can decode in tiles).
+ * @property {number} [vae_decode_buffer_bytes]  The untiled VAE decoder's largest buffer
+ *   (where the build can decode in tiles).
  */
 
 /**
@@ -103,6 +109,11 @@ import { TVMSession } from "./tvm_session.js";
  * @property {number} time_ids_dim
  * @property {boolean} vae_force_upcast
  */
+
+/** @typedef {{maxStorageBufferBindingSize: number, maxBufferSize: number}} BufferLimits */
+
+/** @type {BufferLimits} */
+const NO_LIMITS = Object.freeze({ maxStorageBufferBindingSize: Infinity, maxBufferSize: Infinity });
 
 /** The manifest version this app reads. */
 export const MANIFEST_VERSION = 3;
@@ -445,15 +456,27 @@ export class SDModel {
    * @param {Manifest} manifest
    * @param {TVMSession} session
    * @param {Map<string, TVMObject>} params  Weight tuples by component.
-   * @param {{kernelPath?: KernelPath, passedOver?: PassedOver[]}} [choice]  The kernel path the
-   *   session's library is (default: the build's first) and the better ones passed over.
+   * @param {{kernelPath?: KernelPath, passedOver?: PassedOver[], limits?: BufferLimits}} [choice]
+   *   The kernel path the session's library is (default: the build's first), the better
+   *   ones passed over, and the device's buffer limits (default: none).
    */
-  constructor(manifest, session, params, { kernelPath = kernelPaths(manifest)[0], passedOver = [] } = {}) {
+  constructor(manifest, session, params, { kernelPath = kernelPaths(manifest)[0], passedOver = [], limits = NO_LIMITS } = {}) {
     this.manifest = manifest;
     this.session = session;
     this.params = params;
     this.kernelPath = kernelPath;
     this.passedOver = passedOver;
+    this.limits = limits;
+  }
+
+  /**
+   * Whether a decode tiles: "on" and "off" as said, "auto" where the device
+   * cannot bind the untiled VAE decoder's largest buffer (vae_tiling.js).
+   * @param {"auto" | "on" | "off"} mode
+   * @returns {boolean}
+   */
+  decodesInTiles(mode) {
+    return useTiles(mode, this.manifest.vae_tiling, this.kernelPath.vae_decode_buffer_bytes, this.limits);
   }
 
   /**
@@ -476,7 +499,7 @@ export class SDModel {
     try {
       const tensors = await uploadWeights(session, manifest, index, files, path, onUpload);
       const params = weightTuples(session, manifest, tensors);
-      return new SDModel(manifest, session, params, { kernelPath: path, passedOver });
+      return new SDModel(manifest, session, params, { kernelPath: path, passedOver, limits: gpu.device.limits });
     } catch (e) {
       session.dispose();
       throw e;

@@ -16,6 +16,7 @@
 
 import { createScheduler } from "../schedulers/index.js";
 import { TorchGenerator } from "../torch_random.js";
+import { decodeInTiles, tilePlan } from "../vae_tiling.js";
 import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
 
 /** @typedef {import("../sd_model.js").SDModel} SDModel */
@@ -37,6 +38,9 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  * @property {number} [previewEvery]  Decode a preview every N steps (0: never).
  * @property {boolean} [returnLatents]  Also read back the final latents (for debugging, parity tests).
  * @property {AbortSignal} [signal]  Cancels between steps.
+ * @property {"auto" | "on" | "off"} [vaeTiling]  Decode the latents in overlapping tiles (bounded
+ *   memory at any size): "auto" (the default) where the device cannot bind the untiled decoder's
+ *   largest buffer; "on" needs a build with vae_tiling.
  * @property {[number, number]} [originalSize]  SDXL micro-conditioning (height, width); default: the image size.
  * @property {[number, number]} [cropsCoordsTopLeft]  SDXL (top, left); default [0, 0].
  * @property {[number, number]} [targetSize]  SDXL (height, width); default: the image size.
@@ -58,7 +62,8 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  */
 
 /**
- * @typedef {Image & {timings: Timings, scheduler: string, latents?: Float32Array}} Generation
+ * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, latents?: Float32Array}} Generation
+ *   vaeTiles: the tiles the image was decoded in (0: decoded whole).
  */
 
 /**
@@ -78,6 +83,7 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  * @property {TorchGenerator} generator  As diffusers' `generator`: the initial latents first,
  *   then whatever noise the scheduler draws in its steps.
  * @property {Scheduler} scheduler
+ * @property {boolean} vaeTiles  Decode in tiles.
  */
 
 /** A generation was cancelled through its AbortSignal. */
@@ -180,7 +186,8 @@ export class SD15Pipeline {
     const generator = new TorchGenerator(seed);
     const ops = gpuTensorOps(this.model, manifest.latent.shape, generator);
     const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
-    return { options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler };
+    const vaeTiles = this.model.decodesInTiles(options.vaeTiling ?? "auto");
+    return { options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler, vaeTiles };
   }
 
   /**
@@ -285,7 +292,7 @@ export class SD15Pipeline {
         unetStepMs.push(this.now() - stepStart);
         hooks.onStep?.({ step: i + 1, total: timesteps.length, ms: unetStepMs[i] });
         if (run.previewEvery > 0 && (i + 1) % run.previewEvery === 0 && i + 1 < timesteps.length) {
-          hooks.onPreview?.({ ...(await this.decode(current)), step: i + 1 });
+          hooks.onPreview?.({ ...(await this.decode(current, run.vaeTiles)), step: i + 1 });
         }
       }
       return { latents: current, unetStepMs };
@@ -296,20 +303,48 @@ export class SD15Pipeline {
   }
 
   /**
-   * The pixels of latents (not consumed).
+   * The pixels of latents (not consumed), decoded whole or in tiles.
    * @param {Tensor} latents
-   * @returns {Promise<Image>}
+   * @param {boolean} [tiles]
+   * @returns {Promise<Image & {tiles: number}>}
    */
-  async decode(latents) {
+  async decode(latents, tiles = false) {
     const { height, width } = this.model.manifest.image;
-    const pixels = this.session.persist(() =>
-      this.model.call("image_to_rgba", this.model.call("vae_decode", latents)),
-    );
+    const decoded = tiles ? await this.decodeTiles(latents) : null;
+    const pixels = this.session.persist(() => this.model.call(
+      "image_to_rgba",
+      decoded ? this.tensor([1, 3, height, width], decoded.image) : this.model.call("vae_decode", latents),
+    ));
     try {
-      return image(await this.session.downloadBytes(pixels), width, height);
+      return { ...image(await this.session.downloadBytes(pixels), width, height), tiles: decoded?.count ?? 0 };
     } finally {
       pixels.dispose();
     }
+  }
+
+  /**
+   * The image of latents decoded in tiles by the build's tile decoder and
+   * blended (vae_tiling.js), as float32 [1, 3, H, W] values; one tile on the GPU at a time.
+   * @param {Tensor} latents
+   * @returns {Promise<{image: Float32Array, count: number}>}
+   */
+  async decodeTiles(latents) {
+    const { latent, vae_tiling: tiling } = this.model.manifest;
+    if (!tiling) throw new Error("this build cannot decode in tiles: rebuild it with the current wsd-compile");
+    const shape = latent.shape;
+    const plan = tilePlan(shape[2], shape[3], tiling);
+    const tileShape = [shape[0], shape[1], ...plan.tile];
+    const decodeTile = async (/** @type {Float32Array} */ values) => {
+      const out = this.session.persist(() => this.model.call(tiling.function, this.tensor(tileShape, values)));
+      try {
+        return await this.session.download(out);
+      } finally {
+        out.dispose();
+      }
+    };
+    const values = await this.session.download(latents);
+    const image = await decodeInTiles({ latents: values, shape, plan, factor: latent.vae_scale_factor, decodeTile });
+    return { image, count: plan.rows.length * plan.cols.length };
   }
 
   /**
@@ -338,12 +373,13 @@ export class SD15Pipeline {
       latents = denoised.latents;
       // 6. Decode.
       const vaeStart = this.now();
-      const final = await this.decode(latents);
+      const { tiles, ...final } = await this.decode(latents, run.vaeTiles);
       const vaeMs = this.now() - vaeStart;
       const latentValues = run.options.returnLatents ? await this.session.download(latents) : undefined;
       return {
         ...final,
         scheduler: run.schedulerName,
+        vaeTiles: tiles,
         timings: { textEncoderMs, unetStepMs: denoised.unetStepMs, vaeMs, totalMs: this.now() - start },
         ...(latentValues ? { latents: latentValues } : {}),
       };

@@ -1,0 +1,65 @@
+"""A PyTorch reference for the page's tiled VAE decode (``static/js/vae_tiling.js``),
+written from its description, not its code: the same plan (the fewest tiles per
+axis that overlap by at least the overlap, spread evenly), the same ramps, and
+diffusers' own decoder on each tile."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    count = math.ceil((size - overlap) / (tile - overlap))
+    # JavaScript's Math.round: halves round up.
+    return [math.floor(k * (size - tile) / (count - 1) + 0.5) for k in range(count)]
+
+
+def ramp(starts: list[int], index: int, tile: int, factor: int) -> np.ndarray:
+    length = tile * factor
+    x = np.arange(length, dtype=np.float64) + 0.5
+    weights = np.ones(length)
+    if index > 0:
+        weights = np.minimum(weights, x / ((starts[index - 1] + tile - starts[index]) * factor))
+    if index + 1 < len(starts):
+        shared = (starts[index] + tile - starts[index + 1]) * factor
+        weights = np.minimum(weights, (length - x) / shared)
+    return weights
+
+
+def decode_in_tiles(
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    latents: np.ndarray,
+    tile: tuple[int, int],
+    overlap: tuple[int, int],
+    factor: int,
+) -> np.ndarray:
+    """``latents`` [1, C, H, W] decoded tile by tile with ``decode`` and blended:
+    the image [1, 3, H * factor, W * factor] in float64."""
+    _, _, height, width = latents.shape
+    rows = tile_starts(height, tile[0], overlap[0])
+    cols = tile_starts(width, tile[1], overlap[1])
+    total = np.zeros((1, 3, height * factor, width * factor))
+    weight = np.zeros((height * factor, width * factor))
+    for i, top in enumerate(rows):
+        for j, left in enumerate(cols):
+            crop = latents[:, :, top : top + tile[0], left : left + tile[1]]
+            with torch.no_grad():
+                pixels = decode(torch.from_numpy(np.ascontiguousarray(crop))).double().numpy()
+            w = np.outer(ramp(rows, i, tile[0], factor), ramp(cols, j, tile[1], factor))
+            ys = slice(top * factor, (top + tile[0]) * factor)
+            xs = slice(left * factor, (left + tile[1]) * factor)
+            total[:, :, ys, xs] += w * pixels
+            weight[ys, xs] += w
+    return total / weight
+
+
+def to_pixels(image: np.ndarray) -> np.ndarray:
+    """A decoder's [1, 3, H, W] output in [-1, 1] as diffusers' 8-bit [H, W, 3] image."""
+    unit = np.clip(image[0].transpose(1, 2, 0) / 2 + 0.5, 0, 1)
+    return (unit * 255).round().astype(np.uint8)
