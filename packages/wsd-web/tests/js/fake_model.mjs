@@ -60,6 +60,7 @@ export function fakeModel(manifest) {
     persist: (/** @type {() => FakeTensor} */ run) => inScope(run, (r) => [r]),
     persistAll: (/** @type {() => FakeTensor[]} */ run) => inScope(run, (r) => r),
     sync: async () => {},
+    peakDuring: async (/** @type {() => Promise<any>} */ run) => ({ result: await run(), peakBytes: 0 }),
     downloadBytes: async () => new Uint8Array(height * width * 4),
     download: async (/** @type {FakeTensor} */ t) => new Float32Array(t.shape.reduce((a, b) => a * b, 1)),
   };
@@ -74,6 +75,16 @@ export function fakeModel(manifest) {
           return make([1, 3, first.shape[2] * factor, first.shape[3] * factor]);
         }
         return make(first?.shape ?? [1]);
+      },
+      weights: { offload: false, setOffload(/** @type {boolean} */ on) { this.offload = on; } },
+      /** Records the weights each stage holds (as "+name" and "-name" in calls), as SDModel.withWeights. */
+      async withWeights(/** @type {ReadonlyArray<string>} */ names, /** @type {() => Promise<any>} */ run) {
+        calls.push(...names.map((n) => `+${n}`));
+        try {
+          return await run();
+        } finally {
+          calls.push(...names.map((n) => `-${n}`));
+        }
       },
       decodesInTiles: (/** @type {"auto" | "on" | "off"} */ mode) =>
         useTiles(mode, manifest.vae_tiling, undefined, { maxStorageBufferBindingSize: Infinity, maxBufferSize: Infinity }),

@@ -214,15 +214,16 @@ test("a model decodes in tiles as the mode says, auto where its path's untiled d
   const tiling = { function: "vae_decode_tile", tile: [32, 32], overlap: [8, 8] };
   const m = parseManifest(manifest({ vae_tiling: tiling }));
   const path = { ...kernelPaths(m)[0], vae_decode_buffer_bytes: 512 * 2 ** 20 };
-  const session = /** @type {any} */ ({});
+  // decodesInTiles reads the manifest, the kernel path and the limits only.
+  const [session, weights] = [/** @type {any} */ ({}), /** @type {any} */ ({})];
   const limits = (/** @type {number} */ bytes) => ({ maxStorageBufferBindingSize: bytes, maxBufferSize: 2 ** 32 });
-  const model = (/** @type {any} */ options) => new SDModel(m, session, new Map(), options);
+  const model = (/** @type {any} */ options) => new SDModel(m, session, weights, options);
   assert.equal(model({ kernelPath: path, limits: limits(128 * 2 ** 20) }).decodesInTiles("auto"), true);
   assert.equal(model({ kernelPath: path, limits: limits(1024 * 2 ** 20) }).decodesInTiles("auto"), false);
   assert.equal(model({ kernelPath: path }).decodesInTiles("auto"), false);
   assert.equal(model({ kernelPath: path }).decodesInTiles("on"), true);
   assert.equal(model({ kernelPath: path, limits: limits(1) }).decodesInTiles("off"), false);
-  const untiled = new SDModel(parseManifest(manifest()), session, new Map());
+  const untiled = new SDModel(parseManifest(manifest()), session, weights);
   assert.equal(untiled.decodesInTiles("auto"), false);
   assert.throws(() => untiled.decodesInTiles("on"), /this build cannot decode in tiles/);
 });

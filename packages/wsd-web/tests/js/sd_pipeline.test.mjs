@@ -103,6 +103,14 @@ function fakePipeline(overrides = {}) {
   return { ...fake, pipeline: new SD15Pipeline(fake.model, { encode: () => new Int32Array(3) }, () => 0) };
 }
 
+/**
+ * The compiled functions called, without the fake model's weight events ("+name", "-name").
+ * @param {string[]} calls
+ */
+function functionCalls(calls) {
+  return calls.filter((c) => !c.startsWith("+") && !c.startsWith("-"));
+}
+
 test("a generation encodes the prompts, denoises step by step, decodes, and releases every tensor", async () => {
   const { pipeline, live, calls } = fakePipeline();
   const result = await pipeline.generate({ prompt: "a cat", steps: 3, returnLatents: true });
@@ -110,10 +118,25 @@ test("a generation encodes the prompts, denoises step by step, decodes, and rele
   assert.equal(result.scheduler, "euler");
   assert.equal(result.timings.unetStepMs.length, 3);
   assert.equal(result.latents?.length, 16);
-  assert.deepEqual(calls.slice(0, 3), ["text_encoder", "text_encoder", "cfg_embeddings"]);
-  assert.deepEqual(calls.filter((c) => c === "unet").length, 3);
-  assert.deepEqual(calls.slice(-2), ["vae_decode", "image_to_rgba"]);
+  const functions = functionCalls(calls);
+  assert.deepEqual(functions.slice(0, 3), ["text_encoder", "text_encoder", "cfg_embeddings"]);
+  assert.deepEqual(functions.filter((c) => c === "unet").length, 3);
+  assert.deepEqual(functions.slice(-2), ["vae_decode", "image_to_rgba"]);
   assert.equal(result.vaeTiles, 0);
+  assert.deepEqual(Object.keys(result.peakBytes), ["textEncoder", "denoise", "decode"]);
+});
+
+test("the text encoders' weights are held for encoding only and the decoder's for decoding only", async () => {
+  const { pipeline, calls } = fakePipeline();
+  await pipeline.generate({ prompt: "a cat", steps: 2, offload: true });
+  assert.equal(pipeline.model.weights.offload, true);
+  const held = (/** @type {string} */ name) => [calls.indexOf(`+${name}`), calls.indexOf(`-${name}`)];
+  const [textFrom, textTo] = held("text_encoder");
+  assert.ok(textFrom === 0 && calls.lastIndexOf("text_encoder") < textTo && textTo < calls.indexOf("unet"));
+  const [vaeFrom, vaeTo] = held("vae_decode");
+  assert.ok(calls.lastIndexOf("unet") < vaeFrom && vaeFrom < calls.indexOf("vae_decode") && vaeTo === calls.length - 1);
+  await pipeline.generate({ prompt: "a cat", steps: 1, offload: false });
+  assert.equal(pipeline.model.weights.offload, false);
 });
 
 test("vaeTiling on decodes in the build's tiles, one tile function call each, and releases every tensor", async () => {
@@ -125,12 +148,12 @@ test("vaeTiling on decodes in the build's tiles, one tile function call each, an
   assert.equal(tiled.vaeTiles, 9);
   assert.equal(live.size, 0);
   assert.equal(calls.filter((c) => c === "vae_decode_tile").length, 9);
-  assert.ok(!calls.includes("vae_decode"));
+  assert.ok(!functionCalls(calls).includes("vae_decode"));
   for (const mode of /** @type {const} */ (["off", "auto"])) {
     calls.length = 0;
     const whole = await pipeline.generate({ prompt: "a cat", steps: 1, vaeTiling: mode });
     assert.equal(whole.vaeTiles, 0);
-    assert.deepEqual(calls.slice(-2), ["vae_decode", "image_to_rgba"]);
+    assert.deepEqual(functionCalls(calls).slice(-2), ["vae_decode", "image_to_rgba"]);
   }
 });
 

@@ -12,9 +12,12 @@
 import { checkBuildStamp, runtimeMismatch } from "./build_stamp.js";
 import { combineFunctions } from "./pipelines/scheduling.js";
 import { PIPELINES, listing, pipelinesOf } from "./pipelines/registry.js";
-import { parseTensorCacheIndex, widenFloat16 } from "./tensor_cache.js";
+import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 import { useTiles } from "./vae_tiling.js";
+import { ModelWeights, componentTensors, filesHolding, shardFiles, shardPaths } from "./weights.js";
+
+export { shardFiles, shardPaths };
 
 /** @typedef {import("./tvm_session.js").TVMJS} TVMJS */
 /** @typedef {import("./webgpu_device.js").GPUInfo} GPUInfo */
@@ -361,109 +364,23 @@ export function sequentialSource(get) {
  * @property {(choice: {path: KernelPath, passedOver: PassedOver[]}) => void | Promise<void>} [onKernelPath]
  *   Called (and awaited) once the kernel path is chosen, before its library is fetched.
  * @property {(path: string) => void} [onUpload]  Called once a file's tensors are on the GPU.
+ * @property {boolean} [offload]  Sequential offload (weights.js): the text encoders' and the VAE
+ *   decoder's weights are on the GPU only while they run.
  */
-
-/**
- * The weight shards of a build, as paths relative to the manifest.
- * @param {Manifest} manifest
- * @param {import("./tensor_cache.js").TensorCacheIndex} index
- */
-export function shardPaths(manifest, index) {
-  const dir = manifest.weights.slice(0, manifest.weights.lastIndexOf("/") + 1);
-  return index.shards.map((s) => dir + s.dataPath);
-}
-
-/**
- * Each distinct shard file with the index entries stored in it. Shards are
- * named by content, so two entries with the same bytes (e.g. two shards of
- * zero-initialised biases) share one file: it is fetched once and the tensors
- * of every entry that names it are uploaded from it.
- * @param {Manifest} manifest
- * @param {import("./tensor_cache.js").TensorCacheIndex} index
- * @returns {Map<string, import("./tensor_cache.js").ShardRecord[]>}
- */
-export function shardFiles(manifest, index) {
-  /** @type {Map<string, import("./tensor_cache.js").ShardRecord[]>} */
-  const files = new Map();
-  shardPaths(manifest, index).forEach((path, i) => files.set(path, [...(files.get(path) ?? []), index.shards[i]]));
-  return files;
-}
-
-/**
- * Upload one weight tensor, widened from float16 to float32 when `widen` says so.
- * @param {TVMSession} session
- * @param {TensorRecord} record
- * @param {Uint8Array} bytes  Its bytes as stored.
- * @param {boolean} widen
- */
-function uploadWeight(session, record, bytes, widen) {
-  if (!widen || record.dtype !== "float16") return session.upload(record, bytes);
-  return session.upload({ ...record, dtype: "float32", nbytes: record.nbytes * 2 }, widenFloat16(bytes));
-}
-
-/**
- * Fetch every weight shard and upload its tensors, as the kernel path takes them.
- * @param {TVMSession} session
- * @param {Manifest} manifest
- * @param {TensorCacheIndex} index
- * @param {FileSource} files
- * @param {KernelPath} path
- * @param {(path: string) => void} onUpload
- * @returns {Promise<Map<string, import("@mlc-ai/web-runtime").Tensor>>} By tensor name.
- */
-async function uploadWeights(session, manifest, index, files, path, onUpload) {
-  const byPath = shardFiles(manifest, index);
-  /** @type {Map<string, import("@mlc-ai/web-runtime").Tensor>} */
-  const tensors = new Map();
-  await files.getAll([...byPath.keys()], (file, data) => {
-    for (const shard of /** @type {import("./tensor_cache.js").ShardRecord[]} */ (byPath.get(file))) {
-      if (data.byteLength !== shard.nbytes) {
-        throw new Error(`${file} has ${data.byteLength} bytes, the index says ${shard.nbytes}: reload`);
-      }
-      for (const record of shard.records) {
-        const bytes = data.subarray(record.byteOffset, record.byteOffset + record.nbytes);
-        tensors.set(record.name, uploadWeight(session, record, bytes, path.widen_f16_weights));
-      }
-    }
-    onUpload(file);
-  });
-  return tensors;
-}
-
-/**
- * The weight tuple of every component, from the uploaded tensors.
- * @param {TVMSession} session
- * @param {Manifest} manifest
- * @param {Map<string, import("@mlc-ai/web-runtime").Tensor>} tensors
- * @returns {Map<string, TVMObject>}
- */
-function weightTuples(session, manifest, tensors) {
-  /** @type {Map<string, TVMObject>} */
-  const params = new Map();
-  for (const [component, { param_names: names }] of Object.entries(manifest.components)) {
-    const list = names.map((name) => {
-      const t = tensors.get(name);
-      if (!t) throw new Error(`the weights lack ${name}, which ${component} needs: rebuild the model`);
-      return t;
-    });
-    params.set(component, session.tensorArray(list));
-  }
-  return params;
-}
 
 export class SDModel {
   /**
    * @param {Manifest} manifest
    * @param {TVMSession} session
-   * @param {Map<string, TVMObject>} params  Weight tuples by component.
+   * @param {ModelWeights} weights  On the GPU, by component.
    * @param {{kernelPath?: KernelPath, passedOver?: PassedOver[], limits?: BufferLimits}} [choice]
    *   The kernel path the session's library is (default: the build's first), the better
    *   ones passed over, and the device's buffer limits (default: none).
    */
-  constructor(manifest, session, params, { kernelPath = kernelPaths(manifest)[0], passedOver = [], limits = NO_LIMITS } = {}) {
+  constructor(manifest, session, weights, { kernelPath = kernelPaths(manifest)[0], passedOver = [], limits = NO_LIMITS } = {}) {
     this.manifest = manifest;
     this.session = session;
-    this.params = params;
+    this.weights = weights;
     this.kernelPath = kernelPath;
     this.passedOver = passedOver;
     this.limits = limits;
@@ -486,7 +403,7 @@ export class SDModel {
    * @param {LoadOptions} options
    * @returns {Promise<SDModel>}
    */
-  static async load({ tvmjs, gpu, manifest, files, kernelPath = null, onKernelPath = () => {}, onUpload = () => {} }) {
+  static async load({ tvmjs, gpu, manifest, files, kernelPath = null, onKernelPath = () => {}, onUpload = () => {}, offload = false }) {
     const text = (/** @type {Uint8Array} */ b) => new TextDecoder().decode(b);
     const index = parseTensorCacheIndex(JSON.parse(text(await files.get(manifest.weights))));
     const { path, passedOver } = chooseKernelPath(manifest, {
@@ -497,9 +414,15 @@ export class SDModel {
     checkBuildStamp(path.library, wasm, manifest);
     const session = await TVMSession.create(tvmjs, wasm.slice().buffer, gpu.device);
     try {
-      const tensors = await uploadWeights(session, manifest, index, files, path, onUpload);
-      const params = weightTuples(session, manifest, tensors);
-      return new SDModel(manifest, session, params, { kernelPath: path, passedOver, limits: gpu.device.limits });
+      const weights = new ModelWeights(session, { manifest, index, files, path }, { offload });
+      const initial = weights.initialComponents();
+      await weights.acquire(initial, onUpload);
+      // With offload the other components' files are fetched now too (cached for
+      // their uploads), so a loaded model runs offline.
+      const uploaded = new Set(filesHolding(manifest, index, componentTensors(manifest, initial)));
+      const rest = [...shardFiles(manifest, index).keys()].filter((f) => !uploaded.has(f));
+      if (rest.length > 0) await files.getAll(rest, (file) => onUpload(file));
+      return new SDModel(manifest, session, weights, { kernelPath: path, passedOver, limits: gpu.device.limits });
     } catch (e) {
       session.dispose();
       throw e;
@@ -528,13 +451,43 @@ export class SDModel {
     const info = this.manifest.functions[name];
     if (!info) throw new Error(`the model has no function ${name}`);
     const fn = this.session.func(name);
-    return info.params ? fn(...args, this.params.get(info.params)) : fn(...args);
+    return info.params ? fn(...args, this.weights.tuple(info.params)) : fn(...args);
+  }
+
+  /**
+   * The components whose weights the functions in `names` take.
+   * @param {ReadonlyArray<string>} names
+   * @returns {string[]}
+   */
+  componentsOf(names) {
+    return [...new Set(names.map((n) => this.manifest.functions[n]?.params).filter((c) => typeof c === "string"))];
+  }
+
+  /**
+   * Run `run` with the weights of the functions in `names` on the GPU: with
+   * sequential offload they are uploaded first and released once the GPU has
+   * finished what `run` submitted; without, `run` just runs.
+   * @template R
+   * @param {ReadonlyArray<string>} names  Function names.
+   * @param {() => Promise<R>} run
+   * @returns {Promise<R>}
+   */
+  async withWeights(names, run) {
+    const components = this.componentsOf(names);
+    await this.weights.acquire(components);
+    try {
+      return await run();
+    } finally {
+      if (this.weights.offload) {
+        await this.session.sync();
+        this.weights.release(components);
+      }
+    }
   }
 
   /** Release the weights, the library and the runtime. */
   dispose() {
-    for (const p of this.params.values()) p.dispose();
-    this.params.clear();
+    this.weights.dispose();
     this.session.dispose();
   }
 }

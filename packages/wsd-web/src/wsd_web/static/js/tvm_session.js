@@ -283,6 +283,34 @@ export class TVMSession {
     return this.scoped(async () => Float32Array.from(/** @type {Float32Array} */ ((await this.toHost(gpuTensor)).toArray())));
   }
 
+  /**
+   * Dispose tensors the session owns (uploaded weights) before it ends.
+   * @param {Tensor[]} tensors
+   */
+  release(tensors) {
+    const gone = new Set(tensors);
+    for (const t of tensors) t.dispose();
+    this.owned = this.owned.filter((t) => !gone.has(t));
+  }
+
+  /**
+   * Run `run` and measure the most GPU bytes held while it ran; the session's
+   * peak (peakAllocatedBytes) still covers it afterwards.
+   * @template R
+   * @param {() => Promise<R>} run
+   * @returns {Promise<{result: R, peakBytes: number}>}
+   */
+  async peakDuring(run) {
+    const before = this.context.peakAllocatedBytes;
+    this.resetPeakAllocatedBytes();
+    try {
+      const result = await run();
+      return { result, peakBytes: this.context.peakAllocatedBytes };
+    } finally {
+      this.context.peakAllocatedBytes = Math.max(before, this.context.peakAllocatedBytes);
+    }
+  }
+
   /** GPU bytes the runtime holds now (tvmjs' own accounting). */
   allocatedBytes() {
     return this.context.currAllocatedBytes;

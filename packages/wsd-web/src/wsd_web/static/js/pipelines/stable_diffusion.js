@@ -38,6 +38,8 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  * @property {number} [previewEvery]  Decode a preview every N steps (0: never).
  * @property {boolean} [returnLatents]  Also read back the final latents (for debugging, parity tests).
  * @property {AbortSignal} [signal]  Cancels between steps.
+ * @property {boolean} [offload]  Sequential offload from this generation on (weights.js): the text
+ *   encoders' and the VAE decoder's weights are on the GPU only while they run. Default: as it was.
  * @property {"auto" | "on" | "off"} [vaeTiling]  Decode the latents in overlapping tiles (bounded
  *   memory at any size): "auto" (the default) where the device cannot bind the untiled decoder's
  *   largest buffer; "on" needs a build with vae_tiling.
@@ -62,7 +64,14 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  */
 
 /**
- * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, latents?: Float32Array}} Generation
+ * @typedef {object} StagePeaks  The most GPU bytes held during each stage (weights included).
+ * @property {number} textEncoder
+ * @property {number} denoise
+ * @property {number} decode
+ */
+
+/**
+ * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, peakBytes: StagePeaks, latents?: Float32Array}} Generation
  *   vaeTiles: the tiles the image was decoded in (0: decoded whole).
  */
 
@@ -122,6 +131,12 @@ export class SD15Pipeline {
    * @type {ReadonlyArray<string>}
    */
   static optionGroups = Object.freeze([]);
+
+  /**
+   * The text encoder functions encodePrompt calls (with offload, their weights are on the GPU only then).
+   * @type {ReadonlyArray<string>}
+   */
+  static textEncoders = Object.freeze(["text_encoder"]);
 
   /**
    * @param {SDModel} model
@@ -187,6 +202,7 @@ export class SD15Pipeline {
     const ops = gpuTensorOps(this.model, manifest.latent.shape, generator);
     const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
     const vaeTiles = this.model.decodesInTiles(options.vaeTiling ?? "auto");
+    if (options.offload !== undefined) this.model.weights.setOffload(options.offload);
     return { options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler, vaeTiles };
   }
 
@@ -309,6 +325,16 @@ export class SD15Pipeline {
    * @returns {Promise<Image & {tiles: number}>}
    */
   async decode(latents, tiles = false) {
+    return this.model.withWeights(["vae_decode"], () => this.decodeWith(latents, tiles));
+  }
+
+  /**
+   * decode, with the decoder's weights on the GPU.
+   * @param {Tensor} latents
+   * @param {boolean} tiles
+   * @returns {Promise<Image & {tiles: number}>}
+   */
+  async decodeWith(latents, tiles) {
     const { height, width } = this.model.manifest.image;
     const decoded = tiles ? await this.decodeTiles(latents) : null;
     const pixels = this.session.persist(() => this.model.call(
@@ -364,23 +390,30 @@ export class SD15Pipeline {
     try {
       // 2. Timesteps.
       this.prepareTimesteps(run);
-      // 3. Prompt embeddings.
-      conditioning = this.encodePrompt(run.options);
+      // 3. Prompt embeddings (with offload, the text encoders' weights are on the GPU for this only).
+      const session = this.session;
+      const encoded = await session.peakDuring(() => this.model.withWeights(
+        /** @type {typeof SD15Pipeline} */ (this.constructor).textEncoders,
+        async () => this.encodePrompt(run.options),
+      ));
+      conditioning = encoded.result;
       await this.sync();
       const textEncoderMs = this.now() - start;
       // 4. Initial latents; 5. the denoising loop, which consumes them.
-      const denoised = await this.denoise(run, this.prepareLatents(run), conditioning, hooks);
-      latents = denoised.latents;
+      const denoised = await session.peakDuring(() => this.denoise(run, this.prepareLatents(run), conditioning, hooks));
+      latents = denoised.result.latents;
       // 6. Decode.
       const vaeStart = this.now();
-      const { tiles, ...final } = await this.decode(latents, run.vaeTiles);
+      const decoded = await session.peakDuring(() => this.decode(/** @type {Tensor} */ (latents), run.vaeTiles));
+      const { tiles, ...final } = decoded.result;
       const vaeMs = this.now() - vaeStart;
       const latentValues = run.options.returnLatents ? await this.session.download(latents) : undefined;
       return {
         ...final,
         scheduler: run.schedulerName,
         vaeTiles: tiles,
-        timings: { textEncoderMs, unetStepMs: denoised.unetStepMs, vaeMs, totalMs: this.now() - start },
+        timings: { textEncoderMs, unetStepMs: denoised.result.unetStepMs, vaeMs, totalMs: this.now() - start },
+        peakBytes: { textEncoder: encoded.peakBytes, denoise: denoised.peakBytes, decode: decoded.peakBytes },
         ...(latentValues ? { latents: latentValues } : {}),
       };
     } finally {

@@ -44,6 +44,9 @@ export class SDXLPipeline extends SD15Pipeline {
   /** @type {ReadonlyArray<string>} */
   static optionGroups = Object.freeze(["micro-conditioning"]);
 
+  /** @type {ReadonlyArray<string>} */
+  static textEncoders = Object.freeze(["text_encoder", "text_encoder_2"]);
+
   /**
    * @param {SDModel} model
    * @param {Tokenizer} tokenizer
