@@ -9,7 +9,9 @@
 # BUILD: a wsd-compile output of KIND; give several (an fp32 and an fp16
 #   build, say), all at one image size, to measure each of them; DIR:PATH
 #   runs the build's kernel path PATH (e.g. BUILD:fp32, an fp16 build's
-#   fallback), DIR alone the first path the device runs. Only
+#   fallback), DIR alone the first path the device runs; +tiles (VAE decode
+#   in tiles) and +offload (sequential offload) after either set the build's
+#   memory modes (DIR:shader-f16+tiles+offload). Only
 #   manifest.json, model.wasm, tensor-cache.json and the tokenizer(s) are
 #   needed: the weights are generated from a seed (--random-weights), on
 #   both sides.
@@ -41,10 +43,24 @@ case ${ROBUSTNESS:-both} in
   *) echo "bench_gpu.sh: ROBUSTNESS must be on, off or both, not '$ROBUSTNESS'" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# One BUILD argument: DIR[:PATH][+tiles][+offload] -> $build, $path_arg, $mode_args.
+parse_spec() {
+  local spec=$1 mods="" mode
+  if [[ $spec == *+* ]]; then mods=${spec#*+} spec=${spec%%+*}; fi
+  build=${spec%%:*} path_arg="" mode_args=""
+  if [ "$spec" != "$build" ]; then path_arg="--kernel-path ${spec#*:}"; fi
+  for mode in ${mods//+/ }; do
+    case $mode in
+      tiles) mode_args+=" --vae-tiles on" ;;
+      offload) mode_args+=" --offload" ;;
+      *) echo "bench_gpu.sh: unknown mode +$mode in $1 (the modes are +tiles and +offload)" >&2; exit 2 ;;
+    esac
+  done
+}
 # Every build: its kind, size and precision from its manifest; all of KIND, at one size.
 size=""
 for spec in "${builds[@]}"; do
-  build=${spec%%:*}
+  parse_spec "$spec"
   if [ ! -f "$build/manifest.json" ]; then
     echo "bench_gpu.sh: $build has no manifest.json: give directories written by wsd-compile" >&2
     exit 2
@@ -69,10 +85,9 @@ commands=() webgpu_args=() placeholders=()
 i=0
 for spec in "${builds[@]}"; do
   i=$((i + 1))
-  build=${spec%%:*} path_arg=""
-  if [ "$spec" != "$build" ]; then path_arg="--kernel-path ${spec#*:}"; fi
+  parse_spec "$spec"
   json="$out/$name-webgpu-$i.json"
-  webgpu="python3 -m wsd_web bench $build $path_arg --steps $steps $runs --robustness ${ROBUSTNESS:-both} --random-weights 1 --json $json"
+  webgpu="python3 -m wsd_web bench $build $path_arg$mode_args --steps $steps $runs --robustness ${ROBUSTNESS:-both} --random-weights 1 --json $json"
   echo "+ $webgpu"; $webgpu
   commands+=("$webgpu") webgpu_args+=(--webgpu "$json") placeholders+=(BUILD)
 done

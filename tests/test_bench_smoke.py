@@ -20,7 +20,8 @@ FIELDS = {
     "runtime", "tool", "kind", "model", "build_id", "precision", "height", "width", "steps",
     "batch", "scheduler", "adapter", "features", "robustness", "random_weights", "warmup",
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
-    "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles",
+    "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles", "offload",
+    "stagePeakBytes",
 }  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Tiled VAE decode in headless Chromium (WebGPU on SwiftShader), tiny SD 1.5 and
 SDXL presets: the page's tiles, decoded by the build's ``vae_decode_tile`` and
 blended, against diffusers' decoder run on the same tiles and blended the same
-way (``tests/tiled_decode.py``), from the page's own final latents; the same
+way (``wsd_capture.tiles``), from the page's own final latents; the same
 generation decoded whole against diffusers' whole decode; and how far tiling
 moves the image (what diffusers' ``enable_tiling`` does to it too)."""
 
@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 import torch
 
 from wsd_capture import write_preset
+from wsd_capture.tiles import decode_in_tiles, to_pixels
 from wsd_web.render import Rendering, render_many
 
-from .conftest import PSNR
-from .tiled_decode import decode_in_tiles, to_pixels
+if TYPE_CHECKING:
+    from .conftest import PSNR
 
 pytestmark = pytest.mark.browser
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
@@ -319,3 +321,27 @@ def test_an_sdxl_pipeline_whose_configs_disagree_is_refused(tmp_path: Path) -> N
     pipe.unet.register_to_config(cross_attention_dim=128)
     with pytest.raises(CaptureError, match="cross_attention_dim is 128 but the two text encoders"):
         capture_sdxl(pipe)
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "overlap"),
+    [((8, 8), (4, 4), (1, 1)), ((64, 40), (32, 20), (8, 5)), ((9, 9), (8, 8), (2, 2))],
+)
+def test_tiles_of_a_local_decoder_blend_into_its_whole_image(
+    size: tuple[int, int], tile: tuple[int, int], overlap: tuple[int, int]
+) -> None:
+    """Where every tile decodes its pixels as the whole image does (nearest
+    upsampling), the blend is that image: the weights sum to one everywhere."""
+    from wsd_capture.tiles import decode_in_tiles, tile_starts
+
+    latents = np.random.default_rng(0).standard_normal((1, 4, *size)).astype(np.float32)
+
+    def upsample(z: torch.Tensor) -> torch.Tensor:
+        return z[:, :3].repeat_interleave(8, dim=2).repeat_interleave(8, dim=3)
+
+    got = decode_in_tiles(upsample, latents, tile, overlap, 8)
+    assert np.allclose(got, upsample(torch.from_numpy(latents)).double().numpy(), atol=1e-6)
+    for axis in (0, 1):
+        starts = tile_starts(size[axis], tile[axis], overlap[axis])
+        assert starts[0] == 0 and starts[-1] == size[axis] - tile[axis]
+        assert all(b - a <= tile[axis] - overlap[axis] for a, b in itertools.pairwise(starts))

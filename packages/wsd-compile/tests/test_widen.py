@@ -100,6 +100,18 @@ def test_widened_component_is_torch_in_float32_with_fp16_weights(
     assert np.abs(got - exact).max() <= 1e-3 * scale
 
 
+def test_the_widened_module_fuses_attention_as_the_fp16_one_does(fp16: PipelineModule) -> None:
+    """A dropped cast must not leave an alias between the ops attention fusion matches:
+    the fp32 path fuses every attention the fp16 path fuses (no score matrix in memory)."""
+    from wsd_compile.kernels.attention import fuse_attention_pass
+
+    def softmaxes(mod: Any) -> int:
+        return str(fuse_attention_pass(min_bytes=0)(mod)["unet"]).count("nn.softmax")
+
+    assert str(fp16.mod["unet"]).count("nn.softmax") > 0
+    assert softmaxes(widen_to_fp32(fp16.mod)) == softmaxes(fp16.mod) == 0
+
+
 def test_an_fp16_build_plans_the_fp32_path_after_its_own() -> None:
     names = [(p.name, p.library, p.requires, p.widen_f16_weights) for p in planned_paths("fp16")]
     assert names == [

@@ -108,6 +108,9 @@ def widen_to_fp32(mod: tvm.IRModule) -> tvm.IRModule:
         functions[gv.name_hint] = func
     widened = tvm.IRModule(functions, attrs=mod.attrs)
     widened = relax.transform.Normalize()(widened)
+    # A dropped cast leaves a binding of one variable to another; without it the
+    # chains later passes match (attention, for fusion) read as in the fp16 module.
+    widened = relax.transform.CanonicalizeBindings()(widened)
     if HALF in widened.script(show_meta=False):
         raise WsdCompileError(
             "float16 remains in the fp32 kernel path's module: an op wsd does not widen yet; "

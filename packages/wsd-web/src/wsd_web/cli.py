@@ -4,11 +4,11 @@
   wsd-web export OUT --model DIR [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
                  [--guidance G] [--scheduler NAME] [--kernel-path NAME]
-                 [--vae-tiles auto|on|off] --out FILE.png
+                 [--vae-tiles auto|on|off] [--offload] --out FILE.png
   wsd-web check DIR [--tolerance T]
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
                 [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
-                [--vae-tiles auto|on|off] [--json FILE]
+                [--vae-tiles auto|on|off] [--offload] [--json FILE]
   wsd-web report (--webgpu F... --pytorch F... --command C --machine M --name N | --render-only)
                  --out-dir DOCS
 
@@ -116,6 +116,7 @@ def _add_render(sub: _Subparsers) -> None:
         render_.add_argument(flag, type=int, nargs=2, metavar=names, help=text)
     _kernel_path_option(render_)
     _vae_tiles_option(render_)
+    _offload_option(render_)
     render_.add_argument("--out", required=True, help="the PNG to write")
 
 
@@ -160,6 +161,7 @@ def _add_bench(sub: _Subparsers) -> None:
     )
     _kernel_path_option(bench)
     _vae_tiles_option(bench)
+    _offload_option(bench, "; the stage timings keep every weight on the GPU")
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
 
 
@@ -180,6 +182,16 @@ def _vae_tiles_option(parser: argparse.ArgumentParser) -> None:
         help="decode the image in overlapping tiles (on: the build needs vae_tiling), whole "
         "(off), or in tiles only where the GPU cannot bind the whole decoder's buffers "
         "(auto, the default)",
+    )
+
+
+def _offload_option(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument(
+        "--offload",
+        action="store_true",
+        help="sequential offload: the text encoders' and the VAE decoder's weights are on the "
+        "GPU only while they run (less GPU memory; they are uploaded again every generation)"
+        + more,
     )
 
 
@@ -312,6 +324,7 @@ def _bench(args: argparse.Namespace) -> int:
             swiftshader=args.swiftshader,
             kernel_path=args.kernel_path,
             vae_tiling=args.vae_tiles,
+            offload=args.offload,
         )
         if args.json:
             Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
@@ -363,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target_size=args.target_size,
                 kernel_path=args.kernel_path,
                 vae_tiling=args.vae_tiles,
+                offload=args.offload,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

@@ -5,7 +5,10 @@ or SwiftShader on a CPU-only machine); the result is written as a PNG. The page
 runs the first of the build's kernel paths the GPU can run, or the one asked for
 (its ``?kernel-path=NAME``). The VAE decodes the image whole, in tiles, or
 in tiles only where the GPU cannot bind the whole decoder's buffers (the
-generate option ``vaeTiling``: ``on``, ``off``, ``auto``).
+generate option ``vaeTiling``: ``on``, ``off``, ``auto``). With sequential offload
+(the generate option ``offload``) the text encoders' and the VAE decoder's weights
+are on the GPU only while they run. Each rendering keeps the most GPU bytes held
+during each stage (``peak_bytes``: text encoder, denoise, decode).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class Rendering:
     kernel_path: str | None = None
     #: The tiles the VAE decoded the image in (0: whole).
     vae_tiles: int = 0
+    #: The most GPU bytes held during each stage (``text_encoder``, ``denoise``, ``decode``;
+    #: None: a page that does not say).
+    peak_bytes: dict[str, int] | None = None
 
     def png(self) -> bytes:
         return encode_png(self.rgba, self.width, self.height)
@@ -73,6 +79,7 @@ def _options(
     crops_coords_top_left: tuple[int, int] | None = None,
     target_size: tuple[int, int] | None = None,
     vae_tiling: str = "auto",
+    offload: bool = False,
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
@@ -81,6 +88,8 @@ def _options(
     check_scheduler(scheduler)
     if vae_tiling not in VAE_TILES:
         raise RenderError(f"VAE tiling {vae_tiling!r}: choose {', '.join(VAE_TILES)}")
+    if not isinstance(offload, bool):
+        raise RenderError(f"offload {offload!r}: give True or False")
     options: dict[str, Any] = {
         "prompt": prompt,
         "negativePrompt": negative_prompt,
@@ -90,6 +99,7 @@ def _options(
         "returnLatents": return_latents,
         "previewEvery": 0,
         "vaeTiling": vae_tiling,
+        "offload": offload,
     }
     if scheduler is not None:
         options["scheduler"] = scheduler
@@ -133,7 +143,8 @@ def render_many(
     """Generate once per entry of ``runs`` (keyword arguments of :func:`render`) in one page.
 
     Returns one :class:`Rendering` each; ``gpu_bytes`` records the runtime's GPU
-    bytes in use after each generation. ``kernel_path`` names the build's kernel
+    bytes in use after each generation. Each run's ``offload`` (default False) sets
+    sequential offload for its generation. ``kernel_path`` names the build's kernel
     path to run (the page fails if the GPU cannot run it); default: the first it runs.
     """
     page = page_path(kernel_path)
@@ -182,9 +193,18 @@ def render_many(
                     gpu_bytes=[gpu_bytes],
                     kernel_path=ready.get("kernelPath"),
                     vae_tiles=int(result.get("vaeTiles") or 0),
+                    peak_bytes=_peak_bytes(result.get("peakBytes")),
                 )
             )
         return out
+
+
+def _peak_bytes(peaks: Any) -> dict[str, int] | None:
+    """A generation's ``peakBytes`` ({textEncoder, denoise, decode}) in snake_case."""
+    if not isinstance(peaks, dict):
+        return None
+    keys = (("text_encoder", "textEncoder"), ("denoise", "denoise"), ("decode", "decode"))
+    return {key: int(peaks[js]) for key, js in keys if js in peaks}
 
 
 def _page_failure(error: Exception, seen: list[str]) -> str:
@@ -209,6 +229,7 @@ def render(
     target_size: tuple[int, int] | None = None,
     kernel_path: str | None = None,
     vae_tiling: str = "auto",
+    offload: bool = False,
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -221,6 +242,8 @@ def render(
     the build's kernel path to run; default: the first the GPU can run.
     ``vae_tiling`` (``auto``, ``on``, ``off``) says how the VAE decodes: in
     tiles where the GPU needs it, in tiles (the build needs ``vae_tiling``), whole.
+    ``offload``: sequential offload from this generation on (the text encoders' and
+    the VAE decoder's weights on the GPU only while they run).
     """
     run = {
         "original_size": original_size,
@@ -234,6 +257,7 @@ def render(
         "scheduler": scheduler,
         "return_latents": return_latents,
         "vae_tiling": vae_tiling,
+        "offload": offload,
     }
     return render_many(model_dir, [run], kernel_path=kernel_path, timeout_s=timeout_s)[0]
 
@@ -249,6 +273,7 @@ def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
         "adapter": rendering.adapter,
         "kernel_path": rendering.kernel_path,
         "vae_tiles": rendering.vae_tiles,
+        "peak_bytes": rendering.peak_bytes,
         "timings": rendering.timings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,13 @@
-// The Node runners' command line (node/runner_args.mjs): DIR, OPTIONS_JSON and --vae-tiles.
+// The Node runners' command line (node/runner_args.mjs): DIR, OPTIONS_JSON, --vae-tiles and --offload.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { VAE_TILES, runnerArgs } from "../../src/wsd_web/node/runner_args.mjs";
 
-test("the build, the options, and the VAE decode auto unless asked", () => {
-  assert.deepEqual(runnerArgs(["build", '{"steps": 2}']), { dir: "build", options: { steps: 2, vaeTiling: "auto" } });
-  assert.deepEqual(runnerArgs(["build"]), { dir: "build", options: { vaeTiling: "auto" } });
-  assert.deepEqual(runnerArgs([]), { dir: undefined, options: { vaeTiling: "auto" } });
+test("the build, the options, the VAE decode auto and no offload unless asked", () => {
+  assert.deepEqual(runnerArgs(["build", '{"steps": 2}']), { dir: "build", options: { steps: 2, vaeTiling: "auto", offload: false } });
+  assert.deepEqual(runnerArgs(["build"]), { dir: "build", options: { vaeTiling: "auto", offload: false } });
+  assert.deepEqual(runnerArgs([]), { dir: undefined, options: { vaeTiling: "auto", offload: false } });
   assert.deepEqual(VAE_TILES, ["auto", "on", "off"]);
 });
 
@@ -18,6 +18,23 @@ test("--vae-tiles sets vaeTiling, before or after the positionals, and wins over
   }
   assert.equal(runnerArgs(["build", '{"vaeTiling": "off"}']).options.vaeTiling, "off");
   assert.equal(runnerArgs(["build", '{"vaeTiling": "off"}', "--vae-tiles", "on"]).options.vaeTiling, "on");
+});
+
+test("--offload sets offload, before or after the positionals, and wins over the JSON's", () => {
+  assert.equal(runnerArgs(["build", "{}", "--offload"]).options.offload, true);
+  assert.equal(runnerArgs(["--offload", "build", '{"steps": 2}']).options.offload, true);
+  assert.equal(runnerArgs(["build", '{"offload": true}']).options.offload, true);
+  assert.equal(runnerArgs(["build", '{"offload": false}']).options.offload, false);
+  assert.equal(runnerArgs(["build", '{"offload": false}', "--offload"]).options.offload, true);
+  assert.deepEqual(runnerArgs(["build", "--offload", "--vae-tiles", "on"]).options, { vaeTiling: "on", offload: true });
+});
+
+test("an offload other than true or false, or --offload with a value, is refused", () => {
+  assert.throws(() => runnerArgs(["build", '{"offload": 1}']), {
+    message: '"offload" 1 in OPTIONS_JSON: give true or false (or --offload)',
+  });
+  assert.throws(() => runnerArgs(["build", '{"offload": "yes"}']), /"offload" "yes" in OPTIONS_JSON: give true or false/);
+  assert.throws(() => runnerArgs(["build", "--offload=yes"]), /--offload/);
 });
 
 test("a mode other than auto, on or off, an unknown flag, a non-object or a third argument is refused", () => {

@@ -10,6 +10,7 @@ from .results import (
     BASELINES,
     KIND_NAMES,
     MISSING,
+    PEAK_STAGES,
     STAGES,
     BenchReportError,
     format_ms,
@@ -19,6 +20,7 @@ from .results import (
     run_label,
     run_name,
     stage_label,
+    stage_peak,
     top_kernels,
     webgpu_runs,
 )
@@ -115,6 +117,10 @@ def _stage_table(doc: dict[str, Any]) -> str:
     peaks = [result.get("peak_gpu_bytes") for result in results]
     if any(p is not None for p in peaks):
         add("Peak GPU memory (GiB)", [_gib(p) for p in peaks])
+    for key, _, name in PEAK_STAGES:
+        stage_peaks = [stage_peak(result, key) for result in results]
+        if any(p is not None for p in stage_peaks):
+            add(f"Peak GPU memory in a generation: {name} (GiB)", [_gib(p) for p in stage_peaks])
     for key, label in (("pipeline_compile_ms", "Pipeline compile"), ("load_ms", "Load")):
         values = [result.get(key) if result["runtime"] == "webgpu" else None for result in results]
         if any(v is not None for v in values):
@@ -287,6 +293,8 @@ def _device(doc: dict[str, Any], run: dict[str, Any]) -> str:
     for key, name in (("features", "device features"), ("dawn_toggles", "Dawn toggles")):
         if run.get(key):
             parts.append(f"{name} {', '.join(_md_code(v) for v in run[key])}")
+    if run.get("offload"):
+        parts.append("sequential offload in the generations (`--offload`)")
     return f"- {run_label(doc, run) if several else 'WebGPU build'}: {'; '.join(parts)}."
 
 
@@ -405,9 +413,12 @@ from every `docs/benchmarks/*.json` (other JSON files there, such as
 
 `NAME.json` holds the settings (kind, size, steps, batch), the command, the
 machine, the adapter and the date; `webgpu_runs`, one record per WebGPU build
-(fp32 first), each with its `precision`, `kernel_path`, `features` and
-`dawn_toggles`, the ratios `ratio_unet_step_vs_pytorch_fp32` and `_fp16` (and
-the same for `generation` and `vae_decode`; null where not measured), every
+(fp32 first), each with its `precision`, `kernel_path`, `features`,
+`dawn_toggles`, `offload` (whether the generations ran with sequential
+offload) and `stage_peak_bytes` (the most GPU bytes a generation's
+`text_encoder`, `denoise` and `decode` held; both absent or null in results
+from before them), the ratios `ratio_unet_step_vs_pytorch_fp32` and `_fp16`
+(and the same for `generation` and `vae_decode`; null where not measured), every
 stage's ratios under `ratios`, and the `wsd-web bench` results with robustness
 on (`webgpu`) and off (`webgpu_no_robustness`); and `pytorch_fp32` and
 `pytorch_fp16`. Ratios are WebGPU's median over PyTorch's. Version 1 results

@@ -70,6 +70,14 @@ WEBGPU_COLORS: tuple[tuple[str, str], ...] = (
 KERNEL_PATHS = ("subgroup-matrix", "shader-f16", "fp32")
 DEFAULT_KERNEL_PATH = {"fp32": "fp32", "fp16": "shader-f16"}
 
+#: A generation's stages whose peak GPU bytes a WebGPU result holds (``stagePeakBytes``),
+#: as the record's ``stage_peak_bytes`` names them, and their labels.
+PEAK_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("textEncoder", "text_encoder", "text encoder"),
+    ("denoise", "denoise", "denoise"),
+    ("decode", "decode", "VAE decode"),
+)
+
 #: The kernels shown in the kernel table and chart.
 TOP_KERNELS = 15
 
@@ -162,6 +170,11 @@ def _run(
     precision, path = results[0][1]["precision"], kernel_path(results[0][1])
     what = f"WebGPU {precision} ({path} kernels) results"
     _check_agree(results, ("build_id",), why="give one build's results per precision and kernels")
+    if len({bool(result.get("offload")) for _, result in results}) > 1:
+        raise BenchReportError(
+            f"{', '.join(label for label, _ in results)}: some ran with --offload and some "
+            "without: give one offload setting's results per build"
+        )
     on = _pick(results, "robustness", True, f"{what} with robustness on")
     if on is None:
         where = ", ".join(label for label, _ in results)
@@ -188,6 +201,8 @@ def _record(
         "kernel_path": path,
         "features": on.get("features"),
         "dawn_toggles": on.get("dawn_toggles"),
+        "offload": on.get("offload"),
+        "stage_peak_bytes": _snake_peaks(on.get("stagePeakBytes")),
         **{
             f"ratio_{stage}_vs_{key}": ratios.get(f"{stage}_vs_{key}")
             for stage in HEADLINE_STAGES
@@ -197,6 +212,13 @@ def _record(
         "webgpu": on,
         "webgpu_no_robustness": off,
     }
+
+
+def _snake_peaks(peaks: Any) -> dict[str, Any] | None:
+    """A result's ``stagePeakBytes`` as a record's ``stage_peak_bytes`` (None: not measured)."""
+    if not isinstance(peaks, dict):
+        return None
+    return {snake: peaks.get(camel) for camel, snake, _ in PEAK_STAGES}
 
 
 def _pick(
@@ -256,6 +278,23 @@ def _check_strings(where: str, value: object) -> None:
         raise BenchReportError(f"{where}: expected a list of strings, got {_brief(value)}")
 
 
+def _check_offload(where: str, result: dict[str, Any], peaks_key: str, keys: Sequence[str]) -> None:
+    """``result``'s ``offload`` is None (not recorded) or a boolean, its ``peaks_key`` None
+    or an object with a non-negative number (or null) under each of ``keys``."""
+    offload = result.get("offload")
+    if offload is not None and not isinstance(offload, bool):
+        raise BenchReportError(f"{where}: offload must be true or false, got {_brief(offload)}")
+    peaks = result.get(peaks_key)
+    if peaks is None:
+        return
+    if not isinstance(peaks, dict):
+        raise BenchReportError(
+            f"{where}: {peaks_key} must be an object of stage peaks, got {_brief(peaks)}"
+        )
+    for key in keys:
+        _check_number(f"{where}: {peaks_key}.{key}", peaks.get(key), optional=True)
+
+
 def _check_precision(where: str, value: object) -> None:
     if value not in _PRECISIONS:
         raise BenchReportError(f"{where}: precision must be fp32 or fp16, got {_brief(value)}")
@@ -301,6 +340,7 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
             _check_kernel_path(label, result[key], key)
     for key in ("features", "dawn_toggles"):
         _check_strings(f"{label}: {key}", result.get(key))
+    _check_offload(label, result, "stagePeakBytes", [key for key, _, _ in PEAK_STAGES])
     if not isinstance(result.get("robustness"), bool):
         raise BenchReportError(
             f"{label}: robustness must be true or false, got {_brief(result.get('robustness'))}"
@@ -341,6 +381,7 @@ def _check_run(where: str, run: object) -> list[tuple[str, dict[str, Any]]]:
     _check_kernel_path(where, run.get("kernel_path"))
     for key in ("features", "dawn_toggles"):
         _check_strings(f"{where}: {key}", run.get(key))
+    _check_offload(where, run, "stage_peak_bytes", [key for _, key, _ in PEAK_STAGES])
     _check_ratios(where, run)
     for stage in HEADLINE_STAGES:
         for key, _ in BASELINES:
@@ -443,6 +484,14 @@ def present_series(doc: dict[str, Any]) -> list[tuple[str, str, str, dict[str, A
 
 def stage_label(stage: str, label: str, steps: int) -> str:
     return f"{steps}-step generation" if stage == "generation" else label
+
+
+def stage_peak(result: dict[str, Any] | None, stage: str) -> float | None:
+    """A WebGPU result's peak GPU bytes in a generation's ``stage`` (its ``stagePeakBytes``
+    key), None where not measured (PyTorch results, results from before the field)."""
+    peaks = None if result is None else result.get("stagePeakBytes")
+    value = peaks.get(stage) if isinstance(peaks, dict) else None
+    return float(value) if is_number(value) else None
 
 
 def top_kernels(result: dict[str, Any]) -> list[dict[str, Any]]:

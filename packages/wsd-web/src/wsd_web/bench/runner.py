@@ -15,6 +15,12 @@ one ``kernel_path`` names; each report names it (``kernelPath``). The VAE
 decode stage and the generations decode as ``vae_tiling`` says (in tiles where
 the device needs it, in tiles, whole); each report has the mode
 (``vaeTiling``) and the tiles the image was decoded in (``vaeTiles``, 0: whole).
+With ``offload`` the generations run with sequential offload (the text encoders'
+and the VAE decoder's weights on the GPU only while they run, uploaded again every
+generation); each report says whether (``offload``) and gives the most GPU bytes
+held during each stage of a generation (``stagePeakBytes``: ``textEncoder``,
+``denoise``, ``decode``, the maximum over the timed generations) beside the peak
+of the whole run (``peak_gpu_bytes``).
 
 On a machine without a GPU it runs on SwiftShader (``--swiftshader``, or
 ``VK_ICD_FILENAMES`` pointing at a Vulkan driver): useful to check that it
@@ -85,6 +91,7 @@ def run_bench(
     swiftshader: bool = False,
     kernel_path: str | None = None,
     vae_tiling: str = "auto",
+    offload: bool = False,
     timeout_s: float = 3600,
 ) -> list[dict[str, Any]]:
     """Benchmark the build in ``build`` once per robustness setting.
@@ -96,6 +103,8 @@ def run_bench(
     fails if the device cannot run it); default: the first the device runs.
     ``vae_tiling``: ``auto`` (tiles where the device cannot bind the whole
     decoder's buffers), ``on`` (tiles; the build needs ``vae_tiling``) or ``off``.
+    ``offload``: run the generations with sequential offload (the stage timings
+    run with every weight on the GPU).
     Returns one report per setting (the fields are described in
     docs/benchmarks.md); raises :class:`BenchError` with the runner's message.
     """
@@ -121,6 +130,7 @@ def run_bench(
             "randomWeights": random_weights,
             "profile": profile,
             "vaeTiling": vae_tiling,
+            "offload": offload,
         }
         if kernel_path is not None:
             options["kernelPath"] = kernel_path
@@ -147,6 +157,25 @@ def run_bench(
 
 def _ms(value: float) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:,.0f} MiB"
+
+
+def _offload_lines(report: dict[str, Any]) -> list[str]:
+    """Whether the generations offloaded, and their peak GPU memory per stage (reports from
+    before these fields say nothing)."""
+    lines = []
+    if "offload" in report:
+        how = "on (weights uploaded per generation)" if report["offload"] else "off"
+        lines.append(f"  sequential offload {how}")
+    peaks = report.get("stagePeakBytes")
+    if peaks:
+        stages = (("textEncoder", "text encoder"), ("denoise", "denoise"), ("decode", "decode"))
+        each = ", ".join(f"{name} {_mib(peaks[key])}" for key, name in stages if key in peaks)
+        lines.append(f"  stage peak GPU     {each}")
+    return lines
 
 
 def format_table(reports: Sequence[dict[str, Any]]) -> str:
@@ -176,6 +205,7 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
         if gpu:
             lines.append(f"  UNet step GPU time {_ms(gpu['median']):>10} ms (timestamp queries)")
         lines.append(f"  peak GPU memory    {report['peak_gpu_bytes'] / 2**30:.2f} GiB")
+        lines += _offload_lines(report)
         for kernel in report.get("kernels", [])[:10]:
             lines.append(
                 f"    {kernel['ms']:8.2f} ms {kernel['calls']:4d}x {kernel['share']:6.1%}  "

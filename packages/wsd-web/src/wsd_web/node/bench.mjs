@@ -1,15 +1,22 @@
 // Benchmarks a compiled SD build on WebGPU in Node through Dawn (npm
 // `webgpu`), with the same tvmjs runtime, model library and JS pipeline as the
 // page. Prints one JSON object (the fields `wsd-web bench` documents).
-//   node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off]
+//   node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload]
 // OPTIONS_JSON: {"steps": 20, "warmup": 3, "repeats": 10, "robustness": true,
 //   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...,
-//   "kernelPath": null | NAME, "vaeTiling": "auto" | "on" | "off"}
+//   "kernelPath": null | NAME, "vaeTiling": "auto" | "on" | "off", "offload": false}
 // "kernelPath": NAME runs the build's kernel path of that name (or fails)
 // instead of the first the device runs; the report's "kernelPath" names the one run.
 // "vaeTiling" (or --vae-tiles): the VAE decode stage and the generations decode
 // in tiles where the device needs it (auto, the default), in tiles (on) or whole
 // (off); the report's "vaeTiling" is the mode, "vaeTiles" the tiles decoded (0: whole).
+// "offload": true (or --offload): the generations run with sequential offload (the
+// text encoders' and the VAE decoder's weights on the GPU only while they run,
+// uploaded again each generation, which generation_ms includes); the stage timings
+// run with every weight on the GPU. The report's "offload" says which;
+// "stagePeakBytes" is the most GPU bytes held during each stage of a generation
+// ({textEncoder, denoise, decode}, the maximum over the timed generations), and
+// "peak_gpu_bytes" the most held at any time of the whole run.
 // "randomWeights": SEED fills every weight with seeded pseudo-random values
 // instead of reading the shards, so DIR needs only the manifest, library,
 // weight index and tokenizer(s) (a benchmark machine need not receive GBs).
@@ -32,9 +39,9 @@ import { buildFiles } from "./files.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
 import { runnerArgs } from "./runner_args.mjs";
 
-const usage = "usage: node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] (DIR written by `wsd-compile sd15` or `sdxl`)";
+const usage = "usage: node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] (DIR written by `wsd-compile sd15` or `sdxl`)";
 /** @type {ReturnType<typeof runnerArgs>} */
-let args = { dir: undefined, options: { vaeTiling: "auto" } };
+let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
 try {
   args = runnerArgs(process.argv.slice(2));
 } catch (error) {
@@ -49,6 +56,7 @@ if (!dir) {
 const {
   steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
   prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null, vaeTiling,
+  offload,
 } = args.options;
 
 /**
@@ -219,9 +227,16 @@ try {
   const generations = [];
   const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
   let vaeTiles = 0;
+  /** Each stage's most GPU bytes over the timed generations. */
+  const stagePeakBytes = { textEncoder: 0, denoise: 0, decode: 0 };
   for (let i = 0; i < 1 + generationRepeats; i++) {
-    const result = await pipeline.generate({ ...options, steps, seed: BigInt(i) });
-    if (i >= 1) generations.push(result.timings.totalMs);
+    const result = await pipeline.generate({ ...options, offload, steps, seed: BigInt(i) });
+    if (i >= 1) {
+      generations.push(result.timings.totalMs);
+      for (const stage of /** @type {const} */ (["textEncoder", "denoise", "decode"])) {
+        stagePeakBytes[stage] = Math.max(stagePeakBytes[stage], result.peakBytes[stage]);
+      }
+    }
     vaeTiles = result.vaeTiles;
   }
   for (const x of [...conditioning, latents, pair, pred]) x.dispose();
@@ -246,6 +261,7 @@ try {
     kernelPath: loaded.kernelPath.name,
     vaeTiling,
     vaeTiles,
+    offload,
     height: manifest.image.height,
     width: manifest.image.width,
     steps,
@@ -270,6 +286,7 @@ try {
     unet_step_gpu_ms: unetGpu,
     kernels,
     peak_gpu_bytes: session.peakAllocatedBytes(),
+    stagePeakBytes,
   };
   await new Promise((done) => process.stdout.write(`${JSON.stringify(report)}\n`, done));
 } catch (error) {

@@ -4,15 +4,18 @@
 // adapter, the kernel path run ("kernelPath") and the better ones passed over
 // with why ("passedOver"), load time, timings of every stage, and the RGBA
 // pixels (base64) and final latents when asked; each run says how many tiles
-// the VAE decoded the image in ("vaeTiles", 0: whole).
-//   node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off]
+// the VAE decoded the image in ("vaeTiles", 0: whole) and the most GPU bytes
+// held during each stage ("peakBytes": textEncoder, denoise, decode).
+//   node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload]
 // OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
 //   "scheduler", "returnLatents", "returnPixels", "repeat", and for SDXL
 //   "originalSize", "cropsCoordsTopLeft", "targetSize"} ("repeat": generate N
 //   times and report each generation's timings; "kernelPath": run the build's
 //   kernel path of that name or fail, instead of the first the device runs;
 //   "vaeTiling", or --vae-tiles: decode in tiles where the device needs it
-//   (auto, the default), in tiles (on) or whole (off)).
+//   (auto, the default), in tiles (on) or whole (off); "offload": true, or
+//   --offload: sequential offload, the text encoders' and the VAE decoder's
+//   weights on the GPU only while they run, uploaded again every generation).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
@@ -25,9 +28,9 @@ import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 import { runnerArgs } from "./runner_args.mjs";
 
-const usage = "usage: node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] (DIR written by `wsd-compile sd15` or `sdxl`)";
+const usage = "usage: node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] (DIR written by `wsd-compile sd15` or `sdxl`)";
 /** @type {ReturnType<typeof runnerArgs>} */
-let args = { dir: undefined, options: { vaeTiling: "auto" } };
+let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
 try {
   args = runnerArgs(process.argv.slice(2));
 } catch (error) {
@@ -67,6 +70,7 @@ try {
       scheduler: result.scheduler,
       vaeTiles: result.vaeTiles,
       timings: result.timings,
+      peakBytes: result.peakBytes,
       gpuBytes: model.session.allocatedBytes(),
       ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),
@@ -75,6 +79,7 @@ try {
   const report = {
     adapter: gpu.adapter, features: gpu.features, dawnToggles: dawn.toggles,
     kernelPath: model.kernelPath.name, passedOver: model.passedOver, vaeTiling: options.vaeTiling,
+    offload: options.offload,
     loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs,
   };
   // stdout may be a pipe (asynchronous): wait for the write before exiting.

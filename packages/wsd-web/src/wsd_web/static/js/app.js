@@ -1,6 +1,6 @@
 // The page: loads the build at ?model=DIR (default "model/") with the first of
 // its kernel paths this GPU runs (or the one ?kernel-path=NAME names; ?vae-tiles=auto|on|off
-// sets the VAE decode, whole or in tiles), wires the controls
+// sets the VAE decode, whole or in tiles, and ?offload=1|0 sequential offload), wires the controls
 // to the pipeline of its kind (from the manifest, through the pipeline
 // registry), shows the option panels that pipeline takes, draws previews and
 // the result, and shows timings and what is stored.
@@ -14,6 +14,7 @@ import {
   DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
 } from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
+import { applySettings, askedSettings, settingOptions } from "./page_options.js";
 import { SDModel, describeKernelPath, kernelPaths, parseManifest } from "./sd_model.js";
 import {
   CancelledError, availableSchedulers, createPipeline, defaultSchedulerName, pipelineClass,
@@ -35,8 +36,10 @@ const query = new URLSearchParams(location.search);
 const base = new URL(query.get("model") ?? "model/", location.href);
 /** The kernel path asked for (?kernel-path=NAME); null: the first the GPU runs. */
 const wantedKernelPath = query.get("kernel-path") || null;
-/** The VAE decode asked for (?vae-tiles=auto|on|off): the setting's value at start; null: auto. */
-const wantedVaeTiles = query.get("vae-tiles");
+/** The VAE decode and sequential offload asked for (?vae-tiles=, ?offload=): the settings at start. */
+const asked = askedSettings(query);
+/** The controls of those settings (page_options.js). */
+const settings = { vaeTiles: $("vae-tiles"), offload: $("offload") };
 
 /**
  * @typedef {object} Loaded
@@ -145,9 +148,7 @@ async function load(signal) {
   const report = { offline: false, uploadedFiles: [], stats: null, warnings: [], kernelPath: null, passedOver: [] };
   state.report = report;
   $("warning").hidden = true;
-  if (wantedVaeTiles !== null && !["auto", "on", "off"].includes(wantedVaeTiles)) {
-    throw new Error(`?vae-tiles=${wantedVaeTiles}: choose auto, on or off`);
-  }
+  if (asked.error !== null) throw new Error(asked.error);
   const gpu = await requestGPU(navigator.gpu);
   gpu.device.lost.then((info) => lost(gpu.device, info));
   try {
@@ -499,7 +500,7 @@ function formOptions() {
     guidance: Number($("guidance").value),
     scheduler: $("scheduler").value,
     previewEvery: Number($("preview").value),
-    vaeTiling: $("vae-tiles").value,
+    ...settingOptions(settings),
   };
 }
 
@@ -518,7 +519,7 @@ $("download").addEventListener("click", () => {
   a.click();
 });
 
-if (wantedVaeTiles !== null) $("vae-tiles").value = wantedVaeTiles;
+applySettings(settings, asked);
 // The app shell offline (sw.js); a page that cannot have a service worker still works.
 navigator.serviceWorker?.register("sw.js").catch(() => {});
 start();
@@ -535,12 +536,13 @@ start();
   },
   /**
    * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, the VAE
-   * tiles, latents on request. vaeTiling defaults to the page's setting (?vae-tiles=).
+   * tiles, each stage's peak GPU bytes, latents on request. vaeTiling and offload default to the
+   * page's settings (?vae-tiles=, ?offload=).
    * @param {GenerateOptions & {seed?: number | string}} options
    */
   async generate(options) {
     const seed = typeof options.seed === "string" ? BigInt(options.seed) : options.seed;
-    const result = await generate({ vaeTiling: $("vae-tiles").value, ...options, seed });
+    const result = await generate({ ...settingOptions(settings), ...options, seed });
     let binary = "";
     for (let i = 0; i < result.rgba.length; i += 0x8000) {
       binary += String.fromCharCode(...result.rgba.subarray(i, i + 0x8000));
@@ -553,6 +555,7 @@ start();
       scheduler: result.scheduler,
       timings: result.timings,
       vaeTiles: result.vaeTiles,
+      peakBytes: result.peakBytes,
       latents: result.latents ? Array.from(result.latents) : null,
     };
   },

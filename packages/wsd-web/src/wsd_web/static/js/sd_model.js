@@ -465,8 +465,9 @@ export class SDModel {
 
   /**
    * Run `run` with the weights of the functions in `names` on the GPU: with
-   * sequential offload they are uploaded first and released once the GPU has
-   * finished what `run` submitted; without, `run` just runs.
+   * sequential offload they are uploaded first, and once the GPU has finished
+   * what `run` submitted they are released with the buffers the VM pooled for
+   * the stage's activations; without, `run` just runs.
    * @template R
    * @param {ReadonlyArray<string>} names  Function names.
    * @param {() => Promise<R>} run
@@ -481,6 +482,7 @@ export class SDModel {
       if (this.weights.offload) {
         await this.session.sync();
         this.weights.release(components);
+        this.session.releasePooledMemory();
       }
     }
   }

@@ -294,6 +294,14 @@ export class TVMSession {
   }
 
   /**
+   * Free the GPU buffers the VM's pooled allocator keeps for reuse (those of
+   * finished calls); tensors still alive stay. The next call allocates again.
+   */
+  releasePooledMemory() {
+    this.tvm.withNewScope(() => this.tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
+  }
+
+  /**
    * Run `run` and measure the most GPU bytes held while it ran; the session's
    * peak (peakAllocatedBytes) still covers it afterwards.
    * @template R

@@ -400,7 +400,9 @@ export class SD15Pipeline {
       await this.sync();
       const textEncoderMs = this.now() - start;
       // 4. Initial latents; 5. the denoising loop, which consumes them.
-      const denoised = await session.peakDuring(() => this.denoise(run, this.prepareLatents(run), conditioning, hooks));
+      const denoised = await session.peakDuring(() => this.model.withWeights(
+        ["unet"], () => this.denoise(run, this.prepareLatents(run), conditioning, hooks),
+      ));
       latents = denoised.result.latents;
       // 6. Decode.
       const vaeStart = this.now();

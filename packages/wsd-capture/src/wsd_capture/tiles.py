@@ -1,18 +1,20 @@
-"""A PyTorch reference for the page's tiled VAE decode (``static/js/vae_tiling.js``),
-written from its description, not its code: the same plan (the fewest tiles per
-axis that overlap by at least the overlap, spread evenly), the same ramps, and
-diffusers' own decoder on each tile."""
+"""The page's tiled VAE decode (wsd-web's ``static/js/vae_tiling.js``) in NumPy
+and PyTorch, the reference its tests compare with: the same plan (the fewest
+tiles per axis that overlap their neighbours by at least the overlap, spread
+evenly), the same blend (linear ramps across each overlap, a weighted mean),
+with any decoder on each tile (diffusers' own, in the tests)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Where the tiles along an axis of ``size`` start."""
     if tile >= size:
         return [0]
     count = math.ceil((size - overlap) / (tile - overlap))
@@ -21,6 +23,7 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 
 
 def ramp(starts: list[int], index: int, tile: int, factor: int) -> np.ndarray:
+    """Tile ``index``'s blend weights along the axis, per image pixel."""
     length = tile * factor
     x = np.arange(length, dtype=np.float64) + 0.5
     weights = np.ones(length)
@@ -35,8 +38,8 @@ def ramp(starts: list[int], index: int, tile: int, factor: int) -> np.ndarray:
 def decode_in_tiles(
     decode: Callable[[torch.Tensor], torch.Tensor],
     latents: np.ndarray,
-    tile: tuple[int, int],
-    overlap: tuple[int, int],
+    tile: Sequence[int],
+    overlap: Sequence[int],
     factor: int,
 ) -> np.ndarray:
     """``latents`` [1, C, H, W] decoded tile by tile with ``decode`` and blended:
@@ -56,10 +59,12 @@ def decode_in_tiles(
             xs = slice(left * factor, (left + tile[1]) * factor)
             total[:, :, ys, xs] += w * pixels
             weight[ys, xs] += w
-    return total / weight
+    blended: np.ndarray = total / weight
+    return blended
 
 
 def to_pixels(image: np.ndarray) -> np.ndarray:
     """A decoder's [1, 3, H, W] output in [-1, 1] as diffusers' 8-bit [H, W, 3] image."""
     unit = np.clip(image[0].transpose(1, 2, 0) / 2 + 0.5, 0, 1)
-    return (unit * 255).round().astype(np.uint8)
+    pixels: np.ndarray = (unit * 255).round().astype(np.uint8)
+    return pixels
