@@ -83,3 +83,26 @@ def largest_buffer_bytes(
 def function_largest_bytes(mod: tvm.IRModule, function: str) -> int:
     """The largest graph-level tensor ``function`` computes, in bytes (0 if none)."""
     return max((b.nbytes for b in function_buffers(mod) if b.function == function), default=0)
+
+
+def planned_workspace(lowered: tvm.IRModule) -> dict[str, int]:
+    """The bytes of the storage each Relax function of ``lowered`` (after the VM
+    lowering and static memory planning) allocates for its intermediate tensors:
+    what a call adds to the VM's pooled allocator, besides its outputs."""
+    alloc_storage = tvm.ir.Op.get("relax.vm.alloc_storage")
+    found: dict[str, int] = {}
+    for gv in lowered.get_global_vars():
+        func = lowered[gv]
+        if not isinstance(func, relax.Function):
+            continue
+        sizes: list[int] = []
+
+        def visit(expr: relax.Expr, sizes: list[int] = sizes) -> None:
+            if isinstance(expr, relax.Call) and expr.op.same_as(alloc_storage):
+                shape = expr.args[0]
+                if isinstance(shape, relax.ShapeExpr):
+                    sizes.append(int(np.prod([int(v) for v in shape.values], dtype=np.int64)))
+
+        relax.analysis.post_order_visit(func.body, visit)
+        found[gv.name_hint] = sum(sizes)
+    return found

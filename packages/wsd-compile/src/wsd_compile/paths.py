@@ -15,15 +15,18 @@ its buffer limits), so an fp16 build also runs where ``shader-f16`` is missing:
   shards, each float16 weight widened to float32 as the page uploads it.
 
 The manifest lists them (``kernel_paths``) with what each requires and the
-largest buffer it binds. In a build whose VAE decodes in tiles
-(``vae_decode_tile``) that is the largest without the untiled decoder, and
-``vae_decode_buffer_bytes`` is the untiled decoder's own: a device that cannot
-bind it runs the path and decodes in tiles.
+largest buffer it binds, and the GPU memory it needs (``memory``: each
+component's weights as uploaded, each function's planned storage for its
+intermediates), from which the page reckons the memory of each mode. In a
+build whose VAE decodes in tiles (``vae_decode_tile``) that is the largest
+without the untiled decoder, and ``vae_decode_buffer_bytes`` is the untiled
+decoder's own: a device that cannot bind it runs the path and decodes in tiles.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .kernels.subgroup_matrix import SUBGROUP_MATRIX_REQUIRES
@@ -47,6 +50,10 @@ class KernelPath:
     subgroup_matrix: bool = False
     #: The untiled ``vae_decode``'s largest buffer, where the build can decode in tiles.
     vae_decode_buffer_bytes: int | None = None
+    #: GPU bytes of each component's weights as this path uploads them.
+    weight_bytes: Mapping[str, int] = field(default_factory=dict)
+    #: Bytes each function allocates for its intermediates (its planned storage).
+    workspace_bytes: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,6 +66,11 @@ class KernelPath:
         }
         if self.vae_decode_buffer_bytes is not None:
             out["vae_decode_buffer_bytes"] = self.vae_decode_buffer_bytes
+        if self.weight_bytes or self.workspace_bytes:
+            out["memory"] = {
+                "weights": dict(sorted(self.weight_bytes.items())),
+                "workspace": dict(sorted(self.workspace_bytes.items())),
+            }
         return out
 
 

@@ -350,8 +350,25 @@ def _build_libraries(
                     shader_f16="shader-f16" in path.requires,
                 )
             )
-        paths.append(replace(path, max_buffer_bytes=largest))
+        paths.append(
+            replace(
+                path,
+                max_buffer_bytes=largest,
+                weight_bytes=_uploaded_weight_bytes(module, widen=path.widen_f16_weights),
+                workspace_bytes=builds[-1].workspace_bytes,
+            )
+        )
     return paths, first_buffers, builds
+
+
+def _uploaded_weight_bytes(module: PipelineModule, *, widen: bool) -> dict[str, int]:
+    """Each component's weights in GPU bytes, float16 ones doubled where ``widen``."""
+    return {
+        component: int(
+            sum(a.nbytes * (2 if widen and a.dtype == np.float16 else 1) for a in arrays)
+        )
+        for component, arrays in module.params.items()
+    }
 
 
 def _write_tokenizers(out: Path, meta: PipelineMetadata) -> None:

@@ -6,12 +6,13 @@ import re
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tvm
 
+from .buffers import planned_workspace
 from .errors import WsdCompileError
 from .kernels import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
 from .link import LinkResult, link_wasm
@@ -66,10 +67,12 @@ def check_no_f16(sources: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class WebGPUBuild:
-    """A model ``.wasm`` and the time each phase took."""
+    """A model ``.wasm``, the time each phase took, and the storage each function
+    allocates for its intermediates (:func:`~wsd_compile.buffers.planned_workspace`)."""
 
     wasm: LinkResult
     compile_seconds: float
+    workspace_bytes: dict[str, int] = field(default_factory=dict)
 
 
 def build_webgpu_wasm(
@@ -93,9 +96,9 @@ def build_webgpu_wasm(
     start = time.perf_counter()
     try:
         target = webgpu_target()
-        executable = tvm.compile(
-            mod, target=target, relax_pipeline=webgpu_pipeline(target, kernels)
-        )
+        lowered = webgpu_pipeline(target, kernels)(mod)
+        planned = planned_workspace(lowered)
+        executable = tvm.compile(lowered, target=target, relax_pipeline=None)
     except tvm.error.InternalError as e:
         if "do not support i64" in str(e):
             check_wgsl(["array<i64>"])
@@ -113,4 +116,4 @@ def build_webgpu_wasm(
     fcompile.object_format = "o"  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="wsd-export-") as workspace:
         executable.export_library(str(output), fcompile=fcompile, workspace_dir=workspace)
-    return WebGPUBuild(results[0], compile_seconds)
+    return WebGPUBuild(results[0], compile_seconds, planned)
