@@ -86,6 +86,10 @@ export function fakeModel(manifest) {
           calls.push(...names.map((n) => `-${n}`));
         }
       },
+      /** As SDModel.memoryMode without a budget (the build states no memory). */
+      memoryMode(/** @type {{vaeTiling?: "auto" | "on" | "off", offload?: boolean}} */ { vaeTiling = "auto", offload }) {
+        return { tiles: this.decodesInTiles(vaeTiling), offload: offload ?? this.weights.offload, need: null };
+      },
       decodesInTiles: (/** @type {"auto" | "on" | "off"} */ mode) =>
         useTiles(mode, manifest.vae_tiling, undefined, { maxStorageBufferBindingSize: Infinity, maxBufferSize: Infinity }),
     }),

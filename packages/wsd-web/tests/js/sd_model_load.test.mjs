@@ -156,3 +156,19 @@ test("a failure after the library is instantiated releases it", async () => {
   );
   assert.ok(books.disposed);
 });
+
+test("a build that needs more GPU memory than the budget in every mode is refused before its library", async () => {
+  const memory = { weights: { unet: 1000 }, workspace: { unet: 500 } };
+  const b = build();
+  b.manifest.kernel_paths = PATHS.map((p) => ({ ...p, memory }));
+  b.manifest.functions.unet.params = "unet";
+  const { tvmjs, books } = fakeTvmjs();
+  await assert.rejects(
+    SDModel.load({ tvmjs, gpu: gpu(["shader-f16"]), manifest: b.manifest, files: source(b), memoryBudget: 1499 }),
+    /this build needs 0\.0 MiB of GPU memory even with sequential offload, over the budget of 0\.0 MiB: raise the budget/,
+  );
+  assert.deepEqual(b.fetched, ["weights/tensor-cache.json"]);
+  assert.deepEqual(books.instantiated, []);
+  const model = await SDModel.load({ tvmjs, gpu: gpu(["shader-f16"]), manifest: b.manifest, files: source(b), memoryBudget: 1500 });
+  assert.deepEqual(model.memoryMode({ budget: 1500 }), { offload: false, tiles: false, need: 1500 });
+});

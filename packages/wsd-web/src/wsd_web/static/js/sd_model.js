@@ -14,6 +14,7 @@ import { combineFunctions } from "./pipelines/scheduling.js";
 import { PIPELINES, listing, pipelinesOf } from "./pipelines/registry.js";
 import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
+import { chooseMemoryMode, memoryNeed } from "./memory_plan.js";
 import { useTiles } from "./vae_tiling.js";
 import { ModelWeights, componentTensors, filesHolding, shardFiles, shardPaths } from "./weights.js";
 
@@ -79,6 +80,8 @@ export { shardFiles, shardPaths };
  *   without the untiled VAE decoder's where the build can decode in tiles).
  * @property {number} [vae_decode_buffer_bytes]  The untiled VAE decoder's largest buffer
  *   (where the build can decode in tiles).
+ * @property {{weights: Record<string, number>, workspace: Record<string, number>}} [memory]  GPU bytes:
+ *   each component's weights as uploaded, each function's planned storage for its intermediates.
  */
 
 /**
@@ -114,6 +117,7 @@ export { shardFiles, shardPaths };
  */
 
 /** @typedef {{maxStorageBufferBindingSize: number, maxBufferSize: number}} BufferLimits */
+/** @typedef {import("./memory_plan.js").MemoryMode} MemoryMode */
 
 /** @type {BufferLimits} */
 const NO_LIMITS = Object.freeze({ maxStorageBufferBindingSize: Infinity, maxBufferSize: Infinity });
@@ -366,6 +370,8 @@ export function sequentialSource(get) {
  * @property {(path: string) => void} [onUpload]  Called once a file's tensors are on the GPU.
  * @property {boolean} [offload]  Sequential offload (weights.js): the text encoders' and the VAE
  *   decoder's weights are on the GPU only while they run.
+ * @property {number} [memoryBudget]  GPU bytes the model may use: a build that needs more in every
+ *   memory mode (memory_plan.js) is refused before its library and weights are fetched.
  */
 
 export class SDModel {
@@ -397,18 +403,41 @@ export class SDModel {
   }
 
   /**
+   * A generation's memory modes: tiled decode as `vaeTiling` says ("auto": where the
+   * device's buffer limits need it), sequential offload as `offload` says (undefined:
+   * as it is), and within a `budget` (bytes) the first of what they leave open that
+   * fits (memory_plan.js; one line of error when nothing does). `need`: the bytes the
+   * modes need, by the build's own reckoning (null for a build that does not state it).
+   * @param {{vaeTiling?: "auto" | "on" | "off", offload?: boolean, budget?: number}} wanted
+   * @returns {MemoryMode & {need: number | null}}
+   */
+  memoryMode({ vaeTiling = "auto", offload, budget = Infinity }) {
+    const tiles = this.decodesInTiles(vaeTiling);
+    if (!(budget < Infinity)) {
+      const mode = { tiles, offload: offload ?? this.weights.offload };
+      return { ...mode, need: memoryNeed(this.manifest, this.kernelPath, mode) };
+    }
+    return chooseMemoryMode(this.manifest, this.kernelPath, budget, {
+      offload: offload ?? null, tiles: vaeTiling === "auto" && !tiles ? null : tiles,
+    });
+  }
+
+  /**
    * Fetch a build's weight index, choose the kernel path the GPU can run, fetch
    * that path's library (and no other) and the weights, and put them on the GPU.
    * What the GPU cannot run is refused before the library and the weights are fetched.
    * @param {LoadOptions} options
    * @returns {Promise<SDModel>}
    */
-  static async load({ tvmjs, gpu, manifest, files, kernelPath = null, onKernelPath = () => {}, onUpload = () => {}, offload = false }) {
+  static async load({
+    tvmjs, gpu, manifest, files, kernelPath = null, onKernelPath = () => {}, onUpload = () => {}, offload = false, memoryBudget = Infinity,
+  }) {
     const text = (/** @type {Uint8Array} */ b) => new TextDecoder().decode(b);
     const index = parseTensorCacheIndex(JSON.parse(text(await files.get(manifest.weights))));
     const { path, passedOver } = chooseKernelPath(manifest, {
       features: gpu.features, limits: gpu.device.limits, largestWeightBytes: largestWeights(index), wanted: kernelPath,
     });
+    if (memoryBudget < Infinity) chooseMemoryMode(manifest, path, memoryBudget);
     await onKernelPath({ path, passedOver });
     const wasm = await files.get(path.library);
     checkBuildStamp(path.library, wasm, manifest);

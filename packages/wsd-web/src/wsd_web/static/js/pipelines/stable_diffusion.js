@@ -40,6 +40,8 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  * @property {AbortSignal} [signal]  Cancels between steps.
  * @property {boolean} [offload]  Sequential offload from this generation on (weights.js): the text
  *   encoders' and the VAE decoder's weights are on the GPU only while they run. Default: as it was.
+ * @property {number} [memoryBudget]  GPU bytes: offload and tiles, where not given, are chosen so
+ *   that the generation fits (memory_plan.js); a build that cannot fit fails before the steps.
  * @property {"auto" | "on" | "off"} [vaeTiling]  Decode the latents in overlapping tiles (bounded
  *   memory at any size): "auto" (the default) where the device cannot bind the untiled decoder's
  *   largest buffer; "on" needs a build with vae_tiling.
@@ -71,8 +73,10 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  */
 
 /**
- * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, peakBytes: StagePeaks, latents?: Float32Array}} Generation
- *   vaeTiles: the tiles the image was decoded in (0: decoded whole).
+ * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, offload: boolean,
+ *   peakBytes: StagePeaks, memoryNeedBytes: number | null, latents?: Float32Array}} Generation
+ *   vaeTiles: the tiles the image was decoded in (0: decoded whole); offload: whether it ran with
+ *   sequential offload; memoryNeedBytes: what the build reckons its modes need (memory_plan.js).
  */
 
 /**
@@ -93,6 +97,7 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  *   then whatever noise the scheduler draws in its steps.
  * @property {Scheduler} scheduler
  * @property {boolean} vaeTiles  Decode in tiles.
+ * @property {number | null} memoryNeed  The GPU bytes the build reckons the run's modes need.
  */
 
 /** A generation was cancelled through its AbortSignal. */
@@ -201,9 +206,13 @@ export class SD15Pipeline {
     const generator = new TorchGenerator(seed);
     const ops = gpuTensorOps(this.model, manifest.latent.shape, generator);
     const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
-    const vaeTiles = this.model.decodesInTiles(options.vaeTiling ?? "auto");
-    if (options.offload !== undefined) this.model.weights.setOffload(options.offload);
-    return { options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler, vaeTiles };
+    const memory = this.model.memoryMode({ vaeTiling: options.vaeTiling, offload: options.offload, budget: options.memoryBudget });
+    this.model.weights.setOffload(memory.offload);
+    const vaeTiles = memory.tiles;
+    return {
+      options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler, vaeTiles,
+      memoryNeed: memory.need,
+    };
   }
 
   /**
@@ -414,6 +423,8 @@ export class SD15Pipeline {
         ...final,
         scheduler: run.schedulerName,
         vaeTiles: tiles,
+        offload: this.model.weights.offload,
+        memoryNeedBytes: run.memoryNeed,
         timings: { textEncoderMs, unetStepMs: denoised.result.unetStepMs, vaeMs, totalMs: this.now() - start },
         peakBytes: { textEncoder: encoded.peakBytes, denoise: denoised.peakBytes, decode: decoded.peakBytes },
         ...(latentValues ? { latents: latentValues } : {}),
