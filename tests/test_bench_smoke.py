@@ -21,7 +21,7 @@ FIELDS = {
     "batch", "scheduler", "adapter", "features", "robustness", "random_weights", "warmup",
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
     "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles", "offload",
-    "stagePeakBytes",
+    "stagePeakBytes", "memoryBudget", "memoryNeedBytes",
 }  # fmt: skip
 
 

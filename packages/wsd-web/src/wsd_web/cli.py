@@ -4,11 +4,11 @@
   wsd-web export OUT --model DIR [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
                  [--guidance G] [--scheduler NAME] [--kernel-path NAME]
-                 [--vae-tiles auto|on|off] [--offload] --out FILE.png
+                 [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] --out FILE.png
   wsd-web check DIR [--tolerance T]
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
                 [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
-                [--vae-tiles auto|on|off] [--offload] [--json FILE]
+                [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] [--json FILE]
   wsd-web report (--webgpu F... --pytorch F... --command C --machine M --name N | --render-only)
                  --out-dir DOCS
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +118,7 @@ def _add_render(sub: _Subparsers) -> None:
     _kernel_path_option(render_)
     _vae_tiles_option(render_)
     _offload_option(render_)
+    _memory_budget_option(render_)
     render_.add_argument("--out", required=True, help="the PNG to write")
 
 
@@ -162,6 +164,7 @@ def _add_bench(sub: _Subparsers) -> None:
     _kernel_path_option(bench)
     _vae_tiles_option(bench)
     _offload_option(bench, "; the stage timings keep every weight on the GPU")
+    _memory_budget_option(bench)
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
 
 
@@ -192,6 +195,28 @@ def _offload_option(parser: argparse.ArgumentParser, more: str = "") -> None:
         help="sequential offload: the text encoders' and the VAE decoder's weights are on the "
         "GPU only while they run (less GPU memory; they are uploaded again every generation)"
         + more,
+    )
+
+
+def _gib(text: str) -> float:
+    """``--memory-budget``'s value: a positive number of GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of GiB")
+    return value
+
+
+def _memory_budget_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory-budget",
+        type=_gib,
+        metavar="GIB",
+        help="the GPU memory the model may use, in GiB: a build that cannot fit is refused "
+        "before its library and weights are read, and sequential offload (unless --offload) "
+        "and tiled VAE decode (with --vae-tiles auto) are chosen to fit",
     )
 
 
@@ -324,7 +349,8 @@ def _bench(args: argparse.Namespace) -> int:
             swiftshader=args.swiftshader,
             kernel_path=args.kernel_path,
             vae_tiling=args.vae_tiles,
-            offload=args.offload,
+            offload=True if args.offload else None,
+            memory_budget=args.memory_budget,
         )
         if args.json:
             Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
@@ -376,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target_size=args.target_size,
                 kernel_path=args.kernel_path,
                 vae_tiling=args.vae_tiles,
-                offload=args.offload,
+                offload=True if args.offload else None,
+                memory_budget=args.memory_budget,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

@@ -7,14 +7,19 @@ runs the first of the build's kernel paths the GPU can run, or the one asked for
 in tiles only where the GPU cannot bind the whole decoder's buffers (the
 generate option ``vaeTiling``: ``on``, ``off``, ``auto``). With sequential offload
 (the generate option ``offload``) the text encoders' and the VAE decoder's weights
-are on the GPU only while they run. Each rendering keeps the most GPU bytes held
-during each stage (``peak_bytes``: text encoder, denoise, decode).
+are on the GPU only while they run. With a GPU memory budget (``memory_budget``,
+in GiB: the page's ``?memory-budget=``) a build that cannot fit is refused before
+its download, and offload and tiles, where not given, are chosen to fit. Each
+rendering keeps the most GPU bytes held during each stage (``peak_bytes``: text
+encoder, denoise, decode), whether it ran with offload (``offload``) and the bytes
+the build reckons its modes need (``memory_need_bytes``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ from .png import encode_png
 SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "euler", "euler-a", "lcm", "pndm")
 #: How the VAE decodes (the app's ``vaeTiling``): in tiles where needed, in tiles, whole.
 VAE_TILES = ("auto", "on", "off")
+GIB = 2**30
 
 
 class RenderError(Exception):
@@ -62,6 +68,10 @@ class Rendering:
     #: The most GPU bytes held during each stage (``text_encoder``, ``denoise``, ``decode``;
     #: None: a page that does not say).
     peak_bytes: dict[str, int] | None = None
+    #: Whether the generation ran with sequential offload.
+    offload: bool = False
+    #: The GPU bytes the build reckons the generation's modes need (None: it does not say).
+    memory_need_bytes: int | None = None
 
     def png(self) -> bytes:
         return encode_png(self.rgba, self.width, self.height)
@@ -79,7 +89,8 @@ def _options(
     crops_coords_top_left: tuple[int, int] | None = None,
     target_size: tuple[int, int] | None = None,
     vae_tiling: str = "auto",
-    offload: bool = False,
+    offload: bool | None = None,
+    memory_budget: float | None = None,
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
@@ -88,8 +99,9 @@ def _options(
     check_scheduler(scheduler)
     if vae_tiling not in VAE_TILES:
         raise RenderError(f"VAE tiling {vae_tiling!r}: choose {', '.join(VAE_TILES)}")
-    if not isinstance(offload, bool):
+    if offload is not None and not isinstance(offload, bool):
         raise RenderError(f"offload {offload!r}: give True or False")
+    check_memory_budget(memory_budget)
     options: dict[str, Any] = {
         "prompt": prompt,
         "negativePrompt": negative_prompt,
@@ -99,8 +111,14 @@ def _options(
         "returnLatents": return_latents,
         "previewEvery": 0,
         "vaeTiling": vae_tiling,
-        "offload": offload,
     }
+    if memory_budget is None:
+        options["offload"] = bool(offload)
+    else:
+        # Without offload given, the budget decides (the page's option left out).
+        if offload is not None:
+            options["offload"] = offload
+        options["memoryBudget"] = budget_bytes(memory_budget)
     if scheduler is not None:
         options["scheduler"] = scheduler
     for key, what, value in (
@@ -116,13 +134,31 @@ def _options(
     return options
 
 
-def page_path(kernel_path: str | None) -> str:
-    """The page to open: ``index.html``, asking for ``kernel_path`` by name when given."""
-    if kernel_path is None:
-        return "index.html"
-    if not kernel_path:
-        raise RenderError("the kernel path name is empty; give one of the build's kernel paths")
-    return "index.html?" + urlencode({"kernel-path": kernel_path})
+def check_memory_budget(gib: float | None) -> None:
+    """Raise a :class:`RenderError` unless ``gib`` is None or a positive finite number."""
+    if gib is None:
+        return
+    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not 0 < gib < math.inf:
+        raise RenderError(f"memory budget {gib!r}: give the GPU memory budget in GiB, above 0")
+
+
+def budget_bytes(gib: float) -> int:
+    """A budget in GiB as bytes (what the page's ``memoryBudget`` takes)."""
+    return round(gib * GIB)
+
+
+def page_path(kernel_path: str | None, memory_budget: float | None = None) -> str:
+    """The page to open: ``index.html``, asking for ``kernel_path`` by name and for a GPU
+    memory budget (GiB) when given."""
+    query: dict[str, str] = {}
+    if kernel_path is not None:
+        if not kernel_path:
+            raise RenderError("the kernel path name is empty; give one of the build's kernel paths")
+        query["kernel-path"] = kernel_path
+    if memory_budget is not None:
+        check_memory_budget(memory_budget)
+        query["memory-budget"] = repr(float(memory_budget))
+    return "index.html" + ("?" + urlencode(query) if query else "")
 
 
 def check_output(out: str | Path) -> Path:
@@ -138,6 +174,7 @@ def render_many(
     runs: list[dict[str, Any]],
     *,
     kernel_path: str | None = None,
+    memory_budget: float | None = None,
     timeout_s: float = 600,
 ) -> list[Rendering]:
     """Generate once per entry of ``runs`` (keyword arguments of :func:`render`) in one page.
@@ -146,8 +183,11 @@ def render_many(
     bytes in use after each generation. Each run's ``offload`` (default False) sets
     sequential offload for its generation. ``kernel_path`` names the build's kernel
     path to run (the page fails if the GPU cannot run it); default: the first it runs.
+    ``memory_budget`` (GiB) is the page's GPU memory budget: a build that cannot fit
+    is refused before its download, and in each run an ``offload`` not given (None)
+    and ``vae_tiling`` auto are chosen to fit it.
     """
-    page = page_path(kernel_path)
+    page = page_path(kernel_path, memory_budget)
     options = [
         _options(
             **{
@@ -158,6 +198,7 @@ def render_many(
                 "scheduler": None,
                 "return_latents": False,
                 **run,
+                "memory_budget": memory_budget,
             }
         )
         for run in runs
@@ -194,6 +235,8 @@ def render_many(
                     kernel_path=ready.get("kernelPath"),
                     vae_tiles=int(result.get("vaeTiles") or 0),
                     peak_bytes=_peak_bytes(result.get("peakBytes")),
+                    offload=bool(result.get("offload", opts.get("offload", False))),
+                    memory_need_bytes=_optional_int(result.get("memoryNeedBytes")),
                 )
             )
         return out
@@ -205,6 +248,10 @@ def _peak_bytes(peaks: Any) -> dict[str, int] | None:
         return None
     keys = (("text_encoder", "textEncoder"), ("denoise", "denoise"), ("decode", "decode"))
     return {key: int(peaks[js]) for key, js in keys if js in peaks}
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _page_failure(error: Exception, seen: list[str]) -> str:
@@ -229,7 +276,8 @@ def render(
     target_size: tuple[int, int] | None = None,
     kernel_path: str | None = None,
     vae_tiling: str = "auto",
-    offload: bool = False,
+    offload: bool | None = None,
+    memory_budget: float | None = None,
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -243,7 +291,10 @@ def render(
     ``vae_tiling`` (``auto``, ``on``, ``off``) says how the VAE decodes: in
     tiles where the GPU needs it, in tiles (the build needs ``vae_tiling``), whole.
     ``offload``: sequential offload from this generation on (the text encoders' and
-    the VAE decoder's weights on the GPU only while they run).
+    the VAE decoder's weights on the GPU only while they run); None (not given): off,
+    or with a ``memory_budget`` as the budget decides. ``memory_budget``: the GPU
+    memory (GiB) the page may use; a build that cannot fit is refused before its
+    download, and offload (where None) and tiles (where auto) are chosen to fit.
     """
     run = {
         "original_size": original_size,
@@ -259,7 +310,9 @@ def render(
         "vae_tiling": vae_tiling,
         "offload": offload,
     }
-    return render_many(model_dir, [run], kernel_path=kernel_path, timeout_s=timeout_s)[0]
+    return render_many(
+        model_dir, [run], kernel_path=kernel_path, memory_budget=memory_budget, timeout_s=timeout_s
+    )[0]
 
 
 def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
@@ -274,6 +327,8 @@ def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
         "kernel_path": rendering.kernel_path,
         "vae_tiles": rendering.vae_tiles,
         "peak_bytes": rendering.peak_bytes,
+        "offload": rendering.offload,
+        "memory_need_bytes": rendering.memory_need_bytes,
         "timings": rendering.timings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-// The Node runners' command line (node/runner_args.mjs): DIR, OPTIONS_JSON, --vae-tiles and --offload.
+// The Node runners' command line (node/runner_args.mjs): DIR, OPTIONS_JSON, --vae-tiles, --offload and
+// --memory-budget.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -45,4 +46,39 @@ test("a mode other than auto, on or off, an unknown flag, a non-object or a thir
   assert.throws(() => runnerArgs(["build", "null"]), /OPTIONS_JSON is not a JSON object/);
   assert.throws(() => runnerArgs(["build", "{"]), SyntaxError);
   assert.throws(() => runnerArgs(["build", "{}", "extra"]), /unexpected arguments after OPTIONS_JSON: extra/);
+});
+
+const GIB = 2 ** 30;
+
+test("--memory-budget GIB sets memoryBudget in bytes, and wins over the JSON's (bytes)", () => {
+  assert.equal(runnerArgs(["build", "{}", "--memory-budget", "4"]).options.memoryBudget, 4 * GIB);
+  assert.equal(runnerArgs(["--memory-budget=2.5", "build"]).options.memoryBudget, 2.5 * GIB);
+  assert.equal(runnerArgs(["build", `{"memoryBudget": ${3 * GIB}}`]).options.memoryBudget, 3 * GIB);
+  assert.equal(runnerArgs(["build", '{"memoryBudget": 1000}', "--memory-budget", "1"]).options.memoryBudget, GIB);
+  // null in the JSON: no budget.
+  assert.deepEqual(runnerArgs(["build", '{"memoryBudget": null}']).options, { vaeTiling: "auto", offload: false });
+});
+
+test("with a budget, offload is left to it unless given; without one it stays false", () => {
+  assert.deepEqual(runnerArgs(["build", "--memory-budget", "4"]).options, { vaeTiling: "auto", memoryBudget: 4 * GIB });
+  assert.deepEqual(runnerArgs(["build", "--memory-budget", "4", "--offload"]).options, {
+    vaeTiling: "auto", offload: true, memoryBudget: 4 * GIB,
+  });
+  assert.equal(runnerArgs(["build", '{"offload": false, "memoryBudget": 1024}']).options.offload, false);
+  assert.deepEqual(runnerArgs(["build", '{"steps": 2}', "--vae-tiles", "on", "--memory-budget", "8"]).options, {
+    steps: 2, vaeTiling: "on", memoryBudget: 8 * GIB,
+  });
+});
+
+test("a budget that is not a positive number is refused in one line", () => {
+  for (const bad of ["0", "-1", "four", "", "Infinity"]) {
+    assert.throws(() => runnerArgs(["build", `--memory-budget=${bad}`]), {
+      message: `--memory-budget ${JSON.stringify(bad)}: give the GPU memory budget in GiB, a positive number`,
+    });
+  }
+  for (const bad of ["0", "-5", '"4"', "true"]) {
+    assert.throws(() => runnerArgs(["build", `{"memoryBudget": ${bad}}`]), {
+      message: `"memoryBudget" ${bad} in OPTIONS_JSON: give a positive number of bytes, or null`,
+    });
+  }
 });

@@ -16,6 +16,7 @@ from .results import (
     format_ms,
     is_number,
     median,
+    memory_need,
     present_series,
     run_label,
     run_name,
@@ -121,6 +122,9 @@ def _stage_table(doc: dict[str, Any]) -> str:
         stage_peaks = [stage_peak(result, key) for result in results]
         if any(p is not None for p in stage_peaks):
             add(f"Peak GPU memory in a generation: {name} (GiB)", [_gib(p) for p in stage_peaks])
+    needs = [memory_need(result) for result in results]
+    if any(n is not None for n in needs):
+        add("GPU memory the build reckons (GiB)", [_gib(n) for n in needs])
     for key, label in (("pipeline_compile_ms", "Pipeline compile"), ("load_ms", "Load")):
         values = [result.get(key) if result["runtime"] == "webgpu" else None for result in results]
         if any(v is not None for v in values):
@@ -295,6 +299,9 @@ def _device(doc: dict[str, Any], run: dict[str, Any]) -> str:
             parts.append(f"{name} {', '.join(_md_code(v) for v in run[key])}")
     if run.get("offload"):
         parts.append("sequential offload in the generations (`--offload`)")
+    budget = run["webgpu"].get("memoryBudget")
+    if is_number(budget):
+        parts.append(f"GPU memory budget {_gib(budget)} GiB (`--memory-budget`)")
     return f"- {run_label(doc, run) if several else 'WebGPU build'}: {'; '.join(parts)}."
 
 
@@ -415,10 +422,12 @@ from every `docs/benchmarks/*.json` (other JSON files there, such as
 machine, the adapter and the date; `webgpu_runs`, one record per WebGPU build
 (fp32 first), each with its `precision`, `kernel_path`, `features`,
 `dawn_toggles`, `offload` (whether the generations ran with sequential
-offload) and `stage_peak_bytes` (the most GPU bytes a generation's
-`text_encoder`, `denoise` and `decode` held; both absent or null in results
-from before them), the ratios `ratio_unet_step_vs_pytorch_fp32` and `_fp16`
-(and the same for `generation` and `vae_decode`; null where not measured), every
+offload), `stage_peak_bytes` (the most GPU bytes a generation's
+`text_encoder`, `denoise` and `decode` held) and `memory_need_bytes` (the GPU
+bytes the build reckons the generations' memory modes need; all three absent
+or null in results from before them), the ratios
+`ratio_unet_step_vs_pytorch_fp32` and `_fp16` (and the same for `generation`
+and `vae_decode`; null where not measured), every
 stage's ratios under `ratios`, and the `wsd-web bench` results with robustness
 on (`webgpu`) and off (`webgpu_no_robustness`); and `pytorch_fp32` and
 `pytorch_fp16`. Ratios are WebGPU's median over PyTorch's. Version 1 results

@@ -203,6 +203,7 @@ def _record(
         "dawn_toggles": on.get("dawn_toggles"),
         "offload": on.get("offload"),
         "stage_peak_bytes": _snake_peaks(on.get("stagePeakBytes")),
+        "memory_need_bytes": on.get("memoryNeedBytes"),
         **{
             f"ratio_{stage}_vs_{key}": ratios.get(f"{stage}_vs_{key}")
             for stage in HEADLINE_STAGES
@@ -341,6 +342,8 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
     for key in ("features", "dawn_toggles"):
         _check_strings(f"{label}: {key}", result.get(key))
     _check_offload(label, result, "stagePeakBytes", [key for key, _, _ in PEAK_STAGES])
+    for key in ("memoryNeedBytes", "memoryBudget"):
+        _check_number(f"{label}: {key}", result.get(key), optional=True)
     if not isinstance(result.get("robustness"), bool):
         raise BenchReportError(
             f"{label}: robustness must be true or false, got {_brief(result.get('robustness'))}"
@@ -382,6 +385,7 @@ def _check_run(where: str, run: object) -> list[tuple[str, dict[str, Any]]]:
     for key in ("features", "dawn_toggles"):
         _check_strings(f"{where}: {key}", run.get(key))
     _check_offload(where, run, "stage_peak_bytes", [key for _, key, _ in PEAK_STAGES])
+    _check_number(f"{where}: memory_need_bytes", run.get("memory_need_bytes"), optional=True)
     _check_ratios(where, run)
     for stage in HEADLINE_STAGES:
         for key, _ in BASELINES:
@@ -491,6 +495,13 @@ def stage_peak(result: dict[str, Any] | None, stage: str) -> float | None:
     key), None where not measured (PyTorch results, results from before the field)."""
     peaks = None if result is None else result.get("stagePeakBytes")
     value = peaks.get(stage) if isinstance(peaks, dict) else None
+    return float(value) if is_number(value) else None
+
+
+def memory_need(result: dict[str, Any] | None) -> float | None:
+    """The GPU bytes a WebGPU result's build reckons its generations need
+    (``memoryNeedBytes``), None where not known."""
+    value = None if result is None else result.get("memoryNeedBytes")
     return float(value) if is_number(value) else None
 
 

@@ -20,7 +20,12 @@ and the VAE decoder's weights on the GPU only while they run, uploaded again eve
 generation); each report says whether (``offload``) and gives the most GPU bytes
 held during each stage of a generation (``stagePeakBytes``: ``textEncoder``,
 ``denoise``, ``decode``, the maximum over the timed generations) beside the peak
-of the whole run (``peak_gpu_bytes``).
+of the whole run (``peak_gpu_bytes``). With ``memory_budget`` (GiB) a build that
+cannot fit is refused before its library and weights are read, and the generations
+(and the VAE decode stage) choose offload, unless given, and tiles, where
+``vae_tiling`` is auto, to fit; each report has the budget (``memoryBudget``, bytes,
+null: none), the mode the generations ran with (``offload``) and the bytes the build
+reckons it needs (``memoryNeedBytes``).
 
 On a machine without a GPU it runs on SwiftShader (``--swiftshader``, or
 ``VK_ICD_FILENAMES`` pointing at a Vulkan driver): useful to check that it
@@ -30,6 +35,7 @@ works, meaningless as a speed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -79,6 +85,17 @@ def _environment(swiftshader: bool) -> dict[str, str]:
     return env
 
 
+def _memory_options(offload: bool | None, memory_budget: float | None) -> dict[str, Any]:
+    """The runner's ``offload`` and ``memoryBudget`` (bytes): without a budget offload is
+    False unless given; with one, an offload not given is left out (the budget decides)."""
+    if memory_budget is None:
+        return {"offload": bool(offload)}
+    if not 0 < memory_budget < math.inf:
+        raise BenchError(f"memory budget {memory_budget!r}: give a positive number of GiB")
+    fixed = {} if offload is None else {"offload": offload}
+    return {**fixed, "memoryBudget": round(memory_budget * 2**30)}
+
+
 def run_bench(
     build: str | os.PathLike[str],
     *,
@@ -91,7 +108,8 @@ def run_bench(
     swiftshader: bool = False,
     kernel_path: str | None = None,
     vae_tiling: str = "auto",
-    offload: bool = False,
+    offload: bool | None = None,
+    memory_budget: float | None = None,
     timeout_s: float = 3600,
 ) -> list[dict[str, Any]]:
     """Benchmark the build in ``build`` once per robustness setting.
@@ -104,7 +122,9 @@ def run_bench(
     ``vae_tiling``: ``auto`` (tiles where the device cannot bind the whole
     decoder's buffers), ``on`` (tiles; the build needs ``vae_tiling``) or ``off``.
     ``offload``: run the generations with sequential offload (the stage timings
-    run with every weight on the GPU).
+    run with every weight on the GPU); None (not given): off, or with a
+    ``memory_budget`` as the budget decides. ``memory_budget``: the GPU memory
+    (GiB) the model may use.
     Returns one report per setting (the fields are described in
     docs/benchmarks.md); raises :class:`BenchError` with the runner's message.
     """
@@ -116,6 +136,7 @@ def run_bench(
             raise BenchError(f"{name} must be at least {least}, not {value}")
     if vae_tiling not in VAE_TILES:
         raise BenchError(f"VAE tiling {vae_tiling!r}: choose {', '.join(VAE_TILES)}")
+    memory = _memory_options(offload, memory_budget)
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not on PATH: install Node 20 (scripts/setup.sh does)")
@@ -130,7 +151,7 @@ def run_bench(
             "randomWeights": random_weights,
             "profile": profile,
             "vaeTiling": vae_tiling,
-            "offload": offload,
+            **memory,
         }
         if kernel_path is not None:
             options["kernelPath"] = kernel_path
@@ -164,8 +185,8 @@ def _mib(value: float) -> str:
 
 
 def _offload_lines(report: dict[str, Any]) -> list[str]:
-    """Whether the generations offloaded, and their peak GPU memory per stage (reports from
-    before these fields say nothing)."""
+    """Whether the generations offloaded, their peak GPU memory per stage, the memory budget
+    and the build's reckoning of its need (reports from before these fields say nothing)."""
     lines = []
     if "offload" in report:
         how = "on (weights uploaded per generation)" if report["offload"] else "off"
@@ -175,6 +196,10 @@ def _offload_lines(report: dict[str, Any]) -> list[str]:
         stages = (("textEncoder", "text encoder"), ("denoise", "denoise"), ("decode", "decode"))
         each = ", ".join(f"{name} {_mib(peaks[key])}" for key, name in stages if key in peaks)
         lines.append(f"  stage peak GPU     {each}")
+    if report.get("memoryBudget") is not None:
+        lines.append(f"  memory budget      {report['memoryBudget'] / 2**30:.2f} GiB")
+    if report.get("memoryNeedBytes") is not None:
+        lines.append(f"  reckoned GPU need  {_mib(report['memoryNeedBytes'])} (the build's own)")
     return lines
 
 

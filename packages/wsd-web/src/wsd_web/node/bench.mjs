@@ -1,10 +1,11 @@
 // Benchmarks a compiled SD build on WebGPU in Node through Dawn (npm
 // `webgpu`), with the same tvmjs runtime, model library and JS pipeline as the
 // page. Prints one JSON object (the fields `wsd-web bench` documents).
-//   node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload]
+//   node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB]
 // OPTIONS_JSON: {"steps": 20, "warmup": 3, "repeats": 10, "robustness": true,
 //   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...,
-//   "kernelPath": null | NAME, "vaeTiling": "auto" | "on" | "off", "offload": false}
+//   "kernelPath": null | NAME, "vaeTiling": "auto" | "on" | "off", "offload": false,
+//   "memoryBudget": null | BYTES}
 // "kernelPath": NAME runs the build's kernel path of that name (or fails)
 // instead of the first the device runs; the report's "kernelPath" names the one run.
 // "vaeTiling" (or --vae-tiles): the VAE decode stage and the generations decode
@@ -13,7 +14,13 @@
 // "offload": true (or --offload): the generations run with sequential offload (the
 // text encoders' and the VAE decoder's weights on the GPU only while they run,
 // uploaded again each generation, which generation_ms includes); the stage timings
-// run with every weight on the GPU. The report's "offload" says which;
+// run with every weight on the GPU. "memoryBudget" (or --memory-budget GIB): a
+// build that cannot fit is refused before its library and weights are read, and
+// the generations (and the VAE decode stage) choose offload and tiles, where not
+// given, to fit. The report's "offload" says which mode the generations ran with,
+// "memoryBudget" the budget (bytes, null: none) and "memoryNeedBytes" the bytes the
+// build reckons the generations' modes need (the last timed one's; null: the build
+// does not say);
 // "stagePeakBytes" is the most GPU bytes held during each stage of a generation
 // ({textEncoder, denoise, decode}, the maximum over the timed generations), and
 // "peak_gpu_bytes" the most held at any time of the whole run.
@@ -28,7 +35,7 @@ import { createRequire } from "node:module";
 import { basename, resolve } from "node:path";
 import { globals } from "webgpu";
 
-import { SDModel, parseManifest } from "../static/js/sd_model.js";
+import { SDModel, parseManifest, sequentialSource } from "../static/js/sd_model.js";
 import { createPipeline, defaultSchedulerName, gpuTensorOps } from "../static/js/sd_pipeline.js";
 import { createScheduler } from "../static/js/schedulers/index.js";
 import { parseTensorCacheIndex } from "../static/js/tensor_cache.js";
@@ -39,7 +46,7 @@ import { buildFiles } from "./files.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
 import { runnerArgs } from "./runner_args.mjs";
 
-const usage = "usage: node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] (DIR written by `wsd-compile sd15` or `sdxl`)";
+const usage = "usage: node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] (DIR written by `wsd-compile sd15` or `sdxl`)";
 /** @type {ReturnType<typeof runnerArgs>} */
 let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
 try {
@@ -56,7 +63,7 @@ if (!dir) {
 const {
   steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
   prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null, vaeTiling,
-  offload,
+  offload, memoryBudget,
 } = args.options;
 
 /**
@@ -114,9 +121,18 @@ async function fileSource(root) {
   const index = parseTensorCacheIndex(JSON.parse(new TextDecoder().decode(await disk(manifest.weights))));
   const prefix = manifest.weights.slice(0, manifest.weights.lastIndexOf("/") + 1);
   const shards = new Map(index.shards.map((s, i) => [prefix + s.dataPath, { shard: s, i }]));
+  // With offload (or a budget that may choose it) weights are fetched again every
+  // generation: each shard is made once and kept, so a generation's time counts
+  // their upload, as a page's would, not making them.
+  const keep = offload || memoryBudget != null;
+  /** @type {Map<string, Uint8Array>} */
+  const made = new Map();
   return async (/** @type {string} */ path) => {
     const entry = shards.get(path);
-    return entry ? randomShard(entry.shard, Number(randomWeights) + entry.i) : disk(path);
+    if (!entry) return disk(path);
+    const bytes = made.get(path) ?? randomShard(entry.shard, Number(randomWeights) + entry.i);
+    if (keep) made.set(path, bytes);
+    return bytes;
   };
 }
 
@@ -141,7 +157,9 @@ let model = null;
 let profiler = null;
 try {
   const loadStart = performance.now();
-  const loaded = await SDModel.open({ tvmjs, gpu, get, kernelPath });
+  const manifestJson = JSON.parse(new TextDecoder().decode(await get("manifest.json")));
+  const files = sequentialSource(get);
+  const loaded = await SDModel.load({ tvmjs, gpu, manifest: parseManifest(manifestJson), files, kernelPath, memoryBudget });
   model = loaded;
   const loadMs = performance.now() - loadStart;
   const session = loaded.session;
@@ -158,6 +176,7 @@ try {
   const sync = () => pipeline.sync();
   const options = {
     prompt, negativePrompt: pipeline.defaultNegativePrompt === null ? negativePrompt || null : negativePrompt, vaeTiling,
+    memoryBudget,
   };
   /** @typedef {{dispose(): void}} Disposable */
   /**
@@ -218,7 +237,7 @@ try {
   });
   // The decode as the generations do it: whole, or in tiles blended on the CPU (then uploaded).
   const imageShape = [1, 3, manifest.image.height, manifest.image.width];
-  const vaeDecode = await time(loaded.decodesInTiles(vaeTiling)
+  const vaeDecode = await time(loaded.memoryMode({ vaeTiling, offload, budget: memoryBudget }).tiles
     ? async () => {
       const { image } = await pipeline.decodeTiles(latents);
       return session.persist(() => loaded.call("image_to_rgba", pipeline.tensor(imageShape, image)));
@@ -227,6 +246,8 @@ try {
   const generations = [];
   const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
   let vaeTiles = 0;
+  /** The mode the generations ran with, and the bytes the build reckons it needs. */
+  let ran = { offload: false, memoryNeedBytes: /** @type {number | null} */ (null) };
   /** Each stage's most GPU bytes over the timed generations. */
   const stagePeakBytes = { textEncoder: 0, denoise: 0, decode: 0 };
   for (let i = 0; i < 1 + generationRepeats; i++) {
@@ -238,6 +259,7 @@ try {
       }
     }
     vaeTiles = result.vaeTiles;
+    ran = { offload: result.offload, memoryNeedBytes: result.memoryNeedBytes };
   }
   for (const x of [...conditioning, latents, pair, pred]) x.dispose();
   scheduler.dispose();
@@ -261,7 +283,8 @@ try {
     kernelPath: loaded.kernelPath.name,
     vaeTiling,
     vaeTiles,
-    offload,
+    offload: ran.offload,
+    memoryBudget: memoryBudget ?? null,
     height: manifest.image.height,
     width: manifest.image.width,
     steps,
@@ -287,6 +310,7 @@ try {
     kernels,
     peak_gpu_bytes: session.peakAllocatedBytes(),
     stagePeakBytes,
+    memoryNeedBytes: ran.memoryNeedBytes,
   };
   await new Promise((done) => process.stdout.write(`${JSON.stringify(report)}\n`, done));
 } catch (error) {

@@ -5,8 +5,10 @@
 // with why ("passedOver"), load time, timings of every stage, and the RGBA
 // pixels (base64) and final latents when asked; each run says how many tiles
 // the VAE decoded the image in ("vaeTiles", 0: whole) and the most GPU bytes
-// held during each stage ("peakBytes": textEncoder, denoise, decode).
-//   node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload]
+// held during each stage ("peakBytes": textEncoder, denoise, decode), whether it
+// ran with sequential offload ("offload") and the GPU bytes the build reckons its
+// modes need ("memoryNeedBytes", null: the build does not say).
+//   node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB]
 // OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
 //   "scheduler", "returnLatents", "returnPixels", "repeat", and for SDXL
 //   "originalSize", "cropsCoordsTopLeft", "targetSize"} ("repeat": generate N
@@ -15,20 +17,23 @@
 //   "vaeTiling", or --vae-tiles: decode in tiles where the device needs it
 //   (auto, the default), in tiles (on) or whole (off); "offload": true, or
 //   --offload: sequential offload, the text encoders' and the VAE decoder's
-//   weights on the GPU only while they run, uploaded again every generation).
+//   weights on the GPU only while they run, uploaded again every generation;
+//   "memoryBudget" in bytes, or --memory-budget in GiB: a build that cannot fit
+//   is refused before its library and weights are read, and offload and tiles,
+//   where not given, are chosen to fit).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
 import { createRequire } from "node:module";
 import { globals } from "webgpu";
 
-import { SDModel } from "../static/js/sd_model.js";
+import { SDModel, parseManifest, sequentialSource } from "../static/js/sd_model.js";
 import { createPipeline } from "../static/js/sd_pipeline.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 import { runnerArgs } from "./runner_args.mjs";
 
-const usage = "usage: node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] (DIR written by `wsd-compile sd15` or `sdxl`)";
+const usage = "usage: node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] (DIR written by `wsd-compile sd15` or `sdxl`)";
 /** @type {ReturnType<typeof runnerArgs>} */
 let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
 try {
@@ -60,7 +65,9 @@ let status = 0;
 let model = null;
 try {
   const start = performance.now();
-  model = await SDModel.open({ tvmjs, gpu, get: fetchBytes, kernelPath });
+  const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await fetchBytes("manifest.json"))));
+  const files = sequentialSource(fetchBytes);
+  model = await SDModel.load({ tvmjs, gpu, manifest, files, kernelPath, memoryBudget: options.memoryBudget });
   const pipeline = await createPipeline(model, tokenizers, fetchBytes);
   const loadMs = performance.now() - start;
   const runs = [];
@@ -69,8 +76,10 @@ try {
     runs.push({
       scheduler: result.scheduler,
       vaeTiles: result.vaeTiles,
+      offload: result.offload,
       timings: result.timings,
       peakBytes: result.peakBytes,
+      memoryNeedBytes: result.memoryNeedBytes,
       gpuBytes: model.session.allocatedBytes(),
       ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),
@@ -79,7 +88,7 @@ try {
   const report = {
     adapter: gpu.adapter, features: gpu.features, dawnToggles: dawn.toggles,
     kernelPath: model.kernelPath.name, passedOver: model.passedOver, vaeTiling: options.vaeTiling,
-    offload: options.offload,
+    offload: options.offload ?? null, memoryBudget: options.memoryBudget ?? null,
     loadMs, width: model.manifest.image.width, height: model.manifest.image.height, runs,
   };
   // stdout may be a pipe (asynchronous): wait for the write before exiting.

@@ -1,6 +1,7 @@
 // The page: loads the build at ?model=DIR (default "model/") with the first of
 // its kernel paths this GPU runs (or the one ?kernel-path=NAME names; ?vae-tiles=auto|on|off
-// sets the VAE decode, whole or in tiles, and ?offload=1|0 sequential offload), wires the controls
+// sets the VAE decode, whole or in tiles, ?offload=1|0 sequential offload and ?memory-budget=GIB
+// the GPU memory budget, which a build over it is refused by before its download), wires the controls
 // to the pipeline of its kind (from the manifest, through the pipeline
 // registry), shows the option panels that pipeline takes, draws previews and
 // the result, and shows timings and what is stored.
@@ -14,7 +15,7 @@ import {
   DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
 } from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
-import { applySettings, askedSettings, settingOptions } from "./page_options.js";
+import { applySettings, askedSettings, memoryBudget, memorySummary, settingOptions } from "./page_options.js";
 import { SDModel, describeKernelPath, kernelPaths, parseManifest } from "./sd_model.js";
 import {
   CancelledError, availableSchedulers, createPipeline, defaultSchedulerName, pipelineClass,
@@ -36,10 +37,10 @@ const query = new URLSearchParams(location.search);
 const base = new URL(query.get("model") ?? "model/", location.href);
 /** The kernel path asked for (?kernel-path=NAME); null: the first the GPU runs. */
 const wantedKernelPath = query.get("kernel-path") || null;
-/** The VAE decode and sequential offload asked for (?vae-tiles=, ?offload=): the settings at start. */
+/** The VAE decode, sequential offload and memory budget asked for (?vae-tiles=, ?offload=, ?memory-budget=). */
 const asked = askedSettings(query);
 /** The controls of those settings (page_options.js). */
-const settings = { vaeTiles: $("vae-tiles"), offload: $("offload") };
+const settings = { vaeTiles: $("vae-tiles"), offload: $("offload"), memoryBudget: $("memory-budget") };
 
 /**
  * @typedef {object} Loaded
@@ -186,6 +187,7 @@ async function load(signal) {
     };
     const model = await SDModel.load({
       tvmjs: /** @type {any} */ (window).tvmjs, gpu, manifest, files, kernelPath: wantedKernelPath,
+      memoryBudget: memoryBudget(settings),
       onKernelPath: async ({ path, passedOver }) => {
         [library, report.kernelPath, report.passedOver] = [path.library, path.name, passedOver];
         await checkQuota(manifest, content, path);
@@ -419,8 +421,7 @@ async function generate(options) {
     });
     draw(result);
     showTimings(result.timings, result.vaeTiles);
-    const tiles = result.vaeTiles > 0 ? `, the image decoded in ${result.vaeTiles} tiles` : "";
-    say(`Done in ${(result.timings.totalMs / 1000).toFixed(2)} s with ${result.scheduler}${tiles}.`);
+    say(`Done in ${(result.timings.totalMs / 1000).toFixed(2)} s with ${result.scheduler}; ${memorySummary(result)}.`);
     $("download").disabled = false;
     return result;
   } catch (e) {
@@ -536,8 +537,8 @@ start();
   },
   /**
    * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, the VAE
-   * tiles, each stage's peak GPU bytes, latents on request. vaeTiling and offload default to the
-   * page's settings (?vae-tiles=, ?offload=).
+   * tiles, sequential offload, each stage's peak GPU bytes, the bytes the build reckons, latents on
+   * request. vaeTiling, offload and memoryBudget default to the page's settings (page_options.js).
    * @param {GenerateOptions & {seed?: number | string}} options
    */
   async generate(options) {
@@ -555,7 +556,9 @@ start();
       scheduler: result.scheduler,
       timings: result.timings,
       vaeTiles: result.vaeTiles,
+      offload: result.offload,
       peakBytes: result.peakBytes,
+      memoryNeedBytes: result.memoryNeedBytes,
       latents: result.latents ? Array.from(result.latents) : null,
     };
   },
