@@ -60,3 +60,15 @@ def test_tiles_hold_less_than_a_whole_decode(modes: dict[str, Rendering]) -> Non
     assert whole is not None and tiled is not None
     assert modes["offload-tiles"].vae_tiles == 9
     assert tiled["decode"] < whole["decode"], (whole, tiled)
+
+
+@pytest.mark.parametrize("mode", ["resident", "offload", "offload-tiles"])
+def test_the_build_reckons_each_mode_within_a_tenth_above_its_peak(
+    modes: dict[str, Rendering], mode: str
+) -> None:
+    """The memory the build states (weights per component, planned storage per
+    function) reckons a bound on what the generation held, and a close one."""
+    rendering = modes[mode]
+    assert rendering.peak_bytes is not None and rendering.memory_need_bytes is not None
+    peak = max(rendering.peak_bytes.values())
+    assert peak <= rendering.memory_need_bytes <= 1.1 * peak, (peak, rendering.memory_need_bytes)

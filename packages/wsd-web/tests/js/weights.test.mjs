@@ -33,6 +33,7 @@ function fakeSession() {
   /** @type {Map<string, number>} */
   const onGpu = new Map();
   const uploads = /** @type {string[]} */ ([]);
+  const pools = /** @type {string[]} */ ([]);
   const session = {
     /** @param {{name: string}} record */
     upload(record) {
@@ -41,13 +42,16 @@ function fakeSession() {
       return { name: record.name };
     },
     tensorArray: (/** @type {{name: string}[]} */ list) => ({ names: list.map((t) => t.name), dispose() {} }),
+    releasePooledMemory() {
+      pools.push("cleared");
+    },
     /** @param {{name: string}[]} tensors */
     release(tensors) {
       for (const t of tensors) onGpu.set(t.name, /** @type {number} */ (onGpu.get(t.name)) - 1);
     },
   };
   const resident = () => [...onGpu].filter(([, n]) => n > 0).map(([name]) => name).sort();
-  return { session: /** @type {any} */ (session), uploads, resident };
+  return { session: /** @type {any} */ (session), uploads, resident, pools };
 }
 
 function files() {
@@ -87,7 +91,7 @@ test("without offload every component is uploaded once and stays", async () => {
 });
 
 test("with offload a component is on the GPU from acquire to release, from only its shards", async () => {
-  const { session, uploads, resident } = fakeSession();
+  const { session, uploads, resident, pools } = fakeSession();
   const source = files();
   const weights = new ModelWeights(session, { manifest: MANIFEST, index: INDEX, files: source, path: PATH }, { offload: true });
   assert.deepEqual(weights.initialComponents(), ["unet"]);
@@ -107,8 +111,11 @@ test("with offload a component is on the GPU from acquire to release, from only 
   await weights.acquire(["text_encoder"]);
   weights.release(["text_encoder"]);
   assert.deepEqual(resident(), ["text_encoder.0", "unet.0", "unet.1", "vae_decode.0"]);
+  pools.length = 0;
   weights.setOffload(true);
   assert.deepEqual(resident(), ["unet.0", "unet.1"]);
+  weights.setOffload(true);
+  assert.deepEqual(pools, ["cleared"]);  // once, when offload turns on
 });
 
 test("offload needs the build's files, and a shard of the wrong size is refused", async () => {

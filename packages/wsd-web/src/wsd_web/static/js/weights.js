@@ -139,14 +139,18 @@ export class ModelWeights {
   }
 
   /**
-   * Turn sequential offload on (the offloadable components leave the GPU now) or off
-   * (they are uploaded when next used, and stay).
+   * Turn sequential offload on (the offloadable components leave the GPU now, with the
+   * buffers the VM pooled for earlier calls) or off (they are uploaded when next used, and stay).
    * @param {boolean} on
    */
   setOffload(on) {
     if (on && !this.source) throw new Error("sequential offload needs the build's files, to upload weights again");
+    const turnedOn = on && !this.offload;
     this.offload = on;
-    if (on) this.release([...OFFLOADABLE]);
+    if (!turnedOn) return;
+    this.release([...OFFLOADABLE]);
+    // What the VM pooled while every stage kept its buffers goes too.
+    this.session.releasePooledMemory();
   }
 
   /**
