@@ -183,7 +183,7 @@ VAE_TILE_MAX = 32
 
 def vae_tile_shape(latent_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """The latent shape ``vae_decode_tile`` decodes: half of each side of
-    ``latent_shape``, at most :data:`VAE_TILE_MAX`; ``None`` for latents under 4 x 4."""
+    ``latent_shape``, at most ``VAE_TILE_MAX`` (32); ``None`` for latents under 4 x 4."""
     *lead, h, w = latent_shape
     if h < 4 or w < 4:
         return None
