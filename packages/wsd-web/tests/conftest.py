@@ -9,15 +9,31 @@ the document combined from all four, and ``sample_medians`` and
 result, ``two_builds`` holds the inputs of an fp32 and an fp16 build and
 ``two_doc`` their document; ``ms(result, stage)`` reads a stage's median and
 ``shown(ratio)`` writes a ratio as the tables do.
+
+For the render tests (test_vae_tiles.py, test_offload_option.py,
+test_memory_budget_option.py), ``stand_in_page(fields)`` puts a stand-in for the
+page's ``window.wsd`` where ``wsd_web.render`` opens its headless page and
+returns it: each generation gives a 1x1 image with ``fields`` over its result,
+and the stand-in records the paths it was opened at (``paths``) and each
+generation's options (``generated``). ``stand_in_runner(report)`` stands in
+for the Node bench runner over ``tmp_path``: each run reports ``report(options)``
+and its options are added to the list it returns. ``one_build_doc`` is the
+document of one WebGPU result (robustness on) and PyTorch's fp32 result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import contextlib
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from wsd_web import render as render_module
 from wsd_web.bench.results import combine
 
 #: Median ms per stage, shaped like SD 1.5 at 512x512 on an H200.
@@ -231,6 +247,12 @@ def two_doc(two_builds: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
+def one_build_doc() -> dict[str, Any]:
+    """The document of one WebGPU result (robustness on) and PyTorch's fp32 result."""
+    return combine([_webgpu_result(True)], [_pytorch_result("fp32")], command="c", machine="m")
+
+
+@pytest.fixture
 def ms() -> Callable[[dict[str, Any], str], float]:
     """A result's median of a stage (``unet_step``, ...), in ms."""
     return _ms
@@ -239,3 +261,73 @@ def ms() -> Callable[[dict[str, Any], str], float]:
 @pytest.fixture
 def shown() -> Callable[[float], str]:
     return _shown
+
+
+class _Page:
+    """The page's ``window.wsd`` as render reads it: ready, then generate, which records the
+    options and returns a 1x1 image's result with ``fields`` over it; ``paths`` are the paths
+    the page was opened at."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.paths: list[str] = []
+        self.generated: list[dict[str, Any]] = []
+
+    def set_default_timeout(self, ms: float) -> None:
+        pass
+
+    def evaluate(self, script: str, options: dict[str, Any] | None = None) -> Any:
+        if "ready" in script:
+            return {"adapter": "fake", "kernelPath": "fp32"}
+        if "gpuBytes" in script:
+            return 0
+        assert options is not None
+        self.generated.append(options)
+        rgba = base64.b64encode(bytes(4)).decode()
+        result = {"rgba": rgba, "width": 1, "height": 1, "scheduler": "euler", "timings": {},
+                  "latents": None, "vaeTiles": 0}  # fmt: skip
+        return {**result, **self.fields}
+
+
+def _stand_in(monkeypatch: pytest.MonkeyPatch, fake: _Page) -> _Page:
+    """Has ``wsd_web.render`` open ``fake`` for its page (and read an empty manifest)."""
+
+    @contextlib.contextmanager
+    def headless_page(model_dir: Any, path: str) -> Iterator[tuple[_Page, list[str]]]:
+        fake.paths.append(path)
+        yield fake, []
+
+    monkeypatch.setattr(render_module, "headless_page", headless_page)
+    monkeypatch.setattr(render_module, "load_manifest", lambda model_dir: {})
+    return fake
+
+
+@pytest.fixture
+def stand_in_page(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]], _Page]:
+    """``stand_in_page(fields)``: a stand-in page whose generations return ``fields`` too,
+    put where render opens its page, and returned."""
+    return lambda fields: _stand_in(monkeypatch, _Page(fields))
+
+
+@pytest.fixture
+def stand_in_runner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], list[dict[str, Any]]]:
+    """``stand_in_runner(report)``: the Node bench runner's stand-in for a build in
+    ``tmp_path`` (its manifest written); each run reports ``report(options)``, and its
+    options are added to the list returned."""
+
+    def stand_in(report: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+        (tmp_path / "manifest.json").write_text("{}")
+        runs: list[dict[str, Any]] = []
+
+        def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            options = json.loads(argv[-1])
+            runs.append(options)
+            return subprocess.CompletedProcess(argv, 0, json.dumps(report(options)) + "\n", "")
+
+        monkeypatch.setattr("wsd_web.bench.runner.shutil.which", lambda name: "/usr/bin/node")
+        monkeypatch.setattr("wsd_web.bench.runner.subprocess.run", run)
+        return runs
+
+    return stand_in

@@ -7,18 +7,14 @@ browser, no GPU: the page and the runner are stand-ins)."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from wsd_web import render as render_module
 from wsd_web.bench import runner
 from wsd_web.bench.page import render_page, table
 from wsd_web.bench.results import BenchReportError, check_document, combine, webgpu_runs
@@ -26,6 +22,10 @@ from wsd_web.cli import build_parser, main
 from wsd_web.render import RenderError, Rendering, page_path, render, render_many, write_rendering
 
 ResultFactory = Callable[..., dict[str, Any]]
+#: ``stand_in_page`` (conftest.py): the page's ``window.wsd``, generations returning these fields.
+StandIn = Callable[[dict[str, Any]], Any]
+#: ``stand_in_runner`` (conftest.py): the Node bench runner, reporting ``report(options)``.
+RunnerStandIn = Callable[[Callable[[dict[str, Any]], dict[str, Any]]], list[dict[str, Any]]]
 GIB = 2**30
 RENDER = ["render", "DIR", "--prompt", "x", "--out", "a.png"]
 NEED = 1536 * 2**20
@@ -63,50 +63,13 @@ def test_the_page_is_asked_for_the_budget() -> None:
     assert query == {"kernel-path": ["fp32"], "memory-budget": ["2.5"]}
 
 
-class _Page:
-    """The page's ``window.wsd`` as render reads it (the path it was opened at, each
-    generation's options); it ran with ``offload`` and reckons ``need``."""
-
-    def __init__(self, offload: bool | None, need: int | None) -> None:
-        self.paths: list[str] = []
-        self.generated: list[dict[str, Any]] = []
-        self.offload, self.need = offload, need
-
-    def set_default_timeout(self, ms: float) -> None:
-        pass
-
-    def evaluate(self, script: str, options: dict[str, Any] | None = None) -> Any:
-        if "ready" in script:
-            return {"adapter": "fake", "kernelPath": "fp32"}
-        if "gpuBytes" in script:
-            return 0
-        assert options is not None
-        self.generated.append(options)
-        rgba = base64.b64encode(bytes(4)).decode()
-        result = {"rgba": rgba, "width": 1, "height": 1, "scheduler": "euler", "timings": {},
-                  "latents": None, "vaeTiles": 4}  # fmt: skip
-        if self.offload is None:  # a page from before the fields
-            return result
-        return {**result, "offload": self.offload, "memoryNeedBytes": self.need}
-
-
-def _stand_in(monkeypatch: pytest.MonkeyPatch, fake: _Page) -> _Page:
-    @contextlib.contextmanager
-    def headless_page(model_dir: Any, path: str) -> Iterator[tuple[_Page, list[str]]]:
-        fake.paths.append(path)
-        yield fake, []
-
-    monkeypatch.setattr(render_module, "headless_page", headless_page)
-    monkeypatch.setattr(render_module, "load_manifest", lambda model_dir: {})
-    return fake
-
-
 @pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> _Page:
-    return _stand_in(monkeypatch, _Page(True, NEED))
+def page(stand_in_page: StandIn) -> Any:
+    """The stand-in page; each generation ran with offload and reckons ``NEED``."""
+    return stand_in_page({"vaeTiles": 4, "offload": True, "memoryNeedBytes": NEED})
 
 
-def test_with_a_budget_offload_is_left_to_it_unless_given(page: _Page, tmp_path: Path) -> None:
+def test_with_a_budget_offload_is_left_to_it_unless_given(page: Any, tmp_path: Path) -> None:
     rendering = render(tmp_path, prompt="x", memory_budget=4)
     assert page.paths == ["index.html?memory-budget=4.0"]
     assert page.generated[0]["memoryBudget"] == 4 * GIB
@@ -119,7 +82,7 @@ def test_with_a_budget_offload_is_left_to_it_unless_given(page: _Page, tmp_path:
 
 
 def test_without_a_budget_render_passes_no_budget_and_offload_false(
-    page: _Page, tmp_path: Path
+    page: Any, tmp_path: Path
 ) -> None:
     render(tmp_path, prompt="x")
     assert page.paths == ["index.html"]
@@ -127,23 +90,23 @@ def test_without_a_budget_render_passes_no_budget_and_offload_false(
     assert "memoryBudget" not in page.generated[0]
 
 
-def test_render_many_passes_the_budget_to_every_run(page: _Page, tmp_path: Path) -> None:
+def test_render_many_passes_the_budget_to_every_run(page: Any, tmp_path: Path) -> None:
     render_many(tmp_path, [{"prompt": "a"}, {"prompt": "b", "offload": True}], memory_budget=3)
     assert [g["memoryBudget"] for g in page.generated] == [3 * GIB, 3 * GIB]
     assert [g.get("offload") for g in page.generated] == [None, True]
 
 
 def test_a_page_without_the_fields_gives_the_offload_asked_and_no_need(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    stand_in_page: StandIn, tmp_path: Path
 ) -> None:
-    _stand_in(monkeypatch, _Page(None, None))
+    stand_in_page({"vaeTiles": 4})  # a page from before the fields
     rendering = render(tmp_path, prompt="x", offload=True)
     assert (rendering.offload, rendering.memory_need_bytes) == (True, None)
     assert render(tmp_path, prompt="x").offload is False
 
 
 def test_cli_render_passes_the_budget_and_writes_the_mode_and_need(
-    page: _Page, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    page: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "a.png"
     argv = ["render", str(tmp_path), "--prompt", "x", "--memory-budget", "6", "--out", str(out)]
@@ -156,7 +119,7 @@ def test_cli_render_passes_the_budget_and_writes_the_mode_and_need(
     assert (written["offload"], written["memory_need_bytes"]) == (True, NEED)
 
 
-def test_cli_render_with_budget_and_offload_fixes_offload(page: _Page, tmp_path: Path) -> None:
+def test_cli_render_with_budget_and_offload_fixes_offload(page: Any, tmp_path: Path) -> None:
     out = tmp_path / "a.png"
     argv = ["render", str(tmp_path), "--prompt", "x", "--memory-budget", "6", "--offload"]
     assert main([*argv, "--out", str(out)]) == 0
@@ -182,25 +145,18 @@ def _report(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def node_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
+def node_runs(stand_in_runner: RunnerStandIn) -> list[dict[str, Any]]:
     """Each run of the Node bench runner: its options; it reports ``_report()``, the
     budget as it was given and offload on where the budget chose it."""
-    (tmp_path / "manifest.json").write_text("{}")
-    runs: list[dict[str, Any]] = []
 
-    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        options = json.loads(argv[-1])
-        runs.append(options)
-        report = _report(
+    def report(options: dict[str, Any]) -> dict[str, Any]:
+        return _report(
             offload=options.get("offload", True),
             memoryBudget=options.get("memoryBudget"),
             robustness=options["robustness"],
         )
-        return subprocess.CompletedProcess(argv, 0, json.dumps(report) + "\n", "")
 
-    monkeypatch.setattr("wsd_web.bench.runner.shutil.which", lambda name: "/usr/bin/node")
-    monkeypatch.setattr("wsd_web.bench.runner.subprocess.run", run)
-    return runs
+    return stand_in_runner(report)
 
 
 def test_bench_passes_the_budget_and_leaves_offload_to_it(
@@ -258,10 +214,8 @@ def test_the_record_carries_the_need_and_the_page_shows_it(
     assert "GPU memory budget 4.00 GiB (`--memory-budget`)" in page_text
 
 
-def test_results_without_the_need_render_as_before(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory
-) -> None:
-    doc = combine([webgpu_result(True)], [pytorch_result("fp32")], command="c", machine="m")
+def test_results_without_the_need_render_as_before(one_build_doc: dict[str, Any]) -> None:
+    doc = one_build_doc
     (run,) = webgpu_runs(doc)
     assert run["memory_need_bytes"] is None
     assert "reckons" not in table(doc)
@@ -280,19 +234,14 @@ def test_results_without_the_need_render_as_before(
     ],
 )
 def test_bad_budget_fields_are_refused(
-    webgpu_result: ResultFactory,
-    pytorch_result: ResultFactory,
-    changes: dict[str, Any],
-    message: str,
+    webgpu_result: ResultFactory, changes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(BenchReportError, match=message):
         combine([webgpu_result(True, **changes)], [], command="c", machine="m")
 
 
-def test_a_record_with_a_bad_need_is_refused(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory
-) -> None:
-    doc = combine([webgpu_result(True)], [pytorch_result("fp32")], command="c", machine="m")
+def test_a_record_with_a_bad_need_is_refused(one_build_doc: dict[str, Any]) -> None:
+    doc = one_build_doc
     doc["webgpu_runs"][0]["memory_need_bytes"] = "lots"
     with pytest.raises(BenchReportError, match="memory_need_bytes: expected a non-negative"):
         check_document("doc", doc)

@@ -5,17 +5,13 @@ GPU: the page and the runner are stand-ins)."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wsd_web import render as render_module
 from wsd_web.bench import runner
 from wsd_web.bench.page import table
 from wsd_web.bench.results import BenchReportError, check_document, combine, webgpu_runs
@@ -23,6 +19,10 @@ from wsd_web.cli import build_parser, main
 from wsd_web.render import RenderError, Rendering, render, render_many, write_rendering
 
 ResultFactory = Callable[..., dict[str, Any]]
+#: ``stand_in_page`` (conftest.py): the page's ``window.wsd``, generations returning these fields.
+StandIn = Callable[[dict[str, Any]], Any]
+#: ``stand_in_runner`` (conftest.py): the Node bench runner, reporting ``report(options)``.
+RunnerStandIn = Callable[[Callable[[dict[str, Any]], dict[str, Any]]], list[dict[str, Any]]]
 RENDER = ["render", "DIR", "--prompt", "x", "--out", "a.png"]
 PEAKS = {"textEncoder": 3 * 2**20, "denoise": 2**30, "decode": 5 * 2**20}
 
@@ -46,45 +46,13 @@ def test_render_refuses_an_offload_that_is_not_a_bool(tmp_path: Path) -> None:
         render(tmp_path, prompt="x", offload="yes")  # type: ignore[arg-type]
 
 
-class _Page:
-    """The page's ``window.wsd`` as render reads it: ready, generate (recording the options)."""
-
-    def __init__(self, peaks: dict[str, int] | None) -> None:
-        self.generated: list[dict[str, Any]] = []
-        self.peaks = peaks
-
-    def set_default_timeout(self, ms: float) -> None:
-        pass
-
-    def evaluate(self, script: str, options: dict[str, Any] | None = None) -> Any:
-        if "ready" in script:
-            return {"adapter": "fake", "kernelPath": "fp32"}
-        if "gpuBytes" in script:
-            return 0
-        assert options is not None
-        self.generated.append(options)
-        rgba = base64.b64encode(bytes(4)).decode()
-        result = {"rgba": rgba, "width": 1, "height": 1, "scheduler": "euler", "timings": {},
-                  "latents": None, "vaeTiles": 0}  # fmt: skip
-        return result if self.peaks is None else {**result, "peakBytes": self.peaks}
-
-
-def _stand_in(monkeypatch: pytest.MonkeyPatch, fake: _Page) -> _Page:
-    @contextlib.contextmanager
-    def headless_page(model_dir: Any, path: str) -> Iterator[tuple[_Page, list[str]]]:
-        yield fake, []
-
-    monkeypatch.setattr(render_module, "headless_page", headless_page)
-    monkeypatch.setattr(render_module, "load_manifest", lambda model_dir: {})
-    return fake
-
-
 @pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> _Page:
-    return _stand_in(monkeypatch, _Page(PEAKS))
+def page(stand_in_page: StandIn) -> Any:
+    """The stand-in page; each generation reports the stage peaks ``PEAKS``."""
+    return stand_in_page({"peakBytes": PEAKS})
 
 
-def test_render_passes_offload_and_keeps_the_stage_peaks(page: _Page, tmp_path: Path) -> None:
+def test_render_passes_offload_and_keeps_the_stage_peaks(page: Any, tmp_path: Path) -> None:
     rendering = render(tmp_path, prompt="x", offload=True)
     assert page.generated[0]["offload"] is True
     assert rendering.peak_bytes == {
@@ -96,18 +64,18 @@ def test_render_passes_offload_and_keeps_the_stage_peaks(page: _Page, tmp_path: 
     assert page.generated[1]["offload"] is False
 
 
-def test_render_many_passes_each_runs_offload(page: _Page, tmp_path: Path) -> None:
+def test_render_many_passes_each_runs_offload(page: Any, tmp_path: Path) -> None:
     render_many(tmp_path, [{"prompt": "a", "offload": True}, {"prompt": "b"}])
     assert [g["offload"] for g in page.generated] == [True, False]
 
 
-def test_a_page_without_peaks_gives_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _stand_in(monkeypatch, _Page(None))
+def test_a_page_without_peaks_gives_none(stand_in_page: StandIn, tmp_path: Path) -> None:
+    stand_in_page({})
     assert render(tmp_path, prompt="x").peak_bytes is None
 
 
 def test_cli_render_passes_offload_and_writes_the_peaks(
-    page: _Page, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    page: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "a.png"
     assert main(["render", str(tmp_path), "--prompt", "x", "--offload", "--out", str(out)]) == 0
@@ -135,20 +103,14 @@ def _report(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def node_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
-    """Each run of the Node bench runner: its options; it reports ``_report()``."""
-    (tmp_path / "manifest.json").write_text("{}")
-    runs: list[dict[str, Any]] = []
+def node_runs(stand_in_runner: RunnerStandIn) -> list[dict[str, Any]]:
+    """Each run of the Node bench runner: its options; it reports ``_report()`` with its
+    offload and robustness."""
 
-    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        options = json.loads(argv[-1])
-        runs.append(options)
-        report = _report(offload=options["offload"], robustness=options["robustness"])
-        return subprocess.CompletedProcess(argv, 0, json.dumps(report) + "\n", "")
+    def report(options: dict[str, Any]) -> dict[str, Any]:
+        return _report(offload=options["offload"], robustness=options["robustness"])
 
-    monkeypatch.setattr("wsd_web.bench.runner.shutil.which", lambda name: "/usr/bin/node")
-    monkeypatch.setattr("wsd_web.bench.runner.subprocess.run", run)
-    return runs
+    return stand_in_runner(report)
 
 
 def test_bench_passes_offload_to_each_run(node_runs: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -199,10 +161,8 @@ def test_the_record_carries_offload_and_the_stage_peaks(
     assert "| Peak GPU memory in a generation: text encoder (GiB) |" in markdown
 
 
-def test_results_without_the_fields_render_as_before(
-    webgpu_result: ResultFactory, pytorch_result: ResultFactory
-) -> None:
-    doc = combine([webgpu_result(True)], [pytorch_result("fp32")], command="c", machine="m")
+def test_results_without_the_fields_render_as_before(one_build_doc: dict[str, Any]) -> None:
+    doc = one_build_doc
     (run,) = webgpu_runs(doc)
     assert (run["offload"], run["stage_peak_bytes"]) == (None, None)
     assert "in a generation" not in table(doc)
@@ -229,10 +189,7 @@ def test_results_of_both_offload_settings_in_one_build_are_refused(
     ],
 )
 def test_bad_offload_fields_are_refused(
-    webgpu_result: ResultFactory,
-    pytorch_result: ResultFactory,
-    changes: dict[str, Any],
-    message: str,
+    webgpu_result: ResultFactory, changes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(BenchReportError, match=message):
         combine([webgpu_result(True, **changes)], [], command="c", machine="m")

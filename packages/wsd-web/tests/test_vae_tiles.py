@@ -4,20 +4,21 @@ and the runner are stand-ins)."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wsd_web import render as render_module
 from wsd_web.bench import runner
 from wsd_web.cli import build_parser, main
 from wsd_web.render import VAE_TILES, RenderError, Rendering, render, write_rendering
+
+#: ``stand_in_page`` (conftest.py): the page's ``window.wsd``, generations returning these fields.
+StandIn = Callable[[dict[str, Any]], Any]
+#: ``stand_in_runner`` (conftest.py): the Node bench runner, reporting ``report(options)``.
+RunnerStandIn = Callable[[Callable[[dict[str, Any]], dict[str, Any]]], list[dict[str, Any]]]
 
 
 @pytest.mark.parametrize(
@@ -46,62 +47,35 @@ def test_render_refuses_another_mode_before_opening_a_page(tmp_path: Path) -> No
         render(tmp_path, prompt="x", vae_tiling="sideways")
 
 
-class _Page:
-    """The page's ``window.wsd`` as render reads it: ready, generate (recording the options)."""
-
-    def __init__(self, vae_tiles: int) -> None:
-        self.generated: list[dict[str, Any]] = []
-        self.vae_tiles = vae_tiles
-
-    def set_default_timeout(self, ms: float) -> None:
-        pass
-
-    def evaluate(self, script: str, options: dict[str, Any] | None = None) -> Any:
-        if "ready" in script:
-            return {"adapter": "fake", "kernelPath": "fp32"}
-        if "gpuBytes" in script:
-            return 0
-        assert options is not None
-        self.generated.append(options)
-        rgba = base64.b64encode(bytes(4)).decode()
-        return {"rgba": rgba, "width": 1, "height": 1, "scheduler": "euler", "timings": {},
-                "latents": None, "vaeTiles": self.vae_tiles}  # fmt: skip
-
-
 @pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> _Page:
-    fake = _Page(vae_tiles=9)
-
-    @contextlib.contextmanager
-    def headless_page(model_dir: Any, path: str) -> Iterator[tuple[_Page, list[str]]]:
-        assert path == "index.html"
-        yield fake, []
-
-    monkeypatch.setattr(render_module, "headless_page", headless_page)
-    monkeypatch.setattr(render_module, "load_manifest", lambda model_dir: {})
-    return fake
+def page(stand_in_page: StandIn) -> Any:
+    """The stand-in page; each generation decoded in 9 tiles."""
+    return stand_in_page({"vaeTiles": 9})
 
 
 @pytest.mark.parametrize("mode", VAE_TILES)
 def test_render_passes_the_mode_to_generate_and_keeps_the_tiles(
-    page: _Page, tmp_path: Path, mode: str
+    page: Any, tmp_path: Path, mode: str
 ) -> None:
     rendering = render(tmp_path, prompt="x", vae_tiling=mode)
+    assert page.paths == ["index.html"]
     assert page.generated[0]["vaeTiling"] == mode
     assert rendering.vae_tiles == 9
 
 
-def test_render_defaults_to_auto(page: _Page, tmp_path: Path) -> None:
+def test_render_defaults_to_auto(page: Any, tmp_path: Path) -> None:
     render(tmp_path, prompt="x")
+    assert page.paths == ["index.html"]
     assert page.generated[0]["vaeTiling"] == "auto"
 
 
 def test_cli_render_passes_vae_tiles_and_writes_the_count(
-    page: _Page, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    page: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "a.png"
     argv = ["render", str(tmp_path), "--prompt", "x", "--vae-tiles", "on", "--out", str(out)]
     assert main(argv) == 0
+    assert page.paths == ["index.html"]
     assert page.generated[0]["vaeTiling"] == "on"
     printed = json.loads(capsys.readouterr().out)
     assert printed["vae_tiles"] == 9
@@ -125,21 +99,15 @@ def _report(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def node_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
-    """Each run of the Node bench runner: its options; it reports ``_report()``."""
-    (tmp_path / "manifest.json").write_text("{}")
-    runs: list[dict[str, Any]] = []
+def node_runs(stand_in_runner: RunnerStandIn) -> list[dict[str, Any]]:
+    """Each run of the Node bench runner: its options; it reports ``_report()`` with its VAE
+    tiling (4 tiles when on)."""
 
-    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        options = json.loads(argv[-1])
-        runs.append(options)
+    def report(options: dict[str, Any]) -> dict[str, Any]:
         tiles = 4 if options["vaeTiling"] == "on" else 0
-        report = _report(vaeTiling=options["vaeTiling"], vaeTiles=tiles)
-        return subprocess.CompletedProcess(argv, 0, json.dumps(report) + "\n", "")
+        return _report(vaeTiling=options["vaeTiling"], vaeTiles=tiles)
 
-    monkeypatch.setattr("wsd_web.bench.runner.shutil.which", lambda name: "/usr/bin/node")
-    monkeypatch.setattr("wsd_web.bench.runner.subprocess.run", run)
-    return runs
+    return stand_in_runner(report)
 
 
 @pytest.mark.parametrize("mode", VAE_TILES)

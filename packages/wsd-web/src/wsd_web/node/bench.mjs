@@ -44,22 +44,10 @@ import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
-import { runnerArgs } from "./runner_args.mjs";
+import { runnerArgsOrExit } from "./runner_args.mjs";
 
-const usage = "usage: node bench.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] (DIR written by `wsd-compile sd15` or `sdxl`)";
-/** @type {ReturnType<typeof runnerArgs>} */
-let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
-try {
-  args = runnerArgs(process.argv.slice(2));
-} catch (error) {
-  process.stderr.write(`${usage}\n${error instanceof Error ? error.message : error}\n`);
-  process.exit(2);
-}
+const args = runnerArgsOrExit("bench.mjs");
 const dir = args.dir;
-if (!dir) {
-  process.stderr.write(`${usage}\n`);
-  process.exit(2);
-}
 const {
   steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
   prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null, vaeTiling,

@@ -31,22 +31,10 @@ import { createPipeline } from "../static/js/sd_pipeline.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
 import { buildFiles } from "./files.mjs";
-import { runnerArgs } from "./runner_args.mjs";
+import { runnerArgsOrExit } from "./runner_args.mjs";
 
-const usage = "usage: node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] (DIR written by `wsd-compile sd15` or `sdxl`)";
-/** @type {ReturnType<typeof runnerArgs>} */
-let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
-try {
-  args = runnerArgs(process.argv.slice(2));
-} catch (error) {
-  process.stderr.write(`${usage}\n${error instanceof Error ? error.message : error}\n`);
-  process.exit(2);
-}
+const args = runnerArgsOrExit("render.mjs");
 const dir = args.dir;
-if (!dir) {
-  process.stderr.write(`${usage}\n`);
-  process.exit(2);
-}
 const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, ...options } = args.options;
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);

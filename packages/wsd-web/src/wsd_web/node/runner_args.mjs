@@ -75,3 +75,28 @@ export function runnerArgs(argv) {
   if (memoryBudget === undefined) delete out.memoryBudget;
   return { dir, options: out };
 }
+
+/**
+ * The build directory and the options of a runner's command line (process.argv); where the
+ * line is wrong or names no DIR, the usage (and what is wrong) goes to stderr and the
+ * process exits with status 2.
+ * @param {string} script  The runner's file (render.mjs, bench.mjs), for the usage line.
+ * @returns {{dir: string, options: RunnerOptions}}
+ */
+export function runnerArgsOrExit(script) {
+  const usage = `usage: node ${script} DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] (DIR written by \`wsd-compile sd15\` or \`sdxl\`)`;
+  /** @type {ReturnType<typeof runnerArgs>} */
+  let args = { dir: undefined, options: { vaeTiling: "auto", offload: false } };
+  try {
+    args = runnerArgs(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${usage}\n${error instanceof Error ? error.message : error}\n`);
+    process.exit(2);
+  }
+  const dir = args.dir;
+  if (!dir) {
+    process.stderr.write(`${usage}\n`);
+    process.exit(2);
+  }
+  return { dir, options: args.options };
+}
