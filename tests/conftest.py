@@ -46,7 +46,11 @@ def _source_key() -> str:
 
 
 def _cached_build(
-    preset: str, *, fuse_all_attention: bool = False, precision: str = "fp32"
+    preset: str,
+    *,
+    fuse_all_attention: bool = False,
+    precision: str = "fp32",
+    quantize: str = "none",
 ) -> Path:
     """``preset`` compiled for WebGPU (at fp32 unless told), cached outside the repo
     by source hash.
@@ -56,6 +60,7 @@ def _cached_build(
     ``fuse_all_attention`` every attention runs as the fused kernel (builds
     fuse only attention with a large score matrix, which no tiny preset has).
     An fp16 build holds both kernel paths (``shader-f16`` and the ``fp32`` fallback).
+    ``quantize``: the weights' quantization (``int8``, ``int4``; none by default).
     """
     import shutil
 
@@ -66,17 +71,19 @@ def _cached_build(
     from wsd_compile.kernels import DEFAULT_KERNELS
 
     variant = "-fused" if fuse_all_attention else ""
+    variant += "" if quantize == "none" else f"-{quantize}"
     out = cache_root() / "builds" / f"{preset}-{precision}{variant}-{_source_key()}"
     if out.exists() and not verify(out).ok:
         shutil.rmtree(out)
     if not out.exists():
-        kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if variant else None
+        kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if fuse_all_attention else None
         compile_pipeline(
             PRESET_KINDS[preset],
             preset=preset,
             out_dir=out,
             precision=precision,
             kernels=kernels or DEFAULT_KERNELS,
+            quantize=quantize,
         )
     return out
 
@@ -94,6 +101,16 @@ def tiny_sd15_fused_build() -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd15_fp16_build() -> Path:
     return _cached_build("tiny-sd15", precision="fp16")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_int8_build() -> Path:
+    return _cached_build("tiny-sd15", quantize="int8")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_int4_build() -> Path:
+    return _cached_build("tiny-sd15", quantize="int4")
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +156,12 @@ def psnr() -> PSNR:
     return compute
 
 
-def _reference(preset: str, directory: Path) -> Reference:
+def _reference(preset: str, directory: Path, quantize: str = "none") -> Reference:
     """diffusers itself on a preset, loaded as a user would (default attention).
+
+    ``quantize``: the UNet's and text encoders' weights replaced by their
+    quantized-then-dequantized values (``wsd_compile.quantize``), as a build
+    with that quantization holds them.
 
     SDXL runs take ``original_size``, ``crops_coords_top_left`` and
     ``target_size`` too; an empty negative prompt is ``negative_prompt=None``.
@@ -158,6 +179,13 @@ def _reference(preset: str, directory: Path) -> Reference:
     else:
         pipe = StableDiffusionPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
+    if quantize != "none":
+        from wsd_compile.quantize import SCHEMES, quantize_torch_model
+
+        for name in ("unet", "text_encoder", "text_encoder_2"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                quantize_torch_model(model, SCHEMES[quantize])
     own = pipe.scheduler.config
 
     def run(options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +215,16 @@ def _reference(preset: str, directory: Path) -> Reference:
 @pytest.fixture(scope="session")
 def diffusers_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     return _reference("tiny-sd15", tmp_path_factory.mktemp("preset"))
+
+
+@pytest.fixture(scope="session")
+def diffusers_reference_int8(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return _reference("tiny-sd15", tmp_path_factory.mktemp("preset-int8"), quantize="int8")
+
+
+@pytest.fixture(scope="session")
+def diffusers_reference_int4(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return _reference("tiny-sd15", tmp_path_factory.mktemp("preset-int4"), quantize="int4")
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
 """``wsd-compile``: compile Stable Diffusion pipelines for WebGPU (and build the tvmjs runtime).
 
   wsd-compile sd15 (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--no-fp32-fallback] [--subgroup-matrix]
+                   [--no-fp32-fallback] [--subgroup-matrix] [--quantize int8|int4]
                    [--height H --width W] [--vae DIR] [-v]
   wsd-compile sdxl (--model DIR | --preset NAME) --out DIR [--precision fp32|fp16]
-                   [--no-fp32-fallback] [--subgroup-matrix]
+                   [--no-fp32-fallback] [--subgroup-matrix] [--quantize int8|int4]
                    [--height H --width W] [--vae DIR] [-v]
   wsd-compile runtime [--rebuild]
   wsd-compile check --out DIR
@@ -26,6 +26,7 @@ from wsd_capture import KINDS, CaptureError, ModelKind, quiet_libraries
 
 from .errors import WsdCompileError
 from .kinds import PRECISIONS
+from .quantize import QUANTIZE_CHOICES
 
 PROG = "wsd-compile"
 
@@ -92,6 +93,13 @@ def _add_kind_command(sub: Any, kind: ModelKind) -> None:
         "(model-subgroup-matrix.wasm: matmuls on tensor cores, for devices with "
         "chromium-experimental-subgroup-matrix)",
     )
+    cmd.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        default="none",
+        help="store the UNet's and text encoders' weights as int8 (a scale per output "
+        "channel) or int4 (a scale per 32 weights), dequantized in the kernels",
+    )
     cmd.add_argument("--height", type=int, help="image height (default: the model's native)")
     cmd.add_argument("--width", type=int, help="image width (default: the model's native)")
     cmd.add_argument(
@@ -126,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log=_progress if args.verbose else None,
                 fp32_fallback=args.fp32_fallback,
                 subgroup_matrix=args.subgroup_matrix,
+                quantize=args.quantize,
             )
             print(
                 json.dumps(

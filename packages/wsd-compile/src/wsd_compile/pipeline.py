@@ -20,8 +20,10 @@ from .errors import WsdCompileError
 from .glue import MAX_TERMS
 from .kernels import DEFAULT_KERNELS, KernelOptions
 from .kernels.attention import fuse_attention_pass
+from .kernels.passes import fuse_dequantize
 from .kinds import PRECISIONS, kind_build, task_functions
 from .output import fresh_output_dir
+from .quantize import SCHEMES, WEIGHT_FORMAT, scheme
 from .paths import LIBRARY_FILE, KernelPath, planned_paths
 from .pipeline_module import TILE_FUNCTION, PipelineModule, build_pipeline_module
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
@@ -82,9 +84,21 @@ def _manifest_body(
             "param_bytes": int(sum(weights[n].nbytes for n in names)),
             "precision": module.component_precision.get(component, module.precision),
         }
+        quantized = module.quantized.get(component)
+        if quantized is not None and quantized.tensors:
+            components[component]["quantization"] = {
+                **SCHEMES[module.quantize].to_json(),
+                "format": WEIGHT_FORMAT,
+                "tensors": quantized.tensors,
+                "unquantized_bytes": quantized.bytes_before,
+            }
     body: dict[str, Any] = {
         "kind": meta.kind,
-        "model": {"source": meta.source, "precision": module.precision},
+        "model": {
+            "source": meta.source,
+            "precision": module.precision,
+            "quantize": module.quantize,
+        },
         "image": {"height": meta.height, "width": meta.width},
         "latent": {
             "shape": list(meta.latent_shape),
@@ -234,6 +248,7 @@ def compile_pipeline(
     kernels: KernelOptions = DEFAULT_KERNELS,
     fp32_fallback: bool = True,
     subgroup_matrix: bool = False,
+    quantize: str = "none",
 ) -> CompiledPipeline:
     """Compile a pipeline of ``kind`` (``sd15``, ``sdxl``: ``wsd_compile.BUILDS``)
     into ``out_dir``: what :func:`~wsd_compile.compile_sd15` and
@@ -246,10 +261,12 @@ def compile_pipeline(
     false: a second library, for devices without ``shader-f16``, reading the
     same weights; with ``subgroup_matrix`` also a library whose matmuls run on
     tensor cores (the ``subgroup-matrix`` path), for devices that have them.
-    The directory is written beside ``out_dir`` and renamed into place at the
+    ``quantize`` (``none``, ``int8``, ``int4``) quantizes the UNet's and text
+    encoders' weights (:mod:`wsd_compile.quantize`). The directory is written beside ``out_dir`` and renamed into place at the
     end, so a failure leaves nothing behind.
     """
     kind_build(kind)
+    scheme(quantize)  # an unknown quantization fails before anything is loaded
     if precision not in PRECISIONS:
         raise WsdCompileError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
@@ -264,7 +281,9 @@ def compile_pipeline(
             )
         with _phase(seconds, "relax", say):
             # A capture passed in by the caller stays intact; our own is consumed.
-            module = build_pipeline_module(captured, precision=precision, consume=owned)
+            module = build_pipeline_module(
+                captured, precision=precision, consume=owned, quantize=quantize
+            )
         with _phase(seconds, "runtime", say):
             objects = runtime or tvmjs_runtime()
         paths, buffers, builds = _build_libraries(
@@ -324,6 +343,8 @@ def _build_libraries(
         graph = mod
         if kernels.fused_attention:
             graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
+        # Nor are quantized weights dequantized: the kernels unpack them.
+        graph = fuse_dequantize(kernels)(graph)
         # With a tile decoder the untiled one is optional: a device that cannot
         # bind its tensors decodes in tiles.
         tiled = TILE_FUNCTION in module.functions

@@ -35,6 +35,8 @@ from tvm.relax.frontend.torch import from_exported_program
 from .errors import WsdCompileError
 from .glue import GlueShapes, XLTextShapes, glue_module
 from .kinds import PRECISIONS, kind_build
+from .quantize import scheme
+from .quantized_graph import QuantizedComponent, quantize_functions
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline, ComponentSpec
@@ -82,6 +84,10 @@ class PipelineModule:
     functions: dict[str, FunctionInfo]
     precision: str
     component_precision: dict[str, str] = field(default_factory=dict)
+    quantize: str = "none"
+    """The weights' quantization (``none``, ``int8``, ``int4``: :mod:`wsd_compile.quantize`)."""
+    quantized: dict[str, QuantizedComponent] = field(default_factory=dict)
+    """What quantization did to each component it applies to."""
 
 
 def _single_output(func: relax.Function) -> relax.Function:
@@ -160,7 +166,11 @@ def _component_precision(captured: CapturedPipeline, name: str, precision: str) 
 
 
 def build_pipeline_module(
-    captured: CapturedPipeline, *, precision: str = "fp32", consume: bool = False
+    captured: CapturedPipeline,
+    *,
+    precision: str = "fp32",
+    consume: bool = False,
+    quantize: str = "none",
 ) -> PipelineModule:
     """Assemble the pipeline's IRModule and its (transformed) weights.
 
@@ -170,8 +180,11 @@ def build_pipeline_module(
     ``consume=True`` removes each component from ``captured.components`` once it
     is imported, so its fp32 weights are freed as the build goes (what the
     ``compile_*`` functions do with captures they made themselves: SDXL's fp32
-    weights alone are 14 GB).
+    weights alone are 14 GB). ``quantize`` (``none``, ``int8``, ``int4``) stores
+    the UNet's and text encoders' matmul and convolution weights as packed
+    integers and scales (:mod:`wsd_compile.quantized_graph`).
     """
+    quant = scheme(quantize)
     if precision not in PRECISIONS:
         raise WsdCompileError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
@@ -205,12 +218,17 @@ def build_pipeline_module(
     # Phase 4: the glue functions, shaped by the captured components (by tensor name).
     glue = glue_module(build.glue, _glue_shapes(specs, build.glue))
     mod = tvm.IRModule({**{gv.name_hint: glue[gv] for gv in glue.get_global_vars()}, **funcs})
+    quantized: dict[str, QuantizedComponent] = {}
+    if quant is not None:
+        mod, quantized = quantize_functions(mod, params, quant)
 
     # Phase 5: one weight tuple per model function.
     functions: dict[str, FunctionInfo] = {}
     for gv in mod.get_global_vars():
         func = mod[gv]
         name = gv.name_hint
+        if not isinstance(func, relax.Function):
+            continue  # a TIR function the model functions call (dequantize)
         if name in names:
             n_in = int(func.attrs["num_input"])
             ins = _tensor_infos(
@@ -223,7 +241,9 @@ def build_pipeline_module(
             outs = _tensor_infos(["output"], _output_types(func))
             functions[name] = FunctionInfo(ins, outs, None)
     mod = relax.transform.BundleModelParams()(mod)
-    return PipelineModule(mod, params, functions, precision, component_precision)
+    return PipelineModule(
+        mod, params, functions, precision, component_precision, quantize, quantized
+    )
 
 
 def _check_same_weights(

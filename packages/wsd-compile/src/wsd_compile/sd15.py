@@ -28,6 +28,7 @@ def compile_sd15(
     kernels: KernelOptions = DEFAULT_KERNELS,
     fp32_fallback: bool = True,
     subgroup_matrix: bool = False,
+    quantize: str = "none",
 ) -> CompiledPipeline:
     """Compile an SD 1.5-class pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -60,6 +61,9 @@ def compile_sd15(
     An fp16 build also holds the fp32 kernel path (``model-fp32.wasm``, for
     devices without ``shader-f16``) unless ``fp32_fallback`` is false, and
     with ``subgroup_matrix`` a library with its matmuls on tensor cores.
+    ``quantize`` (``"int8"``, ``"int4"``; ``"none"`` by default) stores the
+    UNet's and text encoders' linear and convolution weights as packed
+    integers and scales, dequantized in the kernels (:mod:`wsd_compile.quantize`).
     """
     return compile_pipeline(
         "sd15",
@@ -75,4 +79,5 @@ def compile_sd15(
         kernels=kernels,
         fp32_fallback=fp32_fallback,
         subgroup_matrix=subgroup_matrix,
+        quantize=quantize,
     )

@@ -28,6 +28,7 @@ def compile_sdxl(
     kernels: KernelOptions = DEFAULT_KERNELS,
     fp32_fallback: bool = True,
     subgroup_matrix: bool = False,
+    quantize: str = "none",
 ) -> CompiledPipeline:
     """Compile an SDXL pipeline into ``out_dir``, ready for ``wsd-web serve``.
 
@@ -47,6 +48,9 @@ def compile_sdxl(
     runs in fp32 when its config says ``force_upcast`` (SDXL's VAE overflows in
     fp16, and diffusers upcasts it too); pass ``vae=`` a directory of an
     fp16-safe VAE (config ``force_upcast: false``) to decode in fp16.
+    ``quantize`` (``"int8"``, ``"int4"``; ``"none"`` by default) stores the
+    UNet's and both text encoders' linear and convolution weights as packed
+    integers and scales, dequantized in the kernels (:mod:`wsd_compile.quantize`).
 
     ``height`` and ``width`` default to the model's native size (1024 x 1024
     for SDXL base), as diffusers does; they must be positive multiples of
@@ -88,4 +92,5 @@ def compile_sdxl(
         kernels=kernels,
         fp32_fallback=fp32_fallback,
         subgroup_matrix=subgroup_matrix,
+        quantize=quantize,
     )

@@ -21,6 +21,7 @@ import tvm
 from tvm import relax
 
 from .errors import WsdCompileError
+from .quantized_graph import dequantize_recipe, widen_dequantize
 
 HALF = "float16"
 FULL = "float32"
@@ -28,6 +29,7 @@ FULL = "float32"
 #: Attribute fields that name a result dtype, by the ops that have them.
 _DTYPE_FIELDS = ("dtype", "out_dtype")
 _ASTYPE = tvm.ir.Op.get("relax.astype")
+_CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
 def _widen_type(ty: Any) -> Any:
@@ -81,6 +83,10 @@ class _Widen(relax.PyExprMutator):  # type: ignore[misc]
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         visited = super().visit_call_(call)
+        if visited.op == _CALL_TIR:
+            # A dequantize call: its TIR function is widened with the module.
+            out = [_widen_type(t) for t in visited.ty_args]
+            return relax.Call(visited.op, visited.args, visited.attrs, out)
         attrs = _widened_attrs(visited)
         if attrs is not None:
             visited = relax.Call(visited.op, visited.args, attrs, visited.ty_args)
@@ -100,12 +106,15 @@ def widen_to_fp32(mod: tvm.IRModule) -> tvm.IRModule:
     only float16 becomes float32. Raises :class:`~wsd_compile.WsdCompileError` when an op
     with a float16 result dtype cannot be rebuilt, or when float16 remains.
     """
-    functions: dict[str, Any] = {}
+    functions: dict[Any, Any] = {}
     for gv in mod.get_global_vars():
         func = mod[gv]
         if isinstance(func, relax.Function):
             func = _Widen().visit_expr(func)
-        functions[gv.name_hint] = func
+        elif dequantize_recipe(func) is not None:
+            func = widen_dequantize(func)
+        # Keyed by the GlobalVar itself: calls (call_tir) refer to it.
+        functions[gv] = func
     widened = tvm.IRModule(functions, attrs=mod.attrs)
     widened = relax.transform.Normalize()(widened)
     # A dropped cast leaves a binding of one variable to another; without it the

@@ -9,6 +9,9 @@
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
                 [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
                 [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] [--json FILE]
+  wsd-web soak DIR [--generations N] [--steps K] [--seed S] [--schedulers NAME,...]
+               [--tolerance-bytes B] [--random-weights SEED] [--swiftshader] [--kernel-path NAME]
+               [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] [--out FILE]
   wsd-web report (--webgpu F... --pytorch F... --command C --machine M --name N | --render-only)
                  --out-dir DOCS
 
@@ -22,6 +25,7 @@ import argparse
 import contextlib
 import json
 import math
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING
 from .bench.report import render_docs, write_report
 from .bench.results import BenchReportError
 from .bench.runner import BenchError, format_table, run_bench
+from .bench.soak import SoakError, SoakOptionError, format_summary, run_soak, soak_failures
 from .headless import HeadlessError, run_check
 from .render import (
     SCHEDULERS,
@@ -60,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(sub)
     _add_check(sub)
     _add_bench(sub)
+    _add_soak(sub)
     _add_report(sub)
     return parser
 
@@ -166,6 +172,58 @@ def _add_bench(sub: _Subparsers) -> None:
     _offload_option(bench, "; the stage timings keep every weight on the GPU")
     _memory_budget_option(bench)
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
+
+
+def _add_soak(sub: _Subparsers) -> None:
+    soak = sub.add_parser(
+        "soak",
+        help="run many generations in one loaded runtime and check the GPU memory they leave",
+        description="Loads the build once in Node + Dawn with the page's runtime and pipeline, "
+        "then runs N generations in that one process, cycling through varied prompts and every "
+        "scheduler the page offers for the build, a new seed each. Records after each the GPU "
+        "bytes tvmjs holds; fails (exit 1) on an error or when what is held after the last "
+        "generation exceeds what was held after the first by more than --tolerance-bytes. "
+        "Prints a summary; --out writes the report. See docs/memory.md.",
+    )
+    soak.add_argument("dir", help="a directory written by wsd-compile")
+    soak.add_argument("--generations", type=int, default=100, help="generations to run (100)")
+    soak.add_argument("--steps", type=int, default=20, help="steps of each generation (20)")
+    soak.add_argument(
+        "--seed", type=int, default=0, help="the first generation's seed; then +1 each (0)"
+    )
+    soak.add_argument(
+        "--schedulers",
+        type=_names,
+        metavar="NAME,...",
+        help=f"the schedulers to cycle through, in order, of {', '.join(SCHEDULERS)} "
+        "(default: every one the page offers for the build)",
+    )
+    soak.add_argument(
+        "--tolerance-bytes",
+        type=int,
+        default=0,
+        metavar="B",
+        help="the growth of the GPU bytes held, first generation to last, that passes (0)",
+    )
+    soak.add_argument(
+        "--random-weights",
+        type=int,
+        metavar="SEED",
+        help="generate the weights from SEED instead of reading the shards",
+    )
+    soak.add_argument(
+        "--swiftshader", action="store_true", help="run on SwiftShader (the CPU), for smoke tests"
+    )
+    _kernel_path_option(soak)
+    _vae_tiles_option(soak)
+    _offload_option(soak)
+    _memory_budget_option(soak)
+    soak.add_argument("--out", metavar="FILE", help="also write the report (JSON)")
+
+
+def _names(text: str) -> list[str]:
+    """``--schedulers``' value: names separated by commas."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _kernel_path_option(parser: argparse.ArgumentParser) -> None:
@@ -361,13 +419,53 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soak(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``wsd-web soak``: run the soak, print its summary, write the report; 1 if it failed."""
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        print(f"wsd-web: --out {out}: {out.parent} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        report = run_soak(
+            args.dir,
+            generations=args.generations,
+            steps=args.steps,
+            tolerance_bytes=args.tolerance_bytes,
+            seed=args.seed,
+            schedulers=args.schedulers,
+            random_weights=args.random_weights,
+            swiftshader=args.swiftshader,
+            kernel_path=args.kernel_path,
+            vae_tiling=args.vae_tiles,
+            offload=True if args.offload else None,
+            memory_budget=args.memory_budget,
+        )
+        report["command"] = shlex.join(["wsd-web", *argv])
+        if out is not None:
+            out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    except SoakOptionError as e:
+        print(f"wsd-web: {e}", file=sys.stderr)
+        return 2
+    except (SoakError, OSError) as e:
+        print(f"wsd-web: {e}", file=sys.stderr)
+        return 1
+    print(format_summary(report))
+    failures = soak_failures(report)
+    for line in failures:
+        print(f"wsd-web: soak failed: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wsd-web`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _report(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "soak":
+        return _soak(args, argv)
     try:
         if args.command in ("serve", "export"):
             for origin in args.cors_origin + args.connect_src:

@@ -12,11 +12,13 @@ and split-K for convolutions with too few output tiles to fill the GPU.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import tvm
 from tvm import relax, te, tirx
 
+from ..quantize import SCHEMES, QuantScheme, dequantize_te
 from .shapes import static_shape
 
 #: Split-K ranges of k are at least this long.
@@ -196,11 +198,48 @@ def split_k_parts(
     return best
 
 
-def _legalize_conv2d(
-    bb: relax.BlockBuilder, call: relax.Call, channel_block: int = 0, split_k_tiles: int = 0
+@dataclass(frozen=True)
+class PackedWeight:
+    """A convolution's weight as packed integers and scales (:mod:`wsd_compile.quantize`)."""
+
+    packed: relax.Expr
+    scales: relax.Expr
+    scheme: QuantScheme
+    pack_axis: int
+
+
+def _quantized_conv2d(
+    data: te.Tensor,
+    packed: te.Tensor,
+    scales: te.Tensor,
+    *,
+    scheme: str,
+    pack_axis: int,
+    weight_shape: tuple[int, ...],
+    weight_dtype: str,
+    **conv: Any,
+) -> te.Tensor:
+    """:func:`_conv2d_implicit_gemm` of a quantized weight: the weight is a
+    ``dequantize`` stage, which the matmul schedule inlines into its tile loads."""
+    weight = dequantize_te(
+        packed, scales, SCHEMES[scheme], pack_axis=pack_axis, shape=weight_shape, dtype=weight_dtype
+    )
+    return _conv2d_implicit_gemm(data, weight, **conv)
+
+
+def conv2d_gemm(
+    bb: relax.BlockBuilder,
+    call: relax.Call,
+    channel_block: int = 0,
+    split_k_tiles: int = 0,
+    packed: PackedWeight | None = None,
 ) -> relax.Expr | None:
+    """``call`` (a ``conv2d``) as an implicit GEMM, or None where it does not
+    apply (other layouts, groups, dilation, dynamic shapes). With ``packed``
+    the GEMM reads those integers and scales instead of the call's weight."""
     attrs = call.attrs
     data, weight = call.args
+    weight_shape = static_shape(weight)
     if (
         attrs.data_layout != "NCHW"
         or attrs.kernel_layout != "OIHW"
@@ -208,30 +247,41 @@ def _legalize_conv2d(
         or int(attrs.groups) != 1
         or any(int(d) != 1 for d in attrs.dilation)
         or static_shape(data) is None
-        or static_shape(weight) is None
+        or weight_shape is None
     ):
         return None
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
     if out_dtype in ("", "void", "None"):
         out_dtype = str(data.ty.dtype)
     n, cin, height, width = static_shape(data) or []
-    cout, _, kh, kw = static_shape(weight) or []
+    cout, _, kh, kw = weight_shape
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
     top, left, bottom, right = (int(p) for p in attrs.padding)
     padding = (top, left, bottom, right)
     out_h, out_w = _output_size(height, width, (kh, kw), strides, padding)
     parts = split_k_parts(cout, n * out_h * out_w, cin * kh * kw, split_k_tiles)
-    gemm = bb.call_te(
-        _conv2d_implicit_gemm,
-        data,
-        weight,
-        strides=strides,
-        padding=padding,
-        out_dtype=out_dtype,
-        channel_block=channel_block,
-        k_parts=parts,
-        primfunc_name_hint="conv2d",
-    )
+    conv: dict[str, Any] = {
+        "strides": strides,
+        "padding": padding,
+        "out_dtype": out_dtype,
+        "channel_block": channel_block,
+        "k_parts": parts,
+        "primfunc_name_hint": "conv2d",
+    }
+    if packed is None:
+        gemm = bb.call_te(_conv2d_implicit_gemm, data, weight, **conv)
+    else:
+        gemm = bb.call_te(
+            _quantized_conv2d,
+            data,
+            packed.packed,
+            packed.scales,
+            scheme=packed.scheme.name,
+            pack_axis=packed.pack_axis,
+            weight_shape=tuple(weight_shape),
+            weight_dtype=str(weight.ty.dtype),
+            **conv,
+        )
     if parts == 1:
         return gemm
     # A kernel of its own (it cannot fuse into the matmul), which the
@@ -245,7 +295,7 @@ def legalize_map(channel_block: int = 0, split_k_tiles: int = 0) -> dict[str, An
     default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-        gemm = _legalize_conv2d(bb, call, channel_block, split_k_tiles)
+        gemm = conv2d_gemm(bb, call, channel_block, split_k_tiles)
         return gemm if gemm is not None else default(bb, call)
 
     return {"relax.nn.conv2d": conv2d}

@@ -1,8 +1,9 @@
 """The Relax pipeline wsd compiles every model function with, as one list of passes.
 
 It is TVM's generic GPU pipeline (``tvm.relax.backend.gpu_generic``) with
-wsd's kernels put in: the group-norm rewrite and fp32 accumulation of fp16
-matmuls and convolutions before legalization, the implicit-GEMM legalization
+wsd's kernels put in: the group-norm rewrite, fp32 accumulation of fp16
+matmuls and convolutions and the fusion of quantized weights'
+dequantization into them before legalization, the implicit-GEMM legalization
 of convolutions, and wsd's matmul schedules ahead of dlight's rules.
 """
 
@@ -17,6 +18,7 @@ from tvm.s_tir import dlight as dl
 from .accumulate import accumulate_fp32, legalize_matmul
 from .attention import fuse_attention_pass
 from .conv2d import legalize_map
+from .dequantize import fuse_dequantize_pass
 from .group_norm import decompose_group_norm
 from .matmul import TiledMatmul, WebGPUMatmul
 from .options import DEFAULT_KERNELS, KernelOptions
@@ -40,6 +42,8 @@ def webgpu_pipeline(
             else []
         ),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
+        # Quantized weights: unpacked in the kernels that read them (a no-op without).
+        fuse_dequantize(kernels),
         *([subgroup_matrix_pass] if kernels.subgroup_matrix else []),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
@@ -62,6 +66,15 @@ def webgpu_pipeline(
         return result
 
     return pipeline
+
+
+def fuse_dequantize(kernels: KernelOptions) -> Any:
+    """The dequantization fusion pass with ``kernels``' convolution settings."""
+    return fuse_dequantize_pass(
+        implicit_gemm=kernels.implicit_gemm,
+        channel_block=kernels.channel_block,
+        split_k_tiles=kernels.split_k_tiles,
+    )
 
 
 def _legalize_map(kernels: KernelOptions) -> dict[str, Any] | None:

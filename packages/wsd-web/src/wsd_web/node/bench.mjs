@@ -31,19 +31,17 @@
 // bounds checks in shaders; browsers always keep them on).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-import { createRequire } from "node:module";
 import { basename, resolve } from "node:path";
 import { globals } from "webgpu";
 
 import { SDModel, parseManifest, sequentialSource } from "../static/js/sd_model.js";
 import { createPipeline, defaultSchedulerName, gpuTensorOps } from "../static/js/sd_pipeline.js";
 import { createScheduler } from "../static/js/schedulers/index.js";
-import { parseTensorCacheIndex } from "../static/js/tensor_cache.js";
 import { TorchGenerator } from "../static/js/torch_random.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
-import { buildFiles } from "./files.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
+import { buildSource, vendoredModules } from "./load_build.mjs";
 import { runnerArgsOrExit } from "./runner_args.mjs";
 
 const args = runnerArgsOrExit("bench.mjs");
@@ -65,71 +63,8 @@ function stats(samples) {
   return { median, min: sorted[0], max: sorted[sorted.length - 1], samples };
 }
 
-/**
- * Bytes of seeded pseudo-random weights for a shard: floats uniform in
- * [-0.05, 0.05) (float32 or float16 records), zeros for integer records.
- * @param {import("../static/js/tensor_cache.js").ShardRecord} shard
- * @param {number} seed
- */
-function randomShard(shard, seed) {
-  const bytes = new Uint8Array(shard.nbytes);
-  let state = (seed ^ Math.imul(shard.nbytes, 0x9e3779b1) ^ 0x6d2b79f5) >>> 0 || 1;
-  const next = () => {
-    // xorshift32: fast and good enough for weights whose values do not matter.
-    state ^= state << 13; state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5; state >>>= 0;
-    return state / 4294967296 - 0.5;
-  };
-  for (const record of shard.records) {
-    if (record.dtype === "float32") {
-      const values = new Float32Array(bytes.buffer, record.byteOffset, record.nbytes / 4);
-      for (let i = 0; i < values.length; i++) values[i] = next() * 0.1;
-    } else if (record.dtype === "float16") {
-      const values = new Uint16Array(bytes.buffer, record.byteOffset, record.nbytes / 2);
-      // |x| < 0.05 as half: sign, exponent 2^-5 .. 2^-9, random mantissa.
-      for (let i = 0; i < values.length; i++) {
-        const r = next() + 0.5;
-        values[i] = ((r < 0.5 ? 0x8000 : 0) | ((10 + Math.floor(r * 8) % 5) << 10) | ((r * 1e6) & 0x3ff)) & 0xffff;
-      }
-    }
-  }
-  return bytes;
-}
-
-/**
- * The build's files: from disk, or for shards seeded random bytes.
- * @param {string} root
- */
-async function fileSource(root) {
-  /** @param {string} path */
-  const disk = buildFiles(root);
-  if (randomWeights === null) return disk;
-  const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await disk("manifest.json"))));
-  const index = parseTensorCacheIndex(JSON.parse(new TextDecoder().decode(await disk(manifest.weights))));
-  const prefix = manifest.weights.slice(0, manifest.weights.lastIndexOf("/") + 1);
-  const shards = new Map(index.shards.map((s, i) => [prefix + s.dataPath, { shard: s, i }]));
-  // With offload (or a budget that may choose it) weights are fetched again every
-  // generation: each shard is made once and kept, so a generation's time counts
-  // their upload, as a page's would, not making them.
-  const keep = offload || memoryBudget != null;
-  /** @type {Map<string, Uint8Array>} */
-  const made = new Map();
-  return async (/** @type {string} */ path) => {
-    const entry = shards.get(path);
-    if (!entry) return disk(path);
-    const bytes = made.get(path) ?? randomShard(entry.shard, Number(randomWeights) + entry.i);
-    if (keep) made.set(path, bytes);
-    return bytes;
-  };
-}
-
 Object.assign(globalThis, globals);
-const require = createRequire(import.meta.url);
-// eslint-disable-next-line security/detect-non-literal-require -- one of our two vendored bundles, by name
-const vendored = (/** @type {string} */ name) => require(`../static/vendor/${name}/index.js`);
-const tvmjs = vendored("tvmjs");
-const tokenizers = vendored("tokenizers");
+const { tvmjs, tokenizers } = vendoredModules();
 // Dawn quantizes timestamps (to blur timing attacks) unless told not to; it
 // changes no kernel. disable_robustness drops the shaders' bounds checks.
 const dawn = createDawn({
@@ -137,7 +72,10 @@ const dawn = createDawn({
   disable: profile ? ["timestamp_quantization"] : [],
 });
 const gpu = await requestGPU(dawn.gpu, { optionalFeatures: ["timestamp-query"] });
-const get = await fileSource(resolve(dir));
+// With offload (or a budget that may choose it) weights are fetched again every
+// generation: random shards are made once and kept, so a generation's time counts
+// their upload, as a page's would, not making them.
+const get = await buildSource(resolve(dir), { randomWeights, keep: Boolean(offload || memoryBudget != null) });
 let status = 0;
 /** @type {SDModel | null} */
 let model = null;
