@@ -9,6 +9,11 @@ Three steps, two machines (the GPU machine reaches no registry and has no diffus
   bash scripts/gpu_parity.sh OUT               # on the GPU machine: one Node + Dawn render per case
   python scripts/gpu_parity.py compare OUT --json docs/benchmarks/gpu-parity-fp16.json
 
+``prepare --quantized`` makes the quantized cases instead: fp16 builds with
+``--quantize int8`` and ``int4``, each kernel path, against diffusers whose
+UNet and text encoder weights were quantized the same way
+(``wsd_capture.quantized``); use another OUT for them.
+
 ``compare`` writes one record per case (PSNR of the 8-bit image, the largest
 latent error relative to the reference latents' largest magnitude, the adapter
 and the features the device had) and exits non-zero when a case misses the bar:
@@ -56,40 +61,64 @@ def _cases() -> list[dict[str, Any]]:
     ]
 
 
+def _quantized_cases() -> list[dict[str, Any]]:
+    """fp16 builds with quantized weights, every kernel path, one scheduler."""
+    return [
+        {
+            "name": f"{preset}-fp16-{scheme}{_path_suffix('fp16', path)}-euler",
+            "preset": preset,
+            "precision": "fp16",
+            "quantize": scheme,
+            "build": f"{preset}-fp16-{scheme}",
+            "kernel_path": path,
+            "scheduler": "euler",
+            **OPTIONS,
+        }
+        for preset in PRESETS
+        for scheme in ("int8", "int4")
+        for path in KERNEL_PATHS["fp16"]
+    ]
+
+
+def _build_name(case: dict[str, Any]) -> str:
+    return str(case.get("build") or f"{case['preset']}-{case['precision']}")
+
+
 def _path_suffix(precision: str, path: str) -> str:
     """``-fp32path`` for a build's fallback path; nothing for its own."""
     return "" if path == KERNEL_PATHS[precision][0] else f"-{path}path"
 
 
-def prepare(out: Path) -> None:
-    """The presets' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
+def prepare(out: Path, quantized: bool = False) -> None:
+    """The cases' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
     from wsd_capture import PRESET_KINDS
     from wsd_compile import compile_pipeline
 
-    for preset in PRESETS:
-        for precision in PRECISIONS:
-            build = out / "builds" / f"{preset}-{precision}"
-            if not build.exists():
-                kind = PRESET_KINDS[preset]
-                compile_pipeline(
-                    kind,
-                    preset=preset,
-                    out_dir=build,
-                    precision=precision,
-                    subgroup_matrix=precision == "fp16",
-                )
+    cases = _quantized_cases() if quantized else _cases()
+    for case in cases:
+        build = out / "builds" / _build_name(case)
+        if not build.exists():
+            compile_pipeline(
+                PRESET_KINDS[case["preset"]],
+                preset=case["preset"],
+                out_dir=build,
+                precision=case["precision"],
+                subgroup_matrix=case["precision"] == "fp16",
+                quantize=case.get("quantize", "none"),
+            )
     (out / "reference").mkdir(parents=True, exist_ok=True)
-    cases = _cases()
-    for preset in PRESETS:
-        presets = out / "presets" / preset
+    groups = sorted({(c["preset"], c.get("quantize", "none")) for c in cases})
+    for preset, quantize in groups:
+        presets = out / "presets" / f"{preset}-{quantize}"
         shutil.rmtree(presets, ignore_errors=True)
-        run = _reference(preset, presets)
-        for case in (c for c in cases if c["preset"] == preset):
-            pixels, latents = run(case)
-            np.savez(out / "reference" / f"{case['name']}.npz", pixels=pixels, latents=latents)
+        run = _reference(preset, presets, quantize=quantize)
+        for case in cases:
+            if (case["preset"], case.get("quantize", "none")) == (preset, quantize):
+                pixels, latents = run(case)
+                np.savez(out / "reference" / f"{case['name']}.npz", pixels=pixels, latents=latents)
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")
 
 
@@ -111,6 +140,7 @@ def _case_record(out: Path, case: dict[str, Any]) -> dict[str, Any]:
         "case": case["name"],
         "preset": case["preset"],
         "precision": case["precision"],
+        "quantize": case.get("quantize", "none"),
         "kernel_path": report.get("kernelPath", case.get("kernel_path")),
         "scheduler": run["scheduler"],
         "steps": case["steps"],
@@ -146,13 +176,17 @@ def compare(out: Path, json_path: Path | None) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("prepare").add_argument("out", type=Path)
+    prep = sub.add_parser("prepare")
+    prep.add_argument("out", type=Path)
+    prep.add_argument(
+        "--quantized", action="store_true", help="the quantized builds' cases (int8, int4)"
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out)
+        prepare(args.out, args.quantized)
         return 0
     return compare(args.out, args.json)
 

@@ -20,7 +20,8 @@ for case in json.load(open(f"{out}/cases.json")):
         "steps": case["steps"], "scheduler": case["scheduler"],
         "returnLatents": True, "returnPixels": True, "kernelPath": case["kernel_path"],
     }
-    print(case["name"], f"{out}/builds/{case['preset']}-{case['precision']}", json.dumps(options), sep="\t")
+    build = case.get("build") or f"{case['preset']}-{case['precision']}"
+    print(case["name"], f"{out}/builds/{build}", json.dumps(options), sep="\t")
 PY
   echo "+ $name"
   node "$root/packages/wsd-web/src/wsd_web/node/render.mjs" "$build" "$options" > "$out/webgpu/$name.json"

@@ -76,7 +76,9 @@ def _cached_build(
     if out.exists() and not verify(out).ok:
         shutil.rmtree(out)
     if not out.exists():
-        kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if fuse_all_attention else None
+        kernels = (
+            DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if fuse_all_attention else None
+        )
         compile_pipeline(
             PRESET_KINDS[preset],
             preset=preset,
@@ -160,7 +162,7 @@ def _reference(preset: str, directory: Path, quantize: str = "none") -> Referenc
     """diffusers itself on a preset, loaded as a user would (default attention).
 
     ``quantize``: the UNet's and text encoders' weights replaced by their
-    quantized-then-dequantized values (``wsd_compile.quantize``), as a build
+    quantized-then-dequantized values (``wsd_capture.quantized``), as a build
     with that quantization holds them.
 
     SDXL runs take ``original_size``, ``crops_coords_top_left`` and
@@ -180,7 +182,8 @@ def _reference(preset: str, directory: Path, quantize: str = "none") -> Referenc
         pipe = StableDiffusionPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
     if quantize != "none":
-        from wsd_compile.quantize import SCHEMES, quantize_torch_model
+        from wsd_artifacts.quantization import SCHEMES
+        from wsd_capture.quantized import quantize_torch_model
 
         for name in ("unet", "text_encoder", "text_encoder_2"):
             model = getattr(pipe, name, None)

@@ -1,7 +1,7 @@
 """Quantized weights end to end: tiny-sd15 built with ``--quantize int8`` and
 ``--quantize int4``, run in headless Chromium (WebGPU on SwiftShader), against
 diffusers' pipeline whose UNet and text encoder weights were quantized and
-dequantized the same way (``wsd_compile.quantize.quantize_torch_model``): the
+dequantized the same way (``wsd_capture.quantized.quantize_torch_model``): the
 kernels that unpack the integers must compute what those weights give."""
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def test_quantization_changes_the_image_less_than_a_new_seed(
     assert not np.array_equal(rgb(int4_renderings[0]), image)
 
 
-@pytest.mark.parametrize(("fixture", "bits"), [("tiny_sd15_int8_build", 8), ("tiny_sd15_int4_build", 4)])
+@pytest.mark.parametrize(
+    ("fixture", "bits"), [("tiny_sd15_int8_build", 8), ("tiny_sd15_int4_build", 4)]
+)
 def test_the_manifest_says_how_the_weights_are_stored(
     fixture: str, bits: int, tiny_sd15_build: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -78,7 +80,9 @@ def test_the_manifest_says_how_the_weights_are_stored(
         entry = manifest["components"][name]
         assert entry["quantization"]["bits"] == bits
         assert entry["quantization"]["format"] == "packed-uint32"
-        assert entry["quantization"]["unquantized_bytes"] == plain["components"][name]["param_bytes"]
+        assert (
+            entry["quantization"]["unquantized_bytes"] == plain["components"][name]["param_bytes"]
+        )
         assert entry["param_bytes"] < plain["components"][name]["param_bytes"]
     # The VAE is not quantized.
     assert "quantization" not in manifest["components"]["vae_decode"]

@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from wsd_web.bench.soak import format_summary, soak_failures
 
 REPORT_FIELDS = {
     "runtime", "tool", "kind", "model", "build_id", "precision", "kernelPath", "height", "width",
@@ -99,6 +103,7 @@ def test_soak_varies_prompts_and_schedulers_and_memory_returns(
         (["--generations", "0"], "wsd-web: generations must be at least 1, not 0"),
         (["--steps", "-2"], "wsd-web: steps must be at least 1, not -2"),
         (["--tolerance-bytes", "-1"], "wsd-web: tolerance bytes must be at least 0, not -1"),
+        (["--seed", "-3"], "wsd-web: seed must be at least 0, not -3"),
         (
             ["--schedulers", "pndm,heun"],
             "wsd-web: schedulers heun: choose from ddim, dpmpp-2m, dpmpp-2m-karras, euler, "
@@ -122,3 +127,42 @@ def test_a_directory_without_a_build_is_one_line_and_exit_1(tmp_path: Path) -> N
     assert result.stderr.strip().splitlines() == [
         f"wsd-web: {tmp_path} has no manifest.json: give a directory written by wsd-compile"
     ]
+
+
+def _report(allocated: list[int], error: str | None = None) -> dict[str, Any]:
+    """A report as the runner writes it, of generations that left these bytes allocated."""
+    grew = [
+        {"index": i, "scheduler": "pndm", "prompt_index": i, "bytes": b - a}
+        for i, (a, b) in enumerate(pairwise(allocated), 1)
+        if b > a
+    ]
+    return {
+        "model": "tiny", "kind": "sd15", "height": 64, "width": 64, "precision": "fp32",
+        "kernelPath": "fp32", "adapter": "a GPU", "generations_requested": 100, "steps": 20,
+        "schedulers": ["dpmpp-2m", "pndm"],
+        "summary": {
+            "generations": len(allocated), "allocated_after_first": allocated[0],
+            "allocated_after_last": allocated[-1], "max_allocated_after": max(allocated),
+            "growth_bytes": allocated[-1] - allocated[0], "tolerance_bytes": 0, "grew": grew,
+            "growth_after_first_cycle_bytes": allocated[-1] - allocated[1],
+            "errors": [] if error is None else [{"index": 3, "scheduler": "lcm", "error": error}],
+            "median_seconds": 2.5,
+        },
+    }  # fmt: skip
+
+
+def test_a_failed_soak_says_why_in_its_summary() -> None:
+    passed = _report([100, 100, 100])
+    assert soak_failures(passed) == []
+    assert format_summary(passed).splitlines()[-1] == "  passed"
+    grew = _report([100, 4196, 4196])
+    assert soak_failures(grew) == [
+        "GPU memory held after a generation grew by 4,096 bytes from the first to the last "
+        "(tolerance 0): after generation 1 (pndm) +4,096; after the first cycle of schedulers +0"
+    ]
+    summary = format_summary(grew)
+    assert "growth                 +4,096 bytes (tolerance 0)" in summary
+    assert summary.splitlines()[-1] == "  FAILED"
+    failed = _report([100, 100, 100], error="device lost")
+    assert soak_failures(failed) == ["generation 3 (lcm) failed: device lost"]
+    assert "errors                 generation 3: device lost" in format_summary(failed)

@@ -196,16 +196,30 @@ def stamp_build(model_dir: str | Path, manifest_body: Mapping[str, Any]) -> str:
     build_id = compute_build_id(
         libraries_code_integrity(root, libraries), sri_sha384_file(root / str(weights_name))
     )
+    quantize = _quantize(manifest_body)
     for name in libraries:
-        stamp_library(root / name, {"build_id": build_id, "runtime": manifest_body.get("runtime")})
+        stamp = {
+            "build_id": build_id,
+            "runtime": manifest_body.get("runtime"),
+            "quantize": quantize,
+        }
+        stamp_library(root / name, stamp)
     return build_id
+
+
+def _quantize(manifest: Mapping[str, Any]) -> str:
+    """The weights' quantization a manifest (body) states: ``none`` when it states none."""
+    model = manifest.get("model")
+    found = model.get("quantize") if isinstance(model, Mapping) else None
+    return str(found) if found is not None else "none"
 
 
 def build_stamp_problems(model_dir: str | Path, manifest: Mapping[str, Any]) -> list[str]:
     """What is wrong between a (valid) manifest and its libraries' stamps; empty when they agree.
 
     Every library (:func:`manifest_libraries`) must carry a ``wsd.build``
-    section with the manifest's ``build_id`` and ``runtime``, and the id must
+    section with the manifest's ``build_id``, ``runtime`` and (where the stamp
+    has one) the weights' quantization (``model.quantize``), and the id must
     be the one the libraries' code and the weights index give
     (:func:`compute_build_id`).
     """
@@ -254,5 +268,9 @@ def _library_stamp_problems(
         problems.append(
             f"{name}: linked with runtime {info.get('runtime')}, "
             f"the manifest says {manifest['runtime']}"
+        )
+    if "quantize" in info and info["quantize"] != _quantize(manifest):
+        problems.append(
+            f"{name}: built for {info['quantize']} weights, the manifest says {_quantize(manifest)}"
         )
     return problems, True

@@ -23,9 +23,9 @@ from .kernels.attention import fuse_attention_pass
 from .kernels.passes import fuse_dequantize
 from .kinds import PRECISIONS, kind_build, task_functions
 from .output import fresh_output_dir
-from .quantize import SCHEMES, WEIGHT_FORMAT, scheme
 from .paths import LIBRARY_FILE, KernelPath, planned_paths
 from .pipeline_module import TILE_FUNCTION, PipelineModule, build_pipeline_module
+from .quantize import SCHEMES, WEIGHT_FORMAT, scheme
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
 from .webgpu import WebGPUBuild, build_webgpu_wasm
 from .widen import widen_to_fp32
@@ -262,8 +262,9 @@ def compile_pipeline(
     same weights; with ``subgroup_matrix`` also a library whose matmuls run on
     tensor cores (the ``subgroup-matrix`` path), for devices that have them.
     ``quantize`` (``none``, ``int8``, ``int4``) quantizes the UNet's and text
-    encoders' weights (:mod:`wsd_compile.quantize`). The directory is written beside ``out_dir`` and renamed into place at the
-    end, so a failure leaves nothing behind.
+    encoders' weights (:mod:`wsd_compile.quantize`). The directory is written
+    beside ``out_dir`` and renamed into place at the end, so a failure leaves
+    nothing behind.
     """
     kind_build(kind)
     scheme(quantize)  # an unknown quantization fails before anything is loaded

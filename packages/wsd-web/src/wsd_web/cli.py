@@ -439,6 +439,7 @@ def _soak(args: argparse.Namespace, argv: Sequence[str]) -> int:
             vae_tiling=args.vae_tiles,
             offload=True if args.offload else None,
             memory_budget=args.memory_budget,
+            progress=sys.stderr,
         )
         report["command"] = shlex.join(["wsd-web", *argv])
         if out is not None:

@@ -71,3 +71,13 @@ test("TVMJS_VERSION is the tvmjs the lockfile installs and vendors", () => {
   const lock = JSON.parse(readFileSync(new URL("../../package-lock.json", import.meta.url), "utf8"));
   assert.equal(TVMJS_VERSION, lock.packages["node_modules/@mlc-ai/web-runtime"].version);
 });
+
+test("a library built for other quantized weights than the manifest states is refused with the fix", () => {
+  const bytes = wasm([["wsd.build", JSON.stringify({ ...stamp, quantize: "int8" })]]);
+  assert.throws(
+    () => checkBuildStamp("model.wasm", bytes, { ...stamp, model: { quantize: "none" } }),
+    /model.wasm was built for int8 weights but the manifest says none: serve the manifest.json .* or rebuild with wsd-compile --quantize int8/,
+  );
+  assert.throws(() => checkBuildStamp("model.wasm", bytes, stamp), /built for int8 weights but the manifest says none/);
+  assert.doesNotThrow(() => checkBuildStamp("model.wasm", bytes, { ...stamp, model: { quantize: "int8" } }));
+});

@@ -227,3 +227,20 @@ test("a model decodes in tiles as the mode says, auto where its path's untiled d
   assert.equal(untiled.decodesInTiles("auto"), false);
   assert.throws(() => untiled.decodesInTiles("on"), /this build cannot decode in tiles/);
 });
+
+test("quantized weights in a format this app cannot read are refused before anything downloads", () => {
+  const quantization = { scheme: "int8", bits: 8, group: null, format: "packed-uint32", tensors: 3, unquantized_bytes: 10 };
+  const quantized = (/** @type {Record<string, unknown>} */ q, /** @type {string} */ stated = "int8") => {
+    const m = manifest();
+    m.model = { ...m.model, quantize: stated };
+    m.components = { ...m.components, unet: { param_names: [], param_count: 0, param_bytes: 0, quantization: { ...quantization, ...q } } };
+    return m;
+  };
+  assert.equal(parseManifest(quantized({})).model.quantize, "int8");
+  assert.throws(() => parseManifest(quantized({ format: "palette-v9" })),
+    /the unet weights are stored as "palette-v9", which this app cannot read \(it reads packed-uint32\): serve the model with the wsd-web/);
+  assert.throws(() => parseManifest(quantized({}, "int3")), /quantized as "int3", which this app cannot read.*--quantize int8, int4 or none/);
+  assert.throws(() => parseManifest(quantized({ scheme: "int4" })), /says the weights are int8 but the unet weights are int4: rebuild/);
+  // An unquantized manifest from before the field existed still parses.
+  assert.equal(parseManifest(manifest()).model.quantize, undefined);
+});

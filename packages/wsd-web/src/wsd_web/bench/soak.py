@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +64,8 @@ def _check_options(
     generations: int,
     steps: int,
     tolerance_bytes: int,
+    seed: int,
+    random_weights: int | None,
     vae_tiling: str,
     schedulers: Sequence[str] | None,
 ) -> None:
@@ -72,6 +73,8 @@ def _check_options(
         ("generations", generations, 1),
         ("steps", steps, 1),
         ("tolerance bytes", tolerance_bytes, 0),
+        ("seed", seed, 0),
+        ("random weights seed", 0 if random_weights is None else random_weights, 0),
     ):
         if value < least:
             raise SoakOptionError(f"{name} must be at least {least}, not {value}")
@@ -88,16 +91,15 @@ def _check_options(
 
 
 def _spawn(argv: list[str], env: dict[str, str], progress: TextIO | None) -> tuple[int, str, str]:
-    """Run the runner; its exit status, stdout, and stderr less the progress lines (which go
-    to ``progress`` as they come)."""
+    """Run the runner; its exit status, stdout and stderr (whose progress lines also go to
+    ``progress`` as they come)."""
     kept: list[str] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
         # An argv list (no shell): node on PATH, our own script, the build and JSON options.
         with subprocess.Popen(  # nosec B603
             argv, stdout=out, stderr=subprocess.PIPE, text=True, env=env
         ) as proc:
-            assert proc.stderr is not None
-            for line in proc.stderr:
+            for line in proc.stderr or ():
                 if line.startswith(_PROGRESS) and progress is not None:
                     progress.write(line)
                     progress.flush()
@@ -137,19 +139,22 @@ def run_soak(
     vae_tiling: str = "auto",
     offload: bool | None = None,
     memory_budget: float | None = None,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | None = None,
 ) -> dict[str, Any]:
     """Soak the build in ``build``: ``generations`` generations of ``steps`` steps in one runner.
 
     ``schedulers``: the schedulers to cycle through, in order (default: every one the page
     offers for the build). ``random_weights``, ``kernel_path``, ``vae_tiling``, ``offload``
     and ``memory_budget`` as :func:`~wsd_web.bench.runner.run_bench` takes them.
-    ``progress``: where the runner's line per generation goes (None: nowhere).
+    ``progress``: where the runner's line per generation goes (``sys.stderr``, say; None:
+    nowhere).
     Returns the report, passed or not (:func:`soak_failures` says); raises
     :class:`SoakError` when the soak could not run (:class:`SoakOptionError`: a wrong value).
     """
     root = Path(build)
-    _check_options(root, generations, steps, tolerance_bytes, vae_tiling, schedulers)
+    _check_options(
+        root, generations, steps, tolerance_bytes, seed, random_weights, vae_tiling, schedulers
+    )
     try:
         memory = _memory_options(offload, memory_budget)
     except BenchError as e:

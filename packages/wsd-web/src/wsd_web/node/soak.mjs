@@ -40,7 +40,6 @@ import { failureLines, soakOptions, soakPlan, soakSchedulers, summarize } from "
 /** @typedef {import("./soak_plan.mjs").SoakOptions} SoakOptions */
 /** @typedef {import("./soak_plan.mjs").SoakRow} SoakRow */
 /** @typedef {import("../static/js/sd_pipeline.js").SD15Pipeline} Pipeline */
-/** @typedef {import("./runner_args.mjs").RunnerOptions} RunnerOptions */
 
 const args = runnerArgsOrExit("soak.mjs");
 /** @type {SoakOptions} */
@@ -124,8 +123,10 @@ async function runSoak({ tvmjs, tokenizers }, gpu, toggles, loaded) {
   const get = await buildSource(root, { randomWeights: soak.randomWeights, keep: Boolean(offload || memoryBudget != null) });
   const loadStart = performance.now();
   const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await get("manifest.json"))));
+  // As the page loads it: with --offload the offloadable weights are not uploaded at load.
   const model = await SDModel.load({
     tvmjs, gpu, manifest, files: sequentialSource(get), kernelPath: soak.kernelPath, memoryBudget,
+    offload: offload ?? false,
   });
   loaded(model);
   const pipeline = await createPipeline(model, tokenizers, get);

@@ -14,6 +14,7 @@ export const BUILD_SECTION = "wsd.build";
  * @typedef {object} BuildStamp
  * @property {string} build_id
  * @property {{tvm: string}} runtime
+ * @property {string} [quantize]  The weights' quantization the library reads (none, int8, int4).
  */
 
 /** A manifest and a library of different builds. */
@@ -116,12 +117,19 @@ export function runtimeMismatch(runtime, tvmjs = TVMJS_VERSION) {
  * a library of another build throws a BuildMismatchError (more telling than a checksum mismatch).
  * @param {string} file
  * @param {Uint8Array} bytes
- * @param {{build_id: string, runtime: {tvm: string}}} manifest
+ * @param {{build_id: string, runtime: {tvm: string}, model?: {quantize?: string}}} manifest
  */
 export function checkBuildStamp(file, bytes, manifest) {
   const stamp = readBuildStamp(bytes);
   if (stamp && stamp.build_id !== manifest.build_id) {
     throw new BuildMismatchError(file, manifest.build_id, stamp.build_id);
+  }
+  const stated = manifest.model?.quantize ?? "none";
+  if (stamp && typeof stamp.quantize === "string" && stamp.quantize !== stated) {
+    throw new Error(
+      `${file} was built for ${stamp.quantize} weights but the manifest says ${stated}: ` +
+      `serve the manifest.json that wsd-compile wrote with it, or rebuild with wsd-compile --quantize ${stamp.quantize}`,
+    );
   }
   const problem = stamp ? runtimeMismatch(stamp.runtime) : null;
   if (problem) throw new Error(`${file}: ${problem}`);

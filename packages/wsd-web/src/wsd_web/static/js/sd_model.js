@@ -46,7 +46,7 @@ export { shardFiles, shardPaths };
  * @property {number} version
  * @property {string} kind
  * @property {string} build_id
- * @property {{source: string, precision: string}} model
+ * @property {{source: string, precision: string, quantize?: string}} model
  * @property {{height: number, width: number}} image
  * @property {{shape: number[], scaling_factor: number, vae_scale_factor: number}} latent
  * @property {string} library  The build's own library (that of its shader-f16 or fp32 path).
@@ -56,7 +56,7 @@ export { shardFiles, shardPaths };
  * @property {Record<string, FunctionInfo>} functions
  * @property {Record<string, string[]>} tasks  The functions each task's pipeline calls, by task
  *   ("text-to-image"; "image-to-image" and "inpainting" later).
- * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string}>} components
+ * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string, quantization?: Quantization}>} components
  * @property {SchedulerInfo} scheduler
  * @property {TokenizerEntry} tokenizer
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
@@ -121,6 +121,45 @@ export { shardFiles, shardPaths };
 
 /** @type {BufferLimits} */
 const NO_LIMITS = Object.freeze({ maxStorageBufferBindingSize: Infinity, maxBufferSize: Infinity });
+
+/**
+ * How a component's quantized weights are stored (wsd_artifacts.quantization).
+ * @typedef {object} Quantization
+ * @property {string} scheme  "int8" or "int4".
+ * @property {number} bits
+ * @property {number | null} group  Weights per scale along the reduction axis (null: per output channel).
+ * @property {string} format  The packing: one of WEIGHT_FORMATS.
+ * @property {number} tensors
+ * @property {number} unquantized_bytes
+ */
+
+/** The weight packings this app uploads (wsd_artifacts.quantization.WEIGHT_FORMAT). */
+export const WEIGHT_FORMATS = ["packed-uint32"];
+/** The quantizations a manifest's model.quantize may state. */
+const QUANTIZE = ["none", "int8", "int4"];
+const NEWER = "serve the model with the wsd-web that matches the wsd-compile that built it";
+
+/**
+ * Refuse weights stored in a way this app cannot read, before anything is downloaded.
+ * @param {Manifest} m
+ */
+function checkQuantization(m) {
+  const stated = m.model?.quantize ?? "none";
+  if (!QUANTIZE.includes(stated)) {
+    throw new Error(`the manifest's weights are quantized as ${JSON.stringify(stated)}, which this app cannot read ` +
+      `(it reads ${listing(QUANTIZE)}): ${NEWER}, or rebuild with wsd-compile --quantize int8, int4 or none`);
+  }
+  for (const [name, { quantization: q }] of Object.entries(m.components ?? {})) {
+    if (!q) continue;
+    if (!WEIGHT_FORMATS.includes(q.format)) {
+      throw new Error(`the ${name} weights are stored as ${JSON.stringify(q.format)}, which this app cannot read ` +
+        `(it reads ${listing(WEIGHT_FORMATS)}): ${NEWER}, or rebuild the model with wsd-compile`);
+    }
+    if (q.scheme !== stated) {
+      throw new Error(`the manifest says the weights are ${stated} but the ${name} weights are ${q.scheme}: rebuild the model with wsd-compile`);
+    }
+  }
+}
 
 /** The manifest version this app reads. */
 export const MANIFEST_VERSION = 3;
@@ -206,6 +245,7 @@ export function parseManifest(json) {
   if (runtime) throw new Error(runtime);
   checkFunctions(m);
   checkKernelPaths(m);
+  checkQuantization(m);
   return m;
 }
 

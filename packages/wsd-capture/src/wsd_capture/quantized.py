@@ -1,0 +1,34 @@
+"""A PyTorch model with the weights a quantized build holds (the reference it must match)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wsd_artifacts.quantization import QuantScheme, quantizable, reference_weight
+
+
+def quantize_torch_model(model: Any, q: QuantScheme) -> int:
+    """Replace, in place, every weight of ``model`` (a ``torch.nn.Module``) that
+    a build quantizes, ``nn.Linear`` and ``nn.Conv2d`` without groups whose
+    input channels pack, with its quantized-then-dequantized value in the
+    weight's dtype: the PyTorch model a quantized build must match. Returns
+    how many weights it replaced."""
+    import torch
+
+    count = 0
+    for module in model.modules():
+        plain_conv = isinstance(module, torch.nn.Conv2d) and module.groups == 1
+        if not (isinstance(module, torch.nn.Linear) or plain_conv):
+            continue
+        weight = module.weight.detach()
+        if not quantizable(weight.shape, q, 1):
+            continue
+        array = weight.cpu().float().numpy()
+        dtype = "float16" if weight.dtype == torch.float16 else "float32"
+        new = reference_weight(array, q, pack_axis=1, out_axis=0, dtype=dtype)
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(new)))
+        count += 1
+    return count
