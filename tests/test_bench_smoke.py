@@ -21,7 +21,7 @@ FIELDS = {
     "batch", "scheduler", "adapter", "features", "robustness", "random_weights", "warmup",
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
     "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles", "offload",
-    "stagePeakBytes", "memoryBudget", "memoryNeedBytes",
+    "stagePeakBytes", "memoryBudget", "memoryNeedBytes", "quantize",
 }  # fmt: skip
 
 
@@ -52,6 +52,7 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         assert (report["kind"], report["batch"], report["steps"]) == ("sd15", 2, 2)
         assert "SwiftShader" in report["adapter"]
         assert report["random_weights"] is True
+        assert report["quantize"] == manifest["model"]["quantize"] == "none"
         assert set(report["stages"]) == set(STAGES)
         for stage in STAGES:
             _check_stats(report["stages"][stage], 2)

@@ -74,6 +74,8 @@ class QuantScheme:
         return {"scheme": self.name, "bits": self.bits, "group": self.group}
 
 
+#: The schemes by name: ``int8`` (a scale per output channel) and ``int4``
+#: (a scale per 32 weights along the reduction axis).
 SCHEMES: dict[str, QuantScheme] = {
     "int8": QuantScheme("int8", 8, None),
     "int4": QuantScheme("int4", 4, 32),

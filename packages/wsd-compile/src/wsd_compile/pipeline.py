@@ -266,12 +266,7 @@ def compile_pipeline(
     beside ``out_dir`` and renamed into place at the end, so a failure leaves
     nothing behind.
     """
-    kind_build(kind)
-    scheme(quantize)  # an unknown quantization fails before anything is loaded
-    if precision not in PRECISIONS:
-        raise WsdCompileError(
-            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
-        )
+    _check_options(kind, precision, quantize)
     say = log or (lambda _: None)
     out = Path(out_dir)
     seconds: dict[str, float] = {}
@@ -317,6 +312,16 @@ def compile_pipeline(
         largest_buffers=buffers[:8],
         kernel_paths=paths,
     )
+
+
+def _check_options(kind: str, precision: str, quantize: str) -> None:
+    """Refuse an unknown kind, precision or quantization before anything is loaded."""
+    kind_build(kind)
+    scheme(quantize)
+    if precision not in PRECISIONS:
+        raise WsdCompileError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
 
 
 def _build_libraries(

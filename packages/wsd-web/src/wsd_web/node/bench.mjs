@@ -206,6 +206,7 @@ try {
     model: basename(resolve(dir)),
     build_id: manifest.build_id,
     precision: manifest.model.precision,
+    quantize: manifest.model.quantize ?? "none",
     kernelPath: loaded.kernelPath.name,
     vaeTiling,
     vaeTiles,
