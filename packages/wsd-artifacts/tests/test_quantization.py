@@ -87,7 +87,8 @@ def test_shapes_that_do_not_pack_are_refused() -> None:
     q = SCHEMES["int4"]
     assert not quantizable((4, 36), q, 1)  # 36 is not a multiple of the group (32)
     assert quantizable((4, 64), q, 1)
-    with pytest.raises(ArtifactError, match=r"shape \[4, 36\] does not pack into int4 along axis 1"):
+    refused = r"shape \[4, 36\] does not pack into int4 along axis 1"
+    with pytest.raises(ArtifactError, match=refused):
         quantize_weight(_weight((4, 36)), q, pack_axis=1, out_axis=0)
     with pytest.raises(ArtifactError, match="too large"):
         quantize_weight(np.full((2, 8), 1e9, np.float32), SCHEMES["int8"], pack_axis=1, out_axis=0)

@@ -54,10 +54,7 @@ def _reference(model_dir: Path, scheme: str, name: str, args: list[torch.Tensor]
     model = getattr(pipe, name)
     assert quantize_torch_model(model, SCHEMES[scheme]) > 0
     with torch.no_grad():
-        if name == "text_encoder":
-            out = model(args[0].long())[0]
-        else:
-            out = model(*args).sample
+        out = model(args[0].long())[0] if name == "text_encoder" else model(*args).sample
     result: np.ndarray = out.numpy()
     return result
 
@@ -106,6 +103,7 @@ def test_an_fp16_quantized_module_widens_and_lowers_without_a_dequantize_kernel(
 
 
 def test_an_unknown_quantization_is_refused_before_anything_loads(tmp_path: Path) -> None:
-    with pytest.raises(WsdCompileError, match=r"unknown quantization 'int3'; choose one of none, int8, int4"):
+    refused = r"unknown quantization 'int3'; choose one of none, int8, int4"
+    with pytest.raises(WsdCompileError, match=refused):
         compile_sd15(tmp_path / "no-such-model", out_dir=tmp_path / "out", quantize="int3")
     assert not (tmp_path / "out").exists()
