@@ -76,6 +76,17 @@ def test_the_written_manifest_and_library_agree(model_dir: Path, body: dict[str,
     )
 
 
+def test_a_library_built_for_other_quantized_weights_is_a_problem(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    manifest = write_manifest(model_dir, body)
+    assert read_build_info((model_dir / "model.wasm").read_bytes())["quantize"] == "none"
+    edited = dict(manifest, model={**manifest["model"], "quantize": "int8"})
+    assert build_stamp_problems(model_dir, edited) == [
+        "model.wasm: built for none weights, the manifest says int8"
+    ]
+
+
 def test_a_library_without_a_stamp_or_not_wasm_is_a_problem(
     model_dir: Path, body: dict[str, Any]
 ) -> None:
@@ -147,6 +158,7 @@ def test_every_kernel_path_library_is_stamped_with_the_one_build(
     assert read_build_info(second.read_bytes()) == {
         "build_id": build_id,
         "runtime": manifest["runtime"],
+        "quantize": "none",
     }
     assert build_stamp_problems(model_dir, manifest) == []
     # The id covers both libraries' code, not the first's alone.

@@ -52,7 +52,11 @@ def test_the_writer_fills_schema_version_files_and_build_id(
     assert m["build_id"] == compute_build_id(
         sri_sha384_bytes(strip_build_info(library)), m["files"][INDEX_NAME]["integrity"]
     )
-    assert read_build_info(library) == {"build_id": m["build_id"], "runtime": body["runtime"]}
+    assert read_build_info(library) == {
+        "build_id": m["build_id"],
+        "runtime": body["runtime"],
+        "quantize": "none",
+    }
     assert re.fullmatch(r"[0-9a-f]{16}", m["build_id"])
     assert {k: v for k, v in m.items() if k in body} == body
 
@@ -137,7 +141,11 @@ def test_stamp_build_stamps_the_library_with_the_id_write_manifest_computes(
 ) -> None:
     build_id = stamp_build(model_dir, body)
     library = (model_dir / "model.wasm").read_bytes()
-    assert read_build_info(library) == {"build_id": build_id, "runtime": body["runtime"]}
+    assert read_build_info(library) == {
+        "build_id": build_id,
+        "runtime": body["runtime"],
+        "quantize": "none",
+    }
     assert write_manifest(model_dir, body)["build_id"] == build_id
     assert (model_dir / "model.wasm").read_bytes() == library  # write_manifest only reads it
 
