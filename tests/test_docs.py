@@ -115,6 +115,9 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "wsd-web render": ("tests/test_sd15_browser.py::test_render_cli_writes_png_and_timings",),
     "wsd-web check": ("tests/test_runtime_check.py::test_wsd_web_check_reports_and_passes",),
     "wsd-web bench": ("tests/test_bench_smoke.py::test_bench_reports_every_field_on_swiftshader",),
+    "wsd-web soak": (
+        "tests/test_soak_smoke.py::test_soak_varies_prompts_and_schedulers_and_memory_returns",
+    ),
     "wsd-web report": (
         "packages/wsd-web/tests/test_bench_report_cli.py::test_report_writes_the_result_its_charts_and_the_page",
     ),

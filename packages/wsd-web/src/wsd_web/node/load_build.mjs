@@ -23,7 +23,8 @@ export function vendoredModules() {
 
 /**
  * Bytes of seeded pseudo-random weights for a shard: floats uniform in
- * [-0.05, 0.05) (float32 or float16 records), zeros for integer records.
+ * [-0.05, 0.05) (float32 or float16 records), random words for uint32 records
+ * (quantized weights: every level equally likely), zeros for other integers.
  * @param {import("../static/js/tensor_cache.js").ShardRecord} shard
  * @param {number} seed
  */
@@ -41,6 +42,9 @@ export function randomShard(shard, seed) {
     if (record.dtype === "float32") {
       const values = new Float32Array(bytes.buffer, record.byteOffset, record.nbytes / 4);
       for (let i = 0; i < values.length; i++) values[i] = next() * 0.1;
+    } else if (record.dtype === "uint32") {
+      const words = new Uint32Array(bytes.buffer, record.byteOffset, record.nbytes / 4);
+      for (let i = 0; i < words.length; i++) words[i] = Math.floor((next() + 0.5) * 4294967296) >>> 0;
     } else if (record.dtype === "float16") {
       const values = new Uint16Array(bytes.buffer, record.byteOffset, record.nbytes / 2);
       // |x| < 0.05 as half: sign, exponent 2^-5 .. 2^-9, random mantissa.
