@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from wsd_web.bench.page import table
-from wsd_web.bench.results import STAGES, TOP_KERNELS, combine
+from wsd_web.bench.results import STAGES, TOP_KERNELS, BenchReportError, combine
 
 ResultFactory = Callable[..., dict[str, Any]]
 Ms = Callable[[dict[str, Any], str], float]
@@ -247,6 +247,26 @@ def test_kernel_path_comes_from_the_result_where_it_says(
         "WebGPU fp16 (subgroup-matrix path)",
         "PyTorch fp16",
     ]
+
+
+def test_builds_with_quantized_weights_get_records_of_their_own(
+    webgpu_result: ResultFactory, pytorch_result: ResultFactory, fp16_result: ResultFactory
+) -> None:
+    int8 = fp16_result(webgpu_result, build_id="89ab", quantize="int8")
+    doc = combine(
+        [int8, fp16_result(webgpu_result)], [pytorch_result("fp16")], command="c", machine="m"
+    )
+    runs = doc["webgpu_runs"]
+    assert [(r["precision"], r["quantize"]) for r in runs] == [("fp16", "none"), ("fp16", "int8")]
+    assert runs[1]["webgpu"] is int8
+    assert _rows(table(doc))["Median"] == ["WebGPU fp16", "WebGPU fp16 int8", "PyTorch fp16"]
+    with pytest.raises(BenchReportError, match=r"quantize is 'int3': expected one of none, int8"):
+        combine(
+            [fp16_result(webgpu_result, quantize="int3")],
+            [pytorch_result("fp16")],
+            command="c",
+            machine="m",
+        )
 
 
 @pytest.mark.parametrize(

@@ -141,12 +141,14 @@ def combine_labelled(
         raise BenchReportError("no WebGPU results: give wsd-web bench results")
     _check_agree([*web, *torch], _SETTINGS)
     _check_agree(web, ("adapter",), why="benchmark every build on the same machine")
-    builds: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    # One record per build: precision, kernel path and quantized weights.
+    builds: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = {}
     for label, result in web:
-        builds.setdefault((result["precision"], kernel_path(result)), []).append((label, result))
+        build = (result["precision"], kernel_path(result), _quantize(result))
+        builds.setdefault(build, []).append((label, result))
     fp32 = _pick(torch, "precision", "fp32", "PyTorch fp32 results")
     fp16 = _pick(torch, "precision", "fp16", "PyTorch fp16 results")
-    order = sorted(builds, key=lambda b: (_PRECISIONS.index(b[0]), b[1]))
+    order = sorted(builds, key=lambda b: (_PRECISIONS.index(b[0]), _QUANTIZE.index(b[2]), b[1]))
     runs = [_run(builds[build], fp32, fp16) for build in order]
     return {
         "version": VERSION,
@@ -168,7 +170,9 @@ def _run(
 ) -> dict[str, Any]:
     """The record of one WebGPU build: its results (robustness on and off) and ratios."""
     precision, path = results[0][1]["precision"], kernel_path(results[0][1])
-    what = f"WebGPU {precision} ({path} kernels) results"
+    weights = _quantize(results[0][1])
+    quantized = "" if weights == "none" else f" {weights}"
+    what = f"WebGPU {precision}{quantized} ({path} kernels) results"
     _check_agree(results, ("build_id",), why="give one build's results per precision and kernels")
     if len({bool(result.get("offload")) for _, result in results}) > 1:
         raise BenchReportError(
@@ -201,6 +205,9 @@ def _record(
         "kernel_path": path,
         "features": on.get("features"),
         "dawn_toggles": on.get("dawn_toggles"),
+        # The build's weights and the memory modes it ran in (older results lack them).
+        "quantize": _quantize(on),
+        "vae_tiling": on.get("vaeTiling"),
         "offload": on.get("offload"),
         "stage_peak_bytes": _snake_peaks(on.get("stagePeakBytes")),
         "memory_need_bytes": on.get("memoryNeedBytes"),
@@ -449,10 +456,28 @@ def webgpu_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_name(run: dict[str, Any]) -> str:
-    """A WebGPU record's short name: its build's precision, and its kernel path where
-    not the build's usual one (``fp16 (fp32 path)``: an fp16 build's fallback)."""
+    """A WebGPU record's short name: its build's precision and quantized weights, and
+    its kernel path where not the build's usual one (``fp16 (fp32 path)``: an fp16
+    build's fallback; ``fp16 int8``: a build with int8 weights)."""
     precision, path = run["precision"], run["kernel_path"]
-    return precision if path == DEFAULT_KERNEL_PATH.get(precision) else f"{precision} ({path} path)"
+    weights = run.get("quantize") or "none"
+    name = precision if weights == "none" else f"{precision} {weights}"
+    return name if path == DEFAULT_KERNEL_PATH.get(precision) else f"{name} ({path} path)"
+
+
+#: The weights a result's build can have, in the order a document lists them.
+_QUANTIZE = ("none", "int8", "int4")
+
+
+def _quantize(result: dict[str, Any]) -> str:
+    """A result's quantized weights (``none`` for a result from before the field)."""
+    found = result.get("quantize", "none")
+    if found not in _QUANTIZE:
+        raise BenchReportError(
+            f"quantize is {found!r}: expected one of {', '.join(_QUANTIZE)} "
+            "(wsd-web bench writes it)"
+        )
+    return str(found)
 
 
 def run_label(doc: dict[str, Any], run: dict[str, Any]) -> str:
