@@ -24,7 +24,7 @@ def test_fp16_build_of_the_preset(
     assert report["wasm_bytes"] == (out / "model.wasm").stat().st_size
     assert verify(out).ok
     manifest = load_manifest(out)
-    assert manifest["model"] == {"source": "tiny-sd15", "precision": "fp16"}
+    assert manifest["model"] == {"source": "tiny-sd15", "precision": "fp16", "quantize": "none"}
     assert manifest["scheduler"]["class_name"] == "PNDMScheduler"
     assert manifest["functions"]["unet"]["inputs"][0]["dtype"] == "float32"
     dtypes = {r.dtype for s in load_tensor_cache_index(out).shards for r in s.records}

@@ -25,7 +25,7 @@ def test_fp16_build_keeps_the_upcast_vae_in_fp32(
     assert report["image"] == {"height": 64, "width": 64}
     assert verify(out).ok
     manifest = load_manifest(out)
-    assert manifest["model"] == {"source": "tiny-sdxl", "precision": "fp16"}
+    assert manifest["model"] == {"source": "tiny-sdxl", "precision": "fp16", "quantize": "none"}
     assert manifest["scheduler"]["class_name"] == "EulerDiscreteScheduler"
     precisions = {name: c["precision"] for name, c in manifest["components"].items()}
     assert precisions == {
