@@ -42,7 +42,7 @@ def test_sd15_captures_and_saves(
         32,
         48,
     )
-    assert report["components"] == ["text_encoder", "unet", "vae_decode"]
+    assert report["components"] == ["text_encoder", "unet", "vae_decode", "vae_decode_tile"]
     assert load_capture(out).metadata.latent_shape == (1, 4, 4, 6)
 
 
