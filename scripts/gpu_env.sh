@@ -9,6 +9,11 @@ if [ ! -d "$carry" ]; then
   echo "gpu_env.sh: $carry is missing: run ../shared/tools/gpu-carry.sh here and send .carry along" >&2
   return 1
 fi
+vendor="$root/packages/wsd-web/src/wsd_web/static/vendor"
+if [ ! -f "$vendor/tvmjs/index.js" ]; then
+  echo "gpu_env.sh: $vendor is missing (scripts/setup.sh builds it; git ignores it): name packages/wsd-web/src/wsd_web/static/vendor in the run's carry list" >&2
+  return 1
+fi
 for deb in "$carry"/debs/*.deb; do dpkg -x "$deb" /; done
 ldconfig
 [ -x "$carry/node" ] || { xz -dkf "$carry/node.xz" && chmod +x "$carry/node"; }

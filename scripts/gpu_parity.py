@@ -89,6 +89,12 @@ def _path_suffix(precision: str, path: str) -> str:
     return "" if path == KERNEL_PATHS[precision][0] else f"-{path}path"
 
 
+def _group(case: dict[str, Any]) -> tuple[str, str, str]:
+    """The diffusers model a case's reference comes from: preset, quantization, precision."""
+    quantize = case.get("quantize", "none")
+    return case["preset"], quantize, case["precision"] if quantize != "none" else "fp32"
+
+
 def prepare(out: Path, quantized: bool = False) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -110,13 +116,15 @@ def prepare(out: Path, quantized: bool = False) -> None:
                 quantize=case.get("quantize", "none"),
             )
     (out / "reference").mkdir(parents=True, exist_ok=True)
-    groups = sorted({(c["preset"], c.get("quantize", "none")) for c in cases})
-    for preset, quantize in groups:
-        presets = out / "presets" / f"{preset}-{quantize}"
+    # A quantized build's reference rounds the weights to the build's precision before
+    # quantizing them, as the build does; an unquantized one keeps diffusers' float32.
+    groups = sorted({_group(c) for c in cases})
+    for preset, quantize, precision in groups:
+        presets = out / "presets" / f"{preset}-{quantize}-{precision}"
         shutil.rmtree(presets, ignore_errors=True)
-        run = _reference(preset, presets, quantize=quantize)
+        run = _reference(preset, presets, quantize=quantize, precision=precision)
         for case in cases:
-            if (case["preset"], case.get("quantize", "none")) == (preset, quantize):
+            if _group(case) == (preset, quantize, precision):
                 pixels, latents = run(case)
                 np.savez(out / "reference" / f"{case['name']}.npz", pixels=pixels, latents=latents)
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")

@@ -158,12 +158,15 @@ def psnr() -> PSNR:
     return compute
 
 
-def _reference(preset: str, directory: Path, quantize: str = "none") -> Reference:
+def _reference(
+    preset: str, directory: Path, quantize: str = "none", precision: str = "fp32"
+) -> Reference:
     """diffusers itself on a preset, loaded as a user would (default attention).
 
     ``quantize``: the UNet's and text encoders' weights replaced by their
     quantized-then-dequantized values (``wsd_capture.quantized``), as a build
-    with that quantization holds them.
+    with that quantization and ``precision`` holds them (the model itself runs
+    in float32).
 
     SDXL runs take ``original_size``, ``crops_coords_top_left`` and
     ``target_size`` too; an empty negative prompt is ``negative_prompt=None``.
@@ -188,7 +191,7 @@ def _reference(preset: str, directory: Path, quantize: str = "none") -> Referenc
         for name in ("unet", "text_encoder", "text_encoder_2"):
             model = getattr(pipe, name, None)
             if model is not None:
-                quantize_torch_model(model, SCHEMES[quantize])
+                quantize_torch_model(model, SCHEMES[quantize], build_precision=precision)
     own = pipe.scheduler.config
 
     def run(options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from diffusers import StableDiffusionXLPipeline
 from wsd_capture import CapturedPipeline, capture_sdxl, load_sdxl, write_preset
 from wsd_compile import (
     WsdCompileError,
+    build_pipeline_module,
     build_sd15_module,
     build_sdxl_module,
 )
@@ -218,3 +219,53 @@ def test_webgpu_shaders_use_only_wgsl_storage_types(captured: CapturedPipeline) 
     sources = wgsl_sources(tvm.compile(module.mod, target=webgpu_target()).mod)
     assert sources
     check_wgsl(sources)
+
+
+def test_no_unet_weight_is_stored_once_per_batch_entry(fp32: CpuModule) -> None:
+    # SDXL's proj_in/proj_out (use_linear_projection) reach the graph as a bmm of
+    # the weight broadcast to the CFG batch; stored as a 2-D weight, matmul broadcasts it.
+    shapes = {p.shape for p in fp32.module.params["unet"]}
+    assert not [s for s in shapes if len(s) == 3], shapes
+
+
+def test_unbroadcast_keeps_a_broadcast_that_widens_the_batch() -> None:
+    from tvm import relax
+
+    from wsd_compile.pipeline_module import unbroadcast_matmul_weights
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((2, 16, 8), "float32"))
+    one = relax.Var("one", relax.TensorType((1, 16, 8), "float32"))
+    w = relax.Var("w", relax.TensorType((8, 4), "float32"))
+    with bb.function("main", [x, one, w]):
+        with bb.dataflow():
+            wide = bb.emit(relax.op.broadcast_to(w, (2, 8, 4)))
+            same = bb.emit(relax.op.matmul(x, wide))
+            widened = bb.emit(relax.op.matmul(one, wide))
+            out = bb.emit_output(relax.Tuple([same, widened]))
+        bb.emit_func_output(out)
+    func = unbroadcast_matmul_weights(bb.get()["main"])
+    text = func.script(show_meta=False)
+    assert "R.matmul(x, w" in text  # the batch it broadcast to is x's own: dropped
+    assert text.count("R.broadcast_to") == 1  # kept for the (1, 16, 8) operand
+
+
+def test_an_int4_build_quantizes_what_the_reference_quantizes(
+    pipe: StableDiffusionXLPipeline, captured: CapturedPipeline
+) -> None:
+    import copy
+
+    from wsd_artifacts.quantization import SCHEMES
+    from wsd_capture.quantized import quantize_torch_model
+
+    module = build_pipeline_module(captured, precision="fp16", quantize="int4")
+    for name in ("unet", "text_encoder_2"):
+        model = copy.deepcopy(getattr(pipe, name))
+        quantized = quantize_torch_model(model, SCHEMES["int4"], build_precision="fp16")
+        assert module.quantized[name].tensors == quantized, name
+    # The first encoder's last layer is not in the graph: SDXL reads the penultimate state.
+    assert (
+        0
+        < module.quantized["text_encoder"].tensors
+        < quantize_torch_model(copy.deepcopy(pipe.text_encoder), SCHEMES["int4"])
+    )

@@ -131,9 +131,10 @@ def test_cli_bench_passes_offload_and_prints_the_peaks(
     (report,) = json.loads(out.read_text())
     assert (report["offload"], report["stagePeakBytes"]) == (True, PEAKS)
     printed = capsys.readouterr().out
-    assert "  peak GPU memory    2.00 GiB" in printed
+    assert "  peak GPU memory    2.00 GiB (the whole run)" in printed
     assert "  sequential offload on (weights uploaded per generation)" in printed
     assert "  stage peak GPU     text encoder 3 MiB, denoise 1,024 MiB, decode 5 MiB" in printed
+    assert "  generation peak    1.00 GiB (the most a generation held)" in printed
 
 
 def test_the_table_says_nothing_of_offload_for_older_reports() -> None:
@@ -156,6 +157,7 @@ def test_the_record_carries_offload_and_the_stage_peaks(
         "denoise": 2**30,
         "decode": 5 * 2**20,
     }
+    assert run["generation_peak_gpu_bytes"] == 2**30
     markdown = table(doc)
     assert "| Peak GPU memory in a generation: denoise (GiB) | 1.00 | 1.00 | — |" in markdown
     assert "| Peak GPU memory in a generation: text encoder (GiB) |" in markdown
@@ -165,6 +167,7 @@ def test_results_without_the_fields_render_as_before(one_build_doc: dict[str, An
     doc = one_build_doc
     (run,) = webgpu_runs(doc)
     assert (run["offload"], run["stage_peak_bytes"]) == (None, None)
+    assert run["generation_peak_gpu_bytes"] is None
     assert "in a generation" not in table(doc)
     # A document written before the fields were recorded.
     older = {**doc, "webgpu_runs": [{k: v for k, v in run.items() if "offload" not in k}]}

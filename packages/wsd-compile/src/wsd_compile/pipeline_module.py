@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.relax.dpl import is_op, rewrite_call, wildcard
 from tvm.relax.frontend.torch import from_exported_program
 
 from .errors import WsdCompileError
@@ -116,6 +117,7 @@ def _component_function(
     imported = from_exported_program(program.pop(), keep_params_as_input=True)
     imported, detached = relax.frontend.detach_params(imported)
     func = _single_output(imported["main"]).with_attr("global_symbol", name)
+    func = unbroadcast_matmul_weights(func)
     del imported
     mod = tvm.IRModule({name: func})
     if precision == "fp16":
@@ -130,6 +132,42 @@ def _component_function(
     transformed = vm[transform](raw)
     del raw
     return mod[name], [np.from_dlpack(t) for t in transformed]
+
+
+def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr):
+        return None
+    values = ty.shape.values
+    if not all(isinstance(v, tvm.tirx.IntImm) for v in values):
+        return None
+    return tuple(int(v) for v in values)
+
+
+def unbroadcast_matmul_weights(func: relax.Function) -> relax.Function:
+    """``matmul(x, broadcast_to(w, [*batch, k, n]))`` with a 2-D ``w`` as ``matmul(x, w)``.
+
+    PyTorch's ``matmul`` of a 3-D input that it cannot fold into 2-D (a
+    permuted one: SDXL's ``proj_in`` with ``use_linear_projection``) expands
+    the weight to the batch and calls ``bmm``. Lifted as it is, that weight
+    would be stored once per batch entry (14 of SDXL's, 2 x 1280 x 1280 each)
+    and could not be quantized; ``matmul`` broadcasts a 2-D operand itself.
+    """
+    x, w, shape = wildcard(), wildcard(), wildcard()
+    pattern = is_op("relax.matmul")(x, is_op("relax.broadcast_to")(w, shape))
+
+    def rewrite(call: relax.Call, matches: dict[Any, relax.Expr]) -> relax.Expr:
+        x_shape, w_shape = _static_shape(matches[x]), _static_shape(matches[w])
+        if x_shape is None or w_shape is None or len(w_shape) != 2 or len(x_shape) < 3:
+            return call
+        if _static_shape(call) != (*x_shape[:-1], w_shape[1]):
+            return call  # the broadcast widened the batch: keep it
+        return relax.op.matmul(matches[x], matches[w], out_dtype=call.attrs.out_dtype)
+
+    rewritten: relax.Function = relax.analysis.remove_all_unused(
+        rewrite_call(pattern, rewrite, func)
+    )
+    return rewritten
 
 
 def _tensor_infos(names: list[str], types: list[Any]) -> tuple[TensorInfo, ...]:

@@ -210,6 +210,9 @@ def _record(
         "vae_tiling": on.get("vaeTiling"),
         "offload": on.get("offload"),
         "stage_peak_bytes": _snake_peaks(on.get("stagePeakBytes")),
+        # The most a timed generation held; peak_gpu_bytes also counts the stage timings,
+        # which run with every weight resident even when the generations offload.
+        "generation_peak_gpu_bytes": generation_peak(on),
         "memory_need_bytes": on.get("memoryNeedBytes"),
         **{
             f"ratio_{stage}_vs_{key}": ratios.get(f"{stage}_vs_{key}")
@@ -513,6 +516,14 @@ def present_series(doc: dict[str, Any]) -> list[tuple[str, str, str, dict[str, A
 
 def stage_label(stage: str, label: str, steps: int) -> str:
     return f"{steps}-step generation" if stage == "generation" else label
+
+
+def generation_peak(result: dict[str, Any] | None) -> int | None:
+    """The most GPU bytes a WebGPU result's timed generations held: the largest of its
+    ``stagePeakBytes`` (None: not measured)."""
+    peaks = [stage_peak(result, key) for key, _, _ in PEAK_STAGES]
+    known = [p for p in peaks if p is not None]
+    return int(max(known)) if known else None
 
 
 def stage_peak(result: dict[str, Any] | None, stage: str) -> float | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ __all__ = [
 
 BENCH_SCRIPT = Path(__file__).parents[1] / "node" / "bench.mjs"
 SWIFTSHADER_DIR = Path("/usr/lib/chromium")
+# An uncaught exception's first line: "Error: ...", "TypeError [ERR_X]: ...".
+_THROWN = re.compile(r"^[A-Z]\w*Error\b[^:]*:|^Error\b[^:]*:")
 #: How the VAE decodes (the runner's ``vaeTiling``): in tiles where needed, in tiles, whole.
 VAE_TILES = ("auto", "on", "off")
 STAGES = ("text_encoder_ms", "unet_step_ms", "scheduler_step_ms", "vae_decode_ms", "generation_ms")
@@ -165,15 +168,28 @@ def run_bench(
             check=False,
         )
         if result.returncode != 0:
-            lines = [line for line in result.stderr.splitlines() if line.strip()]
-            why = next((line for line in lines if line.startswith("bench failed:")), None)
-            raise BenchError(why or (lines[-1] if lines else f"node exited {result.returncode}"))
+            raise BenchError(node_failure(result.stderr, "bench failed:", result.returncode))
         # The report is the last line: Dawn prints shader compiler warnings on stdout too.
         printed = [line for line in result.stdout.splitlines() if line.strip()]
         if not printed:
             raise BenchError("the bench runner printed no report")
         reports.append(json.loads(printed[-1]))
     return reports
+
+
+def node_failure(stderr: str, prefix: str, status: int) -> str:
+    """The one line that says why a Node runner failed: its own ``prefix`` line, else the
+    first line of an uncaught exception (``Error: Cannot find module ...``; Node's last line
+    is only its version), else the last line it printed."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    own = next((line for line in lines if line.startswith(prefix)), None)
+    if own is not None:
+        return own
+    thrown = next((line for line in lines if _THROWN.match(line)), None)
+    if thrown is not None:
+        return thrown
+    lines = [line for line in lines if not line.startswith("Node.js v")]
+    return lines[-1] if lines else f"node exited {status}"
 
 
 def _ms(value: float) -> str:
@@ -196,6 +212,10 @@ def _offload_lines(report: dict[str, Any]) -> list[str]:
         stages = (("textEncoder", "text encoder"), ("denoise", "denoise"), ("decode", "decode"))
         each = ", ".join(f"{name} {_mib(peaks[key])}" for key, name in stages if key in peaks)
         lines.append(f"  stage peak GPU     {each}")
+        most = max((peaks[key] for key, _ in stages if key in peaks), default=None)
+        if most is not None:
+            held = f"{most / 2**30:.2f} GiB"
+            lines.append(f"  generation peak    {held} (the most a generation held)")
     if report.get("memoryBudget") is not None:
         lines.append(f"  memory budget      {report['memoryBudget'] / 2**30:.2f} GiB")
     if report.get("memoryNeedBytes") is not None:
@@ -229,7 +249,8 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
         gpu = report.get("unet_step_gpu_ms")
         if gpu:
             lines.append(f"  UNet step GPU time {_ms(gpu['median']):>10} ms (timestamp queries)")
-        lines.append(f"  peak GPU memory    {report['peak_gpu_bytes'] / 2**30:.2f} GiB")
+        whole = f"{report['peak_gpu_bytes'] / 2**30:.2f} GiB"
+        lines.append(f"  peak GPU memory    {whole} (the whole run)")
         lines += _offload_lines(report)
         for kernel in report.get("kernels", [])[:10]:
             lines.append(

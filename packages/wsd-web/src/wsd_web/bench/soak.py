@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..render import SCHEDULERS
-from .runner import VAE_TILES, BenchError, _environment, _memory_options
+from .runner import VAE_TILES, BenchError, _environment, _memory_options, node_failure
 
 __all__ = [
     "SOAK_SCRIPT",
@@ -119,10 +119,8 @@ def _report(status: int, stdout: str, stderr: str) -> dict[str, Any]:
             report = None
         if isinstance(report, dict) and report.get("tool") == "wsd-web soak":
             return report
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    why = next((line for line in lines if line.startswith("soak failed:")), None)
-    usage = [line for line in lines if not line.startswith(("usage:", _PROGRESS))]
-    raise SoakError(why or (usage[-1] if usage else f"the soak runner exited {status}"))
+    lines = [line for line in stderr.splitlines() if not line.startswith(("usage:", _PROGRESS))]
+    raise SoakError(node_failure("\n".join(lines), "soak failed:", status))
 
 
 def run_soak(
