@@ -35,7 +35,7 @@ def quantize_torch_model(model: Any, q: QuantScheme, *, build_precision: str | N
         if not quantizable(weight.shape, q, 1):
             continue
         array = weight.cpu().float().numpy()
-        if build_precision == "fp16" or (build_precision is None and weight.dtype == torch.float16):
+        if build_precision == "fp16":  # float16 weights already hold float16 values
             array = array.astype(np.float16)
         dtype = "float16" if weight.dtype == torch.float16 else "float32"
         new = reference_weight(array, q, pack_axis=1, out_axis=0, dtype=dtype)

@@ -44,6 +44,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .results import generation_peak
+
 __all__ = [
     "BENCH_SCRIPT",
     "STAGES",
@@ -57,7 +59,7 @@ __all__ = [
 BENCH_SCRIPT = Path(__file__).parents[1] / "node" / "bench.mjs"
 SWIFTSHADER_DIR = Path("/usr/lib/chromium")
 # An uncaught exception's first line: "Error: ...", "TypeError [ERR_X]: ...".
-_THROWN = re.compile(r"^[A-Z]\w*Error\b[^:]*:|^Error\b[^:]*:")
+_THROWN = re.compile(r"^\w*Error\b[^:]*:")
 #: How the VAE decodes (the runner's ``vaeTiling``): in tiles where needed, in tiles, whole.
 VAE_TILES = ("auto", "on", "off")
 STAGES = ("text_encoder_ms", "unet_step_ms", "scheduler_step_ms", "vae_decode_ms", "generation_ms")
@@ -212,7 +214,7 @@ def _offload_lines(report: dict[str, Any]) -> list[str]:
         stages = (("textEncoder", "text encoder"), ("denoise", "denoise"), ("decode", "decode"))
         each = ", ".join(f"{name} {_mib(peaks[key])}" for key, name in stages if key in peaks)
         lines.append(f"  stage peak GPU     {each}")
-        most = max((peaks[key] for key, _ in stages if key in peaks), default=None)
+        most = generation_peak(report)
         if most is not None:
             held = f"{most / 2**30:.2f} GiB"
             lines.append(f"  generation peak    {held} (the most a generation held)")
