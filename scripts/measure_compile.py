@@ -6,7 +6,8 @@ downloaded. SD 1.5 measured on 2 shared cores (2026-11-21): writing the model
 takes ~20 s, the compile ~65-100 s; the compiling process peaks at ~10 GiB RSS
 (fp16); disk: 4.3 GB for the model directory plus 2.2 GB (fp16) or 4.1 GB
 (fp32) of output. SDXL (``--kind sdxl``, 1024x1024): see docs/sdxl.md; its
-fp32 model directory is ~14 GB and it needs most of a 24 GiB machine.
+fp32 model directory is ~14 GB; writing it peaks at 13.3 GiB RSS, the compile at
+8.6 GiB (fp16; weights stream through the build, ``wsd_compile.weight_stream``).
 
 What it does (``--kind sd15``; ``--kind sdxl`` does the same with SDXL base's
 published configs: the 2.6 B-parameter UNet, CLIP ViT-L and OpenCLIP
@@ -41,12 +42,14 @@ lowest available memory during the run are reported too, since the cores
 may be shared.
 
 usage: measure_compile.py [--kind {sd15,sdxl}] [--out DIR] [--precision {fp16,fp32}]
+                          [--quantize {none,int8,int4}]
                           [--keep] [--model-dir DIR] [--json FILE] [--seed N]
 
   --kind K         sd15 (default) or sdxl
   --out DIR        where the compiled pipeline goes (must not hold files);
                    default: a fresh directory under /tmp
   --precision P    fp16 (default) or fp32
+  --quantize Q     none (default), int8 or int4 weights (wsd-compile --quantize)
   --keep           keep the compiled output (and a generated model directory);
                    by default both are deleted after measuring
   --model-dir DIR  the diffusers directory to compile: reused if it already
@@ -88,6 +91,7 @@ _PARTS = {
     "sdxl": ("unet", "text_encoder", "text_encoder_2", "vae"),
 }
 PRECISIONS = ("fp16", "fp32")
+QUANTIZE_CHOICES = ("none", "int8", "int4")  # wsd_compile.quantize.QUANTIZE_CHOICES
 MIB = 1024 * 1024
 _WORKER_WRITE = "write-model"
 _WORKER_COMPILE = "compile"
@@ -234,7 +238,7 @@ def _save(
 
 
 def compile_model(
-    model_dir: Path, out_dir: Path, precision: str, kind: str = "sd15"
+    model_dir: Path, out_dir: Path, precision: str, kind: str = "sd15", quantize: str = "none"
 ) -> dict[str, Any]:
     """Run ``compile_sd15`` (or ``compile_sdxl``) here and report its times and memory."""
     from wsd_compile import compile_sd15, compile_sdxl
@@ -249,7 +253,9 @@ def compile_model(
                 sampler.phase = line.removesuffix("...")
 
         try:
-            compiled = compile_fn(model_dir, out_dir=out_dir, precision=precision, log=log)
+            compiled = compile_fn(
+                model_dir, out_dir=out_dir, precision=precision, quantize=quantize, log=log
+            )
         except BaseException as e:
             result.update(
                 failed_phase=sampler.phase,
@@ -453,6 +459,7 @@ def measure(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "kind": args.kind,
         "precision": args.precision,
+        "quantize": args.quantize,
         "model_dir": str(model_dir),
         "out_dir": str(out_dir),
     }
@@ -489,6 +496,8 @@ def measure(args: argparse.Namespace) -> int:
                     args.precision,
                     "--kind",
                     args.kind,
+                    "--quantize",
+                    args.quantize,
                 ],
                 work / "compile.json",
             )
@@ -533,6 +542,7 @@ def _worker(argv: Sequence[str]) -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kind", dest="model_kind", choices=KINDS, default="sd15")
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none")
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args(argv)
     task: Callable[[], dict[str, Any]]
@@ -542,7 +552,7 @@ def _worker(argv: Sequence[str]) -> int:
         if args.out_dir is None:
             parser.error("compile needs OUT_DIR")
         task = lambda: compile_model(  # noqa: E731
-            args.model_dir, args.out_dir, args.precision, args.model_kind
+            args.model_dir, args.out_dir, args.precision, args.model_kind, args.quantize
         )
     result = task()
     args.result.write_text(json.dumps(result, indent=1))
@@ -568,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model-dir",
         metavar="DIR",
         help="diffusers directory: reused if it holds a pipeline, else written there and kept",
+    )
+    parser.add_argument(
+        "--quantize", choices=QUANTIZE_CHOICES, default="none", help="weight quantization"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the JSON summary here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")

@@ -10,8 +10,10 @@ The phases, in the order they run (read :func:`build_pipeline_module` top to bot
 3. Weight transforms: everything that depends only on weights (casts to
    fp16, transposes, reshapes) is lifted into ``<name>_transform_params``,
    which runs here, once, on the CPU; the browser gets its results and
-   never repeats it. Phases 1-3 run one component at a time, so that only
-   one component's raw weights are in memory at once.
+   never repeats it. Phases 1-3 run one component at a time, and the
+   transform runs in chunks (:mod:`wsd_compile.weight_stream`), so that
+   only about one chunk of raw weights is in memory at once: compiling SDXL
+   peaks at 8.6 GiB of RSS instead of 21.9.
 4. Glue: the pipeline's own functions (CFG pairing and combine, the
    scheduler's linear combinations, image to RGBA, all float32) join.
 5. Bundling: each model function takes its weights as one tuple argument,
@@ -31,13 +33,13 @@ import numpy as np
 import tvm
 from tvm import relax
 from tvm.relax.dpl import is_op, rewrite_call, wildcard
-from tvm.relax.frontend.torch import from_exported_program
 
 from .errors import WsdCompileError
 from .glue import GlueShapes, XLTextShapes, glue_module
 from .kinds import PRECISIONS, kind_build
 from .quantize import scheme
 from .quantized_graph import QuantizedComponent, quantize_functions
+from .weight_stream import import_graph, release_free_memory, transform_weights
 
 if TYPE_CHECKING:
     from wsd_capture import CapturedPipeline, ComponentSpec
@@ -107,31 +109,24 @@ def _component_function(
 ) -> tuple[relax.Function, list[np.ndarray]]:
     """Phases 1, 3 and 4 for one component: its function and its transformed weights.
 
-    One component at a time, so that only its raw weights are held besides
-    the captured programs (a real SDXL UNet is 10.3 GB in fp32). ``program``
-    holds the component's ``ExportedProgram`` and is emptied here: when the
-    caller holds no other reference, the raw (torch) weights are freed as soon
-    as the transformed ones exist. The weights come back as numpy views of the
-    transformed tensors (no copy).
+    The raw weights (a real SDXL UNet has 10.3 GB in fp32) are never copied
+    all at once: the import leaves them as the program's torch tensors, and
+    the transform reads them a chunk at a time (:mod:`wsd_compile.weight_stream`).
+    ``program`` holds the component's ``ExportedProgram`` and is emptied here:
+    when the caller holds no other reference, the raw weights are freed as
+    soon as the transformed ones exist.
     """
-    imported = from_exported_program(program.pop(), keep_params_as_input=True)
-    imported, detached = relax.frontend.detach_params(imported)
-    func = _single_output(imported["main"]).with_attr("global_symbol", name)
+    imported, weights = import_graph(program.pop())
+    func = _single_output(imported).with_attr("global_symbol", name)
     func = unbroadcast_matmul_weights(func)
     del imported
     mod = tvm.IRModule({name: func})
     if precision == "fp16":
         mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
     mod = relax.transform.LiftTransformParams()(mod)
-    transform = f"{name}_transform_params"
-    vm = relax.VirtualMachine(
-        tvm.compile(tvm.IRModule({transform: mod[transform]}), "llvm"), tvm.cpu()
-    )
-    raw = detached.pop("main", [])
-    del detached
-    transformed = vm[transform](raw)
-    del raw
-    return mod[name], [np.from_dlpack(t) for t in transformed]
+    transformed = transform_weights(mod[f"{name}_transform_params"], weights)
+    del weights
+    return mod[name], transformed
 
 
 def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
@@ -259,6 +254,7 @@ def build_pipeline_module(
     quantized: dict[str, QuantizedComponent] = {}
     if quant is not None:
         mod, quantized = quantize_functions(mod, params, quant)
+        release_free_memory()
 
     # Phase 5: one weight tuple per model function.
     functions: dict[str, FunctionInfo] = {}

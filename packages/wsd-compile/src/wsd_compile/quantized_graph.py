@@ -141,7 +141,11 @@ def _rewrite_function(
     q: QuantScheme,
 ) -> tuple[relax.Function, list[np.ndarray], QuantizedComponent]:
     """``name``'s function with its quantizable weights as packed integers and
-    scales (after the weights it keeps), and its new weight list."""
+    scales (after the weights it keeps), and its new weight list.
+
+    ``arrays`` is consumed: each quantized weight is replaced by an empty
+    array once packed, so that the float weights and their packed forms are
+    not all in memory together (SDXL's UNet: 5.1 GB and 2.7 GB)."""
     func = bb.get()[name]
     n_in = int(func.attrs["num_input"])
     weights = list(func.params[n_in:])
@@ -154,10 +158,11 @@ def _rewrite_function(
     kept = [j for j in range(len(weights)) if j not in layouts]
     new_params = list(func.params[:n_in]) + [weights[j] for j in kept]
     new_arrays = [arrays[j] for j in kept]
+    bytes_before = int(sum(a.nbytes for a in arrays))
     bindings: list[relax.Binding] = []
     substitute: dict[relax.Var, relax.Expr] = {}
     for j, (pack_axis, out_axis) in sorted(layouts.items()):
-        w = arrays[j]
+        w, arrays[j] = arrays[j], np.empty(0, arrays[j].dtype)
         scale_dtype = "float16" if w.dtype == np.float16 else "float32"
         packed, scales = quantize_weight(
             w, q, pack_axis=pack_axis, out_axis=out_axis, scale_dtype=scale_dtype
@@ -189,7 +194,7 @@ def _rewrite_function(
     report = QuantizedComponent(
         tensors=len(layouts),
         kept=len(kept),
-        bytes_before=int(sum(a.nbytes for a in arrays)),
+        bytes_before=bytes_before,
         bytes_after=int(sum(a.nbytes for a in new_arrays)),
     )
     return rewritten, new_arrays, report
@@ -239,7 +244,6 @@ def quantize_functions(
     for name in components:
         if name not in params:
             continue
-        func, arrays, reports[name] = _rewrite_function(bb, name, params[name], q)
+        func, params[name], reports[name] = _rewrite_function(bb, name, params.pop(name), q)
         bb.update_func(bb.get().get_global_var(name), func)
-        params[name] = arrays
     return relax.transform.Normalize()(bb.get()), reports
