@@ -192,6 +192,23 @@ def test_fp16_keeps_the_upcast_vae_in_fp32(
     close(got, expected, 2e-2)
 
 
+def test_fp16_stores_the_token_embeddings_in_fp16(
+    pipe: StableDiffusionXLPipeline, fp16: CpuModule, fp32: CpuModule
+) -> None:
+    # ToMixedPrecision leaves take() in float32; half_embedding_tables stores
+    # the tables as diffusers' fp16 pipeline has them, and the fp32 build as is.
+    for name, encoder in (
+        ("text_encoder", pipe.text_encoder),
+        ("text_encoder_2", pipe.text_encoder_2),
+    ):
+        table = encoder.get_input_embeddings().weight.detach().numpy()
+        half = [a for a in fp16.module.params[name] if a.shape == table.shape]
+        assert len(half) == 1 and half[0].dtype == np.float16, name
+        assert np.array_equal(half[0], table.astype(np.float16)), name
+        full = [a for a in fp32.module.params[name] if a.shape == table.shape]
+        assert len(full) == 1 and np.array_equal(full[0], table), name
+
+
 def test_functions_describe_the_sdxl_signature(fp32: CpuModule) -> None:
     functions = fp32.module.functions
     assert [t.name for t in functions["unet"].inputs] == [
