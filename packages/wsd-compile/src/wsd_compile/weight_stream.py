@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import ctypes.util
+import functools
 import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,13 @@ _GET = "wsd.weight_stream.get"
 _SET = "wsd.weight_stream.set"
 _PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21)
 _PAGE = mmap.PAGESIZE
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library (for madvise and malloc_trim), or None where it is not found."""
+    name = ctypes.util.find_library("c")
+    return None if name is None else ctypes.CDLL(name, use_errno=True)
 
 
 class _GraphOnlyImporter(ExportedProgramImporter):  # type: ignore[misc]
@@ -107,10 +115,9 @@ class _Pager:
                         ranges.append((start, end))
         except OSError:
             return cls()
-        libc_name = ctypes.util.find_library("c")
-        if libc_name is None:
+        libc = _libc()
+        if libc is None:
             return cls()
-        libc = ctypes.CDLL(libc_name, use_errno=True)
         libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         return cls(sorted(ranges), libc.madvise)
 
@@ -205,8 +212,7 @@ def transform_weights(
 
     def get(i: int) -> Any:
         source = weights[i]
-        copy = torch.empty(source.shape, dtype=source.dtype)
-        copy.copy_(source)
+        copy = source.detach().clone(memory_format=torch.contiguous_format)
         pager.release(source)
         read.append(int(i))
         return tvm.runtime.from_dlpack(copy)
@@ -235,8 +241,6 @@ def transform_weights(
 def release_free_memory() -> None:
     """Hand memory the transform freed back to the system (TVM's pool, malloc's heap)."""
     tvm.get_global_func("vm.builtin.memory_manager.clear")()
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is not None:
-        trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
