@@ -77,6 +77,13 @@ def test_the_components_have_the_documented_signatures(captured: CapturedPipelin
             (TensorSpec("latents", (1, 4, 4, 4), "float32"),),
             (TensorSpec("image", (1, 3, 32, 32), "float32"),),
         ),
+        "vae_encode": (
+            (
+                TensorSpec("image", (1, 3, 64, 64), "float32"),
+                TensorSpec("noise", (1, 4, 8, 8), "float32"),
+            ),
+            (TensorSpec("latents", (1, 4, 8, 8), "float32"),),
+        ),
     }
     assert {name: c.name for name, c in captured.components.items()} == {
         name: name for name in specs
@@ -231,6 +238,7 @@ def test_a_saved_capture_has_the_documented_files(
         "unet.pt2",
         "vae_decode.pt2",
         "vae_decode_tile.pt2",
+        "vae_encode.pt2",
     ]
     assert (out / "tokenizer.json").read_text() == captured.metadata.tokenizer.tokenizer_json
     assert "tokenizer_json" not in (out / "metadata.json").read_text()
@@ -290,6 +298,7 @@ def test_sdxl_capture_describes_its_conditioning(tmp_path: Path) -> None:
         "unet",
         "vae_decode",
         "vae_decode_tile",
+        "vae_encode",
     ]
     assert meta.text_hidden_size == 96
     assert meta.tokenizer_2 is not None and meta.tokenizer_2.pad_token_id == 0

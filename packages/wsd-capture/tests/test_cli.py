@@ -42,7 +42,13 @@ def test_sd15_captures_and_saves(
         32,
         48,
     )
-    assert report["components"] == ["text_encoder", "unet", "vae_decode", "vae_decode_tile"]
+    assert report["components"] == [
+        "text_encoder",
+        "unet",
+        "vae_decode",
+        "vae_decode_tile",
+        "vae_encode",
+    ]
     assert load_capture(out).metadata.latent_shape == (1, 4, 4, 6)
 
 

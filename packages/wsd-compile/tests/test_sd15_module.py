@@ -17,7 +17,7 @@ from wsd_compile import PipelineModule, WsdCompileError, build_sd15_module
 from wsd_compile.glue import MAX_TERMS, combine_name
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
-COMPONENTS = ("text_encoder", "unet", "vae_decode", "vae_decode_tile")
+COMPONENTS = ("text_encoder", "unet", "vae_decode", "vae_decode_tile", "vae_encode")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,10 @@ tensors the browser passes around, in dtypes WGSL has (float32, int32):
 - ``vae_decode_tile``: the same decoder at the tile shape of :func:`vae_tile_shape`
   (the page decodes large images in overlapping tiles with it, to bound the
   decoder's activations); it shares ``vae_decode``'s weights.
+- ``vae_encode``: ``image`` [1, 3, H, W] in [-1, 1] and ``noise`` [1, 4, h, w]
+  -> ``latents`` [1, 4, h, w], a sample of the encoder's latent distribution
+  scaled as the image-to-image pipelines scale it (the first step of
+  image to image and inpainting).
 
 Guidance scale, step count, seed and scheduler stay outside the graphs.
 """
@@ -142,6 +146,46 @@ class VaeDecodeGraph(nn.Module):
         return out
 
 
+class VaeEncodeGraph(nn.Module):
+    """An image in [-1, 1] and standard normal noise to scaled latents.
+
+    What diffusers' image-to-image pipelines do before adding noise:
+    ``vae.encode(image).latent_dist.sample(generator)`` (``mean + std * noise``,
+    the noise drawn from the pipeline's generator, so it is an input here)
+    times ``scaling_factor``; with ``latent_stats`` (SDXL) and a VAE config
+    that has ``latents_mean``/``latents_std``,
+    ``(sample - mean) * scaling_factor / std``. Only the encoding half of the
+    VAE is in the graph.
+    """
+
+    def __init__(self, vae: AutoencoderKL, *, latent_stats: bool = False) -> None:
+        super().__init__()
+        config = vae.config
+        self.encoder = vae.encoder
+        self.quant_conv = vae.quant_conv or nn.Identity()
+        view = (1, int(config.latent_channels), 1, 1)
+        mean = getattr(config, "latents_mean", None) if latent_stats else None
+        std = getattr(config, "latents_std", None) if latent_stats else None
+        scaling = float(config.scaling_factor)
+        # sample -> (sample - shift) * scale, per channel.
+        shift = torch.zeros(view) if mean is None or std is None else torch.tensor(mean).view(view)
+        scale = (
+            torch.full(view, scaling)
+            if mean is None or std is None
+            else scaling / torch.tensor(std).view(view)
+        )
+        self.register_buffer("shift", shift, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
+
+    def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        moments = self.quant_conv(self.encoder(image))
+        mean, logvar = torch.chunk(moments, 2, dim=1)
+        std = torch.exp(0.5 * torch.clamp(logvar, -30.0, 20.0))
+        sample = mean + std * noise
+        out: torch.Tensor = (sample - self.get_buffer("shift")) * self.get_buffer("scale")
+        return out
+
+
 @dataclass(frozen=True)
 class CapturedComponent:
     """One exported component and its signature."""
@@ -194,14 +238,25 @@ def export_vae_graphs(
     vae: AutoencoderKL, latent_shape: tuple[int, ...], *, latent_stats: bool = False
 ) -> tuple[CapturedComponent, ...]:
     """``vae_decode`` at ``latent_shape`` and, when it has one, ``vae_decode_tile``
-    at :func:`vae_tile_shape`."""
+    at :func:`vae_tile_shape`; then ``vae_encode`` for the image that
+    ``latent_shape`` decodes to."""
     graph = VaeDecodeGraph(vae, latent_stats=latent_stats)
     shapes = {"vae_decode": latent_shape, "vae_decode_tile": vae_tile_shape(latent_shape)}
-    return tuple(
+    decoders = tuple(
         _export(name, graph, {"latents": torch.zeros(shape)}, "image")
         for name, shape in shapes.items()
         if shape is not None
     )
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    *_, h, w = latent_shape
+    image = torch.zeros(1, int(vae.config.in_channels), h * factor, w * factor)
+    encoder = _export(
+        "vae_encode",
+        VaeEncodeGraph(vae, latent_stats=latent_stats),
+        {"image": image, "noise": torch.zeros(latent_shape)},
+        "latents",
+    )
+    return (*decoders, encoder)
 
 
 def _export(

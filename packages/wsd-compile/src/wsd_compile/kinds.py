@@ -38,11 +38,23 @@ class KindBuild:
 BUILDS: Mapping[str, KindBuild] = {
     "sd15": KindBuild(
         glue=("guidance", "scheduler", "image"),
-        tasks={"text-to-image": ("text_encoder", "unet", "vae_decode")},
+        tasks={
+            "text-to-image": ("text_encoder", "unet", "vae_decode"),
+            "image-to-image": ("text_encoder", "unet", "vae_encode", "vae_decode"),
+        },
     ),
     "sdxl": KindBuild(
         glue=("guidance", "scheduler", "image", "xl_text"),
-        tasks={"text-to-image": ("text_encoder", "text_encoder_2", "unet", "vae_decode")},
+        tasks={
+            "text-to-image": ("text_encoder", "text_encoder_2", "unet", "vae_decode"),
+            "image-to-image": (
+                "text_encoder",
+                "text_encoder_2",
+                "unet",
+                "vae_encode",
+                "vae_decode",
+            ),
+        },
     ),
 }
 

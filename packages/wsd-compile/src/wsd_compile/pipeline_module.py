@@ -220,7 +220,7 @@ TILE_FUNCTION = "vae_decode_tile"
 def _component_precision(captured: CapturedPipeline, name: str, precision: str) -> str:
     cond = captured.metadata.conditioning
     owner = SHARED_WEIGHTS.get(name, name)
-    if owner == "vae_decode" and cond is not None and cond.vae_force_upcast:
+    if owner in ("vae_decode", "vae_encode") and cond is not None and cond.vae_force_upcast:
         return "fp32"
     return precision
 
