@@ -124,7 +124,7 @@ def test_a_tile_graph_with_other_weights_is_refused(
     pipe = load_sd15(write_preset("tiny-sd15", tmp_path / "tiny-sd15"))
     with torch.no_grad():
         pipe.vae.decoder.conv_in.weight += 1
-    _, tile = export_vae_graphs(pipe.vae, (1, 4, 8, 8))
+    tile = next(g for g in export_vae_graphs(pipe.vae, (1, 4, 8, 8)) if g.name == "vae_decode_tile")
     components = {**captured.components, "vae_decode_tile": tile}
     with pytest.raises(WsdCompileError, match="vae_decode_tile does not take vae_decode's weights"):
         build_sd15_module(replace(captured, components=components))

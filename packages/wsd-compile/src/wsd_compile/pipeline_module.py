@@ -118,7 +118,7 @@ def _component_function(
     """
     imported, weights = import_graph(program.pop())
     func = _single_output(imported).with_attr("global_symbol", name)
-    func = unbroadcast_matmul_weights(func)
+    func = fold_pad_into_conv(unbroadcast_matmul_weights(func))
     del imported
     mod = tvm.IRModule({name: func})
     if precision == "fp16":
@@ -159,6 +159,53 @@ def unbroadcast_matmul_weights(func: relax.Function) -> relax.Function:
         if _static_shape(call) != (*x_shape[:-1], w_shape[1]):
             return call  # the broadcast widened the batch: keep it
         return relax.op.matmul(matches[x], matches[w], out_dtype=call.attrs.out_dtype)
+
+    rewritten: relax.Function = relax.analysis.remove_all_unused(
+        rewrite_call(pattern, rewrite, func)
+    )
+    return rewritten
+
+
+def fold_pad_into_conv(func: relax.Function) -> relax.Function:
+    """``conv2d(pad(x), w)`` with a zero pad of H and W as one ``conv2d`` padding them.
+
+    The VAE encoder's downsamplers pad the bottom and right by one
+    (``F.pad(x, (0, 1, 0, 1))``) before a stride-2 convolution without
+    padding. Left as two ops, the pad fuses into the previous convolution as
+    an epilogue of another shape, which the GPU matmul schedule cannot take;
+    folded, it costs neither a kernel nor a buffer.
+    """
+    x, w = wildcard(), wildcard()
+    padded = is_op("relax.nn.pad")(x)
+    pattern = is_op("relax.nn.conv2d")(padded, w)
+
+    def rewrite(call: relax.Call, matches: dict[Any, relax.Expr]) -> relax.Expr:
+        pad = matches[padded]
+        a, c = pad.attrs, call.attrs
+        widths = [int(v) for v in a.pad_width]
+        value = float(a.pad_value) if getattr(a, "pad_value", None) is not None else 0.0
+        if (
+            str(a.pad_mode) != "constant"
+            or value != 0.0
+            or str(c.data_layout) != "NCHW"
+            or len(widths) != 8
+            or any(widths[:4])
+        ):
+            return call
+        top, bottom, left, right = widths[4:]
+        p = [int(v) for v in c.padding]  # top, left, bottom, right
+        return relax.op.nn.conv2d(
+            matches[x],
+            matches[w],
+            strides=c.strides,
+            padding=[p[0] + top, p[1] + left, p[2] + bottom, p[3] + right],
+            dilation=c.dilation,
+            groups=c.groups,
+            data_layout=c.data_layout,
+            kernel_layout=c.kernel_layout,
+            out_layout=c.out_layout,
+            out_dtype=c.out_dtype,
+        )
 
     rewritten: relax.Function = relax.analysis.remove_all_unused(
         rewrite_call(pattern, rewrite, func)

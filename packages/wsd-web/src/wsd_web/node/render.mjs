@@ -35,7 +35,7 @@ import { runnerArgsOrExit } from "./runner_args.mjs";
 
 const args = runnerArgsOrExit("render.mjs");
 const dir = args.dir;
-const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, ...options } = args.options;
+const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, ...options } = args.options;
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
@@ -56,11 +56,15 @@ try {
   const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await fetchBytes("manifest.json"))));
   const files = sequentialSource(fetchBytes);
   model = await SDModel.load({ tvmjs, gpu, manifest, files, kernelPath, memoryBudget: options.memoryBudget });
-  const pipeline = await createPipeline(model, tokenizers, fetchBytes);
+  const pipeline = await createPipeline(model, tokenizers, fetchBytes, task);
+  // Image to image: {rgba (base64), width, height}.
+  const startImage = image
+    ? { rgba: new Uint8ClampedArray(Buffer.from(image.rgba, "base64")), width: image.width, height: image.height }
+    : undefined;
   const loadMs = performance.now() - start;
   const runs = [];
   for (let i = 0; i < repeat; i++) {
-    const result = await pipeline.generate({ prompt: "", ...options, seed: BigInt(seed) });
+    const result = await pipeline.generate({ prompt: "", ...options, image: startImage, seed: BigInt(seed) });
     runs.push({
       scheduler: result.scheduler,
       vaeTiles: result.vaeTiles,

@@ -5,6 +5,7 @@
 // task's pipeline calls.
 
 import { ClipTokenizer } from "../clip_tokenizer.js";
+import { SD15ImageToImage, SDXLImageToImage } from "./image_to_image.js";
 import { SD15Pipeline } from "./stable_diffusion.js";
 import { SDXLPipeline } from "./stable_diffusion_xl.js";
 
@@ -24,13 +25,15 @@ import { SDXLPipeline } from "./stable_diffusion_xl.js";
  * }} PipelineClass
  */
 
-/** The task the page runs. */
+/** The task the page runs by default. */
 export const TEXT_TO_IMAGE = "text-to-image";
+/** Start from an image (the build's vae_encode), with a strength. */
+export const IMAGE_TO_IMAGE = "image-to-image";
 
 /** @type {Readonly<Record<string, Readonly<Record<string, PipelineClass>>>>} */
 export const PIPELINES = Object.freeze({
-  sd15: Object.freeze({ [TEXT_TO_IMAGE]: SD15Pipeline }),
-  sdxl: Object.freeze({ [TEXT_TO_IMAGE]: SDXLPipeline }),
+  sd15: Object.freeze({ [TEXT_TO_IMAGE]: SD15Pipeline, [IMAGE_TO_IMAGE]: SD15ImageToImage }),
+  sdxl: Object.freeze({ [TEXT_TO_IMAGE]: SDXLPipeline, [IMAGE_TO_IMAGE]: SDXLImageToImage }),
 });
 
 /**

@@ -45,6 +45,9 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  * @property {"auto" | "on" | "off"} [vaeTiling]  Decode the latents in overlapping tiles (bounded
  *   memory at any size): "auto" (the default) where the device cannot bind the untiled decoder's
  *   largest buffer; "on" needs a build with vae_tiling.
+ * @property {Image} [image]  Image to image: the image to start from, at the build's size.
+ * @property {number} [strength]  Image to image: how much of the schedule runs, in (0, 1]
+ *   (diffusers' strength; default 0.8): 1 ignores the image's content, small values keep it.
  * @property {[number, number]} [originalSize]  SDXL micro-conditioning (height, width); default: the image size.
  * @property {[number, number]} [cropsCoordsTopLeft]  SDXL (top, left); default [0, 0].
  * @property {[number, number]} [targetSize]  SDXL (height, width); default: the image size.
@@ -250,6 +253,17 @@ export class SD15Pipeline {
   }
 
   /**
+   * The latents the denoising loop starts from (a task that encodes an image
+   * overrides this, with the encoder's weights on the GPU). Detached; the
+   * denoising loop consumes them.
+   * @param {Run} run
+   * @returns {Promise<Tensor>}
+   */
+  async initialLatents(run) {
+    return this.prepareLatents(run);
+  }
+
+  /**
    * The guided noise prediction for `input` at timestep `t`: the UNet on both
    * halves of the guidance batch, combined. Detached; the caller disposes it.
    * @param {Tensor} input
@@ -409,8 +423,9 @@ export class SD15Pipeline {
       await this.sync();
       const textEncoderMs = this.now() - start;
       // 4. Initial latents; 5. the denoising loop, which consumes them.
+      const initial = await this.initialLatents(run);
       const denoised = await session.peakDuring(() => this.model.withWeights(
-        ["unet"], () => this.denoise(run, this.prepareLatents(run), conditioning, hooks),
+        ["unet"], () => this.denoise(run, initial, conditioning, hooks),
       ));
       latents = denoised.result.latents;
       // 6. Decode.
