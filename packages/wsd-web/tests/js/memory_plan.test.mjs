@@ -57,3 +57,21 @@ test("a budget gets the first mode that fits, keeping what the user fixed", () =
   assert.deepEqual(chooseMemoryMode(untiled, PATH, 2800 * MiB), { offload: true, tiles: false, need: 2701 * MiB });
   assert.deepEqual(chooseMemoryMode(MANIFEST, { ...PATH, memory: undefined }, 1), { offload: false, tiles: false, need: null });
 });
+
+test("the VAE encoder counts only for a task that encodes an image", () => {
+  const manifest = { ...MANIFEST, functions: { ...MANIFEST.functions, vae_encode: { params: "vae_encode" } } };
+  const path = { ...PATH, memory: {
+    weights: { ...PATH.memory.weights, vae_encode: 70 * MiB },
+    workspace: { ...PATH.memory.workspace, vae_encode: 1500 * MiB },
+  } };
+  const need = (/** @type {boolean} */ offload, /** @type {boolean} */ encode) =>
+    /** @type {number} */ (memoryNeed(manifest, path, { offload, tiles: true }, { encode })) / MiB;
+  assert.equal(need(false, false), 2050 + 20 + 400 + 100 + 1);
+  assert.equal(need(false, true), 2050 + 70 + 20 + 1500 + 400 + 100 + 1);
+  // Offload: the encode stage (70 + 1500) is the largest.
+  assert.equal(need(true, false), 1700 + 400 + 1);
+  assert.equal(need(true, true), 1700 + 1570 + 1);
+  const { offload } = chooseMemoryMode(manifest, path, 4000 * MiB, { encode: true });
+  assert.equal(offload, true);
+  assert.equal(chooseMemoryMode(manifest, path, 4000 * MiB).offload, false);
+});

@@ -82,3 +82,11 @@ test("a budget that is not a positive number is refused in one line", () => {
     });
   }
 });
+
+test("variations are a non-empty list of option objects", () => {
+  const variations = [{ scheduler: "euler" }, { scheduler: "ddim", strength: 0.3 }];
+  assert.deepEqual(runnerArgs(["build", JSON.stringify({ variations })]).options.variations, variations);
+  for (const bad of ["[]", '{"a": 1}', '[{"a": 1}, 2]', '[[1]]', "null"]) {
+    assert.throws(() => runnerArgs(["build", `{"variations": ${bad}}`]), /"variations" in OPTIONS_JSON: give a non-empty list of option objects/);
+  }
+});

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ModelWeights, OFFLOADABLE, componentTensors, filesHolding } from "../../src/wsd_web/static/js/weights.js";
+import { ModelWeights, ON_DEMAND, OFFLOADABLE, componentTensors, filesHolding } from "../../src/wsd_web/static/js/weights.js";
 
 /** Three shards: the UNet's, the text encoder's, and one shared by the UNet and the VAE decoder. */
 const INDEX = /** @type {any} */ ({
@@ -126,4 +126,26 @@ test("offload needs the build's files, and a shard of the wrong size is refused"
   } };
   const weights = new ModelWeights(session, { manifest: MANIFEST, index: INDEX, files: short, path: PATH });
   await assert.rejects(weights.acquire(["unet"]), /w\/a\.bin has 1 bytes, the index says 8: reload/);
+});
+
+test("the VAE encoder is uploaded only when asked for, and leaves with offload", async () => {
+  const index = { shards: [...INDEX.shards, {
+    dataPath: "d.bin", nbytes: 4, records: [{ name: "vae_encode.0", shape: [1], dtype: "float32", format: "raw", nbytes: 4, byteOffset: 0 }],
+  }] };
+  const manifest = { ...MANIFEST, components: { ...MANIFEST.components, vae_encode: { param_names: ["vae_encode.0"] } } };
+  assert.deepEqual(ON_DEMAND, ["vae_encode"]);
+  for (const offload of [false, true]) {
+    const { session, resident } = fakeSession();
+    const source = { ...files(), async getAll(/** @type {string[]} */ paths, /** @type {any} */ consume) {
+      for (const path of paths) consume(path, new Uint8Array(path === "w/b.bin" || path === "w/d.bin" ? 4 : 8));
+    } };
+    const weights = new ModelWeights(session, { manifest, index: /** @type {any} */ (index), files: source, path: PATH }, { offload });
+    assert.ok(!weights.initialComponents().includes("vae_encode"));
+    await weights.acquire(weights.initialComponents());
+    assert.ok(!resident().includes("vae_encode.0"));
+    await weights.acquire(["vae_encode"]);
+    assert.ok(resident().includes("vae_encode.0"));
+    weights.release(["vae_encode"]);
+    assert.equal(resident().includes("vae_encode.0"), !offload);
+  }
 });

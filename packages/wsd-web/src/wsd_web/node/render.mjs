@@ -10,9 +10,13 @@
 // modes need ("memoryNeedBytes", null: the build does not say).
 //   node render.mjs DIR [OPTIONS_JSON] [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB]
 // OPTIONS_JSON: {"prompt": ..., "negativePrompt", "seed", "steps", "guidance",
-//   "scheduler", "returnLatents", "returnPixels", "repeat", and for SDXL
-//   "originalSize", "cropsCoordsTopLeft", "targetSize"} ("repeat": generate N
-//   times and report each generation's timings; "kernelPath": run the build's
+//   "scheduler", "returnLatents", "returnPixels", "repeat", "variations", and for SDXL
+//   "originalSize", "cropsCoordsTopLeft", "targetSize", and for image to image
+//   "task": "image-to-image", "image": {"rgba": base64, "width", "height"},
+//   "strength"} ("repeat": generate N times and report each generation's
+//   timings; "variations": a list of option objects, each laid over the rest
+//   for its own generations (one loaded model, several settings), reported in
+//   order with its index as "variation"; "kernelPath": run the build's
 //   kernel path of that name or fail, instead of the first the device runs;
 //   "vaeTiling", or --vae-tiles: decode in tiles where the device needs it
 //   (auto, the default), in tiles (on) or whole (off); "offload": true, or
@@ -35,7 +39,7 @@ import { runnerArgsOrExit } from "./runner_args.mjs";
 
 const args = runnerArgsOrExit("render.mjs");
 const dir = args.dir;
-const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, ...options } = args.options;
+const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, variations = [{}], ...options } = args.options;
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
@@ -63,9 +67,12 @@ try {
     : undefined;
   const loadMs = performance.now() - start;
   const runs = [];
-  for (let i = 0; i < repeat; i++) {
-    const result = await pipeline.generate({ prompt: "", ...options, image: startImage, seed: BigInt(seed) });
+  const generations = /** @type {Record<string, any>[]} */ (variations).flatMap((v, index) => Array(repeat).fill([v, index]));
+  for (const [variation, index] of generations) {
+    const settings = { prompt: "", ...options, ...variation };
+    const result = await pipeline.generate({ ...settings, image: startImage, seed: BigInt(settings.seed ?? seed) });
     runs.push({
+      variation: index,
       scheduler: result.scheduler,
       vaeTiles: result.vaeTiles,
       offload: result.offload,

@@ -70,6 +70,11 @@ export function runnerArgs(argv) {
   if (offload !== undefined && typeof offload !== "boolean") {
     throw new Error(`"offload" ${JSON.stringify(offload)} in OPTIONS_JSON: give true or false (or --offload)`);
   }
+  const { variations } = options;
+  const isObject = (/** @type {unknown} */ v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  if (variations !== undefined && !(Array.isArray(variations) && variations.length > 0 && variations.every(isObject))) {
+    throw new Error(`"variations" in OPTIONS_JSON: give a non-empty list of option objects, got ${JSON.stringify(variations)}`);
+  }
   const out = { ...options, vaeTiling, offload, memoryBudget };
   if (offload === undefined) delete out.offload;
   if (memoryBudget === undefined) delete out.memoryBudget;

@@ -10,9 +10,14 @@
 // and the largest stage (its components' weights and its functions' storage).
 // Tiled decode swaps the whole decoder's storage for the tile decoder's.
 // The glue functions (guidance, scheduler updates, RGBA) count in every stage.
+// A task that encodes an image (image to image) adds the VAE encoder's stage;
+// other tasks never upload its weights.
 
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
 /** @typedef {import("./sd_model.js").KernelPath} KernelPath */
+
+/** The function that encodes an image, and the component of its weights. */
+const ENCODER = "vae_encode";
 
 /**
  * @typedef {object} MemoryMode
@@ -30,16 +35,18 @@ export const MEMORY_MODES = Object.freeze(/** @type {MemoryMode[]} */ ([
 
 /**
  * The functions each stage of a generation runs with weights: the text encoders,
- * the UNet, and the decoder (whole or its tile function).
+ * the image's encoder (when the task encodes one), the UNet, and the decoder
+ * (whole or its tile function).
  * @param {Manifest} manifest
  * @param {boolean} tiles
- * @returns {{text: string[], denoise: string[], decode: string[]}}
+ * @param {boolean} encode
+ * @returns {{text: string[], encode: string[], denoise: string[], decode: string[]}}
  */
-function stageFunctions(manifest, tiles) {
+function stageFunctions(manifest, tiles, encode) {
   const withWeights = Object.entries(manifest.functions).filter(([, f]) => f.params);
   const text = withWeights.filter(([, f]) => f.params?.startsWith("text_encoder")).map(([n]) => n);
   const decode = tiles && manifest.vae_tiling ? manifest.vae_tiling.function : "vae_decode";
-  return { text, denoise: ["unet"], decode: [decode] };
+  return { text, encode: encode && manifest.functions[ENCODER] ? [ENCODER] : [], denoise: ["unet"], decode: [decode] };
 }
 
 /**
@@ -48,25 +55,28 @@ function stageFunctions(manifest, tiles) {
  * @param {Manifest} manifest
  * @param {KernelPath} path
  * @param {MemoryMode} mode
+ * @param {{encode?: boolean}} [task]  encode: the task encodes an image (image to image).
  * @returns {number | null}
  */
-export function memoryNeed(manifest, path, { offload, tiles }) {
+export function memoryNeed(manifest, path, { offload, tiles }, { encode = false } = {}) {
   const memory = path.memory;
   if (!memory) return null;
   const workspace = (/** @type {string} */ fn) => memory.workspace[fn] ?? 0;
   const weights = (/** @type {string[]} */ fns) =>
     [...new Set(fns.map((f) => manifest.functions[f]?.params).filter((c) => typeof c === "string"))]
       .reduce((sum, c) => sum + (memory.weights[c] ?? 0), 0);
-  const stages = stageFunctions(manifest, tiles);
+  const stages = stageFunctions(manifest, tiles, encode);
   const modelFunctions = new Set(Object.entries(manifest.functions).filter(([, f]) => f.params).map(([n]) => n));
   const glue = Object.keys(memory.workspace).filter((f) => !modelFunctions.has(f)).reduce((s, f) => s + workspace(f), 0);
   if (!offload) {
-    const all = [...stages.text, ...stages.denoise, ...stages.decode];
-    const weightSum = Object.values(memory.weights).reduce((a, b) => a + b, 0);
+    const all = [...stages.text, ...stages.encode, ...stages.denoise, ...stages.decode];
+    const weightSum = Object.entries(memory.weights)
+      .filter(([c]) => encode || c !== ENCODER).reduce((sum, [, bytes]) => sum + bytes, 0);
     return weightSum + all.reduce((s, f) => s + workspace(f), 0) + glue;
   }
   const stage = (/** @type {string[]} */ fns) => weights(fns.filter((f) => f !== "unet")) + fns.reduce((s, f) => s + workspace(f), 0);
-  return weights(["unet"]) + Math.max(stage(stages.text), stage(stages.denoise), stage(stages.decode)) + glue;
+  const largest = Math.max(stage(stages.text), stage(stages.encode), stage(stages.denoise), stage(stages.decode));
+  return weights(["unet"]) + largest + glue;
 }
 
 /**
@@ -76,14 +86,15 @@ export function memoryNeed(manifest, path, { offload, tiles }) {
  * @param {Manifest} manifest
  * @param {KernelPath} path
  * @param {number} budget  Bytes; Infinity: no budget.
- * @param {{offload?: boolean | null, tiles?: boolean | null}} [fixed]
+ * @param {{offload?: boolean | null, tiles?: boolean | null, encode?: boolean}} [fixed]
+ *   encode: the task encodes an image (memoryNeed).
  * @returns {MemoryMode & {need: number | null}}
  */
-export function chooseMemoryMode(manifest, path, budget, { offload = null, tiles = null } = {}) {
+export function chooseMemoryMode(manifest, path, budget, { offload = null, tiles = null, encode = false } = {}) {
   const canTile = Boolean(manifest.vae_tiling);
   const modes = MEMORY_MODES.filter((m) =>
     (offload === null || m.offload === offload) && (tiles === null || m.tiles === tiles) && (canTile || !m.tiles));
-  const needs = modes.map((mode) => ({ ...mode, need: memoryNeed(manifest, path, mode) }));
+  const needs = modes.map((mode) => ({ ...mode, need: memoryNeed(manifest, path, mode, { encode }) }));
   const fits = needs.find((m) => m.need === null || m.need <= budget);
   if (fits) return fits;
   // On a tie the later mode (which saves more) is the one to name.

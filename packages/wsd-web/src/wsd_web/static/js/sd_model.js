@@ -16,7 +16,7 @@ import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 import { chooseMemoryMode, memoryNeed } from "./memory_plan.js";
 import { useTiles } from "./vae_tiling.js";
-import { ModelWeights, componentTensors, filesHolding, shardFiles, shardPaths } from "./weights.js";
+import { ModelWeights, ON_DEMAND, componentTensors, filesHolding, shardFiles, shardPaths } from "./weights.js";
 
 export { shardFiles, shardPaths };
 
@@ -448,17 +448,18 @@ export class SDModel {
    * as it is), and within a `budget` (bytes) the first of what they leave open that
    * fits (memory_plan.js; one line of error when nothing does). `need`: the bytes the
    * modes need, by the build's own reckoning (null for a build that does not state it).
-   * @param {{vaeTiling?: "auto" | "on" | "off", offload?: boolean, budget?: number}} wanted
+   * `encode`: the generation encodes an image (image to image), whose encoder then counts.
+   * @param {{vaeTiling?: "auto" | "on" | "off", offload?: boolean, budget?: number, encode?: boolean}} wanted
    * @returns {MemoryMode & {need: number | null}}
    */
-  memoryMode({ vaeTiling = "auto", offload, budget = Infinity }) {
+  memoryMode({ vaeTiling = "auto", offload, budget = Infinity, encode = false }) {
     const tiles = this.decodesInTiles(vaeTiling);
     if (!(budget < Infinity)) {
       const mode = { tiles, offload: offload ?? this.weights.offload };
-      return { ...mode, need: memoryNeed(this.manifest, this.kernelPath, mode) };
+      return { ...mode, need: memoryNeed(this.manifest, this.kernelPath, mode, { encode }) };
     }
     return chooseMemoryMode(this.manifest, this.kernelPath, budget, {
-      offload: offload ?? null, tiles: vaeTiling === "auto" && !tiles ? null : tiles,
+      offload: offload ?? null, tiles: vaeTiling === "auto" && !tiles ? null : tiles, encode,
     });
   }
 
@@ -487,9 +488,11 @@ export class SDModel {
       const initial = weights.initialComponents();
       await weights.acquire(initial, onUpload);
       // With offload the other components' files are fetched now too (cached for
-      // their uploads), so a loaded model runs offline.
+      // their uploads), so a loaded model runs offline; those only a task needs
+      // (ON_DEMAND) come when it first runs.
       const uploaded = new Set(filesHolding(manifest, index, componentTensors(manifest, initial)));
-      const rest = [...shardFiles(manifest, index).keys()].filter((f) => !uploaded.has(f));
+      const everyTask = Object.keys(manifest.components).filter((c) => !ON_DEMAND.includes(c));
+      const rest = filesHolding(manifest, index, componentTensors(manifest, everyTask)).filter((f) => !uploaded.has(f));
       if (rest.length > 0) await files.getAll(rest, (file) => onUpload(file));
       return new SDModel(manifest, session, weights, { kernelPath: path, passedOver, limits: gpu.device.limits });
     } catch (e) {

@@ -7,6 +7,10 @@
 // files (the page's verified cache) when next needed and released after, so
 // that the GPU holds the UNet's weights and at most one other component's at
 // a time. What it costs is the upload, once per generation for each.
+//
+// On demand: the VAE encoder (image to image) is neither fetched nor uploaded
+// at load; its weights come the first time a generation encodes an image, and
+// stay (with offload, they leave again after the encode).
 
 import { widenFloat16 } from "./tensor_cache.js";
 
@@ -22,6 +26,12 @@ import { widenFloat16 } from "./tensor_cache.js";
 
 /** The components sequential offload takes off the GPU between uses (the UNet stays). */
 export const OFFLOADABLE = Object.freeze(["text_encoder", "text_encoder_2", "vae_decode"]);
+
+/** The components only some tasks use: fetched and uploaded when first used, never at load. */
+export const ON_DEMAND = Object.freeze(["vae_encode"]);
+
+/** @param {string} component */
+const leavesWithOffload = (component) => OFFLOADABLE.includes(component) || ON_DEMAND.includes(component);
 
 /**
  * The weight shards of a build, as paths relative to the manifest.
@@ -148,17 +158,17 @@ export class ModelWeights {
     const turnedOn = on && !this.offload;
     this.offload = on;
     if (!turnedOn) return;
-    this.release([...OFFLOADABLE]);
+    this.release([...this.tuples.keys()]);
     // What the VM pooled while every stage kept its buffers goes too.
     this.session.releasePooledMemory();
   }
 
   /**
-   * The components uploaded at load: all, or with offload all but OFFLOADABLE.
+   * The components uploaded at load: all but ON_DEMAND, and with offload all but OFFLOADABLE too.
    * @returns {string[]}
    */
   initialComponents() {
-    const all = Object.keys(this.source?.manifest.components ?? {});
+    const all = Object.keys(this.source?.manifest.components ?? {}).filter((c) => !ON_DEMAND.includes(c));
     return this.offload ? all.filter((c) => !OFFLOADABLE.includes(c)) : all;
   }
 
@@ -191,7 +201,7 @@ export class ModelWeights {
    */
   release(components) {
     if (!this.offload) return;
-    for (const component of components.filter((c) => OFFLOADABLE.includes(c))) {
+    for (const component of components.filter(leavesWithOffload)) {
       this.tuples.get(component)?.dispose();
       this.session.release(this.tensors.get(component) ?? []);
       this.tuples.delete(component);

@@ -86,6 +86,8 @@ async function encodedLatents(pipeline, run) {
 export class SD15ImageToImage extends SD15Pipeline {
   static optionGroups = Object.freeze([...SD15Pipeline.optionGroups, "image"]);
 
+  static encodesImage = true;
+
   /** @param {Run} run */
   prepareTimesteps(run) {
     cutTimesteps(run);
@@ -103,6 +105,8 @@ export class SD15ImageToImage extends SD15Pipeline {
 /** Image to image with an SDXL build. */
 export class SDXLImageToImage extends SDXLPipeline {
   static optionGroups = Object.freeze([...SDXLPipeline.optionGroups, "image"]);
+
+  static encodesImage = true;
 
   /** @param {Run} run */
   prepareTimesteps(run) {

@@ -146,6 +146,9 @@ export class SD15Pipeline {
    */
   static textEncoders = Object.freeze(["text_encoder"]);
 
+  /** Whether a generation encodes an image (the VAE encoder's weights and memory count then). */
+  static encodesImage = false;
+
   /**
    * @param {SDModel} model
    * @param {Tokenizer} tokenizer
@@ -209,7 +212,10 @@ export class SD15Pipeline {
     const generator = new TorchGenerator(seed);
     const ops = gpuTensorOps(this.model, manifest.latent.shape, generator);
     const scheduler = createScheduler(schedulerName, manifest.scheduler.config, ops);
-    const memory = this.model.memoryMode({ vaeTiling: options.vaeTiling, offload: options.offload, budget: options.memoryBudget });
+    const memory = this.model.memoryMode({
+      vaeTiling: options.vaeTiling, offload: options.offload, budget: options.memoryBudget,
+      encode: /** @type {typeof SD15Pipeline} */ (this.constructor).encodesImage,
+    });
     this.model.weights.setOffload(memory.offload);
     const vaeTiles = memory.tiles;
     return {
