@@ -39,7 +39,7 @@ def start_image(size: int) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
-def _img2img_reference(preset: str, directory: Path, classes: dict[str, Any]) -> Img2Img:
+def img2img_reference(preset: str, directory: Path, classes: dict[str, Any]) -> Img2Img:
     import diffusers
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
@@ -135,7 +135,7 @@ def sd15_img2img(
     tmp_path_factory: pytest.TempPathFactory, scheduler_classes: dict[str, Any]
 ) -> Img2Img:
     directory = tmp_path_factory.mktemp("img2img-sd15")
-    return _img2img_reference("tiny-sd15", directory, scheduler_classes)
+    return img2img_reference("tiny-sd15", directory, scheduler_classes)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def sdxl_img2img(
     tmp_path_factory: pytest.TempPathFactory, scheduler_classes: dict[str, Any]
 ) -> Img2Img:
     directory = tmp_path_factory.mktemp("img2img-sdxl")
-    return _img2img_reference("tiny-sdxl", directory, scheduler_classes)
+    return img2img_reference("tiny-sdxl", directory, scheduler_classes)
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,17 @@ def _add_render(sub: _Subparsers) -> None:
     _vae_tiles_option(render_)
     _offload_option(render_)
     _memory_budget_option(render_)
+    render_.add_argument(
+        "--image",
+        metavar="FILE",
+        help="image to image: start from this picture (PNG, JPEG, WebP, GIF, BMP), "
+        "fitted to the model's size (scaled to cover, centred, cropped)",
+    )
+    render_.add_argument(
+        "--strength",
+        type=float,
+        help="image to image: how much of the picture is repainted, 0 < S <= 1 (default 0.8)",
+    )
     render_.add_argument("--out", required=True, help="the PNG to write")
 
 
@@ -503,6 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 vae_tiling=args.vae_tiles,
                 offload=True if args.offload else None,
                 memory_budget=args.memory_budget,
+                image=args.image,
+                strength=args.strength,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

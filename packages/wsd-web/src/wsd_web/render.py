@@ -12,7 +12,9 @@ in GiB: the page's ``?memory-budget=``) a build that cannot fit is refused befor
 its download, and offload and tiles, where not given, are chosen to fit. Each
 rendering keeps the most GPU bytes held during each stage (``peak_bytes``: text
 encoder, denoise, decode), whether it ran with offload (``offload``) and the bytes
-the build reckons its modes need (``memory_need_bytes``).
+the build reckons its modes need (``memory_need_bytes``). Image to image
+(``image``: a picture file, fitted to the build's size as the page fits a chosen
+file; ``strength``) runs the build's image-to-image pipeline.
 """
 
 from __future__ import annotations
@@ -39,6 +41,39 @@ GIB = 2**30
 
 class RenderError(Exception):
     """The render could not run: bad options, or the page failed."""
+
+
+#: Leading bytes of the picture formats a browser decodes -> MIME type.
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+#: The largest start image file taken (a browser decodes it in memory).
+MAX_IMAGE_BYTES = 64 * 2**20
+
+
+def image_file(path: str | Path) -> dict[str, str]:
+    """A start image for the page: the file's bytes (base64) and MIME type.
+
+    Raises a :class:`RenderError` naming the file unless it is a PNG, JPEG, WebP,
+    GIF or BMP file of at most 64 MiB.
+    """
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise RenderError(f"{file} is {size} bytes; a start image may have 64 MiB at most")
+        data = file.read_bytes()
+    except OSError as e:
+        raise RenderError(f"cannot read the start image {file}: {e.strerror or e}") from None
+    mime = next((m for magic, m in _IMAGE_MAGIC if data.startswith(magic)), None)
+    if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        mime = "image/webp"
+    if mime is None:
+        raise RenderError(f"{file} is not a PNG, JPEG, WebP, GIF or BMP image")
+    return {"base64": base64.b64encode(data).decode(), "type": mime}
 
 
 def check_scheduler(name: str | None) -> None:
@@ -91,6 +126,8 @@ def _options(
     vae_tiling: str = "auto",
     offload: bool | None = None,
     memory_budget: float | None = None,
+    image: str | Path | None = None,
+    strength: float | None = None,
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
@@ -121,6 +158,15 @@ def _options(
         options["memoryBudget"] = budget_bytes(memory_budget)
     if scheduler is not None:
         options["scheduler"] = scheduler
+    if strength is not None and image is None:
+        raise RenderError("a strength needs a start image: give the image too")
+    if image is not None:
+        if strength is not None and not 0 < strength <= 1:
+            raise RenderError(f"strength {strength} is out of range; use 0 < strength <= 1")
+        options["task"] = "image-to-image"
+        options["imageFile"] = image_file(image)
+        if strength is not None:
+            options["strength"] = strength
     for key, what, value in (
         ("originalSize", "original_size", original_size),
         ("cropsCoordsTopLeft", "crops_coords_top_left", crops_coords_top_left),
@@ -278,6 +324,8 @@ def render(
     vae_tiling: str = "auto",
     offload: bool | None = None,
     memory_budget: float | None = None,
+    image: str | Path | None = None,
+    strength: float | None = None,
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -295,8 +343,13 @@ def render(
     or with a ``memory_budget`` as the budget decides. ``memory_budget``: the GPU
     memory (GiB) the page may use; a build that cannot fit is refused before its
     download, and offload (where None) and tiles (where auto) are chosen to fit.
+    ``image``: image to image from this picture file (PNG, JPEG, WebP, GIF, BMP),
+    fitted to the build's size as the page fits a chosen file, repainted by
+    ``strength`` (default 0.8, diffusers' default).
     """
     run = {
+        "image": image,
+        "strength": strength,
         "original_size": original_size,
         "crops_coords_top_left": crops_coords_top_left,
         "target_size": target_size,

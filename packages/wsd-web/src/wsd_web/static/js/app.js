@@ -15,15 +15,17 @@ import {
   DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
 } from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
+import { OPTION_GROUPS, fitImage, optionGroupsOf, wireStartImage } from "./option_groups.js";
 import { applySettings, askedSettings, memoryBudget, memorySummary, settingOptions } from "./page_options.js";
 import { SDModel, describeKernelPath, kernelPaths, parseManifest } from "./sd_model.js";
 import {
-  CancelledError, availableSchedulers, createPipeline, defaultSchedulerName, pipelineClass,
+  CancelledError, TEXT_TO_IMAGE, availableSchedulers, createPipeline, defaultSchedulerName,
 } from "./sd_pipeline.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
 /** @typedef {import("./sd_pipeline.js").GenerateOptions} GenerateOptions */
+/** @typedef {import("./option_groups.js").PageOptions} PageOptions */
 /** @typedef {import("./delivery.js").DownloadProgress} DownloadProgress */
 /** @typedef {import("./delivery.js").ContentStore} ContentStore */
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
@@ -45,7 +47,8 @@ const settings = { vaeTiles: $("vae-tiles"), offload: $("offload"), memoryBudget
 /**
  * @typedef {object} Loaded
  * @property {SDModel} model
- * @property {import("./sd_pipeline.js").SD15Pipeline} pipeline
+ * @property {(task: string) => Promise<import("./sd_pipeline.js").SD15Pipeline>} pipelineFor  The pipeline of a
+ *   task (text to image made at load, the others when first used).
  * @property {import("./webgpu_device.js").GPUInfo} gpu
  */
 
@@ -195,9 +198,17 @@ async function load(signal) {
       onUpload: (path) => report.uploadedFiles.push(path),
     });
     try {
-      const pipeline = await createPipeline(model, /** @type {any} */ (window).tokenizers, (path) => downloader.get(path));
+      const make = (/** @type {string} */ task) =>
+        createPipeline(model, /** @type {any} */ (window).tokenizers, (path) => downloader.get(path), task);
+      /** @type {Map<string, Promise<import("./sd_pipeline.js").SD15Pipeline>>} */
+      const pipelines = new Map([[TEXT_TO_IMAGE, make(TEXT_TO_IMAGE)]]);
+      await pipelines.get(TEXT_TO_IMAGE);
+      const pipelineFor = (/** @type {string} */ task) => {
+        if (!pipelines.has(task)) pipelines.set(task, make(task));
+        return /** @type {Promise<import("./sd_pipeline.js").SD15Pipeline>} */ (pipelines.get(task));
+      };
       if (content.persistent) navigator.storage?.persist?.().catch(() => false);
-      return { model, pipeline, gpu };
+      return { model, pipelineFor, gpu };
     } catch (e) {
       retire(model, gpu.device);
       throw e;
@@ -299,11 +310,11 @@ function optionPanels() {
 }
 
 /**
- * Show the option panels of the groups the model's pipeline takes, set up for the model.
+ * Show the option panels of the groups the build's pipelines take, set up for the model.
  * @param {Manifest} m
  */
 function showOptionGroups(m) {
-  const groups = pipelineClass(m.kind).optionGroups;
+  const groups = optionGroupsOf(m);
   for (const panel of optionPanels()) {
     const group = String(panel.dataset.optionGroup);
     panel.hidden = !groups.includes(group);
@@ -399,12 +410,12 @@ function showTimings(t, vaeTiles) {
 }
 
 /**
- * Generate with the page's pipeline and draw the result.
- * @param {GenerateOptions} options
+ * Generate with the pipeline of the options' task (default: text to image) and draw the result.
+ * @param {PageOptions} options
  * @returns {Promise<Generation>}
  */
-async function generate(options) {
-  const { pipeline } = await state.ready;
+async function generate({ task = TEXT_TO_IMAGE, ...options }) {
+  const pipeline = await (await state.ready).pipelineFor(task);
   if (state.lost) throw new Error(`the GPU device was lost (${state.lost}): re-initialise first`);
   if (state.running) throw new Error("a generation is already running: wait for it or cancel it");
   state.running = new AbortController();
@@ -438,59 +449,13 @@ async function generate(options) {
   }
 }
 
-/**
- * A (height, width)-like pair from two inputs; undefined when both are empty.
- * @param {string} a
- * @param {string} b
- * @param {[number, number]} fallback  Used for an empty one of the two.
- * @returns {[number, number] | undefined}
- */
-function pair(a, b, fallback) {
-  const [x, y] = [$(a).value, $(b).value];
-  if (x === "" && y === "") return undefined;
-  return [x === "" ? fallback[0] : Number(x), y === "" ? fallback[1] : Number(y)];
-}
-
-/**
- * Empty size fields show the image size.
- * @param {Manifest} m
- */
-function sizePlaceholders(m) {
-  for (const id of ["original-h", "target-h"]) $(id).placeholder = String(m.image.height);
-  for (const id of ["original-w", "target-w"]) $(id).placeholder = String(m.image.width);
-}
-
-/** @returns {Partial<GenerateOptions>} SDXL's micro-conditioning, where set. */
-function microConditioning() {
-  const size = /** @type {[number, number]} */ ([Number($("original-h").placeholder), Number($("original-w").placeholder)]);
-  /** @type {Partial<GenerateOptions>} */
-  const out = {};
-  const original = pair("original-h", "original-w", size);
-  const crop = pair("crop-top", "crop-left", [0, 0]);
-  const target = pair("target-h", "target-w", size);
-  if (original) out.originalSize = original;
-  if (crop) out.cropsCoordsTopLeft = crop;
-  if (target) out.targetSize = target;
-  return out;
-}
-
-/**
- * What the page does for each option group a pipeline may take (its panel
- * has data-option-group set to the group): set its controls up for a model,
- * and read them into generate options.
- * @type {Readonly<Record<string, {setUp(m: Manifest): void, read(): Partial<GenerateOptions>}>>}
- */
-const OPTION_GROUPS = Object.freeze({
-  "micro-conditioning": { setUp: sizePlaceholders, read: microConditioning },
-});
-
-/** @returns {Partial<GenerateOptions>} The options of the panels shown. */
+/** @returns {Partial<PageOptions>} The options of the panels shown. */
 function groupOptions() {
   const shown = optionPanels().filter((panel) => !panel.hidden);
   return Object.assign({}, ...shown.map((panel) => OPTION_GROUPS[String(panel.dataset.optionGroup)].read()));
 }
 
-/** @returns {GenerateOptions} */
+/** @returns {PageOptions} */
 function formOptions() {
   return {
     ...groupOptions(),
@@ -521,6 +486,7 @@ $("download").addEventListener("click", () => {
 });
 
 applySettings(settings, asked);
+wireStartImage();
 // The app shell offline (sw.js); a page that cannot have a service worker still works.
 navigator.serviceWorker?.register("sw.js").catch(() => {});
 start();
@@ -539,10 +505,17 @@ start();
    * Generate and return what automation needs: RGBA bytes (base64), the PNG, timings, the VAE
    * tiles, sequential offload, each stage's peak GPU bytes, the bytes the build reckons, latents on
    * request. vaeTiling, offload and memoryBudget default to the page's settings (page_options.js).
-   * @param {GenerateOptions & {seed?: number | string}} options
+   * Image to image: task "image-to-image" and `imageFile`, a picture file's bytes (base64) and MIME
+   * type, fitted to the build's size as the page fits a chosen file.
+   * @param {PageOptions & {seed?: number | string, imageFile?: {base64: string, type?: string}}} options
    */
-  async generate(options) {
+  async generate({ imageFile, ...options }) {
     const seed = typeof options.seed === "string" ? BigInt(options.seed) : options.seed;
+    if (imageFile) {
+      const { image: { width, height } } = (await state.ready).model.manifest;
+      const bytes = Uint8Array.from(atob(imageFile.base64), (c) => c.charCodeAt(0));
+      options.image = await fitImage(new Blob([bytes], { type: imageFile.type ?? "" }), width, height);
+    }
     const result = await generate({ ...settingOptions(settings), ...options, seed });
     let binary = "";
     for (let i = 0; i < result.rgba.length; i += 0x8000) {
