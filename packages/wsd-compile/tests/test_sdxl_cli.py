@@ -33,6 +33,7 @@ def test_fp16_build_keeps_the_upcast_vae_in_fp32(
         "text_encoder_2": "fp16",
         "unet": "fp16",
         "vae_decode": "fp32",
+        "vae_encode": "fp32",
     }
     assert manifest["conditioning"]["vae_force_upcast"] is True
     assert manifest["tokenizer_2"]["file"] == "tokenizer_2.json"

@@ -58,14 +58,17 @@ test("sdxl time ids are as wide as the build's UNet takes them", () => {
   assert.throws(() => pipeline.batchTimeIds({}), /UNet takes 5 time ids, diffusers' SDXL makes 6: rebuild/);
 });
 
-test("the registry gives each kind's text-to-image pipeline", () => {
+test("the registry gives each kind's text-to-image and image-to-image pipelines", () => {
   assert.equal(pipelineClass("sd15"), SD15Pipeline);
+  assert.equal(pipelineClass("sd15", "image-to-image").encodesImage, true);
+  assert.equal(pipelineClass("sdxl", "image-to-image").optionGroups.at(-1), "image");
+  assert.equal(SD15Pipeline.encodesImage, false);
   assert.equal(pipelineClass("sdxl", "text-to-image"), SDXLPipeline);
   assert.deepEqual(Object.keys(PIPELINES), ["sd15", "sdxl"]);
 });
 
 test("a kind or task without a pipeline names it and what the app runs", () => {
-  const runs = /it runs sd15 text-to-image and sdxl text-to-image$/;
+  const runs = /it runs sd15 text-to-image, sd15 image-to-image, sdxl text-to-image and sdxl image-to-image$/;
   assert.throws(() => pipelineClass("sd3"), /no text-to-image pipeline for sd3 builds/);
   assert.throws(() => pipelineClass("sd3"), runs);
   assert.throws(() => pipelineClass("sd15", "inpainting"), /no inpainting pipeline for sd15 builds/);

@@ -22,6 +22,7 @@ import { SDXLPipeline } from "./stable_diffusion_xl.js";
  *   tokenizers: ReadonlyArray<"tokenizer" | "tokenizer_2">,
  *   manifestFields: ReadonlyArray<keyof Manifest>,
  *   optionGroups: ReadonlyArray<string>,
+ *   encodesImage: boolean,
  * }} PipelineClass
  */
 
