@@ -18,15 +18,7 @@ import pytest
 from wsd_web.png import encode_png
 from wsd_web.render import Rendering, render_many
 
-from .test_img2img_dawn import (
-    NEGATIVE,
-    PROMPT,
-    SEED,
-    STEPS,
-    Img2Img,
-    img2img_reference,
-    start_image,
-)
+from .editing import NEGATIVE, PROMPT, SEED, STEPS, Reference, diffusers_reference, start_image
 
 if TYPE_CHECKING:
     from .conftest import PSNR
@@ -52,8 +44,9 @@ def picture(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]
 @pytest.fixture(scope="module")
 def reference(
     tmp_path_factory: pytest.TempPathFactory, scheduler_classes: dict[str, Any]
-) -> Img2Img:
-    return img2img_reference("tiny-sd15", tmp_path_factory.mktemp("ref"), scheduler_classes)
+) -> Reference:
+    directory = tmp_path_factory.mktemp("ref")
+    return diffusers_reference("tiny-sd15", directory, scheduler_classes, "img2img")
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +74,12 @@ def rgb(rendering: Rendering) -> np.ndarray:
 
 def test_render_image_matches_diffusers(
     renderings: list[Rendering],
-    reference: Img2Img,
+    reference: Reference,
     picture: tuple[np.ndarray, Path],
     psnr: PSNR,
 ) -> None:
     for strength, rendering in zip(STRENGTHS, renderings, strict=True):
-        expected, latents = reference(picture[0], "euler", strength)
+        expected, latents = reference("euler", image=picture[0], strength=strength)
         assert psnr(rgb(rendering), expected) >= 40, strength
         got = np.asarray(rendering.latents, np.float32).reshape(latents.shape)
         assert np.abs(got - latents).max() <= 1e-3 * float(np.abs(latents).max())

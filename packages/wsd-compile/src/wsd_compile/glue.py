@@ -6,8 +6,8 @@ classifier-free guidance, duplicating (and scaling) the latents for the
 UNet's batch of two, combining the two noise predictions, the scheduler's
 element-wise update (a linear combination of up to :data:`MAX_TERMS`
 tensors whose coefficients the page computes from the scheduler config, and
-a clamp for ``clip_sample``),
-and turning the VAE's image into packed RGBA pixels for a canvas.
+a clamp for ``clip_sample``), inpainting's blend of the image back outside
+the mask, and turning the VAE's image into packed RGBA pixels for a canvas.
 
 Scalars (guidance scale, scheduler coefficients) are float32 tensors, so
 changing them never needs a recompile.
@@ -143,6 +143,22 @@ def add_image_to_rgba(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
         bb.emit_func_output(out)
 
 
+def add_inpaint_functions(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
+    """Emit inpainting's glue: ``mask_blend`` keeps the latents where the mask
+    is 1 and the (noised) image's latents where it is 0, as diffusers'
+    inpainting pipelines do after each step with a 4-channel UNet:
+    ``(1 - mask) * image + mask * latents``, the mask [1, 1, h, w] broadcast
+    over the channels."""
+    latent = tuple(shapes.latent)
+    image = _tensor("image_latents", latent)
+    lat = _tensor("latents", latent)
+    mask = _tensor("mask", (latent[0], 1, *latent[2:]))
+    with bb.function("mask_blend", [image, lat, mask]):
+        keep = relax.op.subtract(relax.const(1.0, F32), mask)
+        out = bb.emit(relax.op.add(relax.op.multiply(keep, image), relax.op.multiply(mask, lat)))
+        bb.emit_func_output(out)
+
+
 @dataclass(frozen=True)
 class XLTextShapes:
     """SDXL's text encoder outputs: ``first`` [1, L, D1], ``second`` [1, L, D2],
@@ -179,6 +195,7 @@ GLUE_FAMILIES: dict[str, Callable[[relax.BlockBuilder, GlueShapes], None]] = {
     "scheduler": add_scheduler_functions,
     "image": add_image_to_rgba,
     "xl_text": add_xl_text_functions,
+    "inpaint": add_inpaint_functions,
 }
 
 

@@ -26,8 +26,8 @@ class KindBuild:
     """The compiled library of one model kind.
 
     ``glue``: the glue families its pipeline needs, in the order they are emitted.
-    ``tasks``: each task the build offers (``text-to-image``; later
-    ``image-to-image``, ``inpainting``) with the captured graphs it calls.
+    ``tasks``: each task the build offers (``text-to-image``, ``image-to-image``,
+    ``inpainting``) with the captured graphs it calls.
     """
 
     glue: tuple[str, ...]
@@ -37,17 +37,25 @@ class KindBuild:
 #: Every kind wsd compiles, by name (the names of ``wsd_capture.KINDS``).
 BUILDS: Mapping[str, KindBuild] = {
     "sd15": KindBuild(
-        glue=("guidance", "scheduler", "image"),
+        glue=("guidance", "scheduler", "image", "inpaint"),
         tasks={
             "text-to-image": ("text_encoder", "unet", "vae_decode"),
             "image-to-image": ("text_encoder", "unet", "vae_encode", "vae_decode"),
+            "inpainting": ("text_encoder", "unet", "vae_encode", "vae_decode"),
         },
     ),
     "sdxl": KindBuild(
-        glue=("guidance", "scheduler", "image", "xl_text"),
+        glue=("guidance", "scheduler", "image", "xl_text", "inpaint"),
         tasks={
             "text-to-image": ("text_encoder", "text_encoder_2", "unet", "vae_decode"),
             "image-to-image": (
+                "text_encoder",
+                "text_encoder_2",
+                "unet",
+                "vae_encode",
+                "vae_decode",
+            ),
+            "inpainting": (
                 "text_encoder",
                 "text_encoder_2",
                 "unet",

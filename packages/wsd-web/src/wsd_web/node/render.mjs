@@ -13,7 +13,8 @@
 //   "scheduler", "returnLatents", "returnPixels", "repeat", "variations", and for SDXL
 //   "originalSize", "cropsCoordsTopLeft", "targetSize", and for image to image
 //   "task": "image-to-image", "image": {"rgba": base64, "width", "height"},
-//   "strength"} ("repeat": generate N times and report each generation's
+//   "strength", and for inpainting "task": "inpainting", "image", "mask" (the
+//   same form: white is repainted), "strength"} ("repeat": generate N times and report each generation's
 //   timings; "variations": a list of option objects, each laid over the rest
 //   for its own generations (one loaded model, several settings), reported in
 //   order with its index as "variation"; "kernelPath": run the build's
@@ -39,7 +40,7 @@ import { runnerArgsOrExit } from "./runner_args.mjs";
 
 const args = runnerArgsOrExit("render.mjs");
 const dir = args.dir;
-const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, variations = [{}], ...options } = args.options;
+const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, mask, variations = [{}], ...options } = args.options;
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
@@ -61,16 +62,18 @@ try {
   const files = sequentialSource(fetchBytes);
   model = await SDModel.load({ tvmjs, gpu, manifest, files, kernelPath, memoryBudget: options.memoryBudget });
   const pipeline = await createPipeline(model, tokenizers, fetchBytes, task);
-  // Image to image: {rgba (base64), width, height}.
-  const startImage = image
-    ? { rgba: new Uint8ClampedArray(Buffer.from(image.rgba, "base64")), width: image.width, height: image.height }
+  // Image to image and inpainting: {rgba (base64), width, height}.
+  const pixels = (/** @type {any} */ given) => given
+    ? { rgba: new Uint8ClampedArray(Buffer.from(given.rgba, "base64")), width: given.width, height: given.height }
     : undefined;
+
   const loadMs = performance.now() - start;
   const runs = [];
   const generations = /** @type {Record<string, any>[]} */ (variations).flatMap((v, index) => Array(repeat).fill([v, index]));
   for (const [variation, index] of generations) {
     const settings = { prompt: "", ...options, ...variation };
-    const result = await pipeline.generate({ ...settings, image: startImage, seed: BigInt(settings.seed ?? seed) });
+    const pictures = { image: pixels(variation.image ?? image), mask: pixels(variation.mask ?? mask) };
+    const result = await pipeline.generate({ ...settings, ...pictures, seed: BigInt(settings.seed ?? seed) });
     runs.push({
       variation: index,
       scheduler: result.scheduler,

@@ -4,7 +4,7 @@
 // (stable_diffusion.js, stable_diffusion_xl.js) and the schedulers' GPU
 // tensor operations (scheduling.js).
 
-export { IMAGE_TO_IMAGE, PIPELINES, TEXT_TO_IMAGE, createPipeline, pipelineClass } from "./pipelines/registry.js";
+export { IMAGE_TO_IMAGE, INPAINTING, PIPELINES, TEXT_TO_IMAGE, createPipeline, pipelineClass } from "./pipelines/registry.js";
 export { availableSchedulers, defaultSchedulerName, gpuTensorOps } from "./pipelines/scheduling.js";
 export { CancelledError, SD15Pipeline } from "./pipelines/stable_diffusion.js";
 export { SDXLPipeline, xlTimeIds } from "./pipelines/stable_diffusion_xl.js";

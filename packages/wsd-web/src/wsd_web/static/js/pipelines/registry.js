@@ -6,6 +6,7 @@
 
 import { ClipTokenizer } from "../clip_tokenizer.js";
 import { SD15ImageToImage, SDXLImageToImage } from "./image_to_image.js";
+import { SD15Inpainting, SDXLInpainting } from "./inpainting.js";
 import { SD15Pipeline } from "./stable_diffusion.js";
 import { SDXLPipeline } from "./stable_diffusion_xl.js";
 
@@ -30,11 +31,13 @@ import { SDXLPipeline } from "./stable_diffusion_xl.js";
 export const TEXT_TO_IMAGE = "text-to-image";
 /** Start from an image (the build's vae_encode), with a strength. */
 export const IMAGE_TO_IMAGE = "image-to-image";
+/** Repaint the masked part of an image. */
+export const INPAINTING = "inpainting";
 
 /** @type {Readonly<Record<string, Readonly<Record<string, PipelineClass>>>>} */
 export const PIPELINES = Object.freeze({
-  sd15: Object.freeze({ [TEXT_TO_IMAGE]: SD15Pipeline, [IMAGE_TO_IMAGE]: SD15ImageToImage }),
-  sdxl: Object.freeze({ [TEXT_TO_IMAGE]: SDXLPipeline, [IMAGE_TO_IMAGE]: SDXLImageToImage }),
+  sd15: Object.freeze({ [TEXT_TO_IMAGE]: SD15Pipeline, [IMAGE_TO_IMAGE]: SD15ImageToImage, [INPAINTING]: SD15Inpainting }),
+  sdxl: Object.freeze({ [TEXT_TO_IMAGE]: SDXLPipeline, [IMAGE_TO_IMAGE]: SDXLImageToImage, [INPAINTING]: SDXLInpainting }),
 });
 
 /**

@@ -46,6 +46,7 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  *   memory at any size): "auto" (the default) where the device cannot bind the untiled decoder's
  *   largest buffer; "on" needs a build with vae_tiling.
  * @property {Image} [image]  Image to image: the image to start from, at the build's size.
+ * @property {Image} [mask]  Inpainting: white (grayscale >= 0.5) where the image is repainted, at its size.
  * @property {number} [strength]  Image to image: how much of the schedule runs, in (0, 1]
  *   (diffusers' strength; default 0.8): 1 ignores the image's content, small values keep it.
  * @property {[number, number]} [originalSize]  SDXL micro-conditioning (height, width); default: the image size.
@@ -270,6 +271,15 @@ export class SD15Pipeline {
   }
 
   /**
+   * Release what a run holds once its generation has ended, finished or not
+   * (a task that keeps tensors through the loop releases them too).
+   * @param {Run} run
+   */
+  endRun(run) {
+    run.scheduler.dispose();
+  }
+
+  /**
    * The guided noise prediction for `input` at timestep `t`: the UNet on both
    * halves of the guidance batch, combined. Detached; the caller disposes it.
    * @param {Tensor} input
@@ -453,7 +463,7 @@ export class SD15Pipeline {
     } finally {
       for (const c of conditioning) c.dispose();
       latents?.dispose();
-      run.scheduler.dispose();
+      this.endRun(run);
     }
   }
 }
