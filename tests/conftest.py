@@ -125,6 +125,16 @@ def tiny_sdxl_build() -> Path:
     return _cached_build("tiny-sdxl")
 
 
+@pytest.fixture(scope="session")
+def tiny_sd15_inpaint_build() -> Path:
+    return _cached_build("tiny-sd15-inpaint")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_inpaint_build() -> Path:
+    return _cached_build("tiny-sdxl-inpaint")
+
+
 #: Registry names of the page's schedulers -> diffusers class and from_config overrides.
 SCHEDULER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
     "pndm": ("PNDMScheduler", {}),

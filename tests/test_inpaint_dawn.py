@@ -1,7 +1,9 @@
-"""Inpainting with an ordinary (4-channel UNet) checkpoint in Node through Dawn
-(the page's JS pipeline), on the compiled tiny presets, against diffusers'
-StableDiffusionInpaintPipeline and StableDiffusionXLInpaintPipeline: same image,
-mask, prompt, seed, strength and scheduler (mask blur and padding off)."""
+"""Inpainting in Node through Dawn (the page's JS pipeline), with an ordinary
+checkpoint (tiny-sd15, tiny-sdxl: a 4-channel UNet, the image blended back
+after each step) and an inpainting one (tiny-sd15-inpaint, tiny-sdxl-inpaint: a
+9-channel UNet), against diffusers' StableDiffusionInpaintPipeline and
+StableDiffusionXLInpaintPipeline: same image, mask, prompt, seed, strength and
+scheduler (mask blur and padding off)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,13 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
 ]
 
-SCHEDULERS = {"tiny-sd15": ("euler", "dpmpp-2m"), "tiny-sdxl": ("euler", "ddim")}
+#: The presets with an ordinary UNet (4 channels) and with an inpainting checkpoint's (9).
+SCHEDULERS = {
+    "tiny-sd15": ("euler", "dpmpp-2m"),
+    "tiny-sdxl": ("euler", "ddim"),
+    "tiny-sd15-inpaint": ("euler", "dpmpp-2m"),
+    "tiny-sdxl-inpaint": ("euler", "ddim"),
+}
 
 
 def masks(size: int) -> dict[str, np.ndarray]:
@@ -45,7 +53,8 @@ def node_runs(request: pytest.FixtureRequest) -> Callable[[str], NodeRuns]:
 
     def runs(preset: str) -> NodeRuns:
         if preset not in done:
-            build: Path = request.getfixturevalue(f"tiny_{preset.removeprefix('tiny-')}_build")
+            name = preset.removeprefix("tiny-").replace("-", "_")
+            build: Path = request.getfixturevalue(f"tiny_{name}_build")
             settings = [(s, m) for s in SCHEDULERS[preset] for m in masks(64)]
             variations = [{"scheduler": s, "mask": rgba_option(masks(64)[m])} for s, m in settings]
             results = node_generate(build, "inpainting", variations, image=start_image(64))

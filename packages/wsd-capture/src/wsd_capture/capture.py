@@ -319,6 +319,9 @@ class Geometry:
     width: int
     vae_scale_factor: int
     latent_shape: tuple[int, int, int, int]
+    #: The UNet's input channels: the latents' (text to image), or the latents',
+    #: the mask's and the masked image's latents' (an inpainting checkpoint).
+    unet_in_channels: int
 
 
 def image_geometry(
@@ -335,13 +338,15 @@ def image_geometry(
     height = _image_size(height, native, multiple, "height")
     width = _image_size(width, native, multiple, "width")
     latent_channels = int(vae.config.latent_channels)
-    if unet.config.in_channels != latent_channels:
+    in_channels = int(unet.config.in_channels)
+    if in_channels not in (latent_channels, 2 * latent_channels + 1):
         raise CaptureError(
-            f"the UNet takes {unet.config.in_channels} channels but the VAE makes "
-            f"{latent_channels}: only text-to-image UNets are supported"
+            f"the UNet takes {in_channels} channels but the VAE makes {latent_channels}: "
+            f"only text-to-image UNets ({latent_channels} channels) and inpainting UNets "
+            f"({2 * latent_channels + 1}: latents, mask, masked image) are supported"
         )
     latent_shape = (1, latent_channels, height // vae_scale_factor, width // vae_scale_factor)
-    return Geometry(height, width, vae_scale_factor, latent_shape)
+    return Geometry(height, width, vae_scale_factor, latent_shape, in_channels)
 
 
 def check_image_size(
@@ -403,7 +408,7 @@ def capture_sd15(
     geometry = image_geometry(unet, vae, height, width)
     height, width = geometry.height, geometry.width
     vae_scale_factor, latent_shape = geometry.vae_scale_factor, geometry.latent_shape
-    latent_channels, h, w = latent_shape[1:]
+    h, w = latent_shape[2:]
     length = check_token_length(tokenizer, text_encoder)
     scheduler = _scheduler_info(pipe)
     use_webgpu_attention(pipe)
@@ -420,7 +425,7 @@ def capture_sd15(
             "unet",
             UNetGraph(unet),
             {
-                "sample": torch.zeros(CFG_BATCH, latent_channels, h, w),
+                "sample": torch.zeros(CFG_BATCH, geometry.unet_in_channels, h, w),
                 "timestep": torch.tensor([999.0]),
                 "encoder_hidden_states": torch.zeros(CFG_BATCH, length, hidden_size),
             },

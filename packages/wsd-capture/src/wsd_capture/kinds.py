@@ -50,7 +50,9 @@ class ModelKind:
     - ``title``: how messages name its pipelines (``SD 1.5-class``); ``family``: in
       full (``Stable Diffusion 1.5-class``); ``noun``: one of them (``a Stable
       Diffusion pipeline``).
-    - ``pipeline_class``: the diffusers class of its ``model_index.json``.
+    - ``pipeline_class``: the diffusers class of its ``model_index.json``;
+      ``editing_classes``: the classes of the same components saved by diffusers'
+      editing pipelines (image to image, inpainting), taken as well.
     - ``folders``: the component folders of its diffusers directory.
     - ``graphs``: the components captured from it, in the order the page runs them.
     - ``parts``: the graphs in words, for help texts.
@@ -77,6 +79,12 @@ class ModelKind:
     architecture: str
     presets: tuple[str, ...]
     load_options: Mapping[str, Any] = field(default_factory=dict)
+    editing_classes: tuple[str, ...] = ()
+
+    @property
+    def pipeline_classes(self) -> tuple[str, ...]:
+        """Every ``model_index.json`` class of this kind: its own, then the editing ones."""
+        return (self.pipeline_class, *self.editing_classes)
 
     def capture(
         self,
@@ -107,12 +115,13 @@ SD15 = ModelKind(
     tokenizers=("tokenizer",),
     capturer="capture:capture_sd15",
     architecture="architectures:SD15_ARCHITECTURE",
-    presets=("tiny-sd15", "tiny-sd15-v"),
+    presets=("tiny-sd15", "tiny-sd15-v", "tiny-sd15-inpaint"),
     load_options={
         "safety_checker": None,
         "feature_extractor": None,
         "requires_safety_checker": False,
     },
+    editing_classes=("StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"),
 )
 
 SDXL = ModelKind(
@@ -127,8 +136,9 @@ SDXL = ModelKind(
     tokenizers=("tokenizer", "tokenizer_2"),
     capturer="xl:capture_sdxl",
     architecture="architectures:SDXL_ARCHITECTURE",
-    presets=("tiny-sdxl",),
+    presets=("tiny-sdxl", "tiny-sdxl-inpaint"),
     load_options={"add_watermarker": False},
+    editing_classes=("StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline"),
 )
 
 #: Every kind, by name.
@@ -150,7 +160,7 @@ def model_kind(name: str) -> ModelKind:
 
 def kind_of_pipeline_class(class_name: str) -> ModelKind | None:
     """The kind whose diffusers pipeline class is ``class_name``, if any."""
-    return next((k for k in KINDS.values() if k.pipeline_class == class_name), None)
+    return next((k for k in KINDS.values() if class_name in k.pipeline_classes), None)
 
 
 def capture_model(

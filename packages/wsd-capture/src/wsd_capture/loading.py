@@ -32,8 +32,9 @@ from .kinds import KINDS, model_kind
 
 # What to run instead, by the pipeline class found.
 _WRONG_KIND_HINT = {
-    k.pipeline_class: f"use wsd-compile {k.name} (compile_{k.name}) for {k.title} pipelines"
+    cls: f"use wsd-compile {k.name} (compile_{k.name}) for {k.title} pipelines"
     for k in KINDS.values()
+    for cls in k.pipeline_classes
 }
 _SUPPORTED = (
     "wsd compiles only "
@@ -272,7 +273,7 @@ def _not_a_pipeline(path: Path) -> CaptureError:
     )
 
 
-def _check_directory(path: Path, expected: str, components: tuple[str, ...]) -> None:
+def _check_directory(path: Path, expected: tuple[str, ...], components: tuple[str, ...]) -> None:
     index_path = path / "model_index.json"
     if not index_path.is_file():
         raise _not_a_pipeline(path)
@@ -288,9 +289,9 @@ def _check_directory(path: Path, expected: str, components: tuple[str, ...]) -> 
             f"pipeline index; re-download the model or re-save it with save_pretrained"
         )
     class_name = index["_class_name"]
-    if class_name != expected:
+    if class_name not in expected:
         hint = _WRONG_KIND_HINT.get(class_name, f"{_SUPPORTED}; point to one of those")
-        raise CaptureError(f"{path} holds a {class_name}, not a {expected}: {hint}")
+        raise CaptureError(f"{path} holds a {class_name}, not a {expected[0]}: {hint}")
     found = _Findings(path)
     for name in components:
         entry = index.get(name)
@@ -322,7 +323,7 @@ def check_source(source: str | os.PathLike[str], kind: str) -> None:
     record = model_kind(kind)
     path = Path(source)
     if path.is_dir():
-        _check_directory(path, record.pipeline_class, record.folders)
+        _check_directory(path, record.pipeline_classes, record.folders)
     elif path.exists():
         convert = f": a single-file checkpoint? {_CONVERT}"
         hint = convert if path.suffix in _SINGLE_FILE_SUFFIXES else ""

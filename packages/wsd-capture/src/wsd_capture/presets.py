@@ -43,6 +43,8 @@ from .tokenizer import MODEL_MAX_LENGTH, build_tiny_clip_tokenizer
 #: ``tiny-sdxl``: SDXL's architecture (two text encoders, pooled and
 #: micro-conditioning through ``addition_time_embed_dim``, transformer depth per
 #: block, an SDXL VAE config with ``force_upcast``) and its Euler scheduler.
+#: ``tiny-sd15-inpaint`` and ``tiny-sdxl-inpaint``: the same architectures with
+#: an inpainting checkpoint's 9-channel UNet (latents, mask, masked image).
 #: (Each kind's record in ``wsd_capture.KINDS`` lists its presets;
 #: ``PRESET_KINDS`` maps each preset to its kind.)
 PRESETS: tuple[str, ...] = tuple(PRESET_KINDS)
@@ -99,10 +101,10 @@ def _text_encoder(vocab_size: int, bos: int, eos: int, pad: int) -> CLIPTextMode
     return CLIPTextModel(_text_config(vocab_size, bos, eos, pad))
 
 
-def _unet() -> UNet2DConditionModel:
+def _unet(in_channels: int = 4) -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -197,7 +199,9 @@ def _add_identity_path(unet: UNet2DConditionModel) -> None:
       ``-1`` from a pair's centre taps gets ``x_c`` back through the SiLU.
       Its other weights from those channels are zero.
     """
-    c = unet.config.in_channels
+    # The latents are the first input channels (an inpainting UNet's mask and
+    # masked-image channels follow them, and keep their random weights).
+    c = unet.config.out_channels
     norm = unet.conv_norm_out
     if norm.num_channels != 2 * norm.num_groups:
         raise ValueError("the latent pass-through needs conv_norm_out groups of 2 channels")
@@ -227,11 +231,15 @@ def _add_identity_path(unet: UNet2DConditionModel) -> None:
         unet.conv_out.weight[i, 2 * i + 1, 1, 1] = -1.0
 
 
-def build_tiny_sd15(prediction_type: str = "epsilon") -> StableDiffusionPipeline:
+def build_tiny_sd15(
+    prediction_type: str = "epsilon", *, inpainting: bool = False
+) -> StableDiffusionPipeline:
     """The ``tiny-sd15`` pipeline in memory: same weights on every call.
 
     ``prediction_type="v_prediction"`` gives ``tiny-sd15-v``: the same
-    weights under SD 2.1's scheduler config.
+    weights under SD 2.1's scheduler config. ``inpainting`` gives
+    ``tiny-sd15-inpaint``: an inpainting checkpoint's 9-channel UNet (latents,
+    mask, masked image's latents), other weights than tiny-sd15's.
     """
     if prediction_type == "epsilon":
         scheduler = PNDMScheduler(**SD15_SCHEDULER_CONFIG)
@@ -250,7 +258,7 @@ def build_tiny_sd15(prediction_type: str = "epsilon") -> StableDiffusionPipeline
             int(tokenizer.eos_token_id),
             int(tokenizer.pad_token_id),
         )
-        unet = _unet()
+        unet = _unet(9 if inpainting else 4)
         vae = _vae()
     _make_meaningful(unet)
     return StableDiffusionPipeline(
@@ -287,13 +295,13 @@ XL_TEXT_HIDDEN_SIZE_2 = 64
 XL_TIME_EMBED_DIM = 8
 
 
-def _xl_unet() -> UNet2DConditionModel:
+def _xl_unet(in_channels: int = 4) -> UNet2DConditionModel:
     # SDXL's block layout (no attention at the highest resolution, deeper
     # transformers lower down, linear projections, text_time added embeddings),
     # with widths shrunk. `attention_head_dim` holds head counts, as in SDXL's config.
     return UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -315,8 +323,9 @@ def _xl_unet() -> UNet2DConditionModel:
 _ADDED_EMBEDDING_SCALE = 4.0
 
 
-def build_tiny_sdxl() -> StableDiffusionXLPipeline:
+def build_tiny_sdxl(*, inpainting: bool = False) -> StableDiffusionXLPipeline:
     """The ``tiny-sdxl`` pipeline in memory: same weights on every call.
+    ``inpainting`` gives ``tiny-sdxl-inpaint``, with a 9-channel UNet.
 
     Two CLIP text encoders (hidden 32, and 64 with a projection, configured
     with ``eos_token_id=2`` as SDXL's OpenCLIP encoder is, so it pools at the
@@ -340,7 +349,7 @@ def build_tiny_sdxl() -> StableDiffusionXLPipeline:
                 hidden_act="gelu",
             )
         )
-        unet = _xl_unet()
+        unet = _xl_unet(9 if inpainting else 4)
         vae = _vae()
     vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
     _make_meaningful(unet)
@@ -388,4 +397,6 @@ _BUILDERS: dict[str, Callable[[], DiffusionPipeline]] = {
     "tiny-sd15": build_tiny_sd15,
     "tiny-sd15-v": lambda: build_tiny_sd15("v_prediction"),
     "tiny-sdxl": build_tiny_sdxl,
+    "tiny-sd15-inpaint": lambda: build_tiny_sd15(inpainting=True),
+    "tiny-sdxl-inpaint": lambda: build_tiny_sdxl(inpainting=True),
 }

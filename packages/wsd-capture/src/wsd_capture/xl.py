@@ -143,7 +143,7 @@ def _export_graphs(
     ids = torch.zeros((1, length), dtype=torch.int32)
     mask = torch.zeros((1, length))
     mask[0, -1] = 1.0
-    latent_channels, h, w = geometry.latent_shape[1:]
+    h, w = geometry.latent_shape[2:]
     exported = (
         _export(
             "text_encoder",
@@ -161,7 +161,7 @@ def _export_graphs(
             "unet",
             XLUNetGraph(pipe.unet),
             {
-                "sample": torch.zeros(CFG_BATCH, latent_channels, h, w),
+                "sample": torch.zeros(CFG_BATCH, geometry.unet_in_channels, h, w),
                 "timestep": torch.tensor([999.0]),
                 "encoder_hidden_states": torch.zeros(CFG_BATCH, length, hidden_size),
                 "text_embeds": torch.zeros(CFG_BATCH, pooled_dim),

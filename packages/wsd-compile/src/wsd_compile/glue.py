@@ -48,13 +48,17 @@ class GlueShapes:
     ``latent`` [1, C, h, w] (the VAE decoder's ``latents``), ``text`` [1, tokens,
     hidden] (one half of the UNet's ``encoder_hidden_states``), ``image``
     [1, 3, H, W] (the VAE decoder's ``image``); SDXL's ``xl_text`` (the two text
-    encoders' ``hidden_states`` and the second one's ``text_embeds``).
+    encoders' ``hidden_states`` and the second one's ``text_embeds``); the UNet's
+    input channels (``unet_channels``).
     """
 
     latent: Sequence[int]
     text: Sequence[int]
     image: Sequence[int]
     xl_text: XLTextShapes | None = None
+    #: The UNet's input channels (an inpainting checkpoint's: latents, mask and
+    #: masked image's latents; None: the latents').
+    unet_channels: int | None = None
 
 
 def add_guidance_functions(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
@@ -143,19 +147,35 @@ def add_image_to_rgba(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
         bb.emit_func_output(out)
 
 
+#: The glue function an inpainting checkpoint's build has (and others do not).
+INPAINT_UNET_INPUT = "inpaint_unet_input"
+
+
 def add_inpaint_functions(bb: relax.BlockBuilder, shapes: GlueShapes) -> None:
     """Emit inpainting's glue: ``mask_blend`` keeps the latents where the mask
     is 1 and the (noised) image's latents where it is 0, as diffusers'
     inpainting pipelines do after each step with a 4-channel UNet:
     ``(1 - mask) * image + mask * latents``, the mask [1, 1, h, w] broadcast
-    over the channels."""
+    over the channels. For an inpainting checkpoint's UNet (9 channels),
+    ``inpaint_unet_input`` is its ``unet_input``: the scaled latents, the mask
+    and the masked image's latents joined on the channels, for both halves of
+    the guidance batch."""
     latent = tuple(shapes.latent)
     image = _tensor("image_latents", latent)
     lat = _tensor("latents", latent)
-    mask = _tensor("mask", (latent[0], 1, *latent[2:]))
+    mask_shape = (latent[0], 1, *latent[2:])
+    mask = _tensor("mask", mask_shape)
     with bb.function("mask_blend", [image, lat, mask]):
         keep = relax.op.subtract(relax.const(1.0, F32), mask)
         out = bb.emit(relax.op.add(relax.op.multiply(keep, image), relax.op.multiply(mask, lat)))
+        bb.emit_func_output(out)
+    if shapes.unet_channels != 2 * latent[1] + 1:
+        return
+    lat, scale = _tensor("latents", latent), _tensor("scale", (1,))
+    mask, masked = _tensor("mask", mask_shape), _tensor("masked_image_latents", latent)
+    with bb.function(INPAINT_UNET_INPUT, [lat, scale, mask, masked]):
+        joined = bb.emit(relax.op.concat([relax.op.multiply(lat, scale), mask, masked], axis=1))
+        out = bb.emit(relax.op.concat([joined, joined], axis=0))
         bb.emit_func_output(out)
 
 

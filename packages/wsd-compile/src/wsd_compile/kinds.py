@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import WsdCompileError
+from .glue import INPAINT_UNET_INPUT
 
 #: The arithmetic a build can have: weights and model math in fp32, or in fp16
 #: (inputs, outputs and the glue stay float32).
@@ -77,10 +78,18 @@ def kind_build(kind: str) -> KindBuild:
     return build
 
 
+#: The only task of an inpainting checkpoint's build (its UNet takes a mask).
+INPAINTING = "inpainting"
+
+
 def task_functions(kind: str, functions: Mapping[str, object]) -> dict[str, list[str]]:
     """Each task of ``kind`` with the library functions its pipeline calls: its graphs
-    and every glue function (``functions`` are the library's, by name)."""
+    and every glue function (``functions`` are the library's, by name). A build of an
+    inpainting checkpoint (it has ``inpaint_unet_input``) offers inpainting alone."""
     build = kind_build(kind)
     graphs = {g for task_graphs in build.tasks.values() for g in task_graphs}
     glue = [name for name in functions if name not in graphs]
-    return {task: sorted([*task_graphs, *glue]) for task, task_graphs in build.tasks.items()}
+    tasks = list(build.tasks.items())
+    if INPAINT_UNET_INPUT in functions:
+        tasks = [(task, g) for task, g in tasks if task == INPAINTING]
+    return {task: sorted([*task_graphs, *glue]) for task, task_graphs in tasks}

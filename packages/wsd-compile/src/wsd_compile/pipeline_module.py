@@ -385,6 +385,7 @@ def _glue_shapes(specs: Mapping[str, ComponentSpec], families: tuple[str, ...]) 
         text=(1, *text[1:]),
         image=specs["vae_decode"].output("image").shape,
         xl_text=xl_text,
+        unet_channels=specs["unet"].input("sample").shape[1],
     )
 
 

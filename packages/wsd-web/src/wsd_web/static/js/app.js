@@ -48,7 +48,9 @@ const settings = { vaeTiles: $("vae-tiles"), offload: $("offload"), memoryBudget
  * @typedef {object} Loaded
  * @property {SDModel} model
  * @property {(task: string) => Promise<import("./sd_pipeline.js").SD15Pipeline>} pipelineFor  The pipeline of a
- *   task (text to image made at load, the others when first used).
+ *   task (the default task's made at load, the others when first used).
+ * @property {string} defaultTask  Text to image, or the build's first task where it has none (an
+ *   inpainting checkpoint's build).
  * @property {import("./webgpu_device.js").GPUInfo} gpu
  */
 
@@ -200,15 +202,17 @@ async function load(signal) {
     try {
       const make = (/** @type {string} */ task) =>
         createPipeline(model, /** @type {any} */ (window).tokenizers, (path) => downloader.get(path), task);
+      const tasks = Object.keys(manifest.tasks);
+      const defaultTask = tasks.includes(TEXT_TO_IMAGE) ? TEXT_TO_IMAGE : tasks[0];
       /** @type {Map<string, Promise<import("./sd_pipeline.js").SD15Pipeline>>} */
-      const pipelines = new Map([[TEXT_TO_IMAGE, make(TEXT_TO_IMAGE)]]);
-      await pipelines.get(TEXT_TO_IMAGE);
+      const pipelines = new Map([[defaultTask, make(defaultTask)]]);
+      await pipelines.get(defaultTask);
       const pipelineFor = (/** @type {string} */ task) => {
         if (!pipelines.has(task)) pipelines.set(task, make(task));
         return /** @type {Promise<import("./sd_pipeline.js").SD15Pipeline>} */ (pipelines.get(task));
       };
       if (content.persistent) navigator.storage?.persist?.().catch(() => false);
-      return { model, pipelineFor, gpu };
+      return { model, pipelineFor, defaultTask, gpu };
     } catch (e) {
       retire(model, gpu.device);
       throw e;
@@ -414,8 +418,9 @@ function showTimings(t, vaeTiles) {
  * @param {PageOptions} options
  * @returns {Promise<Generation>}
  */
-async function generate({ task = TEXT_TO_IMAGE, ...options }) {
-  const pipeline = await (await state.ready).pipelineFor(task);
+async function generate({ task, ...options }) {
+  const loaded = await state.ready;
+  const pipeline = await loaded.pipelineFor(task ?? loaded.defaultTask);
   if (state.lost) throw new Error(`the GPU device was lost (${state.lost}): re-initialise first`);
   if (state.running) throw new Error("a generation is already running: wait for it or cancel it");
   state.running = new AbortController();

@@ -1,13 +1,16 @@
-// Inpainting with an ordinary (4-channel UNet) checkpoint, as diffusers'
-// StableDiffusionInpaintPipeline and StableDiffusionXLInpaintPipeline do it:
-// the image is encoded (the generator's first draw), the noise drawn (its
-// second), and the masked image's encoding drawn for (its third: diffusers
-// encodes it for every UNet, a 4-channel one does not read it); the denoising
-// starts from noise (strength 1) or the noised image; after every step the
-// latents outside the mask are replaced by the image's latents noised to the
-// next timestep (the clean ones after the last), by the build's mask_blend.
-// The mask is binarised as diffusers' mask processor does (grayscale >= 0.5)
-// and brought to the latents' size by nearest neighbour.
+// Inpainting as diffusers' StableDiffusionInpaintPipeline and
+// StableDiffusionXLInpaintPipeline do it, with an ordinary checkpoint (a
+// 4-channel UNet) or an inpainting one (9 channels: latents, mask, masked
+// image's latents). The generator is drawn from in diffusers' order: the
+// image's encoding (4 channels: always; 9: below strength 1), the noise, the
+// masked image's encoding (diffusers encodes it for every UNet; a 4-channel
+// one does not read it). The denoising starts from noise (strength 1) or the
+// noised image. With 4 channels, after every step the latents outside the
+// mask are replaced by the image's latents noised to the next timestep (the
+// clean ones after the last), by the build's mask_blend; with 9, the UNet
+// takes the mask and the masked image's latents (inpaint_unet_input). The mask
+// is binarised as diffusers' mask processor does (grayscale >= 0.5) and
+// brought to the latents' size by nearest neighbour.
 
 import { imagePixels } from "./image_to_image.js";
 import { SD15Pipeline } from "./stable_diffusion.js";
@@ -64,57 +67,91 @@ export function latentMask(mask, width, latentShape, factor) {
   return out;
 }
 
+/** The glue function of an inpainting checkpoint's build (a 9-channel UNet). */
+const INPAINT_UNET_INPUT = "inpaint_unet_input";
+
 /**
- * What an inpainting run keeps on the GPU through its loop.
+ * What an inpainting run keeps on the GPU through its loop: with a 4-channel
+ * UNet the image's latents and the noise (for the blend), with a 9-channel one
+ * the masked image's latents (the UNet's extra input); the latent mask for both.
  * @typedef {object} InpaintState
- * @property {Tensor} imageLatents
- * @property {Tensor} noise  The noise the image's latents are noised with at each step.
  * @property {Tensor} mask  [1, 1, h, w]
+ * @property {Tensor | null} imageLatents
+ * @property {Tensor | null} noise
+ * @property {Tensor | null} maskedLatents
  * @property {number} step  Steps done.
  */
 
-/** @type {WeakMap<Run, InpaintState>} */
-const states = new WeakMap();
-
 /**
- * The starting latents of an inpainting run, and its state for the loop.
+ * Encode `pixels` with the build's vae_encode and the generator's next draw.
  * @param {SD15Pipeline} pipeline
  * @param {Run} run
+ * @param {Float32Array} pixels
  * @returns {Promise<Tensor>}
  */
-async function startInpainting(pipeline, run) {
+async function encode(pipeline, run, pixels) {
   const { model, session } = pipeline;
   const { height, width } = model.manifest.image;
-  const { shape, vae_scale_factor: factor } = model.manifest.latent;
-  const pixels = imagePixels(/** @type {Image} */ (run.options.image), height, width);
-  const mask = latentMask(binaryMask(/** @type {Image} */ (run.options.mask), height, width), width, shape, factor);
-  const imageLatents = await model.withWeights(["vae_encode"], async () => {
+  const shape = model.manifest.latent.shape;
+  return model.withWeights(["vae_encode"], async () => {
     const sample = run.generator.randn(shape);
     return session.persist(() => model.call(
       "vae_encode", pipeline.tensor([1, 3, height, width], pixels), pipeline.tensor(shape, sample),
     ));
   });
+}
+
+/**
+ * The image's pixels with the repainted part zeroed (diffusers' masked_image:
+ * image * (mask < 0.5)).
+ * @param {Float32Array} pixels  [1, 3, H, W]
+ * @param {Uint8Array} mask  H * W values, 0 or 1.
+ */
+function maskedPixels(pixels, mask) {
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = mask[i % mask.length] ? 0 : pixels[i];
+  return out;
+}
+
+/**
+ * The starting latents of an inpainting run (and its state for the loop), in
+ * diffusers' order of generator draws: the image's encoding (a 4-channel UNet
+ * always, a 9-channel one below strength 1), the noise, the masked image's encoding.
+ * @param {SD15Pipeline} pipeline
+ * @param {Run} run
+ * @param {boolean} nine  The UNet is an inpainting checkpoint's.
+ * @returns {Promise<{latents: Tensor, state: InpaintState}>}
+ */
+async function startInpainting(pipeline, run, nine) {
+  const { model, session } = pipeline;
+  const { height, width } = model.manifest.image;
+  const { shape, vae_scale_factor: factor } = model.manifest.latent;
+  const pixels = imagePixels(/** @type {Image} */ (run.options.image), height, width);
+  const full = binaryMask(/** @type {Image} */ (run.options.mask), height, width);
+  const strength = run.options.strength ?? defaultStrength(pipeline);
   /** @type {Tensor[]} */
-  const held = [imageLatents];
+  const held = [];
+  const hold = (/** @type {Tensor} */ t) => (held.push(t), t);
   try {
+    const imageLatents = !nine || strength !== 1 ? hold(await encode(pipeline, run, pixels)) : null;
     const drawn = run.generator.randn(shape);
-    const noise = session.persist(() => pipeline.tensor(shape, drawn));
-    held.push(noise);
-    // diffusers encodes the masked image too: its sample is drawn, and unused by a 4-channel UNet.
-    run.generator.randn(shape);
-    const maskTensor = session.persist(() => pipeline.tensor([1, 1, ...shape.slice(2)], mask));
-    held.push(maskTensor);
-    const strength = run.options.strength ?? defaultStrength(pipeline);
+    const noise = hold(session.persist(() => pipeline.tensor(shape, drawn)));
+    // diffusers encodes the masked image for every UNet; a 4-channel one does not read it.
+    const maskedLatents = nine ? hold(await encode(pipeline, run, maskedPixels(pixels, full))) : null;
+    if (!nine) run.generator.randn(shape);
+    const mask = hold(session.persist(() => pipeline.tensor([1, 1, ...shape.slice(2)], latentMask(full, width, shape, factor))));
     let latents;
     if (strength === 1) {
       const sigma = Math.fround(run.scheduler.initNoiseSigma);
-      const scaled = sigma === 1 ? drawn : drawn.map((v) => Math.fround(v * sigma));
-      latents = session.persist(() => pipeline.tensor(shape, scaled));
+      latents = session.persist(() => pipeline.tensor(shape, sigma === 1 ? drawn : drawn.map((v) => Math.fround(v * sigma))));
     } else {
-      latents = run.scheduler.addNoise(imageLatents, noise, run.scheduler.timesteps[0]);
+      latents = run.scheduler.addNoise(/** @type {Tensor} */ (imageLatents), noise, run.scheduler.timesteps[0]);
     }
-    states.set(run, { imageLatents, noise, mask: maskTensor, step: 0 });
-    return latents;
+    if (nine) {
+      for (const t of [imageLatents, noise]) t?.dispose();
+      return { latents, state: { mask, imageLatents: null, noise: null, maskedLatents, step: 0 } };
+    }
+    return { latents, state: { mask, imageLatents, noise, maskedLatents: null, step: 0 } };
   } catch (e) {
     for (const t of held) t.dispose();
     throw e;
@@ -126,32 +163,22 @@ async function startInpainting(pipeline, run) {
  * noised to the next timestep (clean after the last). Consumes `latents`.
  * @param {SD15Pipeline} pipeline
  * @param {Run} run
+ * @param {InpaintState} state
  * @param {Tensor} latents
  * @returns {Tensor}
  */
-function blendStep(pipeline, run, latents) {
-  const state = /** @type {InpaintState} */ (states.get(run));
+function blendStep(pipeline, run, state, latents) {
+  const image = /** @type {Tensor} */ (state.imageLatents);
   const timesteps = run.scheduler.timesteps;
   state.step += 1;
   const last = state.step >= timesteps.length;
-  const proper = last ? state.imageLatents : run.scheduler.addNoise(state.imageLatents, state.noise, timesteps[state.step]);
+  const proper = last ? image : run.scheduler.addNoise(image, /** @type {Tensor} */ (state.noise), timesteps[state.step]);
   try {
     return pipeline.session.persist(() => pipeline.model.call("mask_blend", proper, latents, state.mask));
   } finally {
     if (!last) proper.dispose();
     latents.dispose();
   }
-}
-
-/**
- * Release what an inpainting run kept.
- * @param {Run} run
- */
-function endInpainting(run) {
-  const state = states.get(run);
-  if (!state) return;
-  for (const t of [state.imageLatents, state.noise, state.mask]) t.dispose();
-  states.delete(run);
 }
 
 /**
@@ -164,7 +191,8 @@ function defaultStrength(pipeline) {
 
 /**
  * The inpainting steps of a pipeline class: timesteps cut by the strength,
- * starting latents from the image, the blend after each step.
+ * starting latents from the image, and per step either the blend (a 4-channel
+ * UNet) or the mask and masked image as the UNet's extra input (9 channels).
  * @template {new (...args: any[]) => SD15Pipeline} Base
  * @param {Base} Base
  */
@@ -173,6 +201,14 @@ function inpainting(Base) {
     static optionGroups = Object.freeze([.../** @type {any} */ (Base).optionGroups, "image", "mask"]);
 
     static encodesImage = true;
+
+    /** @type {InpaintState | null} The running generation's (generations do not overlap). */
+    inpaint = null;
+
+    /** Whether the build's UNet is an inpainting checkpoint's (9 channels). */
+    get nineChannels() {
+      return Object.hasOwn(this.model.manifest.functions, INPAINT_UNET_INPUT);
+    }
 
     /** @param {Run} run */
     prepareTimesteps(run) {
@@ -184,7 +220,27 @@ function inpainting(Base) {
      * @returns {Promise<Tensor>}
      */
     async initialLatents(run) {
-      return startInpainting(this, run);
+      const { latents, state } = await startInpainting(this, run, this.nineChannels);
+      this.inpaint = state;
+      return latents;
+    }
+
+    /**
+     * @param {Tensor} input
+     * @param {number} t
+     * @param {Tensor[]} conditioning
+     * @param {number} guidance
+     * @returns {Tensor}
+     */
+    predictNoise(input, t, conditioning, guidance) {
+      const state = /** @type {InpaintState} */ (this.inpaint);
+      if (!state.maskedLatents) return super.predictNoise(input, t, conditioning, guidance);
+      const masked = state.maskedLatents;
+      return this.session.persist(() => {
+        const pair = this.model.call(INPAINT_UNET_INPUT, input, this.scalar(1), state.mask, masked);
+        const pred = this.model.call("unet", pair, this.scalar(t), ...conditioning);
+        return this.model.call("cfg_combine", pred, this.scalar(guidance));
+      });
     }
 
     /**
@@ -195,12 +251,16 @@ function inpainting(Base) {
      * @returns {Tensor}
      */
     denoiseStep(run, latents, t, conditioning) {
-      return blendStep(this, run, super.denoiseStep(run, latents, t, conditioning));
+      const next = super.denoiseStep(run, latents, t, conditioning);
+      const state = /** @type {InpaintState} */ (this.inpaint);
+      return state.imageLatents ? blendStep(this, run, state, next) : next;
     }
 
     /** @param {Run} run */
     endRun(run) {
-      endInpainting(run);
+      const state = this.inpaint;
+      this.inpaint = null;
+      for (const t of [state?.mask, state?.imageLatents, state?.noise, state?.maskedLatents]) t?.dispose();
       super.endRun(run);
     }
   };
