@@ -262,3 +262,23 @@ def browser() -> Iterator[Any]:
         b = pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def editing_results(request: pytest.FixtureRequest) -> Callable[[str], dict[Any, Any]]:
+    """Each preset's image-to-image and inpainting generations (tests/editing.py's
+    plan) through the page's pipelines in Node, made once per preset in one
+    loaded model: loading a build on SwiftShader is the slow part."""
+    from .editing import build_fixture, editing_plan, node_generate, start_image
+
+    done: dict[str, dict[Any, Any]] = {}
+
+    def results(preset: str) -> dict[Any, Any]:
+        if preset not in done:
+            build: Path = request.getfixturevalue(build_fixture(preset))
+            plan = editing_plan(preset)
+            made = node_generate(build, [v for _, v in plan], image=start_image(64))
+            done[preset] = dict(zip([k for k, _ in plan], made, strict=True))
+        return done[preset]
+
+    return results

@@ -33,6 +33,51 @@ def start_image(size: int) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
+def masks(size: int) -> dict[str, np.ndarray]:
+    """Grayscale masks, white where the image is repainted: the right half, and a
+    disc (gray at its rim: below half white is kept, as diffusers binarises)."""
+    y, x = np.mgrid[0:size, 0:size] / (size - 1)
+    half = np.where(x >= 0.5, 255, 0).astype(np.uint8)
+    d = np.sqrt((x - 0.4) ** 2 + (y - 0.5) ** 2)
+    disc = np.clip((0.3 - d) / 0.05 * 255, 0, 255).round().astype(np.uint8)
+    return {"half": half, "disc": disc}
+
+
+#: Image to image: each preset's schedulers, and the strengths each runs at.
+IMG2IMG_SCHEDULERS = {"tiny-sd15": ("euler", "dpmpp-2m"), "tiny-sdxl": ("euler", "ddim")}
+STRENGTHS = (0.3, 0.8)
+#: Inpainting: the presets with an ordinary UNet (4 channels) and with an
+#: inpainting checkpoint's (9), their schedulers, and the masks each runs with.
+INPAINT_SCHEDULERS = {
+    "tiny-sd15": ("euler", "dpmpp-2m"),
+    "tiny-sdxl": ("euler", "ddim"),
+    "tiny-sd15-inpaint": ("euler", "dpmpp-2m"),
+    "tiny-sdxl-inpaint": ("euler", "ddim"),
+}
+
+#: A generation of the editing tests: (task, scheduler, strength or mask name).
+Key = tuple[str, str, str]
+
+
+def editing_plan(preset: str) -> list[tuple[Key, dict[str, Any]]]:
+    """Every editing generation the tests make with ``preset``, as render.mjs variations."""
+    plan: list[tuple[Key, dict[str, Any]]] = []
+    for scheduler in IMG2IMG_SCHEDULERS.get(preset, ()):
+        for strength in STRENGTHS:
+            variation = {"task": "image-to-image", "scheduler": scheduler, "strength": strength}
+            plan.append((("image-to-image", scheduler, str(strength)), variation))
+    for scheduler in INPAINT_SCHEDULERS.get(preset, ()):
+        for name, mask in masks(64).items():
+            variation = {"task": "inpainting", "scheduler": scheduler, "mask": rgba_option(mask)}
+            plan.append((("inpainting", scheduler, name), variation))
+    return plan
+
+
+def build_fixture(preset: str) -> str:
+    """The name of the session fixture of ``preset``'s cached build (tests/conftest.py)."""
+    return f"tiny_{preset.removeprefix('tiny-').replace('-', '_')}_build"
+
+
 def rgba_option(image: np.ndarray) -> dict[str, Any]:
     """An RGB (or grayscale) picture as render.mjs takes it: opaque RGBA, base64."""
     if image.ndim == 2:
@@ -86,13 +131,12 @@ def diffusers_reference(
 
 
 def node_generate(
-    build: Path, task: str, variations: list[dict[str, Any]], **pictures: np.ndarray
+    build: Path, variations: list[dict[str, Any]], **pictures: np.ndarray
 ) -> list[Result]:
-    """The page's ``task`` pipeline through render.mjs: one loaded model, one
-    generation per variation (options laid over the common ones), with the
-    ``pictures`` (``image``, ``mask``) given to every generation."""
+    """The page's pipelines through render.mjs: one loaded model, one generation
+    per variation (options, its ``task`` among them, laid over the common ones),
+    with the ``pictures`` (``image``, ``mask``) given to every generation."""
     options: dict[str, Any] = {
-        "task": task,
         **{name: rgba_option(p) for name, p in pictures.items()},
         "variations": variations,
         "prompt": PROMPT,

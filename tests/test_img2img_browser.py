@@ -1,12 +1,14 @@
 """Image to image in the page (headless Chromium, WebGPU on SwiftShader) on the
 compiled tiny SD 1.5 preset, against diffusers' StableDiffusionImg2ImgPipeline:
-through automation (``wsd-web render --image``, the picture file decoded and
-fitted by the browser) and through the page's own controls (a file chosen in the
+through automation (``window.wsd.generate`` with a picture file, as ``wsd-web
+render --image`` sends it, decoded and fitted by the browser) and through the
+page's own controls (a file chosen in the
 start image panel, the form's Generate button). SDXL's image to image runs the
 same modules in Node (test_img2img_dawn.py)."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,6 @@ import numpy as np
 import pytest
 
 from wsd_web.png import encode_png
-from wsd_web.render import Rendering, render_many
 
 from .editing import NEGATIVE, PROMPT, SEED, STEPS, Reference, diffusers_reference, start_image
 
@@ -49,65 +50,6 @@ def reference(
     return diffusers_reference("tiny-sd15", directory, scheduler_classes, "img2img")
 
 
-@pytest.fixture(scope="module")
-def renderings(tiny_sd15_build: Path, picture: tuple[np.ndarray, Path]) -> list[Rendering]:
-    runs = [
-        {
-            "prompt": PROMPT,
-            "negative_prompt": NEGATIVE,
-            "seed": SEED,
-            "steps": STEPS,
-            "scheduler": "euler",
-            "image": picture[1],
-            "strength": strength,
-            "return_latents": True,
-        }
-        for strength in STRENGTHS
-    ]
-    return render_many(tiny_sd15_build, runs)
-
-
-def rgb(rendering: Rendering) -> np.ndarray:
-    pixels = np.frombuffer(rendering.rgba, np.uint8)
-    return pixels.reshape(rendering.height, rendering.width, 4)[..., :3]
-
-
-def test_render_image_matches_diffusers(
-    renderings: list[Rendering],
-    reference: Reference,
-    picture: tuple[np.ndarray, Path],
-    psnr: PSNR,
-) -> None:
-    for strength, rendering in zip(STRENGTHS, renderings, strict=True):
-        expected, latents = reference("euler", image=picture[0], strength=strength)
-        assert psnr(rgb(rendering), expected) >= 40, strength
-        got = np.asarray(rendering.latents, np.float32).reshape(latents.shape)
-        assert np.abs(got - latents).max() <= 1e-3 * float(np.abs(latents).max())
-    assert psnr(rgb(renderings[0]), rgb(renderings[1])) < 35
-
-
-def _canvas_rgb(page: Any) -> np.ndarray:
-    data = page.evaluate(
-        """() => {
-            const c = document.getElementById("canvas");
-            return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
-        }"""
-    )
-    return np.asarray(data, np.uint8).reshape(64, 64, 4)[..., :3]
-
-
-def _drop(page: Any, name: str, data: list[int], mime: str) -> None:
-    page.evaluate(
-        """([name, data, mime]) => {
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([new Uint8Array(data)], name, {type: mime}));
-            const panel = document.getElementById("start-image");
-            panel.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
-        }""",
-        [name, data, mime],
-    )
-
-
 def _generate(page: Any) -> None:
     """Click Generate and wait until the page says it is done."""
     page.evaluate("document.getElementById('status').textContent = ''")
@@ -123,29 +65,65 @@ def _generate(page: Any) -> None:
     )
 
 
-def test_the_page_starts_from_a_chosen_file(
-    tiny_sd15_build: Path,
-    renderings: list[Rendering],
-    picture: tuple[np.ndarray, Path],
-    psnr: PSNR,
-) -> None:
+def _canvas_rgb(page: Any) -> np.ndarray:
+    data = page.evaluate(
+        """() => {
+            const c = document.getElementById("canvas");
+            return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
+        }"""
+    )
+    return np.asarray(data, np.uint8).reshape(64, 64, 4)[..., :3]
+
+
+def _drop(page: Any, name: str, data: bytes, mime: str) -> None:
+    page.evaluate(
+        """([name, data, mime]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(data)], name, {type: mime}));
+            const panel = document.getElementById("start-image");
+            panel.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        }""",
+        [name, list(data), mime],
+    )
+
+
+@pytest.fixture(scope="module")
+def page_run(tiny_sd15_build: Path, picture: tuple[np.ndarray, Path]) -> dict[str, Any]:
+    """One page session: automation (``window.wsd.generate`` with the picture file,
+    as ``wsd-web render --image`` sends it) at both strengths, then the page's
+    own controls: a file that is not a picture dropped on the panel, the picture
+    chosen in the file input, Generate; the picture removed, Generate again."""
     from wsd_web.headless import headless_page
 
+    got: dict[str, Any] = {}
     with headless_page(tiny_sd15_build, "index.html") as (page, _):
         page.set_default_timeout(600_000)
         page.evaluate("window.wsd.ready")
-        assert page.is_visible("#start-image")
+        file = {"base64": base64.b64encode(picture[1].read_bytes()).decode(), "type": "image/png"}
+        for strength in STRENGTHS:
+            options = {
+                "prompt": PROMPT,
+                "negativePrompt": NEGATIVE,
+                "seed": str(SEED),
+                "steps": STEPS,
+                "scheduler": "euler",
+                "task": "image-to-image",
+                "imageFile": file,
+                "strength": strength,
+                "returnLatents": True,
+            }
+            result = page.evaluate("o => window.wsd.generate(o)", options)
+            rgba = np.frombuffer(base64.b64decode(result["rgba"]), np.uint8)
+            got[str(strength)] = (rgba.reshape(64, 64, 4)[..., :3], result["latents"])
+        got["panel shown"] = page.is_visible("#start-image")
         page.click("#start-image summary")
-        # Not a picture, dropped on the panel: one line in the panel, no image set.
-        _drop(page, "notes.txt", list(b"not a picture"), "text/plain")
+        _drop(page, "notes.txt", b"not a picture", "text/plain")
         page.wait_for_selector("#start-error:not(:empty)")
-        error = page.text_content("#start-error") or ""
-        assert error.startswith("the start image could not be decoded (text/plain, 13 bytes)")
-        assert page.is_hidden("#start-preview")
-        # The picture, chosen in the file input.
+        got["drop error"] = page.text_content("#start-error")
+        got["preview after error"] = page.is_visible("#start-preview")
         page.set_input_files("#start-file", str(picture[1]))
         page.wait_for_selector("#start-preview", state="visible")
-        assert page.text_content("#start-error") == ""
+        got["error after picture"] = page.text_content("#start-error")
         for field, value in (
             ("#prompt", PROMPT),
             ("#negative", NEGATIVE),
@@ -156,13 +134,38 @@ def test_the_page_starts_from_a_chosen_file(
             page.fill(field, value)
         page.select_option("#scheduler", "euler")
         _generate(page)
-        # The same image automation made from the same file and settings.
-        assert psnr(_canvas_rgb(page), rgb(renderings[1])) >= 60
-        # Removed: the next generation is text to image again.
+        got["controls"] = _canvas_rgb(page)
         page.click("#start-clear")
-        assert page.is_hidden("#start-preview")
+        got["preview after remove"] = page.is_visible("#start-preview")
         _generate(page)
-        assert psnr(_canvas_rgb(page), rgb(renderings[1])) < 35
+        got["text to image"] = _canvas_rgb(page)
+    return got
+
+
+def test_automation_matches_diffusers(
+    page_run: dict[str, Any], reference: Reference, picture: tuple[np.ndarray, Path], psnr: PSNR
+) -> None:
+    for strength in STRENGTHS:
+        expected, latents = reference("euler", image=picture[0], strength=strength)
+        pixels, got_latents = page_run[str(strength)]
+        assert psnr(pixels, expected) >= 40, strength
+        got = np.asarray(got_latents, np.float32).reshape(latents.shape)
+        assert np.abs(got - latents).max() <= 1e-3 * float(np.abs(latents).max())
+    assert psnr(page_run["0.3"][0], page_run["0.8"][0]) < 35
+
+
+def test_the_page_starts_from_a_chosen_file(page_run: dict[str, Any], psnr: PSNR) -> None:
+    assert page_run["panel shown"]
+    assert page_run["drop error"].startswith(
+        "the start image could not be decoded (text/plain, 13 bytes)"
+    )
+    assert not page_run["preview after error"]
+    assert page_run["error after picture"] == ""
+    # The same image automation made from the same file and settings.
+    assert psnr(page_run["controls"], page_run["0.8"][0]) >= 60
+    # Removed: the next generation is text to image again.
+    assert not page_run["preview after remove"]
+    assert psnr(page_run["text to image"], page_run["0.8"][0]) < 35
 
 
 def test_render_cli_refuses_a_bad_picture_or_strength(

@@ -5,13 +5,12 @@ StableDiffusionXLImg2ImgPipeline: same image, prompt, seed, strength and schedul
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
-from .editing import Reference, Result, diffusers_reference, node_generate, start_image
+from .editing import IMG2IMG_SCHEDULERS, STRENGTHS, Reference, diffusers_reference, start_image
 
 if TYPE_CHECKING:
     from .conftest import PSNR
@@ -20,29 +19,6 @@ pytestmark = [
     pytest.mark.dawn,
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
 ]
-
-SCHEDULERS = {"tiny-sd15": ("euler", "dpmpp-2m"), "tiny-sdxl": ("euler", "ddim")}
-STRENGTHS = (0.3, 0.8)
-
-#: (scheduler, strength) -> the page's image and final latents.
-NodeRuns = dict[tuple[str, float], Result]
-
-
-@pytest.fixture(scope="module")
-def node_runs(request: pytest.FixtureRequest) -> Callable[[str], NodeRuns]:
-    """Each preset's runs, made once (loading a build on SwiftShader is the slow part)."""
-    done: dict[str, NodeRuns] = {}
-
-    def runs(preset: str) -> NodeRuns:
-        if preset not in done:
-            build: Path = request.getfixturevalue(f"tiny_{preset.removeprefix('tiny-')}_build")
-            settings = [(s, strength) for s in SCHEDULERS[preset] for strength in STRENGTHS]
-            variations = [{"scheduler": s, "strength": strength} for s, strength in settings]
-            results = node_generate(build, "image-to-image", variations, image=start_image(64))
-            done[preset] = dict(zip(settings, results, strict=True))
-        return done[preset]
-
-    return runs
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +37,11 @@ def references(
 
 
 @pytest.mark.parametrize(
-    ("preset", "scheduler"), [(p, s) for p, schedulers in SCHEDULERS.items() for s in schedulers]
+    ("preset", "scheduler"), [(p, s) for p, names in IMG2IMG_SCHEDULERS.items() for s in names]
 )
 def test_img2img_matches_diffusers(
     references: Callable[[str], Reference],
-    node_runs: Callable[[str], NodeRuns],
+    editing_results: Callable[[str], dict[Any, Any]],
     psnr: PSNR,
     preset: str,
     scheduler: str,
@@ -74,7 +50,7 @@ def test_img2img_matches_diffusers(
     images = {}
     for strength in STRENGTHS:
         expected, latents = references(preset)(scheduler, image=image, strength=strength)
-        got, got_latents = node_runs(preset)[scheduler, strength]
+        got, got_latents = editing_results(preset)["image-to-image", scheduler, str(strength)]
         assert psnr(got, expected) >= 40, (strength, psnr(got, expected))
         scale = float(np.abs(latents).max())
         assert np.abs(got_latents.reshape(latents.shape) - latents).max() <= 1e-3 * scale

@@ -3,18 +3,17 @@ checkpoint (tiny-sd15, tiny-sdxl: a 4-channel UNet, the image blended back
 after each step) and an inpainting one (tiny-sd15-inpaint, tiny-sdxl-inpaint: a
 9-channel UNet), against diffusers' StableDiffusionInpaintPipeline and
 StableDiffusionXLInpaintPipeline: same image, mask, prompt, seed, strength and
-scheduler (mask blur and padding off)."""
+scheduler (mask blur and padding off; diffusers' default strength)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
-from .editing import Reference, Result, diffusers_reference, node_generate, rgba_option, start_image
+from .editing import INPAINT_SCHEDULERS, Reference, diffusers_reference, masks, start_image
 
 if TYPE_CHECKING:
     from .conftest import PSNR
@@ -23,45 +22,6 @@ pytestmark = [
     pytest.mark.dawn,
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
 ]
-
-#: The presets with an ordinary UNet (4 channels) and with an inpainting checkpoint's (9).
-SCHEDULERS = {
-    "tiny-sd15": ("euler", "dpmpp-2m"),
-    "tiny-sdxl": ("euler", "ddim"),
-    "tiny-sd15-inpaint": ("euler", "dpmpp-2m"),
-    "tiny-sdxl-inpaint": ("euler", "ddim"),
-}
-
-
-def masks(size: int) -> dict[str, np.ndarray]:
-    """Grayscale masks, white where the image is repainted: the right half, and a
-    disc (gray at its rim: below half white is kept, as diffusers binarises)."""
-    y, x = np.mgrid[0:size, 0:size] / (size - 1)
-    half = np.where(x >= 0.5, 255, 0).astype(np.uint8)
-    d = np.sqrt((x - 0.4) ** 2 + (y - 0.5) ** 2)
-    disc = np.clip((0.3 - d) / 0.05 * 255, 0, 255).round().astype(np.uint8)
-    return {"half": half, "disc": disc}
-
-
-#: (scheduler, mask) -> the page's image and final latents.
-NodeRuns = dict[tuple[str, str], Result]
-
-
-@pytest.fixture(scope="module")
-def node_runs(request: pytest.FixtureRequest) -> Callable[[str], NodeRuns]:
-    done: dict[str, NodeRuns] = {}
-
-    def runs(preset: str) -> NodeRuns:
-        if preset not in done:
-            name = preset.removeprefix("tiny-").replace("-", "_")
-            build: Path = request.getfixturevalue(f"tiny_{name}_build")
-            settings = [(s, m) for s in SCHEDULERS[preset] for m in masks(64)]
-            variations = [{"scheduler": s, "mask": rgba_option(masks(64)[m])} for s, m in settings]
-            results = node_generate(build, "inpainting", variations, image=start_image(64))
-            done[preset] = dict(zip(settings, results, strict=True))
-        return done[preset]
-
-    return runs
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +40,11 @@ def references(
 
 
 @pytest.mark.parametrize(
-    ("preset", "scheduler"), [(p, s) for p, schedulers in SCHEDULERS.items() for s in schedulers]
+    ("preset", "scheduler"), [(p, s) for p, names in INPAINT_SCHEDULERS.items() for s in names]
 )
 def test_inpainting_matches_diffusers(
     references: Callable[[str], Reference],
-    node_runs: Callable[[str], NodeRuns],
+    editing_results: Callable[[str], dict[Any, Any]],
     psnr: PSNR,
     preset: str,
     scheduler: str,
@@ -93,7 +53,7 @@ def test_inpainting_matches_diffusers(
     images = {}
     for name, mask in masks(64).items():
         expected, latents = references(preset)(scheduler, image=image, mask_image=mask)
-        got, got_latents = node_runs(preset)[scheduler, name]
+        got, got_latents = editing_results(preset)["inpainting", scheduler, name]
         assert psnr(got, expected) >= 40, (name, psnr(got, expected))
         scale = float(np.abs(latents).max())
         assert np.abs(got_latents.reshape(latents.shape) - latents).max() <= 1e-3 * scale

@@ -112,3 +112,29 @@ def test_cli_refuses_a_directory_that_is_not_a_build(
     assert main(["render", str(tmp_path), "--prompt", "x", "--out", str(tmp_path / "a.png")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "manifest.json does not exist" in err[0]
+
+
+def test_a_start_image_file_is_sent_with_its_type_or_refused(tmp_path: Path) -> None:
+    import base64
+
+    from wsd_web.render import MAX_IMAGE_BYTES, image_file
+
+    png = tmp_path / "a.png"
+    png.write_bytes(encode_png(bytes(4 * 4), 2, 2))
+    sent = image_file(png)
+    assert sent["type"] == "image/png"
+    assert base64.b64decode(sent["base64"]) == png.read_bytes()
+    webp = tmp_path / "b.webp"
+    webp.write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 ")
+    assert image_file(webp)["type"] == "image/webp"
+    text = tmp_path / "c.txt"
+    text.write_text("hello")
+    with pytest.raises(RenderError, match=r"c\.txt is not a PNG, JPEG, WebP, GIF or BMP image"):
+        image_file(text)
+    huge = tmp_path / "d.png"
+    with huge.open("wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    with pytest.raises(RenderError, match=r"a start image may have 64 MiB at most"):
+        image_file(huge)
+    with pytest.raises(RenderError, match=r"cannot read the start image .*missing\.png"):
+        image_file(tmp_path / "missing.png")

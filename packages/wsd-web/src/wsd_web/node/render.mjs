@@ -16,7 +16,8 @@
 //   "strength", and for inpainting "task": "inpainting", "image", "mask" (the
 //   same form: white is repainted), "strength"} ("repeat": generate N times and report each generation's
 //   timings; "variations": a list of option objects, each laid over the rest
-//   for its own generations (one loaded model, several settings), reported in
+//   for its own generations (one loaded model, several settings, tasks and
+//   pictures), reported in
 //   order with its index as "variation"; "kernelPath": run the build's
 //   kernel path of that name or fail, instead of the first the device runs;
 //   "vaeTiling", or --vae-tiles: decode in tiles where the device needs it
@@ -61,7 +62,16 @@ try {
   const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await fetchBytes("manifest.json"))));
   const files = sequentialSource(fetchBytes);
   model = await SDModel.load({ tvmjs, gpu, manifest, files, kernelPath, memoryBudget: options.memoryBudget });
-  const pipeline = await createPipeline(model, tokenizers, fetchBytes, task);
+  /** @type {Map<string | undefined, Promise<import("../static/js/sd_pipeline.js").SD15Pipeline>>} */
+  const pipelines = new Map();
+  const pipelineFor = (/** @type {string | undefined} */ t) => {
+    if (!pipelines.has(t)) pipelines.set(t, createPipeline(/** @type {SDModel} */ (model), tokenizers, fetchBytes, t));
+    return /** @type {Promise<import("../static/js/sd_pipeline.js").SD15Pipeline>} */ (pipelines.get(t));
+  };
+  // Text to image unless told, or the build's first task where it has none (an inpainting checkpoint's).
+  const tasks = Object.keys(model.manifest.tasks);
+  const defaultTask = task ?? (tasks.includes("text-to-image") ? "text-to-image" : tasks[0]);
+  await pipelineFor(defaultTask);
   // Image to image and inpainting: {rgba (base64), width, height}.
   const pixels = (/** @type {any} */ given) => given
     ? { rgba: new Uint8ClampedArray(Buffer.from(given.rgba, "base64")), width: given.width, height: given.height }
@@ -73,6 +83,7 @@ try {
   for (const [variation, index] of generations) {
     const settings = { prompt: "", ...options, ...variation };
     const pictures = { image: pixels(variation.image ?? image), mask: pixels(variation.mask ?? mask) };
+    const pipeline = await pipelineFor(variation.task ?? defaultTask);
     const result = await pipeline.generate({ ...settings, ...pictures, seed: BigInt(settings.seed ?? seed) });
     runs.push({
       variation: index,
