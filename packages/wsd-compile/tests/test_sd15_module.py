@@ -150,6 +150,33 @@ def test_cfg_combine_is_diffusers_guidance(fp32: CpuModule) -> None:
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
 
 
+def test_mask_blend_is_diffusers_inpainting_blend(fp32: CpuModule) -> None:
+    rng = np.random.default_rng(4)
+    image, latents = rng.standard_normal((2, 1, 4, 8, 8)).astype(np.float32)
+    mask = (rng.random((1, 1, 8, 8)) < 0.5).astype(np.float32)
+    out = fp32("mask_blend", image, latents, mask)
+    np.testing.assert_array_equal(out, (1 - mask) * image + mask * latents)
+    # An ordinary UNet's build has no inpainting checkpoint's input glue.
+    assert "inpaint_unet_input" not in fp32.module.functions
+
+
+def test_inpaint_unet_input_joins_latents_mask_and_masked_image() -> None:
+    from wsd_compile.glue import GlueShapes, glue_module
+
+    shapes = GlueShapes(latent=(1, 4, 8, 8), text=(1, 77, 32), image=(1, 3, 64, 64))
+    nine = replace(shapes, unet_channels=9)
+    four = {g.name_hint for g in glue_module(["inpaint"], shapes).functions}
+    assert "inpaint_unet_input" not in four
+    vm = relax.VirtualMachine(tvm.compile(glue_module(["inpaint"], nine), target="llvm"), tvm.cpu())
+    rng = np.random.default_rng(5)
+    latents, masked = rng.standard_normal((2, 1, 4, 8, 8)).astype(np.float32)
+    mask = (rng.random((1, 1, 8, 8)) < 0.5).astype(np.float32)
+    args = [latents, np.array([0.5], np.float32), mask, masked]
+    out = vm["inpaint_unet_input"](*[tvm.runtime.tensor(a) for a in args]).numpy()
+    one = np.concatenate([latents * 0.5, mask, masked], axis=1)
+    np.testing.assert_array_equal(out, np.concatenate([one, one]))
+
+
 def test_clamp_is_torch_clamp(fp32: CpuModule) -> None:
     x = np.random.default_rng(3).normal(0, 2, (1, 4, 8, 8)).astype(np.float32)
     out = fp32("clamp", x, np.array([1.5], np.float32))

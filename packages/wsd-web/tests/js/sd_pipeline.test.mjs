@@ -68,10 +68,10 @@ test("the registry gives each kind's text-to-image and image-to-image pipelines"
 });
 
 test("a kind or task without a pipeline names it and what the app runs", () => {
-  const runs = /it runs sd15 text-to-image, sd15 image-to-image, sdxl text-to-image and sdxl image-to-image$/;
+  const runs = /it runs sd15 text-to-image, sd15 image-to-image, sd15 inpainting, sdxl text-to-image, sdxl image-to-image and sdxl inpainting$/;
   assert.throws(() => pipelineClass("sd3"), /no text-to-image pipeline for sd3 builds/);
   assert.throws(() => pipelineClass("sd3"), runs);
-  assert.throws(() => pipelineClass("sd15", "inpainting"), /no inpainting pipeline for sd15 builds/);
+  assert.throws(() => pipelineClass("sd15", "outpainting"), /no outpainting pipeline for sd15 builds/);
   assert.throws(() => pipelineClass("constructor"), runs);
 });
 
@@ -187,4 +187,25 @@ test("sdxl encodes an absent negative prompt as zeros and releases every tensor"
   for (const c of pipeline.encodePrompt({ prompt: "a cat", negativePrompt: "blurry" })) c.dispose();
   assert.equal(calls.filter((c) => c === "text_encoder_2").length, 3);
   assert.equal(live.size, 0);
+});
+
+test("the inpainting mask is diffusers' binarised grayscale, nearest to the latents", async () => {
+  const { binaryMask, latentMask } = await import("../../src/wsd_web/static/js/pipelines/inpainting.js");
+  // 4x4 RGBA: white, black, a gray just under half (127) and just over (128), a pure red (luma 76).
+  const values = [[255, 255, 255], [0, 0, 0], [127, 127, 127], [128, 128, 128], [255, 0, 0]];
+  const rgba = new Uint8ClampedArray(4 * 4 * 4);
+  for (let i = 0; i < 16; i++) rgba.set([...values[i % values.length], 255], 4 * i);
+  const mask = binaryMask({ rgba, width: 4, height: 4 }, 4, 4);
+  assert.deepEqual(Array.from(mask.slice(0, 5)), [1, 0, 0, 1, 0]);
+  assert.deepEqual(Array.from(latentMask(mask, 4, [1, 4, 2, 2], 2)), [mask[0], mask[2], mask[8], mask[10]]);
+  assert.throws(() => binaryMask({ rgba, width: 2, height: 8 }, 4, 4), /the mask is 2x8 \(64 bytes\) but the image is 4x4: give a mask of the image's size/);
+  assert.throws(() => binaryMask(/** @type {any} */ (undefined), 4, 4), /inpainting needs a mask/);
+});
+
+test("inpainting pipelines are registered for both kinds, with the image and mask options", () => {
+  for (const kind of ["sd15", "sdxl"]) {
+    const cls = pipelineClass(kind, "inpainting");
+    assert.equal(cls.encodesImage, true);
+    assert.deepEqual(cls.optionGroups.slice(-2), ["image", "mask"]);
+  }
 });
