@@ -12,7 +12,11 @@ Three steps, two machines (the GPU machine reaches no registry and has no diffus
 ``prepare --quantized`` makes the quantized cases instead: fp16 builds with
 ``--quantize int8`` and ``int4``, each kernel path, against diffusers whose
 UNet and text encoder weights were quantized the same way
-(``wsd_capture.quantized``); use another OUT for them.
+(``wsd_capture.quantized``); use another OUT for them. ``prepare --editing``
+makes the image-to-image and inpainting cases: the fp16 builds of tiny-sd15,
+tiny-sdxl and the inpainting checkpoints tiny-sd15-inpaint and
+tiny-sdxl-inpaint, on their own and subgroup-matrix paths, against diffusers'
+editing pipelines (the settings of tests/editing.py).
 
 ``compare`` writes one record per case (PSNR of the 8-bit image, the largest
 latent error relative to the reference latents' largest magnitude, the adapter
@@ -80,6 +84,69 @@ def _quantized_cases() -> list[dict[str, Any]]:
     ]
 
 
+def _editing_cases() -> list[dict[str, Any]]:
+    """fp16 builds, image to image (strengths 0.3, 0.8) and inpainting (two masks), Euler."""
+    import editing  # tests/editing.py: the parity tests' settings
+
+    common = {
+        "precision": "fp16",
+        "scheduler": "euler",
+        "prompt": editing.PROMPT,
+        "negative_prompt": editing.NEGATIVE,
+        "seed": editing.SEED,
+        "steps": editing.STEPS,
+    }
+    cases = []
+    for preset in ("tiny-sd15", "tiny-sdxl", "tiny-sd15-inpaint", "tiny-sdxl-inpaint"):
+        edits: list[tuple[str, str, dict[str, Any]]] = []
+        if preset in editing.IMG2IMG_SCHEDULERS:
+            edits += [("image-to-image", f"s{s}", {"strength": s}) for s in editing.STRENGTHS]
+        edits += [("inpainting", name, {"mask": name}) for name in editing.masks(64)]
+        for task, label, extra in edits:
+            for path in ("shader-f16", "subgroup-matrix"):
+                suffix = _path_suffix("fp16", path)
+                cases.append(
+                    {
+                        "name": f"{preset}-fp16{suffix}-{task}-{label}",
+                        "preset": preset,
+                        "kernel_path": path,
+                        "task": task,
+                        **extra,
+                        **common,
+                    }
+                )
+    return cases
+
+
+def _prepare_editing(out: Path, cases: list[dict[str, Any]]) -> None:
+    """diffusers' editing pipelines on each case, and the render options of its pictures."""
+    import editing
+    from conftest import SCHEDULER_CLASSES
+
+    image = editing.start_image(64)
+    masks = editing.masks(64)
+    references: dict[tuple[str, str], Any] = {}
+    for case in cases:
+        kind = "img2img" if case["task"] == "image-to-image" else "inpaint"
+        key = (case["preset"], kind)
+        if key not in references:
+            directory = out / "presets" / f"{case['preset']}-{kind}"
+            shutil.rmtree(directory, ignore_errors=True)
+            references[key] = editing.diffusers_reference(
+                case["preset"], directory, SCHEDULER_CLASSES, kind
+            )
+        render = {"task": case["task"], "image": editing.rgba_option(image)}
+        if kind == "img2img":
+            args: dict[str, Any] = {"image": image, "strength": case["strength"]}
+            render["strength"] = case["strength"]
+        else:
+            args = {"image": image, "mask_image": masks[case["mask"]]}
+            render["mask"] = editing.rgba_option(masks[case["mask"]])
+        pixels, latents = references[key](case["scheduler"], **args)
+        np.savez(out / "reference" / f"{case['name']}.npz", pixels=pixels, latents=latents)
+        case["render_options"] = render
+
+
 def _build_name(case: dict[str, Any]) -> str:
     return str(case.get("build") or f"{case['preset']}-{case['precision']}")
 
@@ -95,7 +162,7 @@ def _group(case: dict[str, Any]) -> tuple[str, str, str]:
     return case["preset"], quantize, case["precision"] if quantize != "none" else "fp32"
 
 
-def prepare(out: Path, quantized: bool = False) -> None:
+def prepare(out: Path, quantized: bool = False, editing: bool = False) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
@@ -103,7 +170,7 @@ def prepare(out: Path, quantized: bool = False) -> None:
     from wsd_capture import PRESET_KINDS
     from wsd_compile import compile_pipeline
 
-    cases = _quantized_cases() if quantized else _cases()
+    cases = _editing_cases() if editing else _quantized_cases() if quantized else _cases()
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -116,6 +183,10 @@ def prepare(out: Path, quantized: bool = False) -> None:
                 quantize=case.get("quantize", "none"),
             )
     (out / "reference").mkdir(parents=True, exist_ok=True)
+    if editing:
+        _prepare_editing(out, cases)
+        (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")
+        return
     # A quantized build's reference rounds the weights to the build's precision before
     # quantizing them, as the build does; an unquantized one keeps diffusers' float32.
     groups = sorted({_group(c) for c in cases})
@@ -149,6 +220,7 @@ def _case_record(out: Path, case: dict[str, Any]) -> dict[str, Any]:
         "preset": case["preset"],
         "precision": case["precision"],
         "quantize": case.get("quantize", "none"),
+        "task": case.get("task", "text-to-image"),
         "kernel_path": report.get("kernelPath", case.get("kernel_path")),
         "scheduler": run["scheduler"],
         "steps": case["steps"],
@@ -189,12 +261,15 @@ def main() -> int:
     prep.add_argument(
         "--quantized", action="store_true", help="the quantized builds' cases (int8, int4)"
     )
+    prep.add_argument(
+        "--editing", action="store_true", help="image-to-image and inpainting cases (fp16)"
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out, args.quantized)
+        prepare(args.out, args.quantized, args.editing)
         return 0
     return compare(args.out, args.json)
 

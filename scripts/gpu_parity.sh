@@ -19,6 +19,7 @@ for case in json.load(open(f"{out}/cases.json")):
         "prompt": case["prompt"], "negativePrompt": case["negative_prompt"], "seed": case["seed"],
         "steps": case["steps"], "scheduler": case["scheduler"],
         "returnLatents": True, "returnPixels": True, "kernelPath": case["kernel_path"],
+        **case.get("render_options", {}),
     }
     build = case.get("build") or f"{case['preset']}-{case['precision']}"
     print(case["name"], f"{out}/builds/{build}", json.dumps(options), sep="\t")

@@ -15,17 +15,20 @@ import {
   DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
 } from "./delivery.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
-import { OPTION_GROUPS, fitImage, optionGroupsOf, wireStartImage } from "./option_groups.js";
+import { maskImage } from "./mask_panel.js";
+import { OPTION_GROUPS, optionGroupsOf, startImageNow, wireStartImage } from "./option_groups.js";
 import { applySettings, askedSettings, memoryBudget, memorySummary, settingOptions } from "./page_options.js";
 import { SDModel, describeKernelPath, kernelPaths, parseManifest } from "./sd_model.js";
 import {
   CancelledError, TEXT_TO_IMAGE, availableSchedulers, createPipeline, defaultSchedulerName,
 } from "./sd_pipeline.js";
+import { fitImage } from "./start_image.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
 /** @typedef {import("./sd_pipeline.js").GenerateOptions} GenerateOptions */
 /** @typedef {import("./option_groups.js").PageOptions} PageOptions */
+/** @typedef {{base64: string, type?: string}} FileOption  A picture file's bytes for automation. */
 /** @typedef {import("./delivery.js").DownloadProgress} DownloadProgress */
 /** @typedef {import("./delivery.js").ContentStore} ContentStore */
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
@@ -511,16 +514,17 @@ start();
    * tiles, sequential offload, each stage's peak GPU bytes, the bytes the build reckons, latents on
    * request. vaeTiling, offload and memoryBudget default to the page's settings (page_options.js).
    * Image to image: task "image-to-image" and `imageFile`, a picture file's bytes (base64) and MIME
-   * type, fitted to the build's size as the page fits a chosen file.
-   * @param {PageOptions & {seed?: number | string, imageFile?: {base64: string, type?: string}}} options
+   * type, fitted to the build's size as the page fits a chosen file; inpainting: task "inpainting"
+   * and `maskFile` too (white: repaint).
+   * @param {PageOptions & {seed?: number | string, imageFile?: FileOption, maskFile?: FileOption}} options
    */
-  async generate({ imageFile, ...options }) {
+  async generate({ imageFile, maskFile, ...options }) {
     const seed = typeof options.seed === "string" ? BigInt(options.seed) : options.seed;
-    if (imageFile) {
-      const { image: { width, height } } = (await state.ready).model.manifest;
-      const bytes = Uint8Array.from(atob(imageFile.base64), (c) => c.charCodeAt(0));
-      options.image = await fitImage(new Blob([bytes], { type: imageFile.type ?? "" }), width, height);
-    }
+    const { image: { width, height } } = (await state.ready).model.manifest;
+    const fit = (/** @type {FileOption} */ file) =>
+      fitImage(new Blob([Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0))], { type: file.type ?? "" }), width, height);
+    if (imageFile) options.image = await fit(imageFile);
+    if (maskFile) options.mask = await fit(maskFile);
     const result = await generate({ ...settingOptions(settings), ...options, seed });
     let binary = "";
     for (let i = 0; i < result.rgba.length; i += 0x8000) {
@@ -539,6 +543,12 @@ start();
       memoryNeedBytes: result.memoryNeedBytes,
       latents: result.latents ? Array.from(result.latents) : null,
     };
+  },
+  /** The start picture and the mask the page holds now (RGBA, base64; null where none). */
+  editInputs() {
+    const encode = (/** @type {import("./sd_pipeline.js").Image | null} */ img) =>
+      img ? btoa(Array.from(img.rgba, (b) => String.fromCharCode(b)).join("")) : null;
+    return { image: encode(startImageNow()), mask: encode(maskImage()) };
   },
   /** Cancel the running generation (it rejects with a CancelledError) or the loading. */
   cancel() {

@@ -7,8 +7,12 @@
 //   pasted or dropped on the panel, fitted to the build's size (scaled to
 //   cover it, centred, cropped), and the strength. With a picture set, the
 //   page generates with the image-to-image pipeline.
+// - mask (inpainting): a mask painted over the picture (mask_panel.js); with
+//   a picture and a mask, the page generates with the inpainting pipeline.
 
-import { IMAGE_TO_IMAGE, PIPELINES } from "./sd_pipeline.js";
+import { maskImage, maskPicture, sizeMask, wireMask } from "./mask_panel.js";
+import { IMAGE_TO_IMAGE, INPAINTING, PIPELINES } from "./sd_pipeline.js";
+import { fitImage } from "./start_image.js";
 
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
 /** @typedef {import("./sd_pipeline.js").GenerateOptions} GenerateOptions */
@@ -16,36 +20,6 @@ import { IMAGE_TO_IMAGE, PIPELINES } from "./sd_pipeline.js";
 /** @typedef {GenerateOptions & {task?: string}} PageOptions */
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
-
-/**
- * The picture in `blob` (a file's bytes), decoded and fitted to width x height:
- * scaled to cover it, centred and cropped. A picture already that size is
- * taken pixel for pixel. One line of error when it is not an image.
- * @param {Blob} blob
- * @param {number} width
- * @param {number} height
- * @returns {Promise<Image>}
- */
-export async function fitImage(blob, width, height) {
-  /** @type {ImageBitmap} */
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
-  } catch {
-    throw new Error(`the start image could not be decoded (${blob.type || "unknown type"}, ${blob.size} bytes): use a PNG, JPEG or WebP file`);
-  }
-  try {
-    const canvas = new OffscreenCanvas(width, height);
-    const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d", { willReadFrequently: true }));
-    const scale = Math.max(width / bitmap.width, height / bitmap.height);
-    const [w, h] = [bitmap.width * scale, bitmap.height * scale];
-    ctx.imageSmoothingQuality = "high";
-    ctx.drawImage(bitmap, (width - w) / 2, (height - h) / 2, w, h);
-    return { rgba: ctx.getImageData(0, 0, width, height).data, width, height };
-  } finally {
-    bitmap.close();
-  }
-}
 
 /**
  * A (height, width)-like pair from two inputs; undefined when both are empty.
@@ -101,6 +75,7 @@ export async function setStartImage(blob) {
   $("start-error").textContent = "";
   startImage.source = blob;
   startImage.image = null;
+  maskPicture(null);
   preview.hidden = true;
   $("start-clear").disabled = !blob;
   if (!blob) return;
@@ -108,6 +83,7 @@ export async function setStartImage(blob) {
   try {
     const image = await fitImage(blob, width, height);
     startImage.image = image;
+    maskPicture(image);
     preview.width = width;
     preview.height = height;
     /** @type {CanvasRenderingContext2D} */ (preview.getContext("2d")).putImageData(new ImageData(new Uint8ClampedArray(image.rgba), width, height), 0, 0);
@@ -120,6 +96,11 @@ export async function setStartImage(blob) {
   }
 }
 
+/** @returns {Image | null} The start picture, fitted, as the page holds it now. */
+export function startImageNow() {
+  return startImage.image;
+}
+
 /** @param {Manifest} m */
 function setUpStartImage(m) {
   const { width, height } = m.image;
@@ -128,14 +109,26 @@ function setUpStartImage(m) {
   if (changed && startImage.source) setStartImage(startImage.source).catch(() => {});
 }
 
+/** @returns {Partial<PageOptions>} Inpainting when a picture and a mask are set. */
+function maskOptions() {
+  const mask = maskImage();
+  return startImage.image && mask ? { task: INPAINTING, mask } : {};
+}
+
+/** @param {Manifest} m */
+function setUpMask(m) {
+  sizeMask(m.image.width, m.image.height);
+}
+
 /** @returns {Partial<PageOptions>} Image to image when a picture is set. */
 function startImageOptions() {
   if (!startImage.image) return {};
   return { task: IMAGE_TO_IMAGE, image: startImage.image, strength: Number($("strength").value) };
 }
 
-/** Wire the start image panel's file input, paste, drop and clear. */
+/** Wire the start image panel's file input, paste, drop and clear, and the mask painter. */
 export function wireStartImage() {
+  wireMask();
   const panel = $("start-image");
   const take = (/** @type {Blob | null | undefined} */ blob) => {
     if (blob) setStartImage(blob).catch(() => {});
@@ -163,6 +156,7 @@ export function wireStartImage() {
 export const OPTION_GROUPS = Object.freeze({
   "micro-conditioning": { setUp: sizePlaceholders, read: microConditioning },
   image: { setUp: setUpStartImage, read: startImageOptions },
+  mask: { setUp: setUpMask, read: maskOptions },
 });
 
 /**

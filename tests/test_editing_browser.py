@@ -1,10 +1,11 @@
-"""Image to image in the page (headless Chromium, WebGPU on SwiftShader) on the
-compiled tiny SD 1.5 preset, against diffusers' StableDiffusionImg2ImgPipeline:
-through automation (``window.wsd.generate`` with a picture file, as ``wsd-web
-render --image`` sends it, decoded and fitted by the browser) and through the
-page's own controls (a file chosen in the
-start image panel, the form's Generate button). SDXL's image to image runs the
-same modules in Node (test_img2img_dawn.py)."""
+"""Image to image and inpainting in the page (headless Chromium, WebGPU on
+SwiftShader) on the compiled tiny SD 1.5 preset, against diffusers'
+StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline: through
+automation (``window.wsd.generate`` with a picture file, as ``wsd-web render
+--image`` sends it, decoded and fitted by the browser) and through the page's
+own controls (a file chosen in the start image panel, a mask painted with the
+mouse or chosen as a file, the form's Generate button). The other presets'
+editing runs the same modules in Node (test_img2img_dawn.py, test_inpaint_dawn.py)."""
 
 from __future__ import annotations
 
@@ -88,11 +89,14 @@ def _drop(page: Any, name: str, data: bytes, mime: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def page_run(tiny_sd15_build: Path, picture: tuple[np.ndarray, Path]) -> dict[str, Any]:
+def page_run(
+    tiny_sd15_build: Path, picture: tuple[np.ndarray, Path], mask_file: Path
+) -> dict[str, Any]:
     """One page session: automation (``window.wsd.generate`` with the picture file,
     as ``wsd-web render --image`` sends it) at both strengths, then the page's
     own controls: a file that is not a picture dropped on the panel, the picture
-    chosen in the file input, Generate; the picture removed, Generate again."""
+    chosen in the file input, Generate; a mask painted with the mouse, Generate;
+    a mask file, Generate; the picture removed, Generate again."""
     from wsd_web.headless import headless_page
 
     got: dict[str, Any] = {}
@@ -135,10 +139,61 @@ def page_run(tiny_sd15_build: Path, picture: tuple[np.ndarray, Path]) -> dict[st
         page.select_option("#scheduler", "euler")
         _generate(page)
         got["controls"] = _canvas_rgb(page)
+        got.update(_inpaint_with_the_controls(page, mask_file))
         page.click("#start-clear")
         got["preview after remove"] = page.is_visible("#start-preview")
         _generate(page)
         got["text to image"] = _canvas_rgb(page)
+    return got
+
+
+@pytest.fixture(scope="module")
+def mask_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mask PNG: white (repaint) in the left half."""
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, :32, :3] = 255
+    path = tmp_path_factory.mktemp("mask") / "mask.png"
+    path.write_bytes(encode_png(rgba.tobytes(), 64, 64))
+    return path
+
+
+def _edit_inputs(page: Any) -> dict[str, np.ndarray]:
+    """The picture and mask the page holds, as 8-bit RGB and a 0/255 grayscale mask."""
+    inputs = page.evaluate("window.wsd.editInputs()")
+    rgba = {
+        k: np.frombuffer(base64.b64decode(v), np.uint8).reshape(64, 64, 4)
+        for k, v in inputs.items()
+    }
+    return {"image": rgba["image"][..., :3], "mask": rgba["mask"][..., 0]}
+
+
+def _inpaint_with_the_controls(page: Any, mask_file: Path) -> dict[str, Any]:
+    """Paint a stroke across the picture with the mouse and generate; then a mask file."""
+    got: dict[str, Any] = {"mask panel shown": page.is_visible("#mask-canvas")}
+    page.fill("#brush-size", "12")
+    box = page.locator("#mask-canvas").bounding_box()
+    y = box["y"] + box["height"] * 0.75
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=12)
+    page.mouse.up()
+    _generate(page)
+    got["painted"] = (_edit_inputs(page), _canvas_rgb(page))
+    page.set_input_files("#mask-file", str(mask_file))
+    page.evaluate(
+        """async () => {
+            // The file's mask is white at the top-left corner; the stroke is not.
+            const corner = () => atob(window.wsd.editInputs().mask ?? "").charCodeAt(0);
+            while (corner() !== 255) {
+                await new Promise((r) => setTimeout(r, 50));
+            }
+        }"""
+    )
+    _generate(page)
+    got["mask file"] = (_edit_inputs(page), _canvas_rgb(page))
+    page.click("#mask-clear")
+    got["mask after clear"] = page.evaluate("window.wsd.editInputs().mask")
     return got
 
 
@@ -166,6 +221,31 @@ def test_the_page_starts_from_a_chosen_file(page_run: dict[str, Any], psnr: PSNR
     # Removed: the next generation is text to image again.
     assert not page_run["preview after remove"]
     assert psnr(page_run["text to image"], page_run["0.8"][0]) < 35
+
+
+def test_the_page_inpaints_with_a_painted_mask_and_a_mask_file(
+    page_run: dict[str, Any],
+    psnr: PSNR,
+    tmp_path_factory: pytest.TempPathFactory,
+    scheduler_classes: dict[str, Any],
+) -> None:
+    assert page_run["mask panel shown"]
+    reference = diffusers_reference(
+        "tiny-sd15", tmp_path_factory.mktemp("inpaint-ref"), scheduler_classes, "inpaint"
+    )
+    (painted, painted_rgb), (from_file, file_rgb) = page_run["painted"], page_run["mask file"]
+    # The stroke: a band across the lower part, nothing above it.
+    mask = painted["mask"]
+    assert mask[48, 16:48].min() == 255 and mask[:30].max() == 0
+    # The file: the left half.
+    assert (from_file["mask"][:, :32] == 255).all() and (from_file["mask"][:, 32:] == 0).all()
+    for inputs, got in ((painted, painted_rgb), (from_file, file_rgb)):
+        expected, _ = reference(
+            "euler", image=inputs["image"], mask_image=inputs["mask"], strength=0.8
+        )
+        assert psnr(got, expected) >= 40
+    assert psnr(painted_rgb, file_rgb) < 35
+    assert page_run["mask after clear"] is None
 
 
 def test_render_cli_refuses_a_bad_picture_or_strength(
