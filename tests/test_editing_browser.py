@@ -258,6 +258,11 @@ def test_render_cli_refuses_a_bad_picture_or_strength(
     for extra, message in (
         (["--image", str(notes)], f"{notes} is not a PNG, JPEG, WebP, GIF or BMP image"),
         (["--strength", "0.5"], "a strength needs a start image: give the image too"),
+        (["--mask", str(notes)], "a mask needs a start image: give the image too"),
+        (
+            ["--image", str(picture[1]), "--mask", str(notes)],
+            f"{notes} is not a PNG, JPEG, WebP, GIF or BMP image",
+        ),
         (
             ["--image", str(picture[1]), "--strength", "1.5"],
             "strength 1.5 is out of range; use 0 < strength <= 1",

@@ -132,9 +132,15 @@ def _add_render(sub: _Subparsers) -> None:
         "fitted to the model's size (scaled to cover, centred, cropped)",
     )
     render_.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="inpainting (with --image): white where the picture is repainted, fitted as the image",
+    )
+    render_.add_argument(
         "--strength",
         type=float,
-        help="image to image: how much of the picture is repainted, 0 < S <= 1 (default 0.8)",
+        help="how much of the picture is repainted, 0 < S <= 1 (default: image to image 0.8, "
+        "inpainting 1 for SD 1.5 and 0.9999 for SDXL)",
     )
     render_.add_argument("--out", required=True, help="the PNG to write")
 
@@ -516,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 memory_budget=args.memory_budget,
                 image=args.image,
                 strength=args.strength,
+                mask=args.mask,
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

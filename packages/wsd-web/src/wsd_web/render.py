@@ -55,7 +55,7 @@ MAX_IMAGE_BYTES = 64 * 2**20
 
 
 def image_file(path: str | Path) -> dict[str, str]:
-    """A start image for the page: the file's bytes (base64) and MIME type.
+    """A start image (or mask) for the page: the file's bytes (base64) and MIME type.
 
     Raises a :class:`RenderError` naming the file unless it is a PNG, JPEG, WebP,
     GIF or BMP file of at most 64 MiB.
@@ -128,6 +128,7 @@ def _options(
     memory_budget: float | None = None,
     image: str | Path | None = None,
     strength: float | None = None,
+    mask: str | Path | None = None,
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
@@ -158,13 +159,16 @@ def _options(
         options["memoryBudget"] = budget_bytes(memory_budget)
     if scheduler is not None:
         options["scheduler"] = scheduler
-    if strength is not None and image is None:
-        raise RenderError("a strength needs a start image: give the image too")
+    if (strength is not None or mask is not None) and image is None:
+        what = "a mask" if mask is not None else "a strength"
+        raise RenderError(f"{what} needs a start image: give the image too")
     if image is not None:
         if strength is not None and not 0 < strength <= 1:
             raise RenderError(f"strength {strength} is out of range; use 0 < strength <= 1")
-        options["task"] = "image-to-image"
+        options["task"] = "image-to-image" if mask is None else "inpainting"
         options["imageFile"] = image_file(image)
+        if mask is not None:
+            options["maskFile"] = image_file(mask)
         if strength is not None:
             options["strength"] = strength
     for key, what, value in (
@@ -326,6 +330,7 @@ def render(
     memory_budget: float | None = None,
     image: str | Path | None = None,
     strength: float | None = None,
+    mask: str | Path | None = None,
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -345,11 +350,14 @@ def render(
     download, and offload (where None) and tiles (where auto) are chosen to fit.
     ``image``: image to image from this picture file (PNG, JPEG, WebP, GIF, BMP),
     fitted to the build's size as the page fits a chosen file, repainted by
-    ``strength`` (default 0.8, diffusers' default).
+    ``strength`` (default 0.8, diffusers' default). With ``mask`` (a picture file
+    too, white where the image is repainted) it inpaints (default strength: 1 for
+    SD 1.5, 0.9999 for SDXL, diffusers' defaults).
     """
     run = {
         "image": image,
         "strength": strength,
+        "mask": mask,
         "original_size": original_size,
         "crops_coords_top_left": crops_coords_top_left,
         "target_size": target_size,
