@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from wsd_web.png import encode_png
+from wsd_web.png import encode_png, png_text
 
 from .editing import NEGATIVE, PROMPT, SEED, STEPS, Reference, diffusers_reference, start_image
 
@@ -117,6 +117,8 @@ def page_run(
                 "returnLatents": True,
             }
             result = page.evaluate("o => window.wsd.generate(o)", options)
+            png = base64.b64decode(result["png"].removeprefix("data:image/png;base64,"))
+            got[f"parameters {strength}"] = png_text(png).get("parameters")
             rgba = np.frombuffer(base64.b64decode(result["rgba"]), np.uint8)
             got[str(strength)] = (rgba.reshape(64, 64, 4)[..., :3], result["latents"])
         got["panel shown"] = page.is_visible("#start-image")
@@ -207,6 +209,12 @@ def test_automation_matches_diffusers(
         got = np.asarray(got_latents, np.float32).reshape(latents.shape)
         assert np.abs(got - latents).max() <= 1e-3 * float(np.abs(latents).max())
     assert psnr(page_run["0.3"][0], page_run["0.8"][0]) < 35
+    # The PNG carries the generation's parameters (iTXt "parameters", as other SD tools write them).
+    parameters = page_run["parameters 0.3"]
+    assert parameters.startswith(f"{PROMPT}\nNegative prompt: {NEGATIVE}\nSteps: {STEPS}, ")
+    for field in (f"Seed: {SEED}", "Sampler: euler", "CFG scale: 7.5", "Size: 64x64"):
+        assert field in parameters
+    assert parameters.endswith("Task: image-to-image, Denoising strength: 0.3")
 
 
 def test_the_page_starts_from_a_chosen_file(page_run: dict[str, Any], psnr: PSNR) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from wsd_web.png import png_text
 from wsd_web.render import Rendering, render_many
 
 if TYPE_CHECKING:
@@ -174,6 +175,10 @@ def test_render_cli_writes_png_and_timings(tiny_sd15_build: Path, tmp_path: Path
     assert record["kernel_path"] == "fp32"
     assert len(record["timings"]["unetStepMs"]) == 2
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # The generation's parameters, as the page writes them into its PNGs.
+    parameters = png_text(out.read_bytes())["parameters"]
+    assert parameters.startswith(f"{PROMPT}\n") and "Seed: 3, " in parameters
+    assert "Sampler: dpmpp-2m" in parameters and record["parameters"] == parameters
     assert json.loads(out.with_suffix(".json").read_text())["scheduler"] == "dpmpp-2m"
     # A path the build does not hold: one line naming those it does, no image.
     other = tmp_path / "other.png"

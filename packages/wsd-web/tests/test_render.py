@@ -138,3 +138,16 @@ def test_a_start_image_file_is_sent_with_its_type_or_refused(tmp_path: Path) -> 
         image_file(huge)
     with pytest.raises(RenderError, match=r"cannot read the start image .*missing\.png"):
         image_file(tmp_path / "missing.png")
+
+
+def test_png_text_chunks_round_trip_and_are_checked() -> None:
+    from wsd_web.png import png_text
+
+    text = "a lighthouse, café ☕\nNegative prompt: fog\nSteps: 8, Seed: 5"
+    png = encode_png(bytes(16), 2, 2, {"parameters": text})
+    assert png_text(png) == {"parameters": text}
+    assert png_text(encode_png(bytes(16), 2, 2)) == {}
+    broken = bytearray(png)
+    broken[png.index(b"iTXt") + 10] ^= 1
+    with pytest.raises(ValueError, match=r"the iTXt chunk at byte \d+ fails its CRC"):
+        png_text(bytes(broken))

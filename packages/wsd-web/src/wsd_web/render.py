@@ -107,9 +107,13 @@ class Rendering:
     offload: bool = False
     #: The GPU bytes the build reckons the generation's modes need (None: it does not say).
     memory_need_bytes: int | None = None
+    #: The generation's parameters as the page writes them into its PNGs (None: not said).
+    parameters: str | None = None
 
     def png(self) -> bytes:
-        return encode_png(self.rgba, self.width, self.height)
+        """The image as PNG, with the parameters in an iTXt chunk (keyword ``parameters``)."""
+        text = {"parameters": self.parameters} if self.parameters else None
+        return encode_png(self.rgba, self.width, self.height, text)
 
 
 def _options(
@@ -287,6 +291,7 @@ def render_many(
                     peak_bytes=_peak_bytes(result.get("peakBytes")),
                     offload=bool(result.get("offload", opts.get("offload", False))),
                     memory_need_bytes=_optional_int(result.get("memoryNeedBytes")),
+                    parameters=result.get("parameters"),
                 )
             )
         return out
@@ -390,6 +395,7 @@ def write_rendering(rendering: Rendering, out: str | Path) -> dict[str, Any]:
         "peak_bytes": rendering.peak_bytes,
         "offload": rendering.offload,
         "memory_need_bytes": rendering.memory_need_bytes,
+        "parameters": rendering.parameters,
         "timings": rendering.timings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

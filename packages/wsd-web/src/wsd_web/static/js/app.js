@@ -17,6 +17,7 @@ import {
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
 import { maskImage } from "./mask_panel.js";
 import { OPTION_GROUPS, optionGroupsOf, startImageNow, wireStartImage } from "./option_groups.js";
+import { parametersText, withTextChunk } from "./png_text.js";
 import { applySettings, askedSettings, memoryBudget, memorySummary, settingOptions } from "./page_options.js";
 import { SDModel, describeKernelPath, kernelPaths, parseManifest } from "./sd_model.js";
 import {
@@ -79,6 +80,8 @@ const state = {
   running: null,
   /** @type {string | null} Why the GPU device was lost, while it is. */
   lost: null,
+  /** @type {string | null} The last generation's parameters, for the PNG it is saved as. */
+  parameters: null,
   /** @type {LoadReport} */
   report: { offline: false, uploadedFiles: [], stats: null, warnings: [], kernelPath: null, passedOver: [] },
 };
@@ -424,6 +427,7 @@ function showTimings(t, vaeTiles) {
 async function generate({ task, ...options }) {
   const loaded = await state.ready;
   const pipeline = await loaded.pipelineFor(task ?? loaded.defaultTask);
+  state.parameters = null;
   if (state.lost) throw new Error(`the GPU device was lost (${state.lost}): re-initialise first`);
   if (state.running) throw new Error("a generation is already running: wait for it or cancel it");
   state.running = new AbortController();
@@ -439,6 +443,7 @@ async function generate({ task, ...options }) {
       onPreview: draw,
     });
     draw(result);
+    state.parameters = parametersText(result, loaded.model.manifest, task ?? loaded.defaultTask);
     showTimings(result.timings, result.vaeTiles);
     say(`Done in ${(result.timings.totalMs / 1000).toFixed(2)} s with ${result.scheduler}; ${memorySummary(result)}.`);
     $("download").disabled = false;
@@ -486,11 +491,19 @@ $("cancel").addEventListener("click", () => (state.running ?? state.loading)?.ab
 $("retry").addEventListener("click", () => { start(); });
 $("storage-clear").addEventListener("click", () => { clearStorage().catch((e) => say(String(e), true)); });
 $("storage").addEventListener("toggle", () => { refreshStorage().catch(() => {}); });
-$("download").addEventListener("click", () => {
+/** The shown image as PNG bytes, with the last generation's parameters (png_text.js). */
+async function imagePng() {
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+  const png = new Uint8Array(await /** @type {Blob} */ (blob).arrayBuffer());
+  return state.parameters ? withTextChunk(png, "parameters", state.parameters) : png;
+}
+
+$("download").addEventListener("click", async () => {
   const a = document.createElement("a");
-  a.href = canvas.toDataURL("image/png");
+  a.href = URL.createObjectURL(new Blob([new Uint8Array(await imagePng())], { type: "image/png" }));
   a.download = `wsd-seed-${$("seed").value}.png`;
   a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 });
 
 applySettings(settings, asked);
@@ -532,7 +545,8 @@ start();
     }
     return {
       rgba: btoa(binary),
-      png: canvas.toDataURL("image/png"),
+      png: `data:image/png;base64,${btoa(Array.from(await imagePng(), (b) => String.fromCharCode(b)).join(""))}`,
+      parameters: state.parameters,
       width: result.width,
       height: result.height,
       scheduler: result.scheduler,

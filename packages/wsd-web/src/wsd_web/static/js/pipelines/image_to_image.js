@@ -93,6 +93,11 @@ export class SD15ImageToImage extends SD15Pipeline {
     cutTimesteps(run);
   }
 
+  /** @param {Run} run */
+  strengthOf(run) {
+    return run.options.strength ?? DEFAULT_STRENGTH;
+  }
+
   /**
    * @param {Run} run
    * @returns {Promise<Tensor>}
@@ -111,6 +116,11 @@ export class SDXLImageToImage extends SDXLPipeline {
   /** @param {Run} run */
   prepareTimesteps(run) {
     cutTimesteps(run);
+  }
+
+  /** @param {Run} run */
+  strengthOf(run) {
+    return run.options.strength ?? DEFAULT_STRENGTH;
   }
 
   /**

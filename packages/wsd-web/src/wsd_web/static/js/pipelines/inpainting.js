@@ -211,6 +211,11 @@ function inpainting(Base) {
     }
 
     /** @param {Run} run */
+    strengthOf(run) {
+      return run.options.strength ?? defaultStrength(this);
+    }
+
+    /** @param {Run} run */
     prepareTimesteps(run) {
       run.scheduler.setTimesteps(run.steps, { strength: run.options.strength ?? defaultStrength(this) });
     }

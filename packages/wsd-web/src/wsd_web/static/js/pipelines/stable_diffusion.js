@@ -78,9 +78,20 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
 
 /**
  * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, offload: boolean,
- *   peakBytes: StagePeaks, memoryNeedBytes: number | null, latents?: Float32Array}} Generation
+ *   peakBytes: StagePeaks, memoryNeedBytes: number | null, latents?: Float32Array, settings: Settings}} Generation
  *   vaeTiles: the tiles the image was decoded in (0: decoded whole); offload: whether it ran with
- *   sequential offload; memoryNeedBytes: what the build reckons its modes need (memory_plan.js).
+ *   sequential offload; memoryNeedBytes: what the build reckons its modes need (memory_plan.js);
+ *   settings: what it ran with, defaults filled in.
+ */
+
+/**
+ * @typedef {object} Settings
+ * @property {string} prompt
+ * @property {string} negativePrompt
+ * @property {string} seed
+ * @property {number} steps
+ * @property {number} guidance
+ * @property {number | null} strength  Image to image and inpainting; null for text to image.
  */
 
 /**
@@ -271,6 +282,15 @@ export class SD15Pipeline {
   }
 
   /**
+   * The strength a run denoises with (null: text to image, which has none).
+   * @param {Run} _run
+   * @returns {number | null}
+   */
+  strengthOf(_run) {
+    return null;
+  }
+
+  /**
    * Release what a run holds once its generation has ended, finished or not
    * (a task that keeps tensors through the loop releases them too).
    * @param {Run} run
@@ -457,6 +477,10 @@ export class SD15Pipeline {
         offload: this.model.weights.offload,
         memoryNeedBytes: run.memoryNeed,
         timings: { textEncoderMs, unetStepMs: denoised.result.unetStepMs, vaeMs, totalMs: this.now() - start },
+        settings: {
+          prompt: run.options.prompt, negativePrompt: run.options.negativePrompt ?? "", seed: String(run.options.seed ?? 0),
+          steps: run.steps, guidance: run.guidance, strength: this.strengthOf(run),
+        },
         peakBytes: { textEncoder: encoded.peakBytes, denoise: denoised.peakBytes, decode: decoded.peakBytes },
         ...(latentValues ? { latents: latentValues } : {}),
       };
