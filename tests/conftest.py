@@ -282,3 +282,21 @@ def editing_results(request: pytest.FixtureRequest) -> Callable[[str], dict[Any,
         return done[preset]
 
     return results
+
+
+@pytest.fixture(scope="session")
+def editing_references(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str, str], Any]:
+    """diffusers' editing pipeline (``img2img`` or ``inpaint``) on a preset, made once each."""
+    from .editing import diffusers_reference
+
+    made: dict[tuple[str, str], Any] = {}
+
+    def reference(preset: str, task: str) -> Any:
+        if (preset, task) not in made:
+            directory = tmp_path_factory.mktemp(f"{task}-{preset}")
+            made[preset, task] = diffusers_reference(preset, directory, SCHEDULER_CLASSES, task)
+        return made[preset, task]
+
+    return reference

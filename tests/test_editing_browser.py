@@ -5,7 +5,7 @@ automation (``window.wsd.generate`` with a picture file, as ``wsd-web render
 --image`` sends it, decoded and fitted by the browser) and through the page's
 own controls (a file chosen in the start image panel, a mask painted with the
 mouse or chosen as a file, the form's Generate button). The other presets'
-editing runs the same modules in Node (test_img2img_dawn.py, test_inpaint_dawn.py)."""
+editing runs the same modules in Node (test_editing_dawn.py)."""
 
 from __future__ import annotations
 

@@ -82,52 +82,40 @@ async function encodedLatents(pipeline, run) {
   }
 }
 
-/** Image to image with an SD 1.5 build. */
-export class SD15ImageToImage extends SD15Pipeline {
-  static optionGroups = Object.freeze([...SD15Pipeline.optionGroups, "image"]);
+/**
+ * The image-to-image steps of a pipeline class: timesteps cut by the strength,
+ * starting latents from the encoded image.
+ * @template {new (...args: any[]) => SD15Pipeline} Base
+ * @param {Base} Base
+ */
+function imageToImage(Base) {
+  return class extends Base {
+    static optionGroups = Object.freeze([.../** @type {any} */ (Base).optionGroups, "image"]);
 
-  static encodesImage = true;
+    static encodesImage = true;
 
-  /** @param {Run} run */
-  prepareTimesteps(run) {
-    cutTimesteps(run);
-  }
+    /** @param {Run} run */
+    prepareTimesteps(run) {
+      cutTimesteps(run);
+    }
 
-  /** @param {Run} run */
-  strengthOf(run) {
-    return run.options.strength ?? DEFAULT_STRENGTH;
-  }
+    /** @param {Run} run */
+    strengthOf(run) {
+      return run.options.strength ?? DEFAULT_STRENGTH;
+    }
 
-  /**
-   * @param {Run} run
-   * @returns {Promise<Tensor>}
-   */
-  async initialLatents(run) {
-    return encodedLatents(this, run);
-  }
+    /**
+     * @param {Run} run
+     * @returns {Promise<Tensor>}
+     */
+    async initialLatents(run) {
+      return encodedLatents(this, run);
+    }
+  };
 }
+
+/** Image to image with an SD 1.5 build. */
+export class SD15ImageToImage extends imageToImage(SD15Pipeline) {}
 
 /** Image to image with an SDXL build. */
-export class SDXLImageToImage extends SDXLPipeline {
-  static optionGroups = Object.freeze([...SDXLPipeline.optionGroups, "image"]);
-
-  static encodesImage = true;
-
-  /** @param {Run} run */
-  prepareTimesteps(run) {
-    cutTimesteps(run);
-  }
-
-  /** @param {Run} run */
-  strengthOf(run) {
-    return run.options.strength ?? DEFAULT_STRENGTH;
-  }
-
-  /**
-   * @param {Run} run
-   * @returns {Promise<Tensor>}
-   */
-  async initialLatents(run) {
-    return encodedLatents(this, run);
-  }
-}
+export class SDXLImageToImage extends imageToImage(SDXLPipeline) {}
