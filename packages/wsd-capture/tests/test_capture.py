@@ -272,8 +272,12 @@ def test_loading_an_incomplete_capture_names_the_missing_file(
 
 def test_a_unet_that_takes_other_than_the_vae_latents_is_refused(preset_dir: Path) -> None:
     pipe = load_sd15(preset_dir)
-    pipe.unet.register_to_config(in_channels=9)
-    with pytest.raises(CaptureError, match="the UNet takes 9 channels but the VAE makes 4"):
+    pipe.unet.register_to_config(in_channels=5)
+    message = (
+        r"the UNet takes 5 channels but the VAE makes 4: only text-to-image UNets \(4 channels\) "
+        r"and inpainting UNets \(9: latents, mask, masked image\) are supported"
+    )
+    with pytest.raises(CaptureError, match=message):
         capture_sd15(pipe)
 
 
