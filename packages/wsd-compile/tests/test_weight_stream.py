@@ -42,7 +42,7 @@ def test_streamed_transform_matches_one_call(captured: CapturedPipeline, precisi
     vm = relax.VirtualMachine(tvm.compile(tvm.IRModule({name: stock_mod[name]}), "llvm"), tvm.cpu())
     expected = [t.numpy() for t in vm[name](detached["main"])]
 
-    func, weights = import_graph(program)
+    func, weights, _ = import_graph(program)
     mod = _lifted(func, precision)
     tvm.ir.assert_structural_equal(mod["unet"], stock_mod["unet"])
     reads: list[list[int]] = []

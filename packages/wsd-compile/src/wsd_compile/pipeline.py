@@ -22,6 +22,7 @@ from .kernels import DEFAULT_KERNELS, KernelOptions
 from .kernels.attention import fuse_attention_pass
 from .kernels.passes import fuse_dequantize
 from .kinds import PRECISIONS, kind_build, task_functions
+from .lora import MERGE_FUNCTIONS, add_lora_functions
 from .output import fresh_output_dir
 from .paths import LIBRARY_FILE, KernelPath, planned_paths
 from .pipeline_module import TILE_FUNCTION, PipelineModule, build_pipeline_module
@@ -84,6 +85,11 @@ def _manifest_body(
             "param_bytes": int(sum(weights[n].nbytes for n in names)),
             "precision": module.component_precision.get(component, module.precision),
         }
+        targets = module.lora.get(component)
+        if targets:
+            components[component]["lora_targets"] = {
+                path: [t.to_json(names) for t in found] for path, found in sorted(targets.items())
+            }
         quantized = module.quantized.get(component)
         if quantized is not None and quantized.tensors:
             components[component]["quantization"] = {
@@ -118,6 +124,8 @@ def _manifest_body(
         },
         "tokenizer": _tokenizer_entry(meta.tokenizer, TOKENIZER_FILE),
     }
+    if module.lora:
+        body["lora"] = {"functions": dict(MERGE_FUNCTIONS)}
     tile = module.functions.get(TILE_FUNCTION)
     if tile is not None:
         size = tile.inputs[0].shape[2:]
@@ -366,6 +374,10 @@ def _build_libraries(
         )
         if path.library == LIBRARY_FILE:
             first_buffers = function_buffers(graph)
+        if module.lora:
+            # The merge takes the weights as this path uploads them.
+            weight_dtype = "float16" if path.precision == "fp16" else "float32"
+            mod = add_lora_functions(mod, weight_dtype)
         phase = "webgpu" if path.library == LIBRARY_FILE else f"webgpu ({path.name})"
         with _phase(seconds, phase, say):
             builds.append(

@@ -37,6 +37,7 @@ from tvm.relax.dpl import is_op, rewrite_call, wildcard
 from .errors import WsdCompileError
 from .glue import GlueShapes, XLTextShapes, glue_module
 from .kinds import PRECISIONS, kind_build
+from .lora import LoraTarget, lora_targets
 from .quantize import scheme
 from .quantized_graph import QuantizedComponent, quantize_functions
 from .weight_stream import import_graph, release_free_memory, transform_weights
@@ -91,6 +92,9 @@ class PipelineModule:
     """The weights' quantization (``none``, ``int8``, ``int4``: :mod:`wsd_compile.quantize`)."""
     quantized: dict[str, QuantizedComponent] = field(default_factory=dict)
     """What quantization did to each component it applies to."""
+    lora: dict[str, dict[str, list[LoraTarget]]] = field(default_factory=dict)
+    """The weights a LoRA may change, by component and module path
+    (:mod:`wsd_compile.lora`; empty for quantized weights)."""
 
 
 def _single_output(func: relax.Function) -> relax.Function:
@@ -104,9 +108,13 @@ def _single_output(func: relax.Function) -> relax.Function:
     return normalized
 
 
+#: The components a LoRA may change.
+LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+
+
 def _component_function(
     name: str, program: list[Any], precision: str
-) -> tuple[relax.Function, list[np.ndarray]]:
+) -> tuple[relax.Function, list[np.ndarray], dict[str, list[LoraTarget]]]:
     """Phases 1, 3 and 4 for one component: its function and its transformed weights.
 
     The raw weights (a real SDXL UNet has 10.3 GB in fp32) are never copied
@@ -114,9 +122,10 @@ def _component_function(
     the transform reads them a chunk at a time (:mod:`wsd_compile.weight_stream`).
     ``program`` holds the component's ``ExportedProgram`` and is emptied here:
     when the caller holds no other reference, the raw weights are freed as
-    soon as the transformed ones exist.
+    soon as the transformed ones exist. The third result: the weights a LoRA
+    may change (:func:`wsd_compile.lora.lora_targets`).
     """
-    imported, weights = import_graph(program.pop())
+    imported, weights, weight_names = import_graph(program.pop())
     func = _single_output(imported).with_attr("global_symbol", name)
     func = fold_pad_into_conv(unbroadcast_matmul_weights(func))
     del imported
@@ -125,9 +134,11 @@ def _component_function(
         mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
         mod[name] = half_embedding_tables(mod[name])
     mod = relax.transform.LiftTransformParams()(mod)
-    transformed = transform_weights(mod[f"{name}_transform_params"], weights)
+    transform = mod[f"{name}_transform_params"]
+    targets = lora_targets(name, transform, weight_names) if name in LORA_COMPONENTS else {}
+    transformed = transform_weights(transform, weights)
     del weights
-    return mod[name], transformed
+    return mod[name], transformed, targets
 
 
 def _static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
@@ -313,11 +324,16 @@ def build_pipeline_module(
     params: dict[str, list[np.ndarray]] = {}
     component_precision = {name: _component_precision(captured, name, precision) for name in names}
     specs = {name: captured.metadata.components[name] for name in names}
+    lora: dict[str, dict[str, list[LoraTarget]]] = {}
     for name in names:
         component = captured.components.pop(name) if consume else captured.components[name]
         holder = [component.program]
         del component
-        funcs[name], params[name] = _component_function(name, holder, component_precision[name])
+        funcs[name], params[name], targets = _component_function(
+            name, holder, component_precision[name]
+        )
+        if targets:
+            lora[name] = targets
     for name, owner in SHARED_WEIGHTS.items():
         if name in params:
             _check_same_weights(name, params.pop(name), owner, params[owner])
@@ -350,7 +366,15 @@ def build_pipeline_module(
             functions[name] = FunctionInfo(ins, outs, None)
     mod = relax.transform.BundleModelParams()(mod)
     return PipelineModule(
-        mod, params, functions, precision, component_precision, quantize, quantized
+        mod,
+        params,
+        functions,
+        precision,
+        component_precision,
+        quantize,
+        quantized,
+        # Quantized weights take no merge: such a build takes no LoRA.
+        lora if quant is None else {},
     )
 
 

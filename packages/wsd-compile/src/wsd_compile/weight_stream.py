@@ -69,16 +69,17 @@ class _GraphOnlyImporter(ExportedProgramImporter):  # type: ignore[misc]
         return ExportedProgramImporter._convert_pytorch_tensor_to_tvm(tensor_value)
 
 
-def import_graph(program: Any) -> tuple[relax.Function, list[torch.Tensor]]:
+def import_graph(program: Any) -> tuple[relax.Function, list[torch.Tensor], list[str]]:
     """``program`` (an ``ExportedProgram``) as a Relax function whose weights
-    are trailing parameters, and those weights (its torch tensors, uncopied),
-    in the order of the parameters.
+    are trailing parameters, those weights (its torch tensors, uncopied), in
+    the order of the parameters, and their names in the program.
 
     What ``from_exported_program(program, keep_params_as_input=True)`` makes,
     without converting the weights (buffers and constants are bound as usual).
     """
     decomposed = program.run_decompositions()
-    weights = [t for _, t in decomposed.named_parameters()]
+    named = list(decomposed.named_parameters())
+    weights = [t for _, t in named]
     importer = _GraphOnlyImporter({id(t) for t in weights})
     mod = importer.from_exported_program(decomposed, True, False, False, None)
     mod, _ = relax.frontend.detach_params(mod)
@@ -86,7 +87,7 @@ def import_graph(program: Any) -> tuple[relax.Function, list[torch.Tensor]]:
     n_weights = len(func.params) - int(func.attrs["num_input"])
     if n_weights != len(weights):
         raise AssertionError(f"imported {n_weights} weight parameters for {len(weights)} weights")
-    return func, weights
+    return func, weights, [n for n, _ in named]
 
 
 @dataclass

@@ -26,9 +26,14 @@
 //   weights on the GPU only while they run, uploaded again every generation;
 //   "memoryBudget" in bytes, or --memory-budget in GiB: a build that cannot fit
 //   is refused before its library and weights are read, and offload and tiles,
-//   where not given, are chosen to fit).
+//   where not given, are chosen to fit; "loras": [{"path", "scale"}], LoRA files
+//   merged into the weights for the generations, per variation too, reported with
+//   the time the change took ("loraMs"); "weightDigest": report a SHA-256 of the
+//   UNet's and text encoders' weights as they are on the GPU after each generation).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { globals } from "webgpu";
 
@@ -41,7 +46,7 @@ import { runnerArgsOrExit } from "./runner_args.mjs";
 
 const args = runnerArgsOrExit("render.mjs");
 const dir = args.dir;
-const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, mask, variations = [{}], ...options } = args.options;
+const { returnPixels = false, repeat = 1, seed = 0, kernelPath = null, task, image, mask, variations = [{}], loras = [], weightDigest = false, ...options } = args.options;
 Object.assign(globalThis, globals);
 const require = createRequire(import.meta.url);
 // The vendored UMD bundles, loaded as CommonJS (see scripts/vendor.mjs); a
@@ -61,7 +66,8 @@ try {
   const start = performance.now();
   const manifest = parseManifest(JSON.parse(new TextDecoder().decode(await fetchBytes("manifest.json"))));
   const files = sequentialSource(fetchBytes);
-  model = await SDModel.load({ tvmjs, gpu, manifest, files, kernelPath, memoryBudget: options.memoryBudget });
+  const loaded = await SDModel.load({ tvmjs, gpu, manifest, files, kernelPath, memoryBudget: options.memoryBudget });
+  model = loaded;
   /** @type {Map<string | undefined, Promise<import("../static/js/sd_pipeline.js").SD15Pipeline>>} */
   const pipelines = new Map();
   const pipelineFor = (/** @type {string | undefined} */ t) => {
@@ -77,6 +83,26 @@ try {
     ? { rgba: new Uint8ClampedArray(Buffer.from(given.rgba, "base64")), width: given.width, height: given.height }
     : undefined;
 
+  /** @type {Map<string, import("../static/js/lora.js").Lora>} */
+  const loraFiles = new Map();
+  const readLoras = async (/** @type {{path: string, scale?: number}[]} */ list) => {
+    const found = [];
+    for (const { path, scale = 1 } of list) {
+      // eslint-disable-next-line security/detect-non-literal-fs-filename -- a LoRA file the caller names
+      if (!loraFiles.has(path)) loraFiles.set(path, loaded.readLora(new Uint8Array(await readFile(path)), path.split("/").pop() ?? path));
+      found.push({ lora: /** @type {import("../static/js/lora.js").Lora} */ (loraFiles.get(path)), scale });
+    }
+    return found;
+  };
+  // The GPU's weights of the components a LoRA changes, hashed.
+  const digest = async () => {
+    const hash = createHash("sha256");
+    for (const component of ["text_encoder", "text_encoder_2", "unet"]) {
+      for (const t of loaded.weights.tensors.get(component) ?? []) hash.update(await loaded.session.downloadBytes(t));
+    }
+    return hash.digest("hex");
+  };
+
   const loadMs = performance.now() - start;
   const runs = [];
   const generations = /** @type {Record<string, any>[]} */ (variations).flatMap((v, index) => Array(repeat).fill([v, index]));
@@ -84,6 +110,10 @@ try {
     const settings = { prompt: "", ...options, ...variation };
     const pictures = { image: pixels(variation.image ?? image), mask: pixels(variation.mask ?? mask) };
     const pipeline = await pipelineFor(variation.task ?? defaultTask);
+    const loraStart = performance.now();
+    await model.loras.set(await readLoras(variation.loras ?? loras));
+    await model.session.sync();
+    const loraMs = performance.now() - loraStart;
     const result = await pipeline.generate({ ...settings, ...pictures, seed: BigInt(settings.seed ?? seed) });
     runs.push({
       variation: index,
@@ -94,6 +124,8 @@ try {
       peakBytes: result.peakBytes,
       memoryNeedBytes: result.memoryNeedBytes,
       gpuBytes: model.session.allocatedBytes(),
+      loraMs, loras: model.loras.describe(),
+      ...(weightDigest ? { weightDigest: await digest() } : {}),
       ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),
     });

@@ -16,6 +16,7 @@ import { parseTensorCacheIndex } from "./tensor_cache.js";
 import { TVMSession } from "./tvm_session.js";
 import { chooseMemoryMode, memoryNeed } from "./memory_plan.js";
 import { useTiles } from "./vae_tiling.js";
+import { ModelLoras, readLora } from "./lora.js";
 import { ModelWeights, ON_DEMAND, componentTensors, filesHolding, shardFiles, shardPaths } from "./weights.js";
 
 export { shardFiles, shardPaths };
@@ -56,7 +57,9 @@ export { shardFiles, shardPaths };
  * @property {Record<string, FunctionInfo>} functions
  * @property {Record<string, string[]>} tasks  The functions each task's pipeline calls, by task
  *   ("text-to-image"; "image-to-image" and "inpainting" later).
- * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string, quantization?: Quantization}>} components
+ * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string, quantization?: Quantization,
+ *   lora_targets?: Record<string, import("./lora.js").LoraTarget[]>}>} components  lora_targets: the weights a LoRA may change.
+ * @property {{functions: {rows: string, cols: string}}} [lora]  The LoRA merge functions (absent: no LoRAs).
  * @property {SchedulerInfo} scheduler
  * @property {TokenizerEntry} tokenizer
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
@@ -430,6 +433,18 @@ export class SDModel {
     this.kernelPath = kernelPath;
     this.passedOver = passedOver;
     this.limits = limits;
+    /** The LoRAs merged into the weights (lora.js). */
+    this.loras = new ModelLoras(session, weights, manifest);
+  }
+
+  /**
+   * Read a LoRA file and match it to this build (nothing changes yet); an error
+   * with one line that says what is wrong when it does not fit.
+   * @param {Uint8Array} file
+   * @param {string} name
+   */
+  readLora(file, name) {
+    return readLora(file, name, this.manifest);
   }
 
   /**

@@ -145,6 +145,8 @@ export class ModelWeights {
     /** @type {Map<string, Tensor[]>} */
     this.tensors = new Map();
     this.offload = false;
+    /** @type {(components: string[]) => Promise<void>} Runs on components just uploaded (LoRAs merge here). */
+    this.onAcquired = async () => {};
     this.setOffload(offload);
   }
 
@@ -191,6 +193,30 @@ export class ModelWeights {
       });
       this.tensors.set(component, list);
       this.tuples.set(component, this.session.tensorArray(list));
+    }
+    await this.onAcquired(absent);
+  }
+
+  /**
+   * Upload the tensors named in `names` again from the build's files, in place of
+   * those on the GPU (weights a LoRA changed get their stored values back, bit for bit).
+   * @param {Set<string>} names
+   */
+  async reload(names) {
+    const source = this.source;
+    if (!source) throw new Error("the build's files are not at hand, to upload weights again");
+    const present = new Set([...this.tuples.keys()].flatMap((c) => source.manifest.components[c].param_names).filter((n) => names.has(n)));
+    if (present.size === 0) return;
+    const uploaded = await uploadTensors(this.session, source, present, () => {});
+    for (const [component, list] of this.tensors) {
+      const names = source.manifest.components[component].param_names;
+      const old = list.filter((_, i) => uploaded.has(names[i]));
+      if (old.length === 0) continue;
+      const fresh = list.map((t, i) => uploaded.get(names[i]) ?? t);
+      this.tuples.get(component)?.dispose();
+      this.tensors.set(component, fresh);
+      this.tuples.set(component, this.session.tensorArray(fresh));
+      this.session.release(old);
     }
   }
 
