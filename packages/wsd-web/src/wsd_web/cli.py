@@ -4,7 +4,8 @@
   wsd-web export OUT --model DIR [--cors-origin ORIGIN]... [--connect-src ORIGIN]...
   wsd-web render DIR --prompt P [--negative-prompt N] [--seed S] [--steps K]
                  [--guidance G] [--scheduler NAME] [--kernel-path NAME]
-                 [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] --out FILE.png
+                 [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB]
+                 [--image FILE [--mask FILE] [--strength S]] [--lora FILE[:SCALE]]... --out FILE.png
   wsd-web check DIR [--tolerance T]
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
                 [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
@@ -41,6 +42,7 @@ from .render import (
     VAE_TILES,
     RenderError,
     check_output,
+    lora_option,
     render,
     write_rendering,
 )
@@ -141,6 +143,13 @@ def _add_render(sub: _Subparsers) -> None:
         type=float,
         help="how much of the picture is repainted, 0 < S <= 1 (default: image to image 0.8, "
         "inpainting 1 for SD 1.5 and 0.9999 for SDXL)",
+    )
+    render_.add_argument(
+        "--lora",
+        action="append",
+        metavar="FILE[:SCALE]",
+        help="merge this LoRA (.safetensors, diffusers/PEFT or kohya keys) into the weights "
+        "at SCALE (default 1); repeat for several",
     )
     render_.add_argument("--out", required=True, help="the PNG to write")
 
@@ -523,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 image=args.image,
                 strength=args.strength,
                 mask=args.mask,
+                loras=[lora_option(spec) for spec in args.lora or []],
             )
             print(json.dumps(write_rendering(rendering, args.out)))
             return 0

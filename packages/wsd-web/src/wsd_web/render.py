@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,37 @@ def image_file(path: str | Path) -> dict[str, str]:
     if mime is None:
         raise RenderError(f"{file} is not a PNG, JPEG, WebP, GIF or BMP image")
     return {"base64": base64.b64encode(data).decode(), "type": mime}
+
+
+#: The largest LoRA file taken (what the page reads: an ArrayBuffer of at most 2 GiB - 1).
+MAX_LORA_BYTES = 2**31 - 1
+
+
+def lora_option(spec: str) -> tuple[str, float]:
+    """``FILE[:SCALE]`` (``--lora``) as (file, scale); the scale defaults to 1."""
+    path, sep, tail = spec.rpartition(":")
+    if sep:
+        try:
+            return path, float(tail)
+        except ValueError:
+            pass
+    return spec, 1.0
+
+
+def lora_file(path: str | Path, scale: float) -> dict[str, Any]:
+    """A LoRA for the page: the file's bytes (base64), name and scale. The page
+    reads and checks the file; here only that it is a file it can take."""
+    file = Path(path)
+    if not math.isfinite(scale):
+        raise RenderError(f"the LoRA scale {scale} of {file} is not a number")
+    try:
+        size = file.stat().st_size
+        if size > MAX_LORA_BYTES:
+            raise RenderError(f"{file} is {size} bytes; a LoRA file may have 2 GiB at most")
+        data = file.read_bytes()
+    except OSError as e:
+        raise RenderError(f"cannot read the LoRA {file}: {e.strerror or e}") from None
+    return {"base64": base64.b64encode(data).decode(), "name": file.name, "scale": scale}
 
 
 def check_scheduler(name: str | None) -> None:
@@ -133,6 +165,7 @@ def _options(
     image: str | Path | None = None,
     strength: float | None = None,
     mask: str | Path | None = None,
+    loras: Sequence[tuple[str | Path, float]] = (),
 ) -> dict[str, Any]:
     if seed < 0 or seed >= 2**64:
         raise RenderError(f"seed {seed} is out of range; use 0 <= seed < 2**64")
@@ -175,6 +208,8 @@ def _options(
             options["maskFile"] = image_file(mask)
         if strength is not None:
             options["strength"] = strength
+    if loras:
+        options["loraFiles"] = [lora_file(path, scale) for path, scale in loras]
     for key, what, value in (
         ("originalSize", "original_size", original_size),
         ("cropsCoordsTopLeft", "crops_coords_top_left", crops_coords_top_left),
@@ -336,6 +371,7 @@ def render(
     image: str | Path | None = None,
     strength: float | None = None,
     mask: str | Path | None = None,
+    loras: Sequence[tuple[str | Path, float]] = (),
     timeout_s: float = 600,
 ) -> Rendering:
     """Generate one image from the build in ``model_dir`` in headless Chromium.
@@ -357,9 +393,11 @@ def render(
     fitted to the build's size as the page fits a chosen file, repainted by
     ``strength`` (default 0.8, diffusers' default). With ``mask`` (a picture file
     too, white where the image is repainted) it inpaints (default strength: 1 for
-    SD 1.5, 0.9999 for SDXL, diffusers' defaults).
+    SD 1.5, 0.9999 for SDXL, diffusers' defaults). ``loras``: (file, scale) pairs,
+    LoRA files merged into the weights for the generation (diffusers/PEFT or kohya).
     """
     run = {
+        "loras": loras,
         "image": image,
         "strength": strength,
         "mask": mask,

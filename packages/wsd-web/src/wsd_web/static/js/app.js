@@ -14,6 +14,7 @@ import { checkBuildStamp } from "./build_stamp.js";
 import {
   DownloadCancelled, Downloader, IntegrityError, formatBytes, formatSeconds, openContentStore,
 } from "./delivery.js";
+import { clearLoras, lorasNow, wireLoraPanel } from "./lora_panel.js";
 import { MANIFEST_CACHE, loadManifest } from "./manifest_source.js";
 import { maskImage } from "./mask_panel.js";
 import { OPTION_GROUPS, optionGroupsOf, startImageNow, wireStartImage } from "./option_groups.js";
@@ -24,12 +25,13 @@ import {
   CancelledError, TEXT_TO_IMAGE, availableSchedulers, createPipeline, defaultSchedulerName,
 } from "./sd_pipeline.js";
 import { fitImage } from "./start_image.js";
+import { showTimings } from "./timings_table.js";
 import { requestGPU } from "./webgpu_device.js";
 
 /** @typedef {import("./sd_pipeline.js").Generation} Generation */
 /** @typedef {import("./sd_pipeline.js").GenerateOptions} GenerateOptions */
 /** @typedef {import("./option_groups.js").PageOptions} PageOptions */
-/** @typedef {{base64: string, type?: string}} FileOption  A picture file's bytes for automation. */
+/** @typedef {{base64: string, type?: string, name?: string, scale?: number}} FileOption  A file's bytes for automation. */
 /** @typedef {import("./delivery.js").DownloadProgress} DownloadProgress */
 /** @typedef {import("./delivery.js").ContentStore} ContentStore */
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
@@ -336,6 +338,7 @@ function showOptionGroups(m) {
 function setUp({ model, gpu }) {
   const m = model.manifest;
   showOptionGroups(m);
+  clearLoras();
   const select = /** @type {HTMLSelectElement} */ ($("scheduler"));
   const chosen = select.value;
   select.replaceChildren();
@@ -397,34 +400,12 @@ function draw(img) {
   ctx.putImageData(new ImageData(new Uint8ClampedArray(img.rgba), img.width, img.height), 0, 0);
 }
 
-/** @param {import("./sd_pipeline.js").Timings} t @param {number} vaeTiles */
-function showTimings(t, vaeTiles) {
-  const sorted = [...t.unetStepMs].sort((a, b) => a - b);
-  const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
-  const rows = [
-    ["text encoder (2 prompts)", t.textEncoderMs],
-    [`UNet step, median of ${sorted.length}`, median],
-    ["UNet steps, total", t.unetStepMs.reduce((a, b) => a + b, 0)],
-    [vaeTiles > 0 ? `VAE decode (${vaeTiles} tiles)` : "VAE decode", t.vaeMs],
-    ["total", t.totalMs],
-  ];
-  const body = $("timings").tBodies[0];
-  body.replaceChildren();
-  for (const [name, ms] of rows) {
-    const row = body.insertRow();
-    row.insertCell().textContent = String(name);
-    const cell = row.insertCell();
-    cell.className = "num";
-    cell.textContent = `${Number(ms).toFixed(1)} ms`;
-  }
-}
-
 /**
  * Generate with the pipeline of the options' task (default: text to image) and draw the result.
  * @param {PageOptions} options
  * @returns {Promise<Generation>}
  */
-async function generate({ task, ...options }) {
+async function generate({ task, loras, ...options }) {
   const loaded = await state.ready;
   const pipeline = await loaded.pipelineFor(task ?? loaded.defaultTask);
   state.parameters = null;
@@ -435,6 +416,8 @@ async function generate({ task, ...options }) {
   $("cancel").disabled = false;
   progress.value = 0;
   try {
+    say("Merging LoRAs…");
+    await loaded.model.loras.set(loras ?? lorasNow());
     const result = await pipeline.generate({ ...options, signal: state.running.signal }, {
       onStep: ({ step, total, ms }) => {
         progress.value = step / total;
@@ -443,8 +426,8 @@ async function generate({ task, ...options }) {
       onPreview: draw,
     });
     draw(result);
-    state.parameters = parametersText(result, loaded.model.manifest, task ?? loaded.defaultTask);
-    showTimings(result.timings, result.vaeTiles);
+    state.parameters = parametersText(result, loaded.model.manifest, task ?? loaded.defaultTask, loaded.model.loras.describe());
+    showTimings($("timings"), result.timings, result.vaeTiles);
     say(`Done in ${(result.timings.totalMs / 1000).toFixed(2)} s with ${result.scheduler}; ${memorySummary(result)}.`);
     $("download").disabled = false;
     return result;
@@ -508,6 +491,7 @@ $("download").addEventListener("click", async () => {
 
 applySettings(settings, asked);
 wireStartImage();
+wireLoraPanel(() => state.ready.then((l) => l.model));
 // The app shell offline (sw.js); a page that cannot have a service worker still works.
 navigator.serviceWorker?.register("sw.js").catch(() => {});
 start();
@@ -528,14 +512,19 @@ start();
    * request. vaeTiling, offload and memoryBudget default to the page's settings (page_options.js).
    * Image to image: task "image-to-image" and `imageFile`, a picture file's bytes (base64) and MIME
    * type, fitted to the build's size as the page fits a chosen file; inpainting: task "inpainting"
-   * and `maskFile` too (white: repaint).
-   * @param {PageOptions & {seed?: number | string, imageFile?: FileOption, maskFile?: FileOption}} options
+   * and `maskFile` too (white: repaint). `loraFiles`: LoRA files (name, scale) in place of the panel's.
+   * @param {PageOptions & {seed?: number | string, imageFile?: FileOption, maskFile?: FileOption, loraFiles?: FileOption[]}} options
    */
-  async generate({ imageFile, maskFile, ...options }) {
+  async generate({ imageFile, maskFile, loraFiles, ...options }) {
     const seed = typeof options.seed === "string" ? BigInt(options.seed) : options.seed;
-    const { image: { width, height } } = (await state.ready).model.manifest;
-    const fit = (/** @type {FileOption} */ file) =>
-      fitImage(new Blob([Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0))], { type: file.type ?? "" }), width, height);
+    const { model } = await state.ready;
+    const { image: { width, height } } = model.manifest;
+    const blob = (/** @type {FileOption} */ file) => new Blob([Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0))], { type: file.type ?? "" });
+    const fit = (/** @type {FileOption} */ file) => fitImage(blob(file), width, height);
+    if (loraFiles) {
+      options.loras = await Promise.all(loraFiles.map(async (f) => ({
+        lora: model.readLora(new Uint8Array(await blob(f).arrayBuffer()), f.name ?? "LoRA"), scale: f.scale ?? 1 })));
+    }
     if (imageFile) options.image = await fit(imageFile);
     if (maskFile) options.mask = await fit(maskFile);
     const result = await generate({ ...settingOptions(settings), ...options, seed });

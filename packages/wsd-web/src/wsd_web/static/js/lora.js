@@ -171,6 +171,22 @@ function checkModule(name, where, parts, targets) {
 }
 
 /**
+ * Whether `named` (a module path, or its kohya spelling) is in the text encoder layer
+ * after the last one the build has: SDXL conditions on the penultimate layer's states,
+ * so its builds leave the last layer out. A LoRA changes it in diffusers too, where it
+ * changes nothing the pipeline uses.
+ * @param {Manifest} manifest
+ * @param {string} component
+ * @param {string} named
+ */
+function unusedLayer(manifest, component, named) {
+  if (component === "unet") return false;
+  const layer = (/** @type {string} */ path) => Number(/^encoder[._]layers[._](\d+)[._]/.exec(path)?.[1] ?? NaN);
+  const present = Object.keys(manifest.components[component]?.lora_targets ?? {}).map(layer).filter(Number.isFinite);
+  return present.length > 0 && layer(named) === Math.max(...present) + 1;
+}
+
+/**
  * Read a LoRA file and match it to a build's weights.
  * @param {Uint8Array} file
  * @param {string} name  What to call it (the file's name).
@@ -199,6 +215,9 @@ export function readLora(file, name, manifest) {
     modules.set(id, entry);
   }
   if (modules.size === 0) throw refuse(name, "the file holds no tensors");
+  for (const [id, m] of modules) {
+    if (m.path === null && unusedLayer(manifest, m.component, m.named)) modules.delete(id);
+  }
   const unmatched = [...modules.values()].filter((m) => m.path === null);
   if (unmatched.length > 0) {
     const first = unmatched[0];

@@ -17,7 +17,7 @@ import { fitImage } from "./start_image.js";
 /** @typedef {import("./sd_model.js").Manifest} Manifest */
 /** @typedef {import("./sd_pipeline.js").GenerateOptions} GenerateOptions */
 /** @typedef {import("./sd_pipeline.js").Image} Image */
-/** @typedef {GenerateOptions & {task?: string}} PageOptions */
+/** @typedef {GenerateOptions & {task?: string, loras?: import("./lora.js").ActiveLora[]}} PageOptions  loras: default the LoRA panel's. */
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 

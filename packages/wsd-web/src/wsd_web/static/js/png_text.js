@@ -12,9 +12,10 @@
  * @param {Generation} generation
  * @param {Manifest} manifest
  * @param {string} task
+ * @param {{name: string, scale: number}[]} [loras]  The LoRAs merged, with their scales.
  * @returns {string}
  */
-export function parametersText(generation, manifest, task) {
+export function parametersText(generation, manifest, task, loras = []) {
   const s = generation.settings;
   const fields = [
     ["Steps", s.steps],
@@ -27,6 +28,7 @@ export function parametersText(generation, manifest, task) {
     ["Precision", manifest.model.precision],
     ["Task", task],
     ...(s.strength === null ? [] : [["Denoising strength", s.strength]]),
+    ...(loras.length === 0 ? [] : [["LoRAs", `"${loras.map((l) => `${l.name}:${l.scale}`).join(", ")}"`]]),
   ];
   const negative = s.negativePrompt ? `\nNegative prompt: ${s.negativePrompt}` : "";
   return `${s.prompt}${negative}\n${fields.map(([k, v]) => `${k}: ${v}`).join(", ")}`;
