@@ -16,7 +16,10 @@ UNet and text encoder weights were quantized the same way
 makes the image-to-image and inpainting cases: the fp16 builds of tiny-sd15,
 tiny-sdxl and the inpainting checkpoints tiny-sd15-inpaint and
 tiny-sdxl-inpaint, on their own and subgroup-matrix paths, against diffusers'
-editing pipelines (the settings of tests/editing.py).
+editing pipelines (the settings of tests/editing.py). ``prepare --lora`` makes
+the LoRA cases: the fp16 builds of tiny-sd15 and tiny-sdxl on their own and
+subgroup-matrix paths, with LoRA files PEFT makes (the settings of
+tests/test_lora_dawn.py), against diffusers' ``load_lora_weights`` + ``fuse_lora``.
 
 ``compare`` writes one record per case (PSNR of the 8-bit image, the largest
 latent error relative to the reference latents' largest magnitude, the adapter
@@ -118,6 +121,70 @@ def _editing_cases() -> list[dict[str, Any]]:
     return cases
 
 
+#: The LoRA cases' settings: (label, [(file, scale)]); kohya-a is a with kohya's keys.
+LORA_SETTINGS = (
+    ("a0.5", [("a", 0.5)]),
+    ("a1", [("a", 1.0)]),
+    ("a1+b0.7", [("a", 1.0), ("b", 0.7)]),
+    ("kohya-a1", [("kohya-a", 1.0)]),
+)
+
+
+def _lora_cases() -> list[dict[str, Any]]:
+    """fp16 builds of tiny-sd15 and tiny-sdxl, each LoRA setting on both fp16 paths, Euler."""
+    import editing
+
+    cases = []
+    for preset in PRESETS:
+        for label, loras in LORA_SETTINGS:
+            for path in ("shader-f16", "subgroup-matrix"):
+                cases.append(
+                    {
+                        "name": f"{preset}-fp16{_path_suffix('fp16', path)}-lora-{label}",
+                        "preset": preset,
+                        "kernel_path": path,
+                        "precision": "fp16",
+                        "scheduler": "euler",
+                        "prompt": editing.PROMPT,
+                        "negative_prompt": editing.NEGATIVE,
+                        "seed": editing.SEED,
+                        "steps": editing.STEPS,
+                        "loras": loras,
+                    }
+                )
+    return cases
+
+
+def _prepare_lora(out: Path, cases: list[dict[str, Any]]) -> None:
+    """Each preset's LoRA files (PEFT, and a kohya copy) and diffusers' fused outputs."""
+    from conftest import SCHEDULER_CLASSES
+    from lora_files import fused_reference, kohya_copy, make_lora
+
+    from wsd_capture import PRESET_KINDS, write_preset
+
+    made: dict[str, tuple[dict[str, Path], Any]] = {}
+    for case in cases:
+        preset = case["preset"]
+        if preset not in made:
+            xl = PRESET_KINDS[preset] == "sdxl"
+            directory = out / "loras" / preset
+            shutil.rmtree(directory, ignore_errors=True)
+            model = write_preset(preset, directory / "model")
+            a = make_lora(model, directory / "a", xl=xl, seed=1)
+            files = {
+                "a": a,
+                "b": make_lora(model, directory / "b", xl=xl, seed=2, rank=2, alpha=2),
+                "kohya-a": kohya_copy(a, directory / "kohya-a.safetensors", xl=xl),
+            }
+            made[preset] = files, fused_reference(model, SCHEDULER_CLASSES, xl=xl)
+        files, reference = made[preset]
+        chosen = [(files[f.removeprefix("kohya-")], scale) for f, scale in case["loras"]]
+        pixels, latents = reference(case["scheduler"], chosen)
+        np.savez(out / "reference" / f"{case['name']}.npz", pixels=pixels, latents=latents)
+        loras = [{"path": str(files[f]), "scale": scale} for f, scale in case["loras"]]
+        case["render_options"] = {"loras": loras}
+
+
 def _prepare_editing(out: Path, cases: list[dict[str, Any]]) -> None:
     """diffusers' editing pipelines on each case, and the render options of its pictures."""
     import editing
@@ -162,7 +229,7 @@ def _group(case: dict[str, Any]) -> tuple[str, str, str]:
     return case["preset"], quantize, case["precision"] if quantize != "none" else "fp32"
 
 
-def prepare(out: Path, quantized: bool = False, editing: bool = False) -> None:
+def prepare(out: Path, quantized: bool = False, editing: bool = False, lora: bool = False) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
@@ -170,7 +237,15 @@ def prepare(out: Path, quantized: bool = False, editing: bool = False) -> None:
     from wsd_capture import PRESET_KINDS
     from wsd_compile import compile_pipeline
 
-    cases = _editing_cases() if editing else _quantized_cases() if quantized else _cases()
+    cases = (
+        _lora_cases()
+        if lora
+        else _editing_cases()
+        if editing
+        else _quantized_cases()
+        if quantized
+        else _cases()
+    )
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -183,8 +258,8 @@ def prepare(out: Path, quantized: bool = False, editing: bool = False) -> None:
                 quantize=case.get("quantize", "none"),
             )
     (out / "reference").mkdir(parents=True, exist_ok=True)
-    if editing:
-        _prepare_editing(out, cases)
+    if editing or lora:
+        (_prepare_lora if lora else _prepare_editing)(out, cases)
         (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n", encoding="utf-8")
         return
     # A quantized build's reference rounds the weights to the build's precision before
@@ -221,6 +296,7 @@ def _case_record(out: Path, case: dict[str, Any]) -> dict[str, Any]:
         "precision": case["precision"],
         "quantize": case.get("quantize", "none"),
         "task": case.get("task", "text-to-image"),
+        **({"loras": case["loras"]} if "loras" in case else {}),
         "kernel_path": report.get("kernelPath", case.get("kernel_path")),
         "scheduler": run["scheduler"],
         "steps": case["steps"],
@@ -264,12 +340,13 @@ def main() -> int:
     prep.add_argument(
         "--editing", action="store_true", help="image-to-image and inpainting cases (fp16)"
     )
+    prep.add_argument("--lora", action="store_true", help="LoRA cases (fp16)")
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out, args.quantized, args.editing)
+        prepare(args.out, args.quantized, args.editing, args.lora)
         return 0
     return compare(args.out, args.json)
 

@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .editing import NEGATIVE, PROMPT, SEED, STEPS, Result
+try:
+    from .editing import NEGATIVE, PROMPT, SEED, STEPS, Result
+except ImportError:  # imported as a top-level module, by scripts/gpu_parity.py
+    from editing import NEGATIVE, PROMPT, SEED, STEPS, Result  # type: ignore[no-redef]
 
 #: The modules the LoRAs change: the UNet's attention and the text encoders'.
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]

@@ -242,3 +242,52 @@ def test_vae_tiling_names_a_function_of_its_tile_size_and_a_smaller_overlap(
         with pytest.raises(ManifestError, match=message):
             write_manifest(model_dir, manifest)
         assert not (model_dir / "manifest.json").exists(), what
+
+
+def test_lora_targets_name_weights_of_their_component_and_need_the_merge_functions(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    from wsd_artifacts import ManifestError
+
+    unet = body["components"]["unet"]
+    target = {
+        "param": unet["param_names"][0],
+        "layout": "cols",
+        "shape": [4, 8],
+        "dtype": "float32",
+    }
+    functions = {"rows": "lora_merge_rows", "cols": "lora_merge_cols"}
+    with_lora = dict(
+        body,
+        components={**body["components"], "unet": dict(unet, lora_targets={"mid.to_q": [target]})},
+        lora={"functions": functions},
+    )
+    written = write_manifest(model_dir, with_lora)
+    assert written["components"]["unet"]["lora_targets"]["mid.to_q"] == [target]
+    (model_dir / "manifest.json").unlink()
+
+    def targeting(**change: Any) -> dict[str, Any]:
+        targets = {"mid.to_q": [dict(target, **change)]}
+        return dict(
+            with_lora, components={**body["components"], "unet": dict(unet, lora_targets=targets)}
+        )
+
+    bad = {
+        "a weight of no component": (
+            targeting(param="unet.999"),
+            r"lora_targets\['mid\.to_q'\]: 'unet\.999' is not one of its param_names",
+        ),
+        "a transposed convolution": (
+            targeting(shape=[4, 8, 3, 3]),
+            r"a transposed \(cols\) weight must be 2-D",
+        ),
+        "no merge functions": (
+            {k: v for k, v in with_lora.items() if k != "lora"},
+            r"lora: required where components have lora_targets",
+        ),
+        "an unknown layout": (targeting(layout="diagonal"), r"layout"),
+    }
+    for what, (manifest, message) in bad.items():
+        with pytest.raises(ManifestError, match=message):
+            write_manifest(model_dir, manifest)
+        assert not (model_dir / "manifest.json").exists(), what

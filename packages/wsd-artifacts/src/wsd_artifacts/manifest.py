@@ -105,6 +105,7 @@ def _cross_field_problems(m: Mapping[str, Any]) -> list[str]:
         ]
     problems += _kernel_path_problems(m)
     problems += _vae_tiling_problems(m)
+    problems += _lora_problems(m)
     paths = m.get("kernel_paths", [])
     named += [(f"kernel_paths[{i}].library", p["library"]) for i, p in enumerate(paths)]
     for field, path in named:
@@ -188,6 +189,23 @@ def _vae_tiling_problems(m: Mapping[str, Any]) -> list[str]:
             f"vae_tiling.overlap: expected less than the tile {tiling['tile']}, "
             f"got {tiling['overlap']}"
         )
+    return problems
+
+
+def _lora_problems(m: Mapping[str, Any]) -> list[str]:
+    """LoRA targets must name a weight of their component, with a shape of its size."""
+    problems = []
+    for name, component in m["components"].items():
+        names = set(component["param_names"])
+        for path, targets in component.get("lora_targets", {}).items():
+            for t in targets:
+                where = f"components.{name}.lora_targets[{path!r}]"
+                if t["param"] not in names:
+                    problems.append(f"{where}: {t['param']!r} is not one of its param_names")
+                if t["layout"] == "cols" and len(t["shape"]) != 2:
+                    problems.append(f"{where}: a transposed (cols) weight must be 2-D")
+    if any("lora_targets" in c for c in m["components"].values()) and "lora" not in m:
+        problems.append("lora: required where components have lora_targets (the merge functions)")
     return problems
 
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { readLora } from "../../src/wsd_web/static/js/lora.js";
+import { MERGE_BATCH_BYTES, batches, readLora } from "../../src/wsd_web/static/js/lora.js";
 import { MAX_HEADER_BYTES, float32Values, parseSafetensors } from "../../src/wsd_web/static/js/safetensors.js";
 import { manifest } from "./manifest_fixtures.mjs";
 
@@ -150,4 +150,23 @@ test("float32Values widens F16 and BF16 exactly", () => {
   const { tensors } = parseSafetensors(safetensors({ b: ["BF16", [2], [0.5, 3]] }));
   assert.deepEqual(Array.from(float32Values({ dtype: "F16", shape: [2], bytes: new Uint8Array(Uint16Array.of(0x3c00, 0xc000).buffer) })), [1, -2]);
   assert.deepEqual(Array.from(float32Values(/** @type {any} */ (tensors.get("b")))), [0.5, 3]);
+});
+
+test("the text encoder layer after the build's last is skipped (SDXL's penultimate states), others are not", () => {
+  const layer = (/** @type {number} */ k) => ({
+    [`text_encoder.encoder.layers.${k}.self_attn.q_proj.lora_A.weight`]: /** @type {[string, number[], number[]]} */ (["F32", [1, 6], ones(6)]),
+    [`text_encoder.encoder.layers.${k}.self_attn.q_proj.lora_B.weight`]: /** @type {[string, number[], number[]]} */ (["F32", [6, 1], ones(6)]),
+  });
+  const lora = readLora(safetensors({ ...layer(0), ...layer(1) }), "xl.safetensors", build);
+  assert.deepEqual(lora.modules.map((m) => m.path), [TE]);
+  assert.throws(() => readLora(safetensors({ ...layer(0), ...layer(2) }), "xl.safetensors", build),
+    /1 of its 2 modules are not weights of this sd15 build \(first: text_encoder encoder\.layers\.2\.self_attn\.q_proj\)/);
+});
+
+test("merges run in batches of at most MERGE_BATCH_BYTES of LoRA tensors (a larger module alone)", () => {
+  const m = (/** @type {number} */ n) => /** @type {any} */ ({ down: new Float32Array(n), up: new Float32Array(0) });
+  const quarter = MERGE_BATCH_BYTES / 16;
+  assert.deepEqual(batches([m(quarter), m(quarter), m(quarter), m(quarter), m(quarter)]).map((b) => b.length), [4, 1]);
+  assert.deepEqual(batches([m(quarter), m(MERGE_BATCH_BYTES), m(1)]).map((b) => b.length), [1, 1, 1]);
+  assert.deepEqual(batches([]), []);
 });

@@ -244,6 +244,30 @@ export function readLora(file, name, manifest) {
  * @property {number} scale
  */
 
+/** The most bytes of LoRA tensors on the GPU at once while merging. */
+export const MERGE_BATCH_BYTES = 64 * 2 ** 20;
+
+/**
+ * Modules in batches of at most MERGE_BATCH_BYTES of float32 down and up (a larger module alone).
+ * @param {LoraModule[]} modules
+ * @returns {LoraModule[][]}
+ */
+export function batches(modules) {
+  /** @type {LoraModule[][]} */
+  const out = [];
+  let bytes = Infinity;
+  for (const m of modules) {
+    const size = 4 * (m.down.length + m.up.length);
+    if (bytes + size > MERGE_BATCH_BYTES) {
+      out.push([]);
+      bytes = 0;
+    }
+    out[out.length - 1].push(m);
+    bytes += size;
+  }
+  return out;
+}
+
 /** The LoRAs merged into a model's weights, kept merged as components come and go. */
 export class ModelLoras {
   /**
@@ -297,17 +321,19 @@ export class ModelLoras {
     const names = new Map(components.flatMap((c) =>
       (this.manifest.components[c]?.param_names ?? []).map((n, i) => [n, { c, i }])));
     for (const { lora, scale } of this.active) {
-      await this.session.scoped(async () => {
-        for (const m of lora.modules) {
-          for (const target of m.targets) {
-            const at = names.get(target.param);
-            if (!at) continue;
-            this.mergeOne(functions[target.layout], /** @type {import("@mlc-ai/web-runtime").Tensor[]} */ (this.weights.tensors.get(at.c))[at.i], m, target, scale);
+      for (const batch of batches(lora.modules.filter((m) => m.targets.some((t) => names.has(t.param))))) {
+        await this.session.scoped(async () => {
+          for (const m of batch) {
+            for (const target of m.targets) {
+              const at = names.get(target.param);
+              if (!at) continue;
+              this.mergeOne(functions[target.layout], /** @type {import("@mlc-ai/web-runtime").Tensor[]} */ (this.weights.tensors.get(at.c))[at.i], m, target, scale);
+            }
           }
-        }
-        // The LoRA's tensors are released when the scope ends: after the GPU read them.
-        await this.session.sync();
-      });
+          // The batch's tensors are released when the scope ends: after the GPU read them.
+          await this.session.sync();
+        });
+      }
     }
   }
 
