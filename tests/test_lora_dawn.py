@@ -4,8 +4,9 @@ functions), on the compiled tiny presets, against diffusers'
 
 Per preset (tiny-sd15, tiny-sdxl) and scheduler (two each): one LoRA at scales
 0.5 and 1.0, two LoRAs together (ranks 4 and 2, scales 1.0 and 0.7), and the
-same LoRA with kohya's keys. One Node process per preset runs every generation
-in order, taking LoRAs in and out of one loaded model, and hashes the weights
+same LoRA with kohya's keys (with the first scheduler). One Node process per
+preset runs every generation in order, taking LoRAs in and out of one loaded
+model, and hashes the weights
 on the GPU after each: with no LoRA left they are the build's, bit for bit. A
 LoRA file that does not fit is refused with one line and changes nothing."""
 
@@ -62,7 +63,13 @@ class LoraRun:
         self.reference = fused_reference(model_dir, classes, xl=xl)
         # Base, each setting per scheduler, a file that does not fit, base again.
         self.plan: list[tuple[str, str]] = [(SCHEDULERS[preset][0], "")]
-        self.plan += [(s, label) for s in SCHEDULERS[preset] for label in SETTINGS]
+        # kohya's keys: the same LoRA, so once (with the first scheduler) is enough.
+        self.plan += [
+            (s, label)
+            for i, s in enumerate(SCHEDULERS[preset])
+            for label in SETTINGS
+            if i == 0 or not label.startswith("kohya")
+        ]
         self.plan += [(SCHEDULERS[preset][0], "truncated"), (SCHEDULERS[preset][0], "")]
         variations = [
             {
@@ -93,6 +100,8 @@ class LoraRun:
         h, w = report["height"], report["width"]
         self.runs: list[dict[str, Any]] = report["runs"]
         for run in self.runs:
+            if "rgba" not in run:
+                continue  # a LoRA that does not fit: no generation
             rgba = np.frombuffer(base64.b64decode(run["rgba"]), np.uint8).reshape(h, w, 4)
             run["image"] = rgba[..., :3]
 
@@ -135,6 +144,8 @@ def test_lora_matches_diffusers_fuse_lora(
     run = lora_runs(preset)
     images = {}
     for label, loras in SETTINGS.items():
+        if (scheduler, label) not in run.plan:
+            continue
         got = run.result(scheduler, label)
         assert got["loras"] == [{"name": run.files[f].name, "scale": s} for f, s in loras], got[
             "loras"
@@ -178,6 +189,7 @@ def test_a_truncated_lora_is_refused_and_changes_nothing(
     assert refused["loraError"].startswith(
         "truncated.safetensors is not a usable .safetensors file"
     )
+    assert "rgba" not in refused  # nothing generated
     # The LoRAs in use before stay, and so do the weights.
     assert refused["loras"] == before["loras"]
     assert refused["weightDigest"] == before["weightDigest"]

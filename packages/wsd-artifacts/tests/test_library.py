@@ -256,11 +256,10 @@ def test_lora_targets_name_weights_of_their_component_and_need_the_merge_functio
         "shape": [4, 8],
         "dtype": "float32",
     }
-    functions = {"rows": "lora_merge_rows", "cols": "lora_merge_cols"}
     with_lora = dict(
         body,
         components={**body["components"], "unet": dict(unet, lora_targets={"mid.to_q": [target]})},
-        lora={"functions": functions},
+        lora={"function": "lora_merge"},
     )
     written = write_manifest(model_dir, with_lora)
     assert written["components"]["unet"]["lora_targets"]["mid.to_q"] == [target]

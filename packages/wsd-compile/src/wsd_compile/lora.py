@@ -13,9 +13,9 @@ transform does more to (quantized ones, say) are not targets, and a LoRA
 that changes them is refused in the page.
 
 The merge runs in place on the GPU (:func:`add_lora_functions`):
-``lora_merge_rows`` and ``lora_merge_cols`` add ``scale * up @ down`` to a
-weight of either layout, summing the rank in float32 and rounding once to
-the weight's dtype, with the sizes (out, in, rank) taken at run time. A
+``lora_merge`` adds ``scale * left @ right`` to a 2-D weight (``up @ down``,
+or ``down.T @ up.T`` for a transposed one), summing the rank in float32 and
+rounding once to the weight's dtype, with the sizes taken at run time. A
 convolution weight is merged as its 2-D view ``[out, in * kh * kw]``.
 """
 
@@ -29,8 +29,8 @@ import tvm
 from tvm import relax, tirx
 from tvm.script import tirx as T
 
-#: The functions the page merges LoRAs with, by weight layout.
-MERGE_FUNCTIONS = {"rows": "lora_merge_rows", "cols": "lora_merge_cols"}
+#: The function the page merges LoRAs with.
+MERGE_FUNCTION = "lora_merge"
 
 #: Threads per workgroup of the merge (one output element each).
 _THREADS = 128
@@ -139,77 +139,49 @@ def lora_targets(
     return found
 
 
-def _merge_rows(dtype: str) -> tirx.PrimFunc:
+def _merge_kernel(dtype: str) -> tirx.PrimFunc:
+    """``w[r, c] += scale * sum_k left[r, k] * right[k, c]``, one thread per element."""
+
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
-    def merge(w_h: T.handle, down_h: T.handle, up_h: T.handle, s_h: T.handle) -> None:
+    def merge(w_h: T.handle, left_h: T.handle, right_h: T.handle, s_h: T.handle) -> None:
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         rows = T.int32()
         cols = T.int32()
         rank = T.int32()
         w = T.match_buffer(w_h, (rows, cols), dtype)
-        down = T.match_buffer(down_h, (rank, cols), "float32")
-        up = T.match_buffer(up_h, (rows, rank), "float32")
+        left = T.match_buffer(left_h, (rows, rank), "float32")
+        right = T.match_buffer(right_h, (rank, cols), "float32")
         scale = T.match_buffer(s_h, (1,), "float32")
-        for o in T.thread_binding(rows, thread="blockIdx.y"):
+        for r in T.thread_binding(rows, thread="blockIdx.y"):
             for bx in T.thread_binding((cols + _THREADS - 1) // _THREADS, thread="blockIdx.x"):
                 for tx in T.thread_binding(_THREADS, thread="threadIdx.x"):
                     acc = T.alloc_buffer((1,), "float32", scope="local")
                     if bx * _THREADS + tx < cols:
                         acc[0] = T.float32(0)
                         for k in range(rank):
-                            acc[0] = acc[0] + up[o, k] * down[k, bx * _THREADS + tx]
-                        i = bx * _THREADS + tx
-                        w[o, i] = T.Cast(dtype, T.Cast("float32", w[o, i]) + scale[0] * acc[0])
-
-    return merge
-
-
-def _merge_cols(dtype: str) -> tirx.PrimFunc:
-    @T.prim_func(private=True)  # type: ignore[untyped-decorator]
-    def merge(w_h: T.handle, down_h: T.handle, up_h: T.handle, s_h: T.handle) -> None:
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-        rows = T.int32()
-        cols = T.int32()
-        rank = T.int32()
-        # Transposed: w [in, out]; row i of it is input feature i.
-        w = T.match_buffer(w_h, (rows, cols), dtype)
-        down = T.match_buffer(down_h, (rank, rows), "float32")
-        up = T.match_buffer(up_h, (cols, rank), "float32")
-        scale = T.match_buffer(s_h, (1,), "float32")
-        for i in T.thread_binding(rows, thread="blockIdx.y"):
-            for bx in T.thread_binding((cols + _THREADS - 1) // _THREADS, thread="blockIdx.x"):
-                for tx in T.thread_binding(_THREADS, thread="threadIdx.x"):
-                    acc = T.alloc_buffer((1,), "float32", scope="local")
-                    if bx * _THREADS + tx < cols:
-                        acc[0] = T.float32(0)
-                        for k in range(rank):
-                            acc[0] = acc[0] + up[bx * _THREADS + tx, k] * down[k, i]
-                        o = bx * _THREADS + tx
-                        w[i, o] = T.Cast(dtype, T.Cast("float32", w[i, o]) + scale[0] * acc[0])
+                            acc[0] = acc[0] + left[r, k] * right[k, bx * _THREADS + tx]
+                        c = bx * _THREADS + tx
+                        w[r, c] = T.Cast(dtype, T.Cast("float32", w[r, c]) + scale[0] * acc[0])
 
     return merge
 
 
 def add_lora_functions(mod: tvm.IRModule, dtype: str) -> tvm.IRModule:
-    """``mod`` with the merge functions (:data:`MERGE_FUNCTIONS`) for weights of
-    ``dtype``: ``f(weight, down, up, scale)`` adds ``scale[0] * up @ down`` to
-    ``weight`` in place and returns it (``down``, ``up``, ``scale`` float32)."""
+    """``mod`` with the merge function (:data:`MERGE_FUNCTION`) for weights of ``dtype``:
+    ``f(weight, left, right, scale)`` adds ``scale[0] * left @ right`` to ``weight``
+    (``[rows, cols]``) in place and returns it (``left``, ``right``, ``scale`` float32).
+    A ``rows`` weight takes ``left = up``, ``right = down``; a ``cols`` (transposed)
+    one ``left = down.T``, ``right = up.T``."""
     bb = relax.BlockBuilder(mod)
-    kernels = {"rows": _merge_rows(dtype), "cols": _merge_cols(dtype)}
-    for layout, name in MERGE_FUNCTIONS.items():
-        symbol = f"{name}_kernel"
-        kernel = bb.add_func(kernels[layout].with_attr("global_symbol", symbol), symbol)
-        rows, cols, rank = (tirx.Var(v, "int64") for v in ("rows", "cols", "rank"))
-        w = relax.Var("weight", relax.TensorType((rows, cols), dtype))
-        if layout == "rows":
-            down_shape, up_shape = (rank, cols), (rows, rank)
-        else:
-            down_shape, up_shape = (rank, rows), (cols, rank)
-        down = relax.Var("down", relax.TensorType(down_shape, "float32"))
-        up = relax.Var("up", relax.TensorType(up_shape, "float32"))
-        scale = relax.Var("scale", relax.TensorType((1,), "float32"))
-        with bb.function(name, [w, down, up, scale], pure=False):
-            out = relax.TensorType((rows, cols), dtype)
-            merged = bb.emit(relax.call_tir_inplace(kernel, [w, down, up, scale], [0], out))
-            bb.emit_func_output(merged)
+    symbol = f"{MERGE_FUNCTION}_kernel"
+    kernel = bb.add_func(_merge_kernel(dtype).with_attr("global_symbol", symbol), symbol)
+    rows, cols, rank = (tirx.Var(v, "int64") for v in ("rows", "cols", "rank"))
+    w = relax.Var("weight", relax.TensorType((rows, cols), dtype))
+    left = relax.Var("left", relax.TensorType((rows, rank), "float32"))
+    right = relax.Var("right", relax.TensorType((rank, cols), "float32"))
+    scale = relax.Var("scale", relax.TensorType((1,), "float32"))
+    with bb.function(MERGE_FUNCTION, [w, left, right, scale], pure=False):
+        out = relax.TensorType((rows, cols), dtype)
+        merged = bb.emit(relax.call_tir_inplace(kernel, [w, left, right, scale], [0], out))
+        bb.emit_func_output(merged)
     return bb.get()

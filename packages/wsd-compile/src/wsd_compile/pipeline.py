@@ -22,7 +22,7 @@ from .kernels import DEFAULT_KERNELS, KernelOptions
 from .kernels.attention import fuse_attention_pass
 from .kernels.passes import fuse_dequantize
 from .kinds import PRECISIONS, kind_build, task_functions
-from .lora import MERGE_FUNCTIONS, add_lora_functions
+from .lora import MERGE_FUNCTION, add_lora_functions
 from .output import fresh_output_dir
 from .paths import LIBRARY_FILE, KernelPath, planned_paths
 from .pipeline_module import TILE_FUNCTION, PipelineModule, build_pipeline_module
@@ -125,7 +125,7 @@ def _manifest_body(
         "tokenizer": _tokenizer_entry(meta.tokenizer, TOKENIZER_FILE),
     }
     if module.lora:
-        body["lora"] = {"functions": dict(MERGE_FUNCTIONS)}
+        body["lora"] = {"function": MERGE_FUNCTION}
     tile = module.functions.get(TILE_FUNCTION)
     if tile is not None:
         size = tile.inputs[0].shape[2:]

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { MERGE_BATCH_BYTES, batches, readLora } from "../../src/wsd_web/static/js/lora.js";
+import { MERGE_BATCH_BYTES, batches, readLora, transpose } from "../../src/wsd_web/static/js/lora.js";
 import { MAX_HEADER_BYTES, float32Values, parseSafetensors } from "../../src/wsd_web/static/js/safetensors.js";
 import { manifest } from "./manifest_fixtures.mjs";
 
@@ -43,7 +43,7 @@ const Q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
 const TE = "encoder.layers.0.self_attn.q_proj";
 /** A build whose UNet has one 4x6 linear (rows) and one conv, its text encoder a 6x6 (cols). */
 const build = manifest({
-  lora: { functions: { rows: "lora_merge_rows", cols: "lora_merge_cols" } },
+  lora: { function: "lora_merge" },
   components: {
     unet: {
       param_names: ["unet.0", "unet.1"], param_count: 2, param_bytes: 0,
@@ -169,4 +169,8 @@ test("merges run in batches of at most MERGE_BATCH_BYTES of LoRA tensors (a larg
   assert.deepEqual(batches([m(quarter), m(quarter), m(quarter), m(quarter), m(quarter)]).map((b) => b.length), [4, 1]);
   assert.deepEqual(batches([m(quarter), m(MERGE_BATCH_BYTES), m(1)]).map((b) => b.length), [1, 1, 1]);
   assert.deepEqual(batches([]), []);
+});
+
+test("transpose: a row-major matrix's columns become its rows", () => {
+  assert.deepEqual(Array.from(transpose(Float32Array.of(1, 2, 3, 4, 5, 6), 2, 3)), [1, 4, 2, 5, 3, 6]);
 });

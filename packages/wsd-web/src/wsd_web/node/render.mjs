@@ -28,8 +28,8 @@
 //   is refused before its library and weights are read, and offload and tiles,
 //   where not given, are chosen to fit; "loras": [{"path", "scale"}], LoRA files
 //   merged into the weights for the generations, per variation too, reported with
-//   the time the change took ("loraMs"; a file that does not fit: "loraError", and
-//   the generation runs with the LoRAs as they were); "weightDigest": report a SHA-256 of the
+//   the time the change took ("loraMs"; a file that does not fit: "loraError", the
+//   LoRAs stay as they were and that variation does not generate); "weightDigest": report a SHA-256 of the
 //   UNet's and text encoders' weights as they are on the GPU after each generation).
 // On a machine without a GPU, point Vulkan at SwiftShader:
 //   LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
@@ -117,6 +117,10 @@ try {
       () => null, (/** @type {unknown} */ e) => (e instanceof Error ? e.message : String(e)));
     await loaded.session.sync();
     const loraMs = performance.now() - loraStart;
+    if (loraError) {
+      runs.push({ variation: index, loraError, loras: loaded.loras.describe(), ...(weightDigest ? { weightDigest: await digest() } : {}) });
+      continue;
+    }
     const result = await pipeline.generate({ ...settings, ...pictures, seed: BigInt(settings.seed ?? seed) });
     runs.push({
       variation: index,
@@ -127,7 +131,7 @@ try {
       peakBytes: result.peakBytes,
       memoryNeedBytes: result.memoryNeedBytes,
       gpuBytes: model.session.allocatedBytes(),
-      loraMs, loras: loaded.loras.describe(), ...(loraError ? { loraError } : {}),
+      loraMs, loras: loaded.loras.describe(),
       ...(weightDigest ? { weightDigest: await digest() } : {}),
       ...(returnPixels ? { rgba: Buffer.from(result.rgba).toString("base64") } : {}),
       ...(result.latents ? { latents: Array.from(result.latents) } : {}),

@@ -2,9 +2,9 @@
 // build's weights, merged into them on the GPU, and taken out again.
 //
 // The build says which weights a LoRA may change (manifest components'
-// lora_targets, by the model's module path) and has one merge function per
-// layout (manifest lora.functions): it adds scale * up @ down to the weight in
-// place, summing in float32. Taking a LoRA out re-uploads the touched weights
+// lora_targets, by the model's module path) and has a merge function (manifest
+// lora.function): it adds scale * left @ right to a 2-D weight in place,
+// summing in float32 (up @ down, or down.T @ up.T for a transposed weight). Taking a LoRA out re-uploads the touched weights
 // from the build's files (the page's verified cache): subtracting the delta
 // again would not give the same bits back once the sum was rounded.
 //
@@ -196,7 +196,7 @@ function unusedLayer(manifest, component, named) {
 export function readLora(file, name, manifest) {
   if (!manifest.lora) {
     const q = manifest.model.quantize && manifest.model.quantize !== "none" ? ` (its weights are ${manifest.model.quantize})` : "";
-    throw refuse(name, `this build cannot take LoRAs${q}: use a build without --quantize`);
+    throw refuse(name, `this build cannot take LoRAs${q}: use a build without --quantize (or rebuild it with this wsd-compile)`);
   }
   const { tensors, metadata } = parseSafetensors(file, name);
   /** @type {Map<string, {component: string, path: string | null, named: string, parts: Record<string, SafeTensor>}>} */
@@ -243,6 +243,18 @@ export function readLora(file, name, manifest) {
  * @property {Lora} lora
  * @property {number} scale
  */
+
+/**
+ * A row-major [rows, cols] matrix transposed.
+ * @param {Float32Array} values
+ * @param {number} rows
+ * @param {number} cols
+ */
+export function transpose(values, rows, cols) {
+  const out = new Float32Array(values.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+  return out;
+}
 
 /** The most bytes of LoRA tensors on the GPU at once while merging. */
 export const MERGE_BATCH_BYTES = 64 * 2 ** 20;
@@ -316,8 +328,8 @@ export class ModelLoras {
    * @param {string[]} components
    */
   async merge(components) {
-    const functions = this.manifest.lora?.functions;
-    if (!functions || this.active.length === 0) return;
+    const fn = this.manifest.lora?.function;
+    if (!fn || this.active.length === 0) return;
     const names = new Map(components.flatMap((c) =>
       (this.manifest.components[c]?.param_names ?? []).map((n, i) => [n, { c, i }])));
     for (const { lora, scale } of this.active) {
@@ -327,7 +339,7 @@ export class ModelLoras {
             for (const target of m.targets) {
               const at = names.get(target.param);
               if (!at) continue;
-              this.mergeOne(functions[target.layout], /** @type {import("@mlc-ai/web-runtime").Tensor[]} */ (this.weights.tensors.get(at.c))[at.i], m, target, scale);
+              this.mergeOne(fn, /** @type {import("@mlc-ai/web-runtime").Tensor[]} */ (this.weights.tensors.get(at.c))[at.i], m, target, scale);
             }
           }
           // The batch's tensors are released when the scope ends: after the GPU read them.
@@ -347,11 +359,15 @@ export class ModelLoras {
   mergeOne(fn, weight, m, target, scale) {
     const out = target.shape[0];
     const inner = target.shape.slice(1).reduce((a, b) => a * b, 1);
-    const view = target.layout === "rows" ? weight.view([out, inner]) : weight;
-    const down = this.session.tensor([m.rank, inner], m.down);
-    const up = this.session.tensor([out, m.rank], m.up);
     const s = this.session.tensor([1], Float32Array.of(scale * m.scaling));
-    this.session.func(fn)(view, down, up, s);
+    if (target.layout === "rows") {
+      const [up, down] = [this.session.tensor([out, m.rank], m.up), this.session.tensor([m.rank, inner], m.down)];
+      this.session.func(fn)(weight.view([out, inner]), up, down, s);
+    } else {
+      const left = this.session.tensor([inner, m.rank], transpose(m.down, m.rank, inner));
+      const right = this.session.tensor([m.rank, out], transpose(m.up, out, m.rank));
+      this.session.func(fn)(weight, left, right, s);
+    }
   }
 
   /** The LoRAs in use, for a generation's parameters. */

@@ -59,7 +59,7 @@ export { shardFiles, shardPaths };
  *   ("text-to-image"; "image-to-image" and "inpainting" later).
  * @property {Record<string, {param_names: string[], param_count: number, param_bytes: number, precision?: string, quantization?: Quantization,
  *   lora_targets?: Record<string, import("./lora.js").LoraTarget[]>}>} components  lora_targets: the weights a LoRA may change.
- * @property {{functions: {rows: string, cols: string}}} [lora]  The LoRA merge functions (absent: no LoRAs).
+ * @property {{function: string}} [lora]  The LoRA merge function (absent: the build takes no LoRAs).
  * @property {SchedulerInfo} scheduler
  * @property {TokenizerEntry} tokenizer
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
