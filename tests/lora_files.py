@@ -88,19 +88,28 @@ def fused_reference(model_dir: Path, classes: dict[str, Any], *, xl: bool) -> An
     import diffusers
     import torch
 
+    fused: dict[tuple[tuple[str, float], ...], Any] = {}
+
+    def pipeline(loras: list[tuple[Path, float]]) -> Any:
+        """The pipeline with ``loras`` fused (made once per set of LoRAs)."""
+        key = tuple((str(f), s) for f, s in loras)
+        if key not in fused:
+            kwargs = {"add_watermarker": False} if xl else {"safety_checker": None}
+            pipe = _pipeline_class(xl).from_pretrained(model_dir, **kwargs)
+            pipe.set_progress_bar_config(disable=True)
+            names = [f"lora{i}" for i in range(len(loras))]
+            for name, (file, _) in zip(names, loras, strict=True):
+                pipe.load_lora_weights(str(file), adapter_name=name)
+            if loras:
+                pipe.set_adapters(names, [scale for _, scale in loras])
+                pipe.fuse_lora(lora_scale=1.0)
+            fused[key] = pipe, pipe.scheduler.config
+        return fused[key]
+
     def run(scheduler: str, loras: list[tuple[Path, float]]) -> Result:
-        kwargs = {"add_watermarker": False} if xl else {"safety_checker": None}
-        pipe = _pipeline_class(xl).from_pretrained(model_dir, **kwargs)
-        pipe.set_progress_bar_config(disable=True)
+        pipe, own = pipeline(loras)
         class_name, overrides = classes[scheduler]
-        own = pipe.scheduler.config
         pipe.scheduler = getattr(diffusers, class_name).from_config(own, **overrides)
-        names = [f"lora{i}" for i in range(len(loras))]
-        for name, (file, _) in zip(names, loras, strict=True):
-            pipe.load_lora_weights(str(file), adapter_name=name)
-        if loras:
-            pipe.set_adapters(names, [scale for _, scale in loras])
-            pipe.fuse_lora(lora_scale=1.0)
         args = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "num_inference_steps": STEPS}
         args["guidance_scale"] = 7.5
         out = pipe(**args, generator=torch.Generator().manual_seed(SEED), output_type="latent")

@@ -91,7 +91,12 @@ def page_run(tiny_sd15_build: Path, lora_setup: dict[str, Any]) -> dict[str, Any
         got["merged"] = _generate(page)
         got["png_parameters"] = png_text(_download(page))
         page.set_input_files("#lora-file", str(lora_setup["other"]))
-        page.wait_for_function("document.getElementById('lora-error').textContent !== ''")
+        page.evaluate(
+            """async () => {
+                const error = document.getElementById("lora-error");
+                while (!error.textContent) await new Promise((r) => setTimeout(r, 50));
+            }"""
+        )
         got["refusal"] = page.text_content("#lora-error")
         got["listed"] = page.eval_on_selector_all("#lora-list li", "rows => rows.length")
         page.click("#lora-list li button")

@@ -70,11 +70,15 @@ class LoraRun:
             for label in SETTINGS
             if i == 0 or not label.startswith("kohya")
         ]
-        self.plan += [(SCHEDULERS[preset][0], "truncated"), (SCHEDULERS[preset][0], "")]
+        # With sequential offload the text encoders are uploaded again each generation,
+        # and the LoRA merged into them again.
+        first = SCHEDULERS[preset][0]
+        self.plan += [(first, "a@1 offload"), (first, "truncated"), (first, "")]
         variations = [
             {
                 "scheduler": s,
                 "loras": [{"path": str(self.files[f]), "scale": v} for f, v in self._loras(label)],
+                "offload": label.endswith("offload"),
             }
             for s, label in self.plan
         ]
@@ -109,7 +113,7 @@ class LoraRun:
     def _loras(label: str) -> list[tuple[str, float]]:
         if label == "truncated":
             return [("truncated", 1.0)]
-        return SETTINGS.get(label, [])
+        return SETTINGS.get(label.removesuffix(" offload"), [])
 
     def result(self, scheduler: str, label: str) -> dict[str, Any]:
         return self.runs[self.plan.index((scheduler, label))]
@@ -193,3 +197,15 @@ def test_a_truncated_lora_is_refused_and_changes_nothing(
     # The LoRAs in use before stay, and so do the weights.
     assert refused["loras"] == before["loras"]
     assert refused["weightDigest"] == before["weightDigest"]
+
+
+@pytest.mark.parametrize("preset", list(SCHEDULERS))
+def test_loras_stay_merged_with_sequential_offload(
+    lora_runs: Callable[[str], LoraRun], preset: str
+) -> None:
+    run = lora_runs(preset)
+    first = SCHEDULERS[preset][0]
+    offloaded, resident = run.result(first, "a@1 offload"), run.result(first, "a@1")
+    assert offloaded["offload"] and not resident["offload"]
+    # The text encoders came back from the build's files and took the LoRA again.
+    assert np.array_equal(offloaded["image"], resident["image"])
