@@ -14,6 +14,10 @@ try:
 except ImportError:  # imported as a top-level module, by scripts/gpu_parity.py
     from editing import NEGATIVE, PROMPT, SEED, STEPS, Result  # type: ignore[no-redef]
 
+#: The LoRA tests' steps (fewer than the editing tests': a LoRA changes the
+#: weights, not the schedule).
+LORA_STEPS = 4
+
 #: The modules the LoRAs change: the UNet's attention and the text encoders'.
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -82,7 +86,9 @@ def kohya_copy(lora: Path, out: Path, *, xl: bool) -> Path:
     return out
 
 
-def fused_reference(model_dir: Path, classes: dict[str, Any], *, xl: bool) -> Any:
+def fused_reference(
+    model_dir: Path, classes: dict[str, Any], *, xl: bool, steps: int = STEPS
+) -> Any:
     """``run(scheduler, loras)``: diffusers with ``loras`` ([(file, scale)]) loaded as
     adapters with their scales and fused (``fuse_lora``), then text to image."""
     import diffusers
@@ -110,7 +116,7 @@ def fused_reference(model_dir: Path, classes: dict[str, Any], *, xl: bool) -> An
         pipe, own = pipeline(loras)
         class_name, overrides = classes[scheduler]
         pipe.scheduler = getattr(diffusers, class_name).from_config(own, **overrides)
-        args = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "num_inference_steps": STEPS}
+        args = {"prompt": PROMPT, "negative_prompt": NEGATIVE, "num_inference_steps": steps}
         args["guidance_scale"] = 7.5
         out = pipe(**args, generator=torch.Generator().manual_seed(SEED), output_type="latent")
         image = pipe(**args, generator=torch.Generator().manual_seed(SEED), output_type="np")

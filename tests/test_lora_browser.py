@@ -17,8 +17,8 @@ import pytest
 
 from wsd_web.png import png_text
 
-from .editing import NEGATIVE, PROMPT, SEED, STEPS
-from .lora_files import fused_reference, make_lora
+from .editing import NEGATIVE, PROMPT, SEED
+from .lora_files import LORA_STEPS, fused_reference, make_lora
 
 if TYPE_CHECKING:
     from .conftest import PSNR
@@ -42,7 +42,7 @@ def lora_setup(
     return {
         "lora": make_lora(sd15, directory / "style", xl=False, seed=3),
         "other": make_lora(xl, directory / "xl", xl=True, seed=3),
-        "reference": fused_reference(sd15, scheduler_classes, xl=False),
+        "reference": fused_reference(sd15, scheduler_classes, xl=False, steps=LORA_STEPS),
     }
 
 
@@ -81,7 +81,7 @@ def page_run(tiny_sd15_build: Path, lora_setup: dict[str, Any]) -> dict[str, Any
         page.fill("#prompt", PROMPT)
         page.fill("#negative", NEGATIVE)
         page.fill("#seed", str(SEED))
-        page.fill("#steps", str(STEPS))
+        page.fill("#steps", str(LORA_STEPS))
         page.select_option("#scheduler", "euler")
         page.fill("#preview", "0")
         page.evaluate("document.getElementById('lora-panel').open = true")
@@ -143,7 +143,7 @@ def test_removing_the_lora_gives_the_base_image(
 def _render(build: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wsd_web", "render", str(build), "--prompt", PROMPT,
-         "--negative-prompt", NEGATIVE, "--seed", str(SEED), "--steps", str(STEPS),
+         "--negative-prompt", NEGATIVE, "--seed", str(SEED), "--steps", str(LORA_STEPS),
          "--scheduler", "euler", "--out", str(out), *extra],
         capture_output=True, text=True, check=False, timeout=900,
     )  # fmt: skip

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from .editing import NEGATIVE, PROMPT, RENDER, SEED, STEPS
-from .lora_files import fused_reference, kohya_copy, make_lora
+from .editing import NEGATIVE, PROMPT, RENDER, SEED
+from .lora_files import LORA_STEPS, fused_reference, kohya_copy, make_lora
 
 if TYPE_CHECKING:
     from .conftest import PSNR
@@ -60,7 +60,7 @@ class LoraRun:
             "truncated": directory / "truncated.safetensors",
         }
         self.files["truncated"].write_bytes(a.read_bytes()[:-100])
-        self.reference = fused_reference(model_dir, classes, xl=xl)
+        self.reference = fused_reference(model_dir, classes, xl=xl, steps=LORA_STEPS)
         # Base, each setting per scheduler, a file that does not fit, base again.
         self.plan: list[tuple[str, str]] = [(SCHEDULERS[preset][0], "")]
         # kohya's keys: the same LoRA, so once (with the first scheduler) is enough.
@@ -86,7 +86,7 @@ class LoraRun:
             "prompt": PROMPT,
             "negativePrompt": NEGATIVE,
             "seed": SEED,
-            "steps": STEPS,
+            "steps": LORA_STEPS,
             "returnLatents": True,
             "returnPixels": True,
             "weightDigest": True,
