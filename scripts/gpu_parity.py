@@ -87,11 +87,11 @@ def _quantized_cases() -> list[dict[str, Any]]:
     ]
 
 
-def _editing_cases() -> list[dict[str, Any]]:
-    """fp16 builds, image to image (strengths 0.3, 0.8) and inpainting (two masks), Euler."""
+def _editing_settings() -> dict[str, Any]:
+    """What the editing and LoRA cases share: fp16, Euler, the editing tests' prompt and seed."""
     import editing  # tests/editing.py: the parity tests' settings
 
-    common = {
+    return {
         "precision": "fp16",
         "scheduler": "euler",
         "prompt": editing.PROMPT,
@@ -99,6 +99,13 @@ def _editing_cases() -> list[dict[str, Any]]:
         "seed": editing.SEED,
         "steps": editing.STEPS,
     }
+
+
+def _editing_cases() -> list[dict[str, Any]]:
+    """fp16 builds, image to image (strengths 0.3, 0.8) and inpainting (two masks), Euler."""
+    import editing  # tests/editing.py: the parity tests' settings
+
+    common = _editing_settings()
     cases = []
     for preset in ("tiny-sd15", "tiny-sdxl", "tiny-sd15-inpaint", "tiny-sdxl-inpaint"):
         edits: list[tuple[str, str, dict[str, Any]]] = []
@@ -132,25 +139,14 @@ LORA_SETTINGS = (
 
 def _lora_cases() -> list[dict[str, Any]]:
     """fp16 builds of tiny-sd15 and tiny-sdxl, each LoRA setting on both fp16 paths, Euler."""
-    import editing
-
     cases = []
     for preset in PRESETS:
         for label, loras in LORA_SETTINGS:
             for path in ("shader-f16", "subgroup-matrix"):
+                name = f"{preset}-fp16{_path_suffix('fp16', path)}-lora-{label}"
                 cases.append(
-                    {
-                        "name": f"{preset}-fp16{_path_suffix('fp16', path)}-lora-{label}",
-                        "preset": preset,
-                        "kernel_path": path,
-                        "precision": "fp16",
-                        "scheduler": "euler",
-                        "prompt": editing.PROMPT,
-                        "negative_prompt": editing.NEGATIVE,
-                        "seed": editing.SEED,
-                        "steps": editing.STEPS,
-                        "loras": loras,
-                    }
+                    {"name": name, "preset": preset, "kernel_path": path, "loras": loras}
+                    | _editing_settings()
                 )
     return cases
 

@@ -1,6 +1,7 @@
 """Shared by the image-editing tests (image to image, inpainting): the start
-picture, masks, diffusers' editing pipelines as references, and the page's
-pipelines run in Node through Dawn (render.mjs), one loaded model per call."""
+picture, masks, diffusers' editing pipelines as references, the page's
+pipelines run in Node through Dawn (render.mjs), one loaded model per call, and
+driving the page (also for the LoRA tests)."""
 
 from __future__ import annotations
 
@@ -163,3 +164,32 @@ def node_generate(
         pixels = np.frombuffer(base64.b64decode(run["rgba"]), np.uint8).reshape(h, w, 4)[..., :3]
         out.append((pixels, np.asarray(run["latents"], np.float32)))
     return out
+
+
+# --- The page (headless Chromium) -------------------------------------------
+
+
+def click_generate(page: Any) -> None:
+    """Click Generate and wait until the page says it is done."""
+    page.evaluate("document.getElementById('status').textContent = ''")
+    page.click("#generate")
+    page.evaluate(
+        """async () => {
+            const status = document.getElementById("status");
+            while (!status.textContent.startsWith("Done")) {
+                if (status.classList.contains("error")) throw new Error(status.textContent);
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        }"""
+    )
+
+
+def canvas_rgb(page: Any) -> np.ndarray:
+    """The page's canvas as 8-bit RGB."""
+    data = page.evaluate(
+        """() => {
+            const c = document.getElementById("canvas");
+            return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
+        }"""
+    )
+    return np.asarray(data, np.uint8).reshape(64, 64, 4)[..., :3]

@@ -20,7 +20,17 @@ import pytest
 
 from wsd_web.png import encode_png, png_text
 
-from .editing import NEGATIVE, PROMPT, SEED, STEPS, Reference, diffusers_reference, start_image
+from .editing import (
+    NEGATIVE,
+    PROMPT,
+    SEED,
+    STEPS,
+    Reference,
+    canvas_rgb,
+    click_generate,
+    diffusers_reference,
+    start_image,
+)
 
 if TYPE_CHECKING:
     from .conftest import PSNR
@@ -49,31 +59,6 @@ def reference(
 ) -> Reference:
     directory = tmp_path_factory.mktemp("ref")
     return diffusers_reference("tiny-sd15", directory, scheduler_classes, "img2img")
-
-
-def _generate(page: Any) -> None:
-    """Click Generate and wait until the page says it is done."""
-    page.evaluate("document.getElementById('status').textContent = ''")
-    page.click("#generate")
-    page.evaluate(
-        """async () => {
-            const status = document.getElementById("status");
-            while (!status.textContent.startsWith("Done")) {
-                if (status.classList.contains("error")) throw new Error(status.textContent);
-                await new Promise((r) => setTimeout(r, 100));
-            }
-        }"""
-    )
-
-
-def _canvas_rgb(page: Any) -> np.ndarray:
-    data = page.evaluate(
-        """() => {
-            const c = document.getElementById("canvas");
-            return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
-        }"""
-    )
-    return np.asarray(data, np.uint8).reshape(64, 64, 4)[..., :3]
 
 
 def _drop(page: Any, name: str, data: bytes, mime: str) -> None:
@@ -139,13 +124,13 @@ def page_run(
         ):
             page.fill(field, value)
         page.select_option("#scheduler", "euler")
-        _generate(page)
-        got["controls"] = _canvas_rgb(page)
+        click_generate(page)
+        got["controls"] = canvas_rgb(page)
         got.update(_inpaint_with_the_controls(page, mask_file))
         page.click("#start-clear")
         got["preview after remove"] = page.is_visible("#start-preview")
-        _generate(page)
-        got["text to image"] = _canvas_rgb(page)
+        click_generate(page)
+        got["text to image"] = canvas_rgb(page)
     return got
 
 
@@ -180,8 +165,8 @@ def _inpaint_with_the_controls(page: Any, mask_file: Path) -> dict[str, Any]:
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=12)
     page.mouse.up()
-    _generate(page)
-    got["painted"] = (_edit_inputs(page), _canvas_rgb(page))
+    click_generate(page)
+    got["painted"] = (_edit_inputs(page), canvas_rgb(page))
     page.set_input_files("#mask-file", str(mask_file))
     page.evaluate(
         """async () => {
@@ -192,8 +177,8 @@ def _inpaint_with_the_controls(page: Any, mask_file: Path) -> dict[str, Any]:
             }
         }"""
     )
-    _generate(page)
-    got["mask file"] = (_edit_inputs(page), _canvas_rgb(page))
+    click_generate(page)
+    got["mask file"] = (_edit_inputs(page), canvas_rgb(page))
     page.click("#mask-clear")
     got["mask after clear"] = page.evaluate("window.wsd.editInputs().mask")
     return got

@@ -17,7 +17,7 @@ import pytest
 
 from wsd_web.png import png_text
 
-from .editing import NEGATIVE, PROMPT, SEED
+from .editing import NEGATIVE, PROMPT, SEED, canvas_rgb, click_generate
 from .lora_files import LORA_STEPS, fused_reference, make_lora
 
 if TYPE_CHECKING:
@@ -47,25 +47,9 @@ def lora_setup(
 
 
 def _generate(page: Any) -> dict[str, Any]:
-    """Click Generate, wait until done; the image and the PNG's parameters."""
-    page.evaluate("document.getElementById('status').textContent = ''")
-    page.click("#generate")
-    page.evaluate(
-        """async () => {
-            const status = document.getElementById("status");
-            while (!status.textContent.startsWith("Done")) {
-                if (status.classList.contains("error")) throw new Error(status.textContent);
-                await new Promise((r) => setTimeout(r, 100));
-            }
-        }"""
-    )
-    data = page.evaluate(
-        """() => {
-            const c = document.getElementById("canvas");
-            return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data);
-        }"""
-    )
-    return {"image": np.asarray(data, np.uint8).reshape(64, 64, 4)[..., :3]}
+    """Click Generate, wait until done; the image."""
+    click_generate(page)
+    return {"image": canvas_rgb(page)}
 
 
 @pytest.fixture(scope="module")

@@ -134,10 +134,35 @@ def test_a_start_image_file_is_sent_with_its_type_or_refused(tmp_path: Path) -> 
     huge = tmp_path / "d.png"
     with huge.open("wb") as f:
         f.truncate(MAX_IMAGE_BYTES + 1)
-    with pytest.raises(RenderError, match=r"a start image may have 64 MiB at most"):
+    with pytest.raises(RenderError, match=r"a start image file may have 64 MiB at most"):
         image_file(huge)
     with pytest.raises(RenderError, match=r"cannot read the start image .*missing\.png"):
         image_file(tmp_path / "missing.png")
+
+
+def test_lora_options_name_a_file_and_a_scale(tmp_path: Path) -> None:
+    import base64
+
+    from wsd_web.render import MAX_LORA_BYTES, lora_file, lora_option
+
+    assert lora_option("style.safetensors:0.8") == ("style.safetensors", 0.8)
+    assert lora_option("style.safetensors") == ("style.safetensors", 1.0)
+    # A colon with no number after it is part of the name.
+    assert lora_option("dir:x/style.safetensors") == ("dir:x/style.safetensors", 1.0)
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    sent = lora_file(lora, 0.5)
+    assert sent["name"] == "style.safetensors" and sent["scale"] == 0.5
+    assert base64.b64decode(sent["base64"]) == lora.read_bytes()
+    with pytest.raises(RenderError, match=r"the LoRA scale nan of .*style\.safetensors is not a"):
+        lora_file(lora, float("nan"))
+    huge = tmp_path / "huge.safetensors"
+    with huge.open("wb") as f:
+        f.truncate(MAX_LORA_BYTES + 1)
+    with pytest.raises(RenderError, match=r"a LoRA file may have 2 GiB at most"):
+        lora_file(huge, 1.0)
+    with pytest.raises(RenderError, match=r"cannot read the LoRA .*missing\.safetensors"):
+        lora_file(tmp_path / "missing.safetensors", 1.0)
 
 
 def test_png_text_chunks_round_trip_and_are_checked() -> None:

@@ -55,6 +55,19 @@ _IMAGE_MAGIC = (
 MAX_IMAGE_BYTES = 64 * 2**20
 
 
+def _read_limited(file: Path, limit: int, what: str, limit_text: str) -> bytes:
+    """The bytes of ``file`` (a ``what``: "start image", "LoRA"), refused with one line
+    when it cannot be read or has more than ``limit`` bytes."""
+    try:
+        size = file.stat().st_size
+        if size > limit:
+            too_big = f"a {what} file may have {limit_text} at most"
+            raise RenderError(f"{file} is {size} bytes; {too_big}")
+        return file.read_bytes()
+    except OSError as e:
+        raise RenderError(f"cannot read the {what} {file}: {e.strerror or e}") from None
+
+
 def image_file(path: str | Path) -> dict[str, str]:
     """A start image (or mask) for the page: the file's bytes (base64) and MIME type.
 
@@ -62,13 +75,7 @@ def image_file(path: str | Path) -> dict[str, str]:
     GIF or BMP file of at most 64 MiB.
     """
     file = Path(path)
-    try:
-        size = file.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            raise RenderError(f"{file} is {size} bytes; a start image may have 64 MiB at most")
-        data = file.read_bytes()
-    except OSError as e:
-        raise RenderError(f"cannot read the start image {file}: {e.strerror or e}") from None
+    data = _read_limited(file, MAX_IMAGE_BYTES, "start image", "64 MiB")
     mime = next((m for magic, m in _IMAGE_MAGIC if data.startswith(magic)), None)
     if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         mime = "image/webp"
@@ -98,13 +105,7 @@ def lora_file(path: str | Path, scale: float) -> dict[str, Any]:
     file = Path(path)
     if not math.isfinite(scale):
         raise RenderError(f"the LoRA scale {scale} of {file} is not a number")
-    try:
-        size = file.stat().st_size
-        if size > MAX_LORA_BYTES:
-            raise RenderError(f"{file} is {size} bytes; a LoRA file may have 2 GiB at most")
-        data = file.read_bytes()
-    except OSError as e:
-        raise RenderError(f"cannot read the LoRA {file}: {e.strerror or e}") from None
+    data = _read_limited(file, MAX_LORA_BYTES, "LoRA", "2 GiB")
     return {"base64": base64.b64encode(data).decode(), "name": file.name, "scale": scale}
 
 
