@@ -11,6 +11,7 @@
 // Everything about a file is checked before the GPU is touched: a LoRA that
 // does not fit the build is refused with one line and the model is unchanged.
 
+import { isSgmName, layersPerBlock, sgmToDiffusers } from "./lora_sgm.js";
 import { float32Values, parseSafetensors } from "./safetensors.js";
 
 /** @typedef {import("./safetensors.js").SafeTensor} SafeTensor */
@@ -49,7 +50,8 @@ import { float32Values, parseSafetensors } from "./safetensors.js";
 
 /** The component a diffusers key's prefix names. */
 const DIFFUSERS_PREFIX = /^(unet|text_encoder|text_encoder_2)\.(.+)$/;
-/** kohya (sd-scripts) keys: lora_unet_<path with _>.lora_down.weight, .lora_up.weight, .alpha. */
+/** kohya (sd-scripts) keys: lora_unet_<path with _>.lora_down.weight, .lora_up.weight, .alpha
+ * (SDXL's UNet paths in SGM's naming: lora_sgm.js). */
 const KOHYA = /^(lora_unet|lora_te1|lora_te2|lora_te)_(.+?)\.(lora_down\.weight|lora_up\.weight|alpha)$/;
 const KOHYA_COMPONENT = Object.freeze({ lora_unet: "unet", lora_te: "text_encoder", lora_te1: "text_encoder", lora_te2: "text_encoder_2" });
 /** The largest rank taken. */
@@ -208,7 +210,9 @@ export function readLora(file, name, manifest) {
     // The build's text encoder paths leave out CLIP's text_model (see wsd_compile.lora).
     const named = spelled.replace(kohya ? /^text_model_/ : /^text_model\./, "");
     const targets = manifest.components[component]?.lora_targets ?? {};
-    const path = kohya ? (kohyaNames(targets).get(named) ?? null) : Object.hasOwn(targets, named) ? named : null;
+    // kohya's SDXL files name the UNet's modules as SGM's code does (lora_sgm.js).
+    const spelledKohya = kohya && component === "unet" && isSgmName(named) ? sgmToDiffusers(named, layersPerBlock(targets)) : named;
+    const path = kohya ? (kohyaNames(targets).get(spelledKohya ?? "") ?? null) : Object.hasOwn(targets, named) ? named : null;
     const id = `${component}/${named}`;
     const entry = modules.get(id) ?? { component, path, named, parts: {} };
     entry.parts[part] = tensor;
