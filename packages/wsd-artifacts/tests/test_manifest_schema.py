@@ -35,13 +35,15 @@ def test_the_schema_uses_only_keywords_the_validator_implements() -> None:
 def test_every_top_level_field_is_required_and_closed() -> None:
     doc = manifest_schema()
     # tokenizer_2 and conditioning are SDXL's (required for kind sdxl by a cross-field rule);
-    # limits, kernel_paths and vae_tiling are optional (older builds lack them).
+    # limits, kernel_paths and vae_tiling are optional (older builds lack them); lora is
+    # absent where a build takes no LoRA (quantized weights).
     assert set(doc["required"]) == set(doc["properties"]) - {
         "tokenizer_2",
         "conditioning",
         "limits",
         "kernel_paths",
         "vae_tiling",
+        "lora",
     }
     assert doc["additionalProperties"] is False
 

@@ -283,6 +283,32 @@ def _component_precision(captured: CapturedPipeline, name: str, precision: str) 
     return precision
 
 
+def _function_infos(
+    mod: tvm.IRModule, specs: Mapping[str, ComponentSpec]
+) -> dict[str, FunctionInfo]:
+    """Each Relax function's inputs, outputs and weights: a model function (one of
+    ``specs``) with its captured tensor names and its component's weights, glue
+    without weights."""
+    functions: dict[str, FunctionInfo] = {}
+    for gv in mod.get_global_vars():
+        func = mod[gv]
+        name = gv.name_hint
+        if not isinstance(func, relax.Function):
+            continue  # a TIR function the model functions call (dequantize)
+        if name in specs:
+            n_in = int(func.attrs["num_input"])
+            ins = _tensor_infos(
+                [t.name for t in specs[name].inputs], [p.ty for p in func.params[:n_in]]
+            )
+            outs = _tensor_infos([t.name for t in specs[name].outputs], _output_types(func))
+            functions[name] = FunctionInfo(ins, outs, SHARED_WEIGHTS.get(name, name))
+        else:
+            ins = _tensor_infos([str(p.name) for p in func.params], [p.ty for p in func.params])
+            outs = _tensor_infos(["output"], _output_types(func))
+            functions[name] = FunctionInfo(ins, outs, None)
+    return functions
+
+
 def build_pipeline_module(
     captured: CapturedPipeline,
     *,
@@ -347,23 +373,7 @@ def build_pipeline_module(
         release_free_memory()
 
     # Phase 5: one weight tuple per model function.
-    functions: dict[str, FunctionInfo] = {}
-    for gv in mod.get_global_vars():
-        func = mod[gv]
-        name = gv.name_hint
-        if not isinstance(func, relax.Function):
-            continue  # a TIR function the model functions call (dequantize)
-        if name in names:
-            n_in = int(func.attrs["num_input"])
-            ins = _tensor_infos(
-                [t.name for t in specs[name].inputs], [p.ty for p in func.params[:n_in]]
-            )
-            outs = _tensor_infos([t.name for t in specs[name].outputs], _output_types(func))
-            functions[name] = FunctionInfo(ins, outs, SHARED_WEIGHTS.get(name, name))
-        else:
-            ins = _tensor_infos([str(p.name) for p in func.params], [p.ty for p in func.params])
-            outs = _tensor_infos(["output"], _output_types(func))
-            functions[name] = FunctionInfo(ins, outs, None)
+    functions = _function_infos(mod, specs)
     mod = relax.transform.BundleModelParams()(mod)
     return PipelineModule(
         mod,
