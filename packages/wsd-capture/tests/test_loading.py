@@ -83,9 +83,11 @@ def test_weights_that_do_not_fit_the_config_are_one_error(copy_of_preset: Path) 
     config_path = copy_of_preset / "unet" / "config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "cross_attention_dim": 48}))
+    # diffusers words the mismatch one way without accelerate, another with it (peft needs it).
     with pytest.raises(
         CaptureError,
-        match=r"cannot load \S+ as a Stable Diffusion pipeline \(Error\(s\) in loading "
-        r"state_dict for UNet2DConditionModel: size mismatch .*re-download the model",
+        match=r"cannot load \S+ as a Stable Diffusion pipeline \((Error\(s\) in loading "
+        r"state_dict for UNet2DConditionModel: size mismatch|Cannot load .*attn2\.to_k\.weight "
+        r"expected shape torch\.Size\(\[32, 48\]\)).*re-download the model",
     ):
         load_sd15(copy_of_preset)
