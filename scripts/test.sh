@@ -33,7 +33,10 @@ step "eslint (JS lint with security rules)"
 rm -rf coverage && mkdir -p coverage/js-v8
 export NODE_V8_COVERAGE="$root/coverage/js-v8"
 step "pytest (Python, Node + Dawn, headless Chromium)"
-pytest --cov --cov-report=term "$@"
+# Two workers (pytest-xdist), a test file each at a time: a browser or Dawn session
+# compiles its shaders on SwiftShader on one core, so two sessions use both.
+# WSD_TEST_WORKERS=0 runs everything in this process.
+pytest -n "${WSD_TEST_WORKERS:-2}" --dist loadfile --cov --cov-report=term "$@"
 step "node --test"
 (cd packages/wsd-web && npx --no-install c8 --temp-directory "$NODE_V8_COVERAGE" --clean=false \
   --all --src src/wsd_web/static/js --include 'src/wsd_web/static/js/**' --exclude 'src/wsd_web/static/vendor/**' \

@@ -62,6 +62,7 @@ def _cached_build(
     An fp16 build holds both kernel paths (``shader-f16`` and the ``fp32`` fallback).
     ``quantize``: the weights' quantization (``int8``, ``int4``; none by default).
     """
+    import fcntl
     import shutil
 
     from wsd_artifacts import verify
@@ -73,20 +74,24 @@ def _cached_build(
     variant = "-fused" if fuse_all_attention else ""
     variant += "" if quantize == "none" else f"-{quantize}"
     out = cache_root() / "builds" / f"{preset}-{precision}{variant}-{_source_key()}"
-    if out.exists() and not verify(out).ok:
-        shutil.rmtree(out)
-    if not out.exists():
-        kernels = (
-            DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if fuse_all_attention else None
-        )
-        compile_pipeline(
-            PRESET_KINDS[preset],
-            preset=preset,
-            out_dir=out,
-            precision=precision,
-            kernels=kernels or DEFAULT_KERNELS,
-            quantize=quantize,
-        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist's workers share the cache: one compiles a build, the others wait for it.
+    with open(out.with_name(f"{out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.exists() and not verify(out).ok:
+            shutil.rmtree(out)
+        if not out.exists():
+            kernels = (
+                DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if fuse_all_attention else None
+            )
+            compile_pipeline(
+                PRESET_KINDS[preset],
+                preset=preset,
+                out_dir=out,
+                precision=precision,
+                kernels=kernels or DEFAULT_KERNELS,
+                quantize=quantize,
+            )
     return out
 
 
