@@ -76,7 +76,7 @@ def _cached_build(
     out = cache_root() / "builds" / f"{preset}-{precision}{variant}-{_source_key()}"
     out.parent.mkdir(parents=True, exist_ok=True)
     # pytest-xdist's workers share the cache: one compiles a build, the others wait for it.
-    with open(out.with_name(f"{out.name}.lock"), "w") as lock:
+    with out.with_name(f"{out.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if out.exists() and not verify(out).ok:
             shutil.rmtree(out)

@@ -6,13 +6,19 @@ docs/benchmarks/gpu-parity.json), not on the CPU or SwiftShader."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import tvm
 from tvm import relax
 
 from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
-from wsd_compile.kernels.subgroup_matrix import Gemm, gemm_blocks, subgroup_matrix_pass
+from wsd_compile.kernels.subgroup_matrix import (
+    Gemm,
+    gemm_blocks,
+    im2col_t,
+    subgroup_matrix_pass,
+)
 from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 
 
@@ -80,3 +86,85 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
         _module((2, 64, 64), 64, 128), target=target, relax_pipeline=webgpu_pipeline(target)
     )
     assert not any("subgroup_matrix" in s for s in wgsl_sources(plain.mod))
+
+
+def _conv_module(x_shape: tuple[int, ...], w_shape: tuple[int, ...], **conv: Any) -> tvm.IRModule:
+    """``astype(conv2d(x, w, out_dtype=f32), f16)``: what ``accumulate_fp32`` leaves."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(x_shape, "float16"))
+    w = relax.Var("w", relax.TensorType(w_shape, "float16"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            c = bb.emit(relax.op.nn.conv2d(x, w, out_dtype="float32", **conv))
+            d = bb.emit_output(relax.op.astype(c, "float16"))
+        bb.emit_func_output(d)
+    return bb.get()
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "conv", "taken"),
+    [
+        ((2, 32, 8, 8), (64, 32, 3, 3), {"padding": 1}, True),  # a resnet's 3x3
+        ((2, 32, 8, 8), (32, 32, 3, 3), {"padding": 1, "strides": 2}, True),  # a downsampler
+        ((2, 64, 8, 8), (32, 64, 1, 1), {}, True),  # a shortcut 1x1
+        ((2, 4, 8, 8), (32, 4, 3, 3), {"padding": 1}, False),  # conv_in: K of 36
+        ((2, 32, 8, 8), (4, 32, 3, 3), {"padding": 1}, False),  # conv_out: 4 channels
+        ((1, 32, 3, 5), (32, 32, 1, 1), {}, False),  # 15 pixels
+        # The VAE decoder's last level at 512x512: a 576 MiB im2col matrix.
+        ((1, 128, 512, 512), (128, 128, 3, 3), {"padding": 1}, False),
+        ((1, 512, 128, 128), (512, 512, 3, 3), {"padding": 1}, True),  # 144 MiB
+    ],
+)
+def test_fp16_convolutions_summing_in_fp32_become_im2col_and_the_kernel(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], conv: dict[str, Any], taken: bool
+) -> None:
+    text = subgroup_matrix_pass(_conv_module(x_shape, w_shape, **conv)).script()
+    assert ("subgroup_matrix_conv2d" in text and "im2col" in text) == taken
+    assert ("R.nn.conv2d" not in text) == taken
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "strides", "padding"),
+    [((2, 3, 5, 6), (3, 3), (1, 1), (1, 1, 1, 1)), ((1, 2, 6, 6), (3, 3), (2, 2), (1, 1, 1, 1))],
+)
+def test_im2col_t_is_the_transposed_patch_matrix(
+    x_shape: tuple[int, int, int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> None:
+    """Column m (image, row, column) of the matrix is the patch under output
+    pixel m, channel-major as an OIHW weight flattens: the GEMM with the
+    weight is torch's convolution."""
+    import numpy as np
+    import torch
+    from tvm import te
+
+    x = te.placeholder(x_shape, "float32", name="x")
+    out = im2col_t(x, kernel=kernel, strides=strides, padding=padding)
+    run = tvm.compile(te.create_prim_func([x, out]), target="llvm")
+    data = np.random.default_rng(0).standard_normal(x_shape).astype("float32")
+    got = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], "float32"))
+    run(tvm.runtime.tensor(data), got)
+    weight = np.random.default_rng(1).standard_normal((4, x_shape[1], *kernel)).astype("float32")
+    ref = torch.nn.functional.conv2d(
+        torch.from_numpy(data), torch.from_numpy(weight), stride=strides, padding=padding[:2]
+    ).numpy()
+    gemm = weight.reshape(4, -1) @ got.numpy()  # [o, n oh ow]
+    n, oh, ow = x_shape[0], ref.shape[2], ref.shape[3]
+    assert np.allclose(gemm.reshape(4, n, oh, ow).transpose(1, 0, 2, 3), ref, atol=1e-4)
+
+
+def test_the_conv_wgsl_reads_the_transposed_operands_and_writes_nchw() -> None:
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    module = _conv_module((2, 32, 8, 8), (64, 32, 3, 3), padding=1)
+    built = tvm.compile(module, target=target, relax_pipeline=pipeline)
+    sources = wgsl_sources(built.mod)
+    [source] = [s for s in sources if "subgroup_matrix_conv2d_kernel" in s]
+    assert any("im2col" in s for s in sources)
+    # m = 2 x 8 x 8 = 128 pixels, k = 32 x 9 = 288: A^T and the OIHW weight column-major.
+    assert "(&A_ptr, wsd_k * 128u + wsd_m0 + 16u, true, 128u)" in source
+    assert "(&B_ptr, (wsd_n0 + 48u) * 288u + wsd_k, true, 288u)" in source
+    # The tile column-major (32 rows): invocations write adjacent pixels.
+    assert "subgroupMatrixStore(&wsd_tile, 528u, wsd_acc_1_1, true, 32u);" in source

@@ -23,7 +23,12 @@ configuration and subgroups of at most 32 (``SUBGROUP_MATRIX_REQUIRES``).
 
 ``subgroup_matrix_pass`` rewrites the fp16 matmuls that sum in fp32
 (``matmul(a: f16, w: f16 [K, N], out_dtype=f32)``, what ``accumulate_fp32``
-leaves) whose rows, columns and K are multiples of 16.
+leaves) whose rows, columns and K are multiples of 16, and the fp16
+convolutions that sum in fp32 (NCHW, OIHW, no groups or dilation) whose
+output pixels, output channels and ``K = channels x kernel taps`` are: an
+injective kernel writes the transposed im2col matrix (:func:`im2col_t`, up to
+``IM2COL_MAX_BYTES``), and :func:`conv_kernel` multiplies it with the weight as
+it is stored, both loaded column-major, writing the NCHW result.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-from tvm import relax
+from tvm import relax, te, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.script import tirx as T
 
+from .attention import FUSE_ABOVE_BYTES
 from .shapes import static_shape
 
 #: What a device needs for the kernels (WebGPU features, and two tokens the
@@ -52,6 +58,10 @@ SUBGROUP_MATRIX_REQUIRES = (
 #: The tile of one subgroup matrix, and the invocations of a workgroup (one subgroup).
 SIDE = 16
 SUBGROUP = 32
+#: The largest im2col matrix a convolution may write (fp16 bytes); larger ones
+#: (the VAE decoder's at 256x256 and 512x512) stay implicit GEMMs, so that no
+#: buffer of the path is larger than the binding limit wsd aims for (256 MiB).
+IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: The names the WGSL text refers to: TVM prints a buffer ``X`` of the
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
 _A, _B, _TILE = "A_ptr", "B_ptr", "wsd_tile"
@@ -59,13 +69,19 @@ _A, _B, _TILE = "A_ptr", "B_ptr", "wsd_tile"
 
 @dataclass(frozen=True)
 class Gemm:
-    """``C[m, n] = sum_k A[m, k] B[k, n]`` in blocks of ``(16 tm) x (16 tn)``."""
+    """``C[m, n] = sum_k A[m, k] B[k, n]`` in blocks of ``(16 tm) x (16 tn)``.
+
+    ``conv``: the convolution form: A stored transposed (``[k, m]``, as
+    :func:`im2col_t` writes it), B transposed (``[n, k]``: the OIHW weight as
+    it is), and the result in NCHW (``m`` is image, row, column).
+    """
 
     m: int
     n: int
     k: int
     tm: int
     tn: int
+    conv: bool = False
 
     @property
     def rows(self) -> int:
@@ -76,7 +92,7 @@ class Gemm:
         return SIDE * self.tn
 
 
-def gemm_blocks(m: int, n: int, k: int) -> Gemm | None:
+def gemm_blocks(m: int, n: int, k: int, *, conv: bool = False) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product, or None if it does not tile
     into 16x16x16 matrices. Blocks of 32 x 64 measured fastest on the H200 for the
     UNet's shapes (``node/probe_subgroup_matrix.mjs``)."""
@@ -84,39 +100,51 @@ def gemm_blocks(m: int, n: int, k: int) -> Gemm | None:
         return None
     tm = 2 if m % (2 * SIDE) == 0 else 1
     tn = next(t for t in (4, 2, 1) if n % (t * SIDE) == 0)
-    return Gemm(m, n, k, tm, tn)
+    return Gemm(m, n, k, tm, tn, conv)
+
+
+def _load_a(g: Gemm, i: int) -> str:
+    """The WGSL that loads the ``i``-th 16-row matrix of A at ``wsd_k``."""
+    left = "subgroup_matrix_left<f16, 16, 16>"
+    row = f"wsd_m0 + {SIDE * i}u"
+    if g.conv:  # A^T [k, m]: column-major A
+        return f"subgroupMatrixLoad<{left}>(&{_A}, wsd_k * {g.m}u + {row}, true, {g.m}u)"
+    return f"subgroupMatrixLoad<{left}>(&{_A}, ({row}) * {g.k}u + wsd_k, false, {g.k}u)"
+
+
+def _load_b(g: Gemm, j: int) -> str:
+    """The WGSL that loads the ``j``-th 16-column matrix of B at ``wsd_k``."""
+    right = "subgroup_matrix_right<f16, 16, 16>"
+    col = f"wsd_n0 + {SIDE * j}u"
+    if g.conv:  # B^T [n, k]: column-major B
+        return f"subgroupMatrixLoad<{right}>(&{_B}, ({col}) * {g.k}u + wsd_k, true, {g.k}u)"
+    return f"subgroupMatrixLoad<{right}>(&{_B}, wsd_k * {g.n}u + {col}, false, {g.n}u)"
 
 
 def _wgsl(g: Gemm) -> str:
     """The matrix part of the kernel, as WGSL statements ending in a line comment."""
     pairs = [(i, j) for i in range(g.tm) for j in range(g.tn)]
-    left = "subgroup_matrix_left<f16, 16, 16>"
-    right = "subgroup_matrix_right<f16, 16, 16>"
     lines = [
         # The column block as TVM computes blockIdx.x (its grid packing), the row block.
         f"let wsd_n0 = (blockIdx.z * gridDim.x + blockIdx.x) * {g.cols}u;",
         f"let wsd_m0 = blockIdx.y * {g.rows}u;",
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
         f"for (var wsd_k = 0u; wsd_k < {g.k}u; wsd_k += 16u) {{",
-        *(
-            f"  let wsd_a_{i} = subgroupMatrixLoad<{left}>(&{_A}, "
-            f"(wsd_m0 + {SIDE * i}u) * {g.k}u + wsd_k, false, {g.k}u);"
-            for i in range(g.tm)
-        ),
-        *(
-            f"  let wsd_b_{j} = subgroupMatrixLoad<{right}>(&{_B}, "
-            f"wsd_k * {g.n}u + wsd_n0 + {SIDE * j}u, false, {g.n}u);"
-            for j in range(g.tn)
-        ),
+        *(f"  let wsd_a_{i} = {_load_a(g, i)};" for i in range(g.tm)),
+        *(f"  let wsd_b_{j} = {_load_b(g, j)};" for j in range(g.tn)),
         *(
             f"  wsd_acc_{i}_{j} = subgroupMatrixMultiplyAccumulate(wsd_a_{i}, wsd_b_{j}, "
             f"wsd_acc_{i}_{j});"
             for i, j in pairs
         ),
         "}",
+        # Row-major for a [m, n] result; column-major (rows contiguous) for NCHW.
         *(
-            f"subgroupMatrixStore(&{_TILE}, {SIDE * i * g.cols + SIDE * j}u, wsd_acc_{i}_{j}, "
-            f"false, {g.cols}u);"
+            f"subgroupMatrixStore(&{_TILE}, {SIDE * j * g.rows + SIDE * i}u, wsd_acc_{i}_{j}, "
+            f"true, {g.rows}u);"
+            if g.conv
+            else f"subgroupMatrixStore(&{_TILE}, {SIDE * i * g.cols + SIDE * j}u, "
+            f"wsd_acc_{i}_{j}, false, {g.cols}u);"
             for i, j in pairs
         ),
         "workgroupBarrier();",
@@ -156,15 +184,108 @@ def matmul_kernel(
     return kernel
 
 
+def conv_kernel(g: Gemm, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tvm.tirx.PrimFunc:
+    """The convolution kernel for ``g`` (``g.conv``): A^T ``[k, m]`` (the
+    im2col of :func:`im2col_t`), the OIHW weight ``w_shape`` read as B^T
+    ``[n, k]``, the f32 NCHW result of ``out_shape``. The tile is stored
+    column-major, so 32 invocations write 32 adjacent pixels of a channel."""
+    text = _wgsl(g)
+    rows, cols, tile = g.rows, g.cols, g.rows * g.cols
+    per_thread = tile // SUBGROUP
+    images, pixels = out_shape[0], out_shape[2] * out_shape[3]
+
+    @T.prim_func(private=True)  # type: ignore[untyped-decorator]
+    def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        A = T.match_buffer(a, (g.k, g.m), "float16")  # noqa: N806
+        B = T.match_buffer(b, w_shape, "float16")  # noqa: N806
+        C = T.match_buffer(c, out_shape, "float32")  # noqa: N806
+        flat = T.decl_buffer((images, g.n, pixels), "float32", data=C.data)
+        for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
+            for by in T.thread_binding(g.m // rows, thread="blockIdx.y"):
+                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
+                    wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
+                    T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
+                    for i in T.unroll(per_thread):
+                        flat[
+                            (by * rows + (i * SUBGROUP + tx) % rows) // pixels,
+                            bx * cols + (i * SUBGROUP + tx) // rows,
+                            (by * rows + (i * SUBGROUP + tx) % rows) % pixels,
+                        ] = wsd_tile[i * SUBGROUP + tx]
+
+    return kernel
+
+
+def im2col_t(
+    data: te.Tensor,
+    *,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> te.Tensor:
+    """The transposed im2col matrix of an NCHW input: ``[c kh kw, n oh ow]``,
+    zero outside the input. ``k`` is (channel, kernel row, kernel column), as
+    an OIHW weight flattens; ``m`` (image, row, column) is contiguous, so the
+    kernel that writes it reads the input along its rows."""
+    n, cin, height, width = (int(d) for d in data.shape)
+    kh, kw = kernel
+    top, left, bottom, right = padding
+    out_h = (height + top + bottom - kh) // strides[0] + 1
+    out_w = (width + left + right - kw) // strides[1] + 1
+    taps, pixels = kh * kw, out_h * out_w
+
+    def at(k: Any, m: Any) -> Any:
+        c, tap = k // taps, k % taps
+        b, y, x = m // pixels, m % pixels // out_w, m % out_w
+        iy = y * strides[0] + tap // kw - top
+        ix = x * strides[1] + tap % kw - left
+        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
+        return tirx.if_then_else(inside, data[b, c, iy, ix], tirx.const(0, data.dtype))
+
+    return te.compute((cin * taps, n * pixels), at, name="im2col")
+
+
+def conv_gemm(call: relax.Call) -> tuple[Gemm, dict[str, Any]] | None:
+    """The blocking of ``call`` (an fp16 ``conv2d`` summing in fp32) as a GEMM,
+    and the im2col arguments; None where the kernel does not apply (other
+    layouts, groups, dilation, dynamic shapes, sizes not in 16s)."""
+    attrs = call.attrs
+    data, weight = call.args
+    x_shape, w_shape = static_shape(data), static_shape(weight)
+    dtypes = (str(data.ty.dtype), str(weight.ty.dtype), str(call.ty.dtype))
+    if (
+        dtypes != ("float16", "float16", "float32")
+        or (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW")
+        or int(attrs.groups) != 1
+        or any(int(d) != 1 for d in attrs.dilation)
+        or not x_shape
+        or not w_shape
+    ):
+        return None
+    n, cin, height, width = x_shape
+    cout, _, kh, kw = w_shape
+    strides = (int(attrs.strides[0]), int(attrs.strides[1]))
+    top, left, bottom, right = (int(p) for p in attrs.padding)
+    out_h = (height + top + bottom - kh) // strides[0] + 1
+    out_w = (width + left + right - kw) // strides[1] + 1
+    g = gemm_blocks(n * out_h * out_w, cout, cin * kh * kw, conv=True)
+    if g is None or g.m * g.k * 2 > IM2COL_MAX_BYTES:
+        return None
+    return g, {"kernel": (kh, kw), "strides": strides, "padding": (top, left, bottom, right)}
+
+
 @mutator
 class _Rewriter(PyExprMutator):  # type: ignore[misc]
     def __init__(self, mod: tvm.IRModule) -> None:
         super().__init__(mod)
         self.matmul = tvm.ir.Op.get("relax.matmul")
+        self.conv2d = tvm.ir.Op.get("relax.nn.conv2d")
         self.kernels: dict[tuple[Any, ...], relax.GlobalVar] = {}
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
+        if call.op == self.conv2d:
+            return self._conv(call)
         if call.op != self.matmul:
             return call
         a, w = call.args
@@ -184,6 +305,23 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
             kernel = matmul_kernel(g, tuple(a_shape), tuple(out_shape))
             self.kernels[key] = self.builder_.add_func(kernel, "subgroup_matrix_matmul")
         return relax.call_tir(self.kernels[key], [a, w], relax.TensorType(out_shape, "float32"))
+
+    def _conv(self, call: relax.Call) -> relax.Expr:
+        found = conv_gemm(call)
+        if found is None:
+            return call
+        g, im2col = found
+        data, weight = call.args
+        w_shape, out_shape = static_shape(weight) or [], static_shape(call) or []
+        columns = self.builder_.emit(
+            self.builder_.call_te(im2col_t, data, primfunc_name_hint="im2col", **im2col)
+        )
+        key = ("conv", g, tuple(w_shape), tuple(out_shape))
+        if key not in self.kernels:
+            kernel = conv_kernel(g, tuple(w_shape), tuple(out_shape))
+            self.kernels[key] = self.builder_.add_func(kernel, "subgroup_matrix_conv2d")
+        out = relax.TensorType(out_shape, "float32")
+        return relax.call_tir(self.kernels[key], [columns, weight], out)
 
 
 @tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrixMatmul")  # type: ignore[untyped-decorator]

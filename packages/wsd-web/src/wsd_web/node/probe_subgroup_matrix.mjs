@@ -3,10 +3,13 @@
 // adapter, against the same product in plain scalar WGSL. A probe for the
 // subgroup-matrix kernel path (docs/kernels.md), not part of a build.
 //   node probe_subgroup_matrix.mjs [M N K ...]   (default: SD 1.5 UNet shapes)
+//   node probe_subgroup_matrix.mjs --blocks FILE (a build's GEMMs: every block of wsd's kernel)
 // Prints one JSON line: the adapter, its subgroup-matrix configs, and per
 // shape and variant the median time, TFLOP/s and the largest error against
 // float64 on a checked corner of the output.
 /* global GPUBufferUsage, GPUMapMode -- Dawn's, installed on globalThis below */
+import { readFileSync } from "node:fs";
+
 import { globals } from "webgpu";
 
 import { createDawn } from "./dawn.mjs";
@@ -14,26 +17,31 @@ import { createDawn } from "./dawn.mjs";
 const FEATURES = /** @type {GPUFeatureName[]} */ (
   ["shader-f16", "subgroups", "timestamp-query", "chromium-experimental-subgroup-matrix"]
 );
-const REPEATS = 20;
+const REPEATS = Number(process.env.PROBE_REPEATS ?? 20);
 /** Dispatches between the two timestamps of one measurement (short kernels are a few microseconds). */
 const DISPATCHES = 10;
 
 /**
  * One subgroup (a workgroup of 32) computes a (16*TM) x (16*TN) block of C
- * from A and B in storage, 16x16x16 matrices with f32 sums.
+ * from A and B in storage, 16x16x16 matrices with f32 sums. `conv`: the
+ * layouts of wsd's convolution kernel, A stored [K, M] (the im2col) and B
+ * [N, K] (the OIHW weight), both loaded column-major.
  * @param {number} M @param {number} N @param {number} K @param {number} TM @param {number} TN
+ * @param {boolean} [conv]
  */
-function subgroupMatrixShader(M, N, K, TM, TN) {
+function subgroupMatrixShader(M, N, K, TM, TN, conv = false) {
   const accs = [];
   const body = [];
   for (let i = 0; i < TM; i++) {
     for (let j = 0; j < TN; j++) accs.push(`var acc_${i}_${j} = subgroup_matrix_result<f32, 16, 16>();`);
   }
   for (let i = 0; i < TM; i++) {
-    body.push(`let a_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, (row + ${16 * i}u) * ${K}u + k, false, ${K}u);`);
+    const at = conv ? `k * ${M}u + row + ${16 * i}u, true, ${M}u` : `(row + ${16 * i}u) * ${K}u + k, false, ${K}u`;
+    body.push(`let a_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, ${at});`);
   }
   for (let j = 0; j < TN; j++) {
-    body.push(`let b_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&b, k * ${N}u + col + ${16 * j}u, false, ${N}u);`);
+    const at = conv ? `(col + ${16 * j}u) * ${K}u + k, true, ${K}u` : `k * ${N}u + col + ${16 * j}u, false, ${N}u`;
+    body.push(`let b_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&b, ${at});`);
   }
   for (let i = 0; i < TM; i++) {
     for (let j = 0; j < TN; j++) body.push(`acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a_${i}, b_${j}, acc_${i}_${j});`);
@@ -272,14 +280,19 @@ async function readFloats(device, buffer, floats) {
 /**
  * The largest error of C's first 32 x 32 corner against float64 sums.
  * @param {Float32Array} c @param {Uint16Array} a @param {Uint16Array} b
- * @param {number} N @param {number} K
+ * @param {number} N @param {number} K @param {number} [M]  rows, for the convolution layouts
  */
-function cornerError(c, a, b, N, K) {
+function cornerError(c, a, b, N, K, M = 0) {
   let worst = 0;
   for (let i = 0; i < 32; i++) {
     for (let j = 0; j < 32; j++) {
       let sum = 0;
-      for (let k = 0; k < K; k++) sum += fromHalfBits(a[i * K + k]) * fromHalfBits(b[k * N + j]);
+      for (let k = 0; k < K; k++) {
+        // M > 0: the convolution layouts (A [K, M], B [N, K]).
+        const x = M > 0 ? a[k * M + i] : a[i * K + k];
+        const y = M > 0 ? b[j * K + k] : b[k * N + j];
+        sum += fromHalfBits(x) * fromHalfBits(y);
+      }
       worst = Math.max(worst, Math.abs(sum - c[i * N + j]));
     }
   }
@@ -333,11 +346,56 @@ async function probeShape(device, M, N, K) {
   return { M, N, K, gflop: Number((flops / 1e9).toFixed(2)), results };
 }
 
-const shapes = process.argv.slice(2).map(Number);
+/**
+ * Every block of wsd's one-subgroup kernel ((16 tm) x (16 tn), tm and tn in
+ * 1, 2, 4) on one GEMM of a build, in its layouts: the timings and the fastest.
+ * @param {GPUDevice} device @param {number} M @param {number} N @param {number} K
+ * @param {string} layout  "conv" (A [K, M], B [N, K]) or "matmul" (A [M, K], B [K, N])
+ */
+async function probeBlocks(device, M, N, K, layout) {
+  const conv = layout === "conv";
+  const a = randomHalves(M * K, 1);
+  const b = randomHalves(K * N, 2);
+  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const buffers = [a, b, null].map((data) => {
+    const buffer = device.createBuffer({ size: data ? data.byteLength : M * N * 4, usage: storage });
+    if (data) device.queue.writeBuffer(buffer, 0, /** @type {Uint16Array<ArrayBuffer>} */ (data));
+    return buffer;
+  });
+  /** @type {Record<string, unknown>} */
+  const results = {};
+  let best = { ms: Infinity, tm: 0, tn: 0 };
+  for (const tm of [1, 2, 4]) {
+    for (const tn of [1, 2, 4]) {
+      if (M % (16 * tm) !== 0 || N % (16 * tn) !== 0) continue;
+      const timed = await timeKernel(device, subgroupMatrixShader(M, N, K, tm, tn, conv), [N / (16 * tn), M / (16 * tm)], buffers, REPEATS);
+      if ("error" in timed) {
+        results[`${16 * tm}x${16 * tn}`] = timed;
+        continue;
+      }
+      const c = await readFloats(device, buffers[2], 32 * N);
+      results[`${16 * tm}x${16 * tn}`] = {
+        ms: Number(timed.ms.toFixed(4)),
+        max_error: Number(cornerError(c, a, b, N, K, conv ? M : 0).toExponential(2)),
+      };
+      if (timed.ms < best.ms) best = { ms: timed.ms, tm, tn };
+    }
+  }
+  for (const buffer of buffers) buffer.destroy();
+  return { M, N, K, layout, tflops: Number(((2 * M * N * K) / best.ms / 1e9).toFixed(2)), best: [best.tm, best.tn], results };
+}
+
+// `--blocks FILE`: the GEMMs of a build ([[M, N, K, layout], ...]) through probeBlocks.
+const blocksAt = process.argv.indexOf("--blocks");
+const blockShapes = blocksAt > 0
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- a shapes file the caller names
+  ? JSON.parse(readFileSync(process.argv[blocksAt + 1], "utf8"))
+  : [];
+const shapes = blocksAt > 0 ? [] : process.argv.slice(2).map(Number);
 /** @type {number[][]} */
 const problems = [];
 for (let i = 0; i + 2 < shapes.length; i += 3) problems.push(shapes.slice(i, i + 3));
-if (problems.length === 0) {
+if (problems.length === 0 && blocksAt < 0) {
   // SD 1.5 at 512, CFG batch 2: attention projections and feed-forward at the
   // 64x64 level, and a square product for reference.
   problems.push(
@@ -374,6 +432,12 @@ const report = {
   shapes: /** @type {unknown[]} */ ([]),
 };
 for (const [M, N, K] of problems) report.shapes.push(await probeShape(device, M, N, K));
+for (const [M, N, K, layout] of blockShapes) {
+  const found = await probeBlocks(device, M, N, K, layout);
+  report.shapes.push(found);
+  // One line per GEMM as it is measured (Dawn's shader warnings share stdout).
+  process.stderr.write(`probe-blocks ${JSON.stringify(found)}\n`);
+}
 await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
 device.destroy();
 process.exit(0);
