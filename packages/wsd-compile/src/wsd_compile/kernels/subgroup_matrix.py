@@ -103,22 +103,22 @@ def gemm_blocks(m: int, n: int, k: int, *, conv: bool = False) -> Gemm | None:
     return Gemm(m, n, k, tm, tn, conv)
 
 
-def _load_a(g: Gemm, i: int) -> str:
-    """The WGSL that loads the ``i``-th 16-row matrix of A at ``wsd_k``."""
-    left = "subgroup_matrix_left<f16, 16, 16>"
-    row = f"wsd_m0 + {SIDE * i}u"
-    if g.conv:  # A^T [k, m]: column-major A
-        return f"subgroupMatrixLoad<{left}>(&{_A}, wsd_k * {g.m}u + {row}, true, {g.m}u)"
-    return f"subgroupMatrixLoad<{left}>(&{_A}, ({row}) * {g.k}u + wsd_k, false, {g.k}u)"
-
-
-def _load_b(g: Gemm, j: int) -> str:
-    """The WGSL that loads the ``j``-th 16-column matrix of B at ``wsd_k``."""
-    right = "subgroup_matrix_right<f16, 16, 16>"
-    col = f"wsd_n0 + {SIDE * j}u"
-    if g.conv:  # B^T [n, k]: column-major B
-        return f"subgroupMatrixLoad<{right}>(&{_B}, ({col}) * {g.k}u + wsd_k, true, {g.k}u)"
-    return f"subgroupMatrixLoad<{right}>(&{_B}, wsd_k * {g.n}u + {col}, false, {g.n}u)"
+def _load(g: Gemm, operand: str, index: int) -> str:
+    """The WGSL that loads the ``index``-th 16x16 matrix of ``operand`` (``A``:
+    along the rows, ``B``: along the columns) at ``wsd_k``. In the
+    convolution form both are stored transposed, so both load column-major."""
+    if operand == "A":
+        kind, start, other, buffer = "left", f"wsd_m0 + {SIDE * index}u", g.m, _A
+    else:
+        kind, start, other, buffer = "right", f"wsd_n0 + {SIDE * index}u", g.n, _B
+    matrix = f"subgroup_matrix_{kind}<f16, 16, 16>"
+    # Stored A [m, k] and B^T [n, k] have k contiguous; A^T [k, m] and B [k, n] do not.
+    along_k = operand == ("B" if g.conv else "A")
+    if along_k:
+        offset, stride = f"({start}) * {g.k}u + wsd_k", g.k
+    else:
+        offset, stride = f"wsd_k * {other}u + {start}", other
+    return f"subgroupMatrixLoad<{matrix}>(&{buffer}, {offset}, {str(g.conv).lower()}, {stride}u)"
 
 
 def _wgsl(g: Gemm) -> str:
@@ -130,8 +130,8 @@ def _wgsl(g: Gemm) -> str:
         f"let wsd_m0 = blockIdx.y * {g.rows}u;",
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
         f"for (var wsd_k = 0u; wsd_k < {g.k}u; wsd_k += 16u) {{",
-        *(f"  let wsd_a_{i} = {_load_a(g, i)};" for i in range(g.tm)),
-        *(f"  let wsd_b_{j} = {_load_b(g, j)};" for j in range(g.tn)),
+        *(f"  let wsd_a_{i} = {_load(g, 'A', i)};" for i in range(g.tm)),
+        *(f"  let wsd_b_{j} = {_load(g, 'B', j)};" for j in range(g.tn)),
         *(
             f"  wsd_acc_{i}_{j} = subgroupMatrixMultiplyAccumulate(wsd_a_{i}, wsd_b_{j}, "
             f"wsd_acc_{i}_{j});"
