@@ -80,6 +80,11 @@ done
 height=${size%x*} width=${size#*x}
 # shellcheck source=scripts/gpu_env.sh
 source "$root/scripts/gpu_env.sh"
+# The PyTorch half runs last: find out now, not after minutes of WebGPU runs, that it cannot.
+if ! python3 -c "import torch, diffusers" 2>/dev/null; then
+  echo "bench_gpu.sh: the PyTorch half needs torch and diffusers here: run scripts/gpu_wheels.sh before sending .carry (it fetches the diffusers wheels), or install them" >&2
+  exit 2
+fi
 mkdir -p "$out"
 commands=() webgpu_args=() placeholders=()
 i=0

@@ -92,7 +92,24 @@ def _cached_build(
                 kernels=kernels or DEFAULT_KERNELS,
                 quantize=quantize,
             )
+    _prune_stale_builds(out)
     return out
+
+
+def _prune_stale_builds(out: Path, keep: int = 3) -> None:
+    """Remove the builds of ``out``'s preset and variant made from older sources,
+    keeping the ``keep`` most recently made (``out`` among them, and any another
+    checkout may be using): each source change would otherwise leave one behind."""
+    import re
+    import shutil
+
+    prefix = out.name[: -len(_source_key())]
+    pattern = re.compile(re.escape(prefix) + "[0-9a-f]{16}")
+    builds = [p for p in out.parent.iterdir() if p.is_dir() and pattern.fullmatch(p.name)]
+    builds.sort(key=lambda p: (p != out, -p.stat().st_mtime))
+    for stale in builds[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+        stale.with_name(f"{stale.name}.lock").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
