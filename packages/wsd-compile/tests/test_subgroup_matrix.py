@@ -57,10 +57,10 @@ def _module(a_shape: tuple[int, ...], k: int, n: int) -> tvm.IRModule:
 
 
 def test_an_fp16_matmul_summing_in_fp32_becomes_the_kernel_and_others_stay() -> None:
-    rewritten = subgroup_matrix_pass(_module((2, 64, 64), 64, 128))
+    rewritten = subgroup_matrix_pass()(_module((2, 64, 64), 64, 128))
     text = rewritten.script()
     assert "R.call_tir(cls.subgroup_matrix_matmul" in text and "R.matmul" not in text
-    kept = subgroup_matrix_pass(_module((2, 77, 64), 64, 128))
+    kept = subgroup_matrix_pass()(_module((2, 77, 64), 64, 128))
     assert "R.matmul" in kept.script() and "subgroup_matrix_matmul" not in kept.script()
 
 
@@ -86,6 +86,45 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
         _module((2, 64, 64), 64, 128), target=target, relax_pipeline=webgpu_pipeline(target)
     )
     assert not any("subgroup_matrix" in s for s in wgsl_sources(plain.mod))
+
+
+@pytest.mark.parametrize(
+    ("shape", "workgroups", "parts"),
+    [
+        # SD 1.5's 3x3 convolutions at 8x8: 80 blocks, 720 steps of k -> 15 ranges.
+        ((128, 1280, 11520), 1024, 15),
+        ((512, 1280, 5760), 1024, 4),  # ... at 16x16: 320 blocks
+        ((8192, 320, 2880), 1024, 1),  # at 64x64: 1280 blocks, enough
+        ((128, 1280, 11520), 0, 1),  # split-K off
+        ((32, 64, 1024), 1024, 4),  # 64 steps: ranges of at least 16
+        ((32, 64, 256), 1024, 1),  # 16 steps: too shallow to split
+    ],
+)
+def test_products_with_few_blocks_split_along_k(
+    shape: tuple[int, int, int], workgroups: int, parts: int
+) -> None:
+    m, n, k = shape
+    g = gemm_blocks(m, n, k, split_k_workgroups=workgroups)
+    assert g is not None and g.parts == parts
+    assert (k // 16) % g.parts == 0 and (parts == 1 or k // g.parts >= 256)
+
+
+def test_a_split_product_sums_a_range_of_k_per_block_and_adds_the_parts_up() -> None:
+    """32 x 1024 x 64: one block, split into 4 ranges of 256; ``blockIdx.y`` is
+    (range, row block), and a kernel of its own adds the 4 partial results."""
+    module = _module((2, 16, 1024), 1024, 64)
+    text = subgroup_matrix_pass()(module).script()
+    assert 'R.Tensor((4, 2, 16, 64), dtype="float32")' in text and "split_k_sum" in text
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    built = tvm.compile(module, target=target, relax_pipeline=pipeline)
+    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
+    assert "let wsd_m0 = (blockIdx.y % 1u) * 32u;" in source
+    assert "let wsd_k0 = (blockIdx.y / 1u) * 256u;" in source
+    assert "for (var wsd_k = wsd_k0; wsd_k < wsd_k0 + 256u; wsd_k += 16u)" in source
+    unsplit = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_split_k_workgroups=0)
+    plain = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, unsplit))
+    assert not any("split_k_sum" in s or "wsd_k0" in s for s in wgsl_sources(plain.mod))
 
 
 def _conv_module(x_shape: tuple[int, ...], w_shape: tuple[int, ...], **conv: Any) -> tvm.IRModule:
@@ -118,7 +157,7 @@ def _conv_module(x_shape: tuple[int, ...], w_shape: tuple[int, ...], **conv: Any
 def test_fp16_convolutions_summing_in_fp32_become_im2col_and_the_kernel(
     x_shape: tuple[int, ...], w_shape: tuple[int, ...], conv: dict[str, Any], taken: bool
 ) -> None:
-    text = subgroup_matrix_pass(_conv_module(x_shape, w_shape, **conv)).script()
+    text = subgroup_matrix_pass()(_conv_module(x_shape, w_shape, **conv)).script()
     assert ("subgroup_matrix_conv2d" in text and "im2col" in text) == taken
     assert ("R.nn.conv2d" not in text) == taken
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
+from .subgroup_matrix import SPLIT_K_WORKGROUPS
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class KernelOptions:
     #: only for a library run where the device has subgroup matrices (the
     #: ``subgroup-matrix`` kernel path), so off by default.
     subgroup_matrix: bool = False
+    #: ... split along k where a product has fewer blocks (subgroups) than this
+    #: (:func:`.subgroup_matrix.split_k`; 0: never).
+    subgroup_split_k_workgroups: int = SPLIT_K_WORKGROUPS
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

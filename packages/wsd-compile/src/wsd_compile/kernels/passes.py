@@ -44,7 +44,11 @@ def webgpu_pipeline(
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Quantized weights: unpacked in the kernels that read them (a no-op without).
         fuse_dequantize(kernels),
-        *([subgroup_matrix_pass] if kernels.subgroup_matrix else []),
+        *(
+            [subgroup_matrix_pass(kernels.subgroup_split_k_workgroups)]
+            if kernels.subgroup_matrix
+            else []
+        ),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
         # Phase 4. Fusion: element-wise producers and epilogues into their kernels.

@@ -28,13 +28,16 @@ convolutions that sum in fp32 (NCHW, OIHW, no groups or dilation) whose
 output pixels, output channels and ``K = channels x kernel taps`` are: an
 injective kernel writes the transposed im2col matrix (:func:`im2col_t`, up to
 ``IM2COL_MAX_BYTES``), and :func:`conv_kernel` multiplies it with the weight as
-it is stored, both loaded column-major, writing the NCHW result.
+it is stored, both loaded column-major, writing the NCHW result. A product
+with fewer blocks than ``SPLIT_K_WORKGROUPS`` is split along k
+(:func:`split_k`): its blocks write partial sums that a kernel of its own
+adds up, with the epilogue fused into it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import tvm
@@ -43,6 +46,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.script import tirx as T
 
 from .attention import FUSE_ABOVE_BYTES
+from .conv2d import _output_size, _sum_partials
 from .shapes import static_shape
 
 #: What a device needs for the kernels (WebGPU features, and two tokens the
@@ -65,6 +69,11 @@ IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: The names the WGSL text refers to: TVM prints a buffer ``X`` of the
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
 _A, _B, _TILE = "A_ptr", "B_ptr", "wsd_tile"
+#: The fewest 16-column steps of k a split-K block sums (:func:`split_k`).
+SPLIT_K_MIN_STEPS = 16
+#: Products with fewer blocks than this are split along k: the H200 has 132
+#: multiprocessors, so about 8 subgroups each.
+SPLIT_K_WORKGROUPS = 1024
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,9 @@ class Gemm:
     ``conv``: the convolution form: A stored transposed (``[k, m]``, as
     :func:`im2col_t` writes it), B transposed (``[n, k]``: the OIHW weight as
     it is), and the result in NCHW (``m`` is image, row, column).
+    ``parts``: split-K; each block sums one of ``parts`` equal ranges of k
+    into its own partial result (``[parts, ...]``), which a kernel of its own
+    adds up (``_sum_partials``).
     """
 
     m: int
@@ -82,6 +94,7 @@ class Gemm:
     tm: int
     tn: int
     conv: bool = False
+    parts: int = 1
 
     @property
     def rows(self) -> int:
@@ -91,16 +104,41 @@ class Gemm:
     def cols(self) -> int:
         return SIDE * self.tn
 
+    @property
+    def workgroups(self) -> int:
+        return (self.m // self.rows) * (self.n // self.cols) * self.parts
 
-def gemm_blocks(m: int, n: int, k: int, *, conv: bool = False) -> Gemm | None:
+
+def gemm_blocks(
+    m: int, n: int, k: int, *, conv: bool = False, split_k_workgroups: int = 0
+) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product, or None if it does not tile
     into 16x16x16 matrices. Blocks of 32 x 64 measured fastest on the H200 for the
-    UNet's shapes (``node/probe_subgroup_matrix.mjs``)."""
+    UNet's shapes (``node/probe_subgroup_matrix.mjs``). A product with fewer
+    blocks than ``split_k_workgroups`` is split along k (:func:`split_k`)."""
     if k % SIDE or m % SIDE or n % SIDE:
         return None
     tm = 2 if m % (2 * SIDE) == 0 else 1
     tn = next(t for t in (4, 2, 1) if n % (t * SIDE) == 0)
-    return Gemm(m, n, k, tm, tn, conv)
+    g = Gemm(m, n, k, tm, tn, conv)
+    return replace(g, parts=split_k(g, split_k_workgroups))
+
+
+def split_k(g: Gemm, workgroups: int) -> int:
+    """Into how many ranges of k ``g`` is split so that it has at least
+    ``workgroups`` blocks (1: not split). One block is one subgroup, so a deep
+    product with few blocks (the UNet's 8x8 and 16x16 levels: 80 to 320)
+    leaves most of the GPU idle, each subgroup waiting on its loads; the
+    ranges are equal, whole 16-column steps, at least ``SPLIT_K_MIN_STEPS``
+    of them, and at most 16."""
+    steps, blocks = g.k // SIDE, g.workgroups // g.parts
+    best = 1
+    for parts in range(2, 17):
+        if blocks * best >= workgroups:
+            break
+        if steps % parts == 0 and steps // parts >= SPLIT_K_MIN_STEPS:
+            best = parts
+    return best
 
 
 def _load(g: Gemm, operand: str, index: int) -> str:
@@ -121,15 +159,29 @@ def _load(g: Gemm, operand: str, index: int) -> str:
     return f"subgroupMatrixLoad<{matrix}>(&{buffer}, {offset}, {str(g.conv).lower()}, {stride}u)"
 
 
+def _blocks_wgsl(g: Gemm) -> list[str]:
+    """Where the block starts: its column and row, and its range of k."""
+    # The column block as TVM computes blockIdx.x (its grid packing).
+    lines = [f"let wsd_n0 = (blockIdx.z * gridDim.x + blockIdx.x) * {g.cols}u;"]
+    if g.parts == 1:
+        return [*lines, f"let wsd_m0 = blockIdx.y * {g.rows}u;"]
+    # blockIdx.y is (part, row block), as the output loop of the TIR binds it.
+    row_blocks, chunk = g.m // g.rows, g.k // g.parts
+    return [
+        *lines,
+        f"let wsd_m0 = (blockIdx.y % {row_blocks}u) * {g.rows}u;",
+        f"let wsd_k0 = (blockIdx.y / {row_blocks}u) * {chunk}u;",
+    ]
+
+
 def _wgsl(g: Gemm) -> str:
     """The matrix part of the kernel, as WGSL statements ending in a line comment."""
     pairs = [(i, j) for i in range(g.tm) for j in range(g.tn)]
+    start, end = ("0u", f"{g.k}u") if g.parts == 1 else ("wsd_k0", f"wsd_k0 + {g.k // g.parts}u")
     lines = [
-        # The column block as TVM computes blockIdx.x (its grid packing), the row block.
-        f"let wsd_n0 = (blockIdx.z * gridDim.x + blockIdx.x) * {g.cols}u;",
-        f"let wsd_m0 = blockIdx.y * {g.rows}u;",
+        *_blocks_wgsl(g),
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
-        f"for (var wsd_k = 0u; wsd_k < {g.k}u; wsd_k += 16u) {{",
+        f"for (var wsd_k = {start}; wsd_k < {end}; wsd_k += 16u) {{",
         *(f"  let wsd_a_{i} = {_load(g, 'A', i)};" for i in range(g.tm)),
         *(f"  let wsd_b_{j} = {_load(g, 'B', j)};" for j in range(g.tn)),
         *(
@@ -153,67 +205,60 @@ def _wgsl(g: Gemm) -> str:
     return "\n  ".join(lines)
 
 
-def matmul_kernel(
-    g: Gemm, a_shape: tuple[int, ...], out_shape: tuple[int, ...]
+def _gemm_kernel(
+    g: Gemm, a_shape: tuple[int, ...], b_shape: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> tvm.tirx.PrimFunc:
-    """The kernel for ``g``: A of ``a_shape`` (rows are its leading dimensions
-    flattened), B ``[k, n]``, the f32 result of ``out_shape``."""
+    """The TIR around :func:`_wgsl`: A of ``a_shape`` and B of ``b_shape`` (the
+    operands as stored), the f32 result of ``out_shape`` (with a leading
+    ``parts`` axis when split). The 32 invocations write the tile to it with
+    coalesced stores: row-major for a matmul; column-major for a convolution,
+    so that they write 32 adjacent pixels of one channel."""
     text = _wgsl(g)
     rows, cols, tile = g.rows, g.cols, g.rows * g.cols
-    per_thread = tile // SUBGROUP
+    per_thread, row_blocks = tile // SUBGROUP, g.m // rows
+    result = (g.parts, *out_shape) if g.parts > 1 else out_shape
+    # The result as [part, m, n], or [part, image, channel, pixel] for NCHW.
+    pixels = out_shape[2] * out_shape[3] if g.conv else g.m
+    flat_shape = (g.parts, g.m // pixels, g.n, pixels) if g.conv else (g.parts, g.m, g.n)
+
+    def at(by: Any, bx: Any, e: Any) -> tuple[Any, ...]:
+        """The result index of element ``e`` of the tile of block (by, bx)."""
+        r, c = (e % rows, e // rows) if g.conv else (e // cols, e % cols)
+        part, row, col = by // row_blocks, by % row_blocks * rows + r, bx * cols + c
+        return (part, row // pixels, col, row % pixels) if g.conv else (part, row, col)
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
     def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         # The WGSL text names A and B (TVM prints them as A_ptr, B_ptr).
         A = T.match_buffer(a, a_shape, "float16")  # noqa: N806
-        B = T.match_buffer(b, (g.k, g.n), "float16")  # noqa: N806
-        C = T.match_buffer(c, out_shape, "float32")  # noqa: N806
-        flat = T.decl_buffer((g.m, g.n), "float32", data=C.data)
+        B = T.match_buffer(b, b_shape, "float16")  # noqa: N806
+        C = T.match_buffer(c, result, "float32")  # noqa: N806
+        flat = T.decl_buffer(flat_shape, "float32", data=C.data)
         for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
-            for by in T.thread_binding(g.m // rows, thread="blockIdx.y"):
+            for by in T.thread_binding(row_blocks * g.parts, thread="blockIdx.y"):
                 for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
                     wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
                     T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
                     for i in T.unroll(per_thread):
-                        flat[
-                            by * rows + (i * SUBGROUP + tx) // cols,
-                            bx * cols + (i * SUBGROUP + tx) % cols,
-                        ] = wsd_tile[i * SUBGROUP + tx]
+                        flat[at(by, bx, i * SUBGROUP + tx)] = wsd_tile[i * SUBGROUP + tx]
 
     return kernel
+
+
+def matmul_kernel(
+    g: Gemm, a_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tvm.tirx.PrimFunc:
+    """The kernel for ``g``: A of ``a_shape`` (rows are its leading dimensions
+    flattened), B ``[k, n]``, the f32 result of ``out_shape``."""
+    return _gemm_kernel(g, a_shape, (g.k, g.n), out_shape)
 
 
 def conv_kernel(g: Gemm, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tvm.tirx.PrimFunc:
     """The convolution kernel for ``g`` (``g.conv``): A^T ``[k, m]`` (the
     im2col of :func:`im2col_t`), the OIHW weight ``w_shape`` read as B^T
-    ``[n, k]``, the f32 NCHW result of ``out_shape``. The tile is stored
-    column-major, so 32 invocations write 32 adjacent pixels of a channel."""
-    text = _wgsl(g)
-    rows, cols, tile = g.rows, g.cols, g.rows * g.cols
-    per_thread = tile // SUBGROUP
-    images, pixels = out_shape[0], out_shape[2] * out_shape[3]
-
-    @T.prim_func(private=True)  # type: ignore[untyped-decorator]
-    def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        A = T.match_buffer(a, (g.k, g.m), "float16")  # noqa: N806
-        B = T.match_buffer(b, w_shape, "float16")  # noqa: N806
-        C = T.match_buffer(c, out_shape, "float32")  # noqa: N806
-        flat = T.decl_buffer((images, g.n, pixels), "float32", data=C.data)
-        for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
-            for by in T.thread_binding(g.m // rows, thread="blockIdx.y"):
-                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
-                    wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
-                    T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
-                    for i in T.unroll(per_thread):
-                        flat[
-                            (by * rows + (i * SUBGROUP + tx) % rows) // pixels,
-                            bx * cols + (i * SUBGROUP + tx) // rows,
-                            (by * rows + (i * SUBGROUP + tx) % rows) % pixels,
-                        ] = wsd_tile[i * SUBGROUP + tx]
-
-    return kernel
+    ``[n, k]``, the f32 NCHW result of ``out_shape``."""
+    return _gemm_kernel(g, (g.k, g.m), w_shape, out_shape)
 
 
 def im2col_t(
@@ -229,9 +274,8 @@ def im2col_t(
     kernel that writes it reads the input along its rows."""
     n, cin, height, width = (int(d) for d in data.shape)
     kh, kw = kernel
-    top, left, bottom, right = padding
-    out_h = (height + top + bottom - kh) // strides[0] + 1
-    out_w = (width + left + right - kw) // strides[1] + 1
+    top, left, _, _ = padding
+    out_h, out_w = _output_size(height, width, kernel, strides, padding)
     taps, pixels = kh * kw, out_h * out_w
 
     def at(k: Any, m: Any) -> Any:
@@ -245,7 +289,7 @@ def im2col_t(
     return te.compute((cin * taps, n * pixels), at, name="im2col")
 
 
-def conv_gemm(call: relax.Call) -> tuple[Gemm, dict[str, Any]] | None:
+def conv_gemm(call: relax.Call, split_k_workgroups: int = 0) -> tuple[Gemm, dict[str, Any]] | None:
     """The blocking of ``call`` (an fp16 ``conv2d`` summing in fp32) as a GEMM,
     and the im2col arguments; None where the kernel does not apply (other
     layouts, groups, dilation, dynamic shapes, sizes not in 16s)."""
@@ -266,18 +310,21 @@ def conv_gemm(call: relax.Call) -> tuple[Gemm, dict[str, Any]] | None:
     cout, _, kh, kw = w_shape
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
     top, left, bottom, right = (int(p) for p in attrs.padding)
-    out_h = (height + top + bottom - kh) // strides[0] + 1
-    out_w = (width + left + right - kw) // strides[1] + 1
-    g = gemm_blocks(n * out_h * out_w, cout, cin * kh * kw, conv=True)
+    padding = (top, left, bottom, right)
+    out_h, out_w = _output_size(height, width, (kh, kw), strides, padding)
+    g = gemm_blocks(
+        n * out_h * out_w, cout, cin * kh * kw, conv=True, split_k_workgroups=split_k_workgroups
+    )
     if g is None or g.m * g.k * 2 > IM2COL_MAX_BYTES:
         return None
-    return g, {"kernel": (kh, kw), "strides": strides, "padding": (top, left, bottom, right)}
+    return g, {"kernel": (kh, kw), "strides": strides, "padding": padding}
 
 
 @mutator
 class _Rewriter(PyExprMutator):  # type: ignore[misc]
-    def __init__(self, mod: tvm.IRModule) -> None:
+    def __init__(self, mod: tvm.IRModule, split_k_workgroups: int) -> None:
         super().__init__(mod)
+        self.split_k_workgroups = split_k_workgroups
         self.matmul = tvm.ir.Op.get("relax.matmul")
         self.conv2d = tvm.ir.Op.get("relax.nn.conv2d")
         self.kernels: dict[tuple[Any, ...], relax.GlobalVar] = {}
@@ -297,17 +344,28 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
             return call
         k, n = w_shape
         m = math.prod(a_shape[:-1])
-        g = gemm_blocks(m, n, k)
+        g = gemm_blocks(m, n, k, split_k_workgroups=self.split_k_workgroups)
         if g is None or a_shape[-1] != k:
             return call
-        key = (tuple(a_shape), n, tuple(out_shape))
+        key = (g, tuple(a_shape), tuple(out_shape))
         if key not in self.kernels:
             kernel = matmul_kernel(g, tuple(a_shape), tuple(out_shape))
             self.kernels[key] = self.builder_.add_func(kernel, "subgroup_matrix_matmul")
-        return relax.call_tir(self.kernels[key], [a, w], relax.TensorType(out_shape, "float32"))
+        return self._call(g, self.kernels[key], [a, w], out_shape)
+
+    def _call(
+        self, g: Gemm, kernel: relax.GlobalVar, args: list[relax.Expr], out_shape: list[int]
+    ) -> relax.Expr:
+        """``kernel`` on ``args``; split along k, its partial results added up by
+        a kernel of its own, which the epilogue (cast, bias, residual) fuses into."""
+        if g.parts == 1:
+            return relax.call_tir(kernel, args, relax.TensorType(out_shape, "float32"))
+        partials = relax.TensorType([g.parts, *out_shape], "float32")
+        summed = self.builder_.emit(relax.call_tir(kernel, args, partials))
+        return self.builder_.call_te(_sum_partials, summed, primfunc_name_hint="split_k_sum")
 
     def _conv(self, call: relax.Call) -> relax.Expr:
-        found = conv_gemm(call)
+        found = conv_gemm(call, self.split_k_workgroups)
         if found is None:
             return call
         g, im2col = found
@@ -320,17 +378,23 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         if key not in self.kernels:
             kernel = conv_kernel(g, tuple(w_shape), tuple(out_shape))
             self.kernels[key] = self.builder_.add_func(kernel, "subgroup_matrix_conv2d")
-        out = relax.TensorType(out_shape, "float32")
-        return relax.call_tir(self.kernels[key], [columns, weight], out)
+        return self._call(g, self.kernels[key], [columns, weight], out_shape)
 
 
-@tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrixMatmul")  # type: ignore[untyped-decorator]
-def subgroup_matrix_pass(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-    """Every fp16 matmul summing in fp32 whose shapes tile into 16x16x16 matrices,
-    as a :func:`matmul_kernel` call (run after ``accumulate_fp32``)."""
-    rewriter = _Rewriter(mod)
-    for gvar, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-    result: tvm.IRModule = rewriter.builder_.get()
-    return result
+def subgroup_matrix_pass(split_k_workgroups: int = SPLIT_K_WORKGROUPS) -> tvm.transform.Pass:
+    """Every fp16 matmul and convolution summing in fp32 whose shapes tile into
+    16x16x16 matrices, as a :func:`matmul_kernel` or :func:`conv_kernel` call
+    (run after ``accumulate_fp32``); those with fewer blocks than
+    ``split_k_workgroups`` split along k (0: none)."""
+
+    @tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrix")  # type: ignore[untyped-decorator]
+    def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _Rewriter(mod, split_k_workgroups)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        result: tvm.IRModule = rewriter.builder_.get()
+        return result
+
+    pass_: tvm.transform.Pass = rewrite
+    return pass_
