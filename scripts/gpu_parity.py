@@ -68,6 +68,30 @@ def _cases() -> list[dict[str, Any]]:
     ]
 
 
+#: The attention cases' builds: every attention taken out of the unfused
+#: chain (fused kernel on shader-f16, query chunks of at most 32 KiB of scores
+#: on subgroup-matrix), so that the tiny presets' attention runs the paths
+#: SD 1.5 and SDXL take at 512 and 1024.
+ATTENTION_KERNELS = {"fused_attention_min_bytes": 0, "subgroup_attention_chunk_bytes": 32768}
+
+
+def _attention_cases() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{preset}-fp16-attention-{path}-dpmpp-2m",
+            "build": f"{preset}-fp16-attention",
+            "kernels": ATTENTION_KERNELS,
+            "preset": preset,
+            "precision": "fp16",
+            "kernel_path": path,
+            "scheduler": "dpmpp-2m",
+            **OPTIONS,
+        }
+        for preset in PRESETS
+        for path in ("shader-f16", "subgroup-matrix")
+    ]
+
+
 def _quantized_cases() -> list[dict[str, Any]]:
     """fp16 builds with quantized weights, every kernel path, one scheduler."""
     return [
@@ -232,6 +256,7 @@ def prepare(out: Path, quantized: bool = False, editing: bool = False, lora: boo
 
     from wsd_capture import PRESET_KINDS
     from wsd_compile import compile_pipeline
+    from wsd_compile.kernels import DEFAULT_KERNELS
 
     cases = (
         _lora_cases()
@@ -240,7 +265,7 @@ def prepare(out: Path, quantized: bool = False, editing: bool = False, lora: boo
         if editing
         else _quantized_cases()
         if quantized
-        else _cases()
+        else _cases() + _attention_cases()
     )
     for case in cases:
         build = out / "builds" / _build_name(case)
@@ -252,6 +277,7 @@ def prepare(out: Path, quantized: bool = False, editing: bool = False, lora: boo
                 precision=case["precision"],
                 subgroup_matrix=case["precision"] == "fp16",
                 quantize=case.get("quantize", "none"),
+                kernels=DEFAULT_KERNELS.without(**case.get("kernels", {})),
             )
     (out / "reference").mkdir(parents=True, exist_ok=True)
     if editing or lora:

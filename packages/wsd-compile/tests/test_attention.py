@@ -1,6 +1,7 @@
 """Fused attention: the rewrite finds diffusers' attention chain (fp32, and fp16 with
 its casts) and nothing else, no score matrix is left for the device to bind, and the
-kernel builds for WebGPU within the workgroup memory it plans for. Its numbers are
+kernel builds for WebGPU within the workgroup memory it plans for; on the subgroup-matrix
+path, attention in chunks of queries instead (the end of this file). Its numbers are
 checked on WebGPU (SwiftShader) by the runtime check (``tests/test_runtime_check.py``:
 80 queries over 77 keys, head dimension 96) and by every browser render of the
 tiny presets against diffusers."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import tvm
 from tvm import relax
@@ -24,6 +26,9 @@ from wsd_compile.kernels import (
     fuse_attention_pass,
     webgpu_pipeline,
 )
+from wsd_compile.kernels.accumulate import accumulate_fp32
+from wsd_compile.kernels.chunked_attention import query_chunks
+from wsd_compile.kernels.subgroup_matrix import subgroup_matrix_pass
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
 T = relax.TensorType
@@ -191,3 +196,98 @@ def test_a_custom_tiling_is_used() -> None:
     kernel = next(f for _, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
     assert 'thread_binding(8, thread="threadIdx.x")' in kernel.script()
     assert 'thread_binding(16, thread="threadIdx.y")' in kernel.script()
+
+
+# Attention on the subgroup-matrix path: the chain stays matmuls around a
+# softmax, in ranges of query rows whose score matrices fit a chunk, and its
+# products reach the tensor-core kernels (padded where a head or the 77 text
+# tokens are not in 16s). The chunks' numbers are checked here on the CPU
+# against the whole chain; the tensor-core kernels run only on a GPU with
+# subgroup matrices (docs/benchmarks/gpu-parity.json: the ``attention`` cases).
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks"),
+    [
+        ((16, 4096, 4096), 4),  # SD 1.5 512, 64x64 level: 1 GiB of scores -> 4 x 256 MiB
+        ((20, 4096, 4096), 8),  # SDXL 1024: 1.25 GiB -> 8 x 160 MiB (4096 splits in 2s)
+        ((1, 16384, 16384), 4),  # SDXL's VAE mid-block at 128x128 latents
+        ((16, 1024, 77), 1),  # fits whole
+        ((1, 7, 2**30), 0),  # one row is already too large
+    ],
+)
+def test_query_chunks_keep_each_score_matrix_within_the_chunk(
+    shape: tuple[int, int, int], chunks: int
+) -> None:
+    batch, queries, keys = shape
+    assert query_chunks(batch, queries, keys, 256 * MiB) == chunks
+    if chunks:
+        assert queries % chunks == 0 and 4 * batch * queries // chunks * keys <= 256 * MiB
+
+
+def _chunked(mod: tvm.IRModule, chunk_bytes: int) -> tvm.IRModule:
+    result: tvm.IRModule = fuse_attention_pass(min_bytes=0, chunk_bytes=chunk_bytes)(mod)
+    return result
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_chain_is_split_into_ranges_of_queries(dtype: str) -> None:
+    # 8 x 64 x 77 fp32 scores are 154 KiB: 16 rows (38.5 KiB) per range -> 4 ranges.
+    text = _chunked(_attention_module((8, 64, 77, 40), dtype), 40 * 1024)["main"].script()
+    assert len(re.findall(r"R\.nn\.softmax", text)) == 4
+    assert len(re.findall(r"R\.strided_slice\(q, \(1,\)", text)) == 4
+    assert "R.concat(" in text and "call_tir" not in text
+    assert len(re.findall(r"R\.permute_dims\(k", text)) == 1  # K^T once, for every range
+    # Whole when the scores fit the chunk.
+    whole = _chunked(_attention_module((8, 64, 77, 40), dtype), 256 * MiB)["main"].script()
+    assert len(re.findall(r"R\.nn\.softmax", whole)) == 1 and "R.concat(" not in whole
+
+
+def _run(mod: tvm.IRModule, inputs: list[np.ndarray]) -> np.ndarray:
+    executable = tvm.compile(mod, target="llvm")
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    out: np.ndarray = vm["main"](*[tvm.runtime.tensor(x) for x in inputs]).numpy()
+    return out
+
+
+def test_the_ranges_give_the_whole_chains_numbers() -> None:
+    rng = np.random.default_rng(0)
+    mod = _attention_module((4, 48, 77, 40))
+    inputs = [rng.standard_normal(s).astype("float32") for s in ((4, 48, 40), (4, 77, 40))]
+    inputs.append(rng.standard_normal((4, 77, 40)).astype("float32"))
+    want = _run(mod, inputs)
+    got = _run(_chunked(mod, 4 * 4 * 16 * 77), inputs)  # 3 ranges of 16 rows
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_heads_of_40_and_77_tokens_reach_the_tensor_cores_padded() -> None:
+    """Self- and cross-attention of SD 1.5's shapes (head 40; 77 text tokens):
+    every product becomes a subgroup-matrix kernel on operands padded to 16s,
+    and the padded columns are sliced off."""
+    for keys in (256, 77):
+        chain = _chunked(_attention_module((16, 256, keys, 40), "float16"), 256 * MiB)
+        mod = accumulate_fp32(chain)
+        text = subgroup_matrix_pass()(mod)["main"].script()
+        assert "R.matmul" not in text
+        assert len(re.findall(r"R\.call_tir\(subgroup_matrix_matmul", text)) == 2
+        assert "R.nn.pad(" in text and "R.strided_slice(" in text
+        padded_keys = -(-keys // 16) * 16
+        assert f'R.Tensor((16, 256, {padded_keys}), dtype="float32")' in text
+        assert 'R.Tensor((16, 256, 48), dtype="float32")' in text
+
+
+def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, fused_attention_min_bytes=0, subgroup_attention_chunk_bytes=64 * 1024
+    )
+    target = webgpu_target()
+    built = tvm.compile(
+        _attention_module((8, 64, 77, 40), "float16"),
+        target=target,
+        relax_pipeline=webgpu_pipeline(target, kernels),
+    )
+    sources = wgsl_sources(built.mod)
+    assert any("subgroup_matrix_matmul" in s for s in sources)
+    assert not any("fused_attention" in s for s in sources)

@@ -28,9 +28,14 @@ from wsd_compile.webgpu import WASM_HOST, wgsl_sources
         ((8192, 320, 320), (2, 4)),  # SD 1.5's projections at 64x64: 32x64 blocks
         ((8192, 2560, 320), (2, 4)),
         ((128, 32, 64), (2, 2)),  # tiny-sd15: 32 output channels
-        ((16, 48, 16), (1, 1)),
-        ((154, 320, 768), None),  # 2 x 77 text tokens: not 16 rows at a time
+        ((16, 48, 16), (1, 3)),
+        ((16, 32, 16), (1, 2)),
+        ((154, 320, 768), (2, 4)),  # 2 x 77 text tokens: the last row block overlaps
+        ((24, 64, 64), (1, 4)),
+        ((16384, 48, 4096), (2, 3)),  # P V, SD 1.5's head of 40 padded to 48
+        ((8, 64, 64), None),  # fewer than 16 rows
         ((8192, 320, 40), None),  # K of 40
+        ((8192, 77, 64), None),  # 77 columns
     ],
 )
 def test_products_tile_into_16x16x16_matrices_or_are_left_alone(
@@ -40,7 +45,10 @@ def test_products_tile_into_16x16x16_matrices_or_are_left_alone(
     got = gemm_blocks(m, n, k)
     assert (None if got is None else (got.tm, got.tn)) == blocks
     if isinstance(got, Gemm):
-        assert m % got.rows == 0 and n % got.cols == 0
+        assert n % got.cols == 0 and got.ragged == (m % got.rows != 0)
+        assert got.row_blocks * got.rows >= m > (got.row_blocks - 1) * got.rows
+    # A convolution's pixels are always whole blocks.
+    assert gemm_blocks(m, n, k, conv=True) is None or m % 16 == 0
 
 
 def _module(a_shape: tuple[int, ...], k: int, n: int) -> tvm.IRModule:
@@ -60,7 +68,7 @@ def test_an_fp16_matmul_summing_in_fp32_becomes_the_kernel_and_others_stay() -> 
     rewritten = subgroup_matrix_pass()(_module((2, 64, 64), 64, 128))
     text = rewritten.script()
     assert "R.call_tir(cls.subgroup_matrix_matmul" in text and "R.matmul" not in text
-    kept = subgroup_matrix_pass()(_module((2, 77, 64), 64, 128))
+    kept = subgroup_matrix_pass()(_module((2, 77, 40), 40, 128))
     assert "R.matmul" in kept.script() and "subgroup_matrix_matmul" not in kept.script()
 
 
@@ -125,6 +133,68 @@ def test_a_split_product_sums_a_range_of_k_per_block_and_adds_the_parts_up() -> 
     unsplit = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_split_k_workgroups=0)
     plain = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, unsplit))
     assert not any("split_k_sum" in s or "wsd_k0" in s for s in wgsl_sources(plain.mod))
+
+
+def _wgsl_of(module: tvm.IRModule) -> str:
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    built = tvm.compile(module, target=target, relax_pipeline=pipeline)
+    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
+    return source
+
+
+def test_rows_not_in_whole_blocks_overlap_the_last_block() -> None:
+    """2 x 77 text tokens: 5 blocks of 32 rows, the last starting at row 122,
+    both in the WGSL that loads A and in the TIR that writes the result."""
+    module = _module((2, 77, 64), 64, 128)
+    assert "R.call_tir(cls.subgroup_matrix_matmul" in subgroup_matrix_pass()(module).script()
+    source = _wgsl_of(module)
+    assert "let wsd_m0 = min(blockIdx.y * 32u, 122u);" in source
+    assert "min((i32(blockIdx.y) * 32i), 122i)" in source  # the rows it writes
+
+
+def _batched_module(batch: int, m: int, k: int, n: int) -> tvm.IRModule:
+    """``astype(matmul(q, k, out_dtype=f32), f16)`` for [2, batch / 2, m, k] by
+    [2, batch / 2, k, n]: attention's products."""
+    bb = relax.BlockBuilder()
+    q = relax.Var("q", relax.TensorType((2, batch // 2, m, k), "float16"))
+    kt = relax.Var("kt", relax.TensorType((2, batch // 2, k, n), "float16"))
+    with bb.function("main", [q, kt]):
+        with bb.dataflow():
+            c = bb.emit(relax.op.matmul(q, kt, out_dtype="float32"))
+            d = bb.emit_output(relax.op.astype(c, "float16"))
+        bb.emit_func_output(d)
+    return bb.get()
+
+
+def test_batched_products_take_their_operands_per_product() -> None:
+    """SDXL's 32x32 self-attention, Q K^T for 40 heads: blockIdx.y is (head, row
+    block), and A and B are offset by the head's matrix."""
+    g = gemm_blocks(1024, 1024, 64, batch=40, split_k_workgroups=1024)
+    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (2, 4, 1, 40 * 32 * 16)
+    module = _batched_module(4, 32, 64, 64)
+    text = subgroup_matrix_pass()(module).script()
+    assert "R.call_tir(cls.subgroup_matrix_matmul" in text and "R.matmul" not in text
+    source = _wgsl_of(module)
+    assert "let wsd_m0 = (blockIdx.y % 1u) * 32u;" in source
+    assert "let wsd_b = blockIdx.y / 1u;" in source
+    assert "<f16, 16, 16>>(&A_ptr, wsd_b * 2048u + " in source
+    assert "<f16, 16, 16>>(&B_ptr, wsd_b * 4096u + " in source
+    # A broadcast operand ([1, k, n] against [4, m, k]) is left alone.
+    bb = relax.BlockBuilder()
+    q = relax.Var("q", relax.TensorType((4, 32, 64), "float16"))
+    w = relax.Var("w", relax.TensorType((1, 64, 64), "float16"))
+    with bb.function("main", [q, w]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.matmul(q, w, out_dtype="float32"))
+        bb.emit_func_output(out)
+    assert "R.matmul" in subgroup_matrix_pass()(bb.get()).script()
+
+
+def test_a_split_batched_product_reads_part_and_product_from_blockidx_y() -> None:
+    source = _wgsl_of(_batched_module(2, 16, 1024, 64))
+    assert "let wsd_k0 = (blockIdx.y / 1u % 4u) * 256u;" in source
+    assert "let wsd_b = blockIdx.y / 4u;" in source
 
 
 def _conv_module(x_shape: tuple[int, ...], w_shape: tuple[int, ...], **conv: Any) -> tvm.IRModule:

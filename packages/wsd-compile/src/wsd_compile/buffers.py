@@ -2,10 +2,12 @@
 
 WebGPU caps a storage-buffer binding (``maxStorageBufferBindingSize``: 128 MiB
 by default, often 1-4 GiB on request) and a buffer (``maxBufferSize``), so the
-largest tensor a model binds decides which devices can run it. This reads the
-static shapes of every tensor a function computes at graph level (before
+largest buffer a model binds decides which devices can run it. Two measures:
+the static shapes of every tensor a function computes at graph level (before
 operator fusion, so an upper bound: a fused intermediate may never be
-materialised) and of every weight.
+materialised, :func:`function_buffers`), and the storage the memory plan of
+the lowered module allocates (what the kernels bind, :func:`planned_largest`;
+the manifest's ``limits.max_buffer_bytes`` is this or the largest weight).
 """
 
 from __future__ import annotations
@@ -58,18 +60,9 @@ def function_buffers(mod: tvm.IRModule) -> list[BufferInfo]:
     return sorted(found, key=lambda b: -b.nbytes)
 
 
-def largest_buffer_bytes(
-    mod: tvm.IRModule,
-    weights: dict[str, list[np.ndarray]],
-    *,
-    widen_f16: bool = False,
-    without: frozenset[str] = frozenset(),
-) -> int:
-    """The largest graph-level tensor or weight in bytes (what a device must bind);
-    ``widen_f16``: float16 weights count as float32 (uploaded widened); the
-    tensors of the functions in ``without`` do not count."""
-    computed = [b for b in function_buffers(mod) if b.function not in without]
-    weight_max = max(
+def largest_weight_bytes(weights: dict[str, list[np.ndarray]], *, widen_f16: bool = False) -> int:
+    """The largest weight in bytes as uploaded (``widen_f16``: float16 ones as float32)."""
+    return max(
         (
             a.nbytes * (2 if widen_f16 and a.dtype == np.float16 else 1)
             for arrays in weights.values()
@@ -77,20 +70,12 @@ def largest_buffer_bytes(
         ),
         default=0,
     )
-    return max(computed[0].nbytes if computed else 0, int(weight_max))
 
 
-def function_largest_bytes(mod: tvm.IRModule, function: str) -> int:
-    """The largest graph-level tensor ``function`` computes, in bytes (0 if none)."""
-    return max((b.nbytes for b in function_buffers(mod) if b.function == function), default=0)
-
-
-def planned_workspace(lowered: tvm.IRModule) -> dict[str, int]:
-    """The bytes of the storage each Relax function of ``lowered`` (after the VM
-    lowering and static memory planning) allocates for its intermediate tensors:
-    what a call adds to the VM's pooled allocator, besides its outputs."""
+def _planned_storage(lowered: tvm.IRModule) -> dict[str, list[int]]:
+    """The bytes of each storage each Relax function of ``lowered`` allocates."""
     alloc_storage = tvm.ir.Op.get("relax.vm.alloc_storage")
-    found: dict[str, int] = {}
+    found: dict[str, list[int]] = {}
     for gv in lowered.get_global_vars():
         func = lowered[gv]
         if not isinstance(func, relax.Function):
@@ -104,5 +89,21 @@ def planned_workspace(lowered: tvm.IRModule) -> dict[str, int]:
                     sizes.append(int(np.prod([int(v) for v in shape.values], dtype=np.int64)))
 
         relax.analysis.post_order_visit(func.body, visit)
-        found[gv.name_hint] = sum(sizes)
+        found[gv.name_hint] = sizes
     return found
+
+
+def planned_workspace(lowered: tvm.IRModule) -> dict[str, int]:
+    """The bytes of the storage each Relax function of ``lowered`` (after the VM
+    lowering and static memory planning) allocates for its intermediate tensors:
+    what a call adds to the VM's pooled allocator, besides its outputs."""
+    return {name: sum(sizes) for name, sizes in _planned_storage(lowered).items()}
+
+
+def planned_largest(lowered: tvm.IRModule) -> dict[str, int]:
+    """The largest storage each Relax function of ``lowered`` allocates, in bytes:
+    the largest buffer its kernels bind, besides the weights and its inputs.
+    Unlike :func:`function_buffers` this is after operator fusion and memory
+    planning, so a tensor that a fused kernel never writes out does not count,
+    and one storage that several tensors share counts once, at its size."""
+    return {name: max(sizes, default=0) for name, sizes in _planned_storage(lowered).items()}

@@ -15,7 +15,7 @@ import numpy as np
 
 from wsd_artifacts import stamp_build, write_manifest, write_tensor_cache
 
-from .buffers import BufferInfo, function_buffers, function_largest_bytes, largest_buffer_bytes
+from .buffers import BufferInfo, function_buffers, largest_weight_bytes
 from .errors import WsdCompileError
 from .glue import MAX_TERMS
 from .kernels import DEFAULT_KERNELS, KernelOptions
@@ -352,28 +352,14 @@ def _build_libraries(
         if path.precision != module.precision:
             with _phase(seconds, f"widen ({path.name})", say):
                 mod = widen_to_fp32(mod)
-        # The tensors the device binds: attention's score matrices are not
-        # among them when the kernels fuse attention.
-        graph = mod
-        if kernels.fused_attention:
-            graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
-        # Nor are quantized weights dequantized: the kernels unpack them.
-        graph = fuse_dequantize(kernels)(graph)
-        # With a tile decoder the untiled one is optional: a device that cannot
-        # bind its tensors decodes in tiles.
-        tiled = TILE_FUNCTION in module.functions
-        largest = largest_buffer_bytes(
-            graph,
-            module.params,
-            widen_f16=path.widen_f16_weights,
-            without=frozenset({"vae_decode"} if tiled else ()),
-        )
-        path = replace(
-            path,
-            vae_decode_buffer_bytes=function_largest_bytes(graph, "vae_decode") if tiled else None,
-        )
+        # The largest tensors at graph level, for the report: attention's score
+        # matrices are not among them when the kernels fuse attention, nor
+        # dequantized weights (the kernels unpack them).
         if path.library == LIBRARY_FILE:
-            first_buffers = function_buffers(graph)
+            graph = mod
+            if kernels.fused_attention:
+                graph = fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)(graph)
+            first_buffers = function_buffers(fuse_dequantize(kernels)(graph))
         if module.lora:
             # The merge takes the weights as this path uploads them.
             weight_dtype = "float16" if path.precision == "fp16" else "float32"
@@ -392,12 +378,26 @@ def _build_libraries(
         paths.append(
             replace(
                 path,
-                max_buffer_bytes=largest,
+                **_bound_bytes(builds[-1], module, widen=path.widen_f16_weights),
                 weight_bytes=_uploaded_weight_bytes(module, widen=path.widen_f16_weights),
                 workspace_bytes=builds[-1].workspace_bytes,
             )
         )
     return paths, first_buffers, builds
+
+
+def _bound_bytes(build: WebGPUBuild, module: PipelineModule, *, widen: bool) -> dict[str, Any]:
+    """The largest buffer the library binds (a weight, or a storage its memory
+    plan allocates), and the untiled VAE decoder's, which is optional when the
+    build has a tile decoder: a device that cannot bind its buffers decodes in
+    tiles."""
+    tiled = TILE_FUNCTION in module.functions
+    planned = [b for name, b in build.largest_bytes.items() if not (tiled and name == "vae_decode")]
+    weights = largest_weight_bytes(module.params, widen_f16=widen)
+    return {
+        "max_buffer_bytes": max([weights, *planned]),
+        "vae_decode_buffer_bytes": build.largest_bytes.get("vae_decode", 0) if tiled else None,
+    }
 
 
 def _uploaded_weight_bytes(module: PipelineModule, *, widen: bool) -> dict[str, int]:

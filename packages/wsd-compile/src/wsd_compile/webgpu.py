@@ -12,7 +12,7 @@ from typing import Any
 
 import tvm
 
-from .buffers import planned_workspace
+from .buffers import planned_largest, planned_workspace
 from .errors import WsdCompileError
 from .kernels import DEFAULT_KERNELS, KernelOptions, webgpu_pipeline
 from .link import LinkResult, link_wasm
@@ -67,12 +67,14 @@ def check_no_f16(sources: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class WebGPUBuild:
-    """A model ``.wasm``, the time each phase took, and the storage each function
-    allocates for its intermediates (:func:`~wsd_compile.buffers.planned_workspace`)."""
+    """A model ``.wasm``, the time each phase took, the storage each function
+    allocates for its intermediates (:func:`~wsd_compile.buffers.planned_workspace`)
+    and the largest of it (:func:`~wsd_compile.buffers.planned_largest`)."""
 
     wasm: LinkResult
     compile_seconds: float
     workspace_bytes: dict[str, int] = field(default_factory=dict)
+    largest_bytes: dict[str, int] = field(default_factory=dict)
 
 
 def build_webgpu_wasm(
@@ -97,7 +99,7 @@ def build_webgpu_wasm(
     try:
         target = webgpu_target()
         lowered = webgpu_pipeline(target, kernels)(mod)
-        planned = planned_workspace(lowered)
+        planned, largest = planned_workspace(lowered), planned_largest(lowered)
         executable = tvm.compile(lowered, target=target, relax_pipeline=None)
     except tvm.error.InternalError as e:
         if "do not support i64" in str(e):
@@ -116,4 +118,4 @@ def build_webgpu_wasm(
     fcompile.object_format = "o"  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="wsd-export-") as workspace:
         executable.export_library(str(output), fcompile=fcompile, workspace_dir=workspace)
-    return WebGPUBuild(results[0], compile_seconds, planned)
+    return WebGPUBuild(results[0], compile_seconds, planned, largest)

@@ -33,6 +33,7 @@ from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.script import tirx as T
 
+from .chunked_attention import chunked_attention
 from .shapes import static_shape
 
 
@@ -381,10 +382,17 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
     chain, rooted at its last matmul."""
 
     def __init__(
-        self, mod: tvm.IRModule, tiles: AttentionTiles | None, *, heads: bool, min_bytes: int
+        self,
+        mod: tvm.IRModule,
+        tiles: AttentionTiles | None,
+        *,
+        heads: bool,
+        min_bytes: int,
+        chunk_bytes: int = 0,
     ) -> None:
         super().__init__(mod)
         self.tiles, self.heads, self.min_bytes = tiles, heads, min_bytes
+        self.chunk_bytes = chunk_bytes
         self.ops = {
             name: tvm.ir.Op.get(f"relax.{name}")
             for name in ("matmul", "nn.softmax", "astype", "multiply", "permute_dims", "reshape")
@@ -468,6 +476,9 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
         batch, depth = n * heads, width // heads
         if 4 * batch * queries * keys <= self.min_bytes:
             return None  # a score matrix this small is cheaper stored (see fuse_attention_pass)
+        if self.chunk_bytes:
+            q, k, v = chain.q, chain.k, chain.v
+            return chunked_attention(self.builder_, q, k, v, chain.scale, self.chunk_bytes)
         key = (batch, queries, keys, depth, dtype, chain.scale, heads)
         if key not in self.kernels:
             kernel = attention_kernel(
@@ -520,7 +531,7 @@ FUSE_ABOVE_BYTES = 256 * 2**20
 
 
 def fuse_attention_pass(
-    tiles: AttentionTiles | None = None, min_bytes: int = FUSE_ABOVE_BYTES
+    tiles: AttentionTiles | None = None, min_bytes: int = FUSE_ABOVE_BYTES, chunk_bytes: int = 0
 ) -> tvm.transform.Pass:
     """The pass replacing every matched attention chain of ``mod``'s Relax
     functions whose fp32 score matrix would be larger than ``min_bytes`` with a
@@ -532,12 +543,19 @@ def fuse_attention_pass(
     SDXL's 60 attentions over 1024 tokens took 94 ms a UNet step fused); the
     threshold keeps every score matrix a device binds within 256 MiB, the VAE
     decoder's largest activation at SD 1.5 512. The chains whose heads fold
-    into the kernel are replaced first, then the rest."""
+    into the kernel are replaced first, then the rest.
+
+    ``chunk_bytes`` (the ``subgroup-matrix`` path): no fused kernel; the
+    chains stay matmuls around a softmax (on tensor cores there), computed in
+    ranges of query rows whose scores take at most ``chunk_bytes``
+    (:mod:`.chunked_attention`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.FuseAttention")  # type: ignore[untyped-decorator]
     def fuse_attention(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        for heads in (True, False):
-            fuser = _AttentionFuser(mod, tiles, heads=heads, min_bytes=min_bytes)
+        for heads in (False,) if chunk_bytes else (True, False):
+            fuser = _AttentionFuser(
+                mod, tiles, heads=heads, min_bytes=min_bytes, chunk_bytes=chunk_bytes
+            )
             for gvar, func in mod.functions_items():
                 if isinstance(func, relax.Function):
                     fuser.builder_.update_func(gvar, fuser.visit_expr(func))

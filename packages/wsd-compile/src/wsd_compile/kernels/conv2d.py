@@ -30,7 +30,7 @@ _Columns = Callable[[Any, Any, Any, Any], Any]
 _Weights = Callable[[Any, Any], Any]
 
 
-def _output_size(
+def output_size(
     height: int,
     width: int,
     kernel: tuple[int, int],
@@ -104,10 +104,10 @@ def _conv2d_implicit_gemm(
 
     With ``k_parts > 1`` (split-K), the result is ``k_parts`` partial sums over
     consecutive ranges of ``k``, shape ``(split, n, cout, out_h, out_w)``,
-    for :func:`_sum_partials` to add up."""
+    for :func:`sum_partials` to add up."""
     n, cin, height, width = (int(d) for d in data.shape)
     cout, _, kh, kw = (int(d) for d in weight.shape)
-    out_h, out_w = _output_size(height, width, (kh, kw), strides, padding)
+    out_h, out_w = output_size(height, width, (kh, kw), strides, padding)
     depth = cin * kh * kw
     col, weight_at = _gemm_operands(data, weight, strides, padding, channel_block)
     if k_parts > 1:
@@ -160,7 +160,7 @@ def _split_k_gemm(
     )
 
 
-def _sum_partials(partials: te.Tensor) -> te.Tensor:
+def sum_partials(partials: te.Tensor) -> te.Tensor:
     """The sum over the first axis of split-K partial results.
 
     Written out as ``p[0] + p[1] + ...`` (at most 16 terms), not as a
@@ -179,6 +179,22 @@ def _sum_partials(partials: te.Tensor) -> te.Tensor:
     return te.compute(tuple(partials.shape[1:]), total, name="conv2d_split_sum")
 
 
+def split_depth(blocks: int, depth: int, target: int, *, step: int, min_chunk: int) -> int:
+    """Into how many equal ranges of k (1: none, at most 16) a product with
+    ``blocks`` output blocks and reduction ``depth`` is split so that it has at
+    least ``target`` blocks: each range a multiple of ``step`` (the k step of a
+    block) and at least ``min_chunk`` long. Both GEMM paths split this way
+    (:func:`split_k_parts`, :func:`.subgroup_matrix.split_k`)."""
+    best = 1
+    for parts in range(2, 17):
+        if blocks * best >= target:
+            break
+        chunk, rest = divmod(depth, parts)
+        if rest == 0 and chunk % step == 0 and chunk >= min_chunk:
+            best = parts
+    return best
+
+
 def split_k_parts(
     outputs_i: int, outputs_j: int, depth: int, target_tiles: int, step: int = 16
 ) -> int:
@@ -186,16 +202,9 @@ def split_k_parts(
     reduction ``depth`` is split into (1: not split) so that it makes at
     least ``target_tiles`` 64x64 output tiles. The ranges are equal, multiples
     of ``step`` (the k step of the tiles) and at least
-    :data:`SPLIT_K_MIN_DEPTH` long; at most 16."""
+    :data:`SPLIT_K_MIN_DEPTH` long; at most 16 (:func:`split_depth`)."""
     tiles = -(-outputs_i // 64) * -(-outputs_j // 64)
-    best = 1
-    for parts in range(2, 17):
-        if tiles * best >= target_tiles:
-            break
-        chunk, rest = divmod(depth, parts)
-        if rest == 0 and chunk % step == 0 and chunk >= SPLIT_K_MIN_DEPTH:
-            best = parts
-    return best
+    return split_depth(tiles, depth, target_tiles, step=step, min_chunk=SPLIT_K_MIN_DEPTH)
 
 
 @dataclass(frozen=True)
@@ -258,7 +267,7 @@ def conv2d_gemm(
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
     top, left, bottom, right = (int(p) for p in attrs.padding)
     padding = (top, left, bottom, right)
-    out_h, out_w = _output_size(height, width, (kh, kw), strides, padding)
+    out_h, out_w = output_size(height, width, (kh, kw), strides, padding)
     parts = split_k_parts(cout, n * out_h * out_w, cin * kh * kw, split_k_tiles)
     conv: dict[str, Any] = {
         "strides": strides,
@@ -286,7 +295,7 @@ def conv2d_gemm(
         return gemm
     # A kernel of its own (it cannot fuse into the matmul), which the
     # convolution's epilogue (cast, bias, residual) fuses into.
-    return bb.call_te(_sum_partials, bb.emit(gemm), primfunc_name_hint="conv2d_split_sum")
+    return bb.call_te(sum_partials, bb.emit(gemm), primfunc_name_hint="conv2d_split_sum")
 
 
 def legalize_map(channel_block: int = 0, split_k_tiles: int = 0) -> dict[str, Any]:

@@ -50,6 +50,10 @@ class KernelOptions:
     #: ... split along k where a product has fewer blocks (subgroups) than this
     #: (:func:`.subgroup_matrix.split_k`; 0: never).
     subgroup_split_k_workgroups: int = SPLIT_K_WORKGROUPS
+    #: ... and attention is not fused there: its matmuls run on tensor cores,
+    #: in ranges of query rows whose fp32 scores take at most this many bytes
+    #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
+    subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

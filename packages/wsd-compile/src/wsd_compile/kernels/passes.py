@@ -36,11 +36,7 @@ def webgpu_pipeline(
         *generic.library_dispatch_passes(target),
         # Phase 2. Graph rewrites on Relax operators, before they are lowered.
         *([decompose_group_norm] if kernels.group_norm else []),
-        *(
-            [fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes)]
-            if kernels.fused_attention
-            else []
-        ),
+        *([_attention_pass(kernels)] if kernels.fused_attention else []),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Quantized weights: unpacked in the kernels that read them (a no-op without).
         fuse_dequantize(kernels),
@@ -70,6 +66,12 @@ def webgpu_pipeline(
         return result
 
     return pipeline
+
+
+def _attention_pass(kernels: KernelOptions) -> tvm.transform.Pass:
+    """Large attention fused, or on the subgroup-matrix path in chunks of queries."""
+    chunk = kernels.subgroup_attention_chunk_bytes if kernels.subgroup_matrix else 0
+    return fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes, chunk_bytes=chunk)
 
 
 def fuse_dequantize(kernels: KernelOptions) -> Any:

@@ -46,7 +46,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.script import tirx as T
 
 from .attention import FUSE_ABOVE_BYTES
-from .conv2d import _output_size, _sum_partials
+from .conv2d import output_size, split_depth, sum_partials
 from .shapes import static_shape
 
 #: What a device needs for the kernels (WebGPU features, and two tokens the
@@ -85,7 +85,12 @@ class Gemm:
     it is), and the result in NCHW (``m`` is image, row, column).
     ``parts``: split-K; each block sums one of ``parts`` equal ranges of k
     into its own partial result (``[parts, ...]``), which a kernel of its own
-    adds up (``_sum_partials``).
+    adds up (``sum_partials``).
+    ``batch``: ``batch`` independent products, A ``[batch, m, k]`` and B
+    ``[batch, k, n]`` (attention's ``Q K^T`` and ``P V``).
+    ``m`` need not be a multiple of the block's rows (a matmul's, not a
+    convolution's): the last row block starts at ``m - rows``, overlapping
+    the one before it, whose rows it computes again to the same values.
     """
 
     m: int
@@ -95,6 +100,7 @@ class Gemm:
     tn: int
     conv: bool = False
     parts: int = 1
+    batch: int = 1
 
     @property
     def rows(self) -> int:
@@ -105,22 +111,35 @@ class Gemm:
         return SIDE * self.tn
 
     @property
+    def row_blocks(self) -> int:
+        return -(-self.m // self.rows)
+
+    @property
+    def ragged(self) -> bool:
+        """Whether the last row block overlaps the one before it."""
+        return self.m % self.rows != 0
+
+    @property
     def workgroups(self) -> int:
-        return (self.m // self.rows) * (self.n // self.cols) * self.parts
+        return self.row_blocks * (self.n // self.cols) * self.parts * self.batch
 
 
 def gemm_blocks(
-    m: int, n: int, k: int, *, conv: bool = False, split_k_workgroups: int = 0
+    m: int, n: int, k: int, *, conv: bool = False, batch: int = 1, split_k_workgroups: int = 0
 ) -> Gemm | None:
-    """The blocking of an ``m x k`` by ``k x n`` product, or None if it does not tile
-    into 16x16x16 matrices. Blocks of 32 x 64 measured fastest on the H200 for the
-    UNet's shapes (``node/probe_subgroup_matrix.mjs``). A product with fewer
-    blocks than ``split_k_workgroups`` is split along k (:func:`split_k`)."""
-    if k % SIDE or m % SIDE or n % SIDE:
+    """The blocking of an ``m x k`` by ``k x n`` product (``batch`` of them),
+    or None if it does not tile into 16x16x16 matrices. Blocks of 32 x 64
+    measured fastest on the H200 for the UNet's shapes
+    (``node/probe_subgroup_matrix.mjs``); 48 columns where n is in 48s, not
+    64s (heads of 40, padded). A matmul's ``m`` need only be at
+    least 16 (the 2 x 77 rows of the text tokens): its last block overlaps.
+    A product with fewer blocks than ``split_k_workgroups`` is split along k
+    (:func:`split_k`)."""
+    if k % SIDE or n % SIDE or m < SIDE or (conv and m % SIDE):
         return None
-    tm = 2 if m % (2 * SIDE) == 0 else 1
-    tn = next(t for t in (4, 2, 1) if n % (t * SIDE) == 0)
-    g = Gemm(m, n, k, tm, tn, conv)
+    tm = 2 if m % (2 * SIDE) == 0 or (m % SIDE and m >= 2 * SIDE) else 1
+    tn = next(t for t in (4, 3, 2, 1) if n % (t * SIDE) == 0)
+    g = Gemm(m, n, k, tm, tn, conv, batch=batch)
     return replace(g, parts=split_k(g, split_k_workgroups))
 
 
@@ -130,15 +149,9 @@ def split_k(g: Gemm, workgroups: int) -> int:
     product with few blocks (the UNet's 8x8 and 16x16 levels: 80 to 320)
     leaves most of the GPU idle, each subgroup waiting on its loads; the
     ranges are equal, whole 16-column steps, at least ``SPLIT_K_MIN_STEPS``
-    of them, and at most 16."""
-    steps, blocks = g.k // SIDE, g.workgroups // g.parts
-    best = 1
-    for parts in range(2, 17):
-        if blocks * best >= workgroups:
-            break
-        if steps % parts == 0 and steps // parts >= SPLIT_K_MIN_STEPS:
-            best = parts
-    return best
+    of them, and at most 16 (:func:`.conv2d.split_depth`)."""
+    blocks = g.workgroups // g.parts
+    return split_depth(blocks, g.k, workgroups, step=SIDE, min_chunk=SIDE * SPLIT_K_MIN_STEPS)
 
 
 def _load(g: Gemm, operand: str, index: int) -> str:
@@ -156,22 +169,29 @@ def _load(g: Gemm, operand: str, index: int) -> str:
         offset, stride = f"({start}) * {g.k}u + wsd_k", g.k
     else:
         offset, stride = f"wsd_k * {other}u + {start}", other
+    if g.batch > 1:
+        size = g.m * g.k if operand == "A" else g.k * g.n
+        offset = f"wsd_b * {size}u + {offset}"
     return f"subgroupMatrixLoad<{matrix}>(&{buffer}, {offset}, {str(g.conv).lower()}, {stride}u)"
 
 
 def _blocks_wgsl(g: Gemm) -> list[str]:
-    """Where the block starts: its column and row, and its range of k."""
+    """Where the block starts: its column and row, its range of k, its product."""
     # The column block as TVM computes blockIdx.x (its grid packing).
     lines = [f"let wsd_n0 = (blockIdx.z * gridDim.x + blockIdx.x) * {g.cols}u;"]
-    if g.parts == 1:
-        return [*lines, f"let wsd_m0 = blockIdx.y * {g.rows}u;"]
-    # blockIdx.y is (part, row block), as the output loop of the TIR binds it.
-    row_blocks, chunk = g.m // g.rows, g.k // g.parts
-    return [
-        *lines,
-        f"let wsd_m0 = (blockIdx.y % {row_blocks}u) * {g.rows}u;",
-        f"let wsd_k0 = (blockIdx.y / {row_blocks}u) * {chunk}u;",
-    ]
+    # blockIdx.y is (product, part, row block), as the output loop of the TIR binds it.
+    rb = g.row_blocks
+    row = "blockIdx.y" if g.parts == g.batch == 1 else f"(blockIdx.y % {rb}u)"
+    row = f"{row} * {g.rows}u"
+    if g.ragged:
+        row = f"min({row}, {g.m - g.rows}u)"
+    lines.append(f"let wsd_m0 = {row};")
+    if g.parts > 1:
+        part = f"(blockIdx.y / {rb}u)" if g.batch == 1 else f"(blockIdx.y / {rb}u % {g.parts}u)"
+        lines.append(f"let wsd_k0 = {part} * {g.k // g.parts}u;")
+    if g.batch > 1:
+        lines.append(f"let wsd_b = blockIdx.y / {rb * g.parts}u;")
+    return lines
 
 
 def _wgsl(g: Gemm) -> str:
@@ -215,17 +235,20 @@ def _gemm_kernel(
     so that they write 32 adjacent pixels of one channel."""
     text = _wgsl(g)
     rows, cols, tile = g.rows, g.cols, g.rows * g.cols
-    per_thread, row_blocks = tile // SUBGROUP, g.m // rows
+    per_thread, row_blocks = tile // SUBGROUP, g.row_blocks
     result = (g.parts, *out_shape) if g.parts > 1 else out_shape
     # The result as [part, m, n], or [part, image, channel, pixel] for NCHW.
     pixels = out_shape[2] * out_shape[3] if g.conv else g.m
-    flat_shape = (g.parts, g.m // pixels, g.n, pixels) if g.conv else (g.parts, g.m, g.n)
+    flat_shape = (g.parts, g.m // pixels, g.n, pixels) if g.conv else (g.parts, g.batch, g.m, g.n)
 
     def at(by: Any, bx: Any, e: Any) -> tuple[Any, ...]:
         """The result index of element ``e`` of the tile of block (by, bx)."""
         r, c = (e % rows, e // rows) if g.conv else (e // cols, e % cols)
-        part, row, col = by // row_blocks, by % row_blocks * rows + r, bx * cols + c
-        return (part, row // pixels, col, row % pixels) if g.conv else (part, row, col)
+        part, batch = by // row_blocks % g.parts, by // (row_blocks * g.parts)
+        row0 = by % row_blocks * rows
+        row = (T.min(row0, g.m - rows) if g.ragged else row0) + r
+        col = bx * cols + c
+        return (part, row // pixels, col, row % pixels) if g.conv else (part, batch, row, col)
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
     def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -236,7 +259,7 @@ def _gemm_kernel(
         C = T.match_buffer(c, result, "float32")  # noqa: N806
         flat = T.decl_buffer(flat_shape, "float32", data=C.data)
         for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
-            for by in T.thread_binding(row_blocks * g.parts, thread="blockIdx.y"):
+            for by in T.thread_binding(row_blocks * g.parts * g.batch, thread="blockIdx.y"):
                 for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
                     wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
                     T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
@@ -247,11 +270,12 @@ def _gemm_kernel(
 
 
 def matmul_kernel(
-    g: Gemm, a_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    g: Gemm, a_shape: tuple[int, ...], b_shape: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> tvm.tirx.PrimFunc:
     """The kernel for ``g``: A of ``a_shape`` (rows are its leading dimensions
-    flattened), B ``[k, n]``, the f32 result of ``out_shape``."""
-    return _gemm_kernel(g, a_shape, (g.k, g.n), out_shape)
+    flattened), B of ``b_shape`` (``[k, n]``, or ``[..., k, n]`` with A's
+    leading dimensions when ``g.batch > 1``), the f32 result of ``out_shape``."""
+    return _gemm_kernel(g, a_shape, b_shape, out_shape)
 
 
 def conv_kernel(g: Gemm, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tvm.tirx.PrimFunc:
@@ -275,7 +299,7 @@ def im2col_t(
     n, cin, height, width = (int(d) for d in data.shape)
     kh, kw = kernel
     top, left, _, _ = padding
-    out_h, out_w = _output_size(height, width, kernel, strides, padding)
+    out_h, out_w = output_size(height, width, kernel, strides, padding)
     taps, pixels = kh * kw, out_h * out_w
 
     def at(k: Any, m: Any) -> Any:
@@ -311,13 +335,34 @@ def conv_gemm(call: relax.Call, split_k_workgroups: int = 0) -> tuple[Gemm, dict
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
     top, left, bottom, right = (int(p) for p in attrs.padding)
     padding = (top, left, bottom, right)
-    out_h, out_w = _output_size(height, width, (kh, kw), strides, padding)
+    out_h, out_w = output_size(height, width, (kh, kw), strides, padding)
     g = gemm_blocks(
         n * out_h * out_w, cout, cin * kh * kw, conv=True, split_k_workgroups=split_k_workgroups
     )
     if g is None or g.m * g.k * 2 > IM2COL_MAX_BYTES:
         return None
     return g, {"kernel": (kh, kw), "strides": strides, "padding": padding}
+
+
+def matmul_gemm(
+    a_shape: list[int], w_shape: list[int] | None, split_k_workgroups: int = 0
+) -> Gemm | None:
+    """The blocking of ``matmul(a, w)`` for these static shapes: ``w`` a
+    ``[k, n]`` weight (rows: ``a``'s leading dimensions), or ``w`` with ``a``'s
+    leading dimensions (a batch of products, e.g. attention's); None for
+    other shapes (broadcasts) and sizes that do not tile."""
+    if w_shape is None or len(w_shape) < 2 or len(a_shape) < 2 or a_shape[-1] != w_shape[-2]:
+        return None
+    k, n = w_shape[-2:]
+    if len(w_shape) == 2:
+        m, batch = math.prod(a_shape[:-1]), 1
+    elif list(w_shape[:-2]) == list(a_shape[:-2]):
+        m, batch = a_shape[-2], math.prod(a_shape[:-2])
+    else:
+        return None
+    g = gemm_blocks(m, n, k, batch=batch, split_k_workgroups=split_k_workgroups)
+    # blockIdx.y counts (product, part, row block); WebGPU allows 65535 of them.
+    return g if g is None or g.workgroups // (g.n // g.cols) <= 65535 else None
 
 
 @mutator
@@ -340,18 +385,49 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         dtypes = (str(a.ty.dtype), str(w.ty.dtype), str(call.ty.dtype))
         if dtypes != ("float16", "float16", "float32") or not a_shape or not out_shape:
             return call
-        if w_shape is None or len(w_shape) != 2 or len(a_shape) < 2:
+        if w_shape is not None and len(w_shape) > 2 and (w_shape[-2] % SIDE or w_shape[-1] % SIDE):
+            return self._padded(call, a_shape, w_shape, out_shape)
+        return self._matmul(call, a, w, a_shape, w_shape, out_shape)
+
+    def _matmul(
+        self,
+        call: relax.Call,
+        a: relax.Expr,
+        w: relax.Expr,
+        a_shape: list[int],
+        w_shape: list[int] | None,
+        out_shape: list[int],
+    ) -> relax.Expr:
+        g = matmul_gemm(a_shape, w_shape, self.split_k_workgroups)
+        if g is None or w_shape is None:
             return call
-        k, n = w_shape
-        m = math.prod(a_shape[:-1])
-        g = gemm_blocks(m, n, k, split_k_workgroups=self.split_k_workgroups)
-        if g is None or a_shape[-1] != k:
-            return call
-        key = (g, tuple(a_shape), tuple(out_shape))
+        key = (g, tuple(a_shape), tuple(w_shape), tuple(out_shape))
         if key not in self.kernels:
-            kernel = matmul_kernel(g, tuple(a_shape), tuple(out_shape))
+            kernel = matmul_kernel(g, tuple(a_shape), tuple(w_shape), tuple(out_shape))
             self.kernels[key] = self.builder_.add_func(kernel, "subgroup_matrix_matmul")
         return self._call(g, self.kernels[key], [a, w], out_shape)
+
+    def _padded(
+        self, call: relax.Call, a_shape: list[int], w_shape: list[int], out_shape: list[int]
+    ) -> relax.Expr:
+        """A batched product (attention's) whose k or n is not in 16s (a head of
+        40, 77 text tokens) on zero-padded operands: padding k adds zeros to
+        the sums, padding n adds columns that are sliced off. The pads fuse
+        into the kernels that write the operands (the head transposes)."""
+        k, n = w_shape[-2:]
+        pad_k, pad_n = -k % SIDE, -n % SIDE
+        a_padded, w_padded = [*a_shape[:-1], k + pad_k], [*w_shape[:-2], k + pad_k, n + pad_n]
+        if matmul_gemm(a_padded, w_padded) is None:
+            return call
+        lead = [0, 0] * (len(a_shape) - 1)
+        a = self.builder_.emit(relax.op.nn.pad(call.args[0], [*lead, 0, pad_k]))
+        w = self.builder_.emit(relax.op.nn.pad(call.args[1], [*lead[:-2], 0, pad_k, 0, pad_n]))
+        padded_out = [*out_shape[:-1], n + pad_n]
+        out = self._matmul(call, a, w, a_padded, w_padded, padded_out)
+        if pad_n:
+            out = self.builder_.emit(out)
+            return relax.op.strided_slice(out, [len(out_shape) - 1], [0], [n])
+        return out
 
     def _call(
         self, g: Gemm, kernel: relax.GlobalVar, args: list[relax.Expr], out_shape: list[int]
@@ -362,7 +438,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
             return relax.call_tir(kernel, args, relax.TensorType(out_shape, "float32"))
         partials = relax.TensorType([g.parts, *out_shape], "float32")
         summed = self.builder_.emit(relax.call_tir(kernel, args, partials))
-        return self.builder_.call_te(_sum_partials, summed, primfunc_name_hint="split_k_sum")
+        return self.builder_.call_te(sum_partials, summed, primfunc_name_hint="split_k_sum")
 
     def _conv(self, call: relax.Call) -> relax.Expr:
         found = conv_gemm(call, self.split_k_workgroups)

@@ -1,0 +1,63 @@
+"""Attention on tensor cores: two batched matmuls around a softmax, in chunks of queries.
+
+On the ``subgroup-matrix`` path the products of attention run on tensor cores
+(:mod:`.subgroup_matrix`, batched), far faster than the fused scalar kernel
+(:mod:`.attention`), but the score matrix between them is stored: 1 GiB of
+fp32 at SD 1.5 512's 64x64 level (16 x 4096 x 4096), 1.25 GiB at SDXL 1024's.
+So an attention whose score matrix would be larger than a chunk is computed
+for equal ranges of query rows one after another (rows are independent: the
+softmax runs along the keys), each range's scores at most ``max_bytes``; the
+ranges' outputs are joined along the rows. The chunks' score matrices have
+one shape and never live at the same time, so the memory plan gives them one
+buffer.
+"""
+
+from __future__ import annotations
+
+from tvm import relax
+
+from .shapes import static_shape
+
+
+def query_chunks(batch: int, queries: int, keys: int, max_bytes: int) -> int:
+    """Into how many equal ranges of query rows an attention is split so that
+    each range's fp32 scores (``batch x rows x keys``) take at most
+    ``max_bytes``; 1 when they fit whole, 0 when no split of ``queries`` fits."""
+    for chunks in range(1, queries + 1):
+        if queries % chunks == 0 and 4 * batch * (queries // chunks) * keys <= max_bytes:
+            return chunks
+    return 0
+
+
+def chunked_attention(
+    bb: relax.BlockBuilder,
+    q: relax.Expr,
+    k: relax.Expr,
+    v: relax.Expr,
+    scale: float,
+    max_bytes: int,
+) -> relax.Expr | None:
+    """``softmax(Q K^T * scale) V`` (3-D: ``[batch, queries or keys, depth]``)
+    emitted into ``bb``, with the scores in fp32 and the products in Q's
+    dtype, over ranges of queries whose scores take at most ``max_bytes``
+    (:func:`query_chunks`); None when no split fits."""
+    q_shape, k_shape = static_shape(q), static_shape(k)
+    if q_shape is None or k_shape is None:
+        return None
+    (batch, queries, _), keys = q_shape, k_shape[1]
+    chunks = query_chunks(batch, queries, keys, max_bytes)
+    if chunks == 0:
+        return None
+    dtype = str(q.ty.dtype)
+    k_t = bb.emit(relax.op.permute_dims(k, [0, 2, 1]))
+    factor = relax.const(scale, "float32")
+    rows = queries // chunks
+    outputs = []
+    for c in range(chunks):
+        part = q
+        if chunks > 1:
+            part = bb.emit(relax.op.strided_slice(q, [1], [c * rows], [(c + 1) * rows]))
+        scores = bb.emit(relax.op.astype(bb.emit(relax.op.matmul(part, k_t)), "float32"))
+        weights = bb.emit(relax.op.nn.softmax(bb.emit(relax.op.multiply(scores, factor)), -1))
+        outputs.append(bb.emit(relax.op.matmul(bb.emit(relax.op.astype(weights, dtype)), v)))
+    return outputs[0] if chunks == 1 else relax.op.concat(outputs, axis=1)
