@@ -37,9 +37,9 @@ def chunked_attention(
     scale: float,
     max_bytes: int,
 ) -> relax.Expr | None:
-    """``softmax(Q K^T * scale) V`` (3-D: ``[batch, queries or keys, depth]``)
-    emitted into ``bb``, with the scores in fp32 and the products in Q's
-    dtype, over ranges of queries whose scores take at most ``max_bytes``
+    """``softmax((Q scale) K^T) V`` (3-D: ``[batch, queries or keys, depth]``)
+    emitted into ``bb``, the scores summed and stored in fp32 and the rest in
+    Q's dtype, over ranges of queries whose scores take at most ``max_bytes``
     (:func:`query_chunks`); None when no split fits."""
     q_shape, k_shape = static_shape(q), static_shape(k)
     if q_shape is None or k_shape is None:
@@ -50,14 +50,16 @@ def chunked_attention(
         return None
     dtype = str(q.ty.dtype)
     k_t = bb.emit(relax.op.permute_dims(k, [0, 2, 1]))
-    factor = relax.const(scale, "float32")
+    # Q scaled (a small tensor), so that the softmax reads the scores as the
+    # product writes them: no kernel of its own between them.
+    q = bb.emit(relax.op.multiply(q, relax.const(scale, dtype)))
     rows = queries // chunks
     outputs = []
     for c in range(chunks):
         part = q
         if chunks > 1:
             part = bb.emit(relax.op.strided_slice(q, [1], [c * rows], [(c + 1) * rows]))
-        scores = bb.emit(relax.op.astype(bb.emit(relax.op.matmul(part, k_t)), "float32"))
-        weights = bb.emit(relax.op.nn.softmax(bb.emit(relax.op.multiply(scores, factor)), -1))
-        outputs.append(bb.emit(relax.op.matmul(bb.emit(relax.op.astype(weights, dtype)), v)))
+        scores = bb.emit(relax.op.matmul(part, k_t, out_dtype="float32"))
+        weights = bb.emit(relax.op.astype(bb.emit(relax.op.nn.softmax(scores, -1)), dtype))
+        outputs.append(bb.emit(relax.op.matmul(weights, v)))
     return outputs[0] if chunks == 1 else relax.op.concat(outputs, axis=1)

@@ -41,7 +41,11 @@ def webgpu_pipeline(
         # Quantized weights: unpacked in the kernels that read them (a no-op without).
         fuse_dequantize(kernels),
         *(
-            [subgroup_matrix_pass(kernels.subgroup_split_k_workgroups)]
+            # The chunks of an attention pad K and V alike: one pad each.
+            [
+                subgroup_matrix_pass(kernels.subgroup_split_k_workgroups),
+                relax.transform.EliminateCommonSubexpr(),
+            ]
             if kernels.subgroup_matrix
             else []
         ),
@@ -69,9 +73,11 @@ def webgpu_pipeline(
 
 
 def _attention_pass(kernels: KernelOptions) -> tvm.transform.Pass:
-    """Large attention fused, or on the subgroup-matrix path in chunks of queries."""
+    """Large attention fused; on the subgroup-matrix path every attention as
+    products on tensor cores, the large ones in chunks of queries."""
     chunk = kernels.subgroup_attention_chunk_bytes if kernels.subgroup_matrix else 0
-    return fuse_attention_pass(min_bytes=kernels.fused_attention_min_bytes, chunk_bytes=chunk)
+    min_bytes = 0 if chunk else kernels.fused_attention_min_bytes
+    return fuse_attention_pass(min_bytes=min_bytes, chunk_bytes=chunk)
 
 
 def fuse_dequantize(kernels: KernelOptions) -> Any:
