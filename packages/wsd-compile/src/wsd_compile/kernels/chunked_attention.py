@@ -2,7 +2,7 @@
 
 On the ``subgroup-matrix`` path the products of attention run on tensor cores
 (:mod:`.subgroup_matrix`, batched), far faster than the fused scalar kernel
-(:mod:`.attention`), but the score matrix between them is stored: 1 GiB of
+(the ``attention`` module), but the score matrix between them is stored: 1 GiB of
 fp32 at SD 1.5 512's 64x64 level (16 x 4096 x 4096), 1.25 GiB at SDXL 1024's.
 So an attention whose score matrix would be larger than a chunk is computed
 for equal ranges of query rows one after another (rows are independent: the

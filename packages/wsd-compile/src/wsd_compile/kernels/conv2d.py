@@ -166,7 +166,7 @@ def sum_partials(partials: te.Tensor) -> te.Tensor:
     Written out as ``p[0] + p[1] + ...`` (at most 16 terms), not as a
     reduction: TVM fuses element-wise consumers into an injective kernel but
     never into a reduction, so this way the convolution's epilogue (the cast
-    to fp16 of :func:`.accumulate_fp32`, bias, residual) is computed in the
+    to fp16 of ``accumulate_fp32``, bias, residual) is computed in the
     same kernel, one output per thread."""
     parts = int(partials.shape[0])
 
