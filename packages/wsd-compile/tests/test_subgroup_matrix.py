@@ -51,11 +51,14 @@ def test_products_tile_into_16x16x16_matrices_or_are_left_alone(
     assert gemm_blocks(m, n, k, conv=True) is None or m % 16 == 0
 
 
-def _module(a_shape: tuple[int, ...], k: int, n: int) -> tvm.IRModule:
-    """``astype(matmul(a, w, out_dtype=f32), f16)``: what ``accumulate_fp32`` leaves."""
+def _module(
+    a_shape: tuple[int, ...], k: int, n: int, w_shape: tuple[int, ...] | None = None
+) -> tvm.IRModule:
+    """``astype(matmul(a, w, out_dtype=f32), f16)``: what ``accumulate_fp32`` leaves;
+    ``w`` is ``[k, n]`` unless ``w_shape`` says otherwise."""
     bb = relax.BlockBuilder()
     a = relax.Var("a", relax.TensorType(a_shape, "float16"))
-    w = relax.Var("w", relax.TensorType((k, n), "float16"))
+    w = relax.Var("w", relax.TensorType(w_shape or (k, n), "float16"))
     with bb.function("main", [a, w]):
         with bb.dataflow():
             c = bb.emit(relax.op.matmul(a, w, out_dtype="float32"))
@@ -154,17 +157,8 @@ def test_rows_not_in_whole_blocks_overlap_the_last_block() -> None:
 
 
 def _batched_module(batch: int, m: int, k: int, n: int) -> tvm.IRModule:
-    """``astype(matmul(q, k, out_dtype=f32), f16)`` for [2, batch / 2, m, k] by
-    [2, batch / 2, k, n]: attention's products."""
-    bb = relax.BlockBuilder()
-    q = relax.Var("q", relax.TensorType((2, batch // 2, m, k), "float16"))
-    kt = relax.Var("kt", relax.TensorType((2, batch // 2, k, n), "float16"))
-    with bb.function("main", [q, kt]):
-        with bb.dataflow():
-            c = bb.emit(relax.op.matmul(q, kt, out_dtype="float32"))
-            d = bb.emit_output(relax.op.astype(c, "float16"))
-        bb.emit_func_output(d)
-    return bb.get()
+    """[2, batch / 2, m, k] by [2, batch / 2, k, n]: attention's products."""
+    return _module((2, batch // 2, m, k), k, n, w_shape=(2, batch // 2, k, n))
 
 
 def test_batched_products_take_their_operands_per_product() -> None:
