@@ -15,6 +15,8 @@ from tvm import relax
 from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
 from wsd_compile.kernels.subgroup_matrix import (
     Gemm,
+    RowRange,
+    conv_row_ranges,
     gemm_blocks,
     im2col_t,
     subgroup_matrix_pass,
@@ -213,8 +215,8 @@ def _conv_module(x_shape: tuple[int, ...], w_shape: tuple[int, ...], **conv: Any
         ((2, 4, 8, 8), (32, 4, 3, 3), {"padding": 1}, False),  # conv_in: K of 36
         ((2, 32, 8, 8), (4, 32, 3, 3), {"padding": 1}, False),  # conv_out: 4 channels
         ((1, 32, 3, 5), (32, 32, 1, 1), {}, False),  # 15 pixels
-        # The VAE decoder's last level at 512x512: a 576 MiB im2col matrix.
-        ((1, 128, 512, 512), (128, 128, 3, 3), {"padding": 1}, False),
+        # The VAE decoder's last level at 512x512: a 576 MiB im2col matrix, in ranges of rows.
+        ((1, 128, 512, 512), (128, 128, 3, 3), {"padding": 1}, True),
         ((1, 512, 128, 128), (512, 512, 3, 3), {"padding": 1}, True),  # 144 MiB
     ],
 )
@@ -271,3 +273,113 @@ def test_the_conv_wgsl_reads_the_transposed_operands_and_writes_nchw() -> None:
     assert "(&B_ptr, (wsd_n0 + 48u) * 288u + wsd_k, true, 288u)" in source
     # The tile column-major (32 rows): invocations write adjacent pixels.
     assert "subgroupMatrixStore(&wsd_tile, 528u, wsd_acc_1_1, true, 32u);" in source
+
+
+def _conv_call(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: str = "float16", **conv: Any
+) -> relax.Call:
+    x = relax.Var("x", relax.TensorType(x_shape, dtype))
+    w = relax.Var("w", relax.TensorType(w_shape, dtype))
+    call = relax.op.nn.conv2d(x, w, out_dtype="float32", **conv)
+    normalized: relax.Call = relax.BlockBuilder().normalize(call)
+    return normalized
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "conv", "chunks"),
+    [
+        # The VAE decoder at 512x512: 576 MiB and 1.1 GiB of im2col.
+        ((1, 128, 512, 512), (128, 128, 3, 3), {"padding": 1}, 4),
+        ((1, 256, 512, 512), (128, 256, 3, 3), {"padding": 1}, 8),
+        # SDXL's up blocks at 128x128 (CFG batch 2): 960 and 640 input channels.
+        ((2, 960, 128, 128), (320, 960, 3, 3), {"padding": 1}, 4),
+        ((2, 640, 128, 128), (320, 640, 3, 3), {"padding": 1}, 2),
+        # A strided downsampler: output rows read every other input row.
+        ((1, 256, 512, 512), (256, 256, 3, 3), {"padding": 1, "strides": 2}, 2),
+        ((1, 512, 128, 128), (512, 512, 3, 3), {"padding": 1}, None),  # 144 MiB: whole
+        ((1, 4, 512, 512), (128, 4, 3, 3), {"padding": 1}, None),  # K of 36: not the kernel
+    ],
+)
+def test_large_convolutions_split_into_ranges_of_output_rows_that_fit(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], conv: dict[str, Any], chunks: int | None
+) -> None:
+    call = _conv_call(x_shape, w_shape, **conv)
+    ranges = conv_row_ranges(call, 256 << 20)
+    assert (None if ranges is None else len(ranges)) == chunks
+    if ranges is None:
+        return
+    height, kh, stride = x_shape[2], w_shape[2], conv.get("strides", 1)
+    out_h = int(call.ty.shape[2])
+    k, per_row = x_shape[1] * kh * w_shape[3], x_shape[0] * int(call.ty.shape[3])
+    # Equal ranges that cover the output rows, each im2col within the limit.
+    assert [r.start for r in ranges] == list(range(0, out_h, out_h // chunks))
+    assert ranges[-1].stop == out_h
+    for r in ranges:
+        assert (r.stop - r.start) * per_row * k * 2 <= 256 << 20
+        assert 0 <= r.first < r.last <= height
+        # The rows read, with the range's padding, give exactly its output rows.
+        assert (r.last - r.first + r.top + r.bottom - kh) // stride + 1 == r.stop - r.start
+    assert ranges[0].top == 1 and ranges[-1].bottom == (1 if stride == 1 else 0)
+    assert all(r.top == 0 for r in ranges[1:]) and all(r.bottom == 0 for r in ranges[:-1])
+
+
+def test_a_convolution_in_ranges_of_rows_is_the_whole_convolution() -> None:
+    """The row split of the pass (slices with a halo, the image edges' padding,
+    joined along the rows) computes the same numbers as the whole convolution,
+    on llvm: the split as the pass writes it, before its kernels, which only
+    run on tensor cores."""
+    import numpy as np
+
+    for x_shape, w_shape, conv, chunks in [
+        ((2, 16, 16, 8), (32, 16, 3, 3), {"padding": 1}, 16),
+        ((1, 16, 16, 16), (16, 16, 3, 3), {"padding": 1, "strides": 2}, 4),
+        # The SD VAE encoder's downsampler: padded only at the bottom and right.
+        ((1, 16, 32, 8), (16, 16, 3, 3), {"padding": (0, 0, 1, 1), "strides": 2}, 4),
+    ]:
+        call = _conv_call(x_shape, w_shape, **conv)
+        ranges = conv_row_ranges(call, 5000)
+        assert ranges is not None and len(ranges) == chunks
+        whole, split = _run_conv(call, None), _run_conv(call, ranges)
+        np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-5)
+
+
+def _run_conv(call: relax.Call, ranges: list[RowRange] | None) -> Any:
+    """``call`` (fp32 on llvm) whole or as the pass splits it into ``ranges``."""
+    import numpy as np
+
+    from wsd_compile.kernels.subgroup_matrix import conv_in_rows
+
+    x_shape = [int(d) for d in call.args[0].ty.shape]
+    w_shape = [int(d) for d in call.args[1].ty.shape]
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(x_shape, "float32"))
+    w = relax.Var("w", relax.TensorType(w_shape, "float32"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            like = relax.op.nn.conv2d(
+                x,
+                w,
+                strides=call.attrs.strides,
+                padding=call.attrs.padding,
+                out_dtype="float32",
+            )
+            if ranges is None:
+                out = bb.emit_output(like)
+            else:
+                parts = [bb.emit(part) for part in conv_in_rows(bb, bb.normalize(like), ranges)]
+                out = bb.emit_output(relax.op.concat(parts, axis=2))
+        bb.emit_func_output(out)
+    vm = relax.VirtualMachine(tvm.compile(bb.get(), target="llvm"), tvm.cpu())
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(s).astype("float32") for s in (x_shape, w_shape)]
+    return vm["main"](*[tvm.runtime.tensor(a) for a in inputs]).numpy()
+
+
+def test_a_large_convolution_becomes_one_kernel_per_range_of_rows_joined() -> None:
+    text = subgroup_matrix_pass(im2col_max_bytes=64 * 1024)(
+        _conv_module((2, 32, 16, 16), (64, 32, 3, 3), padding=1)
+    ).script()
+    # 2 x 16 x 16 pixels x 288 x 2 bytes = 288 KiB: 8 ranges of 2 rows, of one kernel.
+    assert text.count("R.strided_slice") == 8
+    assert text.count("cls.subgroup_matrix_conv2d,") == 8
+    assert "R.concat" in text and "R.nn.conv2d" not in text

@@ -7,7 +7,7 @@ from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
-from .subgroup_matrix import SPLIT_K_WORKGROUPS
+from .subgroup_matrix import IM2COL_MAX_BYTES, SPLIT_K_WORKGROUPS
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class KernelOptions:
     #: in ranges of query rows whose fp32 scores take at most this many bytes
     #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
+    #: ... and convolutions whose im2col matrix (fp16) would be larger than this
+    #: run in ranges of output rows, each within it (:func:`.conv_row_ranges`).
+    subgroup_im2col_max_bytes: int = IM2COL_MAX_BYTES
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

@@ -43,7 +43,9 @@ def webgpu_pipeline(
         *(
             # The chunks of an attention pad K and V alike: one pad each.
             [
-                subgroup_matrix_pass(kernels.subgroup_split_k_workgroups),
+                subgroup_matrix_pass(
+                    kernels.subgroup_split_k_workgroups, kernels.subgroup_im2col_max_bytes
+                ),
                 relax.transform.EliminateCommonSubexpr(),
             ]
             if kernels.subgroup_matrix

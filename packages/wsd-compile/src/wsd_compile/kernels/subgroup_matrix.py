@@ -26,9 +26,12 @@ configuration and subgroups of at most 32 (``SUBGROUP_MATRIX_REQUIRES``).
 leaves) whose rows, columns and K are multiples of 16, and the fp16
 convolutions that sum in fp32 (NCHW, OIHW, no groups or dilation) whose
 output pixels, output channels and ``K = channels x kernel taps`` are: an
-injective kernel writes the transposed im2col matrix (:func:`im2col_t`, up to
-``IM2COL_MAX_BYTES``), and :func:`conv_kernel` multiplies it with the weight as
-it is stored, both loaded column-major, writing the NCHW result. A product
+injective kernel writes the transposed im2col matrix (:func:`im2col_t`), and
+:func:`conv_kernel` multiplies it with the weight as it is stored, both loaded
+column-major, writing the NCHW result. A convolution whose im2col matrix would
+be larger than ``IM2COL_MAX_BYTES`` is computed in equal ranges of output rows
+(:func:`conv_row_ranges`), each an im2col and a product of its own over the
+input rows it reads, joined along the rows. A product
 with fewer blocks than ``SPLIT_K_WORKGROUPS`` is split along k
 (:func:`split_k`): its blocks write partial sums that a kernel of its own
 adds up, with the epilogue fused into it.
@@ -62,9 +65,10 @@ SUBGROUP_MATRIX_REQUIRES = (
 #: The tile of one subgroup matrix, and the invocations of a workgroup (one subgroup).
 SIDE = 16
 SUBGROUP = 32
-#: The largest im2col matrix a convolution may write (fp16 bytes); larger ones
-#: (the VAE decoder's at 256x256 and 512x512) stay implicit GEMMs, so that no
-#: buffer of the path is larger than the binding limit wsd aims for (256 MiB).
+#: The largest im2col matrix a convolution may write (fp16 bytes): larger ones
+#: (the VAE decoder's at 256x256 and 512x512, SDXL's up blocks at 128x128) are
+#: computed in ranges of output rows, so that no buffer of the path is larger
+#: than the binding limit wsd aims for (256 MiB).
 IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: The names the WGSL text refers to: TVM prints a buffer ``X`` of the
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
@@ -313,10 +317,13 @@ def im2col_t(
     return te.compute((cin * taps, n * pixels), at, name="im2col")
 
 
-def conv_gemm(call: relax.Call, split_k_workgroups: int = 0) -> tuple[Gemm, dict[str, Any]] | None:
+def conv_gemm(
+    call: relax.Call, split_k_workgroups: int = 0, max_bytes: int | None = IM2COL_MAX_BYTES
+) -> tuple[Gemm, dict[str, Any]] | None:
     """The blocking of ``call`` (an fp16 ``conv2d`` summing in fp32) as a GEMM,
     and the im2col arguments; None where the kernel does not apply (other
-    layouts, groups, dilation, dynamic shapes, sizes not in 16s)."""
+    layouts, groups, dilation, dynamic shapes, sizes not in 16s, an im2col
+    matrix larger than ``max_bytes``: None for no limit)."""
     attrs = call.attrs
     data, weight = call.args
     x_shape, w_shape = static_shape(data), static_shape(weight)
@@ -339,9 +346,50 @@ def conv_gemm(call: relax.Call, split_k_workgroups: int = 0) -> tuple[Gemm, dict
     g = gemm_blocks(
         n * out_h * out_w, cout, cin * kh * kw, conv=True, split_k_workgroups=split_k_workgroups
     )
-    if g is None or g.m * g.k * 2 > IM2COL_MAX_BYTES:
+    if g is None or (max_bytes is not None and g.m * g.k * 2 > max_bytes):
         return None
     return g, {"kernel": (kh, kw), "strides": strides, "padding": padding}
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """Output rows ``[start, stop)`` of a convolution, and what they read: input
+    rows ``[first, last)`` with ``top`` and ``bottom`` rows of zero padding."""
+
+    start: int
+    stop: int
+    first: int
+    last: int
+    top: int
+    bottom: int
+
+
+def conv_row_ranges(call: relax.Call, max_bytes: int) -> list[RowRange] | None:
+    """The equal ranges of output rows in which ``call`` (a convolution the
+    kernel takes, but whose im2col matrix is larger than ``max_bytes``) is
+    computed: the fewest whose im2col matrices each fit, with whole 16-row
+    blocks of pixels. None where it fits whole, the kernel does not apply,
+    or no split fits."""
+    found = conv_gemm(call, max_bytes=None)
+    if found is None or found[0].m * found[0].k * 2 <= max_bytes:
+        return None
+    g, im2col = found
+    height = int(call.args[0].ty.shape[2])
+    kh, stride, (top, _, bottom, _) = im2col["kernel"][0], im2col["strides"][0], im2col["padding"]
+    out_h, _ = output_size(height, 1, (kh, 1), (stride, 1), (top, 0, bottom, 0))
+    per_row = g.m // out_h
+    for chunks in range(2, out_h + 1):
+        rows = out_h // chunks
+        if out_h % chunks or (per_row * rows) % SIDE or per_row * rows * g.k * 2 > max_bytes:
+            continue
+        ranges = []
+        for start in range(0, out_h, rows):
+            # Input rows read by output rows start .. start + rows - 1, clipped to the image.
+            low, high = start * stride - top, (start + rows - 1) * stride - top + kh
+            first, last = max(low, 0), min(high, height)
+            ranges.append(RowRange(start, start + rows, first, last, first - low, high - last))
+        return ranges
+    return None
 
 
 def matmul_gemm(
@@ -367,9 +415,10 @@ def matmul_gemm(
 
 @mutator
 class _Rewriter(PyExprMutator):  # type: ignore[misc]
-    def __init__(self, mod: tvm.IRModule, split_k_workgroups: int) -> None:
+    def __init__(self, mod: tvm.IRModule, split_k_workgroups: int, im2col_max_bytes: int) -> None:
         super().__init__(mod)
         self.split_k_workgroups = split_k_workgroups
+        self.im2col_max_bytes = im2col_max_bytes
         self.matmul = tvm.ir.Op.get("relax.matmul")
         self.conv2d = tvm.ir.Op.get("relax.nn.conv2d")
         self.kernels: dict[tuple[Any, ...], relax.GlobalVar] = {}
@@ -441,9 +490,10 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         return self.builder_.call_te(sum_partials, summed, primfunc_name_hint="split_k_sum")
 
     def _conv(self, call: relax.Call) -> relax.Expr:
-        found = conv_gemm(call, self.split_k_workgroups)
+        found = conv_gemm(call, self.split_k_workgroups, self.im2col_max_bytes)
         if found is None:
-            return call
+            ranges = conv_row_ranges(call, self.im2col_max_bytes)
+            return call if ranges is None else self._conv_rows(call, ranges)
         g, im2col = found
         data, weight = call.args
         w_shape, out_shape = static_shape(weight) or [], static_shape(call) or []
@@ -456,16 +506,55 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
             self.kernels[key] = self.builder_.add_func(kernel, "subgroup_matrix_conv2d")
         return self._call(g, self.kernels[key], [columns, weight], out_shape)
 
+    def _conv_rows(self, call: relax.Call, ranges: list[RowRange]) -> relax.Expr:
+        """``call`` as one kernel per range of output rows (:func:`conv_in_rows`),
+        the results joined along the rows (which the epilogue fuses into)."""
+        parts = [
+            self.builder_.emit(self._conv(part))
+            for part in conv_in_rows(self.builder_, call, ranges)
+        ]
+        return relax.op.concat(parts, axis=2)
 
-def subgroup_matrix_pass(split_k_workgroups: int = SPLIT_K_WORKGROUPS) -> tvm.transform.Pass:
+
+def conv_in_rows(
+    bb: relax.BlockBuilder, call: relax.Call, ranges: list[RowRange]
+) -> list[relax.Call]:
+    """The convolutions that compute ``call``'s ``ranges`` of output rows: each
+    on the input rows it reads (a slice, emitted into ``bb``, which fuses into
+    its im2col kernel), padded where the range reaches the image's edges."""
+    attrs, (data, weight) = call.attrs, call.args
+    _, left, _, right = (int(p) for p in attrs.padding)
+    parts = []
+    for r in ranges:
+        rows = bb.emit(relax.op.strided_slice(data, [2], [r.first], [r.last]))
+        part = relax.op.nn.conv2d(
+            rows,
+            weight,
+            strides=attrs.strides,
+            padding=(r.top, left, r.bottom, right),
+            dilation=attrs.dilation,
+            data_layout="NCHW",
+            kernel_layout="OIHW",
+            out_layout="NCHW",
+            out_dtype=str(call.ty.dtype),
+        )
+        parts.append(bb.normalize(part))
+    return parts
+
+
+def subgroup_matrix_pass(
+    split_k_workgroups: int = SPLIT_K_WORKGROUPS, im2col_max_bytes: int = IM2COL_MAX_BYTES
+) -> tvm.transform.Pass:
     """Every fp16 matmul and convolution summing in fp32 whose shapes tile into
     16x16x16 matrices, as a :func:`matmul_kernel` or :func:`conv_kernel` call
     (run after ``accumulate_fp32``); those with fewer blocks than
-    ``split_k_workgroups`` split along k (0: none)."""
+    ``split_k_workgroups`` split along k (0: none); convolutions whose im2col
+    matrix would be larger than ``im2col_max_bytes`` in ranges of output rows
+    (:func:`conv_row_ranges`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrix")  # type: ignore[untyped-decorator]
     def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, split_k_workgroups)
+        rewriter = _Rewriter(mod, split_k_workgroups, im2col_max_bytes)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
