@@ -27,12 +27,13 @@ from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 @pytest.mark.parametrize(
     ("shape", "blocks"),
     [
-        ((8192, 320, 320), (2, 4)),  # SD 1.5's projections at 64x64: 32x64 blocks
-        ((8192, 2560, 320), (2, 4)),
+        ((8192, 320, 320), (4, 4)),  # SD 1.5's projections at 64x64: 64x64 blocks
+        ((8192, 2560, 320), (4, 4)),
+        ((512, 1280, 1280), (2, 2)),  # ... at 16x16: 160 blocks of 64x64, so 32x32
         ((128, 32, 64), (2, 2)),  # tiny-sd15: 32 output channels
         ((16, 48, 16), (1, 3)),
         ((16, 32, 16), (1, 2)),
-        ((154, 320, 768), (2, 4)),  # 2 x 77 text tokens: the last row block overlaps
+        ((154, 320, 768), (2, 2)),  # 2 x 77 text tokens: the last row block overlaps
         ((24, 64, 64), (1, 4)),
         ((16384, 48, 4096), (2, 3)),  # P V, SD 1.5's head of 40 padded to 48
         ((8, 64, 64), None),  # fewer than 16 rows
@@ -85,12 +86,18 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     assert re.search(r"var<storage, read> A_ptr : array<f16>;", source)
     assert re.search(r"var<storage, read> B_ptr : array<f16>;", source)
-    assert re.search(r"var<workgroup> wsd_tile : array<f32, 2048>;", source)
+    assert re.search(r"var<workgroup> wsd_tile : array<f32, 1024>;", source)
     assert re.search(r"var<storage, read_write> \w+ : array<f32>;", source)
     assert "@workgroup_size(32, 1, 1)" in source
-    # 2 x 4 accumulators of 16x16 (a 32x64 block), 4 steps of K.
+    # 2 x 2 accumulators of 16x16 (a 32x32 block: 4 blocks are too few for
+    # 64x64), 4 steps of K: the first loaded before the loop, each step's
+    # matrices loaded while the step before multiplies, the last peeled.
     assert source.count("subgroupMatrixMultiplyAccumulate(") == 8
-    assert "for (var wsd_k = 0u; wsd_k < 64u; wsd_k += 16u)" in source
+    assert "var wsd_a_1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(" in source
+    assert "(&A_ptr, (wsd_m0 + 16u) * 64u + 0u, false, 64u)" in source
+    assert "for (var wsd_k = 0u + 16u; wsd_k < 64u; wsd_k += 16u)" in source
+    assert "(&A_ptr, (wsd_m0 + 16u) * 64u + wsd_k, false, 64u)" in source
+    assert "wsd_a_1 = wsd_next_a_1;" in source
     # What follows the hand-written part in the generated line is commented out.
     assert re.search(r"workgroupBarrier\(\);\n\s*//\(A_ptr, B_ptr, wsd_tile\);", source)
     assert "enable chromium_experimental_subgroup_matrix" not in source  # the page adds it
@@ -104,10 +111,11 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
 @pytest.mark.parametrize(
     ("shape", "workgroups", "parts"),
     [
-        # SD 1.5's 3x3 convolutions at 8x8: 80 blocks, 720 steps of k -> 15 ranges.
-        ((128, 1280, 11520), 1024, 15),
-        ((512, 1280, 5760), 1024, 4),  # ... at 16x16: 320 blocks
-        ((8192, 320, 2880), 1024, 1),  # at 64x64: 1280 blocks, enough
+        # SD 1.5's 3x3 convolutions at 8x8: 160 blocks of 32x32, 720 steps of k -> 8 ranges.
+        ((128, 1280, 11520), 1024, 8),
+        ((512, 1280, 5760), 1024, 2),  # ... at 16x16: 640 blocks of 32x32
+        ((8192, 320, 2880), 1024, 2),  # at 64x64: 640 blocks of 64x64
+        ((32768, 320, 2880), 1024, 1),  # SDXL's at 128x128: 2560 blocks, enough
         ((128, 1280, 11520), 0, 1),  # split-K off
         ((32, 64, 1024), 1024, 4),  # 64 steps: ranges of at least 16
         ((32, 64, 256), 1024, 1),  # 16 steps: too shallow to split
@@ -134,7 +142,7 @@ def test_a_split_product_sums_a_range_of_k_per_block_and_adds_the_parts_up() -> 
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     assert "let wsd_m0 = (blockIdx.y % 1u) * 32u;" in source
     assert "let wsd_k0 = (blockIdx.y / 1u) * 256u;" in source
-    assert "for (var wsd_k = wsd_k0; wsd_k < wsd_k0 + 256u; wsd_k += 16u)" in source
+    assert "for (var wsd_k = wsd_k0 + 16u; wsd_k < wsd_k0 + 256u; wsd_k += 16u)" in source
     unsplit = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_split_k_workgroups=0)
     plain = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, unsplit))
     assert not any("split_k_sum" in s or "wsd_k0" in s for s in wgsl_sources(plain.mod))
@@ -167,7 +175,7 @@ def test_batched_products_take_their_operands_per_product() -> None:
     """SDXL's 32x32 self-attention, Q K^T for 40 heads: blockIdx.y is (head, row
     block), and A and B are offset by the head's matrix."""
     g = gemm_blocks(1024, 1024, 64, batch=40, split_k_workgroups=1024)
-    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (2, 4, 1, 40 * 32 * 16)
+    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (4, 4, 1, 40 * 16 * 16)
     module = _batched_module(4, 32, 64, 64)
     text = subgroup_matrix_pass()(module).script()
     assert "R.call_tir(cls.subgroup_matrix_matmul" in text and "R.matmul" not in text
@@ -270,7 +278,8 @@ def test_the_conv_wgsl_reads_the_transposed_operands_and_writes_nchw() -> None:
     assert any("im2col" in s for s in sources)
     # m = 2 x 8 x 8 = 128 pixels, k = 32 x 9 = 288: A^T and the OIHW weight column-major.
     assert "(&A_ptr, wsd_k * 128u + wsd_m0 + 16u, true, 128u)" in source
-    assert "(&B_ptr, (wsd_n0 + 48u) * 288u + wsd_k, true, 288u)" in source
+    assert "(&B_ptr, (wsd_n0 + 16u) * 288u + wsd_k, true, 288u)" in source
+    assert "(&B_ptr, (wsd_n0 + 16u) * 288u + 0u, true, 288u)" in source  # the first step
     # The tile column-major (32 rows): invocations write adjacent pixels.
     assert "subgroupMatrixStore(&wsd_tile, 528u, wsd_acc_1_1, true, 32u);" in source
 

@@ -9,8 +9,9 @@ an ``call_extern`` statement that ends in a line comment (the comment swallows
 the argument list the generator appends), and whose output part is plain TIR:
 
 - one workgroup is one subgroup (32 invocations) and owns a ``(16 tm) x (16 tn)``
-  block of the result: ``tm x tn`` accumulators, loaded A and B tiles straight
-  from storage, 16 columns of K at a time;
+  block of the result (64 x 64 where there are enough blocks): ``tm x tn``
+  accumulators, A and B tiles loaded straight from storage, 16 columns of K
+  at a time, one step ahead of the products;
 - the accumulators go to workgroup memory, and the 32 invocations write them
   to the f32 output with ordinary (coalesced) stores, which TIR sees, so the
   output is bound writable and the ``astype`` to fp16 and the epilogue that
@@ -73,6 +74,9 @@ IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: The names the WGSL text refers to: TVM prints a buffer ``X`` of the
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
 _A, _B, _TILE = "A_ptr", "B_ptr", "wsd_tile"
+#: The fewest 64 x 64 blocks a product must make to be computed in them
+#: (:func:`gemm_blocks`); fewer: 32 x 32 blocks.
+BIG_BLOCKS_MIN = 320
 #: The fewest 16-column steps of k a split-K block sums (:func:`split_k`).
 SPLIT_K_MIN_STEPS = 16
 #: Products with fewer blocks than this are split along k: the H200 has 132
@@ -132,18 +136,22 @@ def gemm_blocks(
     m: int, n: int, k: int, *, conv: bool = False, batch: int = 1, split_k_workgroups: int = 0
 ) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product (``batch`` of them),
-    or None if it does not tile into 16x16x16 matrices. Blocks of 32 x 64
-    measured fastest on the H200 for the UNet's shapes
-    (``node/probe_subgroup_matrix.mjs``); 48 columns where n is in 48s, not
-    64s (heads of 40, padded). A matmul's ``m`` need only be at
+    or None if it does not tile into 16x16x16 matrices. Blocks of 64 x 64
+    (4 x 4 matrices) measured fastest on the H200 wherever they make at least
+    ``BIG_BLOCKS_MIN`` blocks; fewer, smaller blocks (32 x 32) keep more
+    subgroups busy on the small products (SD 1.5's 16x16 level:
+    ``docs/benchmarks/raw/subgroup-matrix-variants.json``). 48 columns where n
+    is in 48s, not 64s (heads of 40, padded). A matmul's ``m`` need only be at
     least 16 (the 2 x 77 rows of the text tokens): its last block overlaps.
     A product with fewer blocks than ``split_k_workgroups`` is split along k
     (:func:`split_k`)."""
     if k % SIDE or n % SIDE or m < SIDE or (conv and m % SIDE):
         return None
-    tm = 2 if m % (2 * SIDE) == 0 or (m % SIDE and m >= 2 * SIDE) else 1
     tn = next(t for t in (4, 3, 2, 1) if n % (t * SIDE) == 0)
+    tm = next(t for t in (4, 2, 1) if m % (t * SIDE) == 0 or (not conv and m >= t * SIDE))
     g = Gemm(m, n, k, tm, tn, conv, batch=batch)
+    if g.workgroups < BIG_BLOCKS_MIN and tm * tn > 4:
+        g = replace(g, tm=min(tm, 2), tn=2 if tn == 4 else tn)
     return replace(g, parts=split_k(g, split_k_workgroups))
 
 
@@ -158,9 +166,9 @@ def split_k(g: Gemm, workgroups: int) -> int:
     return split_depth(blocks, g.k, workgroups, step=SIDE, min_chunk=SIDE * SPLIT_K_MIN_STEPS)
 
 
-def _load(g: Gemm, operand: str, index: int) -> str:
+def _load(g: Gemm, operand: str, index: int, k: str = "wsd_k") -> str:
     """The WGSL that loads the ``index``-th 16x16 matrix of ``operand`` (``A``:
-    along the rows, ``B``: along the columns) at ``wsd_k``. In the
+    along the rows, ``B``: along the columns) at column ``k`` of K. In the
     convolution form both are stored transposed, so both load column-major."""
     if operand == "A":
         kind, start, other, buffer = "left", f"wsd_m0 + {SIDE * index}u", g.m, _A
@@ -170,9 +178,9 @@ def _load(g: Gemm, operand: str, index: int) -> str:
     # Stored A [m, k] and B^T [n, k] have k contiguous; A^T [k, m] and B [k, n] do not.
     along_k = operand == ("B" if g.conv else "A")
     if along_k:
-        offset, stride = f"({start}) * {g.k}u + wsd_k", g.k
+        offset, stride = f"({start}) * {g.k}u + {k}", g.k
     else:
-        offset, stride = f"wsd_k * {other}u + {start}", other
+        offset, stride = f"{k} * {other}u + {start}", other
     if g.batch > 1:
         size = g.m * g.k if operand == "A" else g.k * g.n
         offset = f"wsd_b * {size}u + {offset}"
@@ -199,21 +207,30 @@ def _blocks_wgsl(g: Gemm) -> list[str]:
 
 
 def _wgsl(g: Gemm) -> str:
-    """The matrix part of the kernel, as WGSL statements ending in a line comment."""
+    """The matrix part of the kernel, as WGSL statements ending in a line comment.
+
+    The loads are one step ahead of the products: the matrices of step
+    ``wsd_k`` load while those of the step before multiply, so a subgroup
+    waits on memory less (5-30% faster on the H200 than loading and then
+    multiplying)."""
     pairs = [(i, j) for i in range(g.tm) for j in range(g.tn)]
     start, end = ("0u", f"{g.k}u") if g.parts == 1 else ("wsd_k0", f"wsd_k0 + {g.k // g.parts}u")
+    operands = [("a", "A", i) for i in range(g.tm)] + [("b", "B", j) for j in range(g.tn)]
+    products = [
+        f"wsd_acc_{i}_{j} = subgroupMatrixMultiplyAccumulate("
+        f"wsd_a_{i}, wsd_b_{j}, wsd_acc_{i}_{j});"
+        for i, j in pairs
+    ]
     lines = [
         *_blocks_wgsl(g),
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
-        f"for (var wsd_k = {start}; wsd_k < {end}; wsd_k += 16u) {{",
-        *(f"  let wsd_a_{i} = {_load(g, 'A', i)};" for i in range(g.tm)),
-        *(f"  let wsd_b_{j} = {_load(g, 'B', j)};" for j in range(g.tn)),
-        *(
-            f"  wsd_acc_{i}_{j} = subgroupMatrixMultiplyAccumulate(wsd_a_{i}, wsd_b_{j}, "
-            f"wsd_acc_{i}_{j});"
-            for i, j in pairs
-        ),
+        *(f"var wsd_{x}_{i} = {_load(g, op, i, start)};" for x, op, i in operands),
+        f"for (var wsd_k = {start} + 16u; wsd_k < {end}; wsd_k += 16u) {{",
+        *(f"  let wsd_next_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
+        *(f"  {p}" for p in products),
+        *(f"  wsd_{x}_{i} = wsd_next_{x}_{i};" for x, _, i in operands),
         "}",
+        *products,
         # Row-major for a [m, n] result; column-major (rows contiguous) for NCHW.
         *(
             f"subgroupMatrixStore(&{_TILE}, {SIDE * j * g.rows + SIDE * i}u, wsd_acc_{i}_{j}, "
