@@ -254,8 +254,15 @@ def _group(case: dict[str, Any]) -> tuple[str, str, str]:
     return case["preset"], quantize, case["precision"] if quantize != "none" else "fp32"
 
 
-def prepare(out: Path, quantized: bool = False, editing: bool = False, lora: bool = False) -> None:
-    """The cases' builds in ``out/builds`` and diffusers' outputs in ``out/reference``."""
+def prepare(
+    out: Path,
+    quantized: bool = False,
+    editing: bool = False,
+    lora: bool = False,
+    kernel_paths: list[str] | None = None,
+) -> None:
+    """The cases' builds in ``out/builds`` and diffusers' outputs in
+    ``out/reference``; only the cases of ``kernel_paths`` when given."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
@@ -272,6 +279,10 @@ def prepare(out: Path, quantized: bool = False, editing: bool = False, lora: boo
         if quantized
         else _cases() + _attention_cases()
     )
+    if kernel_paths:
+        cases = [c for c in cases if c["kernel_path"] in kernel_paths]
+        if not cases:
+            raise SystemExit(f"gpu_parity.py: no case runs on the kernel paths {kernel_paths}")
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -368,12 +379,18 @@ def main() -> int:
         "--editing", action="store_true", help="image-to-image and inpainting cases (fp16)"
     )
     prep.add_argument("--lora", action="store_true", help="LoRA cases (fp16)")
+    prep.add_argument(
+        "--kernel-path",
+        action="append",
+        choices=("subgroup-matrix", "shader-f16", "fp32"),
+        help="only the cases on this kernel path (repeatable): what a kernel change touches",
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out, args.quantized, args.editing, args.lora)
+        prepare(args.out, args.quantized, args.editing, args.lora, args.kernel_path)
         return 0
     return compare(args.out, args.json)
 

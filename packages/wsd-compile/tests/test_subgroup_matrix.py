@@ -18,6 +18,7 @@ from wsd_compile.kernels.subgroup_matrix import (
     RowRange,
     conv_row_ranges,
     gemm_blocks,
+    gemm_wgsl,
     im2col_t,
     subgroup_matrix_pass,
 )
@@ -27,14 +28,14 @@ from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 @pytest.mark.parametrize(
     ("shape", "blocks"),
     [
-        ((8192, 320, 320), (4, 4)),  # SD 1.5's projections at 64x64: 64x64 blocks
-        ((8192, 2560, 320), (4, 4)),
-        ((512, 1280, 1280), (2, 2)),  # ... at 16x16: 160 blocks of 64x64, so 32x32
+        ((8192, 320, 320), (2, 4)),  # SD 1.5's projections at 64x64: 32x64 blocks
+        ((8192, 2560, 320), (2, 4)),
+        ((512, 1280, 1280), (2, 2)),  # ... at 16x16: 320 blocks of 32x64, so 32x32
         ((128, 32, 64), (2, 2)),  # tiny-sd15: 32 output channels
         ((16, 48, 16), (1, 3)),
         ((16, 32, 16), (1, 2)),
         ((154, 320, 768), (2, 2)),  # 2 x 77 text tokens: the last row block overlaps
-        ((24, 64, 64), (1, 4)),
+        ((24, 64, 64), (1, 2)),
         ((16384, 48, 4096), (2, 3)),  # P V, SD 1.5's head of 40 padded to 48
         ((8, 64, 64), None),  # fewer than 16 rows
         ((8192, 320, 40), None),  # K of 40
@@ -89,8 +90,8 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
     assert re.search(r"var<workgroup> wsd_tile : array<f32, 1024>;", source)
     assert re.search(r"var<storage, read_write> \w+ : array<f32>;", source)
     assert "@workgroup_size(32, 1, 1)" in source
-    # 2 x 2 accumulators of 16x16 (a 32x32 block: 4 blocks are too few for
-    # 64x64), 4 steps of K: the first loaded before the loop, each step's
+    # 2 x 2 accumulators of 16x16 (a 32x32 block: 4 blocks of 32x64 are
+    # few), 4 steps of K: the first loaded before the loop, each step's
     # matrices loaded while the step before multiplies, the last peeled.
     assert source.count("subgroupMatrixMultiplyAccumulate(") == 8
     assert "var wsd_a_1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(" in source
@@ -108,13 +109,24 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
     assert not any("subgroup_matrix" in s for s in wgsl_sources(plain.mod))
 
 
+def test_large_blocks_load_each_step_before_multiplying_it() -> None:
+    """32x64 blocks (8 accumulators) load a step's matrices and then multiply
+    them; only small blocks load one step ahead (it doubles their registers)."""
+    g = gemm_blocks(8192, 320, 320)
+    assert g is not None and (g.tm, g.tn) == (2, 4)
+    text = gemm_wgsl(g)
+    assert "for (var wsd_k = 0u; wsd_k < 320u; wsd_k += 16u) {" in text
+    assert "  let wsd_b_3 = subgroupMatrixLoad" in text and "wsd_next" not in text
+    assert text.count("subgroupMatrixMultiplyAccumulate(") == 8
+
+
 @pytest.mark.parametrize(
     ("shape", "workgroups", "parts"),
     [
         # SD 1.5's 3x3 convolutions at 8x8: 160 blocks of 32x32, 720 steps of k -> 8 ranges.
         ((128, 1280, 11520), 1024, 8),
         ((512, 1280, 5760), 1024, 2),  # ... at 16x16: 640 blocks of 32x32
-        ((8192, 320, 2880), 1024, 2),  # at 64x64: 640 blocks of 64x64
+        ((8192, 320, 2880), 1024, 1),  # at 64x64: 1280 blocks, enough
         ((32768, 320, 2880), 1024, 1),  # SDXL's at 128x128: 2560 blocks, enough
         ((128, 1280, 11520), 0, 1),  # split-K off
         ((32, 64, 1024), 1024, 4),  # 64 steps: ranges of at least 16
@@ -175,7 +187,7 @@ def test_batched_products_take_their_operands_per_product() -> None:
     """SDXL's 32x32 self-attention, Q K^T for 40 heads: blockIdx.y is (head, row
     block), and A and B are offset by the head's matrix."""
     g = gemm_blocks(1024, 1024, 64, batch=40, split_k_workgroups=1024)
-    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (4, 4, 1, 40 * 16 * 16)
+    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (2, 4, 1, 40 * 32 * 16)
     module = _batched_module(4, 32, 64, 64)
     text = subgroup_matrix_pass()(module).script()
     assert "R.call_tir(cls.subgroup_matrix_matmul" in text and "R.matmul" not in text

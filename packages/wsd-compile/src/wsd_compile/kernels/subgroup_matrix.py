@@ -9,9 +9,9 @@ an ``call_extern`` statement that ends in a line comment (the comment swallows
 the argument list the generator appends), and whose output part is plain TIR:
 
 - one workgroup is one subgroup (32 invocations) and owns a ``(16 tm) x (16 tn)``
-  block of the result (64 x 64 where there are enough blocks): ``tm x tn``
-  accumulators, A and B tiles loaded straight from storage, 16 columns of K
-  at a time, one step ahead of the products;
+  block of the result: ``tm x tn`` accumulators, A and B tiles loaded
+  straight from storage, 16 columns of K at a time (small blocks: one step
+  ahead of the products);
 - the accumulators go to workgroup memory, and the 32 invocations write them
   to the f32 output with ordinary (coalesced) stores, which TIR sees, so the
   output is bound writable and the ``astype`` to fp16 and the epilogue that
@@ -74,9 +74,9 @@ IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: The names the WGSL text refers to: TVM prints a buffer ``X`` of the
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
 _A, _B, _TILE = "A_ptr", "B_ptr", "wsd_tile"
-#: The fewest 64 x 64 blocks a product must make to be computed in them
-#: (:func:`gemm_blocks`); fewer: 32 x 32 blocks.
-BIG_BLOCKS_MIN = 320
+#: Products with fewer blocks of 32 x 64 than this are computed in blocks
+#: of 32 x 32 (:func:`gemm_blocks`).
+SMALL_BLOCKS_BELOW = 512
 #: The fewest 16-column steps of k a split-K block sums (:func:`split_k`).
 SPLIT_K_MIN_STEPS = 16
 #: Products with fewer blocks than this are split along k: the H200 has 132
@@ -136,22 +136,24 @@ def gemm_blocks(
     m: int, n: int, k: int, *, conv: bool = False, batch: int = 1, split_k_workgroups: int = 0
 ) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product (``batch`` of them),
-    or None if it does not tile into 16x16x16 matrices. Blocks of 64 x 64
-    (4 x 4 matrices) measured fastest on the H200 wherever they make at least
-    ``BIG_BLOCKS_MIN`` blocks; fewer, smaller blocks (32 x 32) keep more
-    subgroups busy on the small products (SD 1.5's 16x16 level:
-    ``docs/benchmarks/raw/subgroup-matrix-variants.json``). 48 columns where n
-    is in 48s, not 64s (heads of 40, padded). A matmul's ``m`` need only be at
-    least 16 (the 2 x 77 rows of the text tokens): its last block overlaps.
-    A product with fewer blocks than ``split_k_workgroups`` is split along k
+    or None if it does not tile into 16x16x16 matrices. Blocks of 32 x 64
+    measured fastest on the H200 for the UNet's shapes in wsd's kernel; a
+    product with fewer than ``SMALL_BLOCKS_BELOW`` of them is computed in
+    32 x 32 blocks, twice as many, which load one step ahead (:func:`gemm_wgsl`):
+    SD 1.5's 16x16 and 8x8 levels and the text tokens' projections, 8-25%
+    faster. (64 x 64 blocks, the fastest in a probe of the bare product, were
+    slower in the UNet: ``docs/kernels.md``.) 48 columns where n is in 48s,
+    not 64s (heads of 40, padded). A matmul's ``m`` need only be at least 16
+    (the 2 x 77 rows of the text tokens): its last block overlaps. A product
+    with fewer blocks than ``split_k_workgroups`` is split along k
     (:func:`split_k`)."""
     if k % SIDE or n % SIDE or m < SIDE or (conv and m % SIDE):
         return None
+    tm = 2 if m % (2 * SIDE) == 0 or (m % SIDE and m >= 2 * SIDE) else 1
     tn = next(t for t in (4, 3, 2, 1) if n % (t * SIDE) == 0)
-    tm = next(t for t in (4, 2, 1) if m % (t * SIDE) == 0 or (not conv and m >= t * SIDE))
     g = Gemm(m, n, k, tm, tn, conv, batch=batch)
-    if g.workgroups < BIG_BLOCKS_MIN and tm * tn > 4:
-        g = replace(g, tm=min(tm, 2), tn=2 if tn == 4 else tn)
+    if g.workgroups < SMALL_BLOCKS_BELOW and tn == 4:
+        g = replace(g, tn=2)
     return replace(g, parts=split_k(g, split_k_workgroups))
 
 
@@ -206,13 +208,13 @@ def _blocks_wgsl(g: Gemm) -> list[str]:
     return lines
 
 
-def _wgsl(g: Gemm) -> str:
+def gemm_wgsl(g: Gemm) -> str:
     """The matrix part of the kernel, as WGSL statements ending in a line comment.
 
-    The loads are one step ahead of the products: the matrices of step
-    ``wsd_k`` load while those of the step before multiply, so a subgroup
-    waits on memory less (5-30% faster on the H200 than loading and then
-    multiplying)."""
+    Blocks of at most 2 x 2 matrices load one step ahead of the products: the
+    matrices of step ``wsd_k`` load while those of the step before multiply,
+    so a subgroup waits on memory less (up to 1.6x faster on the H200's small
+    products; slower for 2 x 4, whose registers it doubles)."""
     pairs = [(i, j) for i in range(g.tm) for j in range(g.tn)]
     start, end = ("0u", f"{g.k}u") if g.parts == 1 else ("wsd_k0", f"wsd_k0 + {g.k // g.parts}u")
     operands = [("a", "A", i) for i in range(g.tm)] + [("b", "B", j) for j in range(g.tn)]
@@ -221,16 +223,27 @@ def _wgsl(g: Gemm) -> str:
         f"wsd_a_{i}, wsd_b_{j}, wsd_acc_{i}_{j});"
         for i, j in pairs
     ]
+    if g.tm * g.tn <= 4:
+        steps = [
+            *(f"var wsd_{x}_{i} = {_load(g, op, i, start)};" for x, op, i in operands),
+            f"for (var wsd_k = {start} + 16u; wsd_k < {end}; wsd_k += 16u) {{",
+            *(f"  let wsd_next_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
+            *(f"  {p}" for p in products),
+            *(f"  wsd_{x}_{i} = wsd_next_{x}_{i};" for x, _, i in operands),
+            "}",
+            *products,
+        ]
+    else:
+        steps = [
+            f"for (var wsd_k = {start}; wsd_k < {end}; wsd_k += 16u) {{",
+            *(f"  let wsd_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
+            *(f"  {p}" for p in products),
+            "}",
+        ]
     lines = [
         *_blocks_wgsl(g),
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
-        *(f"var wsd_{x}_{i} = {_load(g, op, i, start)};" for x, op, i in operands),
-        f"for (var wsd_k = {start} + 16u; wsd_k < {end}; wsd_k += 16u) {{",
-        *(f"  let wsd_next_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
-        *(f"  {p}" for p in products),
-        *(f"  wsd_{x}_{i} = wsd_next_{x}_{i};" for x, _, i in operands),
-        "}",
-        *products,
+        *steps,
         # Row-major for a [m, n] result; column-major (rows contiguous) for NCHW.
         *(
             f"subgroupMatrixStore(&{_TILE}, {SIDE * j * g.rows + SIDE * i}u, wsd_acc_{i}_{j}, "
@@ -249,12 +262,12 @@ def _wgsl(g: Gemm) -> str:
 def _gemm_kernel(
     g: Gemm, a_shape: tuple[int, ...], b_shape: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> tvm.tirx.PrimFunc:
-    """The TIR around :func:`_wgsl`: A of ``a_shape`` and B of ``b_shape`` (the
+    """The TIR around :func:`gemm_wgsl`: A of ``a_shape`` and B of ``b_shape`` (the
     operands as stored), the f32 result of ``out_shape`` (with a leading
     ``parts`` axis when split). The 32 invocations write the tile to it with
     coalesced stores: row-major for a matmul; column-major for a convolution,
     so that they write 32 adjacent pixels of one channel."""
-    text = _wgsl(g)
+    text = gemm_wgsl(g)
     rows, cols, tile = g.rows, g.cols, g.rows * g.cols
     per_thread, row_blocks = tile // SUBGROUP, g.row_blocks
     result = (g.parts, *out_shape) if g.parts > 1 else out_shape
