@@ -41,6 +41,7 @@ adds up, with the epilogue fused into it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -539,19 +540,21 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
     def _conv_rows(self, call: relax.Call, ranges: list[RowRange]) -> relax.Expr:
         """``call`` as one kernel per range of output rows (:func:`conv_in_rows`),
         the results joined along the rows (which the epilogue fuses into)."""
-        parts = [
-            self.builder_.emit(self._conv(part))
-            for part in conv_in_rows(self.builder_, call, ranges)
-        ]
-        return relax.op.concat(parts, axis=2)
+        return relax.op.concat(conv_in_rows(self.builder_, call, ranges, self._conv), axis=2)
 
 
 def conv_in_rows(
-    bb: relax.BlockBuilder, call: relax.Call, ranges: list[RowRange]
-) -> list[relax.Call]:
-    """The convolutions that compute ``call``'s ``ranges`` of output rows: each
-    on the input rows it reads (a slice, emitted into ``bb``, which fuses into
-    its im2col kernel), padded where the range reaches the image's edges."""
+    bb: relax.BlockBuilder,
+    call: relax.Call,
+    ranges: list[RowRange],
+    lower: Callable[[relax.Call], relax.Expr] = lambda part: part,
+) -> list[relax.Var]:
+    """The results of ``call``'s ``ranges`` of output rows, emitted into ``bb``
+    one range after the other: each a convolution (as ``lower`` rewrites it)
+    on the input rows it reads (a slice, which fuses into its im2col kernel),
+    padded where the range reaches the image's edges. Emitted in this order,
+    each range's im2col matrix is consumed before the next is written, so the
+    memory plan gives them all one buffer."""
     attrs, (data, weight) = call.attrs, call.args
     _, left, _, right = (int(p) for p in attrs.padding)
     parts = []
@@ -568,7 +571,7 @@ def conv_in_rows(
             out_layout="NCHW",
             out_dtype=str(call.ty.dtype),
         )
-        parts.append(bb.normalize(part))
+        parts.append(bb.emit(lower(bb.normalize(part))))
     return parts
 
 
