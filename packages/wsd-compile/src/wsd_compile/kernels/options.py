@@ -55,7 +55,7 @@ class KernelOptions:
     #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
     #: ... and convolutions whose im2col matrix (fp16) would be larger than this
-    #: run in ranges of output rows, each within it (:func:`.conv_row_ranges`).
+    #: run in ranges of output rows, each within it (:func:`.subgroup_matrix.conv_row_ranges`).
     subgroup_im2col_max_bytes: int = IM2COL_MAX_BYTES
 
     def without(self, **changes: Any) -> KernelOptions:
