@@ -28,8 +28,12 @@ from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 @pytest.mark.parametrize(
     ("shape", "blocks"),
     [
-        ((8192, 320, 320), (2, 4)),  # SD 1.5's projections at 64x64: 32x64 blocks
-        ((8192, 2560, 320), (2, 4)),
+        ((8192, 320, 320), (4, 4)),  # SD 1.5's projections at 64x64: 640 blocks of 64x64
+        ((8192, 2560, 320), (4, 4)),
+        ((2048, 640, 640), (4, 4)),  # ... at 32x32: 320 blocks of 64x64
+        ((4032, 320, 640), (2, 4)),  # 315 blocks of 64x64, 630 of 32x64: 32x64
+        ((1024, 640, 640), (2, 2)),  # 160 of 64x64, 320 of 32x64: 32x32
+        ((8224, 320, 320), (2, 4)),  # rows not in 64s: 32x64
         ((512, 1280, 1280), (2, 2)),  # ... at 16x16: 320 blocks of 32x64, so 32x32
         ((128, 32, 64), (2, 2)),  # tiny-sd15: 32 output channels
         ((16, 48, 16), (1, 3)),
@@ -87,8 +91,11 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     assert re.search(r"var<storage, read> A_ptr : array<f16>;", source)
     assert re.search(r"var<storage, read> B_ptr : array<f16>;", source)
-    assert re.search(r"var<workgroup> wsd_tile : array<f32, 1024>;", source)
-    assert re.search(r"var<storage, read_write> \w+ : array<f32>;", source)
+    # The result is stored by the matrices themselves, bound writable through
+    # a TIR store that never runs.
+    assert "var<storage, read_write> C_ptr : array<f32>;" in source
+    assert "var<workgroup>" not in source
+    assert re.search(r"if \(all\(bool\(0\)\)\) \{\n\s*C_ptr\[0i\] = 0", source)
     assert "@workgroup_size(32, 1, 1)" in source
     # 2 x 2 accumulators of 16x16 (a 32x32 block: 4 blocks of 32x64 are
     # few), 4 steps of K: the first loaded before the loop, each step's
@@ -99,8 +106,13 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
     assert "for (var wsd_k = 0u + 16u; wsd_k < 64u; wsd_k += 16u)" in source
     assert "(&A_ptr, (wsd_m0 + 16u) * 64u + wsd_k, false, 64u)" in source
     assert "wsd_a_1 = wsd_next_a_1;" in source
-    # What follows the hand-written part in the generated line is commented out.
-    assert re.search(r"workgroupBarrier\(\);\n\s*//\(A_ptr, B_ptr, wsd_tile\);", source)
+    # Row-major, 128 columns; what follows the hand-written part in the
+    # generated line is commented out.
+    store = (
+        "subgroupMatrixStore(&C_ptr, (wsd_m0 + 16u) * 128u + wsd_n0 + 16u, wsd_acc_1_1, "
+        "false, 128u);"
+    )
+    assert re.search(re.escape(store) + r"\n\s*//\(A_ptr, B_ptr, C_ptr\);", source)
     assert "enable chromium_experimental_subgroup_matrix" not in source  # the page adds it
     # Without the option the same product is wsd's scalar matmul.
     plain = tvm.compile(
@@ -109,15 +121,18 @@ def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() ->
     assert not any("subgroup_matrix" in s for s in wgsl_sources(plain.mod))
 
 
-def test_large_blocks_load_each_step_before_multiplying_it() -> None:
-    """32x64 blocks (8 accumulators) load a step's matrices and then multiply
-    them; only small blocks load one step ahead (it doubles their registers)."""
+def test_large_blocks_load_each_step_ahead_and_store_16_matrices() -> None:
+    """64x64 blocks: 4 x 4 accumulators, 8 matrices loaded a step ahead, 16
+    products in the loop and 16 after it, 16 stores straight to the result."""
     g = gemm_blocks(8192, 320, 320)
-    assert g is not None and (g.tm, g.tn) == (2, 4)
+    assert g is not None and (g.tm, g.tn) == (4, 4)
     text = gemm_wgsl(g)
-    assert "for (var wsd_k = 0u; wsd_k < 320u; wsd_k += 16u) {" in text
-    assert "  let wsd_b_3 = subgroupMatrixLoad" in text and "wsd_next" not in text
-    assert text.count("subgroupMatrixMultiplyAccumulate(") == 8
+    assert "for (var wsd_k = 0u + 16u; wsd_k < 320u; wsd_k += 16u) {" in text
+    assert "  let wsd_next_a_3 = subgroupMatrixLoad" in text
+    assert "  let wsd_next_b_3 = subgroupMatrixLoad" in text
+    assert text.count("subgroupMatrixMultiplyAccumulate(") == 32
+    assert text.count("subgroupMatrixStore(&C_ptr, ") == 16
+    assert "subgroupMatrixStore(&C_ptr, (wsd_m0 + 48u) * 320u + wsd_n0 + 48u, wsd_acc_3_3" in text
 
 
 @pytest.mark.parametrize(
@@ -126,7 +141,7 @@ def test_large_blocks_load_each_step_before_multiplying_it() -> None:
         # SD 1.5's 3x3 convolutions at 8x8: 160 blocks of 32x32, 720 steps of k -> 8 ranges.
         ((128, 1280, 11520), 1024, 8),
         ((512, 1280, 5760), 1024, 2),  # ... at 16x16: 640 blocks of 32x32
-        ((8192, 320, 2880), 1024, 1),  # at 64x64: 1280 blocks, enough
+        ((8192, 320, 2880), 1024, 2),  # at 64x64: 640 blocks of 64x64 -> 2 ranges
         ((32768, 320, 2880), 1024, 1),  # SDXL's at 128x128: 2560 blocks, enough
         ((128, 1280, 11520), 0, 1),  # split-K off
         ((32, 64, 1024), 1024, 4),  # 64 steps: ranges of at least 16
@@ -153,8 +168,11 @@ def test_a_split_product_sums_a_range_of_k_per_block_and_adds_the_parts_up() -> 
     built = tvm.compile(module, target=target, relax_pipeline=pipeline)
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     assert "let wsd_m0 = (blockIdx.y % 1u) * 32u;" in source
-    assert "let wsd_k0 = (blockIdx.y / 1u) * 256u;" in source
+    assert "let wsd_part = (blockIdx.y / 1u);" in source
+    assert "let wsd_k0 = wsd_part * 256u;" in source
     assert "for (var wsd_k = wsd_k0 + 16u; wsd_k < wsd_k0 + 256u; wsd_k += 16u)" in source
+    # Each range's result is a [32, 64] matrix of its own.
+    assert "subgroupMatrixStore(&C_ptr, wsd_part * 2048u + (wsd_m0 + 16u) * 64u" in source
     unsplit = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_split_k_workgroups=0)
     plain = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, unsplit))
     assert not any("split_k_sum" in s or "wsd_k0" in s for s in wgsl_sources(plain.mod))
@@ -170,12 +188,12 @@ def _wgsl_of(module: tvm.IRModule) -> str:
 
 def test_rows_not_in_whole_blocks_overlap_the_last_block() -> None:
     """2 x 77 text tokens: 5 blocks of 32 rows, the last starting at row 122,
-    both in the WGSL that loads A and in the TIR that writes the result."""
+    in the WGSL that loads A and stores the result."""
     module = _module((2, 77, 64), 64, 128)
     assert "R.call_tir(cls.subgroup_matrix_matmul" in subgroup_matrix_pass()(module).script()
     source = _wgsl_of(module)
     assert "let wsd_m0 = min(blockIdx.y * 32u, 122u);" in source
-    assert "min((i32(blockIdx.y) * 32i), 122i)" in source  # the rows it writes
+    assert "subgroupMatrixStore(&C_ptr, (wsd_m0 + 16u) * 128u + wsd_n0" in source  # ... and writes
 
 
 def _batched_module(batch: int, m: int, k: int, n: int) -> tvm.IRModule:
@@ -187,7 +205,7 @@ def test_batched_products_take_their_operands_per_product() -> None:
     """SDXL's 32x32 self-attention, Q K^T for 40 heads: blockIdx.y is (head, row
     block), and A and B are offset by the head's matrix."""
     g = gemm_blocks(1024, 1024, 64, batch=40, split_k_workgroups=1024)
-    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (2, 4, 1, 40 * 32 * 16)
+    assert g is not None and (g.tm, g.tn, g.parts, g.workgroups) == (4, 4, 1, 40 * 16 * 16)
     module = _batched_module(4, 32, 64, 64)
     text = subgroup_matrix_pass()(module).script()
     assert "R.call_tir(cls.subgroup_matrix_matmul" in text and "R.matmul" not in text
@@ -209,7 +227,8 @@ def test_batched_products_take_their_operands_per_product() -> None:
 
 def test_a_split_batched_product_reads_part_and_product_from_blockidx_y() -> None:
     source = _wgsl_of(_batched_module(2, 16, 1024, 64))
-    assert "let wsd_k0 = (blockIdx.y / 1u % 4u) * 256u;" in source
+    assert "let wsd_part = (blockIdx.y / 1u % 4u);" in source
+    assert "subgroupMatrixStore(&C_ptr, wsd_part * 2048u + wsd_b * 1024u + " in source
     assert "let wsd_b = blockIdx.y / 4u;" in source
 
 
@@ -292,8 +311,28 @@ def test_the_conv_wgsl_reads_the_transposed_operands_and_writes_nchw() -> None:
     assert "(&A_ptr, wsd_k * 128u + wsd_m0 + 16u, true, 128u)" in source
     assert "(&B_ptr, (wsd_n0 + 16u) * 288u + wsd_k, true, 288u)" in source
     assert "(&B_ptr, (wsd_n0 + 16u) * 288u + 0u, true, 288u)" in source  # the first step
-    # The tile column-major (32 rows): invocations write adjacent pixels.
+    # Stored column-major into NCHW: a matrix is 16 adjacent pixels (rows) of
+    # 16 channels, 64 pixels an image.
+    assert "let wsd_r1 = wsd_m0 + 16u;" in source
+    assert (
+        "subgroupMatrixStore(&C_ptr, (wsd_r1 / 64u * 64u + wsd_n0 + 16u) * 64u + wsd_r1 % 64u, "
+        "wsd_acc_1_1, true, 64u);"
+    ) in source
+
+
+def test_conv_matrices_spanning_images_go_through_workgroup_memory() -> None:
+    """Images of 2x2 pixels: a 16-row matrix holds 4 images, so it cannot be
+    stored into NCHW as one; the tile goes to workgroup memory column-major
+    and the invocations write it with TIR stores."""
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    module = _conv_module((8, 32, 2, 2), (64, 32, 1, 1))
+    built = tvm.compile(module, target=target, relax_pipeline=pipeline)
+    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_conv2d_kernel" in s]
+    assert "var<workgroup> wsd_tile : array<f32, 1024>;" in source
     assert "subgroupMatrixStore(&wsd_tile, 528u, wsd_acc_1_1, true, 32u);" in source
+    assert re.search(r"workgroupBarrier\(\);\n\s*//\(A_ptr, B_ptr, wsd_tile\);", source)
+    assert re.search(r"var<storage, read_write> \w+ : array<f32>;", source)
 
 
 def _conv_call(

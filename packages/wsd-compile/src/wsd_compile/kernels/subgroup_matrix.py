@@ -6,16 +6,19 @@ products with f32 sums (``subgroup_matrix_left/right/result``,
 ``subgroupMatrixStore``); TVM's WebGPU code generator has no such types. So
 the kernel here is TIR whose matrix part is WGSL text, emitted as the name of
 an ``call_extern`` statement that ends in a line comment (the comment swallows
-the argument list the generator appends), and whose output part is plain TIR:
+the argument list the generator appends):
 
 - one workgroup is one subgroup (32 invocations) and owns a ``(16 tm) x (16 tn)``
   block of the result: ``tm x tn`` accumulators, A and B tiles loaded
   straight from storage, 16 columns of K at a time (small blocks: one step
   ahead of the products);
-- the accumulators go to workgroup memory, and the 32 invocations write them
-  to the f32 output with ordinary (coalesced) stores, which TIR sees, so the
-  output is bound writable and the ``astype`` to fp16 and the epilogue that
-  follow fuse as usual.
+- the accumulators are stored straight to the f32 result (``subgroupMatrixStore``:
+  row-major for a matmul, column-major into NCHW for a convolution). TVM binds
+  a buffer writable only where TIR stores to it, so the TIR holds one store
+  that never runs. A convolution whose images are not whole 16-pixel
+  matrices (tiny ones) goes through workgroup memory instead, and the 32
+  invocations write the tile with TIR stores. The ``astype`` to fp16 and the
+  epilogue that follow are kernels of their own.
 
 The page adds the ``enable chromium_experimental_subgroup_matrix;`` directive
 the generator cannot print (``js/tvm_session.js``), and runs a library built
@@ -74,9 +77,11 @@ SUBGROUP = 32
 IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: The names the WGSL text refers to: TVM prints a buffer ``X`` of the
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
-_A, _B, _TILE = "A_ptr", "B_ptr", "wsd_tile"
-#: Products with fewer blocks of 32 x 64 than this are computed in blocks
-#: of 32 x 32 (:func:`gemm_blocks`).
+_A, _B, _C, _TILE = "A_ptr", "B_ptr", "C_ptr", "wsd_tile"
+#: Products that make at least this many blocks of 64 x 64 are computed in
+#: them; those with fewer blocks of 32 x 64 than ``SMALL_BLOCKS_BELOW``, in
+#: blocks of 32 x 32 (:func:`gemm_blocks`).
+LARGE_BLOCKS_FROM = 320
 SMALL_BLOCKS_BELOW = 512
 #: The fewest 16-column steps of k a split-K block sums (:func:`split_k`).
 SPLIT_K_MIN_STEPS = 16
@@ -100,6 +105,8 @@ class Gemm:
     ``m`` need not be a multiple of the block's rows (a matmul's, not a
     convolution's): the last row block starts at ``m - rows``, overlapping
     the one before it, whose rows it computes again to the same values.
+    ``pixels``: a convolution's output pixels per image (the rows of ``m``
+    one image holds).
     """
 
     m: int
@@ -110,6 +117,13 @@ class Gemm:
     conv: bool = False
     parts: int = 1
     batch: int = 1
+    pixels: int = 0
+
+    @property
+    def direct(self) -> bool:
+        """Whether the matrices are stored straight to the result (each 16x16
+        matrix lies in one image); else through workgroup memory."""
+        return not self.conv or (self.pixels > 0 and self.pixels % SIDE == 0)
 
     @property
     def rows(self) -> int:
@@ -137,23 +151,25 @@ def gemm_blocks(
     m: int, n: int, k: int, *, conv: bool = False, batch: int = 1, split_k_workgroups: int = 0
 ) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product (``batch`` of them),
-    or None if it does not tile into 16x16x16 matrices. Blocks of 32 x 64
-    measured fastest on the H200 for the UNet's shapes in wsd's kernel; a
-    product with fewer than ``SMALL_BLOCKS_BELOW`` of them is computed in
-    32 x 32 blocks, twice as many, which load one step ahead (:func:`gemm_wgsl`):
-    SD 1.5's 16x16 and 8x8 levels and the text tokens' projections, 8-25%
-    faster. (64 x 64 blocks, the fastest in a probe of the bare product, were
-    slower in the UNet: ``docs/kernels.md``.) 48 columns where n is in 48s,
-    not 64s (heads of 40, padded). A matmul's ``m`` need only be at least 16
-    (the 2 x 77 rows of the text tokens): its last block overlaps. A product
-    with fewer blocks than ``split_k_workgroups`` is split along k
-    (:func:`split_k`)."""
+    or None if it does not tile into 16x16x16 matrices. On the H200, with
+    the matrices stored straight to the result: 64 x 64 blocks where a product
+    makes at least ``LARGE_BLOCKS_FROM`` of them (SD 1.5's 64x64 and 32x32
+    levels, the VAE decoder); else 32 x 64, and 32 x 32 for a product with
+    fewer than ``SMALL_BLOCKS_BELOW`` of those (the 16x16 and 8x8 levels,
+    the text tokens' projections), twice as many (``docs/kernels.md``). 48
+    columns where n is in 48s, not 64s (heads of 40, padded). A matmul's
+    ``m`` need only be at least 16 (the 2 x 77 rows of the text tokens): its
+    last block overlaps. A product with fewer blocks than
+    ``split_k_workgroups`` is split along k (:func:`split_k`)."""
     if k % SIDE or n % SIDE or m < SIDE or (conv and m % SIDE):
         return None
     tm = 2 if m % (2 * SIDE) == 0 or (m % SIDE and m >= 2 * SIDE) else 1
     tn = next(t for t in (4, 3, 2, 1) if n % (t * SIDE) == 0)
     g = Gemm(m, n, k, tm, tn, conv, batch=batch)
-    if g.workgroups < SMALL_BLOCKS_BELOW and tn == 4:
+    large = replace(g, tm=4)
+    if tm == 2 and tn == 4 and m % (4 * SIDE) == 0 and large.workgroups >= LARGE_BLOCKS_FROM:
+        g = large
+    elif g.workgroups < SMALL_BLOCKS_BELOW and tn == 4:
         g = replace(g, tn=2)
     return replace(g, parts=split_k(g, split_k_workgroups))
 
@@ -203,7 +219,8 @@ def _blocks_wgsl(g: Gemm) -> list[str]:
     lines.append(f"let wsd_m0 = {row};")
     if g.parts > 1:
         part = f"(blockIdx.y / {rb}u)" if g.batch == 1 else f"(blockIdx.y / {rb}u % {g.parts}u)"
-        lines.append(f"let wsd_k0 = {part} * {g.k // g.parts}u;")
+        lines.append(f"let wsd_part = {part};")
+        lines.append(f"let wsd_k0 = wsd_part * {g.k // g.parts}u;")
     if g.batch > 1:
         lines.append(f"let wsd_b = blockIdx.y / {rb * g.parts}u;")
     return lines
@@ -212,10 +229,11 @@ def _blocks_wgsl(g: Gemm) -> list[str]:
 def gemm_wgsl(g: Gemm) -> str:
     """The matrix part of the kernel, as WGSL statements ending in a line comment.
 
-    Blocks of at most 2 x 2 matrices load one step ahead of the products: the
-    matrices of step ``wsd_k`` load while those of the step before multiply,
-    so a subgroup waits on memory less (up to 1.6x faster on the H200's small
-    products; slower for 2 x 4, whose registers it doubles)."""
+    The loads run one step ahead of the products: the matrices of step
+    ``wsd_k`` load while those of the step before multiply, so a subgroup
+    waits on memory less (up to 1.6x faster on the H200's small products;
+    with 64 x 64 blocks, 4 x 4 accumulators, faster than loading and then
+    multiplying each step in the UNet and the VAE)."""
     pairs = [(i, j) for i in range(g.tm) for j in range(g.tn)]
     start, end = ("0u", f"{g.k}u") if g.parts == 1 else ("wsd_k0", f"wsd_k0 + {g.k // g.parts}u")
     operands = [("a", "A", i) for i in range(g.tm)] + [("b", "B", j) for j in range(g.tn)]
@@ -224,28 +242,55 @@ def gemm_wgsl(g: Gemm) -> str:
         f"wsd_a_{i}, wsd_b_{j}, wsd_acc_{i}_{j});"
         for i, j in pairs
     ]
-    if g.tm * g.tn <= 4:
-        steps = [
-            *(f"var wsd_{x}_{i} = {_load(g, op, i, start)};" for x, op, i in operands),
-            f"for (var wsd_k = {start} + 16u; wsd_k < {end}; wsd_k += 16u) {{",
-            *(f"  let wsd_next_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
-            *(f"  {p}" for p in products),
-            *(f"  wsd_{x}_{i} = wsd_next_{x}_{i};" for x, _, i in operands),
-            "}",
-            *products,
-        ]
-    else:
-        steps = [
-            f"for (var wsd_k = {start}; wsd_k < {end}; wsd_k += 16u) {{",
-            *(f"  let wsd_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
-            *(f"  {p}" for p in products),
-            "}",
-        ]
+    steps = [
+        *(f"var wsd_{x}_{i} = {_load(g, op, i, start)};" for x, op, i in operands),
+        f"for (var wsd_k = {start} + 16u; wsd_k < {end}; wsd_k += 16u) {{",
+        *(f"  let wsd_next_{x}_{i} = {_load(g, op, i)};" for x, op, i in operands),
+        *(f"  {p}" for p in products),
+        *(f"  wsd_{x}_{i} = wsd_next_{x}_{i};" for x, _, i in operands),
+        "}",
+        *products,
+    ]
     lines = [
         *_blocks_wgsl(g),
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
         *steps,
-        # Row-major for a [m, n] result; column-major (rows contiguous) for NCHW.
+        *(_stores_direct(g, pairs) if g.direct else _stores_tile(g, pairs)),
+        "//",
+    ]
+    return "\n  ".join(lines)
+
+
+def _stores_direct(g: Gemm, pairs: list[tuple[int, int]]) -> list[str]:
+    """The accumulators stored straight to the f32 result: row-major into a
+    ``[m, n]`` matmul result; column-major into an NCHW one, where a matrix's
+    16 rows are 16 adjacent pixels of one image and its columns channels."""
+    size = g.m * g.n * g.batch
+    base = "".join(
+        [
+            f"wsd_part * {size}u + " if g.parts > 1 else "",
+            f"wsd_b * {g.m * g.n}u + " if g.batch > 1 else "",
+        ]
+    )
+    if not g.conv:
+        return [
+            f"subgroupMatrixStore(&{_C}, {base}(wsd_m0 + {SIDE * i}u) * {g.n}u + wsd_n0 + "
+            f"{SIDE * j}u, wsd_acc_{i}_{j}, false, {g.n}u);"
+            for i, j in pairs
+        ]
+    p = g.pixels
+    lines = [f"let wsd_r{i} = wsd_m0 + {SIDE * i}u;" for i in range(g.tm)]
+    return lines + [
+        f"subgroupMatrixStore(&{_C}, {base}(wsd_r{i} / {p}u * {g.n}u + wsd_n0 + {SIDE * j}u) "
+        f"* {p}u + wsd_r{i} % {p}u, wsd_acc_{i}_{j}, true, {p}u);"
+        for i, j in pairs
+    ]
+
+
+def _stores_tile(g: Gemm, pairs: list[tuple[int, int]]) -> list[str]:
+    """The accumulators stored to workgroup memory, for the TIR to write:
+    row-major for a ``[m, n]`` result; column-major (rows contiguous) for NCHW."""
+    return [
         *(
             f"subgroupMatrixStore(&{_TILE}, {SIDE * j * g.rows + SIDE * i}u, wsd_acc_{i}_{j}, "
             f"true, {g.rows}u);"
@@ -255,9 +300,7 @@ def gemm_wgsl(g: Gemm) -> str:
             for i, j in pairs
         ),
         "workgroupBarrier();",
-        "//",
     ]
-    return "\n  ".join(lines)
 
 
 def _gemm_kernel(
@@ -265,9 +308,10 @@ def _gemm_kernel(
 ) -> tvm.tirx.PrimFunc:
     """The TIR around :func:`gemm_wgsl`: A of ``a_shape`` and B of ``b_shape`` (the
     operands as stored), the f32 result of ``out_shape`` (with a leading
-    ``parts`` axis when split). The 32 invocations write the tile to it with
-    coalesced stores: row-major for a matmul; column-major for a convolution,
-    so that they write 32 adjacent pixels of one channel."""
+    ``parts`` axis when split). Where the matrices are not stored straight to
+    it (``g.direct``), the 32 invocations write the tile with coalesced stores,
+    column-major for a convolution, so that they write 32 adjacent pixels of
+    one channel."""
     text = gemm_wgsl(g)
     rows, cols, tile = g.rows, g.cols, g.rows * g.cols
     per_thread, row_blocks = tile // SUBGROUP, g.row_blocks
@@ -285,6 +329,9 @@ def _gemm_kernel(
         col = bx * cols + c
         return (part, row // pixels, col, row % pixels) if g.conv else (part, batch, row, col)
 
+    if g.direct:
+        return _direct_kernel(text, a_shape, b_shape, result, g)
+
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
     def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
@@ -300,6 +347,36 @@ def _gemm_kernel(
                     T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
                     for i in T.unroll(per_thread):
                         flat[at(by, bx, i * SUBGROUP + tx)] = wsd_tile[i * SUBGROUP + tx]
+
+    return kernel
+
+
+def _direct_kernel(
+    text: str,
+    a_shape: tuple[int, ...],
+    b_shape: tuple[int, ...],
+    result: tuple[int, ...],
+    g: Gemm,
+) -> tvm.tirx.PrimFunc:
+    """The TIR around WGSL that stores the result itself. TVM binds a buffer
+    writable only where TIR stores to it, so the kernel has one store that
+    never runs, under a condition TVM cannot evaluate (``all(bool(0))``, WGSL's
+    own ``false``)."""
+    zero = (0,) * len(result)
+
+    @T.prim_func(private=True)  # type: ignore[untyped-decorator]
+    def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        # The WGSL text names A, B and C (TVM prints them as A_ptr, B_ptr, C_ptr).
+        A = T.match_buffer(a, a_shape, "float16")  # noqa: N806
+        B = T.match_buffer(b, b_shape, "float16")  # noqa: N806
+        C = T.match_buffer(c, result, "float32")  # noqa: N806
+        for _bx in T.thread_binding(g.n // g.cols, thread="blockIdx.x"):
+            for _by in T.thread_binding(g.row_blocks * g.parts * g.batch, thread="blockIdx.y"):
+                for _tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
+                    T.evaluate(T.call_extern("int32", text, A.data, B.data, C.data))
+                    if T.call_extern("bool", "all", T.bool(False)):
+                        C[zero] = T.float32(0)
 
     return kernel
 
@@ -377,6 +454,7 @@ def conv_gemm(
     g = gemm_blocks(
         n * out_h * out_w, cout, cin * kh * kw, conv=True, split_k_workgroups=split_k_workgroups
     )
+    g = None if g is None else replace(g, pixels=out_h * out_w)
     if g is None or (max_bytes is not None and g.m * g.k * 2 > max_bytes):
         return None
     return g, {"kernel": (kh, kw), "strides": strides, "padding": padding}
