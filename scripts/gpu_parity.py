@@ -71,12 +71,14 @@ def _cases() -> list[dict[str, Any]]:
 #: The attention cases' builds: every attention taken out of the unfused
 #: chain (fused kernel on shader-f16, query chunks of at most 32 KiB of scores
 #: on subgroup-matrix), and on subgroup-matrix every convolution in ranges of
-#: output rows whose im2col matrices take at most 256 KiB, so that the tiny
-#: presets run the paths SD 1.5 and SDXL take at 512 and 1024.
+#: output rows whose im2col matrices take at most 256 KiB and every product
+#: that can in 64x64 blocks, so that the tiny presets run the paths SD 1.5
+#: and SDXL take at 512 and 1024.
 ATTENTION_KERNELS = {
     "fused_attention_min_bytes": 0,
     "subgroup_attention_chunk_bytes": 32768,
     "subgroup_im2col_max_bytes": 262144,
+    "subgroup_large_blocks_from": 1,
 }
 
 

@@ -461,3 +461,18 @@ def test_the_ranges_of_a_convolution_share_one_im2col_buffer() -> None:
     # 8 ranges, im2col [288, 64] fp16 = 36 KiB each: one storage of that size.
     sizes = _planned_storage(lowered)["main"]
     assert sizes.count(288 * 64 * 2) == 1, sizes
+
+
+def test_the_threshold_for_64x64_blocks_is_a_kernel_option() -> None:
+    """The GPU parity builds set it to 1, so that the tiny presets' products
+    with rows in 64s and columns in 64s run in the blocks SD 1.5 uses."""
+    default = gemm_blocks(128, 64, 64)
+    assert default is not None and (default.tm, default.tn) == (2, 2)
+    small = gemm_blocks(128, 64, 64, large_blocks_from=1)
+    assert small is not None and (small.tm, small.tn, small.workgroups) == (4, 4, 2)
+    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_large_blocks_from=1)
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    module = _module((2, 64, 64), 64, 128)
+    built = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
+    assert "subgroupMatrixStore(&C_ptr, (wsd_m0 + 48u) * 128u + wsd_n0 + 48u, wsd_acc_3_3" in source

@@ -7,7 +7,7 @@ from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
-from .subgroup_matrix import IM2COL_MAX_BYTES, SPLIT_K_WORKGROUPS
+from .subgroup_matrix import IM2COL_MAX_BYTES, LARGE_BLOCKS_FROM, SPLIT_K_WORKGROUPS
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ class KernelOptions:
     #: ... and convolutions whose im2col matrix (fp16) would be larger than this
     #: run in ranges of output rows, each within it (:func:`.subgroup_matrix.conv_row_ranges`).
     subgroup_im2col_max_bytes: int = IM2COL_MAX_BYTES
+    #: ... and products that make at least this many blocks of 64 x 64 run in
+    #: them (:func:`.subgroup_matrix.gemm_blocks`; the GPU parity builds set 1,
+    #: so that the tiny presets' products take them too).
+    subgroup_large_blocks_from: int = LARGE_BLOCKS_FROM
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

@@ -44,7 +44,9 @@ def webgpu_pipeline(
             # The chunks of an attention pad K and V alike: one pad each.
             [
                 subgroup_matrix_pass(
-                    kernels.subgroup_split_k_workgroups, kernels.subgroup_im2col_max_bytes
+                    kernels.subgroup_split_k_workgroups,
+                    kernels.subgroup_im2col_max_bytes,
+                    kernels.subgroup_large_blocks_from,
                 ),
                 relax.transform.EliminateCommonSubexpr(),
             ]

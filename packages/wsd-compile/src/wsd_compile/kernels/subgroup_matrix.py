@@ -79,9 +79,10 @@ IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
 #: signature as ``X_ptr`` and a workgroup buffer by its name.
 _A, _B, _C, _TILE = "A_ptr", "B_ptr", "C_ptr", "wsd_tile"
 #: Products that make at least this many blocks of 64 x 64 are computed in
-#: them; those with fewer blocks of 32 x 64 than ``SMALL_BLOCKS_BELOW``, in
-#: blocks of 32 x 32 (:func:`gemm_blocks`).
+#: them (:func:`gemm_blocks`).
 LARGE_BLOCKS_FROM = 320
+#: Products with fewer blocks of 32 x 64 than this are computed in blocks of
+#: 32 x 32 (:func:`gemm_blocks`).
 SMALL_BLOCKS_BELOW = 512
 #: The fewest 16-column steps of k a split-K block sums (:func:`split_k`).
 SPLIT_K_MIN_STEPS = 16
@@ -148,12 +149,19 @@ class Gemm:
 
 
 def gemm_blocks(
-    m: int, n: int, k: int, *, conv: bool = False, batch: int = 1, split_k_workgroups: int = 0
+    m: int,
+    n: int,
+    k: int,
+    *,
+    conv: bool = False,
+    batch: int = 1,
+    split_k_workgroups: int = 0,
+    large_blocks_from: int = LARGE_BLOCKS_FROM,
 ) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product (``batch`` of them),
     or None if it does not tile into 16x16x16 matrices. On the H200, with
     the matrices stored straight to the result: 64 x 64 blocks where a product
-    makes at least ``LARGE_BLOCKS_FROM`` of them (SD 1.5's 64x64 and 32x32
+    makes at least ``large_blocks_from`` of them (SD 1.5's 64x64 and 32x32
     levels, the VAE decoder); else 32 x 64, and 32 x 32 for a product with
     fewer than ``SMALL_BLOCKS_BELOW`` of those (the 16x16 and 8x8 levels,
     the text tokens' projections), twice as many (``docs/kernels.md``). 48
@@ -167,7 +175,7 @@ def gemm_blocks(
     tn = next(t for t in (4, 3, 2, 1) if n % (t * SIDE) == 0)
     g = Gemm(m, n, k, tm, tn, conv, batch=batch)
     large = replace(g, tm=4)
-    if tm == 2 and tn == 4 and m % (4 * SIDE) == 0 and large.workgroups >= LARGE_BLOCKS_FROM:
+    if tm == 2 and tn == 4 and m % (4 * SIDE) == 0 and large.workgroups >= large_blocks_from:
         g = large
     elif g.workgroups < SMALL_BLOCKS_BELOW and tn == 4:
         g = replace(g, tn=2)
@@ -426,7 +434,10 @@ def im2col_t(
 
 
 def conv_gemm(
-    call: relax.Call, split_k_workgroups: int = 0, max_bytes: int | None = IM2COL_MAX_BYTES
+    call: relax.Call,
+    split_k_workgroups: int = 0,
+    max_bytes: int | None = IM2COL_MAX_BYTES,
+    large_blocks_from: int = LARGE_BLOCKS_FROM,
 ) -> tuple[Gemm, dict[str, Any]] | None:
     """The blocking of ``call`` (an fp16 ``conv2d`` summing in fp32) as a GEMM,
     and the im2col arguments; None where the kernel does not apply (other
@@ -452,7 +463,12 @@ def conv_gemm(
     padding = (top, left, bottom, right)
     out_h, out_w = output_size(height, width, (kh, kw), strides, padding)
     g = gemm_blocks(
-        n * out_h * out_w, cout, cin * kh * kw, conv=True, split_k_workgroups=split_k_workgroups
+        n * out_h * out_w,
+        cout,
+        cin * kh * kw,
+        conv=True,
+        split_k_workgroups=split_k_workgroups,
+        large_blocks_from=large_blocks_from,
     )
     g = None if g is None else replace(g, pixels=out_h * out_w)
     if g is None or (max_bytes is not None and g.m * g.k * 2 > max_bytes):
@@ -502,7 +518,10 @@ def conv_row_ranges(call: relax.Call, max_bytes: int) -> list[RowRange] | None:
 
 
 def matmul_gemm(
-    a_shape: list[int], w_shape: list[int] | None, split_k_workgroups: int = 0
+    a_shape: list[int],
+    w_shape: list[int] | None,
+    split_k_workgroups: int = 0,
+    large_blocks_from: int = LARGE_BLOCKS_FROM,
 ) -> Gemm | None:
     """The blocking of ``matmul(a, w)`` for these static shapes: ``w`` a
     ``[k, n]`` weight (rows: ``a``'s leading dimensions), or ``w`` with ``a``'s
@@ -517,17 +536,31 @@ def matmul_gemm(
         m, batch = a_shape[-2], math.prod(a_shape[:-2])
     else:
         return None
-    g = gemm_blocks(m, n, k, batch=batch, split_k_workgroups=split_k_workgroups)
+    g = gemm_blocks(
+        m,
+        n,
+        k,
+        batch=batch,
+        split_k_workgroups=split_k_workgroups,
+        large_blocks_from=large_blocks_from,
+    )
     # blockIdx.y counts (product, part, row block); WebGPU allows 65535 of them.
     return g if g is None or g.workgroups // (g.n // g.cols) <= 65535 else None
 
 
 @mutator
 class _Rewriter(PyExprMutator):  # type: ignore[misc]
-    def __init__(self, mod: tvm.IRModule, split_k_workgroups: int, im2col_max_bytes: int) -> None:
+    def __init__(
+        self,
+        mod: tvm.IRModule,
+        split_k_workgroups: int,
+        im2col_max_bytes: int,
+        large_blocks_from: int,
+    ) -> None:
         super().__init__(mod)
         self.split_k_workgroups = split_k_workgroups
         self.im2col_max_bytes = im2col_max_bytes
+        self.large_blocks_from = large_blocks_from
         self.matmul = tvm.ir.Op.get("relax.matmul")
         self.conv2d = tvm.ir.Op.get("relax.nn.conv2d")
         self.kernels: dict[tuple[Any, ...], relax.GlobalVar] = {}
@@ -556,7 +589,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         w_shape: list[int] | None,
         out_shape: list[int],
     ) -> relax.Expr:
-        g = matmul_gemm(a_shape, w_shape, self.split_k_workgroups)
+        g = matmul_gemm(a_shape, w_shape, self.split_k_workgroups, self.large_blocks_from)
         if g is None or w_shape is None:
             return call
         key = (g, tuple(a_shape), tuple(w_shape), tuple(out_shape))
@@ -599,7 +632,9 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         return self.builder_.call_te(sum_partials, summed, primfunc_name_hint="split_k_sum")
 
     def _conv(self, call: relax.Call) -> relax.Expr:
-        found = conv_gemm(call, self.split_k_workgroups, self.im2col_max_bytes)
+        found = conv_gemm(
+            call, self.split_k_workgroups, self.im2col_max_bytes, self.large_blocks_from
+        )
         if found is None:
             ranges = conv_row_ranges(call, self.im2col_max_bytes)
             return call if ranges is None else self._conv_rows(call, ranges)
@@ -654,18 +689,21 @@ def conv_in_rows(
 
 
 def subgroup_matrix_pass(
-    split_k_workgroups: int = SPLIT_K_WORKGROUPS, im2col_max_bytes: int = IM2COL_MAX_BYTES
+    split_k_workgroups: int = SPLIT_K_WORKGROUPS,
+    im2col_max_bytes: int = IM2COL_MAX_BYTES,
+    large_blocks_from: int = LARGE_BLOCKS_FROM,
 ) -> tvm.transform.Pass:
     """Every fp16 matmul and convolution summing in fp32 whose shapes tile into
     16x16x16 matrices, as a :func:`matmul_kernel` or :func:`conv_kernel` call
     (run after ``accumulate_fp32``); those with fewer blocks than
     ``split_k_workgroups`` split along k (0: none); convolutions whose im2col
     matrix would be larger than ``im2col_max_bytes`` in ranges of output rows
-    (:func:`conv_row_ranges`)."""
+    (:func:`conv_row_ranges`); those making at least ``large_blocks_from``
+    blocks of 64 x 64 in them (:func:`gemm_blocks`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrix")  # type: ignore[untyped-decorator]
     def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, split_k_workgroups, im2col_max_bytes)
+        rewriter = _Rewriter(mod, split_k_workgroups, im2col_max_bytes, large_blocks_from)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
