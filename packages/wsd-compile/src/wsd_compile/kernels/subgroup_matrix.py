@@ -337,40 +337,7 @@ def _gemm_kernel(
         col = bx * cols + c
         return (part, row // pixels, col, row % pixels) if g.conv else (part, batch, row, col)
 
-    if g.direct:
-        return _direct_kernel(text, a_shape, b_shape, result, g)
-
-    @T.prim_func(private=True)  # type: ignore[untyped-decorator]
-    def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        # The WGSL text names A and B (TVM prints them as A_ptr, B_ptr).
-        A = T.match_buffer(a, a_shape, "float16")  # noqa: N806
-        B = T.match_buffer(b, b_shape, "float16")  # noqa: N806
-        C = T.match_buffer(c, result, "float32")  # noqa: N806
-        flat = T.decl_buffer(flat_shape, "float32", data=C.data)
-        for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
-            for by in T.thread_binding(row_blocks * g.parts * g.batch, thread="blockIdx.y"):
-                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
-                    wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
-                    T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
-                    for i in T.unroll(per_thread):
-                        flat[at(by, bx, i * SUBGROUP + tx)] = wsd_tile[i * SUBGROUP + tx]
-
-    return kernel
-
-
-def _direct_kernel(
-    text: str,
-    a_shape: tuple[int, ...],
-    b_shape: tuple[int, ...],
-    result: tuple[int, ...],
-    g: Gemm,
-) -> tvm.tirx.PrimFunc:
-    """The TIR around WGSL that stores the result itself. TVM binds a buffer
-    writable only where TIR stores to it, so the kernel has one store that
-    never runs, under a condition TVM cannot evaluate (``all(bool(0))``, WGSL's
-    own ``false``)."""
-    zero = (0,) * len(result)
+    direct, zero = g.direct, (0,) * len(result)
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
     def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -379,12 +346,23 @@ def _direct_kernel(
         A = T.match_buffer(a, a_shape, "float16")  # noqa: N806
         B = T.match_buffer(b, b_shape, "float16")  # noqa: N806
         C = T.match_buffer(c, result, "float32")  # noqa: N806
-        for _bx in T.thread_binding(g.n // g.cols, thread="blockIdx.x"):
-            for _by in T.thread_binding(g.row_blocks * g.parts * g.batch, thread="blockIdx.y"):
-                for _tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
-                    T.evaluate(T.call_extern("int32", text, A.data, B.data, C.data))
-                    if T.call_extern("bool", "all", T.bool(False)):
-                        C[zero] = T.float32(0)
+        for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
+            for by in T.thread_binding(row_blocks * g.parts * g.batch, thread="blockIdx.y"):
+                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
+                    if direct:
+                        # The WGSL stores the result itself. TVM binds a buffer
+                        # writable only where TIR stores to it: one store that
+                        # never runs, under a condition TVM cannot evaluate
+                        # (all(bool(0)), WGSL's own false).
+                        T.evaluate(T.call_extern("int32", text, A.data, B.data, C.data))
+                        if T.call_extern("bool", "all", T.bool(False)):
+                            C[zero] = T.float32(0)
+                    else:
+                        flat = T.decl_buffer(flat_shape, "float32", data=C.data)
+                        wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
+                        T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
+                        for i in T.unroll(per_thread):
+                            flat[at(by, bx, i * SUBGROUP + tx)] = wsd_tile[i * SUBGROUP + tx]
 
     return kernel
 
