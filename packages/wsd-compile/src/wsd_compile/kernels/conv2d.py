@@ -184,7 +184,7 @@ def split_depth(blocks: int, depth: int, target: int, *, step: int, min_chunk: i
     ``blocks`` output blocks and reduction ``depth`` is split so that it has at
     least ``target`` blocks: each range a multiple of ``step`` (the k step of a
     block) and at least ``min_chunk`` long. Both GEMM paths split this way
-    (:func:`split_k_parts`, :func:`.subgroup_matrix.split_k`)."""
+    (:func:`split_k_parts`, :func:`.subgroup_gemm.split_k`)."""
     best = 1
     for parts in range(2, 17):
         if blocks * best >= target:

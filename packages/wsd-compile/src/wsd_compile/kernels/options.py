@@ -48,7 +48,7 @@ class KernelOptions:
     #: ``subgroup-matrix`` kernel path), so off by default.
     subgroup_matrix: bool = False
     #: ... split along k where a product has fewer blocks (subgroups) than this
-    #: (:func:`.subgroup_matrix.split_k`; 0: never).
+    #: (:func:`.subgroup_gemm.split_k`; 0: never).
     subgroup_split_k_workgroups: int = SPLIT_K_WORKGROUPS
     #: ... and attention is not fused there: its matmuls run on tensor cores,
     #: in ranges of query rows whose fp32 scores take at most this many bytes
@@ -58,7 +58,7 @@ class KernelOptions:
     #: run in ranges of output rows, each within it (:func:`.subgroup_matrix.conv_row_ranges`).
     subgroup_im2col_max_bytes: int = IM2COL_MAX_BYTES
     #: ... and products that make at least this many blocks of 64 x 64 run in
-    #: them (:func:`.subgroup_matrix.gemm_blocks`; the GPU parity builds set 1,
+    #: them (:func:`.subgroup_gemm.gemm_blocks`; the GPU parity builds set 1,
     #: so that the tiny presets' products take them too).
     subgroup_large_blocks_from: int = LARGE_BLOCKS_FROM
 

@@ -58,8 +58,9 @@ class Gemm:
     """``C[m, n] = sum_k A[m, k] B[k, n]`` in blocks of ``(16 tm) x (16 tn)``.
 
     ``conv``: the convolution form: A stored transposed (``[k, m]``, as
-    :func:`im2col_t` writes it), B transposed (``[n, k]``: the OIHW weight as
-    it is), and the result in NCHW (``m`` is image, row, column).
+    :func:`.subgroup_matrix.im2col_t` writes it), B transposed (``[n, k]``:
+    the OIHW weight as it is), and the result in NCHW (``m`` is image, row,
+    column).
     ``parts``: split-K; each block sums one of ``parts`` equal ranges of k
     into its own partial result (``[parts, ...]``), which a kernel of its own
     adds up (``sum_partials``).
@@ -340,6 +341,6 @@ def matmul_kernel(
 
 def conv_kernel(g: Gemm, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tvm.tirx.PrimFunc:
     """The convolution kernel for ``g`` (``g.conv``): A^T ``[k, m]`` (the
-    im2col of :func:`im2col_t`), the OIHW weight ``w_shape`` read as B^T
+    im2col of :func:`.subgroup_matrix.im2col_t`), the OIHW weight ``w_shape`` read as B^T
     ``[n, k]``, the f32 NCHW result of ``out_shape``."""
     return _gemm_kernel(g, (g.k, g.m), w_shape, out_shape)

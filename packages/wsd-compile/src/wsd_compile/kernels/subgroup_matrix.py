@@ -16,13 +16,13 @@ leaves) whose rows, columns and K are multiples of 16, and the fp16
 convolutions that sum in fp32 (NCHW, OIHW, no groups or dilation) whose
 output pixels, output channels and ``K = channels x kernel taps`` are: an
 injective kernel writes the transposed im2col matrix (:func:`im2col_t`), and
-:func:`conv_kernel` multiplies it with the weight as it is stored, both loaded
-column-major, writing the NCHW result. A convolution whose im2col matrix would
+:func:`.subgroup_gemm.conv_kernel` multiplies it with the weight as it is
+stored, both loaded column-major, writing the NCHW result. A convolution whose im2col matrix would
 be larger than ``IM2COL_MAX_BYTES`` is computed in equal ranges of output rows
 (:func:`conv_row_ranges`), each an im2col and a product of its own over the
 input rows it reads, joined along the rows. A product
 with fewer blocks than ``SPLIT_K_WORKGROUPS`` is split along k
-(:func:`split_k`): its blocks write partial sums that a kernel of its own
+(:func:`.subgroup_gemm.split_k`): its blocks write partial sums that a kernel of its own
 adds up, with the epilogue fused into it.
 """
 
@@ -385,12 +385,13 @@ def subgroup_matrix_pass(
     large_blocks_from: int = LARGE_BLOCKS_FROM,
 ) -> tvm.transform.Pass:
     """Every fp16 matmul and convolution summing in fp32 whose shapes tile into
-    16x16x16 matrices, as a :func:`matmul_kernel` or :func:`conv_kernel` call
-    (run after ``accumulate_fp32``); those with fewer blocks than
-    ``split_k_workgroups`` split along k (0: none); convolutions whose im2col
+    16x16x16 matrices, as a :func:`.subgroup_gemm.matmul_kernel` or
+    :func:`.subgroup_gemm.conv_kernel` call (run after ``accumulate_fp32``);
+    those with fewer blocks than ``split_k_workgroups`` split along k (0:
+    none); convolutions whose im2col
     matrix would be larger than ``im2col_max_bytes`` in ranges of output rows
     (:func:`conv_row_ranges`); those making at least ``large_blocks_from``
-    blocks of 64 x 64 in them (:func:`gemm_blocks`)."""
+    blocks of 64 x 64 in them (:func:`.subgroup_gemm.gemm_blocks`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrix")  # type: ignore[untyped-decorator]
     def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
