@@ -88,14 +88,58 @@ def rgba_option(image: np.ndarray) -> dict[str, Any]:
     return {"rgba": base64.b64encode(rgba.tobytes()).decode(), "width": w, "height": h}
 
 
+#: A VAE tile plan: the tile and the overlap, in latent rows and columns.
+TilePlan = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _encode_in_tiles(vae: Any, plan: TilePlan) -> Callable[[Any], Any]:
+    """``vae.encode`` as the page encodes in tiles (``wsd_capture.tiles``): diffusers'
+    encoder on each tile, each tile's sample drawn with the noise of its own latent
+    pixels (one draw from the pipeline's generator, as the whole image's), blended."""
+    from types import SimpleNamespace
+
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from wsd_capture.tiles import encode_in_tiles
+
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    channels = int(vae.config.latent_channels)
+
+    def tile_sample(pixels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        dist = vae.encode(pixels).latent_dist
+        sample: torch.Tensor = dist.mean + dist.std * noise
+        return sample
+
+    def encode(image: torch.Tensor) -> Any:
+        def sample(generator: torch.Generator | None = None) -> torch.Tensor:
+            h, w = image.shape[2] // factor, image.shape[3] // factor
+            noise = randn_tensor((1, channels, h, w), generator=generator, dtype=image.dtype)
+            pixels = image.detach().double().numpy()
+            blended = encode_in_tiles(
+                lambda p, z: tile_sample(p.to(image.dtype), z), pixels, noise.numpy(), *plan, factor
+            )
+            return torch.from_numpy(blended).to(image.dtype)
+
+        return SimpleNamespace(latent_dist=SimpleNamespace(sample=sample))
+
+    return encode
+
+
 def diffusers_reference(
-    preset: str, directory: Path, classes: dict[str, Any], task: str
+    preset: str,
+    directory: Path,
+    classes: dict[str, Any],
+    task: str,
+    vae_tiles: TilePlan | None = None,
 ) -> Reference:
-    """diffusers' pipeline for ``task`` (``img2img``, ``inpaint``) on ``preset``."""
+    """diffusers' pipeline for ``task`` (``img2img``, ``inpaint``) on ``preset``; with
+    ``vae_tiles``, its VAE encoding and decoding in those tiles as the page does."""
     import diffusers
     import torch
 
     from wsd_capture import PRESET_KINDS, write_preset
+    from wsd_capture.tiles import decode_in_tiles, to_pixels
 
     model_dir = write_preset(preset, directory / preset)
     xl = PRESET_KINDS[preset] == "sdxl"
@@ -108,6 +152,10 @@ def diffusers_reference(
     pipe = cls.from_pretrained(model_dir, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     own = pipe.scheduler.config
+    vae = pipe.vae
+    if vae_tiles is not None:
+        assert getattr(vae.config, "latents_mean", None) is None
+        vae.encode = _encode_in_tiles(vae, vae_tiles)
 
     def run(scheduler: str, **extra: Any) -> Result:
         from PIL import Image
@@ -125,6 +173,13 @@ def diffusers_reference(
         latents = pipe(
             **args, generator=torch.Generator().manual_seed(SEED), output_type="latent"
         ).images
+        if vae_tiles is not None:
+            factor = 2 ** (len(vae.config.block_out_channels) - 1)
+            scaling = float(vae.config.scaling_factor)
+            decoded = decode_in_tiles(
+                lambda z: vae.decode(z / scaling).sample, latents.numpy(), *vae_tiles, factor
+            )
+            return to_pixels(decoded), latents.numpy()
         out = pipe(**args, generator=torch.Generator().manual_seed(SEED), output_type="np")
         return (out.images[0] * 255).round().astype(np.uint8), latents.numpy()
 
@@ -137,6 +192,14 @@ def node_generate(
     """The page's pipelines through render.mjs: one loaded model, one generation
     per variation (options, its ``task`` among them, laid over the common ones),
     with the ``pictures`` (``image``, ``mask``) given to every generation."""
+    return [(run["pixels"], run["latents"]) for run in node_runs(build, variations, **pictures)]
+
+
+def node_runs(
+    build: Path, variations: list[dict[str, Any]], **pictures: np.ndarray
+) -> list[dict[str, Any]]:
+    """node_generate's generations as render.mjs reports them, with each run's
+    ``pixels`` (8-bit RGB) and ``latents`` as arrays."""
     options: dict[str, Any] = {
         **{name: rgba_option(p) for name, p in pictures.items()},
         "variations": variations,
@@ -159,10 +222,11 @@ def node_generate(
     runs = report["runs"]
     assert [r["variation"] for r in runs] == list(range(len(variations)))
     h, w = report["height"], report["width"]
-    out = []
     for run in runs:
-        pixels = np.frombuffer(base64.b64decode(run["rgba"]), np.uint8).reshape(h, w, 4)[..., :3]
-        out.append((pixels, np.asarray(run["latents"], np.float32)))
+        rgba = np.frombuffer(base64.b64decode(run.pop("rgba")), np.uint8).reshape(h, w, 4)
+        run["pixels"] = rgba[..., :3]
+        run["latents"] = np.asarray(run["latents"], np.float32)
+    out: list[dict[str, Any]] = runs
     return out
 
 

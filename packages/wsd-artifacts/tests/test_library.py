@@ -244,6 +244,51 @@ def test_vae_tiling_names_a_function_of_its_tile_size_and_a_smaller_overlap(
         assert not (model_dir / "manifest.json").exists(), what
 
 
+def test_vae_tiling_names_an_encoder_of_its_tile_size(
+    model_dir: Path, body: dict[str, Any]
+) -> None:
+    from wsd_artifacts import ManifestError
+
+    def tensor(name: str, *shape: int) -> dict[str, Any]:
+        return {"name": name, "shape": [*shape], "dtype": "float32"}
+
+    decode_fn = {
+        "inputs": [tensor("latents", 1, 4, 4, 4)],
+        "outputs": [tensor("image", 1, 3, 32, 32)],
+    }
+    encode_fn = {
+        "inputs": [tensor("image", 1, 3, 32, 32), tensor("noise", 1, 4, 4, 4)],
+        "outputs": [tensor("latents", 1, 4, 4, 4)],
+    }
+    tiling = {"function": "vae_decode_tile", "encode_function": "vae_encode_tile"}
+    tiled = dict(
+        body,
+        functions={
+            **body["functions"],
+            "vae_decode_tile": {**decode_fn, "params": "unet"},
+            "vae_encode_tile": {**encode_fn, "params": "unet"},
+        },
+        vae_tiling={**tiling, "tile": [4, 4], "overlap": [1, 1]},
+    )
+    assert write_manifest(model_dir, tiled)["vae_tiling"]["encode_function"] == "vae_encode_tile"
+    (model_dir / "manifest.json").unlink()
+    smaller = {**encode_fn, "outputs": [tensor("latents", 1, 4, 2, 2)], "params": "unet"}
+    bad = {
+        "an encoder the library lacks": (
+            dict(tiled, vae_tiling=dict(tiled["vae_tiling"], encode_function="encode_tiles")),
+            r"vae_tiling\.encode_function: expected a function of the library, got 'encode_tiles'",
+        ),
+        "an encoder of another tile size": (
+            dict(tiled, functions={**tiled["functions"], "vae_encode_tile": smaller}),
+            r"vae_tiling\.tile: expected the latent size \[2, 2\] that vae_encode_tile encodes to",
+        ),
+    }
+    for what, (manifest, message) in bad.items():
+        with pytest.raises(ManifestError, match=message):
+            write_manifest(model_dir, manifest)
+        assert not (model_dir / "manifest.json").exists(), what
+
+
 def test_lora_targets_name_weights_of_their_component_and_need_the_merge_functions(
     model_dir: Path, body: dict[str, Any]
 ) -> None:

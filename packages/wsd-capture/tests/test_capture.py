@@ -84,6 +84,13 @@ def test_the_components_have_the_documented_signatures(captured: CapturedPipelin
             ),
             (TensorSpec("latents", (1, 4, 8, 8), "float32"),),
         ),
+        "vae_encode_tile": (
+            (
+                TensorSpec("image", (1, 3, 32, 32), "float32"),
+                TensorSpec("noise", (1, 4, 4, 4), "float32"),
+            ),
+            (TensorSpec("latents", (1, 4, 4, 4), "float32"),),
+        ),
     }
     assert {name: c.name for name, c in captured.components.items()} == {
         name: name for name in specs
@@ -129,6 +136,21 @@ def test_the_tile_graph_is_the_vae_graph_on_a_crop(
     with torch.no_grad():
         expected = pipe.vae.decode(crop / pipe.vae.config.scaling_factor).sample
     assert torch.allclose(_run(captured, "vae_decode_tile", crop), expected, atol=1e-5)
+
+
+def test_the_encode_tile_graph_is_the_encoder_on_a_crop(
+    pipe: StableDiffusionPipeline, captured: CapturedPipeline
+) -> None:
+    """``vae_encode_tile`` encodes a tile's image as diffusers' encoder does:
+    ``mean + std * noise``, scaled."""
+    g = torch.Generator().manual_seed(4)
+    image = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
+    noise = torch.randn(1, 4, 4, 4, generator=g)
+    with torch.no_grad():
+        dist = pipe.vae.encode(image).latent_dist
+        expected = (dist.mean + dist.std * noise) * pipe.vae.config.scaling_factor
+    got = _run(captured, "vae_encode_tile", image, noise)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -239,6 +261,7 @@ def test_a_saved_capture_has_the_documented_files(
         "vae_decode.pt2",
         "vae_decode_tile.pt2",
         "vae_encode.pt2",
+        "vae_encode_tile.pt2",
     ]
     assert (out / "tokenizer.json").read_text() == captured.metadata.tokenizer.tokenizer_json
     assert "tokenizer_json" not in (out / "metadata.json").read_text()
@@ -303,6 +326,7 @@ def test_sdxl_capture_describes_its_conditioning(tmp_path: Path) -> None:
         "vae_decode",
         "vae_decode_tile",
         "vae_encode",
+        "vae_encode_tile",
     ]
     assert meta.text_hidden_size == 96
     assert meta.tokenizer_2 is not None and meta.tokenizer_2.pad_token_id == 0
@@ -358,3 +382,27 @@ def test_tiles_of_a_local_decoder_blend_into_its_whole_image(
         starts = tile_starts(size[axis], tile[axis], overlap[axis])
         assert starts[0] == 0 and starts[-1] == size[axis] - tile[axis]
         assert all(b - a <= tile[axis] - overlap[axis] for a, b in itertools.pairwise(starts))
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "overlap"), [((8, 8), (4, 4), (1, 1)), ((16, 12), (6, 5), (2, 1))]
+)
+def test_tiles_of_a_local_encoder_blend_to_the_whole_encoding(
+    size: tuple[int, int], tile: tuple[int, int], overlap: tuple[int, int]
+) -> None:
+    """Where every tile encodes its latent pixels as the whole image does (mean
+    pooling, plus the noise), the blend is that encoding; the weights sum to one."""
+    from wsd_capture.tiles import encode_in_tiles
+
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 1, (1, 3, size[0] * 8, size[1] * 8))
+    noise = rng.standard_normal((1, 3, *size))
+
+    def pool(pixels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(pixels, 8) + 0.1 * z
+
+    got = encode_in_tiles(pool, image, noise, tile, overlap, 8)
+    expected = pool(torch.from_numpy(image), torch.from_numpy(noise)).numpy()
+    assert np.allclose(got, expected, atol=1e-9)
+    with pytest.raises(ValueError, match="does not encode to latents"):
+        encode_in_tiles(pool, image[:, :, 8:], noise, tile, overlap, 8)

@@ -48,6 +48,7 @@ def test_sd15_captures_and_saves(
         "vae_decode",
         "vae_decode_tile",
         "vae_encode",
+        "vae_encode_tile",
     ]
     assert load_capture(out).metadata.latent_shape == (1, 4, 4, 6)
 

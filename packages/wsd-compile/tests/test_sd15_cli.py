@@ -42,6 +42,14 @@ def test_fp16_build_of_the_preset(
     # Weights count double in the fp32 path, and the limits are the best path's.
     assert paths[1]["max_buffer_bytes"] >= paths[0]["max_buffer_bytes"]
     assert manifest["limits"]["max_buffer_bytes"] == paths[0]["max_buffer_bytes"]
+    # The VAE runs in tiles where a device cannot bind the untiled decoder's or
+    # encoder's buffers: their own largest buffers are stated apart.
+    assert manifest["vae_tiling"]["encode_function"] == "vae_encode_tile"
+    assert all(p["vae_encode_buffer_bytes"] > 0 for p in paths)
+    assert all(p["vae_decode_buffer_bytes"] > 0 for p in paths)
+    # A task that encodes no image calls no encoder, whole or tiled.
+    assert "vae_encode_tile" not in manifest["tasks"]["text-to-image"]
+    assert {"vae_encode", "vae_encode_tile"} <= set(manifest["tasks"]["image-to-image"])
 
 
 def test_an_existing_output_is_left_alone(tmp_path: Path, stderr_line: Callable[[], str]) -> None:

@@ -17,7 +17,14 @@ from wsd_compile import PipelineModule, WsdCompileError, build_sd15_module
 from wsd_compile.glue import MAX_TERMS, combine_name
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
-COMPONENTS = ("text_encoder", "unet", "vae_decode", "vae_decode_tile", "vae_encode")
+COMPONENTS = (
+    "text_encoder",
+    "unet",
+    "vae_decode",
+    "vae_decode_tile",
+    "vae_encode",
+    "vae_encode_tile",
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +119,10 @@ def test_functions_describe_inputs_and_weights(fp32: CpuModule, captured: Captur
     assert functions["vae_decode_tile"].params == "vae_decode"
     assert functions["vae_decode_tile"].inputs[0].shape == (1, 4, 4, 4)
     assert "vae_decode_tile" not in fp32.module.params
+    # So does the tile encoder the whole encoder's.
+    assert functions["vae_encode_tile"].params == "vae_encode"
+    assert [t.shape for t in functions["vae_encode_tile"].inputs] == [(1, 3, 32, 32), (1, 4, 4, 4)]
+    assert "vae_encode_tile" not in fp32.module.params
 
 
 def test_a_tile_graph_with_other_weights_is_refused(

@@ -184,6 +184,7 @@ def test_fp16_keeps_the_upcast_vae_in_fp32(
         "vae_decode": "fp32",
         "vae_decode_tile": "fp32",
         "vae_encode": "fp32",
+        "vae_encode_tile": "fp32",
     }
     assert {str(p.dtype) for p in module.params["vae_decode"]} == {"float32"}
     assert "float16" in {str(p.dtype) for p in module.params["unet"]}

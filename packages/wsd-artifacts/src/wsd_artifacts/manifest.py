@@ -184,6 +184,17 @@ def _vae_tiling_problems(m: Mapping[str, Any]) -> list[str]:
             f"vae_tiling.tile: expected the latent size {fn['inputs'][0]['shape'][-2:]} "
             f"that {tiling['function']} decodes, got {tiling['tile']}"
         )
+    encoder = tiling.get("encode_function")
+    encode_fn = None if encoder is None else m["functions"].get(encoder)
+    if encoder is not None and encode_fn is None:
+        problems.append(
+            f"vae_tiling.encode_function: expected a function of the library, got {encoder!r}"
+        )
+    elif encode_fn is not None and encode_fn["outputs"][0]["shape"][-2:] != tiling["tile"]:
+        problems.append(
+            f"vae_tiling.tile: expected the latent size {encode_fn['outputs'][0]['shape'][-2:]} "
+            f"that {encoder} encodes to, got {tiling['tile']}"
+        )
     if any(o >= t for o, t in zip(tiling["overlap"], tiling["tile"], strict=True)):
         problems.append(
             f"vae_tiling.overlap: expected less than the tile {tiling['tile']}, "

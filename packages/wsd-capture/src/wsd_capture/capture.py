@@ -14,6 +14,11 @@ tensors the browser passes around, in dtypes WGSL has (float32, int32):
   -> ``latents`` [1, 4, h, w], a sample of the encoder's latent distribution
   scaled as the image-to-image pipelines scale it (the first step of
   image to image and inpainting).
+- ``vae_encode_tile``: the same encoder at the image size of one decode tile
+  (its ``noise`` and ``latents`` at :func:`vae_tile_shape`): the page encodes a
+  large image in overlapping tiles with it and blends their latents, so the
+  encoder's activations are those of one tile; it shares ``vae_encode``'s
+  weights.
 
 Guidance scale, step count, seed and scheduler stay outside the graphs.
 """
@@ -239,24 +244,28 @@ def export_vae_graphs(
 ) -> tuple[CapturedComponent, ...]:
     """``vae_decode`` at ``latent_shape`` and, when it has one, ``vae_decode_tile``
     at :func:`vae_tile_shape`; then ``vae_encode`` for the image that
-    ``latent_shape`` decodes to."""
-    graph = VaeDecodeGraph(vae, latent_stats=latent_stats)
-    shapes = {"vae_decode": latent_shape, "vae_decode_tile": vae_tile_shape(latent_shape)}
+    ``latent_shape`` decodes to and, with the tile, ``vae_encode_tile`` for the
+    image of one tile."""
+    tile = vae_tile_shape(latent_shape)
+    decoder = VaeDecodeGraph(vae, latent_stats=latent_stats)
+    encoder = VaeEncodeGraph(vae, latent_stats=latent_stats)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    channels = int(vae.config.in_channels)
+
+    def encode(name: str, shape: tuple[int, ...]) -> CapturedComponent:
+        *_, h, w = shape
+        image = torch.zeros(1, channels, h * factor, w * factor)
+        return _export(name, encoder, {"image": image, "noise": torch.zeros(shape)}, "latents")
+
     decoders = tuple(
-        _export(name, graph, {"latents": torch.zeros(shape)}, "image")
-        for name, shape in shapes.items()
+        _export(name, decoder, {"latents": torch.zeros(shape)}, "image")
+        for name, shape in (("vae_decode", latent_shape), ("vae_decode_tile", tile))
         if shape is not None
     )
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    *_, h, w = latent_shape
-    image = torch.zeros(1, int(vae.config.in_channels), h * factor, w * factor)
-    encoder = _export(
-        "vae_encode",
-        VaeEncodeGraph(vae, latent_stats=latent_stats),
-        {"image": image, "noise": torch.zeros(latent_shape)},
-        "latents",
-    )
-    return (*decoders, encoder)
+    encoders: tuple[CapturedComponent, ...] = (encode("vae_encode", latent_shape),)
+    if tile is not None:
+        encoders += (encode("vae_encode_tile", tile),)
+    return (*decoders, *encoders)
 
 
 def _export(

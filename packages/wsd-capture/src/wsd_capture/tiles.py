@@ -1,8 +1,13 @@
-"""The page's tiled VAE decode (wsd-web's ``static/js/vae_tiling.js``) in NumPy
-and PyTorch, the reference its tests compare with: the same plan (the fewest
-tiles per axis that overlap their neighbours by at least the overlap, spread
-evenly), the same blend (linear ramps across each overlap, a weighted mean),
-with any decoder on each tile (diffusers' own, in the tests)."""
+"""The page's tiled VAE decode and encode (wsd-web's ``static/js/vae_tiling.js``)
+in NumPy and PyTorch, the reference its tests compare with: the same plan (the
+fewest tiles per axis that overlap their neighbours by at least the overlap,
+spread evenly), the same blend (linear ramps across each overlap, a weighted
+mean), with any decoder or encoder on each tile (diffusers' own, in the tests).
+
+Decoding blends the tiles' images (the ramps in image pixels); encoding blends
+the tiles' latents (the ramps in latent pixels), each tile's latents sampled
+with the noise of its own latent pixels, so where tiles overlap the blend is
+the blended mean plus the blended standard deviation times the same noise."""
 
 from __future__ import annotations
 
@@ -58,6 +63,45 @@ def decode_in_tiles(
             ys = slice(top * factor, (top + tile[0]) * factor)
             xs = slice(left * factor, (left + tile[1]) * factor)
             total[:, :, ys, xs] += w * pixels
+            weight[ys, xs] += w
+    blended: np.ndarray = total / weight
+    return blended
+
+
+def encode_in_tiles(
+    encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    image: np.ndarray,
+    noise: np.ndarray,
+    tile: Sequence[int],
+    overlap: Sequence[int],
+    factor: int,
+) -> np.ndarray:
+    """``image`` [1, 3, H, W] encoded tile by tile with ``encode`` (a tile's image
+    and its latent pixels' ``noise`` [1, C, H / factor, W / factor] to its
+    latents) and blended: the latents [1, C, H / factor, W / factor] in float64.
+    ``tile`` and ``overlap`` are in latent pixels."""
+    _, channels, height, width = noise.shape
+    if image.shape[2:] != (height * factor, width * factor):
+        raise ValueError(
+            f"an image of {image.shape[2:]} does not encode to latents of {(height, width)} "
+            f"at a factor of {factor}"
+        )
+    rows = tile_starts(height, tile[0], overlap[0])
+    cols = tile_starts(width, tile[1], overlap[1])
+    total = np.zeros((1, channels, height, width))
+    weight = np.zeros((height, width))
+    for i, top in enumerate(rows):
+        for j, left in enumerate(cols):
+            ys = slice(top, top + tile[0])
+            xs = slice(left, left + tile[1])
+            pixels = image[:, :, top * factor : ys.stop * factor, left * factor : xs.stop * factor]
+            with torch.no_grad():
+                latents = encode(
+                    torch.from_numpy(np.ascontiguousarray(pixels)),
+                    torch.from_numpy(np.ascontiguousarray(noise[:, :, ys, xs])),
+                )
+            w = np.outer(ramp(rows, i, tile[0], 1), ramp(cols, j, tile[1], 1))
+            total[:, :, ys, xs] += w * latents.double().numpy()
             weight[ys, xs] += w
     blended: np.ndarray = total / weight
     return blended

@@ -81,15 +81,28 @@ def kind_build(kind: str) -> KindBuild:
 #: The only task of an inpainting checkpoint's build (its UNet takes a mask).
 INPAINTING = "inpainting"
 
+#: Captured graphs that are another graph at a tile's shape (the page runs the
+#: VAE in overlapping tiles with them), by the graph they stand in for: a task
+#: that calls the graph may call its tile graph too.
+TILE_GRAPHS: Mapping[str, str] = {
+    "vae_decode_tile": "vae_decode",
+    "vae_encode_tile": "vae_encode",
+}
+
 
 def task_functions(kind: str, functions: Mapping[str, object]) -> dict[str, list[str]]:
-    """Each task of ``kind`` with the library functions its pipeline calls: its graphs
-    and every glue function (``functions`` are the library's, by name). A build of an
-    inpainting checkpoint (it has ``inpaint_unet_input``) offers inpainting alone."""
+    """Each task of ``kind`` with the library functions its pipeline calls: its graphs,
+    the tile graphs of those (where the library has them) and every glue function
+    (``functions`` are the library's, by name). A build of an inpainting checkpoint
+    (it has ``inpaint_unet_input``) offers inpainting alone."""
     build = kind_build(kind)
     graphs = {g for task_graphs in build.tasks.values() for g in task_graphs}
-    glue = [name for name in functions if name not in graphs]
+    glue = [name for name in functions if name not in graphs and name not in TILE_GRAPHS]
     tasks = list(build.tasks.items())
     if INPAINT_UNET_INPUT in functions:
         tasks = [(task, g) for task, g in tasks if task == INPAINTING]
-    return {task: sorted([*task_graphs, *glue]) for task, task_graphs in tasks}
+    tiles = {
+        task: [t for t, whole in TILE_GRAPHS.items() if whole in task_graphs and t in functions]
+        for task, task_graphs in tasks
+    }
+    return {task: sorted([*task_graphs, *tiles[task], *glue]) for task, task_graphs in tasks}

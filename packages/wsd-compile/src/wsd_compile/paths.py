@@ -21,6 +21,8 @@ intermediates), from which the page reckons the memory of each mode. In a
 build whose VAE decodes in tiles (``vae_decode_tile``) that is the largest
 without the untiled decoder, and ``vae_decode_buffer_bytes`` is the untiled
 decoder's own: a device that cannot bind it runs the path and decodes in tiles.
+Likewise the encoder (``vae_encode_tile``, ``vae_encode_buffer_bytes``): a
+device that cannot bind the untiled encoder's buffers encodes in tiles.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class KernelPath:
     subgroup_matrix: bool = False
     #: The untiled ``vae_decode``'s largest buffer, where the build can decode in tiles.
     vae_decode_buffer_bytes: int | None = None
+    #: The untiled ``vae_encode``'s largest buffer, where the build can encode in tiles.
+    vae_encode_buffer_bytes: int | None = None
     #: GPU bytes of each component's weights as this path uploads them.
     weight_bytes: Mapping[str, int] = field(default_factory=dict)
     #: Bytes each function allocates for its intermediates (its planned storage).
@@ -66,6 +70,8 @@ class KernelPath:
         }
         if self.vae_decode_buffer_bytes is not None:
             out["vae_decode_buffer_bytes"] = self.vae_decode_buffer_bytes
+        if self.vae_encode_buffer_bytes is not None:
+            out["vae_encode_buffer_bytes"] = self.vae_encode_buffer_bytes
         if self.weight_bytes or self.workspace_bytes:
             out["memory"] = {
                 "weights": dict(sorted(self.weight_bytes.items())),

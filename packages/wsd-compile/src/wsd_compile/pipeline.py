@@ -25,7 +25,12 @@ from .kinds import PRECISIONS, kind_build, task_functions
 from .lora import MERGE_FUNCTION, add_lora_functions
 from .output import fresh_output_dir
 from .paths import LIBRARY_FILE, KernelPath, planned_paths
-from .pipeline_module import TILE_FUNCTION, PipelineModule, build_pipeline_module
+from .pipeline_module import (
+    ENCODE_TILE_FUNCTION,
+    TILE_FUNCTION,
+    PipelineModule,
+    build_pipeline_module,
+)
 from .quantize import SCHEMES, WEIGHT_FORMAT, scheme
 from .runtime import RuntimeObjects, tvm_version, tvmjs_runtime
 from .webgpu import WebGPUBuild, build_webgpu_wasm
@@ -134,6 +139,8 @@ def _manifest_body(
             "tile": list(size),
             "overlap": [max(1, side // 4) for side in size],
         }
+        if ENCODE_TILE_FUNCTION in module.functions:
+            body["vae_tiling"]["encode_function"] = ENCODE_TILE_FUNCTION
     if meta.tokenizer_2 is not None:
         body["tokenizer_2"] = _tokenizer_entry(meta.tokenizer_2, TOKENIZER_2_FILE)
     if meta.conditioning is not None:
@@ -386,18 +393,23 @@ def _build_libraries(
     return paths, first_buffers, builds
 
 
+#: The untiled VAE functions a tile function stands in for, by the tile function.
+_UNTILED = {TILE_FUNCTION: "vae_decode", ENCODE_TILE_FUNCTION: "vae_encode"}
+
+
 def _bound_bytes(build: WebGPUBuild, module: PipelineModule, *, widen: bool) -> dict[str, Any]:
     """The largest buffer the library binds (a weight, or a storage its memory
-    plan allocates), and the untiled VAE decoder's, which is optional when the
-    build has a tile decoder: a device that cannot bind its buffers decodes in
-    tiles."""
-    tiled = TILE_FUNCTION in module.functions
-    planned = [b for name, b in build.largest_bytes.items() if not (tiled and name == "vae_decode")]
+    plan allocates), and the untiled VAE decoder's and encoder's, which are
+    optional when the build has their tile functions: a device that cannot bind
+    their buffers runs them in tiles."""
+    optional = {whole for tile, whole in _UNTILED.items() if tile in module.functions}
+    planned = [b for name, b in build.largest_bytes.items() if name not in optional]
     weights = largest_weight_bytes(module.params, widen_f16=widen)
-    return {
-        "max_buffer_bytes": max([weights, *planned]),
-        "vae_decode_buffer_bytes": build.largest_bytes.get("vae_decode", 0) if tiled else None,
+    untiled = {
+        f"{whole}_buffer_bytes": build.largest_bytes.get(whole, 0) if whole in optional else None
+        for whole in _UNTILED.values()
     }
+    return {"max_buffer_bytes": max([weights, *planned]), **untiled}
 
 
 def _uploaded_weight_bytes(module: PipelineModule, *, widen: bool) -> dict[str, int]:

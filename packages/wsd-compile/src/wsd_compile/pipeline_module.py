@@ -36,7 +36,7 @@ from tvm.relax.dpl import is_op, rewrite_call, wildcard
 
 from .errors import WsdCompileError
 from .glue import GlueShapes, XLTextShapes, glue_module
-from .kinds import PRECISIONS, kind_build
+from .kinds import PRECISIONS, TILE_GRAPHS, kind_build
 from .lora import LoraTarget, lora_targets
 from .quantize import scheme
 from .quantized_graph import QuantizedComponent, quantize_functions
@@ -269,10 +269,12 @@ def _output_types(func: relax.Function) -> list[Any]:
 
 #: Captured graphs that are another graph at other shapes, so take its weights:
 #: their functions get the other's weight tuple, and the shards hold it once.
-SHARED_WEIGHTS: Mapping[str, str] = {"vae_decode_tile": "vae_decode"}
+SHARED_WEIGHTS: Mapping[str, str] = TILE_GRAPHS
 
 #: The VAE decoder at the tile shape (``wsd_capture.vae_tile_shape``), when captured.
 TILE_FUNCTION = "vae_decode_tile"
+#: The VAE encoder at the image size of one tile, when captured.
+ENCODE_TILE_FUNCTION = "vae_encode_tile"
 
 
 def _component_precision(captured: CapturedPipeline, name: str, precision: str) -> str:

@@ -2,8 +2,9 @@
 // compiled function makes a new tensor (and records its name), tensors live
 // in tvm-like scopes (released when the scope closes unless persisted), and
 // the books say which tensors are still alive. The build's VAE tile decoder
-// (vae_tiling) makes an image of its tile; a decode tiles as the manifest and
-// the mode say, on a device without buffer limits.
+// (vae_tiling) makes an image of its tile, its tile encoder the latents of
+// its tile; the VAE tiles as the manifest and the mode say, on a device without
+// buffer limits.
 
 import { useTiles } from "../../src/wsd_web/static/js/vae_tiling.js";
 
@@ -68,8 +69,9 @@ export function fakeModel(manifest) {
     model: /** @type {any} */ ({
       manifest,
       session,
-      call: (/** @type {string} */ name, /** @type {FakeTensor} */ first) => {
+      call: (/** @type {string} */ name, /** @type {FakeTensor} */ first, /** @type {FakeTensor[]} */ ...rest) => {
         calls.push(name);
+        if (name === manifest.vae_tiling?.encode_function) return make(rest[0].shape); // the noise's
         if (name === manifest.vae_tiling?.function) {
           const factor = manifest.latent.vae_scale_factor;
           return make([1, 3, first.shape[2] * factor, first.shape[3] * factor]);

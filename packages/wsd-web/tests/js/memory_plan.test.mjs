@@ -75,3 +75,25 @@ test("the VAE encoder counts only for a task that encodes an image", () => {
   assert.equal(offload, true);
   assert.equal(chooseMemoryMode(manifest, path, 4000 * MiB).offload, false);
 });
+
+test("tiles swap the whole encoder's storage for the tile encoder's, where the build has one", () => {
+  const manifest = {
+    ...MANIFEST,
+    functions: { ...MANIFEST.functions, vae_encode: { params: "vae_encode" }, vae_encode_tile: { params: "vae_encode" } },
+    vae_tiling: { ...MANIFEST.vae_tiling, encode_function: "vae_encode_tile" },
+  };
+  const path = { ...PATH, memory: {
+    weights: { ...PATH.memory.weights, vae_encode: 70 * MiB },
+    workspace: { ...PATH.memory.workspace, vae_encode: 1500 * MiB, vae_encode_tile: 90 * MiB },
+  } };
+  const need = (/** @type {boolean} */ offload, /** @type {boolean} */ tiles) =>
+    /** @type {number} */ (memoryNeed(manifest, path, { offload, tiles }, { encode: true })) / MiB;
+  assert.equal(need(false, false), 2050 + 70 + 20 + 1500 + 400 + 900 + 1);
+  assert.equal(need(false, true), 2050 + 70 + 20 + 90 + 400 + 100 + 1);
+  // Offload with tiles: the denoising loop (400) is the largest stage again, not the encoder (70 + 90).
+  assert.equal(need(true, true), 1700 + 400 + 1);
+  assert.equal(need(true, false), 1700 + 1570 + 1);
+  // The tile encoder counts only for a task that encodes an image.
+  assert.equal(/** @type {number} */ (memoryNeed(manifest, path, { offload: false, tiles: true })) / MiB, 2050 + 20 + 400 + 100 + 1);
+  assert.deepEqual(chooseMemoryMode(manifest, path, 2800 * MiB, { encode: true }), { offload: false, tiles: true, need: 2731 * MiB });
+});

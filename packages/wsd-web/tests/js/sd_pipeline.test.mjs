@@ -160,6 +160,34 @@ test("vaeTiling on decodes in the build's tiles, one tile function call each, an
   }
 });
 
+test("image to image with vaeTiling on encodes the image in the build's tiles too; off encodes it whole", async () => {
+  const config = { num_train_timesteps: 1000, beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 };
+  const tiling = { function: "vae_decode_tile", encode_function: "vae_encode_tile", tile: [4, 4], overlap: [1, 1] };
+  const { model, live, calls } = fakeModel(manifest({
+    latent: { shape: [1, 4, 8, 8], scaling_factor: 0.18215, vae_scale_factor: 8 },
+    scheduler: { class_name: "EulerDiscreteScheduler", config, max_terms: 4 },
+    vae_tiling: tiling,
+  }));
+  const ImageToImage = pipelineClass("sd15", "image-to-image");
+  const pipeline = new ImageToImage(model, { encode: () => new Int32Array(3) }, () => 0);
+  const image = { rgba: new Uint8ClampedArray(64 * 64 * 4), width: 64, height: 64 };
+  const tiled = await pipeline.generate({ prompt: "a cat", steps: 2, image, vaeTiling: "on" });
+  assert.deepEqual([tiled.vaeEncodeTiles, tiled.vaeTiles], [9, 9]);
+  assert.equal(live.size, 0);
+  const functions = functionCalls(calls);
+  assert.equal(functions.filter((c) => c === "vae_encode_tile").length, 9);
+  assert.ok(!functions.includes("vae_encode"));
+  // The tiles run with the encoder's weights on the GPU, before the denoising loop.
+  const [held, released] = [calls.indexOf("+vae_encode"), calls.indexOf("-vae_encode")];
+  assert.ok(held < calls.indexOf("vae_encode_tile") && calls.lastIndexOf("vae_encode_tile") < released);
+  assert.ok(released < calls.indexOf("unet"));
+  calls.length = 0;
+  const whole = await pipeline.generate({ prompt: "a cat", steps: 2, image, vaeTiling: "off" });
+  assert.deepEqual([whole.vaeEncodeTiles, whole.vaeTiles], [0, 0]);
+  assert.deepEqual(functionCalls(calls).filter((c) => c.startsWith("vae_")), ["vae_encode", "vae_decode"]);
+  assert.equal(live.size, 0);
+});
+
 test("vaeTiling on without a tiling build, or a mode other than auto, on or off, fails before the steps", async () => {
   const { pipeline, live, calls } = fakePipeline();
   await assert.rejects(pipeline.generate({ prompt: "a cat", steps: 1, vaeTiling: "on" }), /this build cannot decode in tiles/);

@@ -1,11 +1,12 @@
-// The tiled VAE decode's pure parts (vae_tiling.js): the plan, the blend
-// weights, the crop, the blend itself against a decoder whose untiled result is
-// known (nearest-neighbour upsampling), and when a decode tiles.
+// The tiled VAE decode's and encode's pure parts (vae_tiling.js): the plan, the
+// blend weights, the crop, the blend itself against a decoder (encoder) whose
+// untiled result is known (nearest-neighbour upsampling; mean pooling plus the
+// noise), and when the VAE tiles.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  cropLatents, decodeInTiles, rampWeights, tilePlan, tileStarts, useTiles,
+  cropLatents, decodeInTiles, encodeInTiles, rampWeights, tilePlan, tileStarts, useTiles,
 } from "../../src/wsd_web/static/js/vae_tiling.js";
 
 /** @type {import("../../src/wsd_web/static/js/vae_tiling.js").VaeTiling} */
@@ -228,6 +229,89 @@ test("a decoded tile of the wrong size is refused", async () => {
     decodeInTiles({ latents: numbered(shape), shape, plan, factor: 2, decodeTile: async (v) => upsample(v, [1, 4, 4, 4], 8) }),
     /a decoded VAE tile has 3072 values; expected 3 x 8 x 8/,
   );
+});
+
+/**
+ * A stand-in encoder: [1, 3, h * factor, w * factor] pixels mean-pooled to
+ * [1, 4, h, w] (the fourth channel the sum of the other three) plus a tenth of the noise.
+ * @param {Float32Array} pixels
+ * @param {Float32Array} noise
+ * @param {number[]} shape  The latents' [1, 4, h, w].
+ * @param {number} factor
+ */
+function pool(pixels, noise, [, , height, width], factor) {
+  const [imageH, imageW] = [height * factor, width * factor];
+  const out = new Float32Array(4 * height * width);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < imageH; y++) {
+      for (let x = 0; x < imageW; x++) {
+        const v = pixels[(c * imageH + y) * imageW + x] / (factor * factor);
+        const at = Math.floor(y / factor) * width + Math.floor(x / factor);
+        out[c * height * width + at] += v;
+        out[3 * height * width + at] += v;
+      }
+    }
+  }
+  return out.map((v, i) => v + 0.1 * noise[i]);
+}
+
+test("tiles encoded by a mean pooler blend into the untiled pooling, each tile with its own pixels' noise", async () => {
+  const cases = [
+    { size: [8, 8], tile: [4, 4], overlap: [1, 1], factor: 8 },
+    { size: [9, 7], tile: [4, 3], overlap: [1, 0], factor: 3 },
+    { size: [13, 11], tile: [5, 6], overlap: [3, 2], factor: 2 },
+    { size: [5, 5], tile: [5, 5], overlap: [1, 1], factor: 4 },
+  ];
+  for (const { size, tile, overlap, factor } of cases) {
+    const shape = [1, 4, ...size];
+    const imageShape = [1, 3, size[0] * factor, size[1] * factor];
+    const pixels = numbered(imageShape).map((v) => Math.cos(v));
+    const noise = numbered(shape).map((v) => Math.sin(v) * 2);
+    const plan = tilePlan(size[0], size[1], { function: "f", tile: /** @type {[number, number]} */ (tile), overlap: [0, 0] }, /** @type {[number, number]} */ (overlap));
+    let calls = 0;
+    const latents = await encodeInTiles({
+      pixels, noise, shape, plan, factor,
+      encodeTile: async (tilePixels, tileNoise) => {
+        calls += 1;
+        assert.equal(tilePixels.length, 3 * tile[0] * factor * tile[1] * factor);
+        return pool(tilePixels, tileNoise, [1, 4, ...tile], factor);
+      },
+    });
+    const expected = pool(pixels, noise, shape, factor);
+    const where = `${size} in ${tile} tiles overlapping ${overlap}, factor ${factor}`;
+    assert.equal(calls, plan.rows.length * plan.cols.length, where);
+    assert.equal(latents.length, expected.length, where);
+    for (const [i, v] of expected.entries()) assert.ok(Math.abs(latents[i] - v) <= 1e-5, `${where}: value ${i} is ${latents[i]}, not ${v}`);
+  }
+});
+
+test("an encoded tile of the wrong size, or an image that is not the latents', is refused", async () => {
+  const shape = [1, 4, 8, 8];
+  const plan = tilePlan(8, 8, TILING);
+  const pixels = new Float32Array(3 * 64 * 64);
+  const noise = new Float32Array(4 * 8 * 8);
+  await assert.rejects(
+    encodeInTiles({ pixels, noise, shape, plan, factor: 8, encodeTile: async () => new Float32Array(4 * 4 * 3) }),
+    /an encoded VAE tile has 48 values; expected 4 x 4 x 4/,
+  );
+  await assert.rejects(
+    encodeInTiles({ pixels: pixels.subarray(64), noise, shape, plan, factor: 8, encodeTile: async () => noise }),
+    /do not encode to latents of 1x4x8x8/,
+  );
+  await assert.rejects(
+    encodeInTiles({ pixels, noise: noise.subarray(1), shape, plan, factor: 8, encodeTile: async () => noise }),
+    /noise of 255 do not encode/,
+  );
+});
+
+test("auto tiles where the untiled encoder's buffer is too large, if the build can encode in tiles", () => {
+  const limits = { maxStorageBufferBindingSize: 128 << 20, maxBufferSize: 256 << 20 };
+  const encoding = { ...TILING, encode_function: "vae_encode_tile" };
+  assert.equal(useTiles("auto", encoding, 64 << 20, limits, 512 << 20), true);
+  assert.equal(useTiles("auto", encoding, 64 << 20, limits, 128 << 20), false);
+  assert.equal(useTiles("auto", encoding, 64 << 20, limits), false);
+  // A build whose tiles only decode: tiling would not shrink the encoder.
+  assert.equal(useTiles("auto", TILING, 64 << 20, limits, 512 << 20), false);
 });
 
 test("auto tiles only where the build can and the device cannot bind the untiled decoder's largest buffer", () => {

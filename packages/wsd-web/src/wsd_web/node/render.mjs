@@ -4,7 +4,8 @@
 // adapter, the kernel path run ("kernelPath") and the better ones passed over
 // with why ("passedOver"), load time, timings of every stage, and the RGBA
 // pixels (base64) and final latents when asked; each run says how many tiles
-// the VAE decoded the image in ("vaeTiles", 0: whole) and the most GPU bytes
+// the VAE decoded the image in ("vaeTiles", 0: whole) and encoded the start
+// image in ("vaeEncodeTiles", 0: whole or none) and the most GPU bytes
 // held during each stage ("peakBytes": textEncoder, denoise, decode), whether it
 // ran with sequential offload ("offload") and the GPU bytes the build reckons its
 // modes need ("memoryNeedBytes", null: the build does not say).
@@ -20,8 +21,9 @@
 //   pictures), reported in
 //   order with its index as "variation"; "kernelPath": run the build's
 //   kernel path of that name or fail, instead of the first the device runs;
-//   "vaeTiling", or --vae-tiles: decode in tiles where the device needs it
-//   (auto, the default), in tiles (on) or whole (off); "offload": true, or
+//   "vaeTiling", or --vae-tiles: run the VAE in tiles (decode, and encode
+//   where the build can) where the device needs it (auto, the default), in
+//   tiles (on) or whole (off); "offload": true, or
 //   --offload: sequential offload, the text encoders' and the VAE decoder's
 //   weights on the GPU only while they run, uploaded again every generation;
 //   "memoryBudget" in bytes, or --memory-budget in GiB: a build that cannot fit
@@ -126,6 +128,7 @@ try {
       variation: index,
       scheduler: result.scheduler,
       vaeTiles: result.vaeTiles,
+      vaeEncodeTiles: result.vaeEncodeTiles,
       offload: result.offload,
       timings: result.timings,
       peakBytes: result.peakBytes,

@@ -8,7 +8,8 @@
 // the need is their sum. With sequential offload only the UNet's weights stay,
 // and each stage's pool is released after it: the need is the UNet's weights
 // and the largest stage (its components' weights and its functions' storage).
-// Tiled decode swaps the whole decoder's storage for the tile decoder's.
+// Tiles swap the whole decoder's storage for the tile decoder's (and the whole
+// encoder's for the tile encoder's, where the build has one).
 // The glue functions (guidance, scheduler updates, RGBA) count in every stage.
 // A task that encodes an image (image to image) adds the VAE encoder's stage;
 // other tasks never upload its weights.
@@ -22,7 +23,7 @@ const ENCODER = "vae_encode";
 /**
  * @typedef {object} MemoryMode
  * @property {boolean} offload  Sequential offload.
- * @property {boolean} tiles  Tiled VAE decode.
+ * @property {boolean} tiles  The VAE in tiles: decode, and encode where the build can.
  */
 
 /** The modes in the order a budget tries them: the cheapest in time first. */
@@ -36,7 +37,7 @@ export const MEMORY_MODES = Object.freeze(/** @type {MemoryMode[]} */ ([
 /**
  * The functions each stage of a generation runs with weights: the text encoders,
  * the image's encoder (when the task encodes one), the UNet, and the decoder
- * (whole or its tile function).
+ * (the encoder and the decoder whole or their tile functions).
  * @param {Manifest} manifest
  * @param {boolean} tiles
  * @param {boolean} encode
@@ -46,7 +47,8 @@ function stageFunctions(manifest, tiles, encode) {
   const withWeights = Object.entries(manifest.functions).filter(([, f]) => f.params);
   const text = withWeights.filter(([, f]) => f.params?.startsWith("text_encoder")).map(([n]) => n);
   const decode = tiles && manifest.vae_tiling ? manifest.vae_tiling.function : "vae_decode";
-  return { text, encode: encode && manifest.functions[ENCODER] ? [ENCODER] : [], denoise: ["unet"], decode: [decode] };
+  const encoder = (tiles && manifest.vae_tiling?.encode_function) || ENCODER;
+  return { text, encode: encode && manifest.functions[ENCODER] ? [encoder] : [], denoise: ["unet"], decode: [decode] };
 }
 
 /**

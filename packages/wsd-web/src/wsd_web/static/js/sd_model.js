@@ -65,8 +65,8 @@ export { shardFiles, shardPaths };
  * @property {TokenizerEntry} [tokenizer_2]  SDXL's second tokenizer.
  * @property {XLConditioning} [conditioning]  SDXL's conditioning rules.
  * @property {{max_buffer_bytes: number}} [limits]  The largest tensor the model binds.
- * @property {import("./vae_tiling.js").VaeTiling} [vae_tiling]  The VAE decoder at a tile shape
- *   (absent: the build decodes whole latents only).
+ * @property {import("./vae_tiling.js").VaeTiling} [vae_tiling]  The VAE decoder (and encoder) at a
+ *   tile shape (absent: the build decodes whole latents and encodes whole images only).
  * @property {Record<string, {bytes: number, integrity: string}>} files
  */
 
@@ -83,6 +83,8 @@ export { shardFiles, shardPaths };
  *   without the untiled VAE decoder's where the build can decode in tiles).
  * @property {number} [vae_decode_buffer_bytes]  The untiled VAE decoder's largest buffer
  *   (where the build can decode in tiles).
+ * @property {number} [vae_encode_buffer_bytes]  The untiled VAE encoder's largest buffer
+ *   (where the build can encode in tiles).
  * @property {{weights: Record<string, number>, workspace: Record<string, number>}} [memory]  GPU bytes:
  *   each component's weights as uploaded, each function's planned storage for its intermediates.
  */
@@ -448,18 +450,22 @@ export class SDModel {
   }
 
   /**
-   * Whether a decode tiles: "on" and "off" as said, "auto" where the device
-   * cannot bind the untiled VAE decoder's largest buffer (vae_tiling.js).
+   * Whether the VAE runs in tiles: "on" and "off" as said, "auto" where the device
+   * cannot bind the untiled VAE decoder's largest buffer or, for a generation that
+   * encodes an image (`encode`), the untiled encoder's (vae_tiling.js).
    * @param {"auto" | "on" | "off"} mode
+   * @param {boolean} [encode]
    * @returns {boolean}
    */
-  decodesInTiles(mode) {
-    return useTiles(mode, this.manifest.vae_tiling, this.kernelPath.vae_decode_buffer_bytes, this.limits);
+  decodesInTiles(mode, encode = false) {
+    const path = this.kernelPath;
+    const encodeBytes = encode ? path.vae_encode_buffer_bytes ?? 0 : 0;
+    return useTiles(mode, this.manifest.vae_tiling, path.vae_decode_buffer_bytes, this.limits, encodeBytes);
   }
 
   /**
-   * A generation's memory modes: tiled decode as `vaeTiling` says ("auto": where the
-   * device's buffer limits need it), sequential offload as `offload` says (undefined:
+   * A generation's memory modes: the VAE in tiles as `vaeTiling` says ("auto": where the
+   * device's buffer limits need it; tiles decode, and encode where the build can), sequential offload as `offload` says (undefined:
    * as it is), and within a `budget` (bytes) the first of what they leave open that
    * fits (memory_plan.js; one line of error when nothing does). `need`: the bytes the
    * modes need, by the build's own reckoning (null for a build that does not state it).
@@ -468,7 +474,7 @@ export class SDModel {
    * @returns {MemoryMode & {need: number | null}}
    */
   memoryMode({ vaeTiling = "auto", offload, budget = Infinity, encode = false }) {
-    const tiles = this.decodesInTiles(vaeTiling);
+    const tiles = this.decodesInTiles(vaeTiling, encode);
     if (!(budget < Infinity)) {
       const mode = { tiles, offload: offload ?? this.weights.offload };
       return { ...mode, need: memoryNeed(this.manifest, this.kernelPath, mode, { encode }) };

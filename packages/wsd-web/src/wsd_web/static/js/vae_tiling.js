@@ -3,6 +3,9 @@
 // decoder's weights), the tiles' images blended into one. The decoder's
 // activations then stay those of one tile at any image size: what lets a
 // large image decode within a small memory budget or a device's buffer limits.
+// Tiled VAE encode, likewise: the image encoded in the same overlapping tiles
+// (in image pixels) by `vae_encode_tile`, each tile's latents sampled with the
+// noise of its own latent pixels, and the tiles' latents blended into one.
 //
 // The plan: along each axis, the fewest tiles that overlap their neighbours by
 // at least the overlap asked for, spread evenly from the first row (column) to
@@ -15,6 +18,8 @@
 /**
  * @typedef {object} VaeTiling  The manifest's vae_tiling.
  * @property {string} function  The library function decoding one tile.
+ * @property {string} [encode_function]  The library function encoding one tile's image
+ *   (absent: the build encodes whole images only).
  * @property {[number, number]} tile  Its latent height and width.
  * @property {[number, number]} overlap  The default overlap, in latent rows and columns.
  */
@@ -147,15 +152,67 @@ export async function decodeInTiles({ latents, shape, plan, factor, decodeTile }
 }
 
 /**
- * Whether to decode in tiles: "on" and "off" as said; "auto" when the build
- * can and the device cannot bind the untiled decoder's largest buffer.
+ * Encode an image in tiles and blend their latents: the latents [1, C, h, w]
+ * as float32. `encodeTile` encodes the image of one tile ([1, 3, th * factor,
+ * tw * factor]) with the noise of its latent pixels ([1, C, th, tw]) to its
+ * latents ([1, C, th, tw]); tiles are encoded one at a time.
+ * @param {object} job
+ * @param {Float32Array} job.pixels  The image, [1, 3, h * factor, w * factor].
+ * @param {Float32Array} job.noise  [1, C, h, w]: what the whole encoder would sample with.
+ * @param {number[]} job.shape  The latents' [1, C, h, w].
+ * @param {TilePlan} job.plan
+ * @param {number} job.factor  Image pixels per latent pixel.
+ * @param {(pixels: Float32Array, noise: Float32Array) => Promise<Float32Array>} job.encodeTile
+ * @returns {Promise<Float32Array>}
+ */
+export async function encodeInTiles({ pixels, noise, shape, plan, factor, encodeTile }) {
+  const [, channels, height, width] = shape;
+  const [th, tw] = plan.tile;
+  const imageShape = [1, pixels.length / (height * factor * width * factor), height * factor, width * factor];
+  if (imageShape[1] !== 3 || noise.length !== channels * height * width) {
+    throw new Error(`an image of ${pixels.length} values and noise of ${noise.length} do not encode to latents of ${shape.join("x")}`);
+  }
+  const sum = new Float64Array(channels * height * width);
+  const weightSum = new Float64Array(height * width);
+  for (const [i, top] of plan.rows.entries()) {
+    const wy = rampWeights(plan.rows, i, th, 1);
+    for (const [j, left] of plan.cols.entries()) {
+      const wx = rampWeights(plan.cols, j, tw, 1);
+      const latents = await encodeTile(
+        cropLatents(pixels, imageShape, top * factor, left * factor, [th * factor, tw * factor]),
+        cropLatents(noise, shape, top, left, plan.tile),
+      );
+      if (latents.length !== channels * th * tw) {
+        throw new Error(`an encoded VAE tile has ${latents.length} values; expected ${channels} x ${th} x ${tw}`);
+      }
+      for (let y = 0; y < th; y++) {
+        for (let x = 0; x < tw; x++) {
+          const w = wy[y] * wx[x];
+          const at = (top + y) * width + left + x;
+          weightSum[at] += w;
+          for (let c = 0; c < channels; c++) sum[c * height * width + at] += w * latents[(c * th + y) * tw + x];
+        }
+      }
+    }
+  }
+  const out = new Float32Array(sum.length);
+  for (let p = 0; p < out.length; p++) out[p] = sum[p] / weightSum[p % (height * width)];
+  return out;
+}
+
+/**
+ * Whether to run the VAE in tiles: "on" and "off" as said; "auto" when the
+ * build can and the device cannot bind the untiled decoder's largest buffer,
+ * or (`untiledEncodeBytes` given: the generation encodes an image, and the
+ * build can encode in tiles) the untiled encoder's.
  * @param {"auto" | "on" | "off"} mode
  * @param {VaeTiling | undefined} tiling  The manifest's (absent: the build cannot tile).
  * @param {number | undefined} untiledBytes  The kernel path's vae_decode_buffer_bytes.
  * @param {{maxStorageBufferBindingSize: number, maxBufferSize: number}} limits
+ * @param {number} [untiledEncodeBytes]  The kernel path's vae_encode_buffer_bytes, where it counts.
  * @returns {boolean}
  */
-export function useTiles(mode, tiling, untiledBytes, limits) {
+export function useTiles(mode, tiling, untiledBytes, limits, untiledEncodeBytes = 0) {
   if (mode !== "auto" && mode !== "on" && mode !== "off") {
     throw new Error(`VAE tiling ${JSON.stringify(mode)}: choose auto, on or off`);
   }
@@ -163,6 +220,6 @@ export function useTiles(mode, tiling, untiledBytes, limits) {
     throw new Error("this build cannot decode in tiles (its manifest has no vae_tiling): rebuild it with the current wsd-compile");
   }
   if (mode !== "auto" || !tiling) return mode === "on";
-  const largest = untiledBytes ?? 0;
+  const largest = Math.max(untiledBytes ?? 0, tiling.encode_function ? untiledEncodeBytes : 0);
   return largest > Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
 }

@@ -2,7 +2,8 @@
 // StableDiffusionXLImg2ImgPipeline do it, on top of a kind's text-to-image
 // pipeline: the scheduler's timesteps cut by the strength; the image encoded
 // by the build's vae_encode (a sample of the encoder's latent distribution,
-// scaled as the pipelines scale it); the noise of the first remaining step
+// scaled as the pipelines scale it; in tiles by vae_encode_tile where the
+// VAE runs in tiles); the noise of the first remaining step
 // added by the scheduler. The generator is drawn from in diffusers' order:
 // first the encoder's sample, then the added noise.
 
@@ -65,12 +66,7 @@ async function encodedLatents(pipeline, run) {
   const { height, width } = model.manifest.image;
   const pixels = imagePixels(/** @type {Image} */ (run.options.image), height, width);
   const shape = model.manifest.latent.shape;
-  const encoded = await model.withWeights(["vae_encode"], async () => {
-    const sample = run.generator.randn(shape);
-    return session.persist(() => model.call(
-      "vae_encode", pipeline.tensor([1, 3, height, width], pixels), pipeline.tensor(shape, sample),
-    ));
-  });
+  const encoded = await pipeline.encodeImage(run, pixels);
   /** @type {Tensor | null} */
   let noise = null;
   try {

@@ -83,25 +83,6 @@ const INPAINT_UNET_INPUT = "inpaint_unet_input";
  */
 
 /**
- * Encode `pixels` with the build's vae_encode and the generator's next draw.
- * @param {SD15Pipeline} pipeline
- * @param {Run} run
- * @param {Float32Array} pixels
- * @returns {Promise<Tensor>}
- */
-async function encode(pipeline, run, pixels) {
-  const { model, session } = pipeline;
-  const { height, width } = model.manifest.image;
-  const shape = model.manifest.latent.shape;
-  return model.withWeights(["vae_encode"], async () => {
-    const sample = run.generator.randn(shape);
-    return session.persist(() => model.call(
-      "vae_encode", pipeline.tensor([1, 3, height, width], pixels), pipeline.tensor(shape, sample),
-    ));
-  });
-}
-
-/**
  * The image's pixels with the repainted part zeroed (diffusers' masked_image:
  * image * (mask < 0.5)).
  * @param {Float32Array} pixels  [1, 3, H, W]
@@ -133,11 +114,11 @@ async function startInpainting(pipeline, run, nine) {
   const held = [];
   const hold = (/** @type {Tensor} */ t) => (held.push(t), t);
   try {
-    const imageLatents = !nine || strength !== 1 ? hold(await encode(pipeline, run, pixels)) : null;
+    const imageLatents = !nine || strength !== 1 ? hold(await pipeline.encodeImage(run, pixels)) : null;
     const drawn = run.generator.randn(shape);
     const noise = hold(session.persist(() => pipeline.tensor(shape, drawn)));
     // diffusers encodes the masked image for every UNet; a 4-channel one does not read it.
-    const maskedLatents = nine ? hold(await encode(pipeline, run, maskedPixels(pixels, full))) : null;
+    const maskedLatents = nine ? hold(await pipeline.encodeImage(run, maskedPixels(pixels, full))) : null;
     if (!nine) run.generator.randn(shape);
     const mask = hold(session.persist(() => pipeline.tensor([1, 1, ...shape.slice(2)], latentMask(full, width, shape, factor))));
     let latents;

@@ -16,7 +16,7 @@
 
 import { createScheduler } from "../schedulers/index.js";
 import { TorchGenerator } from "../torch_random.js";
-import { decodeInTiles, tilePlan } from "../vae_tiling.js";
+import { decodeInTiles, encodeInTiles, tilePlan } from "../vae_tiling.js";
 import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
 
 /** @typedef {import("../sd_model.js").SDModel} SDModel */
@@ -77,9 +77,10 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  */
 
 /**
- * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, offload: boolean,
+ * @typedef {Image & {timings: Timings, scheduler: string, vaeTiles: number, vaeEncodeTiles: number, offload: boolean,
  *   peakBytes: StagePeaks, memoryNeedBytes: number | null, latents?: Float32Array, settings: Settings}} Generation
- *   vaeTiles: the tiles the image was decoded in (0: decoded whole); offload: whether it ran with
+ *   vaeTiles: the tiles the image was decoded in (0: decoded whole); vaeEncodeTiles: the tiles the
+ *   start image was encoded in (0: encoded whole, or no image); offload: whether it ran with
  *   sequential offload; memoryNeedBytes: what the build reckons its modes need (memory_plan.js);
  *   settings: what it ran with, defaults filled in.
  */
@@ -111,7 +112,8 @@ import { defaultSchedulerName, gpuTensorOps } from "./scheduling.js";
  * @property {TorchGenerator} generator  As diffusers' `generator`: the initial latents first,
  *   then whatever noise the scheduler draws in its steps.
  * @property {Scheduler} scheduler
- * @property {boolean} vaeTiles  Decode in tiles.
+ * @property {boolean} vaeTiles  Run the VAE in tiles (decode; encode where the build can).
+ * @property {number} vaeEncodeTiles  The tiles the run's image was encoded in (0: none or whole).
  * @property {number | null} memoryNeed  The GPU bytes the build reckons the run's modes need.
  */
 
@@ -232,7 +234,7 @@ export class SD15Pipeline {
     const vaeTiles = memory.tiles;
     return {
       options: { ...options, negativePrompt }, steps, guidance, previewEvery, schedulerName, generator, scheduler, vaeTiles,
-      memoryNeed: memory.need,
+      vaeEncodeTiles: 0, memoryNeed: memory.need,
     };
   }
 
@@ -433,6 +435,44 @@ export class SD15Pipeline {
   }
 
   /**
+   * A sample of the VAE encoder's latent distribution for an image, scaled as the
+   * pipelines scale it, with the generator's next draw as its noise: encoded whole,
+   * or, where the run's VAE runs in tiles and the build can encode in tiles, in
+   * overlapping tiles whose latents are blended (vae_tiling.js; one tile on the GPU
+   * at a time). Detached; the caller disposes it.
+   * @param {Run} run
+   * @param {Float32Array} pixels  [1, 3, H, W] in [-1, 1].
+   * @returns {Promise<Tensor>}
+   */
+  async encodeImage(run, pixels) {
+    const { image: { height, width }, latent: { shape, vae_scale_factor: factor }, vae_tiling: tiling } = this.model.manifest;
+    const encoder = run.vaeTiles ? tiling?.encode_function : undefined;
+    return this.model.withWeights(["vae_encode"], async () => {
+      const noise = run.generator.randn(shape);
+      if (!encoder || !tiling) {
+        return this.session.persist(() => this.model.call(
+          "vae_encode", this.tensor([1, 3, height, width], pixels), this.tensor(shape, noise),
+        ));
+      }
+      const plan = tilePlan(shape[2], shape[3], tiling);
+      const [th, tw] = plan.tile;
+      const encodeTile = async (/** @type {Float32Array} */ tilePixels, /** @type {Float32Array} */ tileNoise) => {
+        const out = this.session.persist(() => this.model.call(
+          encoder, this.tensor([1, 3, th * factor, tw * factor], tilePixels), this.tensor([1, shape[1], th, tw], tileNoise),
+        ));
+        try {
+          return await this.session.download(out);
+        } finally {
+          out.dispose();
+        }
+      };
+      const latents = await encodeInTiles({ pixels, noise, shape, plan, factor, encodeTile });
+      run.vaeEncodeTiles = plan.rows.length * plan.cols.length;
+      return this.session.persist(() => this.tensor(shape, latents));
+    });
+  }
+
+  /**
    * Generate one image.
    * @param {GenerateOptions} options
    * @param {GenerateHooks} [hooks]
@@ -474,6 +514,7 @@ export class SD15Pipeline {
         ...final,
         scheduler: run.schedulerName,
         vaeTiles: tiles,
+        vaeEncodeTiles: run.vaeEncodeTiles,
         offload: this.model.weights.offload,
         memoryNeedBytes: run.memoryNeed,
         timings: { textEncoderMs, unetStepMs: denoised.result.unetStepMs, vaeMs, totalMs: this.now() - start },
