@@ -105,9 +105,10 @@ def _encode_in_tiles(vae: Any, plan: TilePlan) -> Callable[[Any], Any]:
 
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     channels = int(vae.config.latent_channels)
+    whole = vae.encode
 
     def tile_sample(pixels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        dist = vae.encode(pixels).latent_dist
+        dist = whole(pixels).latent_dist
         sample: torch.Tensor = dist.mean + dist.std * noise
         return sample
 
