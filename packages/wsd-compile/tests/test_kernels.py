@@ -14,6 +14,7 @@ from tvm import relax, te
 from wsd_compile.kernels import (
     DEFAULT_KERNELS,
     TVM_DEFAULT_KERNELS,
+    FewRowsMatmul,
     KernelOptions,
     MatmulTiles,
     TiledMatmul,
@@ -148,6 +149,66 @@ def test_vector_loads_only_where_tiles_divide(
     rule = TiledMatmul(MatmulTiles())
     assert rule.apply(_matmul_nt(a, b, k_inner=k_inner), target, False) is not None
     assert rule.get_configs(target).vector_size == vector
+
+
+@pytest.mark.parametrize(
+    ("rows", "k_inner", "applies"),
+    [
+        (2, False, True),  # a linear layer's lifted weight, [K, N]: the time embedding
+        (8, False, True),
+        (9, False, False),  # more rows: tiled as any matmul
+        (2, True, False),  # B read along k: not the layout it is written for
+    ],
+)
+def test_few_rows_take_matmuls_of_a_few_rows_over_weights_stored_k_major(
+    rows: int, k_inner: bool, applies: bool
+) -> None:
+    func = _matmul_nt((rows, 1280), (320, 1280), k_inner=k_inner)
+    assert (FewRowsMatmul().apply(func, webgpu_target(), False) is not None) == applies
+
+
+def _linear_module(rows: int, k: int, n: int) -> tvm.IRModule:
+    """``x @ w + b`` with the weight stored [K, N], as lifted linear layers are."""
+    bb = relax.BlockBuilder()
+    x, w = relax.Var("x", T((rows, k), "float32")), relax.Var("w", T((k, n), "float32"))
+    b = relax.Var("b", T((n,), "float32"))
+    with bb.function("main", [x, w, b]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.add(relax.op.matmul(x, w), b))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_few_rows_kernel_reads_each_weight_once_with_the_bias_fused() -> None:
+    target = webgpu_target()
+    mod = _linear_module(2, 1280, 320)
+    executable = tvm.compile(
+        mod, target=target, relax_pipeline=webgpu_pipeline(target, DEFAULT_KERNELS)
+    )
+    (wgsl,) = wgsl_sources(executable.mod)
+    # One kernel: 32 columns x 8 splits of k per workgroup, the bias in its epilogue.
+    assert wgsl.count("@compute") == 1
+    assert "@workgroup_size(32, 8, 1)" in wgsl
+    assert "b_ptr[" in wgsl
+    # Two rows summed per thread: one weight load serves both.
+    assert re.search(r"array<f32, 2>", wgsl)
+    off = tvm.compile(
+        mod,
+        target=target,
+        relax_pipeline=webgpu_pipeline(target, DEFAULT_KERNELS.without(few_rows=0)),
+    )
+    assert "@workgroup_size(32, 8, 1)" not in "\n".join(wgsl_sources(off.mod))
+
+
+def test_a_workgroup_over_the_default_limit_is_refused() -> None:
+    from wsd_compile import WsdCompileError
+
+    shader = "@compute @workgroup_size({})\nfn k_kernel() {{}}"
+    check_wgsl([shader.format("256, 1, 1"), shader.format("16, 16"), shader.format("32, 8, 1")])
+    with pytest.raises(WsdCompileError, match="k_kernel has 512 invocations per workgroup"):
+        check_wgsl([shader.format("32, 16, 1")])
+    with pytest.raises(WsdCompileError, match="has 1024 invocations"):
+        check_wgsl([shader.format("1024")])
 
 
 def test_kernels_build_for_webgpu() -> None:

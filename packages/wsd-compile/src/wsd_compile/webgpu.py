@@ -41,8 +41,15 @@ def wgsl_sources(module: tvm.runtime.Module) -> list[str]:
     return sources
 
 
+#: WebGPU's default ``maxComputeInvocationsPerWorkgroup``: what every device grants.
+MAX_WORKGROUP_INVOCATIONS = 256
+_WORKGROUP_SIZE = re.compile(r"@workgroup_size\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?(?:,\s*(\d+)\s*)?\)")
+_KERNEL_NAME = re.compile(r"\bfn\s+(\w+)")
+
+
 def check_wgsl(sources: Sequence[str]) -> None:
-    """Raise if a shader stores a type that WebGPU in browsers rejects."""
+    """Raise if a shader stores a type that WebGPU in browsers rejects, or has
+    more invocations per workgroup than WebGPU's default limit."""
     found = sorted({m.group(1) for src in sources for m in _UNSUPPORTED_WGSL.finditer(src)})
     if found:
         raise WsdCompileError(
@@ -50,6 +57,18 @@ def check_wgsl(sources: Sequence[str]) -> None:
             "keep 64-bit integers and bool tensors out of the GPU graph "
             "(timesteps as float32, int32 token ids, classic attention)"
         )
+    for src in sources:
+        for size in _WORKGROUP_SIZE.finditer(src):
+            invocations = 1
+            for dim in size.groups():
+                invocations *= int(dim or 1)
+            if invocations > MAX_WORKGROUP_INVOCATIONS:
+                name = _KERNEL_NAME.search(src, size.end())
+                raise WsdCompileError(
+                    f"the WebGPU kernel {name.group(1) if name else '?'} has {invocations} "
+                    f"invocations per workgroup, over the {MAX_WORKGROUP_INVOCATIONS} every "
+                    "device allows: schedule it with smaller workgroups"
+                )
 
 
 #: WGSL's directive for half precision: a shader with it needs ``shader-f16``.

@@ -22,7 +22,9 @@ docs/kernels.md and docs/benchmarks.md). One module per family:
   for (which gives WebGPU 32x32 tiles of 8x8 threads, k step 8): by default
   64x64 tiles of 16x16 threads with 4x4 outputs each, k step 16, 8x8 outputs
   (128x128 tiles) for the largest matmuls, and per-shape tiles measured on a
-  GPU (``tuned_tiles.json``).
+  GPU (``tuned_tiles.json``). Matmuls of a few rows (``few_rows``: the
+  time-embedding projections, two rows) are matrix-vector products instead:
+  threads along the output columns and along ``k``, each weight read once.
 * **Attention** (``attention``) is one kernel with an online softmax (flash
   attention): the chain ``softmax(Q K^T * scale) V`` that diffusers' classic
   attention exports is found before legalization and replaced by a call to a
@@ -54,6 +56,7 @@ from .attention import (
     fuse_attention_pass,
 )
 from .conv2d import SPLIT_K_MIN_DEPTH, legalize_map, split_k_parts
+from .few_rows import FewRowsMatmul
 from .group_norm import GROUP_NORM_CHUNK, decompose_group_norm
 from .matmul import (
     DEFAULT_TILES,
@@ -80,6 +83,7 @@ __all__ = [
     "TUNED_TILES_FILE",
     "TVM_DEFAULT_KERNELS",
     "AttentionTiles",
+    "FewRowsMatmul",
     "KernelOptions",
     "MatmulShape",
     "MatmulTiles",

@@ -198,7 +198,7 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         main = reductions[0]
         if get_index_map(sch.get(main)) is None:
             return None
-        k_contiguous = _operands_k_contiguous(sch.get(main))
+        k_contiguous = operands_k_contiguous(sch.get(main))
         reindex_a = sch.reindex(main, ("read", 0))
         reindex_b = sch.reindex(main, ("read", 1))
         reindex_c = sch.reindex(main, ("write", 0))
@@ -268,7 +268,7 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         return t
 
 
-def _operands_k_contiguous(block: Any) -> tuple[bool, bool]:
+def operands_k_contiguous(block: Any) -> tuple[bool, bool]:
     """For each of a matmul block's two inputs, whether its innermost index
     is a reduction variable (consecutive ``k`` are consecutive addresses)."""
     reduce_vars = [iv.var for iv in block.iter_vars if int(iv.iter_type) == _REDUCE]
@@ -299,7 +299,7 @@ def _reduces_innermost(func: tirx.PrimFunc) -> bool:
     reductions = get_reduction_blocks(sch, blocks)
     if not reductions:
         return False
-    return all(_operands_k_contiguous(sch.get(reductions[0])))
+    return all(operands_k_contiguous(sch.get(reductions[0])))
 
 
 def _has_block(func: tirx.PrimFunc, name: str) -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
+from .few_rows import MAX_ROWS
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
 from .subgroup_matrix import IM2COL_MAX_BYTES, LARGE_BLOCKS_FROM, SPLIT_K_WORKGROUPS
 
@@ -27,6 +28,9 @@ class KernelOptions:
         default_factory=lambda: tuple(load_tile_table().items())
     )
     adaptive: bool = True
+    #: Matmuls of at most this many rows as matrix-vector products
+    #: (:class:`.FewRowsMatmul`: the time-embedding projections; 0: tiled as the rest).
+    few_rows: int = MAX_ROWS
     #: Implicit-GEMM ``k`` order: taps of blocks of this many input channels
     #: (0: channel-major, the plain im2col order).
     channel_block: int = 16
@@ -75,6 +79,7 @@ TVM_DEFAULT_KERNELS = KernelOptions(
     tiles=None,
     own_matmul=False,
     table=(),
+    few_rows=0,
     fused_attention=False,
     fp32_accumulate=False,
 )

@@ -19,6 +19,7 @@ from .accumulate import accumulate_fp32, legalize_matmul
 from .attention import fuse_attention_pass
 from .conv2d import legalize_map
 from .dequantize import fuse_dequantize_pass
+from .few_rows import FewRowsMatmul
 from .group_norm import decompose_group_norm
 from .matmul import TiledMatmul, WebGPUMatmul
 from .options import DEFAULT_KERNELS, KernelOptions
@@ -107,7 +108,7 @@ def _legalize_map(kernels: KernelOptions) -> dict[str, Any] | None:
 def _schedule_rules(kernels: KernelOptions) -> list[Any]:
     """dlight rules in the order they are tried: wsd's matmul schedules (when
     ``kernels`` has tiles), then dlight's own."""
-    rules: list[Any] = []
+    rules: list[Any] = [FewRowsMatmul(kernels.few_rows)] if kernels.few_rows else []
     if kernels.tiles is not None:
         if kernels.own_matmul:
             rules.append(
