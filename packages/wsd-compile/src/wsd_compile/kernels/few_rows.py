@@ -39,7 +39,7 @@ from tvm.s_tir.dlight.gpu.matmul import (
     get_reduction_blocks,
 )
 
-from .matmul import operands_k_contiguous
+from .matmul import normalize_matmul, operands_k_contiguous
 
 #: The most rows (``s * i``) a product may have to be scheduled as few rows.
 MAX_ROWS = 8
@@ -85,14 +85,7 @@ class FewRowsMatmul(dl.gpu.Matmul):  # type: ignore[misc]
             if not sch.get(block).same_as(sch.get(main)):
                 with contextlib.suppress(Exception):
                     sch.compute_inline(block)
-        reindex_a = sch.reindex(main, ("read", 0))
-        reindex_b = sch.reindex(main, ("read", 1))
-        reindex_c = sch.reindex(main, ("write", 0))
-        matmul_map, a_map, b_map, c_map = get_index_map(sch.get(main))
-        sch.transform_layout(reindex_a, ("write", 0), a_map)
-        sch.transform_layout(reindex_b, ("write", 0), b_map)
-        sch.transform_layout(reindex_c, ("read", 0), c_map)
-        sch.transform_block_layout(main, matmul_map)
+        normalize_matmul(sch, main)
         extents = [int(sch.get(loop).extent) for loop in sch.get_loops(main)]
         if extents[0] * extents[1] > self.max_rows:
             return None

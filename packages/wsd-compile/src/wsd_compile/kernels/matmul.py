@@ -199,14 +199,7 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         if get_index_map(sch.get(main)) is None:
             return None
         k_contiguous = operands_k_contiguous(sch.get(main))
-        reindex_a = sch.reindex(main, ("read", 0))
-        reindex_b = sch.reindex(main, ("read", 1))
-        reindex_c = sch.reindex(main, ("write", 0))
-        matmul_map, a_map, b_map, c_map = get_index_map(sch.get(main))
-        sch.transform_layout(reindex_a, ("write", 0), a_map)
-        sch.transform_layout(reindex_b, ("write", 0), b_map)
-        sch.transform_layout(reindex_c, ("read", 0), c_map)
-        sch.transform_block_layout(main, matmul_map)
+        normalize_matmul(sch, main)
 
         t = self._tiles_for([int(sch.get(loop).extent) for loop in sch.get_loops(main)])
         tile_i, tile_j = t.block_y * t.micro_y, t.block_x * t.micro_x
@@ -266,6 +259,19 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
             # full-resolution convolutions); elsewhere 4x4 does.
             t = replace(t, micro_x=2 * t.micro_x, micro_y=2 * t.micro_y)
         return t
+
+
+def normalize_matmul(sch: s_tir.Schedule, main: Any) -> None:
+    """Bring the matmul block ``main`` to dlight's normal form
+    ``C[s, i, j] += A[s, i, k] * B[s, j, k]`` (operands and result reindexed)."""
+    reindex_a = sch.reindex(main, ("read", 0))
+    reindex_b = sch.reindex(main, ("read", 1))
+    reindex_c = sch.reindex(main, ("write", 0))
+    matmul_map, a_map, b_map, c_map = get_index_map(sch.get(main))
+    sch.transform_layout(reindex_a, ("write", 0), a_map)
+    sch.transform_layout(reindex_b, ("write", 0), b_map)
+    sch.transform_layout(reindex_c, ("read", 0), c_map)
+    sch.transform_block_layout(main, matmul_map)
 
 
 def operands_k_contiguous(block: Any) -> tuple[bool, bool]:
