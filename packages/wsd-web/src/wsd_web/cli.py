@@ -266,9 +266,9 @@ def _vae_tiles_option(parser: argparse.ArgumentParser) -> None:
         "--vae-tiles",
         choices=VAE_TILES,
         default="auto",
-        help="decode the image in overlapping tiles (on: the build needs vae_tiling), whole "
-        "(off), or in tiles only where the GPU cannot bind the whole decoder's buffers "
-        "(auto, the default)",
+        help="run the VAE in overlapping tiles (on: the build needs vae_tiling; a start "
+        "image is encoded in tiles too where the build can), whole (off), or in tiles only "
+        "where the GPU cannot bind the whole decoder's (or encoder's) buffers (auto, the default)",
     )
 
 

@@ -35,7 +35,7 @@ from .png import encode_png
 
 #: Scheduler names the app implements (the page's registry; a test keeps them equal).
 SCHEDULERS = ("ddim", "dpmpp-2m", "dpmpp-2m-karras", "euler", "euler-a", "lcm", "pndm")
-#: How the VAE decodes (the app's ``vaeTiling``): in tiles where needed, in tiles, whole.
+#: How the VAE decodes and encodes (the app's ``vaeTiling``): tiles where needed, tiles, whole.
 VAE_TILES = ("auto", "on", "off")
 GIB = 2**30
 
