@@ -26,11 +26,8 @@ transposed weights of linear layers are):
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
-import tvm
 from tvm import s_tir, tirx
-from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.s_tir.dlight.gpu.matmul import (
     auto_inline_consumers,
@@ -39,7 +36,7 @@ from tvm.s_tir.dlight.gpu.matmul import (
     get_reduction_blocks,
 )
 
-from .matmul import normalize_matmul, operands_k_contiguous
+from .matmul import WebGPURule, normalize_matmul, operands_k_contiguous
 
 #: The most rows (``s * i``) a product may have to be scheduled as few rows.
 MAX_ROWS = 8
@@ -48,7 +45,7 @@ MAX_ROWS = 8
 COLUMNS, SPLITS = 32, 8
 
 
-class FewRowsMatmul(dl.gpu.Matmul):  # type: ignore[misc]
+class FewRowsMatmul(WebGPURule):
     """Matmuls of at most ``max_rows`` rows as matrix-vector products (see the module)."""
 
     def __init__(self, max_rows: int = MAX_ROWS, columns: int = COLUMNS, splits: int = SPLITS):
@@ -56,16 +53,6 @@ class FewRowsMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         self.max_rows = max_rows
         self.columns = columns
         self.splits = splits
-
-    def apply(self, func: Any, target: tvm.target.Target, tunable: bool) -> Any:
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        if target.kind.name != "webgpu":
-            return None
-        try:
-            return self._schedule(func)
-        except Exception:
-            return None
 
     def _schedule(self, func: tirx.PrimFunc) -> s_tir.Schedule | None:
         sch = s_tir.Schedule(func)

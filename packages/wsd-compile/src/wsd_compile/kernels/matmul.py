@@ -143,7 +143,30 @@ class TiledMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         )
 
 
-class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
+class WebGPURule(dl.gpu.Matmul):  # type: ignore[misc]
+    """A matmul rule whose schedule (``_schedule``) is written for WebGPU.
+
+    On a WebGPU target a schedule that raises means "not this rule's" (the
+    next rule is tried); other targets get ``_other_target`` (none here)."""
+
+    def apply(self, func: Any, target: tvm.target.Target, tunable: bool) -> Any:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        if target.kind.name != "webgpu":
+            return self._other_target(func, target, tunable)
+        try:
+            return self._schedule(func)
+        except Exception:
+            return None
+
+    def _other_target(self, func: tirx.PrimFunc, target: tvm.target.Target, tunable: bool) -> Any:
+        return None
+
+    def _schedule(self, func: tirx.PrimFunc) -> s_tir.Schedule | None:
+        raise NotImplementedError
+
+
+class WebGPUMatmul(WebGPURule):
     """A matmul schedule written for WebGPU's workgroup memory and registers.
 
     After dlight's normalisation to ``C[s, i, j] += A[s, i, k] * B[s, j, k]``
@@ -179,15 +202,8 @@ class WebGPUMatmul(dl.gpu.Matmul):  # type: ignore[misc]
         self.table = dict(table or {})
         self.adaptive = adaptive
 
-    def apply(self, func: Any, target: tvm.target.Target, tunable: bool) -> Any:
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        if target.kind.name != "webgpu":
-            return super().apply(func, target, tunable)
-        try:
-            return self._schedule(func)
-        except Exception:
-            return None
+    def _other_target(self, func: tirx.PrimFunc, target: tvm.target.Target, tunable: bool) -> Any:
+        return dl.gpu.Matmul.apply(self, func, target, tunable)
 
     def _schedule(self, func: tirx.PrimFunc) -> s_tir.Schedule | None:
         sch = s_tir.Schedule(func)

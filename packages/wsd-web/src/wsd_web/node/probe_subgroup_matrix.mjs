@@ -4,7 +4,8 @@
 // subgroup-matrix kernel path (docs/kernels.md), not part of a build.
 //   node probe_subgroup_matrix.mjs [M N K ...]   (default: SD 1.5 UNet shapes)
 //   node probe_subgroup_matrix.mjs --blocks FILE (a build's GEMMs: every block of wsd's kernel)
-//   node probe_subgroup_matrix.mjs --variants FILE (GEMMs: orders of wsd's kernel's loads, subgroups a workgroup)
+//   node probe_subgroup_matrix.mjs --variants FILE (GEMMs: orders of wsd's kernel's loads, subgroups a
+//     workgroup, pipelined workgroup tiles; PROBE_VARIANTS=prefix,... times only those)
 // FILE: JSON [[M, N, K, layout], ...], layout "matmul" (A [M, K], B [K, N]) or
 // "conv" (A [K, M], B [N, K], column-major, as wsd's convolution kernel).
 // `--variants` (kernelVariants) times base TMxTN (wsd's kernel), prefetch TMxTN,
@@ -20,6 +21,9 @@ import { readFileSync } from "node:fs";
 import { globals } from "webgpu";
 
 import { createDawn } from "./dawn.mjs";
+import {
+  kernelVariants, pipelinedShader, scalarShader, SHARED_TILES, sharedTileShader, subgroupMatrixShader, variantShader,
+} from "./probe_shaders.mjs";
 
 const FEATURES = /** @type {GPUFeatureName[]} */ (
   ["shader-f16", "subgroups", "timestamp-query", "chromium-experimental-subgroup-matrix"]
@@ -28,234 +32,6 @@ const REPEATS = Number(process.env.PROBE_REPEATS ?? 20);
 /** Dispatches between the two timestamps of one measurement (short kernels are a few microseconds). */
 const DISPATCHES = 10;
 
-/**
- * One subgroup (a workgroup of 32) computes a (16*TM) x (16*TN) block of C
- * from A and B in storage, 16x16x16 matrices with f32 sums. `conv`: the
- * layouts of wsd's convolution kernel, A stored [K, M] (the im2col) and B
- * [N, K] (the OIHW weight), both loaded column-major.
- * @param {number} M @param {number} N @param {number} K @param {number} TM @param {number} TN
- * @param {boolean} [conv]
- */
-function subgroupMatrixShader(M, N, K, TM, TN, conv = false) {
-  const accs = [];
-  const body = [];
-  for (let i = 0; i < TM; i++) {
-    for (let j = 0; j < TN; j++) accs.push(`var acc_${i}_${j} = subgroup_matrix_result<f32, 16, 16>();`);
-  }
-  for (let i = 0; i < TM; i++) {
-    const at = conv ? `k * ${M}u + row + ${16 * i}u, true, ${M}u` : `(row + ${16 * i}u) * ${K}u + k, false, ${K}u`;
-    body.push(`let a_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, ${at});`);
-  }
-  for (let j = 0; j < TN; j++) {
-    const at = conv ? `(col + ${16 * j}u) * ${K}u + k, true, ${K}u` : `k * ${N}u + col + ${16 * j}u, false, ${N}u`;
-    body.push(`let b_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&b, ${at});`);
-  }
-  for (let i = 0; i < TM; i++) {
-    for (let j = 0; j < TN; j++) body.push(`acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a_${i}, b_${j}, acc_${i}_${j});`);
-  }
-  const stores = [];
-  for (let i = 0; i < TM; i++) {
-    for (let j = 0; j < TN; j++) {
-      stores.push(`subgroupMatrixStore(&c, (row + ${16 * i}u) * ${N}u + col + ${16 * j}u, acc_${i}_${j}, false, ${N}u);`);
-    }
-  }
-  return `enable f16;
-enable chromium_experimental_subgroup_matrix;
-@group(0) @binding(0) var<storage, read> a : array<f16>;
-@group(0) @binding(1) var<storage, read> b : array<f16>;
-@group(0) @binding(2) var<storage, read_write> c : array<f32>;
-@compute @workgroup_size(32)
-fn main(@builtin(workgroup_id) wg : vec3<u32>) {
-  let row = wg.y * ${16 * TM}u;
-  let col = wg.x * ${16 * TN}u;
-  ${accs.join("\n  ")}
-  for (var k = 0u; k < ${K}u; k += 16u) {
-    ${body.join("\n    ")}
-  }
-  ${stores.join("\n  ")}
-}`;
-}
-
-/**
- * The variants of wsd's kernel `--variants` times: its loads straight from
- * storage (`conv`: its layouts) and its products, in another order or with
- * sy x sx subgroups a workgroup (no workgroup memory): subgroup s =
- * local_invocation_index / 32 owns the (16 tm) x (16 tn) block (wg.y sy + s / sx,
- * wg.x sx + s % sx) of C. `order` "plain": a 16-step's loads, then its products;
- * "prefetch": the loads of step k + 16 before the products of step k, the last
- * step peeled; "unroll2": steps of 32, both 16-steps' loads, then the products.
- * sy x sx > 1: Tint's uniformity diagnostic off, as in sharedTileShader.
- * @param {number} M @param {number} N @param {number} K
- * @param {{tm: number, tn: number, sy: number, sx: number, order: string}} t
- * @param {boolean} conv
- */
-function variantShader(M, N, K, { tm, tn, sy, sx, order }, conv) {
-  const multi = sy * sx > 1;
-  /** @type {number[][]} */
-  const pairs = [];
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) pairs.push([i, j]);
-  /** The tiles of the 16-step at `k` (a u32 expression) into `${decl} ${p}a_i` and `${p}b_j`. */
-  const loads = (/** @type {string} */ decl, /** @type {string} */ p, /** @type {string} */ k) => {
-    const kk = k.includes(" ") ? `(${k})` : k;
-    const as = Array.from({ length: tm }, (_, i) => `${decl} ${p}a_${i} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, ${
-      conv ? `${kk} * ${M}u + row + ${16 * i}u, true, ${M}u` : `(row + ${16 * i}u) * ${K}u + ${k}, false, ${K}u`});`);
-    const bs = Array.from({ length: tn }, (_, j) => `${decl} ${p}b_${j} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&b, ${
-      conv ? `(col + ${16 * j}u) * ${K}u + ${k}, true, ${K}u` : `${kk} * ${N}u + col + ${16 * j}u, false, ${N}u`});`);
-    return [...as, ...bs];
-  };
-  const products = (/** @type {string} */ p) =>
-    pairs.map(([i, j]) => `acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(${p}a_${i}, ${p}b_${j}, acc_${i}_${j});`);
-  const rotate = [...Array.from({ length: tm }, (_, i) => `a_${i} = na_${i};`), ...Array.from({ length: tn }, (_, j) => `b_${j} = nb_${j};`)];
-  const prefetch = order === "prefetch";
-  const body = prefetch ? [...loads("let", "n", "k + 16u"), ...products(""), ...rotate]
-    : order === "unroll2" ? [...loads("let", "", "k"), ...loads("let", "n", "k + 16u"), ...products(""), ...products("n")]
-      : [...loads("let", "", "k"), ...products("")];
-  return `enable f16;
-enable chromium_experimental_subgroup_matrix;
-${multi ? "diagnostic(off, chromium.subgroup_matrix_uniformity);\n" : ""}@group(0) @binding(0) var<storage, read> a : array<f16>;
-@group(0) @binding(1) var<storage, read> b : array<f16>;
-@group(0) @binding(2) var<storage, read_write> c : array<f32>;
-@compute @workgroup_size(${32 * sy * sx})
-fn main(@builtin(workgroup_id) wg : vec3<u32>${multi ? ", @builtin(local_invocation_index) li : u32" : ""}) {
-  ${multi ? "let sg = li / 32u;" : "// one subgroup"}
-  let row = ${multi ? `(wg.y * ${sy}u + sg / ${sx}u)` : "wg.y"} * ${16 * tm}u;
-  let col = ${multi ? `(wg.x * ${sx}u + sg % ${sx}u)` : "wg.x"} * ${16 * tn}u;
-  ${pairs.map(([i, j]) => `var acc_${i}_${j} = subgroup_matrix_result<f32, 16, 16>();`).join("\n  ")}
-  ${prefetch ? loads("var", "", "0u").join("\n  ") : "// no prefetch"}
-  for (var k = 0u; k < ${prefetch ? K - 16 : K}u; k += ${order === "unroll2" ? 32 : 16}u) {
-    ${body.join("\n    ")}
-  }
-  ${prefetch ? products("").join("\n  ") : "// no peeled step"}
-  ${pairs.map(([i, j]) => `subgroupMatrixStore(&c, (row + ${16 * i}u) * ${N}u + col + ${16 * j}u, acc_${i}_${j}, false, ${N}u);`).join("\n  ")}
-}`;
-}
-
-/** The kernels `--variants` times: name, tm x tn matrices a subgroup, sy x sx subgroups a
- * workgroup, order (variantShader; "base" is subgroupMatrixShader, wsd's kernel). */
-function kernelVariants() {
-  const out = [];
-  for (const [kind, order] of [["base", "plain"], ["prefetch", "prefetch"], ["unroll2", "unroll2"]]) {
-    for (const [tm, tn] of [[2, 2], [2, 4], [4, 2], [4, 4]]) out.push({ name: `${kind} ${tm}x${tn}`, tm, tn, sy: 1, sx: 1, order });
-  }
-  for (const [sy, sx] of [[2, 1], [1, 2], [2, 2], [4, 1], [1, 4]]) {
-    for (const [tm, tn] of [[2, 2], [2, 4]]) out.push({ name: `multi ${sy}x${sx} of ${tm}x${tn}`, tm, tn, sy, sx, order: "plain" });
-  }
-  for (const [sy, sx, tm, tn] of [[2, 2, 2, 4], [4, 1, 2, 4], [2, 2, 2, 2]]) {
-    out.push({ name: `multi-prefetch ${sy}x${sx} of ${tm}x${tn}`, tm, tn, sy, sx, order: "prefetch" });
-  }
-  return out;
-}
-
-/**
- * Several subgroups share workgroup tiles. A workgroup of SY x SX subgroups
- * (32 x SY x SX invocations) owns a (16 TM SY) x (16 TN SX) block of C; each
- * subgroup a (16 TM) x (16 TN) part of it. A and B are staged through
- * workgroup memory BK columns of K at a time (vec4 loads, rows padded by 8
- * halves against bank conflicts), then every subgroup loads its matrices from
- * there. Which subgroup an invocation is in is not workgroup-uniform to
- * Tint's analysis, so its uniformity diagnostic is turned off (correct where
- * 32 consecutive invocations are one subgroup).
- * @param {number} M @param {number} N @param {number} K
- * @param {{sy: number, sx: number, tm: number, tn: number, bk: number}} t
- */
-function sharedTileShader(M, N, K, t) {
-  const BM = 16 * t.tm * t.sy, BN = 16 * t.tn * t.sx, BK = t.bk, threads = 32 * t.sy * t.sx;
-  const SA = BK + 8, SB = BN + 8;
-  const pairs = [];
-  for (let i = 0; i < t.tm; i++) for (let j = 0; j < t.tn; j++) pairs.push([i, j]);
-  const left = "subgroup_matrix_left<f16, 16, 16>", right = "subgroup_matrix_right<f16, 16, 16>";
-  const loads = [];
-  for (let i = 0; i < t.tm; i++) loads.push(`let a_${i} = subgroupMatrixLoad<${left}>(&ta, (sr + ${16 * i}u) * ${SA}u + kk, false, ${SA}u);`);
-  for (let j = 0; j < t.tn; j++) loads.push(`let b_${j} = subgroupMatrixLoad<${right}>(&tb, kk * ${SB}u + sc + ${16 * j}u, false, ${SB}u);`);
-  return `enable f16;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium.subgroup_matrix_uniformity);
-@group(0) @binding(0) var<storage, read> a : array<vec4<f16>>;
-@group(0) @binding(1) var<storage, read> b : array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read_write> c : array<f32>;
-var<workgroup> ta : array<f16, ${BM * SA}>;
-var<workgroup> tb : array<f16, ${BK * SB}>;
-@compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
-  let row = wg.y * ${BM}u;
-  let col = wg.x * ${BN}u;
-  let sg = li / 32u;
-  let sr = (sg / ${t.sx}u) * ${16 * t.tm}u;
-  let sc = (sg % ${t.sx}u) * ${16 * t.tn}u;
-  ${pairs.map(([i, j]) => `var acc_${i}_${j} = subgroup_matrix_result<f32, 16, 16>();`).join("\n  ")}
-  for (var k = 0u; k < ${K}u; k += ${BK}u) {
-    for (var e = li; e < ${(BM * BK) / 4}u; e += ${threads}u) {
-      let r = e / ${BK / 4}u;
-      let q = e % ${BK / 4}u;
-      let v = a[((row + r) * ${K}u + k) / 4u + q];
-      for (var x = 0u; x < 4u; x++) { ta[r * ${SA}u + q * 4u + x] = v[x]; }
-    }
-    for (var e = li; e < ${(BK * BN) / 4}u; e += ${threads}u) {
-      let r = e / ${BN / 4}u;
-      let q = e % ${BN / 4}u;
-      let v = b[((k + r) * ${N}u + col) / 4u + q];
-      for (var x = 0u; x < 4u; x++) { tb[r * ${SB}u + q * 4u + x] = v[x]; }
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${BK}u; kk += 16u) {
-      ${loads.join("\n      ")}
-      ${pairs.map(([i, j]) => `acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a_${i}, b_${j}, acc_${i}_${j});`).join("\n      ")}
-    }
-    workgroupBarrier();
-  }
-  ${pairs.map(([i, j]) => `subgroupMatrixStore(&c, (row + sr + ${16 * i}u) * ${N}u + col + sc + ${16 * j}u, acc_${i}_${j}, false, ${N}u);`).join("\n  ")}
-}`;
-}
-
-/** The shared-tile variants tried: subgroups per workgroup (sy x sx), matrices per subgroup (tm x tn), K per stage. */
-const SHARED_TILES = [
-  { sy: 2, sx: 2, tm: 2, tn: 2, bk: 32 }, { sy: 2, sx: 2, tm: 2, tn: 2, bk: 64 }, { sy: 4, sx: 2, tm: 2, tn: 2, bk: 32 },
-  { sy: 2, sx: 2, tm: 2, tn: 4, bk: 32 }, { sy: 4, sx: 1, tm: 2, tn: 4, bk: 32 }, { sy: 4, sx: 2, tm: 2, tn: 4, bk: 32 },
-  { sy: 2, sx: 2, tm: 4, tn: 4, bk: 32 }, { sy: 4, sx: 1, tm: 2, tn: 2, bk: 32 }, { sy: 2, sx: 2, tm: 4, tn: 2, bk: 64 },
-  { sy: 2, sx: 4, tm: 2, tn: 2, bk: 32 }, { sy: 1, sx: 1, tm: 2, tn: 2, bk: 32 }, { sy: 1, sx: 1, tm: 2, tn: 2, bk: 64 },
-];
-
-/**
- * The scalar baseline: 16x16 threads, 4x4 outputs each, K in steps of 16
- * through workgroup tiles (what a plain tiled kernel does).
- * @param {number} M @param {number} N @param {number} K
- */
-function scalarShader(M, N, K) {
-  return `enable f16;
-@group(0) @binding(0) var<storage, read> a : array<f16>;
-@group(0) @binding(1) var<storage, read> b : array<f16>;
-@group(0) @binding(2) var<storage, read_write> c : array<f32>;
-var<workgroup> ta : array<f32, ${64 * 16}>;
-var<workgroup> tb : array<f32, ${16 * 64}>;
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
-  let row = wg.y * 64u;
-  let col = wg.x * 64u;
-  var acc : array<f32, 16>;
-  for (var k = 0u; k < ${K}u; k += 16u) {
-    for (var t = 0u; t < 4u; t++) {
-      let e = (lid.y * 16u + lid.x) * 4u + t;
-      ta[e] = f32(a[(row + e / 16u) * ${K}u + k + e % 16u]);
-      tb[e] = f32(b[(k + e / 64u) * ${N}u + col + e % 64u]);
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      for (var i = 0u; i < 4u; i++) {
-        let av = ta[(lid.y * 4u + i) * 16u + kk];
-        for (var j = 0u; j < 4u; j++) {
-          acc[i * 4u + j] = fma(av, tb[kk * 64u + lid.x * 4u + j], acc[i * 4u + j]);
-        }
-      }
-    }
-    workgroupBarrier();
-  }
-  for (var i = 0u; i < 4u; i++) {
-    for (var j = 0u; j < 4u; j++) {
-      c[(row + lid.y * 4u + i) * ${N}u + col + lid.x * 4u + j] = acc[i * 4u + j];
-    }
-  }
-}`;
-}
 
 const halfScratch = new Float32Array(1);
 const halfScratchBits = new Uint32Array(halfScratch.buffer);
@@ -505,7 +281,9 @@ async function probeVariants(device, M, N, K, layout) {
   for (const v of kernelVariants()) {
     const bm = 16 * v.tm * v.sy, bn = 16 * v.tn * v.sx, grid = [N / bn, M / bm];
     if (M % bm !== 0 || N % bn !== 0 || K % (v.order === "unroll2" ? 32 : 16) !== 0 || Math.max(...grid) > 65535) continue;
-    const code = v.name.startsWith("base ") ? subgroupMatrixShader(M, N, K, v.tm, v.tn, conv) : variantShader(M, N, K, v, conv);
+    const code = v.order === "pipelined" ? pipelinedShader(M, N, K, v, conv)
+      : v.name.startsWith("base ") ? subgroupMatrixShader(M, N, K, v.tm, v.tn, conv) : variantShader(M, N, K, v, conv);
+    if (code === null) continue;
     // C zeroed first: a kernel that writes nothing does not pass on the last one's sums.
     const encoder = device.createCommandEncoder();
     encoder.clearBuffer(buffers[2]);
