@@ -79,7 +79,21 @@ ATTENTION_KERNELS = {
     "subgroup_attention_chunk_bytes": 32768,
     "subgroup_im2col_max_bytes": 262144,
     "subgroup_large_blocks_from": 1,
+    # Workgroup tiles of 128 x 128 wherever the columns are in 128s.
+    "subgroup_tiles": {"large_from": 1},
 }
+
+
+def _kernels(case: dict[str, Any]) -> Any:
+    """The case's ``KernelOptions``: the defaults with its ``kernels`` changes
+    (``subgroup_tiles`` as the fields of a ``TilePolicy``)."""
+    from wsd_compile.kernels import DEFAULT_KERNELS
+    from wsd_compile.kernels.subgroup_tiles import TilePolicy
+
+    changes = dict(case.get("kernels", {}))
+    if "subgroup_tiles" in changes:
+        changes["subgroup_tiles"] = TilePolicy(**changes["subgroup_tiles"])
+    return DEFAULT_KERNELS.without(**changes)
 
 
 def _attention_cases() -> list[dict[str, Any]]:
@@ -270,7 +284,6 @@ def prepare(
 
     from wsd_capture import PRESET_KINDS
     from wsd_compile import compile_pipeline
-    from wsd_compile.kernels import DEFAULT_KERNELS
 
     cases = (
         _lora_cases()
@@ -295,7 +308,7 @@ def prepare(
                 precision=case["precision"],
                 subgroup_matrix=case["precision"] == "fp16",
                 quantize=case.get("quantize", "none"),
-                kernels=DEFAULT_KERNELS.without(**case.get("kernels", {})),
+                kernels=_kernels(case),
             )
     (out / "reference").mkdir(parents=True, exist_ok=True)
     if editing or lora:

@@ -1,5 +1,6 @@
 """The subgroup-matrix (tensor core) matmuls: which products they take, and WGSL
-whose hand-written part names what TVM's code generator declares. The kernels
+whose hand-written part names what TVM's code generator declares. These are
+the one-subgroup kernel's (workgroup tiles off: test_subgroup_tiles.py). The kernels
 run only where WebGPU has subgroup matrices (the H200 through Dawn in
 docs/benchmarks/gpu-parity.json), not on the CPU or SwiftShader."""
 
@@ -22,6 +23,7 @@ from wsd_compile.kernels.subgroup_matrix import (
     im2col_t,
     subgroup_matrix_pass,
 )
+from wsd_compile.kernels.subgroup_tiles import NO_TILES
 from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 
 
@@ -85,7 +87,7 @@ def test_an_fp16_matmul_summing_in_fp32_becomes_the_kernel_and_others_stay() -> 
 
 def test_the_wgsl_names_the_buffers_tvm_declares_and_the_output_is_writable() -> None:
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True)
+    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=NO_TILES)
     pipeline = webgpu_pipeline(target, kernels)
     built = tvm.compile(_module((2, 64, 64), 64, 128), target=target, relax_pipeline=pipeline)
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
@@ -164,7 +166,9 @@ def test_a_split_product_sums_a_range_of_k_per_block_and_adds_the_parts_up() -> 
     text = subgroup_matrix_pass()(module).script()
     assert 'R.Tensor((4, 2, 16, 64), dtype="float32")' in text and "split_k_sum" in text
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    pipeline = webgpu_pipeline(
+        target, DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=NO_TILES)
+    )
     built = tvm.compile(module, target=target, relax_pipeline=pipeline)
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     assert "let wsd_m0 = (blockIdx.y % 1u) * 32u;" in source
@@ -173,14 +177,18 @@ def test_a_split_product_sums_a_range_of_k_per_block_and_adds_the_parts_up() -> 
     assert "for (var wsd_k = wsd_k0 + 16u; wsd_k < wsd_k0 + 256u; wsd_k += 16u)" in source
     # Each range's result is a [32, 64] matrix of its own.
     assert "subgroupMatrixStore(&C_ptr, wsd_part * 2048u + (wsd_m0 + 16u) * 64u" in source
-    unsplit = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_split_k_workgroups=0)
+    unsplit = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, subgroup_tiles=NO_TILES, subgroup_split_k_workgroups=0
+    )
     plain = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, unsplit))
     assert not any("split_k_sum" in s or "wsd_k0" in s for s in wgsl_sources(plain.mod))
 
 
 def _wgsl_of(module: tvm.IRModule) -> str:
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    pipeline = webgpu_pipeline(
+        target, DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=NO_TILES)
+    )
     built = tvm.compile(module, target=target, relax_pipeline=pipeline)
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     return source
@@ -301,7 +309,9 @@ def test_im2col_t_is_the_transposed_patch_matrix(
 
 def test_the_conv_wgsl_reads_the_transposed_operands_and_writes_nchw() -> None:
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    pipeline = webgpu_pipeline(
+        target, DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=NO_TILES)
+    )
     module = _conv_module((2, 32, 8, 8), (64, 32, 3, 3), padding=1)
     built = tvm.compile(module, target=target, relax_pipeline=pipeline)
     sources = wgsl_sources(built.mod)
@@ -325,7 +335,9 @@ def test_conv_matrices_spanning_images_go_through_workgroup_memory() -> None:
     stored into NCHW as one; the tile goes to workgroup memory column-major
     and the invocations write it with TIR stores."""
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
+    pipeline = webgpu_pipeline(
+        target, DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=NO_TILES)
+    )
     module = _conv_module((8, 32, 2, 2), (64, 32, 1, 1))
     built = tvm.compile(module, target=target, relax_pipeline=pipeline)
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_conv2d_kernel" in s]
@@ -453,7 +465,9 @@ def test_the_ranges_of_a_convolution_share_one_im2col_buffer() -> None:
     from wsd_compile.webgpu import webgpu_target
 
     target = webgpu_target()
-    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_im2col_max_bytes=64 * 1024)
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, subgroup_tiles=NO_TILES, subgroup_im2col_max_bytes=64 * 1024
+    )
     with target:
         lowered = webgpu_pipeline(target, kernels)(
             _conv_module((2, 32, 16, 16), (64, 32, 3, 3), padding=1)
@@ -470,7 +484,9 @@ def test_the_threshold_for_64x64_blocks_is_a_kernel_option() -> None:
     assert default is not None and (default.tm, default.tn) == (2, 2)
     small = gemm_blocks(128, 64, 64, large_blocks_from=1)
     assert small is not None and (small.tm, small.tn, small.workgroups) == (4, 4, 2)
-    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_large_blocks_from=1)
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, subgroup_tiles=NO_TILES, subgroup_large_blocks_from=1
+    )
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
     module = _module((2, 64, 64), 64, 128)
     built = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, kernels))

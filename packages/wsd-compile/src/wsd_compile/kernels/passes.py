@@ -48,6 +48,7 @@ def webgpu_pipeline(
                     kernels.subgroup_split_k_workgroups,
                     kernels.subgroup_im2col_max_bytes,
                     kernels.subgroup_large_blocks_from,
+                    kernels.subgroup_tiles,
                 ),
                 relax.transform.EliminateCommonSubexpr(),
             ]

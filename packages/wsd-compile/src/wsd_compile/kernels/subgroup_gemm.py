@@ -33,6 +33,7 @@ import tvm
 from tvm.script import tirx as T
 
 from .conv2d import split_depth
+from .subgroup_tiles import NO_TILES, TilePolicy, tiles_fit, tiles_wgsl, workgroup_halves
 
 #: The tile of one subgroup matrix, and the invocations of a workgroup (one subgroup).
 SIDE = 16
@@ -71,6 +72,9 @@ class Gemm:
     the one before it, whose rows it computes again to the same values.
     ``pixels``: a convolution's output pixels per image (the rows of ``m``
     one image holds).
+    ``sy x sx``: subgroups a workgroup, sharing A and B through workgroup
+    memory (:mod:`.subgroup_tiles`) when more than one; each computes ``tm x tn``
+    matrices; ``bk`` columns of K a stage, workgroup rows ``pad`` halves longer.
     """
 
     m: int
@@ -82,6 +86,19 @@ class Gemm:
     parts: int = 1
     batch: int = 1
     pixels: int = 0
+    sy: int = 1
+    sx: int = 1
+    bk: int = SIDE
+    pad: int = 0
+
+    @property
+    def tiled(self) -> bool:
+        """Whether several subgroups share workgroup tiles (:mod:`.subgroup_tiles`)."""
+        return self.sy * self.sx > 1
+
+    @property
+    def threads(self) -> int:
+        return SUBGROUP * self.sy * self.sx
 
     @property
     def direct(self) -> bool:
@@ -91,11 +108,11 @@ class Gemm:
 
     @property
     def rows(self) -> int:
-        return SIDE * self.tm
+        return SIDE * self.tm * self.sy
 
     @property
     def cols(self) -> int:
-        return SIDE * self.tn
+        return SIDE * self.tn * self.sx
 
     @property
     def row_blocks(self) -> int:
@@ -120,6 +137,8 @@ def gemm_blocks(
     batch: int = 1,
     split_k_workgroups: int = 0,
     large_blocks_from: int = LARGE_BLOCKS_FROM,
+    pixels: int = 0,
+    tiles: TilePolicy = NO_TILES,
 ) -> Gemm | None:
     """The blocking of an ``m x k`` by ``k x n`` product (``batch`` of them),
     or None if it does not tile into 16x16x16 matrices. On the H200, with
@@ -131,12 +150,17 @@ def gemm_blocks(
     columns where n is in 48s, not 64s (heads of 40, padded). A matmul's
     ``m`` need only be at least 16 (the 2 x 77 rows of the text tokens): its
     last block overlaps. A product with fewer blocks than
-    ``split_k_workgroups`` is split along k (:func:`split_k`)."""
+    ``split_k_workgroups`` is split along k (:func:`split_k`). ``pixels``: a
+    convolution's output pixels per image. Products that ``tiles`` selects
+    share workgroup tiles instead (:func:`tiled_blocks`)."""
     if k % SIDE or n % SIDE or m < SIDE or (conv and m % SIDE):
         return None
     tm = 2 if m % (2 * SIDE) == 0 or (m % SIDE and m >= 2 * SIDE) else 1
     tn = next(t for t in (4, 3, 2, 1) if n % (t * SIDE) == 0)
-    g = Gemm(m, n, k, tm, tn, conv, batch=batch)
+    g = Gemm(m, n, k, tm, tn, conv, batch=batch, pixels=pixels)
+    tiled = tiled_blocks(g, tiles, split_k_workgroups)
+    if tiled is not None:
+        return tiled
     large = replace(g, tm=4)
     if tm == 2 and tn == 4 and m % (4 * SIDE) == 0 and large.workgroups >= large_blocks_from:
         g = large
@@ -145,15 +169,35 @@ def gemm_blocks(
     return replace(g, parts=split_k(g, split_k_workgroups))
 
 
+def tiled_blocks(g: Gemm, tiles: TilePolicy, split_k_workgroups: int) -> Gemm | None:
+    """``g`` in workgroup tiles as ``tiles`` selects (:class:`.subgroup_tiles.TilePolicy`),
+    split along k as :func:`split_k` says; None where it does not select it or
+    they do not fit (columns not in 128s, results not stored straight, rows
+    too few or, for a convolution, not in whole blocks)."""
+    if not tiles.enabled or g.n % 128 or not g.direct:
+        return None
+    for sy in (4, 2):
+        t = replace(g, tm=2, tn=4, sy=sy, sx=2, bk=tiles.k, pad=tiles.pad)
+        if g.m < t.rows or (g.conv and g.m % t.rows):
+            continue
+        if sy == 4 and t.workgroups < tiles.large_from:
+            continue
+        t = replace(t, parts=split_k(t, split_k_workgroups))
+        if tiles_fit(t):
+            return t
+    return None
+
+
 def split_k(g: Gemm, workgroups: int) -> int:
     """Into how many ranges of k ``g`` is split so that it has at least
     ``workgroups`` blocks (1: not split). One block is one subgroup, so a deep
     product with few blocks (the UNet's 8x8 and 16x16 levels: 80 to 320)
     leaves most of the GPU idle, each subgroup waiting on its loads; the
     ranges are equal, whole 16-column steps, at least ``SPLIT_K_MIN_STEPS``
-    of them, and at most 16 (:func:`.conv2d.split_depth`)."""
-    blocks = g.workgroups // g.parts
-    return split_depth(blocks, g.k, workgroups, step=SIDE, min_chunk=SIDE * SPLIT_K_MIN_STEPS)
+    of them, and at most 16 (:func:`.conv2d.split_depth`). Blocks of workgroup
+    tiles count their subgroups, and their ranges are whole stages."""
+    blocks = g.workgroups // g.parts * g.sy * g.sx
+    return split_depth(blocks, g.k, workgroups, step=g.bk, min_chunk=SIDE * SPLIT_K_MIN_STEPS)
 
 
 def _load(g: Gemm, operand: str, index: int, k: str = "wsd_k") -> str:
@@ -206,6 +250,10 @@ def gemm_wgsl(g: Gemm) -> str:
     with 64 x 64 blocks, 4 x 4 accumulators, faster than loading and then
     multiplying each step in the UNet and the VAE)."""
     pairs = [(i, j) for i in range(g.tm) for j in range(g.tn)]
+    if g.tiled:
+        # The statements of the tiles open a block (its uniformity diagnostic off).
+        stores = _stores_direct(g, pairs, "wsd_mr", "wsd_nc")
+        return "\n  ".join([*_blocks_wgsl(g), *tiles_wgsl(g), *stores, "}", "//"])
     start, end = ("0u", f"{g.k}u") if g.parts == 1 else ("wsd_k0", f"wsd_k0 + {g.k // g.parts}u")
     operands = [("a", "A", i) for i in range(g.tm)] + [("b", "B", j) for j in range(g.tn)]
     products = [
@@ -232,10 +280,13 @@ def gemm_wgsl(g: Gemm) -> str:
     return "\n  ".join(lines)
 
 
-def _stores_direct(g: Gemm, pairs: list[tuple[int, int]]) -> list[str]:
+def _stores_direct(
+    g: Gemm, pairs: list[tuple[int, int]], m0: str = "wsd_m0", n0: str = "wsd_n0"
+) -> list[str]:
     """The accumulators stored straight to the f32 result: row-major into a
     ``[m, n]`` matmul result; column-major into an NCHW one, where a matrix's
-    16 rows are 16 adjacent pixels of one image and its columns channels."""
+    16 rows are 16 adjacent pixels of one image and its columns channels.
+    ``m0``, ``n0``: the first row and column of the subgroup's matrices."""
     size = g.m * g.n * g.batch
     base = "".join(
         [
@@ -245,14 +296,14 @@ def _stores_direct(g: Gemm, pairs: list[tuple[int, int]]) -> list[str]:
     )
     if not g.conv:
         return [
-            f"subgroupMatrixStore(&{_C}, {base}(wsd_m0 + {SIDE * i}u) * {g.n}u + wsd_n0 + "
+            f"subgroupMatrixStore(&{_C}, {base}({m0} + {SIDE * i}u) * {g.n}u + {n0} + "
             f"{SIDE * j}u, wsd_acc_{i}_{j}, false, {g.n}u);"
             for i, j in pairs
         ]
     p = g.pixels
-    lines = [f"let wsd_r{i} = wsd_m0 + {SIDE * i}u;" for i in range(g.tm)]
+    lines = [f"let wsd_r{i} = {m0} + {SIDE * i}u;" for i in range(g.tm)]
     return lines + [
-        f"subgroupMatrixStore(&{_C}, {base}(wsd_r{i} / {p}u * {g.n}u + wsd_n0 + {SIDE * j}u) "
+        f"subgroupMatrixStore(&{_C}, {base}(wsd_r{i} / {p}u * {g.n}u + {n0} + {SIDE * j}u) "
         f"* {p}u + wsd_r{i} % {p}u, wsd_acc_{i}_{j}, true, {p}u);"
         for i, j in pairs
     ]
@@ -300,7 +351,8 @@ def _gemm_kernel(
         col = bx * cols + c
         return (part, row // pixels, col, row % pixels) if g.conv else (part, batch, row, col)
 
-    direct, zero = g.direct, (0,) * len(result)
+    direct, zero, tiled, threads = g.direct, (0,) * len(result), g.tiled, g.threads
+    a_halves, b_halves = workgroup_halves(g) if tiled else (1, 1)
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
     def kernel(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -311,8 +363,20 @@ def _gemm_kernel(
         C = T.match_buffer(c, result, "float32")  # noqa: N806
         for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
             for by in T.thread_binding(row_blocks * g.parts * g.batch, thread="blockIdx.y"):
-                for tx in T.thread_binding(SUBGROUP, thread="threadIdx.x"):
-                    if direct:
+                for tx in T.thread_binding(threads, thread="threadIdx.x"):
+                    if tiled:
+                        # A's and B's stages in workgroup memory, for the WGSL (which
+                        # also stores the result: the same store that never runs).
+                        wsd_ta = T.alloc_buffer((a_halves,), "float16", scope="shared")
+                        wsd_tb = T.alloc_buffer((b_halves,), "float16", scope="shared")
+                        T.evaluate(
+                            T.call_extern(
+                                "int32", text, A.data, B.data, wsd_ta.data, wsd_tb.data, C.data
+                            )
+                        )
+                        if T.call_extern("bool", "all", T.bool(False)):
+                            C[zero] = T.float32(0)
+                    elif direct:
                         # The WGSL stores the result itself. TVM binds a buffer
                         # writable only where TIR stores to it: one store that
                         # never runs, under a condition TVM cannot evaluate

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import tvm
@@ -54,6 +54,7 @@ from .subgroup_gemm import (
     matmul_kernel,
     split_k,
 )
+from .subgroup_tiles import NO_TILES, TilePolicy
 
 __all__ = [
     "IM2COL_MAX_BYTES",
@@ -129,6 +130,7 @@ def conv_gemm(
     split_k_workgroups: int = 0,
     max_bytes: int | None = IM2COL_MAX_BYTES,
     large_blocks_from: int = LARGE_BLOCKS_FROM,
+    tiles: TilePolicy = NO_TILES,
 ) -> tuple[Gemm, dict[str, Any]] | None:
     """The blocking of ``call`` (an fp16 ``conv2d`` summing in fp32) as a GEMM,
     and the im2col arguments; None where the kernel does not apply (other
@@ -160,8 +162,9 @@ def conv_gemm(
         conv=True,
         split_k_workgroups=split_k_workgroups,
         large_blocks_from=large_blocks_from,
+        pixels=out_h * out_w,
+        tiles=tiles,
     )
-    g = None if g is None else replace(g, pixels=out_h * out_w)
     if g is None or (max_bytes is not None and g.m * g.k * 2 > max_bytes):
         return None
     return g, {"kernel": (kh, kw), "strides": strides, "padding": padding}
@@ -213,6 +216,7 @@ def matmul_gemm(
     w_shape: list[int] | None,
     split_k_workgroups: int = 0,
     large_blocks_from: int = LARGE_BLOCKS_FROM,
+    tiles: TilePolicy = NO_TILES,
 ) -> Gemm | None:
     """The blocking of ``matmul(a, w)`` for these static shapes: ``w`` a
     ``[k, n]`` weight (rows: ``a``'s leading dimensions), or ``w`` with ``a``'s
@@ -234,6 +238,7 @@ def matmul_gemm(
         batch=batch,
         split_k_workgroups=split_k_workgroups,
         large_blocks_from=large_blocks_from,
+        tiles=tiles,
     )
     # blockIdx.y counts (product, part, row block); WebGPU allows 65535 of them.
     return g if g is None or g.workgroups // (g.n // g.cols) <= 65535 else None
@@ -247,8 +252,10 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         split_k_workgroups: int,
         im2col_max_bytes: int,
         large_blocks_from: int,
+        tiles: TilePolicy,
     ) -> None:
         super().__init__(mod)
+        self.tiles = tiles
         self.split_k_workgroups = split_k_workgroups
         self.im2col_max_bytes = im2col_max_bytes
         self.large_blocks_from = large_blocks_from
@@ -280,7 +287,9 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         w_shape: list[int] | None,
         out_shape: list[int],
     ) -> relax.Expr:
-        g = matmul_gemm(a_shape, w_shape, self.split_k_workgroups, self.large_blocks_from)
+        g = matmul_gemm(
+            a_shape, w_shape, self.split_k_workgroups, self.large_blocks_from, self.tiles
+        )
         if g is None or w_shape is None:
             return call
         key = (g, tuple(a_shape), tuple(w_shape), tuple(out_shape))
@@ -324,7 +333,11 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
 
     def _conv(self, call: relax.Call) -> relax.Expr:
         found = conv_gemm(
-            call, self.split_k_workgroups, self.im2col_max_bytes, self.large_blocks_from
+            call,
+            self.split_k_workgroups,
+            self.im2col_max_bytes,
+            self.large_blocks_from,
+            self.tiles,
         )
         if found is None:
             ranges = conv_row_ranges(call, self.im2col_max_bytes)
@@ -383,6 +396,7 @@ def subgroup_matrix_pass(
     split_k_workgroups: int = SPLIT_K_WORKGROUPS,
     im2col_max_bytes: int = IM2COL_MAX_BYTES,
     large_blocks_from: int = LARGE_BLOCKS_FROM,
+    tiles: TilePolicy = NO_TILES,
 ) -> tvm.transform.Pass:
     """Every fp16 matmul and convolution summing in fp32 whose shapes tile into
     16x16x16 matrices, as a :func:`.subgroup_gemm.matmul_kernel` or
@@ -391,11 +405,12 @@ def subgroup_matrix_pass(
     none); convolutions whose im2col
     matrix would be larger than ``im2col_max_bytes`` in ranges of output rows
     (:func:`conv_row_ranges`); those making at least ``large_blocks_from``
-    blocks of 64 x 64 in them (:func:`.subgroup_gemm.gemm_blocks`)."""
+    blocks of 64 x 64 in them (:func:`.subgroup_gemm.gemm_blocks`); those
+    ``tiles`` selects in workgroup tiles (:mod:`.subgroup_tiles`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.SubgroupMatrix")  # type: ignore[untyped-decorator]
     def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _Rewriter(mod, split_k_workgroups, im2col_max_bytes, large_blocks_from)
+        rewriter = _Rewriter(mod, split_k_workgroups, im2col_max_bytes, large_blocks_from, tiles)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))

@@ -1,0 +1,224 @@
+"""Workgroup tiles for the tensor-core GEMM (kernels/subgroup_tiles.py): which
+products take them, the WGSL TVM builds around them, and their addressing,
+checked on the CPU by running the generated offsets over numpy arrays.
+The kernels themselves run only where WebGPU has subgroup matrices (the H200
+through Dawn: docs/benchmarks/gpu-parity.json)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
+from wsd_compile.kernels.subgroup_gemm import SPLIT_K_WORKGROUPS, Gemm, gemm_blocks, gemm_wgsl
+from wsd_compile.kernels.subgroup_tiles import (
+    MAX_WORKGROUP_BYTES,
+    NO_TILES,
+    TILES,
+    TilePolicy,
+    workgroup_halves,
+)
+from wsd_compile.webgpu import WASM_HOST, wgsl_sources
+
+
+def _blocks(m: int, n: int, k: int, conv: bool = False, tiles: TilePolicy = TILES) -> Gemm | None:
+    pixels = 256 if conv else 0  # a 16x16 image: whole 16-pixel matrices
+    return gemm_blocks(
+        m, n, k, conv=conv, pixels=pixels, split_k_workgroups=SPLIT_K_WORKGROUPS, tiles=tiles
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "conv", "block", "parts"),
+    [
+        ((8192, 1280, 1280), False, (128, 128), 1),  # 640 blocks of 128 x 128
+        ((2048, 640, 5760), True, (128, 128), 2),  # 80 blocks: 640 subgroups, split in 2
+        ((512, 1280, 11520), True, (64, 128), 4),  # 40 of 128 x 128: 64 x 128
+        ((154, 1280, 768), False, (64, 128), 3),  # text tokens: the last row block overlaps
+        ((8192, 320, 320), False, None, 1),  # columns not in 128s: one subgroup a block
+        ((48, 128, 64), False, None, 1),  # fewer rows than a block
+    ],
+)
+def test_products_with_columns_in_128s_take_workgroup_tiles(
+    shape: tuple[int, int, int], conv: bool, block: tuple[int, int] | None, parts: int
+) -> None:
+    g = _blocks(*shape, conv=conv)
+    assert g is not None
+    assert ((g.rows, g.cols) if g.tiled else None) == block
+    if g.tiled:
+        assert (g.tm, g.tn, g.sx, g.bk, g.parts) == (2, 4, 2, 16, parts)
+        assert 2 * sum(workgroup_halves(g)) <= MAX_WORKGROUP_BYTES
+    off = _blocks(*shape, conv=conv, tiles=NO_TILES)
+    assert off is not None and not off.tiled
+
+
+def test_tiles_too_large_for_workgroup_memory_fall_back_to_smaller_blocks() -> None:
+    # 128 x 128 with 32 columns of K a stage and padded rows: 38 KiB, over 32 KiB.
+    big = _blocks(8192, 1280, 1280, tiles=TilePolicy(k=32, pad=8))
+    assert big is not None and (big.rows, big.cols) == (64, 128)
+    unpadded = _blocks(8192, 1280, 1280, tiles=TilePolicy(k=32, pad=0))
+    assert unpadded is not None and (unpadded.rows, unpadded.cols) == (128, 128)
+    assert 2 * sum(workgroup_halves(unpadded)) == MAX_WORKGROUP_BYTES
+
+
+def test_a_convolution_whose_matrices_span_images_keeps_one_subgroup_a_block() -> None:
+    g = gemm_blocks(64 * 4, 128, 64, conv=True, pixels=4, tiles=TILES)  # 2x2 images
+    assert g is not None and not g.tiled
+
+
+# --- The addressing, run on the CPU --------------------------------------------------
+
+_SUFFIX = re.compile(r"\b(\d+)u\b")
+
+
+def _eval(expr: str, env: dict[str, int]) -> int:
+    """A WGSL u32 expression of the kernel's text, in Python."""
+    py = _SUFFIX.sub(r"\1", expr).replace("/", "//").replace(".", "_")
+    return int(eval(py, {"min": min}, env))
+
+
+def _matrix(buf: np.ndarray, offset: int, col_major: bool, stride: int) -> np.ndarray:
+    """What subgroupMatrixLoad reads: element (r, c) at offset + r * stride + c,
+    or offset + c * stride + r when column-major."""
+    r, c = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    return buf[offset + (c * stride + r if col_major else r * stride + c)]
+
+
+def _run(g: Gemm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The result the kernel's WGSL computes, by evaluating its offsets: A and B
+    as stored (flat), the stages staged into two buffers and the matrices
+    loaded from them, the accumulators stored to C (flat, with its parts)."""
+    lines = [line.strip() for line in gemm_wgsl(g).split("\n")]
+    lets = [re.match(r"let (wsd_\w+) = (.*);$", x) for x in lines]
+    fetch = [re.match(r"(wsd_g[ab]\d+) = vec4<f16>\(([AB])_ptr\[(.*) \+ 0u\], ", x) for x in lines]
+    stash = [re.match(r"wsd_t([ab])\[(.*) \+ 0u\] = (wsd_g[ab]\d+)\[0\];", x) for x in lines]
+    loads = [
+        re.match(
+            r"let wsd_([ab])(\d+)_(\d) = subgroupMatrixLoad<.*>"
+            r"\(&wsd_t[ab], (.*), (true|false), (\d+)u\);",
+            x,
+        )
+        for x in lines
+    ]
+    stores = [
+        re.match(
+            r"subgroupMatrixStore\(&C_ptr, (.*), wsd_acc_(\d)_(\d), (true|false), (\d+)u\);", x
+        )
+        for x in lines
+    ]
+    # The fetches and stashes of the prologue (the loop repeats them).
+    fetch = [x for x in fetch if x]
+    stash = [x for x in stash if x]
+    fetch, stash = fetch[: len(fetch) // 2], stash[: len(stash) // 2]
+    halves = workgroup_halves(g)
+    c = np.zeros(g.parts * g.batch * g.m * g.n, np.float64)
+    span = g.k // g.parts
+    for by in range(g.row_blocks * g.parts * g.batch):
+        for bx in range(g.n // g.cols):
+            env = {"blockIdx_x": bx, "blockIdx_y": by, "blockIdx_z": 0, "gridDim_x": g.n // g.cols}
+            for found in lets:
+                if found and found[1] in ("wsd_n0", "wsd_m0", "wsd_part", "wsd_k0", "wsd_b"):
+                    env[found[1]] = _eval(found[2], env)
+            shared = {"a": np.zeros(halves[0]), "b": np.zeros(halves[1])}
+            acc: dict[tuple[int, int, int], np.ndarray] = {}
+            for stage in range(span // g.bk):
+                buf = stage % 2
+                env["wsd_k"] = env.get("wsd_k0", 0) + stage * g.bk
+                regs = {}
+                for li in range(g.threads):
+                    env.update(wsd_li=li, wsd_buf=buf)
+                    for found in filter(None, fetch):
+                        src = a if found[2] == "A" else b
+                        at = _eval(found[3], env)
+                        regs[li, found[1]] = src[at : at + 4]
+                    for found in filter(None, stash):
+                        at = _eval(found[2], env)
+                        shared[found[1]][at : at + 4] = regs[li, found[3]]
+                for sg in range(g.sy * g.sx):
+                    env.update(wsd_li=sg * 32, wsd_cur=buf)
+                    for name in ("wsd_mr", "wsd_nc"):
+                        env[name] = _eval(next(x[2] for x in lets if x and x[1] == name), env)
+                    mats = {}
+                    for found in filter(None, loads):
+                        offset = _eval(found[4], env)
+                        mats[found[1], int(found[2]), int(found[3])] = _matrix(
+                            shared[found[1]], offset, found[5] == "true", int(found[6])
+                        )
+                    for (_, kk, i), left in [(key, m) for key, m in mats.items() if key[0] == "a"]:
+                        for j in range(g.tn):
+                            acc[sg, i, j] = acc.get((sg, i, j), 0) + left @ mats["b", kk, j]
+            for sg in range(g.sy * g.sx):
+                env.update(wsd_li=sg * 32)
+                for name in ("wsd_mr", "wsd_nc"):
+                    env[name] = _eval(next(x[2] for x in lets if x and x[1] == name), env)
+                for found in filter(None, stores):
+                    env.update({f"wsd_r{i}": env["wsd_mr"] + 16 * i for i in range(g.tm)})
+                    offset = _eval(found[1], env)
+                    r, col = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+                    at = offset + (
+                        col * int(found[5]) + r if found[4] == "true" else r * int(found[5]) + col
+                    )
+                    c[at] = acc[sg, int(found[2]), int(found[3])]
+    return c
+
+
+@pytest.mark.parametrize(
+    ("g", "conv"),
+    [
+        (Gemm(256, 256, 64, 2, 4, sy=4, sx=2, bk=16, pad=8), False),  # 128 x 128, 4 stages
+        (Gemm(192, 128, 96, 2, 4, sy=2, sx=2, bk=32, pad=0), False),  # 64 x 128, 3 stages
+        (Gemm(80, 128, 32, 2, 4, sy=2, sx=2, bk=16, pad=8), False),  # rows overlap
+        (Gemm(256, 128, 64, 2, 4, sy=4, sx=2, bk=16, pad=8, parts=2), False),  # split k
+        (Gemm(128, 128, 32, 2, 4, sy=2, sx=2, bk=16, pad=8, batch=2), False),
+        (Gemm(512, 256, 48, 2, 4, sy=4, sx=2, bk=16, pad=8, conv=True, pixels=256), True),
+        (Gemm(128, 128, 64, 2, 4, sy=2, sx=2, bk=32, pad=8, conv=True, pixels=64, parts=2), True),
+    ],
+)
+def test_the_tiles_addressing_computes_the_product(g: Gemm, conv: bool) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((g.batch, g.m, g.k))
+    b = rng.standard_normal((g.batch, g.k, g.n))
+    # As stored: conv A^T [k, m] and B^T [n, k]; a matmul's [m, k] and [k, n].
+    a_stored = np.transpose(a, (0, 2, 1)) if conv else a
+    b_stored = np.transpose(b, (0, 2, 1)) if conv else b
+    c = _run(g, a_stored.ravel(), b_stored.ravel())
+    span = g.k // g.parts
+    for part in range(g.parts):
+        ks = slice(part * span, (part + 1) * span)
+        want = a[:, :, ks] @ b[:, ks, :]
+        got = c[part * g.batch * g.m * g.n : (part + 1) * g.batch * g.m * g.n]
+        if conv:  # NCHW: [image, channel, pixel]
+            images = g.m // g.pixels
+            got = got.reshape(images, g.n, g.pixels).transpose(0, 2, 1).reshape(1, g.m, g.n)
+        np.testing.assert_allclose(got.reshape(g.batch, g.m, g.n), want, atol=1e-9)
+
+
+def test_tvm_builds_the_tiles_with_two_workgroup_buffers_and_a_diagnostic_block() -> None:
+    bb = relax.BlockBuilder()
+    a = relax.Var("a", relax.TensorType((2, 128, 64), "float16"))
+    w = relax.Var("w", relax.TensorType((64, 256), "float16"))
+    with bb.function("main", [a, w]):
+        with bb.dataflow():
+            c = bb.emit(relax.op.matmul(a, w, out_dtype="float32"))
+            d = bb.emit_output(relax.op.astype(c, "float16"))
+        bb.emit_func_output(d)
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, subgroup_tiles=replace(TILES, large_from=1)
+    )
+    built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
+    # 256 rows in 128 x 128 blocks of 4 x 2 subgroups; k in 4 stages of 16.
+    assert "@workgroup_size(256, 1, 1)" in source
+    assert "var<workgroup> wsd_ta : array<f16, 6144>;" in source  # 2 x 128 x (16 + 8)
+    assert "var<workgroup> wsd_tb : array<f16, 4352>;" in source  # 2 x 16 x (128 + 8)
+    assert "@diagnostic(off, chromium.subgroup_matrix_uniformity) {" in source
+    assert source.count("workgroupBarrier();") == 2
+    assert "for (var wsd_s = 0u; wsd_s < 4u; wsd_s++) {" in source
+    assert "var<storage, read_write> C_ptr : array<f32>;" in source
+    assert source.count("subgroupMatrixStore(&C_ptr,") == 8
