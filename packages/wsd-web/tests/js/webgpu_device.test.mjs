@@ -47,4 +47,8 @@ test("capability tokens: a 16x16x16 f16 -> f32 subgroup matrix and subgroups of 
   assert.deepEqual(capabilityTokens({ subgroupMaxSize: 64 }, all), []);
   assert.deepEqual(capabilityTokens({ subgroupMaxSize: 4 }, ["subgroups"]), ["subgroup-size-max-32"]);
   assert.deepEqual(capabilityTokens({}, []), []);
+  // 32 KiB of workgroup memory for the shared tiles (16 KiB: WebGPU's default).
+  assert.deepEqual(capabilityTokens(h200, all, { maxComputeWorkgroupStorageSize: 49152 }),
+    ["subgroup-matrix-f16-f32-16x16x16", "subgroup-size-max-32", "workgroup-storage-32k"]);
+  assert.deepEqual(capabilityTokens({}, [], { maxComputeWorkgroupStorageSize: 16384 }), []);
 });

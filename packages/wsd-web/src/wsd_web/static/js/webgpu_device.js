@@ -30,12 +30,15 @@ const KERNEL_FEATURES = /** @type {GPUFeatureName[]} */ (
  * beside them (`wsd_compile.kernels.subgroup_matrix.SUBGROUP_MATRIX_REQUIRES`):
  * `subgroup-matrix-f16-f32-16x16x16` when the device multiplies 16x16x16 f16
  * subgroup matrices into f32, `subgroup-size-max-32` when its subgroups have at
- * most 32 invocations and a workgroup of 32 is whole subgroups.
+ * most 32 invocations and a workgroup of 32 is whole subgroups,
+ * `workgroup-storage-32k` when a workgroup may use 32 KiB of workgroup memory
+ * (the tensor-core kernels' shared tiles; WebGPU's default is 16 KiB).
  * @param {{subgroupMaxSize?: number, subgroupMatrixConfigs?: Iterable<any>}} info  `adapter.info`.
  * @param {Iterable<string>} features  The device's features.
+ * @param {{maxComputeWorkgroupStorageSize?: number}} [limits]  The device's limits.
  * @returns {string[]}
  */
-export function capabilityTokens(info, features) {
+export function capabilityTokens(info, features, limits = {}) {
   const have = new Set(features);
   const tokens = [];
   if (have.has("chromium-experimental-subgroup-matrix")) {
@@ -46,6 +49,7 @@ export function capabilityTokens(info, features) {
   }
   const size = info.subgroupMaxSize ?? 0;
   if (have.has("subgroups") && size > 0 && size <= 32 && 32 % size === 0) tokens.push("subgroup-size-max-32");
+  if ((limits.maxComputeWorkgroupStorageSize ?? 0) >= 32768) tokens.push("workgroup-storage-32k");
   return tokens;
 }
 
@@ -81,6 +85,6 @@ export async function requestGPU(gpu, { optionalFeatures = [] } = {}) {
   const adapterName = [info.vendor, info.architecture, info.device, info.description]
     .filter((s) => s).join(" ") || "unknown adapter";
   const features = [...device.features].map(String);
-  features.push(...capabilityTokens(/** @type {any} */ (info), features));
+  features.push(...capabilityTokens(/** @type {any} */ (info), features, device.limits));
   return { device, instance: gpu, adapter: adapterName, features: features.sort() };
 }
