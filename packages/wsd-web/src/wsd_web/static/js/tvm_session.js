@@ -9,6 +9,7 @@
 // releases them all. Per-call results live in the caller's tvm scope.
 
 import { TVMJS_VERSION } from "./build_stamp.js";
+import { SUBGROUP_MATRIX_ENABLE, completeShader } from "./wgsl_rewrite.js";
 
 /** @typedef {import("@mlc-ai/web-runtime").Instance} Instance */
 /** @typedef {import("@mlc-ai/web-runtime").Tensor} Tensor */
@@ -84,21 +85,18 @@ export function wrapDispatches(context, wrap) {
   };
 }
 
-/** The WGSL enable directive of subgroup matrices, which TVM's code generator cannot print. */
-export const SUBGROUP_MATRIX_ENABLE = "enable chromium_experimental_subgroup_matrix;";
+export { SUBGROUP_MATRIX_ENABLE };
 
 /**
- * Put the enable directives TVM's WGSL lacks in front of the shaders that need
- * them (on the instance; call before its shaders are created): the
- * subgroup-matrix kernels of wsd_compile.kernels.subgroup_matrix.
+ * Complete the WGSL TVM writes as each shader is created (on the instance;
+ * call before its shaders are created): the enable directive of the
+ * subgroup-matrix kernels, and the vector loads of their workgroup tiles
+ * (completeShader in wgsl_rewrite.js).
  * @param {Pick<WebGPUContextInternals, "createShadeInternal">} context
  */
 export function addEnableDirectives(context) {
   const createShader = context.createShadeInternal.bind(context);
-  context.createShadeInternal = (finfo, code, asyncMode) => {
-    const needs = code.includes("subgroup_matrix_") && !code.includes(SUBGROUP_MATRIX_ENABLE);
-    return createShader(finfo, needs ? `${SUBGROUP_MATRIX_ENABLE}\n${code}` : code, asyncMode);
-  };
+  context.createShadeInternal = (finfo, code, asyncMode) => createShader(finfo, completeShader(code), asyncMode);
 }
 
 /**
