@@ -7,7 +7,9 @@ part of it, and the block's A and B are staged through workgroup memory
 ``bk`` columns of K at a time, software-pipelined:
 
 - every invocation loads its share of the *next* stage's tiles from storage
-  into registers (four halves a load) before the products of this stage,
+  into registers before the products of this stage (four halves gathered
+  from four loads, as TVM declares storage as arrays of scalars; the page
+  makes each gather one ``vec4<f16>`` load: ``js/wgsl_rewrite.js``),
   and stores them to the other of two workgroup buffers after them: one
   barrier a stage, the loads' latency behind the tensor-core products;
 - the subgroups load their matrices from workgroup memory, whose rows are
