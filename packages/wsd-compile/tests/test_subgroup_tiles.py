@@ -57,6 +57,14 @@ def test_products_with_columns_in_128s_take_workgroup_tiles(
     assert off is not None and not off.tiled
 
 
+def test_columns_in_64s_take_64x64_tiles_where_the_policy_says() -> None:
+    narrow = _blocks(8192, 320, 2880, conv=True, tiles=TilePolicy(narrow_k=32))
+    assert narrow is not None and narrow.tiled
+    assert (narrow.rows, narrow.cols, narrow.tm, narrow.tn, narrow.bk) == (64, 64, 2, 2, 32)
+    wide = _blocks(8192, 320, 2880, conv=True)  # the default: one subgroup a block
+    assert wide is not None and not wide.tiled
+
+
 def test_tiles_too_large_for_workgroup_memory_fall_back_to_smaller_blocks() -> None:
     # 128 x 128 with 32 columns of K a stage and padded rows: 38 KiB, over 32 KiB.
     big = _blocks(8192, 1280, 1280, tiles=TilePolicy(k=32, pad=8))
@@ -177,6 +185,8 @@ def _run(g: Gemm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (Gemm(128, 128, 32, 2, 4, sy=2, sx=2, bk=16, pad=8, batch=2), False),
         (Gemm(512, 256, 48, 2, 4, sy=4, sx=2, bk=16, pad=8, conv=True, pixels=256), True),
         (Gemm(128, 128, 64, 2, 4, sy=2, sx=2, bk=32, pad=8, conv=True, pixels=64, parts=2), True),
+        (Gemm(128, 192, 64, 2, 2, sy=2, sx=2, bk=32, pad=8), False),  # 64 x 64, 3 column blocks
+        (Gemm(192, 64, 96, 2, 2, sy=2, sx=2, bk=32, pad=8, conv=True, pixels=64), True),
     ],
 )
 def test_the_tiles_addressing_computes_the_product(g: Gemm, conv: bool) -> None:

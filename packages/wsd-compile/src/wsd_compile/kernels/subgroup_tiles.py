@@ -53,13 +53,17 @@ class TilePolicy:
     (4 x 2 subgroups of 32 x 64) where they make at least ``large_from`` of
     those, else 64 x 128 (2 x 2 subgroups); the others keep the one-subgroup
     kernel. ``k``: columns of K a stage (a multiple of 16); ``pad``: halves
-    each workgroup row is padded by. A block whose two buffers would exceed
+    each workgroup row is padded by. ``narrow_k``: products whose columns are
+    in 64s but not 128s (SD 1.5's 320 channels) take 64 x 64 blocks (2 x 2
+    subgroups of 32 x 32) with this many columns of K a stage (0: they keep
+    the one-subgroup kernel). A block whose two buffers would exceed
     :data:`MAX_WORKGROUP_BYTES` is not used."""
 
     enabled: bool = True
     large_from: int = 64
     k: int = 16
     pad: int = 8
+    narrow_k: int = 0
 
 
 #: The policy builds use, and workgroup tiles off (every product in the one-subgroup kernel).
