@@ -79,8 +79,8 @@ ATTENTION_KERNELS = {
     "subgroup_attention_chunk_bytes": 32768,
     "subgroup_im2col_max_bytes": 262144,
     "subgroup_large_blocks_from": 1,
-    # Workgroup tiles of 128 x 128 wherever the columns are in 128s.
-    "subgroup_tiles": {"large_from": 1},
+    # Workgroup tiles of 128 x 128 wherever the columns are in 128s, however short k.
+    "subgroup_tiles": {"large_from": 1, "min_k": 16},
 }
 
 

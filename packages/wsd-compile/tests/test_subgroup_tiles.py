@@ -41,7 +41,8 @@ def _blocks(m: int, n: int, k: int, conv: bool = False, tiles: TilePolicy = TILE
         ((512, 1280, 11520), True, (64, 128), 4),  # 40 of 128 x 128: 64 x 128
         ((154, 1280, 768), False, (64, 128), 3),  # text tokens: the last row block overlaps
         ((8192, 320, 320), False, None, 1),  # columns not in 128s: one subgroup a block
-        ((48, 128, 64), False, None, 1),  # fewer rows than a block
+        ((48, 128, 256), False, None, 1),  # fewer rows than a block
+        ((8192, 4096, 48), False, None, 1),  # Q K^T over heads of 40: three stages
     ],
 )
 def test_products_with_columns_in_128s_take_workgroup_tiles(
@@ -219,7 +220,7 @@ def test_tvm_builds_the_tiles_with_two_workgroup_buffers_and_a_diagnostic_block(
         bb.emit_func_output(d)
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
     kernels = DEFAULT_KERNELS.without(
-        subgroup_matrix=True, subgroup_tiles=replace(TILES, large_from=1)
+        subgroup_matrix=True, subgroup_tiles=replace(TILES, large_from=1, min_k=16)
     )
     built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]

@@ -174,7 +174,7 @@ def tiled_blocks(g: Gemm, tiles: TilePolicy, split_k_workgroups: int) -> Gemm | 
     split along k as :func:`split_k` says; None where it does not select it or
     they do not fit (columns not in 128s, results not stored straight, rows
     too few or, for a convolution, not in whole blocks)."""
-    if not tiles.enabled or not g.direct:
+    if not tiles.enabled or not g.direct or g.k < tiles.min_k:
         return None
     if g.n % 128 == 0:  # 128 x 128 (4 x 2 subgroups of 32 x 64), else 64 x 128
         shapes = [(4, 4, tiles.k), (2, 4, tiles.k)]
@@ -189,7 +189,7 @@ def tiled_blocks(g: Gemm, tiles: TilePolicy, split_k_workgroups: int) -> Gemm | 
         if sy == 4 and t.workgroups < tiles.large_from:
             continue
         t = replace(t, parts=split_k(t, split_k_workgroups))
-        if tiles_fit(t):
+        if tiles_fit(t) and t.k // t.parts >= tiles.min_k:
             return t
     return None
 

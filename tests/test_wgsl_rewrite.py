@@ -1,0 +1,86 @@
+"""The tensor-core kernels with workgroup tiles as TVM writes them
+(wsd_compile.kernels.subgroup_tiles), completed by the page's shader rewrite
+(js/wgsl_rewrite.js): every gather of four halves becomes one vector load and
+A and B are declared as arrays of vec4<f16>. Checked on the generated WGSL
+itself, so the Python generator and the JS rewrite cannot drift apart."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import tvm
+from tvm import relax
+
+from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
+from wsd_compile.kernels.subgroup_tiles import TILES
+from wsd_compile.webgpu import WASM_HOST, wgsl_sources
+from wsd_web.server import STATIC_DIR
+
+REWRITE = STATIC_DIR / "js" / "wgsl_rewrite.js"
+
+
+def _tiles_kernel(conv: bool) -> str:
+    """The WGSL of one kernel with workgroup tiles: a matmul, or a 3x3 convolution."""
+    bb = relax.BlockBuilder()
+    if conv:
+        x = relax.Var("x", relax.TensorType((2, 32, 16, 16), "float16"))
+        w = relax.Var("w", relax.TensorType((128, 32, 3, 3), "float16"))
+        args, op = [x, w], relax.op.nn.conv2d(x, w, padding=1, out_dtype="float32")
+    else:
+        x = relax.Var("x", relax.TensorType((2, 128, 256), "float16"))
+        w = relax.Var("w", relax.TensorType((256, 256), "float16"))
+        args, op = [x, w], relax.op.matmul(x, w, out_dtype="float32")
+    with bb.function("main", args):
+        with bb.dataflow():
+            c = bb.emit(op)
+            d = bb.emit_output(relax.op.astype(c, "float16"))
+        bb.emit_func_output(d)
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, subgroup_tiles=replace(TILES, large_from=1, min_k=16)
+    )
+    built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    [source] = [s for s in wgsl_sources(built.mod) if "var<workgroup> wsd_ta" in s]
+    return source
+
+
+def _complete(sources: list[str], tmp_path: Path) -> list[str]:
+    """completeShader (js/wgsl_rewrite.js) on each source, in Node."""
+    given = tmp_path / "sources.json"
+    given.write_text(json.dumps(sources), encoding="utf-8")
+    script = (
+        f"const m = await import({json.dumps(REWRITE.as_uri())});"
+        "const fs = await import('node:fs');"
+        f"const sources = JSON.parse(fs.readFileSync({json.dumps(str(given))}, 'utf8'));"
+        "process.stdout.write(JSON.stringify(sources.map(m.completeShader)));"
+    )
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    completed: list[str] = json.loads(done.stdout)
+    return completed
+
+
+def test_the_page_turns_the_tiles_gathers_into_vector_loads(tmp_path: Path) -> None:
+    sources = [_tiles_kernel(conv=False), _tiles_kernel(conv=True)]
+    for before, after in zip(sources, _complete(sources, tmp_path), strict=True):
+        assert after.startswith("enable chromium_experimental_subgroup_matrix;\n")
+        for buffer in ("A_ptr", "B_ptr"):
+            assert f"var<storage, read> {buffer} : array<f16>;" in before
+            assert f"var<storage, read> {buffer} : array<vec4<f16>>;" in after
+            gathers = before.count(f"vec4<f16>({buffer}[")
+            assert gathers > 0
+            # Each gather is one load of the vector at a quarter of its offset.
+            loads = re.findall(rf"= {buffer}\[\((.*)\) / 4u\];", after)
+            assert len(loads) == gathers == after.count(f"{buffer}[")
+        # Nothing else changed: the matrices still load from workgroup memory.
+        assert after.count("subgroupMatrixLoad") == before.count("subgroupMatrixLoad")
+        assert after.count("wsd_ta[") == before.count("wsd_ta[")
