@@ -125,7 +125,7 @@ def _share(g: Gemm, name: str, tile: tuple[int, int, int, str]) -> list[tuple[st
 
 
 def tiles_wgsl(g: Gemm) -> list[str]:
-    """The kernel's statements after :func:`.subgroup_gemm.blocks_wgsl` (which sets
+    """The kernel's statements after the block's placement (which sets
     ``wsd_m0``, ``wsd_n0`` and, split or batched, ``wsd_k0`` and ``wsd_b``), up
     to the accumulators ``wsd_acc_i_j`` of the subgroup's matrices, the
     subgroup's first row ``wsd_mr`` and column ``wsd_nc``."""
