@@ -69,6 +69,19 @@ def _complete(sources: list[str], tmp_path: Path) -> list[str]:
     return completed
 
 
+def test_tvm_builds_the_tiles_with_two_workgroup_buffers_and_a_diagnostic_block() -> None:
+    source = _tiles_kernel(conv=False)
+    # 256 rows in 128 x 128 blocks of 4 x 2 subgroups; k in 16 stages of 16.
+    assert "@workgroup_size(256, 1, 1)" in source
+    assert "var<workgroup> wsd_ta : array<f16, 6144>;" in source  # 2 x 128 x (16 + 8)
+    assert "var<workgroup> wsd_tb : array<f16, 4352>;" in source  # 2 x 16 x (128 + 8)
+    assert "@diagnostic(off, chromium.subgroup_matrix_uniformity) {" in source
+    assert source.count("workgroupBarrier();") == 2
+    assert "for (var wsd_s = 0u; wsd_s < 16u; wsd_s++) {" in source
+    assert "var<storage, read_write> C_ptr : array<f32>;" in source
+    assert source.count("subgroupMatrixStore(&C_ptr,") == 8
+
+
 def test_the_page_turns_the_tiles_gathers_into_vector_loads(tmp_path: Path) -> None:
     sources = [_tiles_kernel(conv=False), _tiles_kernel(conv=True)]
     for before, after in zip(sources, _complete(sources, tmp_path), strict=True):

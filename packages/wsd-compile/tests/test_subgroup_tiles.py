@@ -7,14 +7,10 @@ through Dawn: docs/benchmarks/gpu-parity.json)."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import numpy as np
 import pytest
-import tvm
-from tvm import relax
 
-from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
 from wsd_compile.kernels.subgroup_gemm import SPLIT_K_WORKGROUPS, Gemm, gemm_blocks, gemm_wgsl
 from wsd_compile.kernels.subgroup_tiles import (
     MAX_WORKGROUP_BYTES,
@@ -23,7 +19,6 @@ from wsd_compile.kernels.subgroup_tiles import (
     TilePolicy,
     workgroup_halves,
 )
-from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 
 
 def _blocks(m: int, n: int, k: int, conv: bool = False, tiles: TilePolicy = TILES) -> Gemm | None:
@@ -207,29 +202,3 @@ def test_the_tiles_addressing_computes_the_product(g: Gemm, conv: bool) -> None:
             images = g.m // g.pixels
             got = got.reshape(images, g.n, g.pixels).transpose(0, 2, 1).reshape(1, g.m, g.n)
         np.testing.assert_allclose(got.reshape(g.batch, g.m, g.n), want, atol=1e-9)
-
-
-def test_tvm_builds_the_tiles_with_two_workgroup_buffers_and_a_diagnostic_block() -> None:
-    bb = relax.BlockBuilder()
-    a = relax.Var("a", relax.TensorType((2, 128, 64), "float16"))
-    w = relax.Var("w", relax.TensorType((64, 256), "float16"))
-    with bb.function("main", [a, w]):
-        with bb.dataflow():
-            c = bb.emit(relax.op.matmul(a, w, out_dtype="float32"))
-            d = bb.emit_output(relax.op.astype(c, "float16"))
-        bb.emit_func_output(d)
-    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    kernels = DEFAULT_KERNELS.without(
-        subgroup_matrix=True, subgroup_tiles=replace(TILES, large_from=1, min_k=16)
-    )
-    built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
-    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
-    # 256 rows in 128 x 128 blocks of 4 x 2 subgroups; k in 4 stages of 16.
-    assert "@workgroup_size(256, 1, 1)" in source
-    assert "var<workgroup> wsd_ta : array<f16, 6144>;" in source  # 2 x 128 x (16 + 8)
-    assert "var<workgroup> wsd_tb : array<f16, 4352>;" in source  # 2 x 16 x (128 + 8)
-    assert "@diagnostic(off, chromium.subgroup_matrix_uniformity) {" in source
-    assert source.count("workgroupBarrier();") == 2
-    assert "for (var wsd_s = 0u; wsd_s < 4u; wsd_s++) {" in source
-    assert "var<storage, read_write> C_ptr : array<f32>;" in source
-    assert source.count("subgroupMatrixStore(&C_ptr,") == 8
