@@ -122,6 +122,14 @@ def test_an_fp16_build_plans_the_fp32_path_after_its_own() -> None:
     assert [p.name for p in planned_paths("fp32")] == ["fp32"]
 
 
+def test_the_subgroup_matrix_path_asks_for_32_kib_of_workgroup_memory_only_with_tiles() -> None:
+    [plain, *_] = planned_paths("fp16", subgroup_matrix=True)
+    [tiled, *_] = planned_paths("fp16", subgroup_matrix=True, workgroup_tiles=True)
+    assert plain.name == tiled.name == "subgroup-matrix"
+    assert "workgroup-storage-32k" not in plain.requires
+    assert tiled.requires == (*plain.requires, "workgroup-storage-32k")
+
+
 def test_a_shader_with_f16_is_refused_for_the_fp32_path() -> None:
     check_no_f16(["@group(0) @binding(0) var<storage, read> a : array<f32>;"])
     with pytest.raises(WsdCompileError, match="fp32 kernel path uses f16"):

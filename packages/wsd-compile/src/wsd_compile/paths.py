@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .kernels.subgroup_matrix import SUBGROUP_MATRIX_REQUIRES
+from .kernels.subgroup_matrix import SUBGROUP_MATRIX_REQUIRES, WORKGROUP_TILES_REQUIRE
 
 LIBRARY_FILE = "model.wasm"
 FP32_LIBRARY_FILE = "model-fp32.wasm"
@@ -81,13 +81,19 @@ class KernelPath:
 
 
 def planned_paths(
-    precision: str, *, fp32_fallback: bool = True, subgroup_matrix: bool = False
+    precision: str,
+    *,
+    fp32_fallback: bool = True,
+    subgroup_matrix: bool = False,
+    workgroup_tiles: bool = False,
 ) -> list[KernelPath]:
     """The paths a build of ``precision`` holds, best first (buffer sizes not yet known).
 
     An fp32 build has one path; an fp16 build has ``shader-f16`` and, unless
     ``fp32_fallback`` is false, the ``fp32`` path after it, and with
-    ``subgroup_matrix`` the ``subgroup-matrix`` path (tensor cores) before it.
+    ``subgroup_matrix`` the ``subgroup-matrix`` path (tensor cores) before it,
+    which with ``workgroup_tiles`` (:mod:`.kernels.subgroup_tiles`) also
+    requires 32 KiB of workgroup memory (``WORKGROUP_TILES_REQUIRE``).
     """
     if precision != "fp16":
         return [KernelPath("fp32", LIBRARY_FILE, "fp32", (), widen_f16_weights=False)]
@@ -98,7 +104,7 @@ def planned_paths(
                 "subgroup-matrix",
                 SUBGROUP_MATRIX_LIBRARY_FILE,
                 "fp16",
-                SUBGROUP_MATRIX_REQUIRES,
+                SUBGROUP_MATRIX_REQUIRES + (WORKGROUP_TILES_REQUIRE if workgroup_tiles else ()),
                 False,
                 subgroup_matrix=True,
             )

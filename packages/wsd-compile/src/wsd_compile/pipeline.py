@@ -300,7 +300,12 @@ def compile_pipeline(
         paths, buffers, builds = _build_libraries(
             module,
             tmp,
-            planned_paths(precision, fp32_fallback=fp32_fallback, subgroup_matrix=subgroup_matrix),
+            planned_paths(
+                precision,
+                fp32_fallback=fp32_fallback,
+                subgroup_matrix=subgroup_matrix,
+                workgroup_tiles=kernels.subgroup_tiles.enabled,
+            ),
             objects=objects,
             kernels=kernels,
             seconds=seconds,

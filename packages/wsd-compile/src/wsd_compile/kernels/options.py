@@ -9,7 +9,7 @@ from .attention import FUSE_ABOVE_BYTES
 from .few_rows import MAX_ROWS
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
 from .subgroup_matrix import IM2COL_MAX_BYTES, LARGE_BLOCKS_FROM, SPLIT_K_WORKGROUPS
-from .subgroup_tiles import TILES, TilePolicy
+from .subgroup_tiles import NO_TILES, TilePolicy
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,10 @@ class KernelOptions:
     #: so that the tiny presets' products take them too).
     subgroup_large_blocks_from: int = LARGE_BLOCKS_FROM
     #: ... and which products share workgroup tiles among several subgroups
-    #: (:class:`.subgroup_tiles.TilePolicy`; ``NO_TILES``: none).
-    subgroup_tiles: TilePolicy = TILES
+    #: (:class:`.subgroup_tiles.TilePolicy`: ``TILES`` for the measured policy;
+    #: ``NO_TILES``, the default until their GPU parity is on record:
+    #: docs/kernels.md).
+    subgroup_tiles: TilePolicy = NO_TILES
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

@@ -65,6 +65,7 @@ __all__ = [
     "SPLIT_K_WORKGROUPS",
     "SUBGROUP",
     "SUBGROUP_MATRIX_REQUIRES",
+    "WORKGROUP_TILES_REQUIRE",
     "Gemm",
     "RowRange",
     "conv_gemm",
@@ -80,18 +81,19 @@ __all__ = [
     "subgroup_matrix_pass",
 ]
 
-#: What a device needs for the kernels (WebGPU features, and tokens the page
-#: derives from ``adapter.info`` and the device's limits: the matrix
-#: configuration, the largest subgroup size, 32 KiB of workgroup memory for
-#: the shared tiles of :mod:`.subgroup_tiles`; ``js/webgpu_device.js``).
+#: What a device needs for the kernels (WebGPU features, and two tokens the
+#: page derives from ``adapter.info``: the matrix configuration and the
+#: largest subgroup size; ``js/webgpu_device.js``).
 SUBGROUP_MATRIX_REQUIRES = (
     "shader-f16",
     "subgroups",
     "chromium-experimental-subgroup-matrix",
     "subgroup-matrix-f16-f32-16x16x16",
     "subgroup-size-max-32",
-    "workgroup-storage-32k",
 )
+#: ... and with the shared tiles of :mod:`.subgroup_tiles`, a token the page
+#: derives from the device's limits: 32 KiB of workgroup memory.
+WORKGROUP_TILES_REQUIRE = ("workgroup-storage-32k",)
 #: The largest im2col matrix a convolution may write (fp16 bytes): larger ones
 #: (the VAE decoder's at 256x256 and 512x512, SDXL's up blocks at 128x128) are
 #: computed in ranges of output rows, so that no buffer of the path is larger
