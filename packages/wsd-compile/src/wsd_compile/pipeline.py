@@ -248,6 +248,19 @@ def _check_preset(preset: str, kind: str) -> None:
         )
 
 
+def _planned(
+    precision: str, fp32_fallback: bool, subgroup_matrix: bool, kernels: KernelOptions
+) -> list[KernelPath]:
+    """The build's kernel paths (:func:`.paths.planned_paths`), the subgroup-matrix
+    one requiring what its workgroup tiles need where ``kernels`` use them."""
+    return planned_paths(
+        precision,
+        fp32_fallback=fp32_fallback,
+        subgroup_matrix=subgroup_matrix,
+        workgroup_tiles=kernels.subgroup_tiles.enabled,
+    )
+
+
 def compile_pipeline(
     kind: str,
     source: str | os.PathLike[str] | CapturedPipeline | None = None,
@@ -300,12 +313,7 @@ def compile_pipeline(
         paths, buffers, builds = _build_libraries(
             module,
             tmp,
-            planned_paths(
-                precision,
-                fp32_fallback=fp32_fallback,
-                subgroup_matrix=subgroup_matrix,
-                workgroup_tiles=kernels.subgroup_tiles.enabled,
-            ),
+            _planned(precision, fp32_fallback, subgroup_matrix, kernels),
             objects=objects,
             kernels=kernels,
             seconds=seconds,
