@@ -181,8 +181,9 @@ def tiles_wgsl(g: Gemm) -> list[str]:
 def _products(g: Gemm, sizes: tuple[int, int], pairs: list[tuple[int, int]]) -> list[str]:
     """One stage's products: each 16-column step's matrices loaded from the
     current workgroup buffers, then multiplied into the accumulators."""
-    a_cols = (g.rows if g.conv else g.bk) + g.pad
-    b_cols = (g.bk if g.conv else g.cols) + g.pad
+    # Workgroup rows: the staged tiles' columns, padded.
+    a, b = staged_tiles(g)
+    a_cols, b_cols = a[1] + g.pad, b[1] + g.pad
     a_at, b_at = f"wsd_cur * {sizes[0] // 2}u", f"wsd_cur * {sizes[1] // 2}u"
     # The subgroup's place in the block.
     mr, nc = "(wsd_mr - wsd_m0)", "(wsd_nc - wsd_n0)"
