@@ -68,6 +68,10 @@ def _cases() -> list[dict[str, Any]]:
     ]
 
 
+#: Workgroup tiles (``TilePolicy`` fields) wherever the tiny presets' products allow
+#: them: 128 x 128 blocks however few, stages however short k.
+TINY_TILES = {"large_from": 1, "min_k": 16}
+
 #: The attention cases' builds: every attention taken out of the unfused
 #: chain (fused kernel on shader-f16, query chunks of at most 32 KiB of scores
 #: on subgroup-matrix), and on subgroup-matrix every convolution in ranges of
@@ -80,7 +84,7 @@ ATTENTION_KERNELS = {
     "subgroup_im2col_max_bytes": 262144,
     "subgroup_large_blocks_from": 1,
     # Workgroup tiles of 128 x 128 wherever the columns are in 128s, however short k.
-    "subgroup_tiles": {"large_from": 1, "min_k": 16},
+    "subgroup_tiles": TINY_TILES,
 }
 
 
@@ -276,9 +280,11 @@ def prepare(
     editing: bool = False,
     lora: bool = False,
     kernel_paths: list[str] | None = None,
+    tiles: bool = False,
 ) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in
-    ``out/reference``; only the cases of ``kernel_paths`` when given."""
+    ``out/reference``; only the cases of ``kernel_paths`` when given; with
+    ``tiles``, every build with workgroup tiles wherever a product allows them."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
@@ -298,6 +304,9 @@ def prepare(
         cases = [c for c in cases if c["kernel_path"] in kernel_paths]
         if not cases:
             raise SystemExit(f"gpu_parity.py: no case runs on the kernel paths {kernel_paths}")
+    if tiles:
+        for case in cases:
+            case["kernels"] = {**case.get("kernels", {}), "subgroup_tiles": TINY_TILES}
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -400,12 +409,17 @@ def main() -> int:
         choices=("subgroup-matrix", "shader-f16", "fp32"),
         help="only the cases on this kernel path (repeatable): what a kernel change touches",
     )
+    prep.add_argument(
+        "--tiles",
+        action="store_true",
+        help="every build with workgroup tiles wherever a product allows them (subgroup-matrix)",
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out, args.quantized, args.editing, args.lora, args.kernel_path)
+        prepare(args.out, args.quantized, args.editing, args.lora, args.kernel_path, args.tiles)
         return 0
     return compare(args.out, args.json)
 

@@ -9,7 +9,8 @@
   wsd-web check DIR [--tolerance T]
   wsd-web bench DIR [--steps K] [--warmup N] [--repeats N] [--robustness on|off|both]
                 [--random-weights SEED] [--no-profile] [--swiftshader] [--kernel-path NAME]
-                [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] [--json FILE]
+                [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] [--tvmjs-dispatch]
+                [--json FILE]
   wsd-web soak DIR [--generations N] [--steps K] [--seed S] [--schedulers NAME,...]
                [--tolerance-bytes B] [--random-weights SEED] [--swiftshader] [--kernel-path NAME]
                [--vae-tiles auto|on|off] [--offload] [--memory-budget GIB] [--out FILE]
@@ -197,6 +198,12 @@ def _add_bench(sub: _Subparsers) -> None:
     _vae_tiles_option(bench)
     _offload_option(bench, "; the stage timings keep every weight on the GPU")
     _memory_budget_option(bench)
+    bench.add_argument(
+        "--tvmjs-dispatch",
+        action="store_true",
+        help="dispatch with tvmjs' own dispatch (a bind group made at every dispatch) "
+        "instead of kept bindings, to measure what they save",
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the reports as a JSON list")
 
 
@@ -435,6 +442,7 @@ def _bench(args: argparse.Namespace) -> int:
             vae_tiling=args.vae_tiles,
             offload=True if args.offload else None,
             memory_budget=args.memory_budget,
+            kept_bindings=not args.tvmjs_dispatch,
         )
         if args.json:
             Path(args.json).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")

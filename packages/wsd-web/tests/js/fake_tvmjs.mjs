@@ -22,7 +22,10 @@ export function fakeTvmjs() {
   };
   const instance = {
     lib: {
-      webGPUContext: { createShadeInternal() {}, flushCommands() {}, currAllocatedBytes: 0, peakAllocatedBytes: 0 },
+      webGPUContext: {
+        createShadeInternal() {}, flushCommands() {}, currAllocatedBytes: 0, peakAllocatedBytes: 0,
+        device: {}, pendingEncoder: null, gpuBufferFromPtr() {}, shaderSubmitCounter: 0,
+      },
     },
     initWebGPU() {},
     webgpu: () => "webgpu",

@@ -115,6 +115,7 @@ def run_bench(
     vae_tiling: str = "auto",
     offload: bool | None = None,
     memory_budget: float | None = None,
+    kept_bindings: bool = True,
     timeout_s: float = 3600,
 ) -> list[dict[str, Any]]:
     """Benchmark the build in ``build`` once per robustness setting.
@@ -129,7 +130,9 @@ def run_bench(
     ``offload``: run the generations with sequential offload (the stage timings
     run with every weight on the GPU); None (not given): off, or with a
     ``memory_budget`` as the budget decides. ``memory_budget``: the GPU memory
-    (GiB) the model may use.
+    (GiB) the model may use. ``kept_bindings``: False dispatches with tvmjs'
+    own dispatch (a bind group made at every dispatch) instead of kept
+    bindings, to measure what they save (the report's ``unet_record_ms``).
     Returns one report per setting (the fields are described in
     docs/benchmarks.md); raises :class:`BenchError` with the runner's message.
     """
@@ -156,6 +159,7 @@ def run_bench(
             "randomWeights": random_weights,
             "profile": profile,
             "vaeTiling": vae_tiling,
+            "keptBindings": kept_bindings,
             **memory,
         }
         if kernel_path is not None:

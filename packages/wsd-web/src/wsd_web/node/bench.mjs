@@ -5,7 +5,7 @@
 // OPTIONS_JSON: {"steps": 20, "warmup": 3, "repeats": 10, "robustness": true,
 //   "randomWeights": null | SEED, "profile": true, "prompt": ..., "negativePrompt": ...,
 //   "kernelPath": null | NAME, "vaeTiling": "auto" | "on" | "off", "offload": false,
-//   "memoryBudget": null | BYTES}
+//   "memoryBudget": null | BYTES, "keptBindings": true}
 // "kernelPath": NAME runs the build's kernel path of that name (or fails)
 // instead of the first the device runs; the report's "kernelPath" names the one run.
 // "vaeTiling" (or --vae-tiles): the VAE decode stage and the generations decode
@@ -27,6 +27,10 @@
 // "randomWeights": SEED fills every weight with seeded pseudo-random values
 // instead of reading the shards, so DIR needs only the manifest, library,
 // weight index and tokenizer(s) (a benchmark machine need not receive GBs).
+// "keptBindings": false dispatches with tvmjs' own dispatch (a bind group made and the
+// scalars written at every dispatch) instead of kept bindings (js/kernel_dispatch.js);
+// "unet_record_ms" is the CPU time of recording one UNet call, "bindings" how many
+// bind groups were made and how many dispatches reused one.
 // "robustness": false asks Dawn for its `disable_robustness` toggle (no
 // bounds checks in shaders; browsers always keep them on).
 // On a machine without a GPU, point Vulkan at SwiftShader:
@@ -38,6 +42,7 @@ import { SDModel, parseManifest, sequentialSource } from "../static/js/sd_model.
 import { createPipeline, defaultSchedulerName, gpuTensorOps } from "../static/js/sd_pipeline.js";
 import { createScheduler } from "../static/js/schedulers/index.js";
 import { TorchGenerator } from "../static/js/torch_random.js";
+import { TVMSession } from "../static/js/tvm_session.js";
 import { requestGPU } from "../static/js/webgpu_device.js";
 import { createDawn } from "./dawn.mjs";
 import { KernelProfiler } from "./gpu_profiler.mjs";
@@ -49,7 +54,7 @@ const dir = args.dir;
 const {
   steps = 20, warmup = 3, repeats = 10, robustness = true, randomWeights = null, profile = true,
   prompt = "a photograph of an astronaut riding a horse", negativePrompt = "blurry", kernelPath = null, vaeTiling,
-  offload, memoryBudget,
+  offload, memoryBudget, keptBindings = true,
 } = args.options;
 
 /**
@@ -81,6 +86,7 @@ let status = 0;
 let model = null;
 /** @type {KernelProfiler | null} */
 let profiler = null;
+TVMSession.keepBindings = keptBindings;
 try {
   const loadStart = performance.now();
   const manifestJson = JSON.parse(new TextDecoder().decode(await get("manifest.json")));
@@ -130,6 +136,18 @@ try {
   const t = 500;
   const unetCall = () => session.persist(() => loaded.call("unet", pair, pipeline.scalar(t), ...conditioning));
   const unetStep = await time(unetCall);
+  // The CPU's share of a step: recording (and submitting) one UNet call, the GPU idle before it.
+  const recordSamples = [];
+  for (let i = 0; i < warmup + repeats; i++) {
+    await sync();
+    const start = performance.now();
+    const out = unetCall();
+    const ms = performance.now() - start;
+    await sync();
+    out.dispose();
+    if (i >= warmup) recordSamples.push(ms);
+  }
+  const unetRecord = stats(recordSamples);
 
   /** @type {ReturnType<typeof stats> | null} */
   let unetGpu = null;
@@ -234,6 +252,8 @@ try {
       generation_ms: stats(generations),
     },
     unet_step_gpu_ms: unetGpu,
+    unet_record_ms: unetRecord,
+    bindings: session.bindings && { made: session.bindings.made, reused: session.bindings.reused },
     kernels,
     peak_gpu_bytes: session.peakAllocatedBytes(),
     stagePeakBytes,

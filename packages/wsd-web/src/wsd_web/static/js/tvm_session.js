@@ -9,6 +9,7 @@
 // releases them all. Per-call results live in the caller's tvm scope.
 
 import { TVMJS_VERSION } from "./build_stamp.js";
+import { dispatchWithKeptBindings } from "./kernel_dispatch.js";
 import { SUBGROUP_MATRIX_ENABLE, completeShader } from "./wgsl_rewrite.js";
 
 /** @typedef {import("@mlc-ai/web-runtime").Instance} Instance */
@@ -119,14 +120,23 @@ export function paceSubmissions(context, every = DISPATCHES_PER_SUBMIT) {
 
 export class TVMSession {
   /**
+   * Whether sessions created from now on dispatch with kept bindings
+   * (kernel_dispatch.js) rather than with tvmjs' own dispatch (a bind group
+   * made and the scalars written at every dispatch): a switch for benchmarks.
+   */
+  static keepBindings = true;
+
+  /**
    * @param {Instance} tvm  On which initWebGPU ran.
    * @param {VirtualMachine} vm
    * @param {string[]} log  Messages the runtime printed (C++ errors land here).
+   * @param {import("./kernel_dispatch.js").BindingCache | null} [bindings]  The kernels' kept bindings.
    */
-  constructor(tvm, vm, log) {
+  constructor(tvm, vm, log, bindings = null) {
     this.tvm = tvm;
     this.vm = vm;
     this.log = log;
+    this.bindings = bindings;
     this.context = webGPUContext(tvm);
     /** @type {Tensor[]} */
     this.owned = [];
@@ -144,7 +154,9 @@ export class TVMSession {
     const log = [];
     const tvm = await tvmjs.instantiate(wasm, tvmjs.createPolyfillWASI(), (msg) => log.push(msg));
     tvm.initWebGPU(device);
+    let bindings = null;
     try {
+      if (TVMSession.keepBindings) bindings = dispatchWithKeptBindings(/** @type {any} */ (webGPUContext(tvm)));
       addEnableDirectives(webGPUContext(tvm));
       paceSubmissions(webGPUContext(tvm));
     } catch (e) {
@@ -152,7 +164,7 @@ export class TVMSession {
       throw e;
     }
     const vm = tvm.withNewScope(() => tvm.detachFromCurrentScope(tvm.createVirtualMachine(tvm.webgpu())));
-    return new TVMSession(tvm, vm, log);
+    return new TVMSession(tvm, vm, log, bindings);
   }
 
   /**
@@ -296,6 +308,7 @@ export class TVMSession {
    * finished calls); tensors still alive stay. The next call allocates again.
    */
   releasePooledMemory() {
+    this.bindings?.clear();
     this.tvm.withNewScope(() => this.tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
   }
 
