@@ -11,7 +11,9 @@
 #   runs the build's kernel path PATH (e.g. BUILD:fp32, an fp16 build's
 #   fallback), DIR alone the first path the device runs; +tiles (VAE decode
 #   in tiles) and +offload (sequential offload) after either set the build's
-#   memory modes (DIR:shader-f16+tiles+offload). Only
+#   memory modes (DIR:shader-f16+tiles+offload), and +tvmjs dispatches with
+#   tvmjs' own dispatch instead of kept bindings (wsd-web bench
+#   --tvmjs-dispatch: what they save, in one run). Only
 #   manifest.json, model.wasm, tensor-cache.json and the tokenizer(s) are
 #   needed: the weights are generated from a seed (--random-weights), on
 #   both sides.
@@ -43,7 +45,7 @@ case ${ROBUSTNESS:-both} in
   *) echo "bench_gpu.sh: ROBUSTNESS must be on, off or both, not '$ROBUSTNESS'" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# One BUILD argument: DIR[:PATH][+tiles][+offload] -> $build, $path_arg, $mode_args.
+# One BUILD argument: DIR[:PATH][+tiles][+offload][+tvmjs] -> $build, $path_arg, $mode_args.
 parse_spec() {
   local spec=$1 mods="" mode
   if [[ $spec == *+* ]]; then mods=${spec#*+} spec=${spec%%+*}; fi
@@ -53,7 +55,8 @@ parse_spec() {
     case $mode in
       tiles) mode_args+=" --vae-tiles on" ;;
       offload) mode_args+=" --offload" ;;
-      *) echo "bench_gpu.sh: unknown mode +$mode in $1 (the modes are +tiles and +offload)" >&2; exit 2 ;;
+      tvmjs) mode_args+=" --tvmjs-dispatch" ;;
+      *) echo "bench_gpu.sh: unknown mode +$mode in $1 (the modes are +tiles, +offload and +tvmjs)" >&2; exit 2 ;;
     esac
   done
 }
