@@ -21,7 +21,8 @@ FIELDS = {
     "batch", "scheduler", "adapter", "features", "robustness", "random_weights", "warmup",
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
     "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles", "offload",
-    "stagePeakBytes", "memoryBudget", "memoryNeedBytes", "quantize",
+    "stagePeakBytes", "memoryBudget", "memoryNeedBytes", "quantize", "unet_record_ms",
+    "bindings",
 }  # fmt: skip
 
 
@@ -66,6 +67,11 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
             "disable-dawn-features=timestamp_quantization",
         ]
         _check_stats(report["unet_step_gpu_ms"], 2)
+        # Recording a UNet call is part of its step; kept bindings were made once, then reused.
+        _check_stats(report["unet_record_ms"], 2)
+        assert report["unet_record_ms"]["median"] <= report["stages"]["unet_step_ms"]["max"]
+        assert report["bindings"]["made"] > 0
+        assert report["bindings"]["reused"] > report["bindings"]["made"]
         kernels = report["kernels"]
         assert kernels and all(k["calls"] >= 1 and k["ms"] >= 0 for k in kernels)
         assert any("conv2d" in k["name"] for k in kernels)

@@ -114,7 +114,7 @@ async function dawnContext() {
 
 test("kernels dispatch with a binding made once per distinct buffers and scalars, and compute the same", async () => {
   const { device, context, upload, read } = await dawnContext();
-  const cache = dispatchWithKeptBindings(context);
+  const cache = dispatchWithKeptBindings(context).bindings;
   const dispatch = await context.createShadeInternal(SCALE_INFO, SCALE, true);
   const input = Array.from({ length: 10 }, (_, i) => i + 1);
   const a = upload(input);
@@ -137,7 +137,7 @@ test("kernels dispatch with a binding made once per distinct buffers and scalars
 
 test("a grid spread over z reaches every workgroup once, and a full cache starts over after submitting", async () => {
   const { device, context, upload, read } = await dawnContext();
-  const cache = dispatchWithKeptBindings(context, 2);
+  const cache = dispatchWithKeptBindings(context, 2).bindings;
   const dispatch = context.createShadeInternal(SCALE_INFO, SCALE, false);
   const n = 4 * 70001;
   const input = Float32Array.from({ length: n }, (_, i) => i % 1000);
@@ -153,6 +153,34 @@ test("a grid spread over z reaches every workgroup once, and a full cache starts
   assert.deepEqual([cache.made, cache.entries.size], [3, 1]);
   const last = await read(o);
   assert.ok(last.every((v, i) => v === 5 * input[i]));
+  device.destroy();
+});
+
+test("consecutive dispatches share a pass and see each other's writes; a pass each when asked", async () => {
+  const { device, context, upload, read } = await dawnContext();
+  let passes = 0;
+  const createEncoder = device.createCommandEncoder.bind(device);
+  device.createCommandEncoder = (descriptor) => {
+    const encoder = createEncoder(descriptor);
+    const begin = encoder.beginComputePass.bind(encoder);
+    encoder.beginComputePass = (pass) => { passes++; return begin(pass); };
+    return encoder;
+  };
+  const state = dispatchWithKeptBindings(context);
+  const dispatch = context.createShadeInternal(SCALE_INFO, SCALE, false);
+  const a = upload([1, 2, 3, 4]);
+  const b = upload([0, 0, 0, 0]);
+  const c = upload([0, 0, 0, 0]);
+  dispatch(a, b, 4, 2, 1, 4);
+  dispatch(b, c, 4, 3, 1, 4); // reads what the dispatch before it wrote
+  dispatch(c, b, 4, 0.5, 1, 4);
+  assert.equal(passes, 1);
+  assert.deepEqual(await read(b), [3, 6, 9, 12]); // the copy ended the pass first
+  state.sharePasses = false;
+  dispatch(a, b, 4, 1, 1, 4);
+  dispatch(b, c, 4, 1, 1, 4);
+  assert.equal(passes, 3);
+  assert.deepEqual(await read(c), [1, 2, 3, 4]);
   device.destroy();
 });
 

@@ -253,7 +253,7 @@ try {
     },
     unet_step_gpu_ms: unetGpu,
     unet_record_ms: unetRecord,
-    bindings: session.bindings && { made: session.bindings.made, reused: session.bindings.reused },
+    bindings: session.dispatch && { made: session.dispatch.bindings.made, reused: session.dispatch.bindings.reused },
     kernels,
     peak_gpu_bytes: session.peakAllocatedBytes(),
     stagePeakBytes,

@@ -48,14 +48,17 @@ export function kernelTimes(names, stamps) {
 export class KernelProfiler {
   /**
    * @param {GPUDevice} device  Created with the `timestamp-query` feature.
-   * @param {Pick<import("../static/js/tvm_session.js").TVMSession, "wrapDispatches">} session
-   *   The model's session: each kernel's dispatches are named for its timestamps.
+   * @param {Pick<import("../static/js/tvm_session.js").TVMSession, "wrapDispatches"> &
+   *   {dispatch?: import("../static/js/kernel_dispatch.js").KeptDispatch | null}} session
+   *   The model's session: each kernel's dispatches are named for its timestamps
+   *   (and, while recording, each is dispatched in a pass of its own).
    */
   constructor(device, session) {
     if (!device.features.has("timestamp-query")) {
       throw new Error("the GPU device has no timestamp-query feature: per-kernel GPU times are unavailable");
     }
     this.device = device;
+    this.dispatch = session.dispatch ?? null;
     this.recording = false;
     /** @type {string} */
     this.current = "";
@@ -94,6 +97,7 @@ export class KernelProfiler {
   start() {
     this.names = [];
     this.recording = true;
+    if (this.dispatch) this.dispatch.sharePasses = false;
   }
 
   /**
@@ -103,6 +107,7 @@ export class KernelProfiler {
    */
   async stop() {
     this.recording = false;
+    if (this.dispatch) this.dispatch.sharePasses = true;
     const names = this.names;
     this.names = [];
     if (names.length === 0) return [];

@@ -7,8 +7,10 @@
 // same scalars at every step (the VM's pooled allocator hands the same buffers
 // back), so here each distinct binding is made once: its bind group and a
 // uniform buffer holding its scalars, written when it is made, are kept and
-// used again. What a kernel computes is unchanged: the same pipeline, the same
-// launch grid, one compute pass per dispatch in tvmjs' pending encoder.
+// used again. Consecutive dispatches share one compute pass in tvmjs' pending
+// encoder (WebGPU orders each after what the ones before it wrote), ended
+// before anything else is recorded or submitted. What a kernel computes is
+// unchanged: the same pipeline and the same launch grid.
 //
 // The launch protocol is TVM's WebGPU codegen's (tvmjs follows it too): the
 // storage buffers are bound first, in argument order, read-only unless the
@@ -197,12 +199,67 @@ const DISPATCH_INTERNALS = Object.freeze({
 });
 
 /**
+ * The compute pass consecutive dispatches share, on tvmjs' pending encoder:
+ * kept open between dispatches and ended whenever anything else reads or
+ * replaces the encoder (tvmjs' copies and submits), through an accessor put
+ * on the context in place of its `pendingEncoder` field.
+ * @param {DispatchContext} context
+ */
+function sharedPasses(context) {
+  let encoder = context.pendingEncoder;
+  /** @type {GPUComputePassEncoder | null} */
+  let pass = null;
+  const end = () => {
+    pass?.end();
+    pass = null;
+  };
+  Object.defineProperty(context, "pendingEncoder", {
+    configurable: true,
+    enumerable: true,
+    get() {
+      end();
+      return encoder;
+    },
+    set(value) {
+      end();
+      encoder = value;
+    },
+  });
+  return {
+    end,
+    /** The open pass, begun (on a new encoder if none is pending) if none is. */
+    open() {
+      if (!pass) {
+        encoder ??= context.device.createCommandEncoder();
+        pass = encoder.beginComputePass();
+      }
+      return pass;
+    },
+  };
+}
+
+/** How a context's kernels are dispatched: with kept bindings, in shared passes. */
+export class KeptDispatch {
+  /** @param {BindingCache} bindings */
+  constructor(bindings) {
+    this.bindings = bindings;
+    /**
+     * Whether consecutive dispatches share one compute pass (each dispatch
+     * still sees what the ones before it wrote); off while a profiler
+     * times each kernel by its pass.
+     */
+    this.sharePasses = true;
+  }
+}
+
+/**
  * Make every kernel a tvmjs WebGPU context creates from now on dispatch with
- * kept bindings (on the instance; call before its shaders are created, and
- * before anything that wraps createShadeInternal).
+ * kept bindings, consecutive dispatches in one compute pass (on the instance;
+ * call before its shaders are created, and before anything that wraps
+ * createShadeInternal).
  * @param {DispatchContext} context
  * @param {number} [limit]  Bind groups kept before the cache starts over.
- * @returns {BindingCache}
+ * @returns {KeptDispatch}
  */
 export function dispatchWithKeptBindings(context, limit) {
   const absent = Object.entries(DISPATCH_INTERNALS)
@@ -211,7 +268,8 @@ export function dispatchWithKeptBindings(context, limit) {
     .concat("pendingEncoder" in context ? [] : ["pendingEncoder"]);
   if (absent.length > 0) throw new Error(`the tvmjs WebGPU context lacks ${absent.join(", ")}`);
   const device = context.device;
-  const cache = new BindingCache(device, () => context.flushCommands(), limit);
+  const state = new KeptDispatch(new BindingCache(device, () => context.flushCommands(), limit));
+  const passes = sharedPasses(context);
   let kernels = 0;
   context.createShadeInternal = (finfo, code, asyncMode) => {
     const plan = launchPlan(finfo);
@@ -230,18 +288,19 @@ export function dispatchWithKeptBindings(context, limit) {
       if (dims[2] !== 1) throw new Error(`kernel ${finfo.name}: blockIdx.z is reserved for spreading large grids`);
       const [x, z] = spreadGrid(dims[0]);
       const buffers = plan.buffers.map((index) => context.gpuBufferFromPtr(args[index]));
-      const group = cache.bindGroup(kernel, layout, buffers, uniformWords(plan, args, dims[0]));
-      context.pendingEncoder ??= device.createCommandEncoder();
-      const pass = context.pendingEncoder.beginComputePass();
+      // (Made before the pass is opened: a full cache submits what is recorded.)
+      const group = state.bindings.bindGroup(kernel, layout, buffers, uniformWords(plan, args, dims[0]));
+      if (!state.sharePasses) passes.end();
+      const pass = passes.open();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(x, dims[1], z);
-      pass.end();
+      if (!state.sharePasses) passes.end();
       context.shaderSubmitCounter += 1;
     };
     return asyncMode
       ? device.createComputePipelineAsync(descriptor).then(dispatcher)
       : dispatcher(device.createComputePipeline(descriptor));
   };
-  return cache;
+  return state;
 }

@@ -122,7 +122,8 @@ export class TVMSession {
   /**
    * Whether sessions created from now on dispatch with kept bindings
    * (kernel_dispatch.js) rather than with tvmjs' own dispatch (a bind group
-   * made and the scalars written at every dispatch): a switch for benchmarks.
+   * made and the scalars written at every dispatch, a compute pass each): a
+   * switch for benchmarks.
    */
   static keepBindings = true;
 
@@ -130,13 +131,13 @@ export class TVMSession {
    * @param {Instance} tvm  On which initWebGPU ran.
    * @param {VirtualMachine} vm
    * @param {string[]} log  Messages the runtime printed (C++ errors land here).
-   * @param {import("./kernel_dispatch.js").BindingCache | null} [bindings]  The kernels' kept bindings.
+   * @param {import("./kernel_dispatch.js").KeptDispatch | null} [dispatch]  How its kernels are dispatched.
    */
-  constructor(tvm, vm, log, bindings = null) {
+  constructor(tvm, vm, log, dispatch = null) {
     this.tvm = tvm;
     this.vm = vm;
     this.log = log;
-    this.bindings = bindings;
+    this.dispatch = dispatch;
     this.context = webGPUContext(tvm);
     /** @type {Tensor[]} */
     this.owned = [];
@@ -154,9 +155,9 @@ export class TVMSession {
     const log = [];
     const tvm = await tvmjs.instantiate(wasm, tvmjs.createPolyfillWASI(), (msg) => log.push(msg));
     tvm.initWebGPU(device);
-    let bindings = null;
+    let dispatch = null;
     try {
-      if (TVMSession.keepBindings) bindings = dispatchWithKeptBindings(/** @type {any} */ (webGPUContext(tvm)));
+      if (TVMSession.keepBindings) dispatch = dispatchWithKeptBindings(/** @type {any} */ (webGPUContext(tvm)));
       addEnableDirectives(webGPUContext(tvm));
       paceSubmissions(webGPUContext(tvm));
     } catch (e) {
@@ -164,7 +165,7 @@ export class TVMSession {
       throw e;
     }
     const vm = tvm.withNewScope(() => tvm.detachFromCurrentScope(tvm.createVirtualMachine(tvm.webgpu())));
-    return new TVMSession(tvm, vm, log, bindings);
+    return new TVMSession(tvm, vm, log, dispatch);
   }
 
   /**
@@ -308,7 +309,7 @@ export class TVMSession {
    * finished calls); tensors still alive stay. The next call allocates again.
    */
   releasePooledMemory() {
-    this.bindings?.clear();
+    this.dispatch?.bindings.clear();
     this.tvm.withNewScope(() => this.tvm.getGlobalFunc("vm.builtin.memory_manager.clear")());
   }
 
