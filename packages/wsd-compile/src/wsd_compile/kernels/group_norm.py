@@ -87,10 +87,17 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
         stat = [n, groups, 1, 1]  # how the normalisation reads the statistics
         # The sums of x, then of (x - mean)^2 straight from x (no centred copy):
         # each in two kernels over chunks of the groups, or one for a group of one chunk.
-        chunked = [n, groups, parts, size // parts] if parts > 1 else [n * groups, size]
+        chunk = size // parts
+        # x's views for the two sums, and how the second reads the first's result.
+        if parts > 1:
+            chunked, by_group, per_group = (
+                [n, groups, parts, chunk],
+                [n * groups, parts, chunk],
+                [n * groups, 1, 1],
+            )
+        else:
+            chunked, by_group, per_group = [n * groups, size], [n, groups, size], [n, groups, 1]
         sums = total(view(chunked))
-        by_group = [n * groups, parts, size // parts] if parts > 1 else [n, groups, size]
-        per_group = by_group[: 1 if parts > 1 else 2] + [1] * (3 - (1 if parts > 1 else 2))
         # Each consumer of the sums divides them itself (differently written,
         # so not merged): a kernel of its own for the mean would be one more.
         mean_k = op.multiply(op.reshape(sums, per_group), relax.const(1.0 / size, "float32"))
