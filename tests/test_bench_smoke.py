@@ -38,13 +38,15 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         [
             sys.executable, "-m", "wsd_web", "bench", str(tiny_sd15_build), "--swiftshader",
             "--steps", "2", "--warmup", "1", "--repeats", "2", "--random-weights", "3",
-            "--json", str(out),
+            "--robustness", "off", "--json", str(out),
         ],
         capture_output=True, text=True, check=False, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     reports = json.loads(out.read_text())
-    assert [r["robustness"] for r in reports] == [True, False]
+    # One setting: each compiles every pipeline anew (about 100 s on SwiftShader). Robustness
+    # on, the default, is what every other Dawn test runs; off adds its toggle.
+    assert [r["robustness"] for r in reports] == [False]
     manifest = json.loads((tiny_sd15_build / "manifest.json").read_text())
     for report in reports:
         assert set(report) == FIELDS
@@ -78,7 +80,7 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         assert sum(k["share"] for k in kernels) == pytest.approx(1.0)
         assert report["peak_gpu_bytes"] >= manifest["components"]["unet"]["param_bytes"]
     table = result.stdout
-    for label in ("UNet step", "VAE decode", "robustness on", "disable_robustness", "peak GPU"):
+    for label in ("UNet step", "VAE decode", "robustness off", "disable_robustness", "peak GPU"):
         assert label in table
 
 
