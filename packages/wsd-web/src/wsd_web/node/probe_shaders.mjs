@@ -338,3 +338,192 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   }
 }`;
 }
+
+/**
+ * The shape of flashAttentionShader's kernel.
+ * @typedef {{n: number, D: number, DP: number, DT: number, DV: number, qt: number, kb: number, wq: number,
+ *   threads: number, lazy: number, scale: number}} AttentionPlan
+ */
+
+const range = (/** @type {number} */ x) => Array.from({ length: x }, (_, i) => i);
+const LEFT = "subgroup_matrix_left<f16, 16, 16>", RIGHT = "subgroup_matrix_right<f16, 16, 16>";
+const RESULT = "subgroup_matrix_result<f32, 16, 16>";
+
+/**
+ * The subgroup-matrix statements of the attention kernel: Q's matrices, the
+ * output's, the scores of a block (per 16 keys, in a scope of their own), the
+ * output to and from workgroup memory, and `P V`.
+ * @param {AttentionPlan} a
+ */
+function attentionMatrices({ DP, DT, qt, kb }) {
+  const each = (/** @type {(t: number, d: number) => string} */ f) => range(qt).flatMap((t) => range(DT).map((d) => f(t, d)));
+  const block = (/** @type {string[]} */ lines) => `{\n      ${lines.join("\n      ")}\n    }`;
+  const at = (/** @type {number} */ t, /** @type {number} */ d) => `(sr + ${16 * t}u) * ${DP}u + ${16 * d}u`;
+  return {
+    q: each((t, d) => `let q_${t}_${d} = subgroupMatrixLoad<${LEFT}>(&p_sh, ${at(t, d)}, false, ${DP}u);`),
+    o: each((t, d) => `var o_${t}_${d} = ${RESULT}();`),
+    scores: range(kb / 16).map((j) => block([
+      ...range(qt).map((t) => `var s_${t} = ${RESULT}();`),
+      ...range(DT).flatMap((d) => [
+        `let k_${d} = subgroupMatrixLoad<${RIGHT}>(&k_sh, ${16 * j * DP + 16 * d}u, true, ${DP}u);`,
+        ...range(qt).map((t) => `s_${t} = subgroupMatrixMultiplyAccumulate(q_${t}_${d}, k_${d}, s_${t});`),
+      ]),
+      ...range(qt).map((t) => `subgroupMatrixStore(&s_sh, (sr + ${16 * t}u) * ${kb}u + ${16 * j}u, s_${t}, false, ${kb}u);`),
+    ])),
+    store: each((t, d) => `subgroupMatrixStore(&s_sh, ${at(t, d)}, o_${t}_${d}, false, ${DP}u);`),
+    load: each((t, d) => `o_${t}_${d} = subgroupMatrixLoad<${RESULT}>(&s_sh, ${at(t, d)}, false, ${DP}u);`),
+    pv: range(kb / 16).map((j) => block([
+      ...range(qt).map((t) => `let p_${t} = subgroupMatrixLoad<${LEFT}>(&p_sh, (sr + ${16 * t}u) * ${kb}u + ${16 * j}u, false, ${kb}u);`),
+      ...range(DT).flatMap((d) => [
+        `let v_${d} = subgroupMatrixLoad<${RIGHT}>(&v_sh, ${16 * j * DP + 16 * d}u, false, ${DP}u);`,
+        ...range(qt).map((t) => `o_${t}_${d} = subgroupMatrixMultiplyAccumulate(p_${t}, v_${d}, o_${t}_${d});`),
+      ]),
+    ])),
+  };
+}
+
+/**
+ * The attention kernel's declarations, and its function staging Q.
+ * @param {AttentionPlan} a
+ */
+function attentionHeader({ DP, DV, kb, wq, threads }) {
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+diagnostic(off, subgroup_uniformity);
+@group(0) @binding(0) var<storage, read> q : array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> k : array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> v : array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read_write> o : array<f16>;
+var<workgroup> k_sh : array<f16, ${kb * DP}>;
+var<workgroup> v_sh : array<f16, ${kb * DP}>;
+var<workgroup> s_sh : array<f32, ${wq * kb}>;
+var<workgroup> p_sh : array<f16, ${wq * kb}>;
+var<workgroup> alpha_sh : array<f32, ${wq}>;
+var<workgroup> flag : u32;
+// The workgroup's rows of Q into p_sh (free until the first block's P), rows of DP halves, zero-padded.
+fn stage_q(first : u32, li : u32) {
+  for (var e = li; e < ${wq * (DP / 4)}u; e += ${threads}u) {
+    let r = e / ${DP / 4}u;
+    let c = e % ${DP / 4}u;
+    var x = vec4<f16>();
+    if (c < ${DV}u) { x = q[(first + r) * ${DV}u + c]; }
+    for (var i = 0u; i < 4u; i++) { p_sh[r * ${DP}u + c * 4u + i] = x[i]; }
+  }
+}
+`;
+}
+
+/**
+ * One block's softmax: two invocations a row (a shuffle between them), the
+ * maximum, the reference maximum moved (and the rescale flagged) where it
+ * grows by more than 2^lazy, P in fp16 and the row's running sum.
+ * @param {AttentionPlan} a
+ */
+function attentionSoftmax({ qt, kb, lazy, scale }) {
+  return `for (var t = 0u; t < ${qt}u; t++) {
+      let row = sr + t * 16u + lane / 2u;
+      let sat = row * ${kb}u + hf * ${kb / 2}u;
+      var mx = -1e30;
+      for (var c = 0u; c < ${kb / 2}u; c++) { mx = max(mx, s_sh[sat + c]); }
+      mx = max(mx, subgroupShuffleXor(mx, 1u)) * ${scale};
+      var alpha = 1.0;
+      if (mx > m_ref[t] + ${lazy}.0) {
+        if (m_ref[t] > -1e29) { flag = 1u; }
+        alpha = exp2(m_ref[t] - mx);
+        m_ref[t] = mx;
+      }
+      alpha_sh[row] = alpha;
+      var total = 0.0;
+      for (var c = 0u; c < ${kb / 2}u; c++) {
+        let p = f16(exp2(s_sh[sat + c] * ${scale} - m_ref[t]));
+        p_sh[sat + c] = p;
+        total += f32(p);
+      }
+      total += subgroupShuffleXor(total, 1u);
+      l_sum[t] = l_sum[t] * alpha + total;
+    }`;
+}
+
+/**
+ * Attention fused on tensor cores: O = softmax(Q K^T / sqrt(D)) V for each
+ * head of `n` queries and keys, Q, K, V and O stored [heads, n, D] in fp16
+ * (D a multiple of 8, zero-padded to 16s in workgroup memory); one workgroup
+ * per `sg` x 16 `qt` query rows of a head (grid: n / (16 sg qt) x heads).
+ * Each subgroup keeps its Q matrices and output; per block of `kb` keys:
+ * - K's and V's block is staged in workgroup memory, shared by the subgroups;
+ * - the scores Q K^T go to workgroup memory (f32) for the softmax
+ *   (attentionSoftmax), which writes P (fp16) for `P V` on tensor cores;
+ * - the output is rescaled, through workgroup memory, only in a block where
+ *   some row's maximum grew by more than 2^lazy (a workgroup-uniform flag).
+ * A probe of a design, not part of a build. Null where the shape does not fit.
+ * @param {number} n @param {number} D
+ * @param {{sg: number, qt: number, kb: number, lazy: number}} t
+ */
+export function flashAttentionShader(n, D, { sg, qt, kb, lazy }) {
+  const DP = Math.ceil(D / 16) * 16;
+  /** @type {AttentionPlan} */
+  const a = {
+    n, D, DP, DT: DP / 16, DV: D / 4, qt, kb, wq: 16 * sg * qt, threads: 32 * sg, lazy, scale: Math.log2(Math.E) / Math.sqrt(D),
+  };
+  if (n % a.wq || n % kb || kb % 16 || D % 8 || kb < DP) return null;
+  const m = attentionMatrices(a);
+  return `${attentionHeader(a)}@compute @workgroup_size(${a.threads})
+fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+  let head = wg.y * ${n}u;
+  let q0 = wg.x * ${a.wq}u;
+  let lane = li % 32u;
+  let sr = li / 32u * ${16 * qt}u;
+  let hf = lane % 2u;
+  stage_q(head + q0, li);
+  workgroupBarrier();
+  ${m.q.join("\n  ")}
+  ${m.o.join("\n  ")}
+  var m_ref = array<f32, ${qt}>(${range(qt).map(() => "-1e30").join(", ")});
+  var l_sum = array<f32, ${qt}>();
+  for (var kb = 0u; kb < ${n}u; kb += ${kb}u) {
+    workgroupBarrier();
+    for (var e = li; e < ${kb * (DP / 4)}u; e += ${a.threads}u) {
+      let r = e / ${DP / 4}u;
+      let c = e % ${DP / 4}u;
+      var kx = vec4<f16>();
+      var vx = vec4<f16>();
+      if (c < ${a.DV}u) {
+        kx = k[(head + kb + r) * ${a.DV}u + c];
+        vx = v[(head + kb + r) * ${a.DV}u + c];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        k_sh[r * ${DP}u + c * 4u + i] = kx[i];
+        v_sh[r * ${DP}u + c * 4u + i] = vx[i];
+      }
+    }
+    if (li == 0u) { flag = 0u; }
+    workgroupBarrier();
+    ${m.scores.join("\n    ")}
+    workgroupBarrier();
+    ${attentionSoftmax(a)}
+    if (workgroupUniformLoad(&flag) != 0u) {
+      ${m.store.join("\n      ")}
+      workgroupBarrier();
+      for (var t = 0u; t < ${qt}u; t++) {
+        let row = sr + t * 16u + lane / 2u;
+        for (var c = 0u; c < ${DP / 2}u; c++) { s_sh[row * ${DP}u + hf * ${DP / 2}u + c] *= alpha_sh[row]; }
+      }
+      workgroupBarrier();
+      ${m.load.join("\n      ")}
+    }
+    ${m.pv.join("\n    ")}
+  }
+  workgroupBarrier();
+  ${m.store.join("\n  ")}
+  workgroupBarrier();
+  for (var t = 0u; t < ${qt}u; t++) {
+    let row = sr + t * 16u + lane / 2u;
+    let inv = 1.0 / l_sum[t];
+    for (var c = hf * ${D / 2}u; c < (hf + 1u) * ${D / 2}u; c++) {
+      o[(head + q0 + row) * ${D}u + c] = f16(s_sh[row * ${DP}u + c] * inv);
+    }
+  }
+}`;
+}

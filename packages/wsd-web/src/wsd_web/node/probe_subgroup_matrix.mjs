@@ -6,6 +6,8 @@
 //   node probe_subgroup_matrix.mjs --blocks FILE (a build's GEMMs: every block of wsd's kernel)
 //   node probe_subgroup_matrix.mjs --variants FILE (GEMMs: orders of wsd's kernel's loads, subgroups a
 //     workgroup, pipelined workgroup tiles; PROBE_VARIANTS=prefix,... times only those)
+//   node probe_subgroup_matrix.mjs --attention [HEADS N D ...] (attention fused on tensor cores,
+//     flashAttentionShader's variants; default: the UNets' largest attentions)
 // FILE: JSON [[M, N, K, layout], ...], layout "matmul" (A [M, K], B [K, N]) or
 // "conv" (A [K, M], B [N, K], column-major, as wsd's convolution kernel).
 // `--variants` (kernelVariants) times base TMxTN (wsd's kernel), prefetch TMxTN,
@@ -22,7 +24,7 @@ import { globals } from "webgpu";
 
 import { createDawn } from "./dawn.mjs";
 import {
-  kernelVariants, pipelinedShader, scalarShader, SHARED_TILES, sharedTileShader, subgroupMatrixShader, variantShader,
+  flashAttentionShader, kernelVariants, pipelinedShader, scalarShader, SHARED_TILES, sharedTileShader, subgroupMatrixShader, variantShader,
 } from "./probe_shaders.mjs";
 
 const FEATURES = /** @type {GPUFeatureName[]} */ (
@@ -308,6 +310,85 @@ async function probeVariants(device, M, N, K, layout) {
   return { M, N, K, layout, gflop: Number((flops / 1e9).toFixed(2)), best: best.name, tflops, results };
 }
 
+/** The fused attention's variants `--attention` times: subgroups, 16-row tiles a subgroup, keys a block, lazy rescale. */
+const ATTENTION_VARIANTS = [
+  { sg: 4, qt: 1, kb: 64, lazy: 8 }, { sg: 4, qt: 1, kb: 64, lazy: 0 }, { sg: 2, qt: 1, kb: 64, lazy: 8 },
+  { sg: 2, qt: 2, kb: 64, lazy: 8 }, { sg: 1, qt: 2, kb: 64, lazy: 8 }, { sg: 2, qt: 1, kb: 128, lazy: 8 },
+];
+
+/**
+ * Row `i` of head `h`'s attention output in float64 (Q, K, V fp16 [heads, n, D]).
+ * @param {Uint16Array[]} qkv @param {number} n @param {number} D @param {number} h @param {number} i
+ */
+function attentionRow([q, k, v], n, D, h, i) {
+  const scores = new Float64Array(n);
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) {
+    let dot = 0;
+    for (let d = 0; d < D; d++) dot += fromHalfBits(q[(h * n + i) * D + d]) * fromHalfBits(k[(h * n + j) * D + d]);
+    scores[j] = dot / Math.sqrt(D);
+    max = Math.max(max, scores[j]);
+  }
+  const out = new Float64Array(D);
+  let total = 0;
+  for (let j = 0; j < n; j++) {
+    const p = Math.exp(scores[j] - max);
+    total += p;
+    for (let d = 0; d < D; d++) out[d] += p * fromHalfBits(v[(h * n + j) * D + d]);
+  }
+  return out.map((x) => x / total);
+}
+
+/**
+ * flashAttentionShader's variants on `heads` heads of n queries and keys of D:
+ * per variant the median time, TFLOP/s (4 heads n^2 D) and the largest error
+ * against float64 on 12 sampled rows (the last row of the last head among them).
+ * Q is drawn 3x wider than K and V, so that the scores spread (and rescale).
+ * @param {GPUDevice} device @param {number} heads @param {number} n @param {number} D
+ */
+async function probeAttention(device, heads, n, D) {
+  const size = heads * n * D;
+  const qkv = [randomHalves(size, 1).map((h) => toHalfBits(3 * fromHalfBits(h))), randomHalves(size, 2), randomHalves(size, 3)];
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const buffers = [...qkv, null].map((data) => {
+    const buffer = device.createBuffer({ size: size * 2, usage });
+    if (data) device.queue.writeBuffer(buffer, 0, /** @type {Uint16Array<ArrayBuffer>} */ (data));
+    return buffer;
+  });
+  let s = 11;
+  const next = (/** @type {number} */ x) => Math.floor(((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * x);
+  const rows = [...Array.from({ length: 11 }, () => next(heads * n)), heads * n - 1];
+  const refs = rows.map((r) => attentionRow(qkv, n, D, Math.floor(r / n), r % n));
+  const scale = refs.reduce((w, row) => Math.max(w, ...row.map(Math.abs)), 0);
+  const flops = 4 * heads * n * n * D;
+  /** @type {Record<string, unknown>} */
+  const results = {};
+  for (const t of ATTENTION_VARIANTS) {
+    const name = `sg${t.sg} qt${t.qt} kb${t.kb} lazy${t.lazy}`;
+    const code = flashAttentionShader(n, D, t);
+    if (code === null) continue;
+    const encoder = device.createCommandEncoder();
+    encoder.clearBuffer(buffers[3]);
+    device.queue.submit([encoder.finish()]);
+    const timed = await timeKernel(device, code, [n / (16 * t.qt * t.sg), heads], buffers, REPEATS);
+    if ("error" in timed) {
+      results[name] = timed;
+      continue;
+    }
+    // Each row's D halves read back as D / 2 floats.
+    const got = new Uint16Array((await readRows(device, buffers[3], rows, D / 2)).buffer);
+    const worst = refs.reduce((w, ref, r) => Math.max(w, ...ref.map((x, d) => Math.abs(x - fromHalfBits(got[r * D + d])))), 0);
+    results[name] = {
+      ms: Number(timed.ms.toFixed(4)),
+      tflops: Number((flops / timed.ms / 1e9).toFixed(2)),
+      max_error: Number(worst.toExponential(2)),
+      relative_error: Number((worst / scale).toExponential(2)),
+    };
+  }
+  for (const buffer of buffers) buffer.destroy();
+  return { heads, n, D, gflop: Number((flops / 1e9).toFixed(2)), results };
+}
+
 /**
  * `--blocks FILE`, `--variants FILE`: the GEMMs ([[M, N, K, layout], ...]) in FILE; none without the flag.
  * @param {string} flag @returns {Array<[number, number, number, string]>}
@@ -319,12 +400,19 @@ function shapesFile(flag) {
 }
 const blockShapes = shapesFile("--blocks"); // through probeBlocks
 const variantShapes = shapesFile("--variants"); // through probeVariants
+const attention = process.argv.includes("--attention");
 const fileModes = process.argv.includes("--blocks") || process.argv.includes("--variants");
-const shapes = fileModes ? [] : process.argv.slice(2).map(Number);
+const shapes = fileModes || attention ? [] : process.argv.slice(2).map(Number);
+const attentionArgs = attention ? process.argv.slice(process.argv.indexOf("--attention") + 1).map(Number) : [];
+/** @type {number[][]} */
+const attentions = [];
+for (let i = 0; i + 2 < attentionArgs.length; i += 3) attentions.push(attentionArgs.slice(i, i + 3));
+// SD 1.5 512's 64x64 level (CFG batch 2 x 8 heads of 40), SDXL 1024's (2 x 10 of 64) and 32x32 (2 x 20 of 64).
+if (attention && attentions.length === 0) attentions.push([16, 4096, 40], [20, 4096, 64], [40, 1024, 64]);
 /** @type {number[][]} */
 const problems = [];
 for (let i = 0; i + 2 < shapes.length; i += 3) problems.push(shapes.slice(i, i + 3));
-if (problems.length === 0 && !fileModes) {
+if (problems.length === 0 && !fileModes && !attention) {
   // SD 1.5 at 512, CFG batch 2: attention projections and feed-forward at the
   // 64x64 level, and a square product for reference.
   problems.push(
@@ -371,6 +459,11 @@ for (const [M, N, K, layout] of variantShapes) {
   const found = await probeVariants(device, M, N, K, layout);
   report.shapes.push(found);
   process.stderr.write(`probe-variants ${JSON.stringify(found)}\n`);
+}
+for (const [heads, n, D] of attentions) {
+  const found = await probeAttention(device, heads, n, D);
+  report.shapes.push(found);
+  process.stderr.write(`probe-attention ${JSON.stringify(found)}\n`);
 }
 await new Promise((resolve) => process.stdout.write(`${JSON.stringify(report)}\n`, resolve));
 device.destroy();
