@@ -342,7 +342,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
 /**
  * The shape of flashAttentionShader's kernel.
  * @typedef {{n: number, D: number, DP: number, DT: number, DV: number, qt: number, kb: number, wq: number,
- *   threads: number, lazy: number, scale: number}} AttentionPlan
+ *   threads: number, lazy: number, scale: number, lanes: number}} AttentionPlan
  */
 
 const range = (/** @type {number} */ x) => Array.from({ length: x }, (_, i) => i);
@@ -386,12 +386,11 @@ function attentionMatrices({ DP, DT, qt, kb }) {
  * The attention kernel's declarations, and its function staging Q.
  * @param {AttentionPlan} a
  */
-function attentionHeader({ DP, DV, kb, wq, threads }) {
+function attentionHeader({ DP, DV, kb, wq, threads, lanes }) {
   return `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
+${lanes === 2 ? "enable subgroups;\n" : ""}enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium.subgroup_matrix_uniformity);
-diagnostic(off, subgroup_uniformity);
+${lanes === 2 ? "diagnostic(off, subgroup_uniformity);\n" : ""}
 @group(0) @binding(0) var<storage, read> q : array<vec4<f16>>;
 @group(0) @binding(1) var<storage, read> k : array<vec4<f16>>;
 @group(0) @binding(2) var<storage, read> v : array<vec4<f16>>;
@@ -416,18 +415,36 @@ fn stage_q(first : u32, li : u32) {
 }
 
 /**
- * One block's softmax: two invocations a row (a shuffle between them), the
- * maximum, the reference maximum moved (and the rescale flagged) where it
- * grows by more than 2^lazy, P in fp16 and the row's running sum.
+ * Where an invocation's share of its rows is: `passes` rows one after
+ * another (`t`), `row` and the first of its `cols` columns of a block. Two
+ * invocations a row (`lanes` 2, a shuffle between them), or one (32 rows a
+ * subgroup: `qt` 2, no subgroup builtins).
  * @param {AttentionPlan} a
  */
-function attentionSoftmax({ qt, kb, lazy, scale }) {
-  return `for (var t = 0u; t < ${qt}u; t++) {
-      let row = sr + t * 16u + lane / 2u;
-      let sat = row * ${kb}u + hf * ${kb / 2}u;
+function attentionLanes({ qt, kb, DP, D, lanes }) {
+  return lanes === 1
+    ? { passes: 1, row: "sr + lane", col: "0u", cols: kb, dpCol: "0u", dpCols: DP, dCol: "0u", dCols: D }
+    : { passes: qt, row: "sr + t * 16u + lane / 2u", col: `hf * ${kb / 2}u`, cols: kb / 2,
+      dpCol: `hf * ${DP / 2}u`, dpCols: DP / 2, dCol: `hf * ${D / 2}u`, dCols: D / 2 };
+}
+
+/**
+ * One block's softmax: the maximum of each row, the reference maximum moved
+ * (and the rescale flagged) where it grows by more than 2^lazy, P in fp16
+ * and the row's running sum. The invocations of a subgroup start their rows
+ * at different columns, so that they read different banks of workgroup memory.
+ * @param {AttentionPlan} a
+ */
+function attentionSoftmax(a) {
+  const { lazy, scale } = a, at = attentionLanes(a);
+  const both = (/** @type {string} */ x) => (a.lanes === 2 ? `${x} += subgroupShuffleXor(${x}, 1u);` : "");
+  return `for (var t = 0u; t < ${at.passes}u; t++) {
+      let row = ${at.row};
+      let sat = row * ${a.kb}u + ${at.col};
       var mx = -1e30;
-      for (var c = 0u; c < ${kb / 2}u; c++) { mx = max(mx, s_sh[sat + c]); }
-      mx = max(mx, subgroupShuffleXor(mx, 1u)) * ${scale};
+      for (var c = 0u; c < ${at.cols}u; c++) { mx = max(mx, s_sh[sat + (c + lane) % ${at.cols}u]); }
+      ${a.lanes === 2 ? "mx = max(mx, subgroupShuffleXor(mx, 1u));" : ""}
+      mx *= ${scale};
       var alpha = 1.0;
       if (mx > m_ref[t] + ${lazy}.0) {
         if (m_ref[t] > -1e29) { flag = 1u; }
@@ -436,12 +453,13 @@ function attentionSoftmax({ qt, kb, lazy, scale }) {
       }
       alpha_sh[row] = alpha;
       var total = 0.0;
-      for (var c = 0u; c < ${kb / 2}u; c++) {
-        let p = f16(exp2(s_sh[sat + c] * ${scale} - m_ref[t]));
-        p_sh[sat + c] = p;
+      for (var c = 0u; c < ${at.cols}u; c++) {
+        let cc = sat + (c + lane) % ${at.cols}u;
+        let p = f16(exp2(s_sh[cc] * ${scale} - m_ref[t]));
+        p_sh[cc] = p;
         total += f32(p);
       }
-      total += subgroupShuffleXor(total, 1u);
+      ${both("total")}
       l_sum[t] = l_sum[t] * alpha + total;
     }`;
 }
@@ -459,16 +477,17 @@ function attentionSoftmax({ qt, kb, lazy, scale }) {
  *   some row's maximum grew by more than 2^lazy (a workgroup-uniform flag).
  * A probe of a design, not part of a build. Null where the shape does not fit.
  * @param {number} n @param {number} D
- * @param {{sg: number, qt: number, kb: number, lazy: number}} t
+ * @param {{sg: number, qt: number, kb: number, lazy: number, lanes?: number}} t  `lanes`: invocations a
+ *   row in the softmax (attentionLanes; default 2)
  */
-export function flashAttentionShader(n, D, { sg, qt, kb, lazy }) {
+export function flashAttentionShader(n, D, { sg, qt, kb, lazy, lanes = 2 }) {
   const DP = Math.ceil(D / 16) * 16;
   /** @type {AttentionPlan} */
   const a = {
-    n, D, DP, DT: DP / 16, DV: D / 4, qt, kb, wq: 16 * sg * qt, threads: 32 * sg, lazy, scale: Math.log2(Math.E) / Math.sqrt(D),
+    n, D, DP, DT: DP / 16, DV: D / 4, qt, kb, wq: 16 * sg * qt, threads: 32 * sg, lazy, scale: Math.log2(Math.E) / Math.sqrt(D), lanes,
   };
-  if (n % a.wq || n % kb || kb % 16 || D % 8 || kb < DP) return null;
-  const m = attentionMatrices(a);
+  if (n % a.wq || n % kb || kb % 16 || D % 8 || kb < DP || (lanes === 1 && qt !== 2)) return null;
+  const m = attentionMatrices(a), at = attentionLanes(a);
   return `${attentionHeader(a)}@compute @workgroup_size(${a.threads})
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
   let head = wg.y * ${n}u;
@@ -480,8 +499,8 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   ${m.q.join("\n  ")}
   ${m.o.join("\n  ")}
-  var m_ref = array<f32, ${qt}>(${range(qt).map(() => "-1e30").join(", ")});
-  var l_sum = array<f32, ${qt}>();
+  var m_ref = array<f32, ${at.passes}>(${range(at.passes).map(() => "-1e30").join(", ")});
+  var l_sum = array<f32, ${at.passes}>();
   for (var kb = 0u; kb < ${n}u; kb += ${kb}u) {
     workgroupBarrier();
     for (var e = li; e < ${kb * (DP / 4)}u; e += ${a.threads}u) {
@@ -506,9 +525,12 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
     if (workgroupUniformLoad(&flag) != 0u) {
       ${m.store.join("\n      ")}
       workgroupBarrier();
-      for (var t = 0u; t < ${qt}u; t++) {
-        let row = sr + t * 16u + lane / 2u;
-        for (var c = 0u; c < ${DP / 2}u; c++) { s_sh[row * ${DP}u + hf * ${DP / 2}u + c] *= alpha_sh[row]; }
+      for (var t = 0u; t < ${at.passes}u; t++) {
+        let row = ${at.row};
+        for (var c = 0u; c < ${at.dpCols}u; c++) {
+          let cc = row * ${DP}u + ${at.dpCol} + (c + lane) % ${at.dpCols}u;
+          s_sh[cc] *= alpha_sh[row];
+        }
       }
       workgroupBarrier();
       ${m.load.join("\n      ")}
@@ -518,10 +540,10 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
   workgroupBarrier();
   ${m.store.join("\n  ")}
   workgroupBarrier();
-  for (var t = 0u; t < ${qt}u; t++) {
-    let row = sr + t * 16u + lane / 2u;
+  for (var t = 0u; t < ${at.passes}u; t++) {
+    let row = ${at.row};
     let inv = 1.0 / l_sum[t];
-    for (var c = hf * ${D / 2}u; c < (hf + 1u) * ${D / 2}u; c++) {
+    for (var c = ${at.dCol}; c < ${at.dCol} + ${at.dCols}u; c++) {
       o[(head + q0 + row) * ${D}u + c] = f16(s_sh[row * ${DP}u + c] * inv);
     }
   }

@@ -314,6 +314,8 @@ async function probeVariants(device, M, N, K, layout) {
 const ATTENTION_VARIANTS = [
   { sg: 4, qt: 1, kb: 64, lazy: 8 }, { sg: 4, qt: 1, kb: 64, lazy: 0 }, { sg: 2, qt: 1, kb: 64, lazy: 8 },
   { sg: 2, qt: 2, kb: 64, lazy: 8 }, { sg: 1, qt: 2, kb: 64, lazy: 8 }, { sg: 2, qt: 1, kb: 128, lazy: 8 },
+  { sg: 2, qt: 2, kb: 64, lazy: 8, lanes: 1 }, { sg: 2, qt: 2, kb: 64, lazy: 0, lanes: 1 }, { sg: 1, qt: 2, kb: 64, lazy: 8, lanes: 1 },
+  { sg: 1, qt: 2, kb: 128, lazy: 8, lanes: 1 },
 ];
 
 /**
@@ -364,7 +366,7 @@ async function probeAttention(device, heads, n, D) {
   /** @type {Record<string, unknown>} */
   const results = {};
   for (const t of ATTENTION_VARIANTS) {
-    const name = `sg${t.sg} qt${t.qt} kb${t.kb} lazy${t.lazy}`;
+    const name = `sg${t.sg} qt${t.qt} kb${t.kb} lazy${t.lazy} lanes${t.lanes ?? 2}`;
     const code = flashAttentionShader(n, D, t);
     if (code === null) continue;
     const encoder = device.createCommandEncoder();
