@@ -181,6 +181,14 @@ test("consecutive dispatches share a pass and see each other's writes; a pass ea
   dispatch(b, c, 4, 1, 1, 4);
   assert.equal(passes, 3);
   assert.deepEqual(await read(c), [1, 2, 3, 4]);
+  // Turned off while a shared pass is open: that pass ends, the next dispatch has its own.
+  state.sharePasses = true;
+  dispatch(a, b, 4, 2, 1, 4);
+  state.sharePasses = false;
+  assert.equal(state.sharePasses, false);
+  dispatch(b, c, 4, 2, 1, 4);
+  assert.equal(passes, 5);
+  assert.deepEqual(await read(c), [4, 8, 12, 16]);
   device.destroy();
 });
 

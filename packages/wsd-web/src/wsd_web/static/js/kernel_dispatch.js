@@ -240,15 +240,28 @@ function sharedPasses(context) {
 
 /** How a context's kernels are dispatched: with kept bindings, in shared passes. */
 export class KeptDispatch {
-  /** @param {BindingCache} bindings */
-  constructor(bindings) {
+  /**
+   * @param {BindingCache} bindings
+   * @param {{end: () => void}} passes  The shared compute pass (sharedPasses).
+   */
+  constructor(bindings, passes) {
     this.bindings = bindings;
-    /**
-     * Whether consecutive dispatches share one compute pass (each dispatch
-     * still sees what the ones before it wrote); off while a profiler
-     * times each kernel by its pass.
-     */
-    this.sharePasses = true;
+    this.passes = passes;
+    this.shared = true;
+  }
+
+  /**
+   * Whether consecutive dispatches share one compute pass (each dispatch
+   * still sees what the ones before it wrote); off while a profiler times
+   * each kernel by its pass. Turned off, the open pass ends.
+   */
+  get sharePasses() {
+    return this.shared;
+  }
+
+  set sharePasses(share) {
+    if (!share) this.passes.end();
+    this.shared = share;
   }
 }
 
@@ -268,8 +281,8 @@ export function dispatchWithKeptBindings(context, limit) {
     .concat("pendingEncoder" in context ? [] : ["pendingEncoder"]);
   if (absent.length > 0) throw new Error(`the tvmjs WebGPU context lacks ${absent.join(", ")}`);
   const device = context.device;
-  const state = new KeptDispatch(new BindingCache(device, () => context.flushCommands(), limit));
   const passes = sharedPasses(context);
+  const state = new KeptDispatch(new BindingCache(device, () => context.flushCommands(), limit), passes);
   let kernels = 0;
   context.createShadeInternal = (finfo, code, asyncMode) => {
     const plan = launchPlan(finfo);
@@ -290,7 +303,6 @@ export function dispatchWithKeptBindings(context, limit) {
       const buffers = plan.buffers.map((index) => context.gpuBufferFromPtr(args[index]));
       // (Made before the pass is opened: a full cache submits what is recorded.)
       const group = state.bindings.bindGroup(kernel, layout, buffers, uniformWords(plan, args, dims[0]));
-      if (!state.sharePasses) passes.end();
       const pass = passes.open();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
