@@ -90,13 +90,18 @@ ATTENTION_KERNELS = {
 
 def _kernels(case: dict[str, Any]) -> Any:
     """The case's ``KernelOptions``: the defaults with its ``kernels`` changes
-    (``subgroup_tiles`` as the fields of a ``TilePolicy``)."""
+    (``subgroup_tiles`` as the fields of a ``TilePolicy``, ``subgroup_flash_attention``
+    of ``FlashTiles``)."""
     from wsd_compile.kernels import DEFAULT_KERNELS
     from wsd_compile.kernels.subgroup_tiles import TilePolicy
 
     changes = dict(case.get("kernels", {}))
     if "subgroup_tiles" in changes:
         changes["subgroup_tiles"] = TilePolicy(**changes["subgroup_tiles"])
+    if changes.get("subgroup_flash_attention") is not None:
+        from wsd_compile.kernels.flash_attention import FlashTiles
+
+        changes["subgroup_flash_attention"] = FlashTiles(**changes["subgroup_flash_attention"])
     return DEFAULT_KERNELS.without(**changes)
 
 
@@ -281,10 +286,12 @@ def prepare(
     lora: bool = False,
     kernel_paths: list[str] | None = None,
     tiles: bool = False,
+    flash: bool = False,
 ) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in
     ``out/reference``; only the cases of ``kernel_paths`` when given; with
-    ``tiles``, every build with workgroup tiles wherever a product allows them."""
+    ``tiles``, every build with workgroup tiles wherever a product allows them;
+    with ``flash``, attention fused on tensor cores wherever it fits."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
@@ -307,6 +314,9 @@ def prepare(
     if tiles:
         for case in cases:
             case["kernels"] = {**case.get("kernels", {}), "subgroup_tiles": TINY_TILES}
+    if flash:
+        for case in cases:
+            case["kernels"] = {**case.get("kernels", {}), "subgroup_flash_attention": {}}
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -414,12 +424,25 @@ def main() -> int:
         action="store_true",
         help="every build with workgroup tiles wherever a product allows them (subgroup-matrix)",
     )
+    prep.add_argument(
+        "--flash",
+        action="store_true",
+        help="every build with attention fused on tensor cores wherever it fits (subgroup-matrix)",
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out, args.quantized, args.editing, args.lora, args.kernel_path, args.tiles)
+        prepare(
+            args.out,
+            args.quantized,
+            args.editing,
+            args.lora,
+            args.kernel_path,
+            args.tiles,
+            args.flash,
+        )
         return 0
     return compare(args.out, args.json)
 

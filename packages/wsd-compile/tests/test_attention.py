@@ -28,6 +28,7 @@ from wsd_compile.kernels import (
 )
 from wsd_compile.kernels.accumulate import accumulate_fp32
 from wsd_compile.kernels.chunked_attention import query_chunks
+from wsd_compile.kernels.flash_attention import FlashTiles, flash_attention_kernel, flash_fits
 from wsd_compile.kernels.subgroup_matrix import subgroup_matrix_pass
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
@@ -296,3 +297,80 @@ def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
     sources = wgsl_sources(built.mod)
     assert any("subgroup_matrix_matmul" in s for s in sources)
     assert not any("fused_attention" in s for s in sources)
+
+
+# Attention fused on tensor cores (kernels/flash_attention.py), opt-in on the
+# subgroup-matrix path. Its WGSL runs only on a GPU with subgroup matrices
+# (scripts/gpu_parity.py prepare --flash); here: what takes it, the rewrite,
+# and the shader TVM writes around it.
+
+
+@pytest.mark.parametrize(
+    ("shape", "fits"),
+    [
+        ((4096, 4096, 40), True),  # SD 1.5 512's 64x64 level
+        ((4096, 4096, 64), True),  # SDXL 1024's 64x64 level
+        ((1024, 1024, 64), True),  # SDXL 1024's 32x32 level
+        ((64, 64, 8), True),  # the tiny presets
+        ((1024, 1024, 80), False),  # SD 1.5's 32x32: a padded row is longer than a block of keys
+        ((4096, 77, 40), False),  # cross-attention: keys not in blocks
+        ((48, 64, 40), False),  # queries not in whole subgroups' rows
+        ((64, 64, 42), False),  # a depth not in 4s
+    ],
+)
+def test_what_the_fused_tensor_core_kernel_takes(shape: tuple[int, int, int], fits: bool) -> None:
+    assert flash_fits(*shape) is fits
+
+
+def test_its_workgroup_memory_stays_within_what_browsers_allow() -> None:
+    assert not flash_fits(4096, 4096, 64, FlashTiles(subgroups=2))  # 36 KiB
+    assert flash_fits(4096, 4096, 40, FlashTiles(subgroups=1, keys=64))
+    with pytest.raises(ValueError, match="does not take 1024x1024x80"):
+        flash_attention_kernel(16, 1024, 1024, 80, 80**-0.5)
+
+
+def _flash(mod: tvm.IRModule) -> tvm.IRModule:
+    flash = fuse_attention_pass(min_bytes=0, chunk_bytes=256 * MiB, flash=FlashTiles())
+    result: tvm.IRModule = flash(mod)
+    return result
+
+
+def test_on_the_subgroup_matrix_path_it_replaces_the_chain_where_it_fits() -> None:
+    fused = _flash(_attention_module((16, 64, 64, 40), "float16"))
+    assert _ops(fused) == ["call_tir"]
+    prims = fused.functions_items()
+    assert [gv.name_hint for gv, f in prims if isinstance(f, tvm.tirx.PrimFunc)] == [
+        "flash_attention"
+    ]
+    out = fused["main"].ret_ty
+    assert [int(d) for d in out.shape.values] == [16, 64, 40] and str(out.dtype) == "float16"
+    # Cross-attention's 77 keys (and fp32) keep the chunked products.
+    assert "flash_attention" not in _flash(_attention_module((16, 64, 77, 40), "float16")).script()
+    assert "flash_attention" not in _flash(_attention_module((16, 64, 64, 40))).script()
+
+
+def test_the_fused_tensor_core_kernel_builds_for_webgpu() -> None:
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, fused_attention_min_bytes=0, subgroup_flash_attention=FlashTiles()
+    )
+    target = webgpu_target()
+    built = tvm.compile(
+        _attention_module((16, 64, 64, 40), "float16"),
+        target=target,
+        relax_pipeline=webgpu_pipeline(target, kernels),
+    )
+    (source,) = [s for s in wgsl_sources(built.mod) if "flash_attention" in s]
+    check_wgsl([source])
+    # Its workgroup buffers as TVM declares them (keys 64 a block, depth padded to 48,
+    # 32 query rows): 24.1 KiB in all, and the output written by the WGSL text.
+    for declared in (
+        "var<workgroup> wsd_fk : array<f16, 3072>;",
+        "var<workgroup> wsd_fs : array<f32, 2048>;",
+        "var<workgroup> wsd_fp : array<f16, 2048>;",
+        "var<workgroup> wsd_ff : array<i32, 1>;",
+        "var<storage, read_write> O_ptr : array<f16>;",
+    ):
+        assert declared in source
+    assert "@workgroup_size(32, 1, 1)" in source
+    assert source.count("subgroupMatrixMultiplyAccumulate") == 2 * 4 * 3 * 2  # scores and P V
+    assert "workgroupUniformLoad(&wsd_ff[0])" in source

@@ -34,6 +34,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm.script import tirx as T
 
 from .chunked_attention import chunked_attention
+from .flash_attention import FlashTiles, flash_attention_kernel, flash_fits
 from .shapes import static_shape
 
 
@@ -389,10 +390,11 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
         heads: bool,
         min_bytes: int,
         chunk_bytes: int = 0,
+        flash: FlashTiles | None = None,
     ) -> None:
         super().__init__(mod)
         self.tiles, self.heads, self.min_bytes = tiles, heads, min_bytes
-        self.chunk_bytes = chunk_bytes
+        self.chunk_bytes, self.flash = chunk_bytes, flash
         self.ops = {
             name: tvm.ir.Op.get(f"relax.{name}")
             for name in ("matmul", "nn.softmax", "astype", "multiply", "permute_dims", "reshape")
@@ -478,6 +480,15 @@ class _AttentionFuser(PyExprMutator):  # type: ignore[misc]
             return None  # a score matrix this small is cheaper stored (see fuse_attention_pass)
         if self.chunk_bytes:
             q, k, v = chain.q, chain.k, chain.v
+            if self.flash and dtype == "float16" and flash_fits(queries, keys, depth, self.flash):
+                found: tuple[object, ...] = ("flash", batch, queries, keys, depth, chain.scale)
+                if found not in self.kernels:
+                    kernel = flash_attention_kernel(
+                        batch, queries, keys, depth, chain.scale, self.flash
+                    )
+                    self.kernels[found] = self.builder_.add_func(kernel, "flash_attention")
+                out = relax.TensorType((n, queries, width), dtype)
+                return relax.call_tir(self.kernels[found], [q, k, v], out)
             return chunked_attention(self.builder_, q, k, v, chain.scale, self.chunk_bytes)
         key = (batch, queries, keys, depth, dtype, chain.scale, heads)
         if key not in self.kernels:
@@ -531,7 +542,10 @@ FUSE_ABOVE_BYTES = 256 * 2**20
 
 
 def fuse_attention_pass(
-    tiles: AttentionTiles | None = None, min_bytes: int = FUSE_ABOVE_BYTES, chunk_bytes: int = 0
+    tiles: AttentionTiles | None = None,
+    min_bytes: int = FUSE_ABOVE_BYTES,
+    chunk_bytes: int = 0,
+    flash: FlashTiles | None = None,
 ) -> tvm.transform.Pass:
     """The pass replacing every matched attention chain of ``mod``'s Relax
     functions whose fp32 score matrix would be larger than ``min_bytes`` with a
@@ -548,13 +562,15 @@ def fuse_attention_pass(
     ``chunk_bytes`` (the ``subgroup-matrix`` path): no fused kernel; the
     chains stay matmuls around a softmax (on tensor cores there), computed in
     ranges of query rows whose scores take at most ``chunk_bytes``
-    (:mod:`.chunked_attention`)."""
+    (:mod:`.chunked_attention`). With ``flash`` too, the chains that
+    :func:`.flash_attention.flash_fits` takes are one kernel on tensor cores
+    instead (:mod:`.flash_attention`)."""
 
     @tvm.transform.module_pass(opt_level=0, name="wsd.FuseAttention")  # type: ignore[untyped-decorator]
     def fuse_attention(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         for heads in (False,) if chunk_bytes else (True, False):
             fuser = _AttentionFuser(
-                mod, tiles, heads=heads, min_bytes=min_bytes, chunk_bytes=chunk_bytes
+                mod, tiles, heads=heads, min_bytes=min_bytes, chunk_bytes=chunk_bytes, flash=flash
             )
             for gvar, func in mod.functions_items():
                 if isinstance(func, relax.Function):

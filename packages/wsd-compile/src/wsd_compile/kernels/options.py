@@ -7,6 +7,7 @@ from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
 from .few_rows import MAX_ROWS
+from .flash_attention import FlashTiles
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
 from .subgroup_matrix import IM2COL_MAX_BYTES, LARGE_BLOCKS_FROM, SPLIT_K_WORKGROUPS
 from .subgroup_tiles import NO_TILES, TilePolicy
@@ -59,6 +60,10 @@ class KernelOptions:
     #: in ranges of query rows whose fp32 scores take at most this many bytes
     #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
+    #: ... or, where it takes the attention, one kernel on tensor cores with an
+    #: online softmax (:mod:`.flash_attention`, tiled by these; None, the
+    #: default until its GPU parity is on record: the chunked products).
+    subgroup_flash_attention: FlashTiles | None = None
     #: ... and convolutions whose im2col matrix (fp16) would be larger than this
     #: run in ranges of output rows, each within it (:func:`.subgroup_matrix.conv_row_ranges`).
     subgroup_im2col_max_bytes: int = IM2COL_MAX_BYTES

@@ -83,7 +83,8 @@ def _attention_pass(kernels: KernelOptions) -> tvm.transform.Pass:
     products on tensor cores, the large ones in chunks of queries."""
     chunk = kernels.subgroup_attention_chunk_bytes if kernels.subgroup_matrix else 0
     min_bytes = 0 if chunk else kernels.fused_attention_min_bytes
-    return fuse_attention_pass(min_bytes=min_bytes, chunk_bytes=chunk)
+    flash = kernels.subgroup_flash_attention if chunk else None
+    return fuse_attention_pass(min_bytes=min_bytes, chunk_bytes=chunk, flash=flash)
 
 
 def fuse_dequantize(kernels: KernelOptions) -> Any:
