@@ -61,7 +61,7 @@ class KernelOptions:
     #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
     #: ... or, where it takes the attention, one kernel on tensor cores with an
-    #: online softmax (:mod:`.flash_attention`, tiled by these; None, the
+    #: online softmax (:mod:`~wsd_compile.kernels.flash_attention`, tiled by these; None, the
     #: default until its GPU parity is on record: the chunked products).
     subgroup_flash_attention: FlashTiles | None = None
     #: ... and convolutions whose im2col matrix (fp16) would be larger than this
