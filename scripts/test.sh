@@ -4,6 +4,16 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# A full run needs several GB of disk (fresh venvs, compiled builds, renders under the
+# temp dir). Say so up front instead of failing an hour in on "No space left on device".
+for dir in "$root" "${TMPDIR:-/tmp}"; do
+  free_gib=$(( $(df -Pk "$dir" | awk 'NR==2 {print $4}') / 1048576 ))
+  if [ "$free_gib" -lt "${WSD_MIN_FREE_GIB:-8}" ]; then
+    echo "error: ${free_gib} GiB free on the filesystem of $dir; the tests need at least ${WSD_MIN_FREE_GIB:-8} GiB." >&2
+    echo "       Free some (old pytest temp dirs: ${TMPDIR:-/tmp}/pytest-of-$(id -un)), or set WSD_MIN_FREE_GIB." >&2
+    exit 1
+  fi
+done
 bash scripts/setup.sh
 export PATH="$root/.venv/bin:$PATH"
 # Dawn (Node WebGPU) on machines without a GPU: Chromium's SwiftShader Vulkan driver.
