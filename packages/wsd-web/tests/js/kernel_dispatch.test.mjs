@@ -150,7 +150,7 @@ test("a grid spread over z reaches every workgroup once, and a full cache starts
   const flushesBefore = context.flushes;
   dispatch(a, o, n, 5, 70001, 4); // a third binding: the cache of two starts over
   assert.equal(context.flushes, flushesBefore + 1);
-  assert.deepEqual([cache.made, cache.entries.size], [3, 1]);
+  assert.deepEqual([cache.made, cache.size], [3, 1]);
   const last = await read(o);
   assert.ok(last.every((v, i) => v === 5 * input[i]));
   device.destroy();
@@ -159,11 +159,18 @@ test("a grid spread over z reaches every workgroup once, and a full cache starts
 test("consecutive dispatches share a pass and see each other's writes; a pass each when asked", async () => {
   const { device, context, upload, read } = await dawnContext();
   let passes = 0;
+  let pipelinesSet = 0;
   const createEncoder = device.createCommandEncoder.bind(device);
   device.createCommandEncoder = (descriptor) => {
     const encoder = createEncoder(descriptor);
     const begin = encoder.beginComputePass.bind(encoder);
-    encoder.beginComputePass = (pass) => { passes++; return begin(pass); };
+    encoder.beginComputePass = (descriptor) => {
+      passes++;
+      const pass = begin(descriptor);
+      const setPipeline = pass.setPipeline.bind(pass);
+      pass.setPipeline = (pipeline) => { pipelinesSet++; setPipeline(pipeline); };
+      return pass;
+    };
     return encoder;
   };
   const state = dispatchWithKeptBindings(context);
@@ -175,11 +182,13 @@ test("consecutive dispatches share a pass and see each other's writes; a pass ea
   dispatch(b, c, 4, 3, 1, 4); // reads what the dispatch before it wrote
   dispatch(c, b, 4, 0.5, 1, 4);
   assert.equal(passes, 1);
+  assert.equal(pipelinesSet, 1, "the pipeline is set once for consecutive dispatches of a kernel in a pass");
   assert.deepEqual(await read(b), [3, 6, 9, 12]); // the copy ended the pass first
   state.sharePasses = false;
   dispatch(a, b, 4, 1, 1, 4);
   dispatch(b, c, 4, 1, 1, 4);
   assert.equal(passes, 3);
+  assert.equal(pipelinesSet, 3, "a new pass sets its pipeline again");
   assert.deepEqual(await read(c), [1, 2, 3, 4]);
   // Turned off while a shared pass is open: that pass ends, the next dispatch has its own.
   state.sharePasses = true;
@@ -202,4 +211,19 @@ test("clearing an empty cache submits nothing", () => {
   const cache = new BindingCache(/** @type {any} */ ({}), () => { flushed++; });
   cache.clear();
   assert.equal(flushed, 0);
+});
+
+test("the dispatch benchmark records a step of synthetic sites, then finds every binding kept", async () => {
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  const script = new URL("../../src/wsd_web/node/dispatch_bench.mjs", import.meta.url);
+  const options = { dispatches: 40, kernels: 6, buffers: 20, steps: 3 };
+  const { stdout } = await promisify(execFile)(process.execPath, [script.pathname, JSON.stringify(options)]);
+  const report = JSON.parse(stdout.trim().split("\n").at(-1) ?? "");
+  assert.equal(report.dispatches, 40);
+  assert.ok(report.bindings.made > 0 && report.bindings.made <= 40, `made ${report.bindings.made}`);
+  assert.equal(report.bindings.made + report.bindings.reused, 40 * 4, "every dispatch of the first step and the 3 after it");
+  assert.ok(report.bindings.reused >= 40 * 3, "the later steps make nothing");
+  assert.equal(report.samples.length, 3);
+  assert.ok(report.keptUsPerDispatch > 0 && report.firstStepUsPerDispatch > 0);
 });

@@ -99,25 +99,38 @@ export function spreadGrid(x) {
 }
 
 /**
- * The uniform words of one launch: its scalars, then the grid's x extent.
- * @param {LaunchPlan} plan @param {any[]} args @param {number} gridX
+ * A kernel's uniform words, written in place for each launch: its scalars, then
+ * the grid's x extent (one array a kernel: a bind group's uniform is written
+ * from it when made, and a kept one is found by its values).
+ * @param {LaunchPlan} plan
  */
-function uniformWords(plan, args, gridX) {
+function uniformWords(plan) {
   const words = new Uint32Array(plan.scalars.length + 1);
   const ints = new Int32Array(words.buffer);
   const floats = new Float32Array(words.buffer);
-  plan.scalars.forEach(({ index, kind }, i) => {
-    if (kind === "float") floats[i] = args[index];
-    else if (kind === "int") ints[i] = args[index];
-    else words[i] = args[index];
-  });
-  words[plan.scalars.length] = gridX;
-  return words;
+  const { scalars } = plan;
+  return {
+    words,
+    /** @param {any[]} args @param {number} gridX */
+    fill(args, gridX) {
+      for (let i = 0; i < scalars.length; i++) {
+        const { index, kind } = scalars[i];
+        if (kind === "float") floats[i] = args[index];
+        else if (kind === "int") ints[i] = args[index];
+        else words[i] = args[index];
+      }
+      words[scalars.length] = gridX;
+      return words;
+    },
+  };
 }
 
 /**
  * Bind groups (with their uniform buffers) made once per distinct binding and
  * kept, up to a limit; past it they are all released and made again as needed.
+ * A binding is found through a tree of maps, one level per buffer (by a number
+ * given to each buffer) and per uniform word: no key is built, and finding a
+ * kept one allocates nothing.
  */
 export class BindingCache {
   /**
@@ -129,13 +142,20 @@ export class BindingCache {
     this.device = device;
     this.flush = flush;
     this.limit = limit;
-    /** @type {Map<string, {group: GPUBindGroup, uniform: GPUBuffer}>} */
-    this.entries = new Map();
+    /** Per kernel, the tree its bindings are found by. @type {Map<number, any>[]} */
+    this.roots = [];
+    /** @type {GPUBuffer[]} */
+    this.uniforms = [];
     /** @type {WeakMap<GPUBuffer, number>} */
     this.ids = new WeakMap();
     this.nextId = 0;
     this.made = 0;
     this.reused = 0;
+  }
+
+  /** The bindings kept. */
+  get size() {
+    return this.uniforms.length;
   }
 
   /** @param {GPUBuffer} buffer */
@@ -149,38 +169,62 @@ export class BindingCache {
   }
 
   /**
-   * The bind group of `buffers` and a uniform of `words` for a kernel's layout.
+   * The bind group of `buffers` and a uniform of `words` for a kernel's layout
+   * (neither array is kept: the caller may fill them anew for its next launch).
    * @param {number} kernel  The kernel's number (one layout each).
    * @param {GPUBindGroupLayout} layout
    * @param {GPUBuffer[]} buffers
-   * @param {Uint32Array<ArrayBuffer>} words
+   * @param {Uint32Array<ArrayBuffer>} words  At least one (the grid's x extent).
    * @returns {GPUBindGroup}
    */
   bindGroup(kernel, layout, buffers, words) {
-    const key = `${kernel}:${buffers.map((b) => this.id(b)).join(",")}:${words.join(",")}`;
-    const kept = this.entries.get(key);
-    if (kept) {
+    let node = this.roots[kernel];
+    if (node === undefined) node = this.roots[kernel] = new Map();
+    for (let i = 0; i < buffers.length; i++) node = branch(node, this.id(buffers[i]));
+    const last = words.length - 1;
+    for (let i = 0; i < last; i++) node = branch(node, words[i]);
+    const kept = node.get(words[last]);
+    if (kept !== undefined) {
       this.reused++;
-      return kept.group;
+      return kept;
     }
-    if (this.entries.size >= this.limit) this.clear();
+    if (this.uniforms.length >= this.limit) {
+      this.clear();
+      return this.bindGroup(kernel, layout, buffers, words);
+    }
     const uniform = this.device.createBuffer({ size: words.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(uniform, 0, words);
     const entries = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
     entries.push({ binding: buffers.length, resource: { buffer: uniform } });
     const group = this.device.createBindGroup({ layout, entries });
-    this.entries.set(key, { group, uniform });
+    node.set(words[last], group);
+    this.uniforms.push(uniform);
     this.made++;
     return group;
   }
 
   /** Release every kept binding (what is recorded is submitted first: it may use them). */
   clear() {
-    if (this.entries.size === 0) return;
+    if (this.uniforms.length === 0) return;
     this.flush();
-    for (const { uniform } of this.entries.values()) uniform.destroy();
-    this.entries.clear();
+    for (const uniform of this.uniforms) uniform.destroy();
+    this.uniforms = [];
+    this.roots = [];
   }
+}
+
+/**
+ * The map under `key` in `node`, made if absent.
+ * @param {Map<number, any>} node @param {number} key
+ * @returns {Map<number, any>}
+ */
+function branch(node, key) {
+  let next = node.get(key);
+  if (next === undefined) {
+    next = new Map();
+    node.set(key, next);
+  }
+  return next;
 }
 
 /** @param {LaunchPlan} plan @returns {GPUBindGroupLayoutEntry[]} */
@@ -209,6 +253,8 @@ function sharedPasses(context) {
   let encoder = context.pendingEncoder;
   /** @type {GPUComputePassEncoder | null} */
   let pass = null;
+  /** The pipeline the open pass has set. @type {GPUComputePipeline | null} */
+  let current = null;
   const end = () => {
     pass?.end();
     pass = null;
@@ -227,11 +273,20 @@ function sharedPasses(context) {
   });
   return {
     end,
-    /** The open pass, begun (on a new encoder if none is pending) if none is. */
-    open() {
+    /**
+     * The open pass, begun (on a new encoder if none is pending) if none is,
+     * with `pipeline` set (unless it is the one the pass's last dispatch used).
+     * @param {GPUComputePipeline} pipeline
+     */
+    open(pipeline) {
       if (!pass) {
         encoder ??= context.device.createCommandEncoder();
         pass = encoder.beginComputePass();
+        current = null;
+      }
+      if (pipeline !== current) {
+        pass.setPipeline(pipeline);
+        current = pipeline;
       }
       return pass;
     },
@@ -292,19 +347,23 @@ export function dispatchWithKeptBindings(context, limit) {
     const module = device.createShaderModule({ code, compilationHints: [{ entryPoint: finfo.name, layout: pipelineLayout }] });
     const descriptor = { layout: pipelineLayout, compute: { module, entryPoint: finfo.name } };
     const first = plan.buffers.length + plan.scalars.length;
+    // Filled anew for each launch (the cache keeps neither).
+    const uniform = uniformWords(plan);
+    /** @type {GPUBuffer[]} */
+    const bound = new Array(plan.buffers.length);
+    const dims = [1, 1, 1, 1, 1, 1];
     const dispatcher = (/** @type {GPUComputePipeline} */ pipeline) => (/** @type {any[]} */ ...args) => {
       if (args.length !== first + plan.grid.length) {
         throw new Error(`kernel ${finfo.name} takes ${first + plan.grid.length} arguments, got ${args.length}`);
       }
-      const dims = [1, 1, 1, 1, 1, 1];
-      plan.grid.forEach((dim, i) => { dims[dim] = args[first + i]; });
+      dims.fill(1);
+      for (let i = 0; i < plan.grid.length; i++) dims[plan.grid[i]] = args[first + i];
       if (dims[2] !== 1) throw new Error(`kernel ${finfo.name}: blockIdx.z is reserved for spreading large grids`);
       const [x, z] = spreadGrid(dims[0]);
-      const buffers = plan.buffers.map((index) => context.gpuBufferFromPtr(args[index]));
+      for (let i = 0; i < bound.length; i++) bound[i] = context.gpuBufferFromPtr(args[plan.buffers[i]]);
       // (Made before the pass is opened: a full cache submits what is recorded.)
-      const group = state.bindings.bindGroup(kernel, layout, buffers, uniformWords(plan, args, dims[0]));
-      const pass = passes.open();
-      pass.setPipeline(pipeline);
+      const group = state.bindings.bindGroup(kernel, layout, bound, uniform.fill(args, dims[0]));
+      const pass = passes.open(pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(x, dims[1], z);
       if (!state.sharePasses) passes.end();
