@@ -91,14 +91,7 @@ def test_rewrites_match_tvm_lowering(
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
 
 
-@pytest.mark.parametrize(
-    ("shape", "kernels"),
-    [((2, 320, 64, 64), 5), ((2, 32, 8, 8), 3), ((1, 64, 4, 4), 3)],
-    ids=["chunks", "one-chunk", "one-chunk-2-channels"],
-)
-def test_group_norm_kernels_read_x_without_a_copy_and_fp16_stays_fp16(
-    shape: tuple[int, int, int, int], kernels: int
-) -> None:
+def _group_norm_silu(shape: tuple[int, ...]) -> tvm.IRModule:
     bb = relax.BlockBuilder()
     x = relax.Var("x", T(shape, "float16"))
     g, b = relax.Var("g", T((shape[1],), "float16")), relax.Var("b", T((shape[1],), "float16"))
@@ -107,13 +100,31 @@ def test_group_norm_kernels_read_x_without_a_copy_and_fp16_stays_fp16(
             n = bb.emit(relax.op.nn.group_norm(x, g, b, num_groups=32, channel_axis=1, axes=[2, 3]))
             out = bb.emit_output(relax.op.nn.silu(n))
         bb.emit_func_output(out)
-    decomposed = decompose_group_norm(bb.get()).script()
-    assert "group_norm" not in decomposed
-    assert f'-> R.Tensor({shape}, dtype="float16")' in decomposed
+    return bb.get()
+
+
+def _kernel_calls(mod: tvm.IRModule, kernels: KernelOptions) -> tuple[list[str], str]:
     target = webgpu_target()
     with target:
-        built = webgpu_pipeline(target)(bb.get())
-    calls = re.findall(r"^\s*(\w+)\((?:lv|alloc|x)", built["main"].script(), re.M)
+        built = webgpu_pipeline(target, kernels)(mod)
+    script = built["main"].script()
+    return re.findall(r"^\s*(\w+)\((?:lv|alloc|x)", script, re.M), script
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernels"),
+    [((2, 320, 64, 64), 5), ((2, 32, 8, 8), 3), ((1, 64, 4, 4), 3)],
+    ids=["chunks", "one-chunk", "one-chunk-2-channels"],
+)
+def test_group_norm_kernels_read_x_without_a_copy_and_fp16_stays_fp16(
+    shape: tuple[int, int, int, int], kernels: int
+) -> None:
+    decomposed = decompose_group_norm(_group_norm_silu(shape)).script()
+    assert "group_norm" not in decomposed
+    assert f'-> R.Tensor({shape}, dtype="float16")' in decomposed
+    calls, script = _kernel_calls(
+        _group_norm_silu(shape), DEFAULT_KERNELS.without(group_norm_one_read=False)
+    )
     # At 64x64, 10 channels x 4096 pixels per group, summed as 40 chunks of 1024
     # in fp32: chunk sums, group sums, chunk sums of squares about the mean, group
     # sums of those, then the normalisation with the SiLU after it; a group of one
@@ -122,8 +133,47 @@ def test_group_norm_kernels_read_x_without_a_copy_and_fp16_stays_fp16(
     assert len(calls) == kernels, calls
     assert calls[-1].endswith("silu") and "sum" not in calls[-1]
     assert sum("sum" in c for c in calls) == kernels - 1
-    allocs = re.findall(r"R\.shape\(\[(\d+)\]\), 0, R\.dtype\(\"uint8\"\)", built["main"].script())
+    allocs = re.findall(r"R\.shape\(\[(\d+)\]\), 0, R\.dtype\(\"uint8\"\)", script)
     assert max(int(a) for a in allocs[:-1]) < 2 * int(np.prod(shape)), allocs
+
+
+@pytest.mark.parametrize(
+    ("shape", "stats"),
+    [((2, 320, 64, 64), ["group_norm_chunk_stats", "group_norm_stats"]),
+     ((2, 32, 8, 8), ["group_norm_chunk_stats"])],
+    ids=["chunks", "one-chunk"],
+)  # fmt: skip
+def test_by_default_group_norm_statistics_are_one_kernel_a_chunk(
+    shape: tuple[int, int, int, int], stats: list[str]
+) -> None:
+    calls, script = _kernel_calls(_group_norm_silu(shape), DEFAULT_KERNELS)
+    # Each chunk's mean and M2 in one kernel, the chunks combined in a second (none
+    # for a group of one chunk), then the normalisation with the SiLU after it.
+    assert calls[:-1] == stats, calls
+    assert calls[-1].endswith("silu") and "sum" not in calls[-1]
+    # The statistics are fp32, one (or two) per chunk and per group: nothing the size of x.
+    allocs = re.findall(r"R\.shape\(\[(\d+)\]\), 0, R\.dtype\(\"uint8\"\)", script)
+    assert max(int(a) for a in allocs[:-1]) <= 4 * 2 * 32 * 40, allocs
+
+
+def test_group_norm_statistics_build_for_webgpu() -> None:
+    target = webgpu_target()
+    lib = tvm.compile(
+        _group_norm_silu((2, 320, 64, 64)), target=target, relax_pipeline=webgpu_pipeline(target)
+    )
+    sources = wgsl_sources(lib.mod)
+    check_wgsl(sources)
+    (chunks,) = [s for s in sources if "fn group_norm_chunk_stats_kernel" in s]
+    (groups,) = [s for s in sources if "fn group_norm_stats_kernel" in s]
+    # A workgroup of 256 a chunk of 1024 fp16 elements: the sum, then the squares about
+    # the mean, each a tree of 8 halvings in workgroup memory (a barrier before each,
+    # and after the tree).
+    assert "@workgroup_size(256, 1, 1)" in chunks
+    assert "var<workgroup> tree : array<f32, 256>;" in chunks
+    assert chunks.count("workgroupBarrier()") == 2 * 8 + 3
+    assert chunks.count("X_ptr[") == 4 and chunks.count("X2_ptr[") == 4
+    # 40 chunks a group (64 groups), combined an invocation a group.
+    assert "@workgroup_size(64, 1, 1)" in groups and "40i" in groups
 
 
 def test_other_convolutions_keep_tvm_lowering() -> None:

@@ -5,10 +5,11 @@ with changes by kernel family, each found by profiling the SD 1.5 UNet step
 per kernel on an NVIDIA H200 through Dawn (``wsd-web bench``; see
 docs/kernels.md and docs/benchmarks.md). One module per family:
 
-* **Group norm** (``group_norm``) is rewritten before legalization into a
-  two-stage reduction for its statistics (partial sums over chunks of each
-  group, then the sum of those) and one element-wise normalisation that fuses
-  with the SiLU after it. TVM's single group-norm kernel reduced each group in
+* **Group norm** (``group_norm``) is rewritten before legalization into its
+  statistics and one element-wise normalisation that fuses with the SiLU
+  after it. The statistics come from x read once (``group_stats``): each
+  chunk's mean and sum of squares about it in one kernel, then one that
+  combines the chunks. TVM's single group-norm kernel reduced each group in
   one thread and took 45% of the step.
 * **Convolutions** (``conv2d``) are legalized as an implicit GEMM: the output
   is a reduction over ``k = (input channel, kernel row, kernel column)`` of the
@@ -57,7 +58,7 @@ from .attention import (
 )
 from .conv2d import SPLIT_K_MIN_DEPTH, legalize_map, split_k_parts
 from .few_rows import FewRowsMatmul
-from .group_norm import GROUP_NORM_CHUNK, decompose_group_norm
+from .group_norm import GROUP_NORM_CHUNK, decompose_group_norm, group_norm_pass
 from .matmul import (
     DEFAULT_TILES,
     LARGE_MATMUL_OUTPUTS,
@@ -95,6 +96,7 @@ __all__ = [
     "decompose_group_norm",
     "fuse_attention",
     "fuse_attention_pass",
+    "group_norm_pass",
     "legalize_map",
     "load_tile_table",
     "matmul_shape",
