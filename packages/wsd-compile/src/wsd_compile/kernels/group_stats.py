@@ -24,6 +24,17 @@ THREADS = 256
 _STEPS = THREADS.bit_length() - 1  # halvings of the tree reduction
 
 
+@T.macro  # type: ignore[untyped-decorator]
+def _tree_sum(tree: T.Buffer, tx: T.int32) -> None:
+    """The sum of ``tree``'s values into ``tree[0]``, halving in workgroup
+    memory, with a barrier before each halving and after the last."""
+    for s in T.unroll(_STEPS):
+        T.tvm_storage_sync("shared")
+        if tx < T.shift_right(THREADS, s + 1):
+            tree[tx] = tree[tx] + tree[tx + T.shift_right(THREADS, s + 1)]
+    T.tvm_storage_sync("shared")
+
+
 def chunk_stats_kernel(
     x_shape: tuple[int, ...], dtype: str, chunks: int, chunk: int, eps: float | None
 ) -> tvm.tirx.PrimFunc:
@@ -59,11 +70,7 @@ def chunk_stats_kernel(
                     if e * THREADS + tx < chunk:
                         acc[0] = acc[0] + T.Cast("float32", flat[c * chunk + e * THREADS + tx])
                 tree[tx] = acc[0]
-                for s in T.unroll(_STEPS):
-                    T.tvm_storage_sync("shared")
-                    if tx < T.shift_right(THREADS, s + 1):
-                        tree[tx] = tree[tx] + tree[tx + T.shift_right(THREADS, s + 1)]
-                T.tvm_storage_sync("shared")
+                _tree_sum(tree, tx)
                 acc[1] = tree[0] * T.float32(inv)  # the chunk's mean, in every invocation
                 T.tvm_storage_sync("shared")
                 acc[0] = T.float32(0)
@@ -72,11 +79,7 @@ def chunk_stats_kernel(
                         d = T.Cast("float32", flat_again[c * chunk + e * THREADS + tx]) - acc[1]
                         acc[0] = acc[0] + d * d
                 tree[tx] = acc[0]
-                for s in T.unroll(_STEPS):
-                    T.tvm_storage_sync("shared")
-                    if tx < T.shift_right(THREADS, s + 1):
-                        tree[tx] = tree[tx] + tree[tx + T.shift_right(THREADS, s + 1)]
-                T.tvm_storage_sync("shared")
+                _tree_sum(tree, tx)
                 if tx == 0:
                     A[c] = acc[1]
                     if final:
