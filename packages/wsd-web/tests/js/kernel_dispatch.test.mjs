@@ -213,6 +213,14 @@ test("clearing an empty cache submits nothing", () => {
   assert.equal(flushed, 0);
 });
 
+test("a cache limit that is not a positive integer is refused, naming it", () => {
+  for (const limit of [0, -1, 2.5, Number.NaN]) {
+    assert.throws(() => new BindingCache(/** @type {any} */ ({}), () => {}, limit),
+      /the limit must be a positive integer \(the bindings kept at most\), not /);
+  }
+  assert.equal(new BindingCache(/** @type {any} */ ({}), () => {}, 1).limit, 1);
+});
+
 test("the dispatch benchmark records a step of synthetic sites, then finds every binding kept", async () => {
   const { execFile } = await import("node:child_process");
   const { promisify } = await import("node:util");

@@ -136,9 +136,12 @@ export class BindingCache {
   /**
    * @param {GPUDevice} device
    * @param {() => void} flush  Submits what is recorded (before uniforms it may use are destroyed).
-   * @param {number} [limit]
+   * @param {number} [limit]  The bindings kept at most (a positive integer); past it all are released.
    */
   constructor(device, flush, limit = BINDING_CACHE_LIMIT) {
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new RangeError(`BindingCache: the limit must be a positive integer (the bindings kept at most), not ${limit}`);
+    }
     this.device = device;
     this.flush = flush;
     this.limit = limit;
