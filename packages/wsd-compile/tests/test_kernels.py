@@ -123,7 +123,7 @@ def test_group_norm_kernels_read_x_without_a_copy_and_fp16_stays_fp16(
     assert "group_norm" not in decomposed
     assert f'-> R.Tensor({shape}, dtype="float16")' in decomposed
     calls, script = _kernel_calls(
-        _group_norm_silu(shape), DEFAULT_KERNELS.without(group_norm_one_read=False)
+        _group_norm_silu(shape), DEFAULT_KERNELS.without(group_norm_stats_kernels=False)
     )
     # At 64x64, 10 channels x 4096 pixels per group, summed as 40 chunks of 1024
     # in fp32: chunk sums, group sums, chunk sums of squares about the mean, group

@@ -7,10 +7,11 @@ docs/kernels.md and docs/benchmarks.md). One module per family:
 
 * **Group norm** (``group_norm``) is rewritten before legalization into its
   statistics and one element-wise normalisation that fuses with the SiLU
-  after it. The statistics come from x read once (``group_stats``): each
-  chunk's mean and sum of squares about it in one kernel, then one that
-  combines the chunks. TVM's single group-norm kernel reduced each group in
-  one thread and took 45% of the step.
+  after it. The statistics come from two kernels (``group_stats``): each
+  chunk's mean and sum of squares about it in one (x read from memory once,
+  its second pass from the cache), then one that combines the chunks.
+  TVM's single group-norm kernel reduced each group in one thread and took
+  45% of the step.
 * **Convolutions** (``conv2d``) are legalized as an implicit GEMM: the output
   is a reduction over ``k = (input channel, kernel row, kernel column)`` of the
   weight matrix times an im2col view of the padded input that is never

@@ -6,14 +6,17 @@ UNet step on an H200. ``decompose_group_norm``, run before legalization,
 rewrites it as partial sums over chunks of each group, the sum of those (in
 fp32), and one element-wise normalisation that fuses with the SiLU after it:
 five kernels, each reading x (through a view) for itself, without a centred
-or fp32 copy of x between them. With ``one_read`` (what builds use,
-:func:`group_norm_pass`) the statistics come from x read once instead, in one
-kernel per chunk and one that combines the chunks (:mod:`.group_stats`): three
-kernels in all, two for a group of one chunk. Without it (``decompose_group_norm``)
-they are plain Relax operators, which any target runs.
+or fp32 copy of x between them. With ``stats_kernels`` (what builds use,
+:func:`group_norm_pass`) the statistics come from two hand-scheduled kernels
+instead (:mod:`.group_stats`): one per chunk, which reads x from memory once
+(its second pass over the chunk comes from the cache), and one that combines
+the chunks: three kernels in all, two for a group of one chunk. Without it
+(``decompose_group_norm``) they are plain Relax operators, which any target runs.
 """
 
 from __future__ import annotations
+
+import math
 
 import tvm
 from tvm import relax
@@ -24,6 +27,11 @@ from .shapes import static_shape
 
 #: The longest chunk one thread group sums in the group-norm statistics.
 GROUP_NORM_CHUNK = 1024
+
+
+def _stat_shape(n: int, groups: int) -> list[int]:
+    """How the normalisation reads a group's statistics."""
+    return [n, groups, 1, 1]
 
 
 def _chunks(size: int) -> int:
@@ -40,10 +48,10 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
     """Replace ``relax.nn.group_norm`` (NC..., groups on axis 1) with explicit
     two-stage statistics and an element-wise normalisation."""
 
-    def __init__(self, mod: tvm.IRModule, one_read: bool) -> None:
+    def __init__(self, mod: tvm.IRModule, stats_kernels: bool) -> None:
         super().__init__(mod)
         self.op = tvm.ir.Op.get("relax.nn.group_norm")
-        self.one_read = one_read
+        self.stats_kernels = stats_kernels
         #: The statistics kernels made so far, by what they are made for.
         self.kernels: dict[tuple[object, ...], relax.GlobalVar] = {}
 
@@ -69,55 +77,14 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
         attrs = call.attrs
         groups = int(attrs.num_groups)
         n, channels = shape[0], shape[1]
-        size = channels // groups
-        for dim in shape[2:]:
-            size *= dim
+        size = channels // groups * math.prod(shape[2:])
         parts = _chunks(size)
         dtype = x.ty.dtype
         emit = self.builder_.emit
-
-        def view(dims: list[int]) -> relax.Expr:
-            """x in ``dims``, in fp32: each kernel reads x through a view of its
-            own (a different shape, so not merged as a common subexpression),
-            so that no view or fp32 copy of x is written out for several."""
-            viewed = op.reshape(x, dims)
-            return op.astype(viewed, "float32") if dtype != "float32" else viewed
-
-        def total(values: relax.Expr) -> relax.Expr:
-            """The sum of each group: of its chunks (the last axis), then of
-            those; a group of one chunk has it in one kernel (a sum over one
-            value, or one keeping a last axis of one after a sum over the whole
-            group, is a kernel dlight's rules cannot schedule)."""
-            partial = emit(op.sum(values, axis=[-1]))
-            return partial if parts == 1 else emit(op.sum(partial, axis=[-1], keepdims=True))
-
-        stat = [n, groups, 1, 1]  # how the normalisation reads the statistics
-        if self.one_read:
-            mean, inv = self._one_read(x, shape, dtype, n * groups, parts, float(attrs.epsilon))
-            mean, inv = op.reshape(mean, stat), op.reshape(inv, stat)
-        else:
-            # The sums of x, then of (x - mean)^2 straight from x (no centred copy):
-            # each in two kernels over chunks of the groups, or one for a group of one chunk.
-            chunk = size // parts
-            # x's views for the two sums, and how the second reads the first's result.
-            if parts > 1:
-                chunked, by_group, per_group = (
-                    [n, groups, parts, chunk],
-                    [n * groups, parts, chunk],
-                    [n * groups, 1, 1],
-                )
-            else:
-                chunked, by_group, per_group = [n * groups, size], [n, groups, size], [n, groups, 1]
-            count = relax.const(float(size), "float32")
-            sums = total(view(chunked))
-            # Each consumer of the sums divides them itself (differently written,
-            # so not merged): a kernel of its own for the mean would be one more.
-            mean_k = op.multiply(op.reshape(sums, per_group), relax.const(1.0 / size, "float32"))
-            centred = op.subtract(view(by_group), mean_k)
-            var = op.divide(op.reshape(total(op.multiply(centred, centred)), stat), count)
-            inv = emit(op.rsqrt(op.add(var, relax.const(float(attrs.epsilon), "float32"))))
-            mean = op.divide(op.reshape(sums, stat), count)
-        grouped = view([n, groups, channels // groups, size * groups // channels])
+        eps = float(attrs.epsilon)
+        stats = self._kernel_stats if self.stats_kernels else self._relax_stats
+        mean, inv = stats(x, shape, groups, parts, eps)
+        grouped = _view(x, [n, groups, channels // groups, size * groups // channels])
         normed = emit(op.reshape(op.multiply(op.subtract(grouped, mean), inv), shape))
         affine = [channels] + [1] * (len(shape) - 2)
         out = normed
@@ -128,15 +95,53 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
             out = emit(op.add(op.multiply(normed, scale), shift))
         return op.astype(out, dtype) if dtype != "float32" else out
 
-    def _one_read(
-        self, x: relax.Expr, shape: list[int], dtype: str, rows: int, parts: int, eps: float
+    def _relax_stats(
+        self, x: relax.Expr, shape: list[int], groups: int, parts: int, eps: float
     ) -> tuple[relax.Expr, relax.Expr]:
-        """Each group's mean and ``1 / sqrt(var + eps)`` (``rows`` groups of
-        ``parts`` chunks each, in x's order), from x read once (:mod:`.group_stats`)."""
-        size = 1
-        for dim in shape:
-            size *= dim
-        chunk = size // (rows * parts)
+        """Each group's mean and ``1 / sqrt(var + eps)``, shaped as the
+        normalisation reads them, as Relax sums: of x,
+        then of ``(x - mean)^2`` straight from x (no centred copy), each in two
+        kernels over chunks of the groups, or one for a group of one chunk."""
+        op, emit = relax.op, self.builder_.emit
+        n, size = shape[0], math.prod(shape[1:]) // groups
+
+        def total(values: relax.Expr) -> relax.Expr:
+            """The sum of each group: of its chunks (the last axis), then of
+            those; a group of one chunk has it in one kernel (a sum over one
+            value, or one keeping a last axis of one after a sum over the whole
+            group, is a kernel dlight's rules cannot schedule)."""
+            partial = emit(op.sum(values, axis=[-1]))
+            return partial if parts == 1 else emit(op.sum(partial, axis=[-1], keepdims=True))
+
+        chunk = size // parts
+        # x's views for the two sums, and how the second reads the first's result.
+        if parts > 1:
+            chunked, by_group, per_group = (
+                [n, groups, parts, chunk],
+                [n * groups, parts, chunk],
+                [n * groups, 1, 1],
+            )
+        else:
+            chunked, by_group, per_group = [n * groups, size], [n, groups, size], [n, groups, 1]
+        count = relax.const(float(size), "float32")
+        sums = total(_view(x, chunked))
+        # Each consumer of the sums divides them itself (differently written,
+        # so not merged): a kernel of its own for the mean would be one more.
+        mean_k = op.multiply(op.reshape(sums, per_group), relax.const(1.0 / size, "float32"))
+        centred = op.subtract(_view(x, by_group), mean_k)
+        stat = _stat_shape(n, groups)
+        var = op.divide(op.reshape(total(op.multiply(centred, centred)), stat), count)
+        inv = emit(op.rsqrt(op.add(var, relax.const(eps, "float32"))))
+        return op.divide(op.reshape(sums, stat), count), inv
+
+    def _kernel_stats(
+        self, x: relax.Expr, shape: list[int], groups: int, parts: int, eps: float
+    ) -> tuple[relax.Expr, relax.Expr]:
+        """Each group's mean and ``1 / sqrt(var + eps)``, shaped as the
+        normalisation reads them, from the kernels of :mod:`.group_stats`
+        (``parts`` chunks a group, in x's order)."""
+        dtype, rows = str(x.ty.dtype), shape[0] * groups
+        chunk = math.prod(shape) // (rows * parts)
         flat = relax.TensorType((rows * parts,), "float32")
         key: tuple[object, ...] = (
             "chunks",
@@ -161,11 +166,21 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
             stats = self.builder_.emit(
                 relax.call_tir(self.kernels[key], chunk_stats, [grouped, grouped])
             )
-        return relax.TupleGetItem(stats, 0), relax.TupleGetItem(stats, 1)
+        stat = _stat_shape(shape[0], groups)
+        mean, inv = (relax.op.reshape(relax.TupleGetItem(stats, i), stat) for i in (0, 1))
+        return mean, inv
 
 
-def _rewrite(mod: tvm.IRModule, one_read: bool) -> tvm.IRModule:
-    rewriter = _GroupNormRewriter(mod, one_read)
+def _view(x: relax.Expr, dims: list[int]) -> relax.Expr:
+    """x in ``dims``, in fp32: each kernel reads x through a view of its own (a
+    different shape, so not merged as a common subexpression), so that no view
+    or fp32 copy of x is written out for several."""
+    viewed = relax.op.reshape(x, dims)
+    return relax.op.astype(viewed, "float32") if str(x.ty.dtype) != "float32" else viewed
+
+
+def _rewrite(mod: tvm.IRModule, stats_kernels: bool) -> tvm.IRModule:
+    rewriter = _GroupNormRewriter(mod, stats_kernels)
     for gvar, func in mod.functions_items():
         if isinstance(func, relax.Function):
             rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
@@ -177,18 +192,18 @@ def _rewrite(mod: tvm.IRModule, one_read: bool) -> tvm.IRModule:
 def decompose_group_norm(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
     """Rewrite every static-shape ``relax.nn.group_norm`` of ``mod``'s Relax
     functions, the statistics as Relax sums (any target runs them)."""
-    return _rewrite(mod, one_read=False)
+    return _rewrite(mod, stats_kernels=False)
 
 
-def group_norm_pass(one_read: bool = True) -> tvm.transform.Pass:
-    """The group-norm rewrite a GPU build runs: with ``one_read``, the
-    statistics from x read once (:mod:`.group_stats`); without, as
+def group_norm_pass(stats_kernels: bool = True) -> tvm.transform.Pass:
+    """The group-norm rewrite a GPU build runs: with ``stats_kernels``, the
+    statistics from the two kernels of :mod:`.group_stats`; without, as
     ``decompose_group_norm``."""
-    if not one_read:
+    if not stats_kernels:
         return decompose_group_norm
 
-    @tvm.transform.module_pass(opt_level=0, name="wsd.DecomposeGroupNormOneRead")  # type: ignore[untyped-decorator]
-    def one_read_pass(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return _rewrite(mod, one_read=True)
+    @tvm.transform.module_pass(opt_level=0, name="wsd.DecomposeGroupNormStatsKernels")  # type: ignore[untyped-decorator]
+    def stats_kernels_pass(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        return _rewrite(mod, stats_kernels=True)
 
-    return one_read_pass
+    return stats_kernels_pass

@@ -108,7 +108,8 @@ def combine_stats_kernel(groups: int, chunks: int, chunk: int, eps: float) -> tv
         R = T.match_buffer(rstd, (groups,), "float32")  # noqa: N806
         for bx in T.thread_binding(blocks, thread="blockIdx.x"):
             for tx in T.thread_binding(threads, thread="threadIdx.x"):
-                acc = T.alloc_buffer((2,), "float32", scope="local")
+                # The group's mean, its M2, and a chunk mean's distance from the group's.
+                acc = T.alloc_buffer((3,), "float32", scope="local")
                 if bx * threads + tx < groups:
                     acc[0] = T.float32(0)
                     for p in range(chunks):
@@ -116,12 +117,11 @@ def combine_stats_kernel(groups: int, chunks: int, chunk: int, eps: float) -> tv
                     acc[0] = acc[0] * T.float32(inv)
                     acc[1] = T.float32(0)
                     for p in range(chunks):
+                        acc[2] = A[(bx * threads + tx) * chunks + p] - acc[0]
                         acc[1] = (
                             acc[1]
                             + B[(bx * threads + tx) * chunks + p]
-                            + T.float32(chunk)
-                            * (A[(bx * threads + tx) * chunks + p] - acc[0])
-                            * (A[(bx * threads + tx) * chunks + p] - acc[0])
+                            + T.float32(chunk) * acc[2] * acc[2]
                         )
                     M[bx * threads + tx] = acc[0]
                     R[bx * threads + tx] = T.rsqrt(acc[1] / T.float32(size) + T.float32(eps))

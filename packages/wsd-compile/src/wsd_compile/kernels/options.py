@@ -19,10 +19,11 @@ class KernelOptions:
     each can be turned off to measure what it brings)."""
 
     group_norm: bool = True
-    #: ... its statistics from x read once, in one kernel per chunk of a group and one
-    #: that combines them (:mod:`~wsd_compile.kernels.group_stats`); False: Relax sums
-    #: of x and of its squares about the mean, two kernels each.
-    group_norm_one_read: bool = True
+    #: ... its statistics from two hand-scheduled kernels: one per chunk of a group
+    #: (x read from memory once; the second pass over the chunk is from the cache) and
+    #: one that combines the chunks (:mod:`~wsd_compile.kernels.group_stats`); False:
+    #: Relax sums of x and of its squares about the mean, two kernels each.
+    group_norm_stats_kernels: bool = True
     implicit_gemm: bool = True
     tiles: MatmulTiles | None = DEFAULT_TILES
     #: wsd's own matmul schedule (:class:`.WebGPUMatmul`); False: dlight's

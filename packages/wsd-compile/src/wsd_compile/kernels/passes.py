@@ -36,7 +36,7 @@ def webgpu_pipeline(
         # Phase 1. Library dispatch (sampling, sort and scan), as TVM's generic pipeline.
         *generic.library_dispatch_passes(target),
         # Phase 2. Graph rewrites on Relax operators, before they are lowered.
-        *([group_norm_pass(kernels.group_norm_one_read)] if kernels.group_norm else []),
+        *([group_norm_pass(kernels.group_norm_stats_kernels)] if kernels.group_norm else []),
         *([_attention_pass(kernels)] if kernels.fused_attention else []),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Quantized weights: unpacked in the kernels that read them (a no-op without).
