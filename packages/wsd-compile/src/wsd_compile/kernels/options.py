@@ -10,7 +10,7 @@ from .few_rows import MAX_ROWS
 from .flash_attention import FlashTiles
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
 from .subgroup_matrix import IM2COL_MAX_BYTES, LARGE_BLOCKS_FROM, SPLIT_K_WORKGROUPS
-from .subgroup_tiles import NO_TILES, TilePolicy
+from .subgroup_tiles import TILES, TilePolicy
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,9 @@ class KernelOptions:
     #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
     #: ... or, where it takes the attention, one kernel on tensor cores with an
-    #: online softmax (:mod:`~wsd_compile.kernels.flash_attention`, tiled by these; None, the
-    #: default until its GPU parity is on record: the chunked products).
+    #: online softmax (:mod:`~wsd_compile.kernels.flash_attention`, tiled by these).
+    #: None, the default: the chunked products. Experimental: on the GPU it fails
+    #: parity (docs/benchmarks/gpu-parity-flash.json).
     subgroup_flash_attention: FlashTiles | None = None
     #: ... and convolutions whose im2col matrix (fp16) would be larger than this
     #: run in ranges of output rows, each within it (:func:`.subgroup_matrix.conv_row_ranges`).
@@ -77,10 +78,10 @@ class KernelOptions:
     #: so that the tiny presets' products take them too).
     subgroup_large_blocks_from: int = LARGE_BLOCKS_FROM
     #: ... and which products share workgroup tiles among several subgroups
-    #: (:class:`.subgroup_tiles.TilePolicy`: ``TILES`` for the measured policy;
-    #: ``NO_TILES``, the default until their GPU parity is on record:
-    #: docs/kernels.md).
-    subgroup_tiles: TilePolicy = NO_TILES
+    #: (:class:`.subgroup_tiles.TilePolicy`: ``TILES``, the measured policy, whose
+    #: GPU parity is on record in docs/benchmarks/gpu-parity-tiles.json; ``NO_TILES``:
+    #: the one-subgroup kernel everywhere).
+    subgroup_tiles: TilePolicy = TILES
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
