@@ -367,10 +367,15 @@ def test_the_fused_tensor_core_kernel_builds_for_webgpu() -> None:
         "var<workgroup> wsd_fk : array<f16, 3072>;",
         "var<workgroup> wsd_fs : array<f32, 2048>;",
         "var<workgroup> wsd_fp : array<f16, 2048>;",
-        "var<workgroup> wsd_ff : array<i32, 1>;",
         "var<storage, read_write> O_ptr : array<f16>;",
     ):
         assert declared in source
     assert "@workgroup_size(32, 1, 1)" in source
     assert source.count("subgroupMatrixMultiplyAccumulate") == 2 * 4 * 3 * 2  # scores and P V
-    assert "workgroupUniformLoad(&wsd_ff[0])" in source
+    # The output's matrices are rescaled in every block, never assigned under an `if`
+    # (miscompiled on Dawn over NVIDIA's Vulkan driver: docs/kernels.md).
+    assert "wsd_ff" not in source and "workgroupUniformLoad" not in source
+    body = source[source.index("@diagnostic(off, chromium.subgroup_matrix_uniformity)") :]
+    for line in body.splitlines():
+        if line.strip().startswith("if ("):
+            assert "subgroupMatrix" not in line and "wsd_o" not in line, line

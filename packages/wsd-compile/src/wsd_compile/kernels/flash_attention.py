@@ -16,10 +16,12 @@ depth]`` in fp16, the depth zero-padded to 16s in workgroup memory:
   the exponentials (``exp2``, the scale folded in) written as P in fp16, and
   its running sum; then ``P V`` adds to the output on tensor cores;
 - subgroup matrices give no access to their elements, so the output is
-  rescaled through workgroup memory, and only in a block where some row's
-  maximum grew by more than ``2^lazy`` over the one its exponentials are
-  taken against (a workgroup-uniform flag): the exponentials stay below
-  ``2^lazy``, well within fp16, and after the first blocks rescaling is rare.
+  rescaled through workgroup memory, in every block and without a branch
+  (on Dawn over NVIDIA's Vulkan driver a subgroup-matrix variable assigned
+  inside an ``if``, even a uniform one, comes out wrong: docs/kernels.md);
+  a row's reference maximum moves only when its maximum grew by more than
+  ``2^lazy`` (its factor is 1 otherwise), so the exponentials stay below
+  ``2^lazy``, well within fp16.
 - the invocations of a subgroup start their rows at different columns, so
   that they read different banks of workgroup memory.
 
@@ -54,7 +56,7 @@ class FlashTiles:
     subgroups: int = 1
     #: Keys of a block.
     keys: int = 64
-    #: A row's output is rescaled once its maximum grew by more than 2^lazy.
+    #: A row's reference maximum moves once its maximum grew by more than 2^lazy.
     lazy: int = 8
 
 
@@ -88,7 +90,6 @@ class _Shape:
             "wsd_fs": (rows * kb, "float32"),
             "wsd_fp": (rows * kb, "float16"),
             "wsd_fa": (rows, "float32"),
-            "wsd_ff": (1, "int32"),
         }
 
     def workgroup_bytes(self) -> int:
@@ -202,8 +203,8 @@ def _staging(s: _Shape) -> dict[str, list[str]]:
 
 def _softmax(s: _Shape) -> list[str]:
     """One block's softmax, an invocation a row: its maximum (scaled, in
-    log2), the reference maximum moved (and the rescale flagged) where it grew
-    by more than 2^lazy, P in fp16 and the running sum."""
+    log2), the reference maximum moved where it grew by more than 2^lazy (the
+    row's rescale factor, 1 where it did not), P in fp16 and the running sum."""
     kb, scale = s.tiles.keys, math.log2(math.e) * s.scale
     return [
         f"let wsd_at = wsd_row * {kb}u;",
@@ -213,7 +214,6 @@ def _softmax(s: _Shape) -> list[str]:
         f"wsd_mx *= {scale!r};",
         "var wsd_alpha = 1.0;",
         f"if (wsd_mx > wsd_m + {s.tiles.lazy}.0) {{",
-        "if (wsd_m > -1e29) { wsd_ff[0] = 1; }",
         "wsd_alpha = exp2(wsd_m - wsd_mx); wsd_m = wsd_mx; }",
         "wsd_fa[wsd_row] = wsd_alpha;",
         "var wsd_total = 0.0;",
@@ -228,15 +228,15 @@ def _softmax(s: _Shape) -> list[str]:
 def flash_wgsl(s: _Shape) -> str:
     """The kernel's statements, as WGSL ending in a line comment."""
     m, staged, dp, d = _matrices(s), _staging(s), s.padded, s.depth
+    # Every block, without a branch: the output's matrices are reassigned here.
     rescale = [
-        "if (workgroupUniformLoad(&wsd_ff[0]) != 0) {",
+        "workgroupBarrier();",
         *m["store"],
         "workgroupBarrier();",
         f"for (var wsd_c = 0u; wsd_c < {dp}u; wsd_c++) {{",
         f"wsd_fs[wsd_row * {dp}u + (wsd_c + wsd_lane) % {dp}u] *= wsd_fa[wsd_row]; }}",
         "workgroupBarrier();",
         *m["load"],
-        "}",
     ]
     lines = [
         "let wsd_li = threadIdx.x;",
@@ -255,7 +255,6 @@ def flash_wgsl(s: _Shape) -> str:
         f"for (var wsd_kb = 0u; wsd_kb < {s.keys}u; wsd_kb += {s.tiles.keys}u) {{",
         "workgroupBarrier();",
         *staged["kv"],
-        "if (wsd_li == 0u) { wsd_ff[0] = 0; }",
         "workgroupBarrier();",
         *m["scores"],
         "workgroupBarrier();",
@@ -307,11 +306,10 @@ def flash_attention_kernel(
                     wsd_fs = T.alloc_buffer((fs,), "float32", scope="shared")
                     wsd_fp = T.alloc_buffer((fs,), "float16", scope="shared")
                     wsd_fa = T.alloc_buffer((fa,), "float32", scope="shared")
-                    wsd_ff = T.alloc_buffer((1,), "int32", scope="shared")
                     T.evaluate(
                         T.call_extern(
                             "int32", text, Q.data, K.data, V.data, O.data, wsd_fk.data,
-                            wsd_fv.data, wsd_fs.data, wsd_fp.data, wsd_fa.data, wsd_ff.data,
+                            wsd_fv.data, wsd_fs.data, wsd_fp.data, wsd_fa.data,
                         )
                     )  # fmt: skip
                     # TVM binds O writable only where TIR stores to it: a store that

@@ -67,8 +67,8 @@ class KernelOptions:
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
     #: ... or, where it takes the attention, one kernel on tensor cores with an
     #: online softmax (:mod:`~wsd_compile.kernels.flash_attention`, tiled by these).
-    #: None, the default: the chunked products. Experimental: on the GPU it fails
-    #: parity (docs/benchmarks/gpu-parity-flash.json).
+    #: None, the default: the chunked products, which are faster today
+    #: (docs/kernels.md; its GPU parity: docs/benchmarks/gpu-parity-flash.json).
     subgroup_flash_attention: FlashTiles | None = None
     #: ... and convolutions whose im2col matrix (fp16) would be larger than this
     #: run in ranges of output rows, each within it (:func:`.subgroup_matrix.conv_row_ranges`).

@@ -400,7 +400,6 @@ var<workgroup> v_sh : array<f16, ${kb * DP}>;
 var<workgroup> s_sh : array<f32, ${wq * kb}>;
 var<workgroup> p_sh : array<f16, ${wq * kb}>;
 var<workgroup> alpha_sh : array<f32, ${wq}>;
-var<workgroup> flag : u32;
 // The workgroup's rows of Q into p_sh (free until the first block's P), rows of DP halves, zero-padded.
 fn stage_q(first : u32, li : u32) {
   for (var e = li; e < ${wq * (DP / 4)}u; e += ${threads}u) {
@@ -430,7 +429,7 @@ function attentionLanes({ qt, kb, DP, D, lanes }) {
 
 /**
  * One block's softmax: the maximum of each row, the reference maximum moved
- * (and the rescale flagged) where it grows by more than 2^lazy, P in fp16
+ * where it grows by more than 2^lazy (its factor is 1 otherwise), P in fp16
  * and the row's running sum. The invocations of a subgroup start their rows
  * at different columns, so that they read different banks of workgroup memory.
  * @param {AttentionPlan} a
@@ -447,7 +446,6 @@ function attentionSoftmax(a) {
       mx *= ${scale};
       var alpha = 1.0;
       if (mx > m_ref[t] + ${lazy}.0) {
-        if (m_ref[t] > -1e29) { flag = 1u; }
         alpha = exp2(m_ref[t] - mx);
         m_ref[t] = mx;
       }
@@ -473,8 +471,8 @@ function attentionSoftmax(a) {
  * - K's and V's block is staged in workgroup memory, shared by the subgroups;
  * - the scores Q K^T go to workgroup memory (f32) for the softmax
  *   (attentionSoftmax), which writes P (fp16) for `P V` on tensor cores;
- * - the output is rescaled, through workgroup memory, only in a block where
- *   some row's maximum grew by more than 2^lazy (a workgroup-uniform flag).
+ * - the output is rescaled through workgroup memory in every block (a row's
+ *   reference maximum moves only when its maximum grew by more than 2^lazy).
  * A probe of a design, not part of a build. Null where the shape does not fit.
  * @param {number} n @param {number} D
  * @param {{sg: number, qt: number, kb: number, lazy: number, lanes?: number}} t  `lanes`: invocations a
@@ -517,13 +515,14 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
         v_sh[r * ${DP}u + c * 4u + i] = vx[i];
       }
     }
-    if (li == 0u) { flag = 0u; }
     workgroupBarrier();
     ${m.scores.join("\n    ")}
     workgroupBarrier();
     ${attentionSoftmax(a)}
-    if (workgroupUniformLoad(&flag) != 0u) {
-      ${m.store.join("\n      ")}
+    // Every block, without a branch: a subgroup-matrix variable assigned inside an if
+    // comes out wrong on Dawn over NVIDIA's Vulkan driver (docs/kernels.md).
+    workgroupBarrier();
+    ${m.store.join("\n    ")}
       workgroupBarrier();
       for (var t = 0u; t < ${at.passes}u; t++) {
         let row = ${at.row};
@@ -533,8 +532,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
         }
       }
       workgroupBarrier();
-      ${m.load.join("\n      ")}
-    }
+    ${m.load.join("\n    ")}
     ${m.pv.join("\n    ")}
   }
   workgroupBarrier();
