@@ -21,6 +21,7 @@ from .conv2d import legalize_map
 from .dequantize import fuse_dequantize_pass
 from .few_rows import FewRowsMatmul
 from .group_norm import group_norm_pass
+from .im2col import Im2colSchedule
 from .matmul import TiledMatmul, WebGPUMatmul
 from .options import DEFAULT_KERNELS, KernelOptions
 from .subgroup_matrix import subgroup_matrix_pass
@@ -121,9 +122,11 @@ class _GEMV(dl.gpu.GEMV):  # type: ignore[misc]
 
 
 def _schedule_rules(kernels: KernelOptions) -> list[Any]:
-    """dlight rules in the order they are tried: wsd's matmul schedules (when
-    ``kernels`` has tiles), then dlight's own."""
-    rules: list[Any] = [FewRowsMatmul(kernels.few_rows)] if kernels.few_rows else []
+    """dlight rules in the order they are tried: the im2col matrices' schedule,
+    wsd's matmul schedules (when ``kernels`` has tiles), then dlight's own."""
+    rules: list[Any] = [Im2colSchedule()]
+    if kernels.few_rows:
+        rules.append(FewRowsMatmul(kernels.few_rows))
     if kernels.tiles is not None:
         if kernels.own_matmul:
             rules.append(

@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-from tvm import relax, te, tirx
+from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .attention import FUSE_ABOVE_BYTES
 from .conv2d import output_size, sum_partials
+from .im2col import im2col_t
 from .shapes import static_shape
 from .subgroup_gemm import (
     LARGE_BLOCKS_FROM,
@@ -99,34 +100,6 @@ WORKGROUP_TILES_REQUIRE = ("workgroup-storage-32k",)
 #: computed in ranges of output rows, so that no buffer of the path is larger
 #: than the binding limit wsd aims for (256 MiB).
 IM2COL_MAX_BYTES = FUSE_ABOVE_BYTES
-
-
-def im2col_t(
-    data: te.Tensor,
-    *,
-    kernel: tuple[int, int],
-    strides: tuple[int, int],
-    padding: tuple[int, int, int, int],
-) -> te.Tensor:
-    """The transposed im2col matrix of an NCHW input: ``[c kh kw, n oh ow]``,
-    zero outside the input. ``k`` is (channel, kernel row, kernel column), as
-    an OIHW weight flattens; ``m`` (image, row, column) is contiguous, so the
-    kernel that writes it reads the input along its rows."""
-    n, cin, height, width = (int(d) for d in data.shape)
-    kh, kw = kernel
-    top, left, _, _ = padding
-    out_h, out_w = output_size(height, width, kernel, strides, padding)
-    taps, pixels = kh * kw, out_h * out_w
-
-    def at(k: Any, m: Any) -> Any:
-        c, tap = k // taps, k % taps
-        b, y, x = m // pixels, m % pixels // out_w, m % out_w
-        iy = y * strides[0] + tap // kw - top
-        ix = x * strides[1] + tap % kw - left
-        inside = tirx.all(iy >= 0, iy < height, ix >= 0, ix < width)
-        return tirx.if_then_else(inside, data[b, c, iy, ix], tirx.const(0, data.dtype))
-
-    return te.compute((cin * taps, n * pixels), at, name="im2col")
 
 
 def conv_gemm(

@@ -523,15 +523,15 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
     // comes out wrong on Dawn over NVIDIA's Vulkan driver (docs/kernels.md).
     workgroupBarrier();
     ${m.store.join("\n    ")}
-      workgroupBarrier();
-      for (var t = 0u; t < ${at.passes}u; t++) {
-        let row = ${at.row};
-        for (var c = 0u; c < ${at.dpCols}u; c++) {
-          let cc = row * ${DP}u + ${at.dpCol} + (c + lane) % ${at.dpCols}u;
-          s_sh[cc] *= alpha_sh[row];
-        }
+    workgroupBarrier();
+    for (var t = 0u; t < ${at.passes}u; t++) {
+      let row = ${at.row};
+      for (var c = 0u; c < ${at.dpCols}u; c++) {
+        let cc = row * ${DP}u + ${at.dpCol} + (c + lane) % ${at.dpCols}u;
+        s_sh[cc] *= alpha_sh[row];
       }
-      workgroupBarrier();
+    }
+    workgroupBarrier();
     ${m.load.join("\n    ")}
     ${m.pv.join("\n    ")}
   }
