@@ -22,7 +22,7 @@ FIELDS = {
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
     "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles", "offload",
     "stagePeakBytes", "memoryBudget", "memoryNeedBytes", "quantize", "unet_record_ms",
-    "bindings",
+    "bindings", "vae_kernels",
 }  # fmt: skip
 
 
@@ -78,6 +78,10 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         assert kernels and all(k["calls"] >= 1 and k["ms"] >= 0 for k in kernels)
         assert any("conv2d" in k["name"] for k in kernels)
         assert sum(k["share"] for k in kernels) == pytest.approx(1.0)
+        # ... and one whole VAE decode's, its convolutions among them.
+        vae = report["vae_kernels"]
+        assert any("conv2d" in k["name"] for k in vae)
+        assert sum(k["share"] for k in vae) == pytest.approx(1.0)
         assert report["peak_gpu_bytes"] >= manifest["components"]["unet"]["param_bytes"]
     table = result.stdout
     for label in ("UNet step", "VAE decode", "robustness off", "disable_robustness", "peak GPU"):

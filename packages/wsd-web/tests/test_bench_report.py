@@ -165,6 +165,12 @@ def test_combine_refuses_two_results_for_one_column(
             {},
             r"kernels\[0\].ms: expected a non-negative number",
         ),
+        (("webgpu", {"vae_kernels": {"k": 1}}), {}, r"vae_kernels must be a list"),
+        (
+            ("webgpu", {"vae_kernels": [{"calls": 1, "ms": 1.0, "share": 1.0}]}),
+            {},
+            r"vae_kernels\[0\]: expected an object with a name",
+        ),
     ],
 )
 def test_combine_names_the_result_that_is_malformed(

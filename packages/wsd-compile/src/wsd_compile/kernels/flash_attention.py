@@ -19,9 +19,7 @@ depth]`` in fp16, the depth zero-padded to 16s in workgroup memory:
   rescaled through workgroup memory, in every block and without a branch
   (on Dawn over NVIDIA's Vulkan driver a subgroup-matrix variable assigned
   inside an ``if``, even a uniform one, comes out wrong: docs/kernels.md);
-  a row's reference maximum moves only when its maximum grew by more than
-  ``2^lazy`` (its factor is 1 otherwise), so the exponentials stay below
-  ``2^lazy``, well within fp16.
+  a row's factor is 1 where its maximum did not grow, and P is at most 1;
 - the invocations of a subgroup start their rows at different columns, so
   that they read different banks of workgroup memory.
 
@@ -56,8 +54,6 @@ class FlashTiles:
     subgroups: int = 1
     #: Keys of a block.
     keys: int = 64
-    #: A row's reference maximum moves once its maximum grew by more than 2^lazy.
-    lazy: int = 8
 
 
 @dataclass(frozen=True)
@@ -203,8 +199,8 @@ def _staging(s: _Shape) -> dict[str, list[str]]:
 
 def _softmax(s: _Shape) -> list[str]:
     """One block's softmax, an invocation a row: its maximum (scaled, in
-    log2), the reference maximum moved where it grew by more than 2^lazy (the
-    row's rescale factor, 1 where it did not), P in fp16 and the running sum."""
+    log2), the running maximum and the row's rescale factor (1 where the
+    maximum did not grow), P in fp16 and the running sum; no branch."""
     kb, scale = s.tiles.keys, math.log2(math.e) * s.scale
     return [
         f"let wsd_at = wsd_row * {kb}u;",
@@ -212,9 +208,9 @@ def _softmax(s: _Shape) -> list[str]:
         f"for (var wsd_c = 0u; wsd_c < {kb}u; wsd_c++) {{",
         f"wsd_mx = max(wsd_mx, wsd_fs[wsd_at + (wsd_c + wsd_lane) % {kb}u]); }}",
         f"wsd_mx *= {scale!r};",
-        "var wsd_alpha = 1.0;",
-        f"if (wsd_mx > wsd_m + {s.tiles.lazy}.0) {{",
-        "wsd_alpha = exp2(wsd_m - wsd_mx); wsd_m = wsd_mx; }",
+        "let wsd_mn = max(wsd_m, wsd_mx);",
+        "let wsd_alpha = exp2(wsd_m - wsd_mn);",
+        "wsd_m = wsd_mn;",
         "wsd_fa[wsd_row] = wsd_alpha;",
         "var wsd_total = 0.0;",
         f"for (var wsd_c = 0u; wsd_c < {kb}u; wsd_c++) {{",

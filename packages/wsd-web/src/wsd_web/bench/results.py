@@ -366,16 +366,21 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
         _check_number(f"{label}: {key}", result.get(key), optional=True)
     if result.get("unet_step_gpu_ms") is not None:
         _check_stat(f"{label}: unet_step_gpu_ms", result["unet_step_gpu_ms"])
-    kernels = result.get("kernels", [])
-    if not isinstance(kernels, list):
-        raise BenchReportError(f"{label}: kernels must be a list, got {_brief(kernels)}")
-    for i, kernel in enumerate(kernels):
-        where = f"{label}: kernels[{i}]"
-        if not isinstance(kernel, dict) or not isinstance(kernel.get("name"), str):
-            raise BenchReportError(f"{where}: expected an object with a name, got {_brief(kernel)}")
-        for key in ("calls", "ms", "share"):
-            _check_number(f"{where}.{key}", kernel.get(key))
+    for field in ("kernels", "vae_kernels"):
+        _check_kernels(f"{label}: {field}", result.get(field, []))
     return result
+
+
+def _check_kernels(where: str, kernels: object) -> None:
+    """A per-kernel profile: a list of objects with a name, calls, ms and share."""
+    if not isinstance(kernels, list):
+        raise BenchReportError(f"{where} must be a list, got {_brief(kernels)}")
+    for i, kernel in enumerate(kernels):
+        at = f"{where}[{i}]"
+        if not isinstance(kernel, dict) or not isinstance(kernel.get("name"), str):
+            raise BenchReportError(f"{at}: expected an object with a name, got {_brief(kernel)}")
+        for key in ("calls", "ms", "share"):
+            _check_number(f"{at}.{key}", kernel.get(key))
 
 
 def _check_ratios(where: str, record: dict[str, Any]) -> None:

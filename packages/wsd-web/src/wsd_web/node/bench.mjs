@@ -31,6 +31,8 @@
 // scalars written at every dispatch) instead of kept bindings (js/kernel_dispatch.js);
 // "unet_record_ms" is the CPU time of recording one UNet call, "bindings" how many
 // bind groups were made and how many dispatches reused one.
+// "kernels" is the median UNet call's GPU time per kernel, "vae_kernels" one whole
+// VAE decode's (empty where the decode runs in tiles or the device has no timestamps).
 // "robustness": false asks Dawn for its `disable_robustness` toggle (no
 // bounds checks in shaders; browsers always keep them on).
 // On a machine without a GPU, point Vulkan at SwiftShader:
@@ -187,6 +189,18 @@ try {
       return session.persist(() => loaded.call("image_to_rgba", pipeline.tensor(imageShape, image)));
     }
     : () => session.persist(() => loaded.call("image_to_rgba", loaded.call("vae_decode", latents))));
+  // One whole decode profiled per kernel, after the timed ones: the VAE decoder's breakdown.
+  /** @type {{name: string, calls: number, ms: number, share: number}[]} */
+  let vaeKernels = [];
+  if (profiler && !loaded.memoryMode({ vaeTiling, offload, budget: memoryBudget }).tiles) {
+    profiler.start();
+    const image = session.persist(() => loaded.call("vae_decode", latents));
+    await sync();
+    const decoded = await profiler.stop();
+    image.dispose();
+    const total = decoded.reduce((sum, k) => sum + k.ms, 0);
+    vaeKernels = decoded.map((k) => ({ ...k, share: k.ms / total }));
+  }
   const generations = [];
   const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
   let vaeTiles = 0;
@@ -255,6 +269,7 @@ try {
     unet_record_ms: unetRecord,
     bindings: session.dispatch && { made: session.dispatch.bindings.made, reused: session.dispatch.bindings.reused },
     kernels,
+    vae_kernels: vaeKernels,
     peak_gpu_bytes: session.peakAllocatedBytes(),
     stagePeakBytes,
     memoryNeedBytes: ran.memoryNeedBytes,
