@@ -23,8 +23,9 @@ from wsd_web.server import STATIC_DIR
 REWRITE = STATIC_DIR / "js" / "wgsl_rewrite.js"
 
 
-def _tiles_kernel(conv: bool) -> str:
-    """The WGSL of one kernel with workgroup tiles: a matmul, or a 3x3 convolution."""
+def _tiles_kernel(conv: bool, tall_up_to: int = 0) -> str:
+    """The WGSL of one kernel with workgroup tiles: a matmul, or a 3x3
+    convolution; 128 x 64 blocks for at most ``tall_up_to`` columns."""
     bb = relax.BlockBuilder()
     if conv:
         x = relax.Var("x", relax.TensorType((2, 32, 16, 16), "float16"))
@@ -40,9 +41,8 @@ def _tiles_kernel(conv: bool) -> str:
             d = bb.emit_output(relax.op.astype(c, "float16"))
         bb.emit_func_output(d)
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    kernels = DEFAULT_KERNELS.without(
-        subgroup_matrix=True, subgroup_tiles=replace(TILES, large_from=1, min_k=16)
-    )
+    tiles = replace(TILES, large_from=1, min_k=16, tall_up_to=tall_up_to)
+    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=tiles)
     built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
     [source] = [s for s in wgsl_sources(built.mod) if "var<workgroup> wsd_ta" in s]
     return source
@@ -79,6 +79,15 @@ def test_tvm_builds_the_tiles_with_two_workgroup_buffers_and_a_diagnostic_block(
     assert source.count("workgroupBarrier();") == 2
     assert "for (var wsd_s = 0u; wsd_s < 16u; wsd_s++) {" in source
     assert "var<storage, read_write> C_ptr : array<f32>;" in source
+    assert source.count("subgroupMatrixStore(&C_ptr,") == 8
+
+
+def test_tvm_builds_tall_tiles_of_four_subgroups_sharing_b() -> None:
+    source = _tiles_kernel(conv=False, tall_up_to=320)
+    # 256 columns in 128 x 64 blocks of 4 x 1 subgroups of 32 x 64.
+    assert "@workgroup_size(128, 1, 1)" in source
+    assert "var<workgroup> wsd_ta : array<f16, 6144>;" in source  # 2 x 128 x (16 + 8)
+    assert "var<workgroup> wsd_tb : array<f16, 2304>;" in source  # 2 x 16 x (64 + 8)
     assert source.count("subgroupMatrixStore(&C_ptr,") == 8
 
 

@@ -35,30 +35,39 @@ def _blocks(m: int, n: int, k: int, conv: bool = False, tiles: TilePolicy = TILE
         ((2048, 640, 5760), True, (128, 128), 2),  # 80 blocks: 640 subgroups, split in 2
         ((512, 1280, 11520), True, (64, 128), 4),  # 40 of 128 x 128: 64 x 128
         ((154, 1280, 768), False, (64, 128), 3),  # text tokens: the last row block overlaps
-        ((8192, 320, 320), False, None, 1),  # columns not in 128s: one subgroup a block
+        ((8192, 320, 320), False, (128, 64), 1),  # SD 1.5's 320 columns: 320 blocks of 128 x 64
+        ((8192, 320, 2880), True, (128, 64), 1),
+        ((262144, 128, 1152), True, (128, 64), 1),  # the VAE's 128 channels at 512x512
+        ((65536, 256, 2304), True, (128, 64), 1),
+        ((2048, 320, 2880), True, (128, 64), 4),  # 80 blocks: 320 subgroups, split in 4
+        ((512, 320, 2880), True, None, 1),  # 20 of 128 x 64, and columns not in 128s
+        ((256, 256, 2304), True, (64, 128), 9),  # 8 of 128 x 64: 64 x 128, split
+        ((8192, 384, 384), False, (128, 128), 1),  # more than 320 columns
         ((48, 128, 256), False, None, 1),  # fewer rows than a block
         ((8192, 4096, 48), False, None, 1),  # Q K^T over heads of 40: three stages
     ],
 )
-def test_products_with_columns_in_128s_take_workgroup_tiles(
+def test_products_with_columns_in_64s_take_workgroup_tiles(
     shape: tuple[int, int, int], conv: bool, block: tuple[int, int] | None, parts: int
 ) -> None:
     g = _blocks(*shape, conv=conv)
     assert g is not None
     assert ((g.rows, g.cols) if g.tiled else None) == block
     if g.tiled:
-        assert (g.tm, g.tn, g.sx, g.bk, g.parts) == (2, 4, 2, 16, parts)
+        assert (g.tm, g.tn, g.bk, g.parts) == (2, 4, 16, parts)
         assert 2 * sum(workgroup_halves(g)) <= MAX_WORKGROUP_BYTES
     off = _blocks(*shape, conv=conv, tiles=NO_TILES)
     assert off is not None and not off.tiled
 
 
-def test_columns_in_64s_take_64x64_tiles_where_the_policy_says() -> None:
-    narrow = _blocks(8192, 320, 2880, conv=True, tiles=TilePolicy(narrow_k=32))
+def test_tall_tiles_can_be_turned_off_for_64x64_or_none() -> None:
+    narrow = _blocks(8192, 320, 2880, conv=True, tiles=TilePolicy(tall_up_to=0, narrow_k=32))
     assert narrow is not None and narrow.tiled
     assert (narrow.rows, narrow.cols, narrow.tm, narrow.tn, narrow.bk) == (64, 64, 2, 2, 32)
-    wide = _blocks(8192, 320, 2880, conv=True)  # the default: one subgroup a block
+    wide = _blocks(8192, 320, 2880, conv=True, tiles=TilePolicy(tall_up_to=0))
     assert wide is not None and not wide.tiled
+    square = _blocks(262144, 128, 1152, conv=True, tiles=TilePolicy(tall_up_to=0))
+    assert square is not None and (square.rows, square.cols) == (128, 128)
 
 
 def test_tiles_too_large_for_workgroup_memory_fall_back_to_smaller_blocks() -> None:
@@ -183,6 +192,9 @@ def _run(g: Gemm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (Gemm(128, 128, 64, 2, 4, sy=2, sx=2, bk=32, pad=8, conv=True, pixels=64, parts=2), True),
         (Gemm(128, 192, 64, 2, 2, sy=2, sx=2, bk=32, pad=8), False),  # 64 x 64, 3 column blocks
         (Gemm(192, 64, 96, 2, 2, sy=2, sx=2, bk=32, pad=8, conv=True, pixels=64), True),
+        (Gemm(256, 128, 64, 2, 4, sy=4, sx=1, bk=16, pad=8), False),  # 128 x 64, 2 blocks a row
+        (Gemm(256, 64, 48, 2, 4, sy=4, sx=1, bk=16, pad=8, conv=True, pixels=128), True),
+        (Gemm(160, 64, 32, 2, 4, sy=4, sx=1, bk=16, pad=8, parts=2), False),  # overlap, split
     ],
 )
 def test_the_tiles_addressing_computes_the_product(g: Gemm, conv: bool) -> None:

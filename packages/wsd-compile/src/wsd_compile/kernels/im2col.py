@@ -29,15 +29,13 @@ from typing import Any
 import tvm
 from tvm import s_tir, te, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import try_inline
+from tvm.s_tir.dlight.base import max_threads_per_block, try_inline
 from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
 
 from .conv2d import output_size
 
 #: The block annotation that marks an im2col matrix and gives its factors.
 IM2COL_ANNOTATION = "wsd.im2col"
-#: Threads a workgroup (dlight's fallback uses the target's 256 as well).
-IM2COL_THREADS = 256
 
 
 def im2col_t(
@@ -90,7 +88,8 @@ class Im2colSchedule(GPUScheduleRule):  # type: ignore[misc]
         if found is None:
             return None
         threads, tap = found
-        bx, tx = sch.split(threads, [None, IM2COL_THREADS])
+        # A workgroup of the target's most threads (WebGPU: 256), as dlight's fallback.
+        bx, tx = sch.split(threads, [None, max_threads_per_block(target)])
         sch.bind(bx, "blockIdx.x")
         sch.bind(tx, "threadIdx.x")
         sch.unroll(tap)

@@ -172,18 +172,20 @@ def gemm_blocks(
 def tiled_blocks(g: Gemm, tiles: TilePolicy, split_k_workgroups: int) -> Gemm | None:
     """``g`` in workgroup tiles as ``tiles`` selects (:class:`.subgroup_tiles.TilePolicy`),
     split along k as :func:`split_k` says; None where it does not select it or
-    they do not fit (columns not in 128s, results not stored straight, rows
+    they do not fit (columns not in 64s, results not stored straight, rows
     too few or, for a convolution, not in whole blocks)."""
     if not tiles.enabled or not g.direct or g.k < tiles.min_k:
         return None
-    if g.n % 128 == 0:  # 128 x 128 (4 x 2 subgroups of 32 x 64), else 64 x 128
-        shapes = [(4, 4, tiles.k), (2, 4, tiles.k)]
+    # (sy, sx, tn, bk): sy x sx subgroups of 32 x 16 tn.
+    shapes: list[tuple[int, int, int, int]] = []
+    if g.n % 64 == 0 and g.n <= tiles.tall_up_to:  # 128 x 64
+        shapes.append((4, 1, 4, tiles.k))
+    if g.n % 128 == 0:  # 128 x 128, else 64 x 128
+        shapes += [(4, 2, 4, tiles.k), (2, 2, 4, tiles.k)]
     elif g.n % 64 == 0 and tiles.narrow_k:  # 64 x 64 (2 x 2 subgroups of 32 x 32)
-        shapes = [(2, 2, tiles.narrow_k)]
-    else:
-        return None
-    for sy, tn, bk in shapes:
-        t = replace(g, tm=2, tn=tn, sy=sy, sx=2, bk=bk, pad=tiles.pad)
+        shapes.append((2, 2, 2, tiles.narrow_k))
+    for sy, sx, tn, bk in shapes:
+        t = replace(g, tm=2, tn=tn, sy=sy, sx=sx, bk=bk, pad=tiles.pad)
         if g.m < t.rows or (g.conv and g.m % t.rows):
             continue
         if sy == 4 and t.workgroups < tiles.large_from:

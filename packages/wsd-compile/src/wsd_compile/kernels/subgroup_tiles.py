@@ -20,7 +20,10 @@ part of it, and the block's A and B are staged through workgroup memory
 
 Measured on the H200 in ``node/probe_subgroup_matrix.mjs --variants``
 (``docs/kernels.md``): 1.2-1.8x the one-subgroup kernel on products with
-columns in 128s, not faster on SD 1.5's 320 columns.
+columns in 128s. Blocks of 128 x 64, four subgroups stacked sharing B's
+tile (``TilePolicy.tall_up_to``), measured on an H100: 1.2-1.8x the
+one-subgroup kernel on SD 1.5's 320 columns, 1.04-1.12x the 128 x 128 tiles
+on the VAE decoder's 256 and 128.
 
 Which subgroup an invocation belongs to is not uniform over the workgroup,
 so Tint's subgroup-matrix uniformity analysis is switched off for the
@@ -49,14 +52,17 @@ MAX_WORKGROUP_BYTES = 32768
 class TilePolicy:
     """Which products take workgroup tiles, and their stage (``KernelOptions.subgroup_tiles``).
 
-    Products whose columns are in 128s take them: in blocks of 128 x 128
-    (4 x 2 subgroups of 32 x 64) where they make at least ``large_from`` of
-    those, else 64 x 128 (2 x 2 subgroups); the others keep the one-subgroup
-    kernel. ``k``: columns of K a stage (a multiple of 16); ``pad``: halves
-    each workgroup row is padded by. ``narrow_k``: products whose columns are
-    in 64s but not 128s (SD 1.5's 320 channels) take 64 x 64 blocks (2 x 2
-    subgroups of 32 x 32) with this many columns of K a stage (0: they keep
-    the one-subgroup kernel). ``min_k``: products summing fewer columns of K
+    Products of at most ``tall_up_to`` columns (0: none), in 64s, take
+    blocks of 128 x 64 (4 x 1 subgroups of 32 x 64: B's tile shared four
+    ways) where they make at least ``large_from`` of those. The others whose
+    columns are in 128s take blocks of 128 x 128 (4 x 2 subgroups of 32 x 64)
+    where they make at least ``large_from`` of those, else 64 x 128 (2 x 2
+    subgroups); the rest keep the one-subgroup kernel. ``k``: columns of K a
+    stage (a multiple of 16); ``pad``: halves each workgroup row is padded
+    by. ``narrow_k``: products whose columns are in 64s but not 128s that do
+    not take 128 x 64 blocks take 64 x 64 blocks (2 x 2 subgroups of 32 x 32)
+    with this many columns of K a stage (0: they keep the one-subgroup
+    kernel). ``min_k``: products summing fewer columns of K
     (a block's range, when split) keep the one-subgroup kernel: with a few
     stages there is nothing to hide the loads behind (attention's ``Q K^T``
     over heads of 40: 5.9 against 3.5 ms a step on the H200). A block whose
@@ -68,6 +74,7 @@ class TilePolicy:
     pad: int = 8
     narrow_k: int = 0
     min_k: int = 128
+    tall_up_to: int = 320
 
 
 #: The policy builds use, and workgroup tiles off (every product in the one-subgroup kernel).

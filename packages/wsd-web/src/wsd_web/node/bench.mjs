@@ -70,6 +70,23 @@ function stats(samples) {
   return { median, min: sorted[0], max: sorted[sorted.length - 1], samples };
 }
 
+/**
+ * A profile's GPU time: its kernels' milliseconds summed.
+ * @param {import("./gpu_profiler.mjs").KernelTime[]} kernels
+ */
+function kernelsMs(kernels) {
+  return kernels.reduce((sum, k) => sum + k.ms, 0);
+}
+
+/**
+ * A profile's kernels, each with its share of the profile's GPU time.
+ * @param {import("./gpu_profiler.mjs").KernelTime[]} kernels
+ */
+function withShares(kernels) {
+  const total = kernelsMs(kernels);
+  return kernels.map((k) => ({ ...k, share: k.ms / total }));
+}
+
 Object.assign(globalThis, globals);
 const { tvmjs, tokenizers } = vendoredModules();
 // Dawn quantizes timestamps (to blur timing attacks) unless told not to; it
@@ -164,7 +181,7 @@ try {
       out.dispose();
       if (i >= warmup) profiles.push(kernels);
     }
-    unetGpu = stats(profiles.map((p) => p.reduce((sum, k) => sum + k.ms, 0)));
+    unetGpu = stats(profiles.map(kernelsMs));
   }
 
   const pred = unetCall();
@@ -196,10 +213,8 @@ try {
     profiler.start();
     const image = session.persist(() => loaded.call("vae_decode", latents));
     await sync();
-    const decoded = await profiler.stop();
+    vaeKernels = withShares(await profiler.stop());
     image.dispose();
-    const total = decoded.reduce((sum, k) => sum + k.ms, 0);
-    vaeKernels = decoded.map((k) => ({ ...k, share: k.ms / total }));
   }
   const generations = [];
   const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
@@ -226,10 +241,9 @@ try {
   /** @type {{name: string, calls: number, ms: number, share: number}[]} */
   let kernels = [];
   if (unetGpu) {
-    const totals = profiles.map((p) => p.reduce((sum, k) => sum + k.ms, 0));
+    const totals = profiles.map(kernelsMs);
     const order = totals.map((_, i) => i).sort((a, b) => totals[a] - totals[b]);
-    const median = order[order.length >> 1];
-    kernels = profiles[median].map((k) => ({ ...k, share: k.ms / totals[median] }));
+    kernels = withShares(profiles[order[order.length >> 1]]);
   }
   const report = {
     runtime: "webgpu",

@@ -116,8 +116,10 @@ export function kernelVariants() {
   for (const [sy, sx, tm, tn] of [[2, 2, 2, 4], [4, 1, 2, 4], [2, 2, 2, 2]]) {
     out.push({ name: `multi-prefetch ${sy}x${sx} of ${tm}x${tn}`, tm, tn, sy, sx, order: "prefetch" });
   }
-  for (const [sy, sx, tm, tn, bk] of PIPELINED) {
-    out.push({ name: `pipelined ${sy}x${sx} of ${tm}x${tn} k${bk}`, tm, tn, sy, sx, bk, order: "pipelined" });
+  for (const [sy, sx, tm, tn, bk, pad = 8] of PIPELINED) {
+    const padded = pad === 8 ? "" : ` p${pad}`;
+    out.push({ name: `pipelined ${sy}x${sx} of ${tm}x${tn} k${bk}${padded}`, tm, tn, sy, sx, bk, pad, order: "pipelined" });
+    if (pad !== 8) continue;
     // As TVM's code generator writes a vector load: four scalar loads into a vec4.
     out.push({ name: `pipelined-scalar ${sy}x${sx} of ${tm}x${tn} k${bk}`, tm, tn, sy, sx, bk, order: "pipelined", scalar: true });
   }
@@ -126,9 +128,16 @@ export function kernelVariants() {
   return only.length ? out.filter((v) => only.some((x) => v.name.startsWith(x))) : out;
 }
 
-/** The pipelined tiles tried: sy x sx subgroups of tm x tn matrices, bk columns of K a stage. */
+/**
+ * The pipelined tiles tried: sy x sx subgroups of tm x tn matrices, bk columns
+ * of K a stage, workgroup rows padded by `pad` halves (8 where not given).
+ * The second row: blocks for SD 1.5's 320 columns (a whole row of 320, or 64
+ * wide) and the builds' 128 x 128 tiles, within 32 KiB of workgroup memory.
+ */
 const PIPELINED = [
   [2, 2, 2, 4, 32], [2, 2, 2, 2, 32], [2, 2, 4, 4, 32], [4, 2, 2, 4, 32], [2, 1, 4, 4, 32], [2, 2, 2, 2, 64],
+  [2, 4, 2, 5, 16, 0], [2, 4, 2, 5, 16, 4], [2, 4, 4, 5, 16, 0], [1, 4, 2, 5, 16, 0], [1, 4, 2, 5, 16, 4],
+  [4, 1, 2, 4, 32], [4, 1, 2, 4, 16], [2, 2, 2, 2, 16], [4, 2, 2, 4, 16], [4, 2, 2, 4, 16, 0], [2, 2, 2, 4, 16],
 ];
 
 /**
@@ -150,10 +159,11 @@ const PIPELINED = [
  * tiling does not divide the shape or the invocations' share of a tile.
  * @param {number} M @param {number} N @param {number} K
  * `scalar`: A and B bound as array<f16>, each vec4 gathered from four loads.
- * @param {{tm: number, tn: number, sy: number, sx: number, bk?: number, scalar?: boolean}} t
+ * `pad`: halves each workgroup row is padded by.
+ * @param {{tm: number, tn: number, sy: number, sx: number, bk?: number, pad?: number, scalar?: boolean}} t
  * @param {boolean} conv  wsd's convolution layouts: A stored [K, M], B [N, K]
  */
-export function pipelinedShader(M, N, K, { tm, tn, sy, sx, bk = 32, scalar = false }, conv) {
+export function pipelinedShader(M, N, K, { tm, tn, sy, sx, bk = 32, pad = 8, scalar = false }, conv) {
   const BM = 16 * tm * sy, BN = 16 * tn * sx, threads = 32 * sy * sx;
   /** @type {Staged[]} */
   const tiles = conv
@@ -164,13 +174,13 @@ export function pipelinedShader(M, N, K, { tm, tn, sy, sx, bk = 32, scalar = fal
     const e = `(li + ${p * threads}u)`, per = x.cols / 4;
     return { reg: `g${x.name}_${p}`, row: `${e} / ${per}u`, col: `${e} % ${per}u * 4u` };
   });
-  const size = (/** @type {Staged} */ x) => x.rows * (x.cols + 8);
+  const size = (/** @type {Staged} */ x) => x.rows * (x.cols + pad);
   const at = (/** @type {Staged} */ x, /** @type {{row: string, col: string}} */ s) => `(${x.base}) + (${s.row}) * ${x.stride}u + ${s.col}`;
   const gather = (/** @type {string} */ name, /** @type {string} */ i) => `vec4<f16>(${[0, 1, 2, 3].map((q) => `${name}[${i} + ${q}u]`).join(", ")})`;
   const fetch = tiles.flatMap((x) => share(x).map((s) => `${s.reg} = ${scalar ? gather(x.name, `(${at(x, s)})`) : `${x.name}[(${at(x, s)}) / 4u]`};`));
   const stash = tiles.flatMap((x) => share(x).flatMap((s) => [0, 1, 2, 3].map(
-    (q) => `t${x.name}[buf * ${size(x)}u + (${s.row}) * ${x.cols + 8}u + ${s.col} + ${q}u] = ${s.reg}[${q}];`)));
-  const [ta, tb] = tiles.map((x) => ({ at: `cur * ${size(x)}u`, s: x.cols + 8 }));
+    (q) => `t${x.name}[buf * ${size(x)}u + (${s.row}) * ${x.cols + pad}u + ${s.col} + ${q}u] = ${s.reg}[${q}];`)));
+  const [ta, tb] = tiles.map((x) => ({ at: `cur * ${size(x)}u`, s: x.cols + pad }));
   const left = "subgroup_matrix_left<f16, 16, 16>", right = "subgroup_matrix_right<f16, 16, 16>";
   /** @type {number[][]} */
   const pairs = [];
