@@ -287,14 +287,11 @@ def prepare(
     kernel_paths: list[str] | None = None,
     tiles: bool = False,
     flash: bool = False,
-    tall: bool = False,
 ) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in
     ``out/reference``; only the cases of ``kernel_paths`` when given; with
     ``tiles``, every build with workgroup tiles wherever a product allows them;
-    with ``flash``, attention fused on tensor cores wherever it fits; with
-    ``tall``, workgroup tiles as ``tiles`` with 128 x 64 blocks wherever the
-    columns are at most 320 (``TALL_TILES``)."""
+    with ``flash``, attention fused on tensor cores wherever it fits."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
@@ -320,12 +317,6 @@ def prepare(
     if flash:
         for case in cases:
             case["kernels"] = {**case.get("kernels", {}), "subgroup_flash_attention": {}}
-    if tall:
-        from wsd_compile.kernels.subgroup_tiles import TALL_TILES
-
-        policy = {**TINY_TILES, "tall_up_to": TALL_TILES.tall_up_to}
-        for case in cases:
-            case["kernels"] = {**case.get("kernels", {}), "subgroup_tiles": policy}
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -438,11 +429,6 @@ def main() -> int:
         action="store_true",
         help="every build with attention fused on tensor cores wherever it fits (subgroup-matrix)",
     )
-    prep.add_argument(
-        "--tall",
-        action="store_true",
-        help="every build with workgroup tiles, 128 x 64 for at most 320 columns (subgroup-matrix)",
-    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
@@ -456,7 +442,6 @@ def main() -> int:
             args.kernel_path,
             args.tiles,
             args.flash,
-            args.tall,
         )
         return 0
     return compare(args.out, args.json)

@@ -7,6 +7,7 @@ through Dawn: docs/benchmarks/gpu-parity.json)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,16 +16,13 @@ from wsd_compile.kernels.subgroup_gemm import SPLIT_K_WORKGROUPS, Gemm, gemm_blo
 from wsd_compile.kernels.subgroup_tiles import (
     MAX_WORKGROUP_BYTES,
     NO_TILES,
-    TALL_TILES,
     TILES,
     TilePolicy,
     workgroup_halves,
 )
 
 
-def _blocks(
-    m: int, n: int, k: int, conv: bool = False, tiles: TilePolicy = TALL_TILES
-) -> Gemm | None:
+def _blocks(m: int, n: int, k: int, conv: bool = False, tiles: TilePolicy = TILES) -> Gemm | None:
     pixels = 256 if conv else 0  # a 16x16 image: whole 16-pixel matrices
     return gemm_blocks(
         m, n, k, conv=conv, pixels=pixels, split_k_workgroups=SPLIT_K_WORKGROUPS, tiles=tiles
@@ -64,12 +62,13 @@ def test_products_with_columns_in_64s_take_workgroup_tiles(
 
 
 def test_without_tall_tiles_320_columns_take_64x64_tiles_or_none() -> None:
-    narrow = _blocks(8192, 320, 2880, conv=True, tiles=TilePolicy(narrow_k=32))
+    short = TilePolicy(tall_up_to=0)
+    narrow = _blocks(8192, 320, 2880, conv=True, tiles=replace(short, narrow_k=32))
     assert narrow is not None and narrow.tiled
     assert (narrow.rows, narrow.cols, narrow.tm, narrow.tn, narrow.bk) == (64, 64, 2, 2, 32)
-    wide = _blocks(8192, 320, 2880, conv=True, tiles=TILES)  # the default: one subgroup a block
+    wide = _blocks(8192, 320, 2880, conv=True, tiles=short)  # one subgroup a block
     assert wide is not None and not wide.tiled
-    square = _blocks(262144, 128, 1152, conv=True, tiles=TILES)
+    square = _blocks(262144, 128, 1152, conv=True, tiles=short)
     assert square is not None and (square.rows, square.cols) == (128, 128)
 
 

@@ -19,7 +19,8 @@ import tvm
 from tvm import relax, te, tirx
 
 from ..quantize import SCHEMES, QuantScheme, dequantize_te
-from .shapes import static_shape
+from .few_channels import few_channels_call
+from .shapes import output_size, static_shape
 
 #: Split-K ranges of k are at least this long.
 SPLIT_K_MIN_DEPTH = 512
@@ -28,20 +29,6 @@ SPLIT_K_MIN_DEPTH = 512
 _Columns = Callable[[Any, Any, Any, Any], Any]
 #: ``weight_at(out channel, k)``: an element of the weight matrix.
 _Weights = Callable[[Any, Any], Any]
-
-
-def output_size(
-    height: int,
-    width: int,
-    kernel: tuple[int, int],
-    strides: tuple[int, int],
-    padding: tuple[int, int, int, int],
-) -> tuple[int, int]:
-    """A convolution's output height and width."""
-    top, left, bottom, right = padding
-    out_h = (height + top + bottom - kernel[0]) // strides[0] + 1
-    out_w = (width + left + right - kernel[1]) // strides[1] + 1
-    return out_h, out_w
 
 
 def _gemm_operands(
@@ -242,10 +229,13 @@ def conv2d_gemm(
     channel_block: int = 0,
     split_k_tiles: int = 0,
     packed: PackedWeight | None = None,
+    few_channels: int = 0,
 ) -> relax.Expr | None:
     """``call`` (a ``conv2d``) as an implicit GEMM, or None where it does not
     apply (other layouts, groups, dilation, dynamic shapes). With ``packed``
-    the GEMM reads those integers and scales instead of the call's weight."""
+    the GEMM reads those integers and scales instead of the call's weight.
+    A convolution of at most ``few_channels`` output channels (and no
+    ``packed``) is summed directly instead (:mod:`.few_channels`)."""
     attrs = call.attrs
     data, weight = call.args
     weight_shape = static_shape(weight)
@@ -262,6 +252,10 @@ def conv2d_gemm(
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
     if out_dtype in ("", "void", "None"):
         out_dtype = str(data.ty.dtype)
+    if packed is None:
+        direct = few_channels_call(bb, data, weight, attrs, out_dtype, few_channels)
+        if direct is not None:
+            return direct
     n, cin, height, width = static_shape(data) or []
     cout, _, kh, kw = weight_shape
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
@@ -298,13 +292,16 @@ def conv2d_gemm(
     return bb.call_te(sum_partials, bb.emit(gemm), primfunc_name_hint="conv2d_split_sum")
 
 
-def legalize_map(channel_block: int = 0, split_k_tiles: int = 0) -> dict[str, Any]:
+def legalize_map(
+    channel_block: int = 0, split_k_tiles: int = 0, few_channels: int = 0
+) -> dict[str, Any]:
     """Legalization overrides: convolutions as implicit GEMM (``k`` in
-    blocks of ``channel_block`` channels per tap, see :func:`_conv2d_implicit_gemm`)."""
+    blocks of ``channel_block`` channels per tap, see :func:`_conv2d_implicit_gemm`),
+    those of at most ``few_channels`` output channels summed directly."""
     default = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-        gemm = conv2d_gemm(bb, call, channel_block, split_k_tiles)
+        gemm = conv2d_gemm(bb, call, channel_block, split_k_tiles, few_channels=few_channels)
         return gemm if gemm is not None else default(bb, call)
 
     return {"relax.nn.conv2d": conv2d}

@@ -32,7 +32,7 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import max_threads_per_block, try_inline
 from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
 
-from .conv2d import output_size
+from .shapes import output_size
 
 #: The block annotation that marks an im2col matrix and gives its factors.
 IM2COL_ANNOTATION = "wsd.im2col"

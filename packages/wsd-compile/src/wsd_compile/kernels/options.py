@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
+from .few_channels import FEW_CHANNELS
 from .few_rows import MAX_ROWS
 from .flash_attention import FlashTiles
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
@@ -41,6 +42,10 @@ class KernelOptions:
     #: Implicit-GEMM ``k`` order: taps of blocks of this many input channels
     #: (0: channel-major, the plain im2col order).
     channel_block: int = 16
+    #: Convolutions of at most this many output channels (``conv_out``) summed
+    #: directly, a thread per output pixel (:class:`.FewChannelsConv`; 0: as
+    #: implicit GEMMs, their channels padded to the matmul's tile).
+    few_channels: int = FEW_CHANNELS
     #: Split-K: convolutions with fewer 64x64 output tiles than this are
     #: computed as partial sums over ranges of k, then added up, so that the
     #: GPU gets enough workgroups (:func:`.split_k_parts`; 0: never).
@@ -97,6 +102,7 @@ TVM_DEFAULT_KERNELS = KernelOptions(
     own_matmul=False,
     table=(),
     few_rows=0,
+    few_channels=0,
     fused_attention=False,
     fp32_accumulate=False,
 )

@@ -19,6 +19,7 @@ from .accumulate import accumulate_fp32, legalize_matmul
 from .attention import fuse_attention_pass
 from .conv2d import legalize_map
 from .dequantize import fuse_dequantize_pass
+from .few_channels import FewChannelsConv
 from .few_rows import FewRowsMatmul
 from .group_norm import group_norm_pass
 from .im2col import Im2colSchedule
@@ -102,7 +103,9 @@ def _legalize_map(kernels: KernelOptions) -> dict[str, Any] | None:
     operands are converted as they are staged when they sum in fp32."""
     found: dict[str, Any] = {}
     if kernels.implicit_gemm:
-        found.update(legalize_map(kernels.channel_block, kernels.split_k_tiles))
+        found.update(
+            legalize_map(kernels.channel_block, kernels.split_k_tiles, kernels.few_channels)
+        )
     if kernels.fp32_accumulate:
         found["relax.matmul"] = legalize_matmul
     return found or None
@@ -123,8 +126,9 @@ class _GEMV(dl.gpu.GEMV):  # type: ignore[misc]
 
 def _schedule_rules(kernels: KernelOptions) -> list[Any]:
     """dlight rules in the order they are tried: the im2col matrices' schedule,
+    that of convolutions of a few output channels,
     wsd's matmul schedules (when ``kernels`` has tiles), then dlight's own."""
-    rules: list[Any] = [Im2colSchedule()]
+    rules: list[Any] = [Im2colSchedule(), FewChannelsConv()]
     if kernels.few_rows:
         rules.append(FewRowsMatmul(kernels.few_rows))
     if kernels.tiles is not None:

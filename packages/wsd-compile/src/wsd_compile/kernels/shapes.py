@@ -16,3 +16,17 @@ def static_shape(expr: relax.Expr) -> list[int] | None:
             return None
         dims.append(int(dim.value))
     return dims
+
+
+def output_size(
+    height: int,
+    width: int,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> tuple[int, int]:
+    """A convolution's output height and width."""
+    top, left, bottom, right = padding
+    out_h = (height + top + bottom - kernel[0]) // strides[0] + 1
+    out_w = (width + left + right - kernel[1]) // strides[1] + 1
+    return out_h, out_w

@@ -38,9 +38,9 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .attention import FUSE_ABOVE_BYTES
-from .conv2d import output_size, sum_partials
+from .conv2d import sum_partials
 from .im2col import im2col_t
-from .shapes import static_shape
+from .shapes import output_size, static_shape
 from .subgroup_gemm import (
     LARGE_BLOCKS_FROM,
     SIDE,

@@ -23,7 +23,9 @@ Measured on the H200 in ``node/probe_subgroup_matrix.mjs --variants``
 columns in 128s. Blocks of 128 x 64, four subgroups stacked sharing B's
 tile (``TilePolicy.tall_up_to``), measured on an H100: 1.2-1.8x the
 one-subgroup kernel on SD 1.5's 320 columns, 1.04-1.12x the 128 x 128 tiles
-on the VAE decoder's 256 and 128 (opt-in: ``TALL_TILES``).
+on the VAE decoder's 256 and 128; in a build on the H200, SD 1.5 512's UNet
+step 52.2 -> 50.2 ms of GPU time and its VAE decode 42.6 -> 39.7 ms
+(``docs/benchmarks/sd15-512-tall.json``).
 
 Which subgroup an invocation belongs to is not uniform over the workgroup,
 so Tint's subgroup-matrix uniformity analysis is switched off for the
@@ -74,16 +76,14 @@ class TilePolicy:
     pad: int = 8
     narrow_k: int = 0
     min_k: int = 128
-    tall_up_to: int = 0
+    tall_up_to: int = 320
 
 
-#: The policy builds use, and workgroup tiles off (every product in the one-subgroup kernel).
+#: The policy builds use (128 x 64 blocks for products of at most 320 columns:
+#: SD 1.5's 64x64 level, the VAE decoder's 128 and 256 channels), and workgroup
+#: tiles off (every product in the one-subgroup kernel).
 TILES = TilePolicy()
 NO_TILES = TilePolicy(enabled=False)
-#: :data:`TILES` with 128 x 64 blocks for products of at most 320 columns (SD 1.5's
-#: 64x64 level, the VAE decoder's 128 and 256 channels): faster in the probe
-#: (docs/kernels.md), opt-in until its GPU parity and a UNet benchmark are on record.
-TALL_TILES = TilePolicy(tall_up_to=320)
 
 
 def staged_tiles(g: Gemm) -> tuple[tuple[int, int, int, str], tuple[int, int, int, str]]:

@@ -23,8 +23,9 @@ import { readFileSync } from "node:fs";
 import { globals } from "webgpu";
 
 import { createDawn } from "./dawn.mjs";
+import { flashAttentionShader } from "./probe_attention_shaders.mjs";
 import {
-  flashAttentionShader, kernelVariants, pipelinedShader, scalarShader, SHARED_TILES, sharedTileShader, subgroupMatrixShader, variantShader,
+  kernelVariants, pipelinedShader, scalarShader, SHARED_TILES, sharedTileShader, subgroupMatrixShader, variantShader,
 } from "./probe_shaders.mjs";
 
 const FEATURES = /** @type {GPUFeatureName[]} */ (
@@ -310,12 +311,18 @@ async function probeVariants(device, M, N, K, layout) {
   return { M, N, K, layout, gflop: Number((flops / 1e9).toFixed(2)), best: best.name, tflops, results };
 }
 
+/** PROBE_ATTENTION: a comma-separated list of name prefixes of the attention variants to time (default: all). */
+const only = (process.env.PROBE_ATTENTION ?? "").split(",").filter((x) => x);
+
 /** The fused attention's variants `--attention` times: subgroups, 16-row tiles a subgroup, keys a block, lazy rescale. */
 const ATTENTION_VARIANTS = [
   { sg: 4, qt: 1, kb: 64, lazy: 8 }, { sg: 4, qt: 1, kb: 64, lazy: 0 }, { sg: 2, qt: 1, kb: 64, lazy: 8 },
   { sg: 2, qt: 2, kb: 64, lazy: 8 }, { sg: 1, qt: 2, kb: 64, lazy: 8 }, { sg: 2, qt: 1, kb: 128, lazy: 8 },
   { sg: 2, qt: 2, kb: 64, lazy: 8, lanes: 1 }, { sg: 2, qt: 2, kb: 64, lazy: 0, lanes: 1 }, { sg: 1, qt: 2, kb: 64, lazy: 8, lanes: 1 },
   { sg: 1, qt: 2, kb: 128, lazy: 8, lanes: 1 },
+  // The output in registers (flashAttentionShader's `oregs`).
+  { sg: 4, qt: 1, kb: 64, lazy: 0, oregs: true }, { sg: 2, qt: 1, kb: 64, lazy: 0, oregs: true },
+  { sg: 2, qt: 2, kb: 64, lazy: 0, oregs: true }, { sg: 2, qt: 2, kb: 64, lazy: 0, lanes: 1, oregs: true },
 ];
 
 /**
@@ -366,9 +373,9 @@ async function probeAttention(device, heads, n, D) {
   /** @type {Record<string, unknown>} */
   const results = {};
   for (const t of ATTENTION_VARIANTS) {
-    const name = `sg${t.sg} qt${t.qt} kb${t.kb} lazy${t.lazy} lanes${t.lanes ?? 2}`;
+    const name = `sg${t.sg} qt${t.qt} kb${t.kb} lazy${t.lazy} lanes${t.lanes ?? 2}${t.oregs ? " oregs" : ""}`;
     const code = flashAttentionShader(n, D, t);
-    if (code === null) continue;
+    if (code === null || (only.length && !only.some((x) => name.startsWith(x)))) continue;
     const encoder = device.createCommandEncoder();
     encoder.clearBuffer(buffers[3]);
     device.queue.submit([encoder.finish()]);
