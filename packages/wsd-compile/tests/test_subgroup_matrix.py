@@ -43,6 +43,7 @@ from wsd_compile.webgpu import WASM_HOST, wgsl_sources
         ((154, 320, 768), (2, 2)),  # 2 x 77 text tokens: the last row block overlaps
         ((24, 64, 64), (1, 2)),
         ((16384, 48, 4096), (2, 3)),  # P V, SD 1.5's head of 40 padded to 48
+        ((16384, 4096, 48), (4, 4)),  # Q K^T over it: 32 x 64 was slower in a build
         ((8, 64, 64), None),  # fewer than 16 rows
         ((8192, 320, 40), None),  # K of 40
         ((8192, 77, 64), None),  # 77 columns
