@@ -127,6 +127,51 @@ function attentionSoftmax(a) {
 }
 
 /**
+ * The start of the attention kernel's function, common to its variants: Q
+ * staged and loaded, the rows' running maxima and sums and `declarations`,
+ * then in the loop over blocks of keys, K's and V's block staged in
+ * workgroup memory, the scores and their softmax.
+ * @param {AttentionPlan} a @param {ReturnType<typeof attentionMatrices>} m
+ * @param {ReturnType<typeof attentionLanes>} at @param {string} declarations
+ */
+function attentionStart(a, m, at, declarations) {
+  const { n, DP } = a;
+  return `${attentionHeader(a)}@compute @workgroup_size(${a.threads})
+fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+  let head = wg.y * ${n}u;
+  let q0 = wg.x * ${a.wq}u;
+  let lane = li % 32u;
+  let sr = li / 32u * ${16 * a.qt}u;
+  let hf = lane % 2u;
+  stage_q(head + q0, li);
+  workgroupBarrier();
+  ${m.q.join("\n  ")}
+  ${declarations}
+  var m_ref = array<f32, ${at.passes}>(${range(at.passes).map(() => "-1e30").join(", ")});
+  var l_sum = array<f32, ${at.passes}>();
+  for (var kb = 0u; kb < ${n}u; kb += ${a.kb}u) {
+    workgroupBarrier();
+    for (var e = li; e < ${a.kb * (DP / 4)}u; e += ${a.threads}u) {
+      let r = e / ${DP / 4}u;
+      let c = e % ${DP / 4}u;
+      var kx = vec4<f16>();
+      var vx = vec4<f16>();
+      if (c < ${a.DV}u) {
+        kx = k[(head + kb + r) * ${a.DV}u + c];
+        vx = v[(head + kb + r) * ${a.DV}u + c];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        k_sh[r * ${DP}u + c * 4u + i] = kx[i];
+        v_sh[r * ${DP}u + c * 4u + i] = vx[i];
+      }
+    }
+    workgroupBarrier();
+    ${m.scores.join("\n    ")}
+    workgroupBarrier();
+    ${attentionSoftmax(a)}`;
+}
+
+/**
  * Attention fused on tensor cores: O = softmax(Q K^T / sqrt(D)) V for each
  * head of `n` queries and keys, Q, K, V and O stored [heads, n, D] in fp16
  * (D a multiple of 8, zero-padded to 16s in workgroup memory); one workgroup
@@ -154,39 +199,7 @@ export function flashAttentionShader(n, D, { sg, qt, kb, lazy, lanes = 2, oregs 
   if (n % a.wq || n % kb || kb % 16 || D % 8 || kb < DP || (lanes === 1 && qt !== 2)) return null;
   const m = attentionMatrices(a), at = attentionLanes(a);
   if (oregs) return registerOutputAttention(a, m, at);
-  return `${attentionHeader(a)}@compute @workgroup_size(${a.threads})
-fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
-  let head = wg.y * ${n}u;
-  let q0 = wg.x * ${a.wq}u;
-  let lane = li % 32u;
-  let sr = li / 32u * ${16 * qt}u;
-  let hf = lane % 2u;
-  stage_q(head + q0, li);
-  workgroupBarrier();
-  ${m.q.join("\n  ")}
-  ${m.o.join("\n  ")}
-  var m_ref = array<f32, ${at.passes}>(${range(at.passes).map(() => "-1e30").join(", ")});
-  var l_sum = array<f32, ${at.passes}>();
-  for (var kb = 0u; kb < ${n}u; kb += ${kb}u) {
-    workgroupBarrier();
-    for (var e = li; e < ${kb * (DP / 4)}u; e += ${a.threads}u) {
-      let r = e / ${DP / 4}u;
-      let c = e % ${DP / 4}u;
-      var kx = vec4<f16>();
-      var vx = vec4<f16>();
-      if (c < ${a.DV}u) {
-        kx = k[(head + kb + r) * ${a.DV}u + c];
-        vx = v[(head + kb + r) * ${a.DV}u + c];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        k_sh[r * ${DP}u + c * 4u + i] = kx[i];
-        v_sh[r * ${DP}u + c * 4u + i] = vx[i];
-      }
-    }
-    workgroupBarrier();
-    ${m.scores.join("\n    ")}
-    workgroupBarrier();
-    ${attentionSoftmax(a)}
+  return `${attentionStart(a, m, at, m.o.join("\n  "))}
     // Every block, without a branch: a subgroup-matrix variable assigned inside an if
     // comes out wrong on Dawn over NVIDIA's Vulkan driver (docs/kernels.md).
     workgroupBarrier();
@@ -225,41 +238,9 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
  * @param {ReturnType<typeof attentionLanes>} at
  */
 function registerOutputAttention(a, m, at) {
-  const { n, D, DP } = a;
+  const { D, DP } = a;
   const cols = at.dpCols;
-  return `${attentionHeader(a)}@compute @workgroup_size(${a.threads})
-fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
-  let head = wg.y * ${n}u;
-  let q0 = wg.x * ${a.wq}u;
-  let lane = li % 32u;
-  let sr = li / 32u * ${16 * a.qt}u;
-  let hf = lane % 2u;
-  stage_q(head + q0, li);
-  workgroupBarrier();
-  ${m.q.join("\n  ")}
-  var m_ref = array<f32, ${at.passes}>(${range(at.passes).map(() => "-1e30").join(", ")});
-  var l_sum = array<f32, ${at.passes}>();
-  var acc = array<f32, ${at.passes * cols}>();
-  for (var kb = 0u; kb < ${n}u; kb += ${a.kb}u) {
-    workgroupBarrier();
-    for (var e = li; e < ${a.kb * (DP / 4)}u; e += ${a.threads}u) {
-      let r = e / ${DP / 4}u;
-      let c = e % ${DP / 4}u;
-      var kx = vec4<f16>();
-      var vx = vec4<f16>();
-      if (c < ${a.DV}u) {
-        kx = k[(head + kb + r) * ${a.DV}u + c];
-        vx = v[(head + kb + r) * ${a.DV}u + c];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        k_sh[r * ${DP}u + c * 4u + i] = kx[i];
-        v_sh[r * ${DP}u + c * 4u + i] = vx[i];
-      }
-    }
-    workgroupBarrier();
-    ${m.scores.join("\n    ")}
-    workgroupBarrier();
-    ${attentionSoftmax(a)}
+  return `${attentionStart(a, m, at, `var acc = array<f32, ${at.passes * cols}>();`)}
     workgroupBarrier();
     {
       ${m.o.join("\n      ")}
