@@ -19,7 +19,7 @@ import tvm
 from tvm import relax, te, tirx
 
 from ..quantize import SCHEMES, QuantScheme, dequantize_te
-from .few_channels import few_channels_call
+from .few_channels import few_channels_conv2d, takes_few_channels
 from .shapes import output_size, static_shape
 
 #: Split-K ranges of k are at least this long.
@@ -252,16 +252,22 @@ def conv2d_gemm(
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
     if out_dtype in ("", "void", "None"):
         out_dtype = str(data.ty.dtype)
-    if packed is None:
-        direct = few_channels_call(bb, data, weight, attrs, out_dtype, few_channels)
-        if direct is not None:
-            return direct
     n, cin, height, width = static_shape(data) or []
     cout, _, kh, kw = weight_shape
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
     top, left, bottom, right = (int(p) for p in attrs.padding)
     padding = (top, left, bottom, right)
     out_h, out_w = output_size(height, width, (kh, kw), strides, padding)
+    if packed is None and takes_few_channels(cout, n * out_h * out_w, cin * kh * kw, few_channels):
+        return bb.call_te(
+            few_channels_conv2d,
+            data,
+            weight,
+            strides=strides,
+            padding=padding,
+            out_dtype=out_dtype,
+            primfunc_name_hint="conv2d_few",
+        )
     parts = split_k_parts(cout, n * out_h * out_w, cin * kh * kw, split_k_tiles)
     conv: dict[str, Any] = {
         "strides": strides,

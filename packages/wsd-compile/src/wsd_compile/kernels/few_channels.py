@@ -28,11 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 import tvm
-from tvm import relax, s_tir, te, tirx
+from tvm import s_tir, te, tirx
 from tvm.s_tir.dlight.analysis import get_root_block
 from tvm.s_tir.dlight.gpu.base import GPUScheduleRule
 
-from .shapes import output_size, static_shape
+from .shapes import output_size
 
 #: Convolutions of at most this many output channels are computed directly.
 FEW_CHANNELS = 8
@@ -46,8 +46,9 @@ PIXELS_PER_TERM = 4
 FEW_CHANNELS_ANNOTATION = "wsd.few_channels"
 #: The stage of the input's windows (zero outside the input, in the sum's type).
 TAP_BLOCK = "conv2d_few_tap"
-#: Threads a workgroup: a multiple of a subgroup, small enough that the UNet's
-#: 64x64 latents at batch 2 (8192 pixels) still make 128 workgroups.
+#: Threads a workgroup: a multiple of a subgroup (not tuned); the smallest
+#: full-size convolution it takes, SDXL 1024's UNet ``conv_out`` (32768
+#: pixels), makes 512 workgroups.
 THREADS = 64
 
 
@@ -92,39 +93,12 @@ def few_channels_conv2d(
     )
 
 
-def few_channels_call(
-    bb: relax.BlockBuilder,
-    data: relax.Expr,
-    weight: relax.Expr,
-    attrs: Any,
-    out_dtype: str,
-    max_channels: int,
-) -> relax.Expr | None:
-    """The convolution ``attrs`` describes (NCHW, OIHW, one group, no
-    dilation, static shapes: the caller checks) as :func:`few_channels_conv2d`,
-    or None where it has more than ``max_channels`` output channels or fewer
-    than ``PIXELS_PER_TERM`` output pixels per term of a pixel's sum."""
-    n, _, height, width = static_shape(data) or [0, 0, 0, 0]
-    cout, cin, kh, kw = static_shape(weight) or [max_channels + 1, 0, 0, 0]
-    strides = (int(attrs.strides[0]), int(attrs.strides[1]))
-    padding = (
-        int(attrs.padding[0]),
-        int(attrs.padding[1]),
-        int(attrs.padding[2]),
-        int(attrs.padding[3]),
-    )
-    out_h, out_w = output_size(height, width, (kh, kw), strides, padding)
-    if cout > max_channels or n * out_h * out_w < PIXELS_PER_TERM * cin * kh * kw:
-        return None
-    return bb.call_te(
-        few_channels_conv2d,
-        data,
-        weight,
-        strides=strides,
-        padding=padding,
-        out_dtype=out_dtype,
-        primfunc_name_hint="conv2d_few",
-    )
+def takes_few_channels(channels: int, pixels: int, terms: int, max_channels: int) -> bool:
+    """Whether a convolution of ``channels`` output channels, ``pixels``
+    output pixels and sums of ``terms`` (input channels x taps) is summed
+    directly: at most ``max_channels`` channels, at least ``PIXELS_PER_TERM``
+    pixels a term."""
+    return channels <= max_channels and pixels >= PIXELS_PER_TERM * terms
 
 
 class FewChannelsConv(GPUScheduleRule):  # type: ignore[misc]
