@@ -108,7 +108,7 @@ def _kernel_calls(mod: tvm.IRModule, kernels: KernelOptions) -> tuple[list[str],
     with target:
         built = webgpu_pipeline(target, kernels)(mod)
     script = built["main"].script()
-    return re.findall(r"^\s*(\w+)\((?:lv|alloc|x)", script, re.M), script
+    return re.findall(r"^\s*(\w+)\((?:lv|alloc|x|g)", script, re.M), script
 
 
 @pytest.mark.parametrize(

@@ -84,15 +84,24 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
         eps = float(attrs.epsilon)
         stats = self._kernel_stats if self.stats_kernels else self._relax_stats
         mean, inv = stats(x, shape, groups, parts, eps)
-        grouped = _view(x, [n, groups, channels // groups, size * groups // channels])
-        normed = emit(op.reshape(op.multiply(op.subtract(grouped, mean), inv), shape))
+        # x as it is (in fp32), each group's statistics read by its channels:
+        # element-wise in x's own shape, so a slice of the result is the same
+        # arithmetic on a slice of x (:func:`.row_slices.sink_row_slices`).
+        whole = op.astype(x, "float32") if dtype != "float32" else x
+        per_channel = [n, channels] + [1] * (len(shape) - 2)
+        mean, inv = (_by_channel(s, n, groups, channels, per_channel) for s in (mean, inv))
+        normed = op.multiply(op.subtract(whole, mean), inv)
         affine = [channels] + [1] * (len(shape) - 2)
         out = normed
         if attrs.center or attrs.scale:
             f32 = dtype != "float32"
             scale = emit(op.reshape(op.astype(gamma, "float32") if f32 else gamma, affine))
             shift = emit(op.reshape(op.astype(beta, "float32") if f32 else beta, affine))
-            out = emit(op.add(op.multiply(normed, scale), shift))
+            out = op.add(op.multiply(emit(normed), scale), shift)
+        # Returned unbound: the caller binds it. An emitted variable returned
+        # here would be bound again to the call's variable, and FuseOps fuses
+        # nothing across such an alias (the normalisation would stay a
+        # kernel of its own, apart from the SiLU and im2col after it).
         return op.astype(out, dtype) if dtype != "float32" else out
 
     def _relax_stats(
@@ -169,6 +178,16 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
         stat = _stat_shape(shape[0], groups)
         mean, inv = (relax.op.reshape(relax.TupleGetItem(stats, i), stat) for i in (0, 1))
         return mean, inv
+
+
+def _by_channel(
+    stat: relax.Expr, n: int, groups: int, channels: int, per_channel: list[int]
+) -> relax.Expr:
+    """A statistic of each group (``[n, groups, 1, 1]``) repeated for each of
+    the group's channels, shaped to broadcast over x."""
+    op = relax.op
+    repeated = op.broadcast_to(op.reshape(stat, [n, groups, 1]), [n, groups, channels // groups])
+    return op.reshape(repeated, per_channel)
 
 
 def _view(x: relax.Expr, dims: list[int]) -> relax.Expr:

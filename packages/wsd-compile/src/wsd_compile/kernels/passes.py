@@ -25,6 +25,7 @@ from .group_norm import group_norm_pass
 from .im2col import Im2colSchedule
 from .matmul import TiledMatmul, WebGPUMatmul
 from .options import DEFAULT_KERNELS, KernelOptions
+from .row_slices import sink_row_slices
 from .subgroup_matrix import subgroup_matrix_pass
 
 
@@ -52,7 +53,11 @@ def webgpu_pipeline(
                     kernels.subgroup_large_blocks_from,
                     kernels.subgroup_tiles,
                 ),
+                # Ranges of rows slice x, not its normalisation and SiLU.
+                sink_row_slices(),
                 relax.transform.EliminateCommonSubexpr(),
+                # The whole values the slices no longer read.
+                relax.transform.DeadCodeElimination(),
             ]
             if kernels.subgroup_matrix
             else []

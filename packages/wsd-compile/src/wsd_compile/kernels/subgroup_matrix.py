@@ -345,7 +345,9 @@ def conv_in_rows(
 ) -> list[relax.Var]:
     """The results of ``call``'s ``ranges`` of output rows, emitted into ``bb``
     one range after the other: each a convolution (as ``lower`` rewrites it)
-    on the input rows it reads (a slice, which fuses into its im2col kernel),
+    on the input rows it reads (a slice, which fuses into its im2col kernel,
+    with the element-wise arithmetic that made the input where
+    :func:`.row_slices.sink_row_slices` then takes the slice before it),
     padded where the range reaches the image's edges. Emitted in this order,
     each range's im2col matrix is consumed before the next is written, so the
     memory plan gives them all one buffer."""
