@@ -163,17 +163,20 @@ def test_group_norm_statistics_build_for_webgpu() -> None:
     )
     sources = wgsl_sources(lib.mod)
     check_wgsl(sources)
-    (chunks,) = [s for s in sources if "fn group_norm_chunk_stats_kernel" in s]
-    (groups,) = [s for s in sources if "fn group_norm_stats_kernel" in s]
+    functions = [f for s in sources for f in s.split("// Function: ")]
+    (chunks,) = [f for f in functions if "fn group_norm_chunk_stats_kernel" in f]
+    (groups,) = [f for f in functions if "fn group_norm_stats_kernel" in f]
     # A workgroup of 256 a chunk of 1024 fp16 elements: the sum, then the squares about
     # the mean, each a tree of 8 halvings in workgroup memory (a barrier before each,
     # and after the tree).
-    assert "@workgroup_size(256, 1, 1)" in chunks
-    assert "var<workgroup> tree : array<f32, 256>;" in chunks
-    assert chunks.count("workgroupBarrier()") == 2 * 8 + 3
+    for kernel in (chunks, groups):
+        assert "@workgroup_size(256, 1, 1)" in kernel
+        assert "var<workgroup> tree : array<f32, 256>;" in kernel
+        assert kernel.count("workgroupBarrier()") == 2 * 8 + 3
     assert chunks.count("X_ptr[") == 4 and chunks.count("X2_ptr[") == 4
-    # 40 chunks a group (64 groups), combined an invocation a group.
-    assert "@workgroup_size(64, 1, 1)" in groups and "40i" in groups
+    # 40 chunks a group (64 groups), combined a workgroup a group: an invocation a
+    # chunk, reading its mean twice and its M2 once.
+    assert "40i" in groups and groups.count("A_ptr[") == 2 and groups.count("B_ptr[") == 1
 
 
 def test_other_convolutions_keep_tvm_lowering() -> None:

@@ -93,9 +93,13 @@ def chunk_stats_kernel(
 def combine_stats_kernel(groups: int, chunks: int, chunk: int, eps: float) -> tvm.tirx.PrimFunc:
     """Per group of ``chunks`` consecutive chunks of ``chunk`` elements each
     (their means and M2s, from :func:`chunk_stats_kernel`): the group's mean
-    and ``1 / sqrt(var + eps)``, an invocation a group."""
-    threads = min(groups, 64)
-    blocks = -(-groups // threads)
+    and ``1 / sqrt(var + eps)``, a workgroup a group. Its invocations take
+    every ``THREADS``-th chunk, and two reductions in workgroup memory give
+    the mean of the chunks' means, then ``sum(M2_c) + chunk * sum((mean_c -
+    mean)^2)``. (An invocation a group, summing its chunks in turn, took 0.1
+    ms for the 1024 chunks of a group of the SD VAE decoder at 512x512: 32
+    invocations on the whole GPU.)"""
+    per_thread = -(-chunks // THREADS)
     inv = 1.0 / chunks
     size = float(chunks * chunk)
 
@@ -106,24 +110,29 @@ def combine_stats_kernel(groups: int, chunks: int, chunk: int, eps: float) -> tv
         B = T.match_buffer(b, (groups * chunks,), "float32")  # noqa: N806
         M = T.match_buffer(mean, (groups,), "float32")  # noqa: N806
         R = T.match_buffer(rstd, (groups,), "float32")  # noqa: N806
-        for bx in T.thread_binding(blocks, thread="blockIdx.x"):
-            for tx in T.thread_binding(threads, thread="threadIdx.x"):
-                # The group's mean, its M2, and a chunk mean's distance from the group's.
-                acc = T.alloc_buffer((3,), "float32", scope="local")
-                if bx * threads + tx < groups:
-                    acc[0] = T.float32(0)
-                    for p in range(chunks):
-                        acc[0] = acc[0] + A[(bx * threads + tx) * chunks + p]
-                    acc[0] = acc[0] * T.float32(inv)
-                    acc[1] = T.float32(0)
-                    for p in range(chunks):
-                        acc[2] = A[(bx * threads + tx) * chunks + p] - acc[0]
-                        acc[1] = (
-                            acc[1]
-                            + B[(bx * threads + tx) * chunks + p]
-                            + T.float32(chunk) * acc[2] * acc[2]
+        for g in T.thread_binding(groups, thread="blockIdx.x"):
+            for tx in T.thread_binding(THREADS, thread="threadIdx.x"):
+                acc = T.alloc_buffer((2,), "float32", scope="local")
+                tree = T.alloc_buffer((THREADS,), "float32", scope="shared")
+                acc[0] = T.float32(0)
+                for e in T.unroll(per_thread):
+                    if e * THREADS + tx < chunks:
+                        acc[0] = acc[0] + A[g * chunks + e * THREADS + tx]
+                tree[tx] = acc[0]
+                _tree_sum(tree, tx)
+                acc[1] = tree[0] * T.float32(inv)  # the group's mean, in every invocation
+                T.tvm_storage_sync("shared")
+                acc[0] = T.float32(0)
+                for e in T.unroll(per_thread):
+                    if e * THREADS + tx < chunks:
+                        d = A[g * chunks + e * THREADS + tx] - acc[1]
+                        acc[0] = (
+                            acc[0] + B[g * chunks + e * THREADS + tx] + T.float32(chunk) * d * d
                         )
-                    M[bx * threads + tx] = acc[0]
-                    R[bx * threads + tx] = T.rsqrt(acc[1] / T.float32(size) + T.float32(eps))
+                tree[tx] = acc[0]
+                _tree_sum(tree, tx)
+                if tx == 0:
+                    M[g] = acc[1]
+                    R[g] = T.rsqrt(tree[0] / T.float32(size) + T.float32(eps))
 
     return kernel
