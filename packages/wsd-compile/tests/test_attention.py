@@ -30,7 +30,6 @@ from wsd_compile.kernels.accumulate import accumulate_fp32
 from wsd_compile.kernels.chunked_attention import query_chunks
 from wsd_compile.kernels.flash_attention import FlashTiles, flash_attention_kernel, flash_fits
 from wsd_compile.kernels.subgroup_matrix import subgroup_matrix_pass
-from wsd_compile.kernels.subgroup_tiles import TILES
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
 
 T = relax.TensorType
@@ -272,39 +271,17 @@ def test_the_ranges_give_the_whole_chains_numbers() -> None:
 def test_heads_of_40_and_77_tokens_reach_the_tensor_cores_padded() -> None:
     """Self- and cross-attention of SD 1.5's shapes (head 40; 77 text tokens):
     every product becomes a subgroup-matrix kernel on operands padded to 16s,
-    and the padded columns are sliced off. Both write fp16 themselves (the
-    casts after them are gone): the scores, which the fp32 softmax reads, and
-    the output."""
+    and the padded columns are sliced off."""
     for keys in (256, 77):
         chain = _chunked(_attention_module((16, 256, keys, 40), "float16"), 256 * MiB)
-        mod = relax.transform.DeadCodeElimination()(subgroup_matrix_pass()(accumulate_fp32(chain)))
-        text = mod["main"].script()
+        mod = accumulate_fp32(chain)
+        text = subgroup_matrix_pass()(mod)["main"].script()
         assert "R.matmul" not in text
-        # The one cast left is the probabilities' (fused into the softmax).
-        assert len(re.findall(r"R\.astype\((\w+)", text)) == 1
-        assert len(re.findall(r"R\.call_tir\((?:cls\.)?subgroup_matrix_matmul", text)) == 2
+        assert len(re.findall(r"R\.call_tir\(subgroup_matrix_matmul", text)) == 2
         assert "R.nn.pad(" in text and "R.strided_slice(" in text
         padded_keys = -(-keys // 16) * 16
-        assert f'R.Tensor((16, 256, {padded_keys}), dtype="float16")' in text
-        assert 'R.Tensor((16, 256, 48), dtype="float16")' in text
-        assert 'dtype="float32"' not in re.split(r"R\.call_tir\((?:cls\.)?scaled_softmax", text)[0]
-        # The kernels' results are fp16 buffers, the f32 sums rounded as they are stored.
-        products = [f for g, f in mod.functions_items() if "subgroup_matrix" in g.name_hint]
-        assert len(products) == 2
-        assert all("C: T.Buffer" in f.script() and '"float16")' in f.script() for f in products)
-        assert all('T.Cast("float16", wsd_tile[' in f.script() for f in products)
-
-
-def test_products_in_workgroup_tiles_keep_their_f32_result() -> None:
-    """The VAE's attention (one head of 512, 4096 pixels): ``Q K^T`` sums 512
-    columns of K in workgroup tiles, which store straight to the f32 result;
-    it is not rounded through a tile of its own, and the cast stays."""
-    chain = _chunked(_attention_module((1, 4096, 4096, 512), "float16"), 256 * MiB)
-    mod = subgroup_matrix_pass(tiles=TILES)(accumulate_fp32(chain))
-    text = relax.transform.DeadCodeElimination()(mod)["main"].script()
-    assert 'R.Tensor((1, 4096, 4096), dtype="float32")' in text
-    # The scores', the probabilities' and the output's (P V, tiled too).
-    assert len(re.findall(r"R\.astype\(", text)) == 3
+        assert f'R.Tensor((16, 256, {padded_keys}), dtype="float32")' in text
+        assert 'R.Tensor((16, 256, 48), dtype="float32")' in text
 
 
 def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
@@ -318,13 +295,8 @@ def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
         relax_pipeline=webgpu_pipeline(target, kernels),
     )
     sources = wgsl_sources(built.mod)
-    products = [s for s in sources if re.search(r"fn subgroup_matrix_matmul\d*_kernel", s)]
-    assert products
+    assert any("subgroup_matrix_matmul" in s for s in sources)
     assert not any("fused_attention" in s for s in sources)
-    # The products write fp16 (the scores too), through an f32 tile in workgroup memory.
-    for source in products:
-        assert "var<storage, read_write> C_ptr : array<f16>;" in source
-        assert re.search(r"var<workgroup> wsd_tile : array<f32, \d+>;", source)
 
 
 # Attention fused on tensor cores (kernels/flash_attention.py), opt-in on the

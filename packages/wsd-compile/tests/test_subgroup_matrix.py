@@ -191,8 +191,7 @@ def _wgsl_of(module: tvm.IRModule) -> str:
         target, DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=NO_TILES)
     )
     built = tvm.compile(module, target=target, relax_pipeline=pipeline)
-    kernel = re.compile(r"subgroup_matrix_matmul\d*_kernel")
-    [source] = [s for s in wgsl_sources(built.mod) if kernel.search(s)]
+    [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     return source
 
 
@@ -224,10 +223,6 @@ def test_batched_products_take_their_operands_per_product() -> None:
     assert "let wsd_b = blockIdx.y / 1u;" in source
     assert "<f16, 16, 16>>(&A_ptr, wsd_b * 2048u + " in source
     assert "<f16, 16, 16>>(&B_ptr, wsd_b * 4096u + " in source
-    # Cast to fp16 after it, the product writes fp16 itself: the tile from
-    # workgroup memory, rounded (attention's scores, half the bytes).
-    assert "var<storage, read_write> C_ptr : array<f16>;" in source
-    assert "subgroupMatrixStore(&wsd_tile, " in source and "C_ptr[" in source
     # A broadcast operand ([1, k, n] against [4, m, k]) is left alone.
     bb = relax.BlockBuilder()
     q = relax.Var("q", relax.TensorType((4, 32, 64), "float16"))

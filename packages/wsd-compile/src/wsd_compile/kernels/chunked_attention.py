@@ -2,12 +2,11 @@
 
 On the ``subgroup-matrix`` path the products of attention run on tensor cores
 (:mod:`.subgroup_matrix`, batched), far faster than the fused scalar kernel
-(the ``attention`` module), but the score matrix between them is stored: 1 GiB
-in fp32 at SD 1.5 512's 64x64 level (16 x 4096 x 4096), 1.25 GiB at SDXL
-1024's; the fp16 builds store it in fp16, half that. So an attention whose
-score matrix would be larger than a chunk in fp32 is computed for equal
-ranges of query rows one after another (rows are independent: the softmax
-runs along the keys), each range's scores at most ``max_bytes``; the
+(the ``attention`` module), but the score matrix between them is stored: 1 GiB of
+fp32 at SD 1.5 512's 64x64 level (16 x 4096 x 4096), 1.25 GiB at SDXL 1024's.
+So an attention whose score matrix would be larger than a chunk is computed
+for equal ranges of query rows one after another (rows are independent: the
+softmax runs along the keys), each range's scores at most ``max_bytes``; the
 ranges' outputs are joined along the rows. The chunks' score matrices have
 one shape and never live at the same time, so the memory plan gives them one
 buffer.
@@ -21,12 +20,10 @@ from .shapes import static_shape
 
 
 def scaled_softmax(scores: te.Tensor, scale: float) -> te.Tensor:
-    """``softmax(scores * scale)`` along the last axis, in fp32 whatever the
-    scores' dtype: one kernel, each score converted and scaled as the
-    softmax reads it."""
-    f32 = "float32"
+    """``softmax(scores * scale)`` along the last axis, in the scores' dtype
+    (fp32): one kernel, the scale applied as the softmax reads each score."""
     scaled = te.compute(
-        scores.shape, lambda *i: scores(*i).astype(f32) * tirx.const(scale, f32), name="scaled"
+        scores.shape, lambda *i: scores(*i) * tirx.const(scale, scores.dtype), name="scaled"
     )
     result: te.Tensor = topi.nn.softmax(scaled, axis=-1)
     return result
@@ -51,16 +48,12 @@ def chunked_attention(
     max_bytes: int,
 ) -> relax.Expr | None:
     """``softmax(Q K^T scale) V`` (3-D: ``[batch, queries or keys, depth]``)
-    emitted into ``bb``, the scores summed in fp32, stored in Q's dtype and
-    scaled in the softmax, which runs in fp32 (:func:`scaled_softmax`), the
-    rest in Q's dtype, over ranges of queries whose scores would take at most
-    ``max_bytes`` in fp32 (:func:`query_chunks`); None when no split fits.
-    Scores stored in fp16 are rounded once, after the sum: the subgroup-matrix
-    kernel writes them so (``Gemm.out_dtype``), half the bytes of fp32 to
-    write and for the softmax to read, as PyTorch's fp16 attention without a
-    fused kernel (``baddbmm``) stores them. (Scaling Q in fp16 before the
-    product instead rounds Q, every score's terms: the two-LoRA GPU parity
-    case missed its latent bar that way.)"""
+    emitted into ``bb``, the scores summed and stored in fp32 and scaled in
+    the softmax (:func:`scaled_softmax`), the rest in Q's dtype, over ranges
+    of queries whose scores take at most ``max_bytes`` (:func:`query_chunks`);
+    None when no split fits. (Scaling Q in fp16 before the product instead
+    rounds it once more: the two-LoRA GPU parity case missed its latent bar
+    that way.)"""
     q_shape, k_shape = static_shape(q), static_shape(k)
     if q_shape is None or k_shape is None:
         return None
@@ -77,8 +70,6 @@ def chunked_attention(
         if chunks > 1:
             part = bb.emit(relax.op.strided_slice(q, [1], [c * rows], [(c + 1) * rows]))
         scores = bb.emit(relax.op.matmul(part, k_t, out_dtype="float32"))
-        if dtype == "float16":
-            scores = bb.emit(relax.op.astype(scores, dtype))
         probabilities = bb.emit(
             bb.call_te(scaled_softmax, scores, scale=scale, primfunc_name_hint="scaled_softmax")
         )

@@ -75,9 +75,6 @@ class Gemm:
     ``sy x sx``: subgroups a workgroup, sharing A and B through workgroup
     memory (:mod:`.subgroup_tiles`) when more than one; each computes ``tm x tn``
     matrices; ``bk`` columns of K a stage, workgroup rows ``pad`` halves longer.
-    ``out_dtype``: the result's. The sums are f32; an f16 result (attention's
-    scores, half the bytes to write and for the softmax to read) is rounded
-    as the tile goes from workgroup memory to storage.
     """
 
     m: int
@@ -93,7 +90,6 @@ class Gemm:
     sx: int = 1
     bk: int = SIDE
     pad: int = 0
-    out_dtype: str = "float32"
 
     @property
     def tiled(self) -> bool:
@@ -106,10 +102,8 @@ class Gemm:
 
     @property
     def direct(self) -> bool:
-        """Whether the matrices are stored straight to the f32 result (each
-        16x16 matrix lies in one image); else through workgroup memory."""
-        if self.out_dtype != "float32":
-            return False
+        """Whether the matrices are stored straight to the result (each 16x16
+        matrix lies in one image); else through workgroup memory."""
         return not self.conv or (self.pixels > 0 and self.pixels % SIDE == 0)
 
     @property
@@ -343,11 +337,11 @@ def _gemm_kernel(
     g: Gemm, a_shape: tuple[int, ...], b_shape: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> tvm.tirx.PrimFunc:
     """The TIR around :func:`gemm_wgsl`: A of ``a_shape`` and B of ``b_shape`` (the
-    operands as stored), the result of ``out_shape`` in ``g.out_dtype`` (with a
-    leading ``parts`` axis when split). Where the matrices are not stored
-    straight to it (``g.direct``), the 32 invocations write the tile with
-    coalesced stores (converted to the result's dtype), column-major for a
-    convolution, so that they write 32 adjacent pixels of one channel."""
+    operands as stored), the f32 result of ``out_shape`` (with a leading
+    ``parts`` axis when split). Where the matrices are not stored straight to
+    it (``g.direct``), the 32 invocations write the tile with coalesced stores,
+    column-major for a convolution, so that they write 32 adjacent pixels of
+    one channel."""
     text = gemm_wgsl(g)
     rows, cols, tile = g.rows, g.cols, g.rows * g.cols
     per_thread, row_blocks = tile // SUBGROUP, g.row_blocks
@@ -366,7 +360,6 @@ def _gemm_kernel(
         return (part, row // pixels, col, row % pixels) if g.conv else (part, batch, row, col)
 
     direct, zero, tiled, threads = g.direct, (0,) * len(result), g.tiled, g.threads
-    out_dtype = g.out_dtype
     a_halves, b_halves = workgroup_halves(g) if tiled else (1, 1)
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
@@ -375,7 +368,7 @@ def _gemm_kernel(
         # The WGSL text names A, B and C (TVM prints them as A_ptr, B_ptr, C_ptr).
         A = T.match_buffer(a, a_shape, "float16")  # noqa: N806
         B = T.match_buffer(b, b_shape, "float16")  # noqa: N806
-        C = T.match_buffer(c, result, out_dtype)  # noqa: N806
+        C = T.match_buffer(c, result, "float32")  # noqa: N806
         for bx in T.thread_binding(g.n // cols, thread="blockIdx.x"):
             for by in T.thread_binding(row_blocks * g.parts * g.batch, thread="blockIdx.y"):
                 for tx in T.thread_binding(threads, thread="threadIdx.x"):
@@ -400,13 +393,11 @@ def _gemm_kernel(
                         if T.call_extern("bool", "all", T.bool(False)):
                             C[zero] = T.float32(0)
                     else:
-                        flat = T.decl_buffer(flat_shape, out_dtype, data=C.data)
+                        flat = T.decl_buffer(flat_shape, "float32", data=C.data)
                         wsd_tile = T.alloc_buffer((tile,), "float32", scope="shared")
                         T.evaluate(T.call_extern("int32", text, A.data, B.data, wsd_tile.data))
                         for i in T.unroll(per_thread):
-                            flat[at(by, bx, i * SUBGROUP + tx)] = T.Cast(
-                                out_dtype, wsd_tile[i * SUBGROUP + tx]
-                            )
+                            flat[at(by, bx, i * SUBGROUP + tx)] = wsd_tile[i * SUBGROUP + tx]
 
     return kernel
 
@@ -416,8 +407,7 @@ def matmul_kernel(
 ) -> tvm.tirx.PrimFunc:
     """The kernel for ``g``: A of ``a_shape`` (rows are its leading dimensions
     flattened), B of ``b_shape`` (``[k, n]``, or ``[..., k, n]`` with A's
-    leading dimensions when ``g.batch > 1``), the result of ``out_shape`` in
-    ``g.out_dtype``."""
+    leading dimensions when ``g.batch > 1``), the f32 result of ``out_shape``."""
     return _gemm_kernel(g, a_shape, b_shape, out_shape)
 
 

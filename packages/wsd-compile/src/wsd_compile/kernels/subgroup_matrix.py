@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import tvm
@@ -238,24 +238,9 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         self.large_blocks_from = large_blocks_from
         self.matmul = tvm.ir.Op.get("relax.matmul")
         self.conv2d = tvm.ir.Op.get("relax.nn.conv2d")
-        self.astype = tvm.ir.Op.get("relax.astype")
         self.kernels: dict[tuple[Any, ...], relax.GlobalVar] = {}
-        #: The batched fp16 products summing in fp32 (attention's), by the
-        #: variable bound to each: a cast of one to fp16 becomes the product
-        #: with an fp16 result (:meth:`_narrowed`).
-        self.wide: dict[relax.Var, relax.Call] = {}
-
-    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
-        value = binding.value
-        if isinstance(value, relax.Call) and value.op == self.matmul:
-            self.wide[binding.var] = value
-        super().visit_var_binding_(binding)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
-        if call.op == self.astype and call.args[0] in self.wide:
-            narrowed = self._narrowed(call, self.wide[call.args[0]])
-            if narrowed is not None:
-                return narrowed
         call = super().visit_call_(call)
         if call.op == self.conv2d:
             return self._conv(call)
@@ -270,38 +255,6 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
             return self._padded(call, a_shape, w_shape, out_shape)
         return self._matmul(call, a, w, a_shape, w_shape, out_shape)
 
-    def _narrowed(self, cast: relax.Call, product: relax.Call) -> relax.Expr | None:
-        """``astype(product, "float16")`` as the product's kernel writing fp16
-        itself, where ``product`` is a batched fp16 product summing in fp32
-        that takes the one-subgroup kernel unsplit (attention's ``Q K^T``
-        over the UNets' heads, ``P V`` where it is not split): its f32 result
-        is then never stored (dead code after this pass). None for anything
-        else."""
-        a, w = product.args
-        a_shape, w_shape, out_shape = static_shape(a), static_shape(w), static_shape(product)
-        dtypes = (str(a.ty.dtype), str(w.ty.dtype), str(product.ty.dtype))
-        if str(cast.ty.dtype) != "float16" or dtypes != ("float16", "float16", "float32"):
-            return None
-        if not a_shape or not w_shape or not out_shape or len(w_shape) < 3:
-            return None
-        # As _padded pads it (heads of 40), so that neither path falls back.
-        k, n = w_shape[-2:]
-        a_padded = [*a_shape[:-1], k + -k % SIDE]
-        w_padded = [*w_shape[:-2], k + -k % SIDE, n + -n % SIDE]
-        g = matmul_gemm(
-            a_padded, w_padded, self.split_k_workgroups, self.large_blocks_from, self.tiles
-        )
-        # Split products sum their parts in a kernel of their own, and tiled
-        # ones store their matrices straight to the f32 result faster than a
-        # rounded tile goes out (the VAE's attention, heads of 512).
-        if g is None or g.parts > 1 or g.tiled:
-            return None
-        a, w = self.visit_expr(a), self.visit_expr(w)
-        product = self.builder_.normalize(relax.op.matmul(a, w, out_dtype="float32"))
-        if w_padded != w_shape:
-            return self._padded(product, a_shape, w_shape, out_shape, "float16")
-        return self._matmul(product, a, w, a_shape, w_shape, out_shape, "float16")
-
     def _matmul(
         self,
         call: relax.Call,
@@ -310,18 +263,12 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         a_shape: list[int],
         w_shape: list[int] | None,
         out_shape: list[int],
-        out_dtype: str = "float32",
     ) -> relax.Expr:
-        tiles = self.tiles if out_dtype == "float32" else NO_TILES
-        g = matmul_gemm(a_shape, w_shape, self.split_k_workgroups, self.large_blocks_from, tiles)
+        g = matmul_gemm(
+            a_shape, w_shape, self.split_k_workgroups, self.large_blocks_from, self.tiles
+        )
         if g is None or w_shape is None:
             return call
-        if out_dtype != "float32":
-            if g.parts > 1:
-                return call
-            # Blocks of at most 32 rows: the f32 tile they round through takes
-            # workgroup memory, and more workgroups fit a multiprocessor.
-            g = replace(g, out_dtype=out_dtype, tm=min(g.tm, 2))
         key = (g, tuple(a_shape), tuple(w_shape), tuple(out_shape))
         if key not in self.kernels:
             kernel = matmul_kernel(g, tuple(a_shape), tuple(w_shape), tuple(out_shape))
@@ -329,12 +276,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         return self._call(g, self.kernels[key], [a, w], out_shape)
 
     def _padded(
-        self,
-        call: relax.Call,
-        a_shape: list[int],
-        w_shape: list[int],
-        out_shape: list[int],
-        out_dtype: str = "float32",
+        self, call: relax.Call, a_shape: list[int], w_shape: list[int], out_shape: list[int]
     ) -> relax.Expr:
         """A batched product (attention's) whose k or n is not in 16s (a head of
         40, 77 text tokens) on zero-padded operands: padding k adds zeros to
@@ -349,7 +291,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         a = self.builder_.emit(relax.op.nn.pad(call.args[0], [*lead, 0, pad_k]))
         w = self.builder_.emit(relax.op.nn.pad(call.args[1], [*lead[:-2], 0, pad_k, 0, pad_n]))
         padded_out = [*out_shape[:-1], n + pad_n]
-        out = self._matmul(call, a, w, a_padded, w_padded, padded_out, out_dtype)
+        out = self._matmul(call, a, w, a_padded, w_padded, padded_out)
         if pad_n:
             out = self.builder_.emit(out)
             return relax.op.strided_slice(out, [len(out_shape) - 1], [0], [n])
@@ -361,7 +303,7 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         """``kernel`` on ``args``; split along k, its partial results added up by
         a kernel of its own, which the epilogue (cast, bias, residual) fuses into."""
         if g.parts == 1:
-            return relax.call_tir(kernel, args, relax.TensorType(out_shape, g.out_dtype))
+            return relax.call_tir(kernel, args, relax.TensorType(out_shape, "float32"))
         partials = relax.TensorType([g.parts, *out_shape], "float32")
         summed = self.builder_.emit(relax.call_tir(kernel, args, partials))
         return self.builder_.call_te(sum_partials, summed, primfunc_name_hint="split_k_sum")
