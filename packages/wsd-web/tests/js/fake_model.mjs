@@ -60,7 +60,7 @@ export function fakeModel(manifest) {
     tensor: (/** @type {number[]} */ shape) => make(shape),
     persist: (/** @type {() => FakeTensor} */ run) => inScope(run, (r) => [r]),
     persistAll: (/** @type {() => FakeTensor[]} */ run) => inScope(run, (r) => r),
-    sync: async () => {},
+    sync: async () => {}, submitted: () => Promise.resolve(),
     peakDuring: async (/** @type {() => Promise<any>} */ run) => ({ result: await run(), peakBytes: 0 }),
     downloadBytes: async () => new Uint8Array(height * width * 4),
     download: async (/** @type {FakeTensor} */ t) => new Float32Array(t.shape.reduce((a, b) => a * b, 1)),

@@ -200,10 +200,35 @@ test("vaeTiling on without a tiling build, or a mode other than auto, on or off,
 test("a cancelled generation stops between steps and releases every tensor", async () => {
   const { pipeline, live, calls } = fakePipeline();
   const controller = new AbortController();
-  const run = pipeline.generate({ prompt: "a cat", steps: 5, signal: controller.signal }, { onStep: () => controller.abort() });
+  /** @type {number[]} */
+  const steps = [];
+  const onStep = (/** @type {{step: number}} */ p) => {
+    steps.push(p.step);
+    controller.abort();
+  };
+  const run = pipeline.generate({ prompt: "a cat", steps: 5, signal: controller.signal }, { onStep });
   await assert.rejects(run, CancelledError);
   assert.equal(live.size, 0);
-  assert.equal(calls.filter((c) => c === "unet").length, 1);
+  // Step 1 is reported once step 2 is recorded (the loop runs a step ahead): no third.
+  assert.deepEqual(steps, [1]);
+  assert.equal(calls.filter((c) => c === "unet").length, 2);
+});
+
+test("the steps are reported in order, each once, and the latents come back after the last", async () => {
+  const { pipeline, live } = fakePipeline();
+  /** @type {number[]} */
+  const steps = [];
+  /** @type {number[]} */
+  const previews = [];
+  const result = await pipeline.generate(
+    { prompt: "a cat", steps: 5, previewEvery: 2 },
+    { onStep: (p) => steps.push(p.step), onPreview: (p) => previews.push(p.step) },
+  );
+  assert.deepEqual(steps, [1, 2, 3, 4, 5]);
+  assert.deepEqual(previews, [2, 4]);
+  assert.equal(result.timings.unetStepMs.length, 5);
+  assert.ok(result.timings.unetStepMs.every((ms) => ms >= 0));
+  assert.equal(live.size, 0);
 });
 
 test("sdxl encodes an absent negative prompt as zeros and releases every tensor", () => {

@@ -24,6 +24,14 @@ function recordingContext() {
     flushCommands() {
       events.push("flush");
     },
+    device: {
+      queue: {
+        onSubmittedWorkDone() {
+          events.push("done?");
+          return Promise.resolve();
+        },
+      },
+    },
     currAllocatedBytes: 100,
     peakAllocatedBytes: 300,
   };
@@ -99,7 +107,7 @@ function fakeInstance() {
 
 test("a tvmjs without the internals used is refused, naming the version this app was written for", () => {
   const partial = /** @type {any} */ ({ lib: { webGPUContext: { flushCommands() {}, currAllocatedBytes: 0 } } });
-  const expected = `lacks createShadeInternal, peakAllocatedBytes: this app was written for @mlc-ai/web-runtime ${TVMJS_VERSION};`;
+  const expected = `lacks createShadeInternal, device, peakAllocatedBytes: this app was written for @mlc-ai/web-runtime ${TVMJS_VERSION};`;
   assert.throws(() => webGPUContext(partial), (/** @type {Error} */ e) => e.message.includes(expected));
   assert.throws(() => webGPUContext(/** @type {any} */ ({ lib: {} })), /lacks lib\.webGPUContext/);
   const { tvm } = fakeInstance();
@@ -119,4 +127,12 @@ test("a scoped run closes its scope, also when it fails", async () => {
   assert.equal(await session.scoped(async () => 7), 7);
   await assert.rejects(session.scoped(async () => { throw new Error("boom"); }), /boom/);
   assert.deepEqual(context.events, ["begin", "end", "begin", "end"]);
+});
+
+test("submitted() submits what is recorded and hands back the GPU's promise without waiting on it", async () => {
+  const { session, context } = fakeInstance();
+  const done = session.submitted();
+  assert.deepEqual(context.events, ["flush", "done?"]);
+  assert.ok(done instanceof Promise);
+  await done;
 });

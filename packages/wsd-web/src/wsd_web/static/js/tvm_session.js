@@ -29,6 +29,7 @@ import { SUBGROUP_MATRIX_ENABLE, completeShader } from "./wgsl_rewrite.js";
  * @property {(finfo: {name: string}, code: string, asyncMode: boolean) => any} createShadeInternal
  *   Makes the dispatch function of one kernel (a promise of it in async mode).
  * @property {() => void} flushCommands  Submits the pending command encoder.
+ * @property {GPUDevice} device  The device it records and submits on.
  * @property {number} currAllocatedBytes
  * @property {number} peakAllocatedBytes
  */
@@ -46,6 +47,7 @@ export const DISPATCHES_PER_SUBMIT = 32;
 const CONTEXT_INTERNALS = Object.freeze({
   createShadeInternal: "function",
   flushCommands: "function",
+  device: "object",
   currAllocatedBytes: "number",
   peakAllocatedBytes: "number",
 });
@@ -263,6 +265,16 @@ export class TVMSession {
   /** Wait until the GPU has finished what was submitted. */
   async sync() {
     await this.tvm.webgpu().sync();
+  }
+
+  /**
+   * Submit what is recorded, and a promise that the GPU has finished it
+   * (and all before it), not awaited: the caller records more work meanwhile.
+   * @returns {Promise<unknown>}
+   */
+  submitted() {
+    this.context.flushCommands();
+    return this.context.device.queue.onSubmittedWorkDone();
   }
 
   /**

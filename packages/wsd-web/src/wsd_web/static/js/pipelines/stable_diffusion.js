@@ -347,6 +347,15 @@ export class SD15Pipeline {
    * The denoising loop over the scheduler's timesteps, with previews and
    * cancellation between steps. It consumes `latents` and returns the final
    * ones (the caller's) with each step's time.
+   *
+   * One step ahead: each step is recorded and submitted before the loop
+   * waits for the one before it, so the GPU starts a step as it ends the
+   * last instead of idling while the CPU waits for it and then records the
+   * next (the queue runs them in order, and a buffer freed by a step is
+   * reused only by work queued after it). A step's time is from the end of
+   * the one before it (the first's: from the loop's start) to its own end;
+   * `onStep` reports it when the loop has waited for it, a step later, and
+   * a cancellation seen then stops the loop with the next step recorded.
    * @param {Run} run
    * @param {Tensor} latents
    * @param {Tensor[]} conditioning
@@ -358,20 +367,34 @@ export class SD15Pipeline {
     /** @type {number[]} */
     const unetStepMs = [];
     let current = latents;
+    let ended = this.now();
+    /** @type {Promise<unknown> | null} The last step recorded, not yet waited for. */
+    let inFlight = null;
+    const finish = async () => {
+      await inFlight;
+      inFlight = null;
+      const now = this.now();
+      unetStepMs.push(now - ended);
+      ended = now;
+      const step = unetStepMs.length;
+      hooks.onStep?.({ step, total: timesteps.length, ms: unetStepMs[step - 1] });
+    };
     try {
       for (let i = 0; i < timesteps.length; i++) {
         if (run.options.signal?.aborted) throw new CancelledError();
-        const stepStart = this.now();
         const next = this.denoiseStep(run, current, timesteps[i], conditioning);
         current.dispose();
         current = next;
-        await this.sync();
-        unetStepMs.push(this.now() - stepStart);
-        hooks.onStep?.({ step: i + 1, total: timesteps.length, ms: unetStepMs[i] });
+        const done = this.session.submitted();
+        if (inFlight) await finish();
+        inFlight = done;
         if (run.previewEvery > 0 && (i + 1) % run.previewEvery === 0 && i + 1 < timesteps.length) {
+          await finish();
           hooks.onPreview?.({ ...(await this.decode(current, run.vaeTiles)), step: i + 1 });
+          ended = this.now();
         }
       }
+      if (inFlight) await finish();
       return { latents: current, unetStepMs };
     } catch (e) {
       current.dispose();
