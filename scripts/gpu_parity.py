@@ -287,11 +287,14 @@ def prepare(
     kernel_paths: list[str] | None = None,
     tiles: bool = False,
     flash: bool = False,
+    gather: bool = False,
 ) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in
     ``out/reference``; only the cases of ``kernel_paths`` when given; with
     ``tiles``, every build with workgroup tiles wherever a product allows them;
-    with ``flash``, attention fused on tensor cores wherever it fits."""
+    with ``flash``, attention fused on tensor cores wherever it fits; with
+    ``gather``, workgroup tiles as ``tiles`` gives them, their convolutions
+    gathering from their input (implicit GEMM) rather than reading im2col."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
@@ -311,9 +314,10 @@ def prepare(
         cases = [c for c in cases if c["kernel_path"] in kernel_paths]
         if not cases:
             raise SystemExit(f"gpu_parity.py: no case runs on the kernel paths {kernel_paths}")
-    if tiles:
+    if tiles or gather:
+        policy = {**TINY_TILES, "gather": True} if gather else TINY_TILES
         for case in cases:
-            case["kernels"] = {**case.get("kernels", {}), "subgroup_tiles": TINY_TILES}
+            case["kernels"] = {**case.get("kernels", {}), "subgroup_tiles": policy}
     if flash:
         for case in cases:
             case["kernels"] = {**case.get("kernels", {}), "subgroup_flash_attention": {}}
@@ -429,6 +433,11 @@ def main() -> int:
         action="store_true",
         help="every build with attention fused on tensor cores wherever it fits (subgroup-matrix)",
     )
+    prep.add_argument(
+        "--gather",
+        action="store_true",
+        help="as --tiles, the tiles' convolutions gathering from their input (subgroup-matrix)",
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
@@ -442,6 +451,7 @@ def main() -> int:
             args.kernel_path,
             args.tiles,
             args.flash,
+            args.gather,
         )
         return 0
     return compare(args.out, args.json)

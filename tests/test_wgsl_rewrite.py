@@ -23,14 +23,16 @@ from wsd_web.server import STATIC_DIR
 REWRITE = STATIC_DIR / "js" / "wgsl_rewrite.js"
 
 
-def _tiles_kernel(conv: bool, tall_up_to: int = 0) -> str:
-    """The WGSL of one kernel with workgroup tiles: a matmul, or a 3x3
-    convolution; 128 x 64 blocks for at most ``tall_up_to`` columns."""
+def _tiles_kernel(conv: bool, tall_up_to: int = 0, side: int = 3, gather: bool = True) -> str:
+    """The WGSL of one kernel with workgroup tiles: a matmul, or a ``side x
+    side`` convolution, gathering A from its input or reading an im2col
+    matrix; 128 x 64 blocks for at most ``tall_up_to`` columns."""
     bb = relax.BlockBuilder()
     if conv:
         x = relax.Var("x", relax.TensorType((2, 32, 16, 16), "float16"))
-        w = relax.Var("w", relax.TensorType((128, 32, 3, 3), "float16"))
-        args, op = [x, w], relax.op.nn.conv2d(x, w, padding=1, out_dtype="float32")
+        w = relax.Var("w", relax.TensorType((128, 32, side, side), "float16"))
+        op = relax.op.nn.conv2d(x, w, padding=side // 2, out_dtype="float32")
+        args = [x, w]
     else:
         x = relax.Var("x", relax.TensorType((2, 128, 256), "float16"))
         w = relax.Var("w", relax.TensorType((256, 256), "float16"))
@@ -41,7 +43,7 @@ def _tiles_kernel(conv: bool, tall_up_to: int = 0) -> str:
             d = bb.emit_output(relax.op.astype(c, "float16"))
         bb.emit_func_output(d)
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    tiles = replace(TILES, large_from=1, min_k=16, tall_up_to=tall_up_to)
+    tiles = replace(TILES, large_from=1, min_k=16, tall_up_to=tall_up_to, gather=gather)
     kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=tiles)
     built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
     [source] = [s for s in wgsl_sources(built.mod) if "var<workgroup> wsd_ta" in s]
@@ -92,7 +94,14 @@ def test_tvm_builds_tall_tiles_of_four_subgroups_sharing_b() -> None:
 
 
 def test_the_page_turns_the_tiles_gathers_into_vector_loads(tmp_path: Path) -> None:
-    sources = [_tiles_kernel(conv=False), _tiles_kernel(conv=True)]
+    """A matmul, a 3x3 convolution reading its im2col matrix and a 1x1 one
+    gathering from its input: all of A's and B's loads are vectors of four."""
+    sources = [
+        _tiles_kernel(conv=False),
+        _tiles_kernel(conv=True, gather=False),
+        _tiles_kernel(conv=True, side=1),
+    ]
+    assert "wsd_pa0" in sources[2] and "wsd_pa0" not in sources[1]
     for before, after in zip(sources, _complete(sources, tmp_path), strict=True):
         assert after.startswith("enable chromium_experimental_subgroup_matrix;\n")
         for buffer in ("A_ptr", "B_ptr"):
@@ -106,3 +115,14 @@ def test_the_page_turns_the_tiles_gathers_into_vector_loads(tmp_path: Path) -> N
         # Nothing else changed: the matrices still load from workgroup memory.
         assert after.count("subgroupMatrixLoad") == before.count("subgroupMatrixLoad")
         assert after.count("wsd_ta[") == before.count("wsd_ta[")
+
+
+def test_a_3x3_convolution_gathering_from_its_input_keeps_a_scalar(tmp_path: Path) -> None:
+    """Its loads of A are per element (zero in the padding): A stays an array
+    of halves, and B's loads still become vectors."""
+    before = _tiles_kernel(conv=True)
+    [after] = _complete([before], tmp_path)
+    assert "select(vec4<f16>(), vec4<f16>(" in before
+    assert "var<storage, read> A_ptr : array<f16>;" in after
+    assert "var<storage, read> B_ptr : array<vec4<f16>>;" in after
+    assert after.count("A_ptr[") == before.count("A_ptr[") > 0

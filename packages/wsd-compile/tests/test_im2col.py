@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from wsd_compile.kernels.im2col import (
     im2col_loops,
     im2col_t,
 )
+from wsd_compile.kernels.subgroup_tiles import TILES
 from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 
 
@@ -72,8 +74,9 @@ def test_the_rule_takes_only_annotated_im2col_matrices() -> None:
 
 def test_the_wgsl_splits_each_threads_index_once_with_no_division() -> None:
     """SiLU and a convolution at SD 1.5's 64x64 level (320 channels, two
-    images): each thread writes its pixel's 9 taps, 8192 pixels apart, with
-    shifts and masks only: no WGSL integer division or remainder."""
+    images), its tiles reading an im2col matrix rather than gathering from
+    the input: each thread writes its pixel's 9 taps, 8192 pixels apart,
+    with shifts and masks only: no WGSL integer division or remainder."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((2, 320, 64, 64), "float16"))
     w = relax.Var("w", relax.TensorType((320, 320, 3, 3), "float16"))
@@ -84,8 +87,9 @@ def test_the_wgsl_splits_each_threads_index_once_with_no_division() -> None:
             z = bb.emit_output(relax.op.astype(y, "float16"))
         bb.emit_func_output(z)
     target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    pipeline = webgpu_pipeline(target, DEFAULT_KERNELS.without(subgroup_matrix=True))
-    built = tvm.compile(bb.get(), target=target, relax_pipeline=pipeline)
+    tiles = replace(TILES, gather=False)
+    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=tiles)
+    built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
     [source] = [s for s in wgsl_sources(built.mod) if "fn fused_silu_im2col_kernel" in s]
     assert "@workgroup_size(256, 1, 1)" in source
     body = source[source.index("fn fused_silu_im2col_kernel") :]

@@ -23,7 +23,7 @@ from wsd_compile.kernels.subgroup_matrix import (
     im2col_t,
     subgroup_matrix_pass,
 )
-from wsd_compile.kernels.subgroup_tiles import NO_TILES
+from wsd_compile.kernels.subgroup_tiles import NO_TILES, TilePolicy
 from wsd_compile.webgpu import WASM_HOST, wgsl_sources
 
 
@@ -346,6 +346,27 @@ def test_conv_matrices_spanning_images_go_through_workgroup_memory() -> None:
     assert "subgroupMatrixStore(&wsd_tile, 528u, wsd_acc_1_1, true, 32u);" in source
     assert re.search(r"workgroupBarrier\(\);\n\s*//\(A_ptr, B_ptr, wsd_tile\);", source)
     assert re.search(r"var<storage, read_write> \w+ : array<f32>;", source)
+
+
+@pytest.mark.parametrize("gather", [True, False])
+def test_convolutions_in_workgroup_tiles_gather_from_their_input(gather: bool) -> None:
+    """Implicit GEMM: a convolution in workgroup tiles reads its NCHW input,
+    no im2col kernel before it; with ``gather`` off it reads the matrix the
+    im2col kernel writes."""
+    tiles = TilePolicy(large_from=1, gather=gather)
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=tiles)
+    module = _conv_module((2, 64, 8, 16), (64, 64, 3, 3), padding=1)
+    text = subgroup_matrix_pass(tiles=tiles)(module).script()
+    assert ("im2col" not in text) == gather and "R.nn.conv2d" not in text
+    built = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    sources = wgsl_sources(built.mod)
+    [source] = [s for s in sources if "subgroup_matrix_conv2d_kernel" in s]
+    assert any("im2col" in s for s in sources) != gather
+    # Images of 8 x 16: the last of 4 columns can fall in the right padding.
+    assert ("A_ptr[wsd_row + clamp(wsd_ix + 3, 0, 15)], wsd_ix < 13)" in source) == gather
+    # A stage is 16 columns of K, a channel's 9 taps: one channel on, and 7 taps.
+    assert ("wsd_ta0 += 7u;" in source) == gather
 
 
 def _conv_call(

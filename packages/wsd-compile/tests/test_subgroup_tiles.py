@@ -12,7 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from wsd_compile.kernels.subgroup_gemm import SPLIT_K_WORKGROUPS, Gemm, gemm_blocks, gemm_wgsl
+from wsd_compile.kernels.subgroup_gemm import (
+    SPLIT_K_WORKGROUPS,
+    Gemm,
+    Window,
+    gemm_blocks,
+    gemm_wgsl,
+)
 from wsd_compile.kernels.subgroup_tiles import (
     MAX_WORKGROUP_BYTES,
     NO_TILES,
@@ -97,6 +103,55 @@ def _eval(expr: str, env: dict[str, int]) -> int:
     return int(eval(py, {"min": min}, env))
 
 
+def _gather(statement: str, scope: dict[str, object]) -> tuple[str, np.ndarray]:
+    """A register filled by a convolution's gather (``{ let ...; wsd_gaP = ...; ... }``),
+    its WGSL statements run in Python in ``scope`` (the invocation's, its
+    variables carried from stage to stage; ``A_ptr`` the input, flat):
+    (register, its 4 halves)."""
+    body = _SUFFIX.sub(r"\1", statement.strip("{} ")).replace("0.0h", "0.0")
+    body = body.replace("vec4<f16>()", "(0.0, 0.0, 0.0, 0.0)").replace("vec4<f16>", "")
+    body = body.replace("/", "//").replace("&&", " and ").replace("let ", "")
+    reg = ""
+    for statement in (x.strip() for x in body.split(";") if x.strip()):
+        exec(statement, scope)
+        reg = reg or (statement.split(" = ")[0] if statement.startswith("wsd_ga") else "")
+    return reg, np.array(scope[reg])
+
+
+class _Gathering:
+    """A convolution's gather in a kernel's WGSL lines (none for other kernels)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        # The prologue's gathers (the loop repeats them).
+        gathers = [x for x in lines if x.startswith("{ let wsd_iy")]
+        self.gathers = gathers[: len(gathers) // 2]
+        # Where it places an invocation's loads, once before the stages.
+        lets = [re.match(r"let (wsd_[kmpyx]a\d+) = (.*);$", x) for x in lines]
+        self.placed = [x for x in lets if x]
+        self.carried = [
+            x for x in (re.match(r"var (wsd_[ct]a\d+) = (.*);$", x) for x in lines) if x
+        ]
+
+    def fill(
+        self, li: int, env: dict[str, int], scopes: dict[int, dict[str, object]], a: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Invocation ``li``'s registers for this stage, its variables carried in
+        ``scopes`` from stage to stage; the places are set in ``env``."""
+        for found in self.placed:
+            env[found[1]] = _eval(found[2].replace("i32", ""), env)
+        if self.gathers and li not in scopes:
+            scopes[li] = {
+                **env,
+                "A_ptr": a,
+                "i32": int,
+                "clamp": lambda v, lo, hi: min(max(v, lo), hi),
+                "select": lambda no, yes, cond: yes if cond else no,
+            }
+            for var in self.carried:
+                scopes[li][var[1]] = _eval(var[2].replace("i32", ""), env)
+        return dict(_gather(text, scopes[li]) for text in self.gathers)
+
+
 def _matrix(buf: np.ndarray, offset: int, col_major: bool, stride: int) -> np.ndarray:
     """What subgroupMatrixLoad reads: element (r, c) at offset + r * stride + c,
     or offset + c * stride + r when column-major."""
@@ -130,6 +185,7 @@ def _run(g: Gemm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     fetch = [x for x in fetch if x]
     stash = [x for x in stash if x]
     fetch, stash = fetch[: len(fetch) // 2], stash[: len(stash) // 2]
+    gathering = _Gathering(lines)
     halves = workgroup_halves(g)
     c = np.zeros(g.parts * g.batch * g.m * g.n, np.float64)
     span = g.k // g.parts
@@ -140,6 +196,7 @@ def _run(g: Gemm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 if found and found[1] in ("wsd_n0", "wsd_m0", "wsd_part", "wsd_k0", "wsd_b"):
                     env[found[1]] = _eval(found[2], env)
             shared = {"a": np.zeros(halves[0]), "b": np.zeros(halves[1])}
+            scopes: dict[int, dict[str, object]] = {}  # each invocation's, for the gather
             acc: dict[tuple[int, int, int], np.ndarray] = {}
             for stage in range(span // g.bk):
                 buf = stage % 2
@@ -147,6 +204,8 @@ def _run(g: Gemm, a: np.ndarray, b: np.ndarray) -> np.ndarray:
                 regs = {}
                 for li in range(g.threads):
                     env.update(wsd_li=li, wsd_buf=buf)
+                    for reg, value in gathering.fill(li, env, scopes, a).items():
+                        regs[li, reg] = value
                     for found in filter(None, fetch):
                         src = a if found[2] == "A" else b
                         at = _eval(found[3], env)
@@ -216,3 +275,50 @@ def test_the_tiles_addressing_computes_the_product(g: Gemm, conv: bool) -> None:
             images = g.m // g.pixels
             got = got.reshape(images, g.n, g.pixels).transpose(0, 2, 1).reshape(1, g.m, g.n)
         np.testing.assert_allclose(got.reshape(g.batch, g.m, g.n), want, atol=1e-9)
+
+
+def _im2col_t(x: np.ndarray, w: Window) -> np.ndarray:
+    """The transposed im2col matrix of ``x`` (NCHW): ``[c kh kw, n oh ow]``."""
+    n, c, h, width = x.shape
+    out_h, out_w = (h + 2 * w.top - w.kh) // w.sy + 1, (width + 2 * w.left - w.kw) // w.sx + 1
+    padded = np.pad(x, ((0, 0), (0, 0), (w.top, w.top), (w.left, w.left)))
+    cols = np.empty((c, w.kh, w.kw, n, out_h, out_w))
+    for ty in range(w.kh):
+        for tx in range(w.kw):
+            rows = padded[:, :, ty : ty + w.sy * out_h : w.sy, tx : tx + w.sx * out_w : w.sx]
+            cols[:, ty, tx] = rows.transpose(1, 0, 2, 3)
+    return cols.reshape(c * w.kh * w.kw, n * out_h * out_w)
+
+
+@pytest.mark.parametrize(
+    ("window", "n", "sy", "parts"),
+    [
+        (Window(2, 16, 8, 16, 3, 3, 1, 1, 1, 1, 16), 64, 4, 1),  # a resnet's 3x3, padded
+        (Window(1, 16, 16, 32, 3, 3, 2, 2, 1, 1, 16), 64, 4, 1),  # a downsampler: stride 2
+        (Window(2, 32, 8, 16, 1, 1, out_w=16), 64, 4, 1),  # a 1x1: the page's vector loads
+        (Window(2, 16, 8, 16, 3, 3, 1, 1, 1, 1, 16), 128, 2, 3),  # 64 x 128 blocks, split in 3
+    ],
+)
+def test_a_convolution_gathered_from_its_input_is_the_im2col_product(
+    window: Window, n: int, sy: int, parts: int
+) -> None:
+    """The tiles' gather (implicit GEMM) stages the im2col matrix's elements
+    from the NCHW input, zero in the padding, at every stride and split."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(window.shape)
+    a_t = _im2col_t(x, window)
+    k, m = a_t.shape
+    pixels = m // window.images
+    sx = 1 if n == 64 else 2
+    g = Gemm(m, n, k, 2, 4, True, parts, 1, pixels, sy, sx, 16, 8, window)
+    weight = rng.standard_normal((n, k))
+    c = _run(g, x.ravel(), weight.ravel())
+    span = k // parts
+    for part in range(parts):
+        want = weight[:, part * span : (part + 1) * span] @ a_t[part * span : (part + 1) * span]
+        got = c[part * m * n : (part + 1) * m * n].reshape(window.images, n, pixels)
+        np.testing.assert_allclose(got.transpose(1, 0, 2).reshape(n, m), want, atol=1e-9)
+    if window.pointwise:  # 4 adjacent halves a load, as vectorizeTileLoads expects
+        assert "wsd_ga0 = vec4<f16>(A_ptr[wsd_pa0 + (wsd_k + wsd_ka0) * 128u + 0u], " in gemm_wgsl(
+            g
+        )

@@ -55,6 +55,40 @@ SPLIT_K_WORKGROUPS = 1024
 
 
 @dataclass(frozen=True)
+class Window:
+    """A convolution's input as a GEMM's A^T is gathered from it (implicit
+    GEMM, :mod:`.subgroup_tiles`): ``images x channels x height x width``
+    (NCHW, fp16), the kernel's ``kh x kw`` taps at strides ``sy, sx`` over the
+    input padded by ``top`` rows and ``left`` columns, ``out_w`` output columns.
+    Element ``(k, m)`` of A^T is input (image, channel, row, column) for ``k``
+    = (channel, tap) as an OIHW weight flattens and ``m`` = (image, output
+    row, output column), or zero in the padding: the matrix that
+    :func:`.subgroup_matrix.im2col_t` writes, never stored."""
+
+    images: int
+    channels: int
+    height: int
+    width: int
+    kh: int
+    kw: int
+    sy: int = 1
+    sx: int = 1
+    top: int = 0
+    left: int = 0
+    out_w: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.images, self.channels, self.height, self.width)
+
+    @property
+    def pointwise(self) -> bool:
+        """Whether A^T is the input itself, per image (a 1x1 kernel at stride 1,
+        unpadded): ``[channels, pixels]``."""
+        return (self.kh, self.kw, self.sy, self.sx, self.top, self.left) == (1, 1, 1, 1, 0, 0)
+
+
+@dataclass(frozen=True)
 class Gemm:
     """``C[m, n] = sum_k A[m, k] B[k, n]`` in blocks of ``(16 tm) x (16 tn)``.
 
@@ -75,6 +109,8 @@ class Gemm:
     ``sy x sx``: subgroups a workgroup, sharing A and B through workgroup
     memory (:mod:`.subgroup_tiles`) when more than one; each computes ``tm x tn``
     matrices; ``bk`` columns of K a stage, workgroup rows ``pad`` halves longer.
+    ``window``: a convolution whose tiles gather A^T from its input (:class:`Window`)
+    instead of reading a stored im2col matrix.
     """
 
     m: int
@@ -90,6 +126,7 @@ class Gemm:
     sx: int = 1
     bk: int = SIDE
     pad: int = 0
+    window: Window | None = None
 
     @property
     def tiled(self) -> bool:
@@ -413,6 +450,8 @@ def matmul_kernel(
 
 def conv_kernel(g: Gemm, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tvm.tirx.PrimFunc:
     """The convolution kernel for ``g`` (``g.conv``): A^T ``[k, m]`` (the
-    im2col of :func:`.subgroup_matrix.im2col_t`), the OIHW weight ``w_shape`` read as B^T
-    ``[n, k]``, the f32 NCHW result of ``out_shape``."""
-    return _gemm_kernel(g, (g.k, g.m), w_shape, out_shape)
+    im2col of :func:`.subgroup_matrix.im2col_t`), or the input it is gathered
+    from (``g.window``), the OIHW weight ``w_shape`` read as B^T ``[n, k]``,
+    the f32 NCHW result of ``out_shape``."""
+    a_shape = (g.k, g.m) if g.window is None else g.window.shape
+    return _gemm_kernel(g, a_shape, w_shape, out_shape)

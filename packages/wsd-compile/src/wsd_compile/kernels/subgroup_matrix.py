@@ -17,8 +17,12 @@ convolutions that sum in fp32 (NCHW, OIHW, no groups or dilation) whose
 output pixels, output channels and ``K = channels x kernel taps`` are: an
 injective kernel writes the transposed im2col matrix (:func:`im2col_t`), and
 :func:`.subgroup_gemm.conv_kernel` multiplies it with the weight as it is
-stored, both loaded column-major, writing the NCHW result. A convolution whose im2col matrix would
-be larger than ``IM2COL_MAX_BYTES`` is computed in equal ranges of output rows
+stored, both loaded column-major, writing the NCHW result. With
+``TilePolicy.gather`` (opt-in), a convolution in workgroup tiles whose output
+rows are in 4s gathers the matrix from its input as it stages it instead
+(implicit GEMM, :func:`.subgroup_tiles.gather_wgsl`), and no im2col kernel
+runs. A convolution whose im2col matrix would be larger than
+``IM2COL_MAX_BYTES`` is computed in equal ranges of output rows
 (:func:`conv_row_ranges`), each an im2col and a product of its own over the
 input rows it reads, joined along the rows. A product
 with fewer blocks than ``SPLIT_K_WORKGROUPS`` is split along k
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import tvm
@@ -49,13 +53,14 @@ from .subgroup_gemm import (
     SPLIT_K_WORKGROUPS,
     SUBGROUP,
     Gemm,
+    Window,
     conv_kernel,
     gemm_blocks,
     gemm_wgsl,
     matmul_kernel,
     split_k,
 )
-from .subgroup_tiles import NO_TILES, TilePolicy
+from .subgroup_tiles import NO_TILES, VECTOR, TilePolicy
 
 __all__ = [
     "IM2COL_MAX_BYTES",
@@ -69,6 +74,7 @@ __all__ = [
     "WORKGROUP_TILES_REQUIRE",
     "Gemm",
     "RowRange",
+    "Window",
     "conv_gemm",
     "conv_in_rows",
     "conv_kernel",
@@ -144,6 +150,8 @@ def conv_gemm(
     )
     if g is None or (max_bytes is not None and g.m * g.k * 2 > max_bytes):
         return None
+    if g.tiled and tiles.gather and out_w % VECTOR == 0 and n * cin * height * width < 2**31:
+        g = replace(g, window=Window(n, cin, height, width, kh, kw, *strides, top, left, out_w))
     return g, {"kernel": (kh, kw), "strides": strides, "padding": padding}
 
 
@@ -322,9 +330,12 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         g, im2col = found
         data, weight = call.args
         w_shape, out_shape = static_shape(weight) or [], static_shape(call) or []
-        columns = self.builder_.emit(
-            self.builder_.call_te(im2col_t, data, primfunc_name_hint="im2col", **im2col)
-        )
+        if g.window is not None:  # the kernel gathers A^T from the input itself
+            columns = data
+        else:
+            columns = self.builder_.emit(
+                self.builder_.call_te(im2col_t, data, primfunc_name_hint="im2col", **im2col)
+            )
         key = ("conv", g, tuple(w_shape), tuple(out_shape))
         if key not in self.kernels:
             kernel = conv_kernel(g, tuple(w_shape), tuple(out_shape))

@@ -27,6 +27,11 @@ on the VAE decoder's 256 and 128; in a build on the H200, SD 1.5 512's UNet
 step 52.2 -> 50.2 ms of GPU time and its VAE decode 42.6 -> 39.7 ms
 (``docs/benchmarks/sd15-512-tall.json``).
 
+With ``TilePolicy.gather`` (opt-in), a convolution's A^T tiles are gathered
+from its NCHW input as they are staged (:func:`gather_wgsl`), and no im2col
+matrix is written; measured on an H100 it was slower than reading the matrix
+(``docs/kernels.md``).
+
 Which subgroup an invocation belongs to is not uniform over the workgroup,
 so Tint's subgroup-matrix uniformity analysis is switched off for the
 kernel's statements (a ``@diagnostic`` on their block): every 32 consecutive
@@ -77,6 +82,13 @@ class TilePolicy:
     narrow_k: int = 0
     min_k: int = 128
     tall_up_to: int = 320
+    #: Convolutions in these tiles gather A^T from their input as they stage it
+    #: (implicit GEMM: :func:`gather_wgsl`), where its output columns are in
+    #: whole vectors. False, the default: they read an im2col matrix a kernel
+    #: of its own wrote, which is faster today (``docs/kernels.md``: the gather's
+    #: loads cost the product more than the im2col kernel costs, and the
+    #: activation the im2col kernel computed becomes a kernel of its own).
+    gather: bool = False
 
 
 #: The policy builds use (128 x 64 blocks for products of at most 320 columns:
@@ -149,11 +161,15 @@ def tiles_wgsl(g: Gemm) -> list[str]:
     fetch: list[str] = []
     stash: list[str] = []
     regs: list[str] = []
+    setup, gathers = gather_wgsl(g) if g.window is not None else ([], [])
     for name, storage, shared, size, tile in operands:
-        for reg, src, dst in _share(g, name, tile):
+        for p, (reg, src, dst) in enumerate(_share(g, name, tile)):
             regs.append(f"var {reg} : vec4<f16>;")
-            halves = ", ".join(f"{storage}[{src} + {q}u]" for q in range(VECTOR))
-            fetch.append(f"{reg} = vec4<f16>({halves});")
+            if name == "a" and gathers:
+                fetch.append(gathers[p])
+            else:
+                halves = ", ".join(f"{storage}[{src} + {q}u]" for q in range(VECTOR))
+                fetch.append(f"{reg} = vec4<f16>({halves});")
             stash.extend(
                 f"{shared}[wsd_buf * {size}u + {dst} + {q}u] = {reg}[{q}];" for q in range(VECTOR)
             )
@@ -167,6 +183,7 @@ def tiles_wgsl(g: Gemm) -> list[str]:
         f"let wsd_nc = wsd_n0 + wsd_li / {SUBGROUP}u % {g.sx}u * {SIDE * g.tn}u;",
         *(f"var wsd_acc_{i}_{j} = subgroup_matrix_result<f32, 16, 16>();" for i, j in pairs),
         *regs,
+        *setup,
         f"var wsd_k = {k0};",
         "var wsd_buf = 0u;",
         *fetch,
@@ -187,6 +204,77 @@ def tiles_wgsl(g: Gemm) -> list[str]:
         "workgroupBarrier();",
         "}",
     ]
+
+
+def gather_wgsl(g: Gemm) -> tuple[list[str], list[str]]:
+    """A convolution's A^T tiles gathered from its input (``g.window``): the
+    statements that place each of an invocation's vector loads (once, before
+    the stages), and for each the statement that fills its register
+    ``wsd_ga{p}`` for the next stage.
+
+    A register holds 4 adjacent output pixels of one row (output columns in
+    4s) at one (channel, tap) of K. The pixels' row, column and image are
+    split from ``m`` once, and ``k`` into the channel's offset ``wsd_ca{p}``
+    and the tap ``wsd_ta{p}`` once: each stage moves them on by ``bk``
+    columns of K without a division. A row in the padding gives zeros (its
+    loads' row clamped into the input); of the 4 columns, only those that can
+    fall in the padding (by the window's geometry) are tested and clamped. A
+    1x1 kernel at stride 1 reads 4 adjacent halves of the input, a gather the
+    page makes one vector load."""
+    w = g.window
+    assert w is not None
+    rows, cols, _, _ = staged_tiles(g)[0]
+    per_row, plane, taps = cols // VECTOR, w.height * w.width, w.kh * w.kw
+    k0 = "wsd_k0" if g.parts > 1 else "0u"
+    # The input columns the first of a register's 4 pixels reads, over the image.
+    low, high = -w.left, (w.out_w - VECTOR) * w.sx + w.kw - 1 - w.left
+    setup: list[str] = []
+    fetch: list[str] = []
+    for p in range(rows * cols // (VECTOR * g.threads)):
+        e = f"(wsd_li + {p * g.threads}u)"
+        image = f"wsd_ma{p} / {g.pixels}u * {w.channels * plane}u"
+        setup += [
+            f"let wsd_ka{p} = {e} / {per_row}u;",
+            f"let wsd_ma{p} = wsd_m0 + {e} % {per_row}u * {VECTOR}u;",
+        ]
+        if w.pointwise:
+            setup.append(f"let wsd_pa{p} = {image} + wsd_ma{p} % {g.pixels}u;")
+            k = f"(wsd_k + wsd_ka{p})"
+            loads = ", ".join(f"A_ptr[wsd_pa{p} + {k} * {plane}u + {q}u]" for q in range(VECTOR))
+            fetch.append(f"wsd_ga{p} = vec4<f16>({loads});")
+            continue
+        setup += [
+            f"let wsd_ya{p} = i32(wsd_ma{p} % {g.pixels}u / {w.out_w}u * {w.sy}u) - {w.top};",
+            f"let wsd_xa{p} = i32(wsd_ma{p} % {w.out_w}u * {w.sx}u) - {w.left};",
+            f"var wsd_ca{p} = i32({image} + ({k0} + wsd_ka{p}) / {taps}u * {plane}u);",
+            f"var wsd_ta{p} = ({k0} + wsd_ka{p}) % {taps}u;",
+        ]
+        lanes = []
+        for q in range(VECTOR):
+            x = q * w.sx
+            tests = ([f"wsd_ix >= {-x}"] if low + x < 0 else []) + (
+                [f"wsd_ix < {w.width - x}"] if high + x >= w.width else []
+            )
+            if not tests:
+                lanes.append(f"A_ptr[wsd_row + wsd_ix + {x}]")
+                continue
+            at = f"wsd_row + clamp(wsd_ix + {x}, 0, {w.width - 1})"
+            lanes.append(f"select(0.0h, A_ptr[{at}], {' && '.join(tests)})")
+        step, carry = g.bk % taps, g.bk // taps * plane
+        statements = [
+            f"let wsd_iy = wsd_ya{p} + i32(wsd_ta{p} / {w.kw}u);",
+            f"let wsd_ix = wsd_xa{p} + i32(wsd_ta{p} % {w.kw}u);",
+            f"let wsd_row = wsd_ca{p} + clamp(wsd_iy, 0, {w.height - 1}) * {w.width};",
+            f"wsd_ga{p} = select(vec4<f16>(), vec4<f16>({', '.join(lanes)}), "
+            f"wsd_iy >= 0 && wsd_iy < {w.height});",
+            # The next stage's channel and tap.
+            f"wsd_ta{p} += {step}u;",
+            f"let wsd_wrap = wsd_ta{p} >= {taps}u;",
+            f"wsd_ta{p} = select(wsd_ta{p}, wsd_ta{p} - {taps}u, wsd_wrap);",
+            f"wsd_ca{p} += select({carry}, {carry + plane}, wsd_wrap);",
+        ]
+        fetch.append("{ " + " ".join(statements) + " }")
+    return setup, fetch
 
 
 def _products(g: Gemm, sizes: tuple[int, int], pairs: list[tuple[int, int]]) -> list[str]:
