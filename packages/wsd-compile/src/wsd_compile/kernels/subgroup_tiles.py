@@ -222,7 +222,8 @@ def gather_wgsl(g: Gemm) -> tuple[list[str], list[str]]:
     1x1 kernel at stride 1 reads 4 adjacent halves of the input, a gather the
     page makes one vector load."""
     w = g.window
-    assert w is not None
+    if w is None:
+        raise ValueError(f"gather_wgsl: {g} is not a convolution gathering from its input")
     rows, cols, _, _ = staged_tiles(g)[0]
     per_row, plane, taps = cols // VECTOR, w.height * w.width, w.kh * w.kw
     k0 = "wsd_k0" if g.parts > 1 else "0u"
