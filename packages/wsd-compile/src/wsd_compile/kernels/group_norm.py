@@ -51,6 +51,7 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
     def __init__(self, mod: tvm.IRModule, stats_kernels: bool) -> None:
         super().__init__(mod)
         self.op = tvm.ir.Op.get("relax.nn.group_norm")
+        self.astype = tvm.ir.Op.get("relax.astype")
         self.stats_kernels = stats_kernels
         #: The statistics kernels made so far, by what they are made for.
         self.kernels: dict[tuple[object, ...], relax.GlobalVar] = {}
@@ -83,7 +84,7 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
         emit = self.builder_.emit
         eps = float(attrs.epsilon)
         stats = self._kernel_stats if self.stats_kernels else self._relax_stats
-        mean, inv = stats(x, shape, groups, parts, eps)
+        mean, inv = stats(self._stored(x), shape, groups, parts, eps)
         # x as it is (in fp32), each group's statistics read by its channels:
         # element-wise in x's own shape, so a slice of the result is the same
         # arithmetic on a slice of x (:func:`.row_slices.sink_row_slices`).
@@ -103,6 +104,20 @@ class _GroupNormRewriter(PyExprMutator):  # type: ignore[misc]
         # nothing across such an alias (the normalisation would stay a
         # kernel of its own, apart from the SiLU and im2col after it).
         return op.astype(out, dtype) if dtype != "float32" else out
+
+    def _stored(self, x: relax.Expr) -> relax.Expr:
+        """What the statistics read: the fp16 value where x is only its cast to
+        fp32 (an activation stored in fp16, :mod:`.half_activations`), else x."""
+        value = self.lookup_binding(x) if isinstance(x, relax.Var) else None
+        if (
+            isinstance(value, relax.Call)
+            and value.op == self.astype
+            and str(x.ty.dtype) == "float32"
+            and str(value.args[0].ty.dtype) == "float16"
+        ):
+            stored: relax.Expr = value.args[0]
+            return stored
+        return x
 
     def _relax_stats(
         self, x: relax.Expr, shape: list[int], groups: int, parts: int, eps: float

@@ -9,6 +9,7 @@ from .attention import FUSE_ABOVE_BYTES
 from .few_channels import FEW_CHANNELS
 from .few_rows import MAX_ROWS
 from .flash_attention import FlashTiles
+from .half_activations import HALF_ACTIVATIONS
 from .matmul import DEFAULT_TILES, MatmulShape, MatmulTiles, load_tile_table
 from .subgroup_matrix import IM2COL_MAX_BYTES, LARGE_BLOCKS_FROM, SPLIT_K_WORKGROUPS
 from .subgroup_tiles import TILES, TilePolicy
@@ -87,6 +88,11 @@ class KernelOptions:
     #: GPU parity is on record in docs/benchmarks/gpu-parity-tiles.json; ``NO_TILES``:
     #: the one-subgroup kernel everywhere).
     subgroup_tiles: TilePolicy = TILES
+    #: Functions whose fp32 activations (what fp16 arithmetic leaves in fp32
+    #: between kernels: residual sums, biases added, group norms' inputs) are
+    #: stored in fp16 (:mod:`~wsd_compile.kernels.half_activations`): the VAE
+    #: decoders by default; () keeps them fp32.
+    half_activations: tuple[str, ...] = HALF_ACTIVATIONS
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)

@@ -22,6 +22,7 @@ from .dequantize import fuse_dequantize_pass
 from .few_channels import FewChannelsConv
 from .few_rows import FewRowsMatmul
 from .group_norm import group_norm_pass
+from .half_activations import half_activations_pass, split_upcasts_pass
 from .im2col import Im2colSchedule
 from .matmul import TiledMatmul, WebGPUMatmul
 from .options import DEFAULT_KERNELS, KernelOptions
@@ -39,6 +40,7 @@ def webgpu_pipeline(
         # Phase 1. Library dispatch (sampling, sort and scan), as TVM's generic pipeline.
         *generic.library_dispatch_passes(target),
         # Phase 2. Graph rewrites on Relax operators, before they are lowered.
+        half_activations_pass(kernels.half_activations),
         *([group_norm_pass(kernels.group_norm_stats_kernels)] if kernels.group_norm else []),
         *([_attention_pass(kernels)] if kernels.fused_attention else []),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
@@ -62,6 +64,9 @@ def webgpu_pipeline(
             if kernels.subgroup_matrix
             else []
         ),
+        # Each kernel reading an activation stored in fp16 casts it itself.
+        split_upcasts_pass(kernels.half_activations),
+        relax.transform.DeadCodeElimination(),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
         # Phase 4. Fusion: element-wise producers and epilogues into their kernels.
