@@ -126,3 +126,40 @@ def test_a_3x3_convolution_gathering_from_its_input_keeps_a_scalar(tmp_path: Pat
     assert "var<storage, read> A_ptr : array<f16>;" in after
     assert "var<storage, read> B_ptr : array<vec4<f16>>;" in after
     assert after.count("A_ptr[") == before.count("A_ptr[") > 0
+
+
+def _im2col_kernel() -> str:
+    """The WGSL of the im2col kernel of ``conv2d(silu(x))`` (3x3) at SD 1.5's
+    64x64 level, as TVM writes it (wsd_compile.kernels.im2col)."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((2, 320, 64, 64), "float16"))
+    w = relax.Var("w", relax.TensorType((320, 320, 3, 3), "float16"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            s = bb.emit(relax.op.nn.silu(x))
+            y = bb.emit(relax.op.nn.conv2d(s, w, padding=(1, 1), out_dtype="float32"))
+            z = bb.emit_output(relax.op.astype(y, "float16"))
+        bb.emit_func_output(z)
+    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
+    kernels = DEFAULT_KERNELS.without(
+        subgroup_matrix=True, subgroup_tiles=replace(TILES, gather=False)
+    )
+    built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    [source] = [s for s in wgsl_sources(built.mod) if "fn fused_silu_im2col_kernel" in s]
+    start = source.rindex("enable f16;", 0, source.index("fn fused_silu_im2col_kernel"))
+    end = source.find("//----", start)
+    return source[start : end if end > 0 else None]
+
+
+def test_the_page_turns_the_im2col_kernels_stores_into_vector_stores(tmp_path: Path) -> None:
+    """Each of the 9 taps of a thread's 4 pixels, 4 lines as TVM writes
+    them, becomes one store of a vec4<f16>, at a quarter of its offset."""
+    before = _im2col_kernel()
+    [after] = _complete([before], tmp_path)
+    assert "var<storage, read_write> im2col_intermediate_ptr : array<f16>;" in before
+    assert before.count("im2col_intermediate_ptr[") == 36
+    assert "var<storage, read_write> im2col_intermediate_ptr : array<vec4<f16>>;" in after
+    stores = re.findall(r"im2col_intermediate_ptr\[\((v__\d+)\) / 4\] = vec4<f16>\(", after)
+    assert len(stores) == 9 == after.count("im2col_intermediate_ptr[")
+    # Nothing else changed: every input load and its activation are still there.
+    assert after.count("x_ptr[") == before.count("x_ptr[") > 0

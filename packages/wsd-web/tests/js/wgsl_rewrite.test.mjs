@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { SUBGROUP_MATRIX_ENABLE, completeShader, vectorizeTileLoads } from "../../src/wsd_web/static/js/wgsl_rewrite.js";
+import { SUBGROUP_MATRIX_ENABLE, completeShader, vectorizeStores, vectorizeTileLoads } from "../../src/wsd_web/static/js/wgsl_rewrite.js";
 
 /** A kernel with workgroup tiles as TVM writes it (shortened; wsd_compile.kernels.subgroup_tiles). */
 const TILES = `enable f16;
@@ -39,4 +39,38 @@ test("a buffer read other than by gathers, and shaders without tiles, stay as th
   assert.match(vectorizeTileLoads(skewed), /var<storage, read> B_ptr : array<f16>;/);
   const plain = TILES.replace(/var<workgroup> wsd_t[ab][^\n]*\n/g, "");
   assert.equal(vectorizeTileLoads(plain), plain);
+});
+
+/** An im2col kernel as TVM writes it (shortened; wsd_compile.kernels.im2col): each tap of 4 pixels stored as 4 lines. */
+const IM2COL = `enable f16;
+
+@group(0) @binding(0) var<storage, read_write> im2col_intermediate_ptr : array<f16>;
+@group(0) @binding(1) var<storage, read> x_ptr : array<f16>;
+fn fused_silu_im2col_kernel(@builtin(local_invocation_id) threadIdx : vec3<u32>) {
+  var im2col_intermediate_local : array<f16, 4>;
+  im2col_intermediate_local[0i] = x_ptr[i32(threadIdx.x)];
+  let v__2 : i32 = (i32(threadIdx.x) * 4i);
+${[0, 1, 2, 3].map((q) => `  im2col_intermediate_ptr[v__2 + ${q}] = vec4<f16>(im2col_intermediate_local[0i + 0], im2col_intermediate_local[0i + 1], im2col_intermediate_local[0i + 2], im2col_intermediate_local[0i + 3])[${q}];`).join("\n")}
+  let v__3 : i32 = ((i32(threadIdx.x) * 4i) + 8192i);
+${[0, 1, 2, 3].map((q) => `  im2col_intermediate_ptr[v__3 + ${q}] = vec4<f16>(im2col_intermediate_local[0i + 0], im2col_intermediate_local[0i + 1], im2col_intermediate_local[0i + 2], im2col_intermediate_local[0i + 3])[${q}];`).join("\n")}
+}`;
+
+test("an im2col matrix stored four lines a vector gets one vector store each", () => {
+  const out = completeShader(IM2COL);
+  assert.equal(out, vectorizeStores(IM2COL));
+  assert.match(out, /var<storage, read_write> im2col_intermediate_ptr : array<vec4<f16>>;/);
+  const vector = "vec4<f16>(im2col_intermediate_local[0i + 0], im2col_intermediate_local[0i + 1], im2col_intermediate_local[0i + 2], im2col_intermediate_local[0i + 3]);";
+  assert.ok(out.includes(`  im2col_intermediate_ptr[(v__2) / 4] = ${vector}`));
+  assert.ok(out.includes(`  im2col_intermediate_ptr[(v__3) / 4] = ${vector}`));
+  assert.equal(out.split("im2col_intermediate_ptr[").length - 1, 2);
+  assert.ok(out.includes("x_ptr[i32(threadIdx.x)]")); // the rest as it was
+});
+
+test("an im2col matrix accessed otherwise, skewed lanes and other buffers stay scalar", () => {
+  const read = IM2COL.replace("  let v__3", "  let y = im2col_intermediate_ptr[3];\n  let v__3");
+  assert.equal(vectorizeStores(read), read);
+  const skewed = IM2COL.replace("[v__3 + 3] = vec4", "[v__3 + 5] = vec4");
+  assert.equal(vectorizeStores(skewed), skewed);
+  const other = IM2COL.replaceAll("im2col_intermediate_ptr", "T_add_ptr");
+  assert.equal(vectorizeStores(other), other);
 });

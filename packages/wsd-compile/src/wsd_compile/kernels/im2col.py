@@ -20,6 +20,14 @@ threads of a workgroup take consecutive pixels, so each of a thread's
 stores is one coalesced row of the matrix across the workgroup, as before.
 It finds the kernel by the block annotation :func:`im2col_t` leaves
 (``wsd.im2col``: channels, taps, images, pixels), which survives fusion.
+
+Where an image's pixels are in 4s (every SD shape) and the matrix is fp16, a
+thread takes 4 consecutive pixels: each tap's 4 values are computed into
+registers and stored as one ``vec4<f16>`` (TVM writes the vector store into
+its array of halves as 4 lines; the page makes them one store of an
+``array<vec4<f16>>``: ``js/wgsl_rewrite.js``). The kernels are bound by
+writing the matrix, nine halves per input element, and a warp's 2-byte
+stores move 64 bytes an instruction where 8-byte ones move 256.
 """
 
 from __future__ import annotations
@@ -87,7 +95,14 @@ class Im2colSchedule(GPUScheduleRule):  # type: ignore[misc]
         found = im2col_loops(sch, infos[0].block_rv)
         if found is None:
             return None
-        threads, tap = found
+        threads, tap, lane = found
+        if lane is not None:
+            # Each tap's pixels written from registers as one vector (the page
+            # makes it one store: js/wgsl_rewrite.js).
+            written = sch.cache_write(infos[0].block_rv, 0, "local")
+            sch.reverse_compute_at(written, tap)
+            sch.unroll(lane)
+            sch.vectorize(sch.get_loops(written)[-1])
         # A workgroup of the target's most threads (WebGPU: 256), as dlight's fallback.
         bx, tx = sch.split(threads, [None, max_threads_per_block(target)])
         sch.bind(bx, "blockIdx.x")
@@ -96,10 +111,17 @@ class Im2colSchedule(GPUScheduleRule):  # type: ignore[misc]
         return sch
 
 
-def im2col_loops(sch: s_tir.Schedule, block: Any) -> tuple[Any, Any] | None:
+#: Consecutive pixels a thread writes of each tap, as one vector, where an
+#: fp16 matrix's images have their pixels in such vectors.
+VECTOR = 4
+
+
+def im2col_loops(sch: s_tir.Schedule, block: Any) -> tuple[Any, Any, Any] | None:
     """The loops of an annotated im2col ``block`` as (channel, image, pixel)
-    fused, then the taps: the loop the threads take and the one each thread
-    runs. None if ``block`` is not an im2col matrix over its two loops."""
+    fused, then the taps, then (where its images' pixels are in :data:`VECTOR`s
+    and it is fp16) the :data:`VECTOR` consecutive pixels a thread takes, else
+    None: the loop the threads take, the one each thread runs, and its lanes.
+    None if ``block`` is not an im2col matrix over its two loops."""
     factors = sch.get(block).annotations.get(IM2COL_ANNOTATION)
     loops = sch.get_loops(block)
     if factors is None or len(loops) != 2:
@@ -107,5 +129,9 @@ def im2col_loops(sch: s_tir.Schedule, block: Any) -> tuple[Any, Any] | None:
     cin, taps, images, pixels = (int(f) for f in factors)
     channel, tap = sch.split(loops[0], [cin, taps])
     image, pixel = sch.split(loops[1], [images, pixels])
-    sch.reorder(channel, image, pixel, tap)
-    return sch.fuse(channel, image, pixel), tap
+    if pixels % VECTOR or str(sch.get(block).writes[0].source.dtype) != "float16":
+        sch.reorder(channel, image, pixel, tap)
+        return sch.fuse(channel, image, pixel), tap, None
+    pixel, lane = sch.split(pixel, [pixels // VECTOR, VECTOR])
+    sch.reorder(channel, image, pixel, tap, lane)
+    return sch.fuse(channel, image, pixel), tap, lane

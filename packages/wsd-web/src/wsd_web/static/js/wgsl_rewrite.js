@@ -39,13 +39,59 @@ export function vectorizeTileLoads(code) {
   return out;
 }
 
+/** A vector of four halves stored into an im2col matrix as TVM writes it: one line a lane. */
+const VECTOR_STORE = /^(\s*)(\w*im2col\w*_ptr)\[(.+) \+ 0\] = (vec4<f16>\(.*\))\[0\];$/;
+
+/**
+ * Vector stores of four halves into im2col matrices. TVM writes a store of a
+ * `vec4<f16>` into an array of halves as four lines, `NAME[X + q] =
+ * vec4<f16>(...)[q];` for q = 0 to 3. The im2col kernels
+ * (wsd_compile.kernels.im2col) store each tap of four consecutive pixels so,
+ * at an `X` that is a multiple of 4. Where every access to such a matrix
+ * (a buffer named `*im2col*_ptr`) is such a store, it is declared as
+ * `array<vec4<f16>>` and each store becomes one line, `NAME[(X) / 4] =
+ * vec4<f16>(...);`: a quarter of the store instructions. Anything else is left
+ * as it was.
+ * @param {string} code
+ * @returns {string}
+ */
+export function vectorizeStores(code) {
+  if (!code.includes(")[3];")) return code;
+  const lines = code.split("\n");
+  /** @type {string[]} */
+  const out = [];
+  /** @type {Map<string, number>} */
+  const stores = new Map();
+  for (let i = 0; i < lines.length; i += 1) {
+    const found = VECTOR_STORE.exec(lines[i]);
+    const lanes = found && [1, 2, 3].map((q) => `${found[1]}${found[2]}[${found[3]} + ${q}] = ${found[4]}[${q}];`);
+    if (!found || !lanes || lanes.some((lane, q) => lines[i + 1 + q] !== lane)) {
+      out.push(lines[i]);
+      continue;
+    }
+    const [, indent, buffer, at, value] = found;
+    out.push(`${indent}${buffer}[(${at}) / 4] = ${value};`);
+    stores.set(buffer, (stores.get(buffer) ?? 0) + 1);
+    i += 3;
+  }
+  let result = out.join("\n");
+  for (const [buffer, count] of stores) {
+    const declaration = `var<storage, read_write> ${buffer} : array<f16>;`;
+    // Every access of the buffer must be a vector store: else the original stays.
+    if (!result.includes(declaration) || result.split(`${buffer}[`).length - 1 !== count) return code;
+    result = result.replace(declaration, `var<storage, read_write> ${buffer} : array<vec4<f16>>;`);
+  }
+  return result;
+}
+
 /**
  * A shader as the device gets it: the enable directive of subgroup matrices
- * where the kernel uses them, and the tiles' vector loads (vectorizeTileLoads).
+ * where the kernel uses them, the tiles' vector loads (vectorizeTileLoads) and
+ * vector stores (vectorizeStores).
  * @param {string} code  WGSL as TVM wrote it.
  * @returns {string}
  */
 export function completeShader(code) {
   const needs = code.includes("subgroup_matrix_") && !code.includes(SUBGROUP_MATRIX_ENABLE);
-  return vectorizeTileLoads(needs ? `${SUBGROUP_MATRIX_ENABLE}\n${code}` : code);
+  return vectorizeStores(vectorizeTileLoads(needs ? `${SUBGROUP_MATRIX_ENABLE}\n${code}` : code));
 }
