@@ -99,14 +99,15 @@ def _buffers(script: str) -> list[tuple[str, tuple[int, ...], str]]:
 
 
 def _written_fp32(kernels: dict[str, str]) -> list[str]:
-    """The kernels that write a whole activation in fp32 (not a product's
-    fp32 result, which the subgroup-matrix kernels store as it is summed)."""
+    """The kernels that write a whole activation in fp32 (TVM names what a
+    kernel writes ``T_...`` or ``compute...``; not a product's fp32 result,
+    which the subgroup-matrix kernels store as it is summed)."""
     return [
         name
         for name, script in kernels.items()
         if not name.startswith("subgroup_matrix")
         and any(
-            n.startswith("T_") and shape == SHAPE and dtype == "float32"
+            n.startswith(("T_", "compute")) and shape == SHAPE and dtype == "float32"
             for n, shape, dtype in _buffers(script)
         )
     ]

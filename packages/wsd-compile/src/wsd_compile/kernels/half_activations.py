@@ -209,28 +209,31 @@ def _rewrite(
     return mod
 
 
+def _function_pass(
+    name: str,
+    functions: Iterable[str],
+    make: Callable[[tvm.IRModule, Any], PyExprMutator],
+    choose: Callable[[relax.Function], Collection[relax.Var]],
+) -> tvm.transform.Pass:
+    """A module pass named ``name`` running :func:`_rewrite` on ``functions``."""
+    names = tuple(functions)
+
+    @tvm.transform.module_pass(opt_level=0, name=name)  # type: ignore[untyped-decorator]
+    def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        return _rewrite(mod, names, make, choose)
+
+    pass_: tvm.transform.Pass = rewrite
+    return pass_
+
+
 def half_activations_pass(functions: Iterable[str]) -> tvm.transform.Pass:
     """Store the fp32 activations of the Relax functions named ``functions``
     in fp16 (see the module's docstring); run before the group-norm rewrite."""
-    names = tuple(functions)
-
-    @tvm.transform.module_pass(opt_level=0, name="wsd.HalfActivations")  # type: ignore[untyped-decorator]
-    def narrow(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return _rewrite(mod, names, _Narrower, _narrowed)
-
-    pass_: tvm.transform.Pass = narrow
-    return pass_
+    return _function_pass("wsd.HalfActivations", functions, _Narrower, _narrowed)
 
 
 def split_upcasts_pass(functions: Iterable[str]) -> tvm.transform.Pass:
     """Give each reader of a shared fp16-to-fp32 cast in the functions named
     ``functions`` a cast of its own; run after the last merge of common
     subexpressions, before fusion."""
-    names = tuple(functions)
-
-    @tvm.transform.module_pass(opt_level=0, name="wsd.SplitUpcasts")  # type: ignore[untyped-decorator]
-    def split(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return _rewrite(mod, names, _Splitter, _shared_upcasts)
-
-    pass_: tvm.transform.Pass = split
-    return pass_
+    return _function_pass("wsd.SplitUpcasts", functions, _Splitter, _shared_upcasts)
