@@ -151,6 +151,27 @@ def _im2col_kernel() -> str:
     return source[start : end if end > 0 else None]
 
 
+def test_tvm_writes_each_threads_four_pixels_a_tap_as_one_vector_with_no_division() -> None:
+    """SiLU and a convolution at SD 1.5's 64x64 level (320 channels, two
+    images), its tiles reading an im2col matrix rather than gathering from
+    the input (wsd_compile.kernels.im2col): each thread writes 4 consecutive
+    pixels' 9 taps, each tap as one vector of 4 halves (4 lines, which the
+    page makes one store, below), 8192 pixels apart, with shifts and masks
+    only: no WGSL integer division or remainder."""
+    source = _im2col_kernel()
+    body = source[source.index("@compute") :]
+    assert "@workgroup_size(256, 1, 1)" in body
+    stores = re.findall(r"im2col_intermediate_ptr\[(v__\d+) \+ (\d)\] = vec4<f16>\(", body)
+    assert [int(q) for _, q in stores] == [0, 1, 2, 3] * 9
+    offsets = [re.search(rf"let {v} : i32 = (.*);", body) for v, _ in stores[::4]]
+    assert all(
+        o is not None and o[1].endswith(f" + {8192 * tap}i)")
+        for tap, o in enumerate(offsets)
+        if tap
+    )
+    assert not re.search(r"[^/]/ ?\d|%", body)
+
+
 def test_the_page_turns_the_im2col_kernels_stores_into_vector_stores(tmp_path: Path) -> None:
     """Each of the 9 taps of a thread's 4 pixels, 4 lines as TVM writes
     them, becomes one store of a vec4<f16>, at a quarter of its offset."""

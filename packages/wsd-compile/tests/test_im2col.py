@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import tvm
-from tvm import relax, s_tir, te, tirx
+from tvm import s_tir, te, tirx
 
-from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
 from wsd_compile.kernels.im2col import (
     IM2COL_ANNOTATION,
     Im2colSchedule,
     im2col_loops,
     im2col_t,
 )
-from wsd_compile.kernels.subgroup_tiles import TILES
-from wsd_compile.webgpu import WASM_HOST, wgsl_sources
+from wsd_compile.webgpu import WASM_HOST
 
 
 def _silu_im2col(
@@ -73,26 +68,6 @@ def test_the_rule_takes_only_annotated_im2col_matrices() -> None:
     assert Im2colSchedule().apply(te.create_prim_func([x, y]), target, False) is None
 
 
-def test_the_wgsl_splits_each_threads_index_once_with_no_division() -> None:
-    """SiLU and a convolution at SD 1.5's 64x64 level (320 channels, two
-    images), its tiles reading an im2col matrix rather than gathering from
-    the input: each thread writes 4 consecutive pixels' 9 taps, each tap as
-    one vector of 4 halves (4 lines, the page makes them one store), 8192
-    pixels apart, with shifts and masks only: no WGSL integer division or
-    remainder."""
-    body = _im2col_wgsl((2, 320, 64, 64), "float16")
-    assert "@workgroup_size(256, 1, 1)" in body
-    stores = re.findall(r"im2col_intermediate_ptr\[(v__\d+) \+ (\d)\] = vec4<f16>\(", body)
-    assert [int(q) for _, q in stores] == [0, 1, 2, 3] * 9
-    offsets = [re.search(rf"let {v} : i32 = (.*);", body) for v, _ in stores[::4]]
-    assert all(
-        o is not None and o[1].endswith(f" + {8192 * tap}i)")
-        for tap, o in enumerate(offsets)
-        if tap
-    )
-    assert not re.search(r"[^/]/ ?\d|%", body)
-
-
 @pytest.mark.parametrize(
     ("shape", "dtype", "vector"),
     [
@@ -112,23 +87,3 @@ def test_a_thread_takes_four_pixels_only_where_they_are_four_halves_of_an_image(
     sch = Im2colSchedule().apply(te.create_prim_func([x, out]), target, False)
     assert sch is not None
     assert ('"local"' in sch.mod.script()) == vector
-
-
-def _im2col_wgsl(shape: tuple[int, int, int, int], dtype: str) -> str:
-    """The WGSL of the im2col kernel of ``conv2d(silu(x))`` (3x3, padded by 1),
-    from its entry point's attributes on."""
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(shape, dtype))
-    w = relax.Var("w", relax.TensorType((shape[1], shape[1], 3, 3), dtype))
-    with bb.function("main", [x, w]):
-        with bb.dataflow():
-            s = bb.emit(relax.op.nn.silu(x))
-            y = bb.emit(relax.op.nn.conv2d(s, w, padding=(1, 1), out_dtype="float32"))
-            z = bb.emit_output(relax.op.astype(y, dtype))
-        bb.emit_func_output(z)
-    target = tvm.target.Target({"kind": "webgpu"}, host=WASM_HOST)
-    tiles = replace(TILES, gather=False)
-    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, subgroup_tiles=tiles)
-    built = tvm.compile(bb.get(), target=target, relax_pipeline=webgpu_pipeline(target, kernels))
-    [source] = [s for s in wgsl_sources(built.mod) if "fn fused_silu_im2col_kernel" in s]
-    return source[source.rindex("@compute", 0, source.index("fn fused_silu_im2col_kernel")) :]

@@ -10,7 +10,7 @@ SD 1.5 512 the VAE decoder's activations are 128 MiB each at full size.
 
 :func:`half_activations_pass` stores them in fp16, in the functions it is
 given: each such value (element-wise arithmetic or a resize in fp32, read
-only by element-wise arithmetic, resizes, concatenations and group norms) is
+only by element-wise arithmetic, resizes and group norms) is
 written as ``astype(value, float16)`` by the kernel that computes it and read
 through ``astype(stored, float32)``. Arithmetic stays fp32 inside every
 kernel; only the stored value is rounded to fp16, as PyTorch's fp16 rounds
@@ -45,7 +45,7 @@ _WRITERS = frozenset(
 #: ... where only these read them: they fuse a cast before them into their kernel
 #: (the group norm reads the fp16 value itself for its statistics).
 _READERS = _WRITERS | frozenset(
-    f"relax.{name}" for name in ("astype", "concat", "nn.group_norm", "sigmoid", "nn.silu")
+    f"relax.{name}" for name in ("astype", "nn.group_norm", "sigmoid", "nn.silu")
 )
 
 
