@@ -88,6 +88,12 @@ class KernelOptions:
     #: GPU parity is on record in docs/benchmarks/gpu-parity-tiles.json; ``NO_TILES``:
     #: the one-subgroup kernel everywhere).
     subgroup_tiles: TilePolicy = TILES
+    #: ... and products by weights that read one activation of at least this many
+    #: rows (an attention's query, key and value projections; the cross-attentions'
+    #: keys and values of the text) made one product, 4 at most
+    #: (:mod:`~wsd_compile.kernels.combine_products`, e.g. ``COMBINE_MIN_ROWS``;
+    #: 0, the default until it is measured faster: each its own).
+    subgroup_combine_from: int = 0
     #: Functions whose fp32 activations (what fp16 arithmetic leaves in fp32
     #: between kernels: residual sums, biases added, group norms' inputs) are
     #: stored in fp16 (:mod:`~wsd_compile.kernels.half_activations`): the VAE

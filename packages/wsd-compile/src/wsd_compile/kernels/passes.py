@@ -17,6 +17,7 @@ from tvm.s_tir import dlight as dl
 
 from .accumulate import accumulate_fp32, legalize_matmul
 from .attention import fuse_attention_pass
+from .combine_products import combine_products_pass
 from .conv2d import legalize_map
 from .dequantize import fuse_dequantize_pass
 from .few_channels import FewChannelsConv
@@ -43,6 +44,11 @@ def webgpu_pipeline(
         half_activations_pass(kernels.half_activations),
         *([group_norm_pass(kernels.group_norm_stats_kernels)] if kernels.group_norm else []),
         *([_attention_pass(kernels)] if kernels.fused_attention else []),
+        *(
+            [combine_products_pass(kernels.subgroup_combine_from)]
+            if kernels.subgroup_matrix and kernels.subgroup_combine_from
+            else []
+        ),
         *([accumulate_fp32] if kernels.fp32_accumulate else []),
         # Quantized weights: unpacked in the kernels that read them (a no-op without).
         fuse_dequantize(kernels),
