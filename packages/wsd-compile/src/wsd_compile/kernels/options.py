@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .attention import FUSE_ABOVE_BYTES
+from .combine_products import COMBINE_MIN_ROWS
 from .few_channels import FEW_CHANNELS
 from .few_rows import MAX_ROWS
 from .flash_attention import FlashTiles
@@ -91,9 +92,9 @@ class KernelOptions:
     #: ... and products by weights that read one activation of at least this many
     #: rows (an attention's query, key and value projections; the cross-attentions'
     #: keys and values of the text) made one product, 4 at most
-    #: (:mod:`~wsd_compile.kernels.combine_products`, e.g. ``COMBINE_MIN_ROWS``;
-    #: 0, the default until it is measured faster: each its own).
-    subgroup_combine_from: int = 0
+    #: (:mod:`~wsd_compile.kernels.combine_products`; 0: each its own). GPU parity:
+    #: docs/benchmarks/gpu-parity-combine.json, gpu-parity-lora-combine.json.
+    subgroup_combine_from: int = COMBINE_MIN_ROWS
     #: Functions whose fp32 activations (what fp16 arithmetic leaves in fp32
     #: between kernels: residual sums, biases added, group norms' inputs) are
     #: stored in fp16 (:mod:`~wsd_compile.kernels.half_activations`): the VAE
