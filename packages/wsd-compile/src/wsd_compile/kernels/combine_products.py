@@ -27,6 +27,8 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from .function_pass import function_pass
+
 #: Products whose shared input has fewer rows than this are left alone (the
 #: time embedding's 2; the text's 154 rows, 77 tokens twice, are combined).
 COMBINE_MIN_ROWS = 64
@@ -138,19 +140,4 @@ def combine_products_pass(min_rows: int = COMBINE_MIN_ROWS) -> tvm.transform.Pas
     """Combine the products that read one activation (at least ``min_rows``
     rows) by weights into one product per activation, in every Relax
     function of the module (see the module's docstring)."""
-
-    @tvm.transform.module_pass(opt_level=0, name="wsd.CombineProducts")  # type: ignore[untyped-decorator]
-    def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        for gvar, func in list(mod.functions_items()):
-            if not isinstance(func, relax.Function):
-                continue
-            groups = _groups(func, min_rows)
-            if not groups:
-                continue
-            combiner = _Combiner(mod, groups)
-            combiner.builder_.update_func(gvar, combiner.visit_expr(func))
-            mod = combiner.builder_.get()
-        return mod
-
-    pass_: tvm.transform.Pass = rewrite
-    return pass_
+    return function_pass("wsd.CombineProducts", _Combiner, lambda func: _groups(func, min_rows))

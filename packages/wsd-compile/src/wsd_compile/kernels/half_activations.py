@@ -26,12 +26,13 @@ reader of a shared ``astype(fp16, float32)`` its own copy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .function_pass import function_pass
 
 _F16, _F32 = "float16", "float32"
 
@@ -188,52 +189,14 @@ def _shared_upcasts(func: relax.Function) -> dict[relax.Var, relax.Var]:
     return shared
 
 
-def _rewrite(
-    mod: tvm.IRModule,
-    functions: Iterable[str],
-    make: Callable[[tvm.IRModule, Any], PyExprMutator],
-    choose: Callable[[relax.Function], Collection[relax.Var]],
-) -> tvm.IRModule:
-    """``mod`` with each of its functions named ``functions`` rewritten by
-    ``make(mod, choose(function))`` where ``choose`` finds something."""
-    names = set(functions)
-    for gvar, func in mod.functions_items():
-        if gvar.name_hint not in names or not isinstance(func, relax.Function):
-            continue
-        chosen = choose(func)
-        if not chosen:
-            continue
-        rewriter = make(mod, chosen)
-        rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        mod = rewriter.builder_.get()
-    return mod
-
-
-def _function_pass(
-    name: str,
-    functions: Iterable[str],
-    make: Callable[[tvm.IRModule, Any], PyExprMutator],
-    choose: Callable[[relax.Function], Collection[relax.Var]],
-) -> tvm.transform.Pass:
-    """A module pass named ``name`` running :func:`_rewrite` on ``functions``."""
-    names = tuple(functions)
-
-    @tvm.transform.module_pass(opt_level=0, name=name)  # type: ignore[untyped-decorator]
-    def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return _rewrite(mod, names, make, choose)
-
-    pass_: tvm.transform.Pass = rewrite
-    return pass_
-
-
 def half_activations_pass(functions: Iterable[str]) -> tvm.transform.Pass:
     """Store the fp32 activations of the Relax functions named ``functions``
     in fp16 (see the module's docstring); run before the group-norm rewrite."""
-    return _function_pass("wsd.HalfActivations", functions, _Narrower, _narrowed)
+    return function_pass("wsd.HalfActivations", _Narrower, _narrowed, functions)
 
 
 def split_upcasts_pass(functions: Iterable[str]) -> tvm.transform.Pass:
     """Give each reader of a shared fp16-to-fp32 cast in the functions named
     ``functions`` a cast of its own; run after the last merge of common
     subexpressions, before fusion."""
-    return _function_pass("wsd.SplitUpcasts", functions, _Splitter, _shared_upcasts)
+    return function_pass("wsd.SplitUpcasts", _Splitter, _shared_upcasts, functions)

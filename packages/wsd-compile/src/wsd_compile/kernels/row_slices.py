@@ -24,6 +24,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from .function_pass import function_pass
 from .shapes import static_shape
 
 #: Operators that compute each element of their result from the elements at
@@ -56,17 +57,10 @@ def sink_row_slices() -> tvm.transform.Pass:
     whole elsewhere (see the module's docstring). Run dead-code elimination
     after it: the whole values it no longer reads stay until then."""
 
-    @tvm.transform.module_pass(opt_level=0, name="wsd.SinkRowSlices")  # type: ignore[untyped-decorator]
-    def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                sinker = _Sinker(mod, func)
-                sinker.builder_.update_func(gvar, sinker.visit_expr(func))
-                mod = sinker.builder_.get()
-        return mod
-
-    pass_: tvm.transform.Pass = rewrite
-    return pass_
+    # Every function: the sinker reads the function it rewrites.
+    return function_pass(
+        "wsd.SinkRowSlices", lambda mod, found: _Sinker(mod, found[0]), lambda f: [f]
+    )
 
 
 def _row_slice(value: relax.Expr) -> tuple[relax.Var, int, int, int] | None:
