@@ -50,7 +50,7 @@ def _calls(mod: tvm.IRModule, name: str) -> int:
 
 def test_products_by_weights_of_one_input_become_one() -> None:
     mod = combine_products_pass()(_attention_inputs())
-    relax.analysis.well_formed(mod)
+    assert relax.analysis.check_well_formed(mod)
     # q, k, v and y: one product by the four weights side by side; the
     # scores and the mix (by activations) stay as they were.
     assert _calls(_attention_inputs(), "matmul") == 6
@@ -77,6 +77,27 @@ def test_at_most_four_products_are_made_one() -> None:
     assert _calls(mod, "matmul") == 3
     assert _calls(mod, "concat") == 3  # two joins of weights, and the result's own
     assert len(re.findall(r"R\.concat\(\(w\d+, w\d+, w\d+, w\d+\)", mod["main"].script())) == 2
+
+
+def test_products_by_computed_tensors_keep_their_own() -> None:
+    """A product by an element of a tuple the function computes (after the
+    first product) is not a weight: combining it would read the tuple before
+    it exists."""
+    op = relax.op
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", T((ROWS, DEPTH), "float16"))
+    w, v = relax.Var("w", T((DEPTH, 16), "float16")), relax.Var("v", T((DEPTH, 32), "float16"))
+    with bb.function("main", [x, w, v]):
+        with bb.dataflow():
+            a = bb.emit(op.matmul(x, w))
+            halves = bb.emit(op.split(op.add(v, v), 2, axis=1))
+            b = bb.emit(op.matmul(x, relax.TupleGetItem(halves, 0)))
+            out = bb.emit_output(op.add(a, b))
+        bb.emit_func_output(out)
+    before = bb.get()
+    after = combine_products_pass()(before)
+    assert relax.analysis.check_well_formed(after)
+    assert after["main"].script() == before["main"].script()
 
 
 def test_inputs_of_few_rows_keep_their_products() -> None:

@@ -43,15 +43,18 @@ MAX_COMBINED = 4
 _Member = tuple[relax.Var, relax.Expr, int]
 
 
-def _weight(expr: relax.Expr, values: dict[relax.Var, relax.Expr]) -> relax.Expr | None:
-    """What ``expr`` is, if it is a weight: a parameter or an element of a
-    tuple parameter, 2-D with a static shape; else None."""
+def _weight(
+    expr: relax.Expr, values: dict[relax.Var, relax.Expr], params: set[relax.Var]
+) -> relax.Expr | None:
+    """What ``expr`` is, if it is a weight: a parameter of the function or an
+    element of a tuple parameter (defined everywhere in it, so the combined
+    product can read it where the first product was), 2-D with a static
+    shape; else None."""
     value = values.get(expr, expr) if isinstance(expr, relax.Var) else expr
-    if isinstance(value, relax.TupleGetItem) and not isinstance(value.tuple_value, relax.Var):
-        return None
-    if not isinstance(value, relax.TupleGetItem | relax.Var) or (
-        isinstance(value, relax.Var) and value in values
-    ):
+    if isinstance(value, relax.TupleGetItem):
+        if value.tuple_value not in params:
+            return None
+    elif value not in params:
         return None
     ty = expr.ty
     if not isinstance(ty, relax.TensorType) or ty.ndim != 2 or ty.shape is None:
@@ -76,6 +79,7 @@ def _groups(func: relax.Function, min_rows: int) -> list[list[_Member]]:
     """``func``'s products to combine, in groups of two or more that read
     one activation (see the module's docstring)."""
     values = {b.var: b.value for block in func.body.blocks for b in block.bindings}
+    params = set(func.params)
     groups: list[list[_Member]] = []
     for block in func.body.blocks:
         if not isinstance(block, relax.DataflowBlock):
@@ -93,7 +97,7 @@ def _groups(func: relax.Function, min_rows: int) -> list[list[_Member]]:
             ):
                 continue
             x, w = value.args
-            weight = _weight(w, values)
+            weight = _weight(w, values, params)
             if weight is None:
                 continue
             depth, columns = (int(d) for d in w.ty.shape.values)
