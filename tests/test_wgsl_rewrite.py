@@ -6,6 +6,7 @@ itself, so the Python generator and the JS rewrite cannot drift apart."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -128,6 +129,7 @@ def test_a_3x3_convolution_gathering_from_its_input_keeps_a_scalar(tmp_path: Pat
     assert after.count("A_ptr[") == before.count("A_ptr[") > 0
 
 
+@functools.cache
 def _im2col_kernel() -> str:
     """The WGSL of the im2col kernel of ``conv2d(silu(x))`` (3x3) at SD 1.5's
     64x64 level, as TVM writes it (wsd_compile.kernels.im2col)."""

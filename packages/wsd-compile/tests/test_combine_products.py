@@ -25,8 +25,9 @@ COLUMNS = (32, 32, 48)
 
 def _attention_inputs(rows: int = ROWS) -> tvm.IRModule:
     """Three projections of ``x`` by weights in a tuple of parameters (as the
-    importer binds them), one more by a plain parameter of another depth's
-    input, and a product of two activations, summed into one result."""
+    importer binds them), one more by a plain parameter of the same depth
+    (so it joins them: four in one group), and products of two activations,
+    summed into one result."""
     op = relax.op
     bb = relax.BlockBuilder()
     x = relax.Var("x", T((2, rows // 2, DEPTH), "float16"))

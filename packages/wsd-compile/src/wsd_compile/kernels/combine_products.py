@@ -28,6 +28,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .function_pass import function_pass
+from .shapes import static_shape
 
 #: Products whose shared input has fewer rows than this are left alone (the
 #: time embedding's 2; the text's 154 rows, 77 tokens twice, are combined).
@@ -56,23 +57,18 @@ def _weight(
             return None
     elif value not in params:
         return None
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.ndim != 2 or ty.shape is None:
-        return None
-    if not all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values):
+    shape = static_shape(expr)
+    if shape is None or len(shape) != 2:
         return None
     return value
 
 
 def _rows(expr: relax.Expr) -> int:
     """The rows of a static-shaped activation ``[..., K]``; 0 if not static."""
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None or ty.ndim < 2:
+    shape = static_shape(expr)
+    if shape is None or len(shape) < 2:
         return 0
-    dims = ty.shape.values
-    if not all(isinstance(d, tvm.tirx.IntImm) for d in dims):
-        return 0
-    return math.prod(int(d) for d in dims[:-1])
+    return math.prod(shape[:-1])
 
 
 def _groups(func: relax.Function, min_rows: int) -> list[list[_Member]]:
@@ -128,8 +124,10 @@ class _Combiner(PyExprMutator):  # type: ignore[misc]
             return
         value = binding.value
         x = self.visit_expr(value.args[0])
-        weights = [self.visit_expr(w) for _, w, _ in members]
-        weights = [w if isinstance(w, relax.Var) else self.builder_.emit(w) for w in weights]
+        weights = []
+        for _, weight, _ in members:
+            seen = self.visit_expr(weight)
+            weights.append(seen if isinstance(seen, relax.Var) else self.builder_.emit(seen))
         joined = self.builder_.emit(relax.op.concat(weights, axis=1))
         product = self.builder_.emit(relax.op.matmul(x, joined, out_dtype=value.attrs.out_dtype))
         axis = int(binding.var.ty.ndim) - 1
