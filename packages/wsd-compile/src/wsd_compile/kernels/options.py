@@ -100,6 +100,10 @@ class KernelOptions:
     #: stored in fp16 (:mod:`~wsd_compile.kernels.half_activations`): the VAE
     #: decoders by default; () keeps them fp32.
     half_activations: tuple[str, ...] = HALF_ACTIVATIONS
+    #: Casts to fp16 of a reshaped fp32 value made before the reshape, so that
+    #: they fuse into the kernel writing the value (a layer norm before a
+    #: product: :mod:`~wsd_compile.kernels.narrow_casts`); False keeps them after.
+    narrow_before_reshape: bool = True
 
     def without(self, **changes: Any) -> KernelOptions:
         return replace(self, **changes)
@@ -118,4 +122,5 @@ TVM_DEFAULT_KERNELS = KernelOptions(
     few_channels=0,
     fused_attention=False,
     fp32_accumulate=False,
+    narrow_before_reshape=False,
 )

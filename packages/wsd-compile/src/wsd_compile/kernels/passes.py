@@ -26,6 +26,7 @@ from .group_norm import group_norm_pass
 from .half_activations import half_activations_pass, split_upcasts_pass
 from .im2col import Im2colSchedule
 from .matmul import TiledMatmul, WebGPUMatmul
+from .narrow_casts import narrow_before_reshape_pass
 from .options import DEFAULT_KERNELS, KernelOptions
 from .row_slices import sink_row_slices
 from .subgroup_matrix import subgroup_matrix_pass
@@ -72,6 +73,8 @@ def webgpu_pipeline(
         ),
         # Each kernel reading an activation stored in fp16 casts it itself.
         split_upcasts_pass(kernels.half_activations),
+        # A layer norm before a product writes fp16 itself, not fp32 for a cast kernel.
+        *([narrow_before_reshape_pass()] if kernels.narrow_before_reshape else []),
         relax.transform.DeadCodeElimination(),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
