@@ -1,6 +1,7 @@
 """Casts to fp16 moved before a reshape (kernels/narrow_casts.py), so that a
 layer norm before a product writes fp16 itself: the same numbers, one kernel
-fewer."""
+fewer. And a cast after a product fuses into what reads it, even where the
+cast's value is bound to a second name (as the attention rewrite leaves it)."""
 
 from __future__ import annotations
 
@@ -82,16 +83,20 @@ def test_the_numbers_do_not_change() -> None:
     np.testing.assert_array_equal(after, before)
 
 
+def _kernels(mod: tvm.IRModule, options: object) -> list[str]:
+    """The kernels ``main`` runs in a WebGPU build (a reshape alone is a view: no kernel)."""
+    lowered = webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[arg-type]
+    main = lowered["main"].script()
+    return sorted(
+        g.name_hint
+        for g, f in lowered.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and f"{g.name_hint}(" in main
+    )
+
+
 def test_the_norm_writes_fp16_itself_in_a_webgpu_build() -> None:
     def kernels(options: object) -> list[str]:
-        """The kernels ``main`` runs (a reshape alone is a view: no kernel)."""
-        lowered = webgpu_pipeline(webgpu_target(), options)(_norm_then_product())  # type: ignore[arg-type]
-        main = lowered["main"].script()
-        return sorted(
-            g.name_hint
-            for g, f in lowered.functions_items()
-            if isinstance(f, tvm.tirx.PrimFunc) and f"{g.name_hint}(" in main
-        )
+        return _kernels(_norm_then_product(), options)
 
     assert DEFAULT_KERNELS.narrow_before_reshape
     moved = kernels(DEFAULT_KERNELS)
@@ -101,3 +106,25 @@ def test_the_norm_writes_fp16_itself_in_a_webgpu_build() -> None:
     assert len(moved) == len(kept) - 1
     assert any(n.startswith("fused_layer_norm_cast") for n in moved)
     assert not any("reshape" in n for n in moved)
+
+
+def test_a_cast_bound_to_a_second_name_still_fuses_into_its_reader() -> None:
+    """An attention's ``P V`` in fp32, cast to fp16 and bound to a second name,
+    then its heads put side by side for the output projection: the cast and
+    the reshapes are one kernel on the subgroup-matrix path."""
+    op = relax.op
+    bb = relax.BlockBuilder()
+    p = relax.Var("p", T((16, 128, 128), "float16"))
+    v = relax.Var("v", T((16, 128, 80), "float16"))
+    w = relax.Var("w", T((640, 640), "float16"))
+    with bb.function("main", [p, v, w]):
+        with bb.dataflow():
+            heads = bb.emit(op.astype(bb.emit(op.matmul(p, v, out_dtype="float32")), "float16"))
+            named = bb.emit(heads)  # the second name
+            split = bb.emit(op.permute_dims(op.reshape(named, (2, 8, 128, 80)), [0, 2, 1, 3]))
+            rows = bb.emit(op.reshape(split, (256, 640)))
+            out = bb.emit_output(op.matmul(rows, w, out_dtype="float16"))
+        bb.emit_func_output(out)
+    kernels = _kernels(bb.get(), DEFAULT_KERNELS.without(subgroup_matrix=True))
+    assert not any(n.startswith("cast") for n in kernels), kernels
+    assert any(n.startswith("fused_cast_reshape") for n in kernels), kernels

@@ -76,6 +76,9 @@ def webgpu_pipeline(
         # A layer norm before a product writes fp16 itself, not fp32 for a cast kernel.
         *([narrow_before_reshape_pass()] if kernels.narrow_before_reshape else []),
         relax.transform.DeadCodeElimination(),
+        # No value bound to another name: fusion stops at such a binding (a
+        # cast after an attention's last product would be a kernel of its own).
+        relax.transform.CanonicalizeBindings(),
         # Phase 3. Lowering to TIR: convolutions as implicit GEMM, the rest as TVM does.
         relax.transform.LegalizeOps(_legalize_map(kernels)),
         # Phase 4. Fusion: element-wise producers and epilogues into their kernels.
