@@ -5,6 +5,8 @@ cast's value is bound to a second name (as the attention rewrite leaves it)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tvm
 from tvm import relax
@@ -90,7 +92,7 @@ def _kernels(mod: tvm.IRModule, options: object) -> list[str]:
     return sorted(
         g.name_hint
         for g, f in lowered.functions_items()
-        if isinstance(f, tvm.tirx.PrimFunc) and f"{g.name_hint}(" in main
+        if isinstance(f, tvm.tirx.PrimFunc) and re.search(rf"\b{g.name_hint}\(", main)
     )
 
 

@@ -28,6 +28,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .function_pass import function_pass
+from .relax_calls import op_name
 from .shapes import static_shape
 
 #: Products whose shared input has fewer rows than this are left alone (the
@@ -85,9 +86,7 @@ def _groups(func: relax.Function, min_rows: int) -> list[list[_Member]]:
             var, value = binding.var, binding.value
             if not (
                 isinstance(var, relax.DataflowVar)
-                and isinstance(value, relax.Call)
-                and isinstance(value.op, tvm.ir.Op)
-                and value.op.name == "relax.matmul"
+                and op_name(value) == "relax.matmul"
                 and isinstance(value.args[0], relax.Var)
                 and _rows(value.args[0]) >= min_rows
             ):

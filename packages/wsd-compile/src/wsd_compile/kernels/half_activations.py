@@ -33,6 +33,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .function_pass import function_pass
+from .relax_calls import op_name, tensor_dtype
 
 _F16, _F32 = "float16", "float32"
 
@@ -51,13 +52,7 @@ _READERS = _WRITERS | frozenset(
 
 
 def _is_tensor(expr: relax.Expr, dtype: str) -> bool:
-    ty = expr.ty
-    return isinstance(ty, relax.TensorType) and str(ty.dtype) == dtype and ty.ndim >= 3
-
-
-def _op_name(call: relax.Call) -> str:
-    """The name of the operator ``call`` calls, ``""`` for a function or kernel."""
-    return str(call.op.name) if isinstance(call.op, tvm.ir.Op) else ""
+    return tensor_dtype(expr) == dtype and expr.ty.ndim >= 3
 
 
 def _is_half_model(func: relax.Function) -> bool:
@@ -86,7 +81,7 @@ def _readers(func: relax.Function) -> dict[relax.Var, list[str]]:
             value = binding.value
             if isinstance(value, relax.Call):
                 for arg in value.args:
-                    note(arg, _op_name(value))
+                    note(arg, op_name(value))
             else:
                 note(value, "")
     note(body.body, "")
@@ -114,7 +109,7 @@ def _narrowed(func: relax.Function) -> set[relax.Var]:
             if (
                 isinstance(var, relax.DataflowVar)
                 and isinstance(value, relax.Call)
-                and _op_name(value) in _WRITERS
+                and op_name(value) in _WRITERS
                 and _is_tensor(var, _F32)
                 and _stored_apart(readers.get(var, []))
             ):
@@ -154,7 +149,7 @@ class _Splitter(PyExprMutator):  # type: ignore[misc]
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         value = binding.value
-        if isinstance(value, relax.Call) and _op_name(value) not in _OPAQUE | {"", "relax.astype"}:
+        if isinstance(value, relax.Call) and op_name(value) not in _OPAQUE | {"", "relax.astype"}:
             args = [self._own(arg) for arg in value.args]
             if any(new is not old for new, old in zip(args, value.args, strict=True)):
                 value = relax.Call(value.op, args, value.attrs, value.ty_args)
@@ -178,7 +173,7 @@ def _shared_upcasts(func: relax.Function) -> dict[relax.Var, relax.Var]:
             if (
                 isinstance(var, relax.DataflowVar)
                 and isinstance(value, relax.Call)
-                and _op_name(value) == "relax.astype"
+                and op_name(value) == "relax.astype"
                 and isinstance(value.args[0], relax.Var)
                 and _is_tensor(var, _F32)
                 and _is_tensor(value.args[0], _F16)

@@ -22,19 +22,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .function_pass import function_pass
-
-
-def _is_call(value: relax.Expr, name: str) -> bool:
-    return (
-        isinstance(value, relax.Call)
-        and isinstance(value.op, tvm.ir.Op)
-        and value.op.name == f"relax.{name}"
-    )
-
-
-def _dtype(expr: relax.Expr) -> str:
-    ty = expr.ty
-    return str(ty.dtype) if isinstance(ty, relax.TensorType) else ""
+from .relax_calls import op_name, tensor_dtype
 
 
 def _moved(func: relax.Function) -> dict[relax.Var, relax.Call]:
@@ -50,16 +38,16 @@ def _moved(func: relax.Function) -> dict[relax.Var, relax.Call]:
             cast = binding.value
             if not (
                 isinstance(binding.var, relax.DataflowVar)
-                and _is_call(cast, "astype")
-                and _dtype(binding.var) == "float16"
+                and op_name(cast) == "relax.astype"
+                and tensor_dtype(binding.var) == "float16"
             ):
                 continue
             shaped = cast.args[0]
             reshape = values.get(shaped) if isinstance(shaped, relax.DataflowVar) else None
             if (
                 reshape is not None
-                and _is_call(reshape, "reshape")
-                and _dtype(reshape.args[0]) == "float32"
+                and op_name(reshape) == "relax.reshape"
+                and tensor_dtype(reshape.args[0]) == "float32"
                 and list(uses.get(shaped, [])) == [binding.var]
             ):
                 found[binding.var] = reshape

@@ -25,6 +25,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .function_pass import function_pass
+from .relax_calls import op_name
 from .shapes import static_shape
 
 #: Operators that compute each element of their result from the elements at
@@ -76,11 +77,7 @@ def _row_slice(value: relax.Expr) -> tuple[relax.Var, int, int, int] | None:
 
 
 def _elementwise(value: relax.Expr) -> bool:
-    return (
-        isinstance(value, relax.Call)
-        and isinstance(value.op, tvm.ir.Op)
-        and value.op.name in ELEMENTWISE
-    )
+    return op_name(value) in ELEMENTWISE
 
 
 _STRIDED_SLICE = tvm.ir.Op.get("relax.strided_slice")
