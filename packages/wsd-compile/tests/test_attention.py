@@ -244,7 +244,10 @@ def test_the_chain_is_split_into_ranges_of_queries(dtype: str) -> None:
     assert "R.multiply(" not in text
     assert len(re.findall(r'R\.matmul\(\w+, \w+, out_dtype="float32"\)', text)) == 4
     assert "R.concat(" in text
-    assert len(re.findall(r"R\.permute_dims\(k", text)) == 1  # K^T once, for every range
+    assert len(re.findall(r"R\.permute_dims\(", text)) == 1  # K^T once, for every range
+    # The 77 keys padded to 80 once, K and V, for every range.
+    assert len(re.findall(r"R\.nn\.pad\((k|v),", text)) == 2
+    assert 'R.Tensor((8, 16, 80), dtype="float32")' in text
     # Whole when the scores fit the chunk.
     whole = _chunked(_attention_module((8, 64, 77, 40), dtype), 256 * MiB)["main"].script()
     assert len(re.findall(r"R\.call_tir\((?:cls\.)?scaled_softmax", whole)) == 1
@@ -270,18 +273,37 @@ def test_the_ranges_give_the_whole_chains_numbers() -> None:
 
 def test_heads_of_40_and_77_tokens_reach_the_tensor_cores_padded() -> None:
     """Self- and cross-attention of SD 1.5's shapes (head 40; 77 text tokens):
-    every product becomes a subgroup-matrix kernel on operands padded to 16s,
-    and the padded columns are sliced off."""
+    every product becomes a subgroup-matrix kernel on operands padded to 16s.
+    The head's padded columns are sliced off the output; the keys are padded
+    before the products, so that the scores are not sliced: the softmax reads
+    all 80 columns."""
     for keys in (256, 77):
         chain = _chunked(_attention_module((16, 256, keys, 40), "float16"), 256 * MiB)
         mod = accumulate_fp32(chain)
         text = subgroup_matrix_pass()(mod)["main"].script()
         assert "R.matmul" not in text
         assert len(re.findall(r"R\.call_tir\(subgroup_matrix_matmul", text)) == 2
-        assert "R.nn.pad(" in text and "R.strided_slice(" in text
+        assert "R.nn.pad(" in text
+        # One slice: the output's head of 48 back to 40, never the scores.
+        slices = re.findall(r"R\.strided_slice\(\w+, \((\d+),\), \((\d+),\), \((\d+),\)", text)
+        assert slices == [("2", "0", "40")]
         padded_keys = -(-keys // 16) * 16
         assert f'R.Tensor((16, 256, {padded_keys}), dtype="float32")' in text
         assert 'R.Tensor((16, 256, 48), dtype="float32")' in text
+
+
+def test_padded_keys_give_the_unpadded_chains_numbers() -> None:
+    """77 keys padded to 80: the padded keys get no probability, so the
+    output is the unpadded chain's, bit for bit on the CPU (the padding only
+    appends zeros to each sum)."""
+    rng = np.random.default_rng(1)
+    mod = _attention_module((4, 32, 77, 40))
+    inputs = [rng.standard_normal(s).astype("float32") for s in ((4, 32, 40), (4, 77, 40))]
+    inputs.append(rng.standard_normal((4, 77, 40)).astype("float32"))
+    want = _run(mod, inputs)
+    chained = _chunked(mod, 256 * MiB)
+    assert "R.nn.pad(" in chained["main"].script()
+    np.testing.assert_array_equal(_run(chained, inputs), want)
 
 
 def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
@@ -297,6 +319,25 @@ def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
     sources = wgsl_sources(built.mod)
     assert any("subgroup_matrix_matmul" in s for s in sources)
     assert not any("fused_attention" in s for s in sources)
+
+
+def test_cross_attentions_scores_are_read_whole_by_the_softmax() -> None:
+    """In a WebGPU build of cross-attention (77 keys), the softmax reads the
+    product's 80 columns of scores: no kernel slices them to 77 first, and
+    the probabilities are not padded again for the second product."""
+    kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, fused_attention_min_bytes=0)
+    lowered = webgpu_pipeline(webgpu_target(), kernels)(
+        _attention_module((16, 256, 77, 40), "float16")
+    )
+    main = lowered["main"].script()
+    called = [
+        g.name_hint
+        for g, f in lowered.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and re.search(rf"\b{g.name_hint}\(", main)
+    ]
+    assert sum(n.startswith("subgroup_matrix_matmul") for n in called) == 2, called
+    assert not [n for n in called if re.fullmatch(r"strided_slice\d*", n)], called
+    assert [n for n in called if "softmax" in n] == ["fused_scaled_softmax_cast"], called
 
 
 # Attention fused on tensor cores (kernels/flash_attention.py), opt-in on the

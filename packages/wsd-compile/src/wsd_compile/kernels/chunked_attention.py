@@ -10,6 +10,11 @@ softmax runs along the keys), each range's scores at most ``max_bytes``; the
 ranges' outputs are joined along the rows. The chunks' score matrices have
 one shape and never live at the same time, so the memory plan gives them one
 buffer.
+
+Keys not in 16s (cross-attention's 77 text tokens) are padded to 16s here,
+K and V with zero rows, and the softmax reads the padded scores and writes
+zero probabilities for the padded keys: the products get aligned operands
+(no slice of their scores) and the numbers are those of the unpadded chain.
 """
 
 from __future__ import annotations
@@ -17,14 +22,26 @@ from __future__ import annotations
 from tvm import relax, te, tirx, topi
 
 from .shapes import static_shape
+from .subgroup_gemm import SIDE
+
+#: Below every real scaled score: a padded key's exponent underflows to 0.
+_PADDED_SCORE = -3.0e38
 
 
-def scaled_softmax(scores: te.Tensor, scale: float) -> te.Tensor:
+def scaled_softmax(scores: te.Tensor, scale: float, keys: int | None = None) -> te.Tensor:
     """``softmax(scores * scale)`` along the last axis, in the scores' dtype
-    (fp32): one kernel, the scale applied as the softmax reads each score."""
-    scaled = te.compute(
-        scores.shape, lambda *i: scores(*i) * tirx.const(scale, scores.dtype), name="scaled"
-    )
+    (fp32): one kernel, the scale applied as the softmax reads each score.
+    With ``keys``, only the first ``keys`` columns are scores (the rest pad
+    the row): their probabilities are those of the unpadded row, and the
+    padding's are 0."""
+
+    def scaled_score(*i: tirx.PrimExpr) -> tirx.PrimExpr:
+        value = scores(*i) * tirx.const(scale, scores.dtype)
+        if keys is None:
+            return value
+        return tirx.Select(i[-1] < keys, value, tirx.const(_PADDED_SCORE, scores.dtype))
+
+    scaled = te.compute(scores.shape, scaled_score, name="scaled")
     result: te.Tensor = topi.nn.softmax(scaled, axis=-1)
     return result
 
@@ -58,10 +75,14 @@ def chunked_attention(
     if q_shape is None or k_shape is None:
         return None
     (batch, queries, _), keys = q_shape, k_shape[1]
-    chunks = query_chunks(batch, queries, keys, max_bytes)
+    pad = -keys % SIDE
+    chunks = query_chunks(batch, queries, keys + pad, max_bytes)
     if chunks == 0:
         return None
     dtype = str(q.ty.dtype)
+    if pad:
+        k = bb.emit(relax.op.nn.pad(k, [0, 0, 0, pad, 0, 0]))
+        v = bb.emit(relax.op.nn.pad(v, [0, 0, 0, pad, 0, 0]))
     k_t = bb.emit(relax.op.permute_dims(k, [0, 2, 1]))
     rows = queries // chunks
     outputs = []
@@ -71,7 +92,13 @@ def chunked_attention(
             part = bb.emit(relax.op.strided_slice(q, [1], [c * rows], [(c + 1) * rows]))
         scores = bb.emit(relax.op.matmul(part, k_t, out_dtype="float32"))
         probabilities = bb.emit(
-            bb.call_te(scaled_softmax, scores, scale=scale, primfunc_name_hint="scaled_softmax")
+            bb.call_te(
+                scaled_softmax,
+                scores,
+                scale=scale,
+                keys=keys if pad else None,
+                primfunc_name_hint="scaled_softmax",
+            )
         )
         weights = bb.emit(relax.op.astype(probabilities, dtype))
         outputs.append(bb.emit(relax.op.matmul(weights, v)))

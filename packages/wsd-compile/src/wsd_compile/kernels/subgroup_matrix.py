@@ -296,8 +296,10 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         if matmul_gemm(a_padded, w_padded) is None:
             return call
         lead = [0, 0] * (len(a_shape) - 1)
-        a = self.builder_.emit(relax.op.nn.pad(call.args[0], [*lead, 0, pad_k]))
-        w = self.builder_.emit(relax.op.nn.pad(call.args[1], [*lead[:-2], 0, pad_k, 0, pad_n]))
+        a, w = call.args
+        if pad_k:  # (attention pads its keys itself: then only n is padded here)
+            a = self.builder_.emit(relax.op.nn.pad(a, [*lead, 0, pad_k]))
+        w = self.builder_.emit(relax.op.nn.pad(w, [*lead[:-2], 0, pad_k, 0, pad_n]))
         padded_out = [*out_shape[:-1], n + pad_n]
         out = self._matmul(call, a, w, a_padded, w_padded, padded_out)
         if pad_n:
