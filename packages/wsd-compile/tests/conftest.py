@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,3 +54,19 @@ def stderr_line(capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
         return lines[0]
 
     return read
+
+
+def _called_kernels(lowered: tvm.IRModule) -> list[str]:
+    main = lowered["main"].script()
+    return sorted(
+        g.name_hint
+        for g, f in lowered.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and re.search(rf"\b{g.name_hint}\(", main)
+    )
+
+
+@pytest.fixture(scope="session")
+def called_kernels() -> Callable[[tvm.IRModule], list[str]]:
+    """The kernels that ``main`` of a lowered module calls, by name, sorted: a
+    PrimFunc that ``main`` no longer calls (a reshape that became a view) is none."""
+    return _called_kernels

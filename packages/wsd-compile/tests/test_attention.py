@@ -9,6 +9,7 @@ tiny presets against diffusers."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -261,11 +262,16 @@ def _run(mod: tvm.IRModule, inputs: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _random_qkv(queries: int, keys: int, *, seed: int) -> list[np.ndarray]:
+    """Q, K and V of 4 heads of 40, standard normal."""
+    rng = np.random.default_rng(seed)
+    shapes = ((4, queries, 40), (4, keys, 40), (4, keys, 40))
+    return [rng.standard_normal(s).astype("float32") for s in shapes]
+
+
 def test_the_ranges_give_the_whole_chains_numbers() -> None:
-    rng = np.random.default_rng(0)
     mod = _attention_module((4, 48, 77, 40))
-    inputs = [rng.standard_normal(s).astype("float32") for s in ((4, 48, 40), (4, 77, 40))]
-    inputs.append(rng.standard_normal((4, 77, 40)).astype("float32"))
+    inputs = _random_qkv(48, 77, seed=0)
     want = _run(mod, inputs)
     got = _run(_chunked(mod, 4 * 4 * 16 * 77), inputs)  # 3 ranges of 16 rows
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -296,10 +302,8 @@ def test_padded_keys_give_the_unpadded_chains_numbers() -> None:
     """77 keys padded to 80: the padded keys get no probability, so the
     output is the unpadded chain's, bit for bit on the CPU (the padding only
     appends zeros to each sum)."""
-    rng = np.random.default_rng(1)
     mod = _attention_module((4, 32, 77, 40))
-    inputs = [rng.standard_normal(s).astype("float32") for s in ((4, 32, 40), (4, 77, 40))]
-    inputs.append(rng.standard_normal((4, 77, 40)).astype("float32"))
+    inputs = _random_qkv(32, 77, seed=1)
     want = _run(mod, inputs)
     chained = _chunked(mod, 256 * MiB)
     assert "R.nn.pad(" in chained["main"].script()
@@ -321,7 +325,9 @@ def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
     assert not any("fused_attention" in s for s in sources)
 
 
-def test_cross_attentions_scores_are_read_whole_by_the_softmax() -> None:
+def test_cross_attentions_scores_are_read_whole_by_the_softmax(
+    called_kernels: Callable[[tvm.IRModule], list[str]],
+) -> None:
     """In a WebGPU build of cross-attention (77 keys), the softmax reads the
     product's 80 columns of scores: no kernel slices them to 77 first, and
     the probabilities are not padded again for the second product."""
@@ -329,12 +335,7 @@ def test_cross_attentions_scores_are_read_whole_by_the_softmax() -> None:
     lowered = webgpu_pipeline(webgpu_target(), kernels)(
         _attention_module((16, 256, 77, 40), "float16")
     )
-    main = lowered["main"].script()
-    called = [
-        g.name_hint
-        for g, f in lowered.functions_items()
-        if isinstance(f, tvm.tirx.PrimFunc) and re.search(rf"\b{g.name_hint}\(", main)
-    ]
+    called = called_kernels(lowered)
     assert sum(n.startswith("subgroup_matrix_matmul") for n in called) == 2, called
     assert not [n for n in called if re.fullmatch(r"strided_slice\d*", n)], called
     assert [n for n in called if "softmax" in n] == ["fused_scaled_softmax_cast"], called

@@ -5,7 +5,7 @@ cast's value is bound to a second name (as the attention rewrite leaves it)."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
 import numpy as np
 import tvm
@@ -16,6 +16,7 @@ from wsd_compile.kernels.narrow_casts import narrow_before_reshape_pass
 from wsd_compile.webgpu import webgpu_target
 
 T = relax.TensorType
+Kernels = Callable[[tvm.IRModule], list[str]]
 BATCH, SEQ, DEPTH = 2, 64, 32
 
 
@@ -85,20 +86,14 @@ def test_the_numbers_do_not_change() -> None:
     np.testing.assert_array_equal(after, before)
 
 
-def _kernels(mod: tvm.IRModule, options: object) -> list[str]:
-    """The kernels ``main`` runs in a WebGPU build (a reshape alone is a view: no kernel)."""
-    lowered = webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[arg-type]
-    main = lowered["main"].script()
-    return sorted(
-        g.name_hint
-        for g, f in lowered.functions_items()
-        if isinstance(f, tvm.tirx.PrimFunc) and re.search(rf"\b{g.name_hint}\(", main)
-    )
+def _lowered(mod: tvm.IRModule, options: object) -> tvm.IRModule:
+    """``mod`` lowered for WebGPU with the kernel ``options``."""
+    return webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[arg-type]
 
 
-def test_the_norm_writes_fp16_itself_in_a_webgpu_build() -> None:
+def test_the_norm_writes_fp16_itself_in_a_webgpu_build(called_kernels: Kernels) -> None:
     def kernels(options: object) -> list[str]:
-        return _kernels(_norm_then_product(), options)
+        return called_kernels(_lowered(_norm_then_product(), options))
 
     assert DEFAULT_KERNELS.narrow_before_reshape
     moved = kernels(DEFAULT_KERNELS)
@@ -110,7 +105,9 @@ def test_the_norm_writes_fp16_itself_in_a_webgpu_build() -> None:
     assert not any("reshape" in n for n in moved)
 
 
-def test_a_cast_bound_to_a_second_name_still_fuses_into_its_reader() -> None:
+def test_a_cast_bound_to_a_second_name_still_fuses_into_its_reader(
+    called_kernels: Kernels,
+) -> None:
     """An attention's ``P V`` in fp32, cast to fp16 and bound to a second name,
     then its heads put side by side for the output projection: the cast and
     the reshapes are one kernel on the subgroup-matrix path."""
@@ -127,6 +124,6 @@ def test_a_cast_bound_to_a_second_name_still_fuses_into_its_reader() -> None:
             rows = bb.emit(op.reshape(split, (256, 640)))
             out = bb.emit_output(op.matmul(rows, w, out_dtype="float16"))
         bb.emit_func_output(out)
-    kernels = _kernels(bb.get(), DEFAULT_KERNELS.without(subgroup_matrix=True))
+    kernels = called_kernels(_lowered(bb.get(), DEFAULT_KERNELS.without(subgroup_matrix=True)))
     assert not any(n.startswith("cast") for n in kernels), kernels
     assert any(n.startswith("fused_cast_reshape") for n in kernels), kernels

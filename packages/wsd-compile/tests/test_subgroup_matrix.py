@@ -14,6 +14,7 @@ import tvm
 from tvm import relax
 
 from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
+from wsd_compile.kernels.shapes import pad_after
 from wsd_compile.kernels.subgroup_matrix import (
     Gemm,
     RowRange,
@@ -514,3 +515,9 @@ def test_the_threshold_for_64x64_blocks_is_a_kernel_option() -> None:
     built = tvm.compile(module, target=target, relax_pipeline=webgpu_pipeline(target, kernels))
     [source] = [s for s in wgsl_sources(built.mod) if "subgroup_matrix_matmul_kernel" in s]
     assert "subgroupMatrixStore(&C_ptr, (wsd_m0 + 48u) * 128u + wsd_n0 + 48u, wsd_acc_3_3" in source
+
+
+def test_pad_widths_name_the_end_of_each_axis() -> None:
+    assert pad_after(3, {1: 3}) == [0, 0, 0, 3, 0, 0]
+    assert pad_after(4, {-2: 5, -1: 8}) == [0, 0, 0, 0, 0, 5, 0, 8]
+    assert pad_after(2, {}) == [0, 0, 0, 0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from tvm import relax, te, tirx, topi
 
-from .shapes import static_shape
+from .shapes import pad_after, static_shape
 from .subgroup_gemm import SIDE
 
 #: Below every real scaled score: a padded key's exponent underflows to 0.
@@ -81,8 +81,8 @@ def chunked_attention(
         return None
     dtype = str(q.ty.dtype)
     if pad:
-        k = bb.emit(relax.op.nn.pad(k, [0, 0, 0, pad, 0, 0]))
-        v = bb.emit(relax.op.nn.pad(v, [0, 0, 0, pad, 0, 0]))
+        k = bb.emit(relax.op.nn.pad(k, pad_after(3, {1: pad})))
+        v = bb.emit(relax.op.nn.pad(v, pad_after(3, {1: pad})))
     k_t = bb.emit(relax.op.permute_dims(k, [0, 2, 1]))
     rows = queries // chunks
     outputs = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from tvm import relax, tirx
 
 
@@ -30,3 +32,12 @@ def output_size(
     out_h = (height + top + bottom - kernel[0]) // strides[0] + 1
     out_w = (width + left + right - kernel[1]) // strides[1] + 1
     return out_h, out_w
+
+
+def pad_after(rank: int, after: Mapping[int, int]) -> list[int]:
+    """``nn.pad``'s widths for a tensor of ``rank`` dimensions padded at the end
+    of the axes in ``after`` (axis -> count; negative axes count from the last)."""
+    widths = [0] * (2 * rank)
+    for axis, count in after.items():
+        widths[2 * (axis % rank) + 1] = count
+    return widths

@@ -44,7 +44,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from .attention import FUSE_ABOVE_BYTES
 from .conv2d import sum_partials
 from .im2col import im2col_t
-from .shapes import output_size, static_shape
+from .shapes import output_size, pad_after, static_shape
 from .subgroup_gemm import (
     LARGE_BLOCKS_FROM,
     SIDE,
@@ -295,11 +295,11 @@ class _Rewriter(PyExprMutator):  # type: ignore[misc]
         a_padded, w_padded = [*a_shape[:-1], k + pad_k], [*w_shape[:-2], k + pad_k, n + pad_n]
         if matmul_gemm(a_padded, w_padded) is None:
             return call
-        lead = [0, 0] * (len(a_shape) - 1)
         a, w = call.args
         if pad_k:  # (attention pads its keys itself: then only n is padded here)
-            a = self.builder_.emit(relax.op.nn.pad(a, [*lead, 0, pad_k]))
-        w = self.builder_.emit(relax.op.nn.pad(w, [*lead[:-2], 0, pad_k, 0, pad_n]))
+            a = self.builder_.emit(relax.op.nn.pad(a, pad_after(len(a_shape), {-1: pad_k})))
+        widths = pad_after(len(w_shape), {-2: pad_k, -1: pad_n})
+        w = self.builder_.emit(relax.op.nn.pad(w, widths))
         padded_out = [*out_shape[:-1], n + pad_n]
         out = self._matmul(call, a, w, a_padded, w_padded, padded_out)
         if pad_n:
