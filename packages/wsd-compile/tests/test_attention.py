@@ -325,6 +325,35 @@ def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
     assert not any("fused_attention" in s for s in sources)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_other_paths_chunk_the_attentions_they_would_fuse(
+    dtype: str, called_kernels: Callable[[tvm.IRModule], list[str]]
+) -> None:
+    """``attention_chunk_bytes`` on the shader-f16 and fp32 paths: the attention
+    that would be fused (scores of 8 x 64 x 64 fp32, 128 KiB, above the 64 KiB
+    set here) is two scalar products around a softmax in two ranges of queries;
+    one below the threshold (16 queries over 77 keys: 39 KiB) stays the plain chain."""
+    kernels = DEFAULT_KERNELS.without(
+        fused_attention_min_bytes=100 * 1024, attention_chunk_bytes=64 * 1024
+    )
+
+    def lowered(queries: int, keys: int, options: object) -> tvm.IRModule:
+        mod = _attention_module((8, queries, keys, 40), dtype)
+        return webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[arg-type]
+
+    fused = called_kernels(lowered(64, 64, kernels.without(attention_chunk_bytes=0)))
+    assert fused == ["fused_attention"], fused
+    chunked = lowered(64, 64, kernels)
+    names = called_kernels(chunked)
+    assert not [n for n in names if "attention" in n or "subgroup" in n], names
+    calls = re.findall(r"\b(\w+)\(", chunked["main"].script())
+    assert sum("scaled_softmax" in c for c in calls) == 2, calls
+    assert sum("matmul" in c for c in calls) == 4, calls
+    small = called_kernels(lowered(16, 77, kernels))
+    assert small == called_kernels(lowered(16, 77, kernels.without(attention_chunk_bytes=0)))
+    assert not [n for n in small if "attention" in n or "scaled_softmax" in n], small
+
+
 def test_cross_attentions_scores_are_read_whole_by_the_softmax(
     called_kernels: Callable[[tvm.IRModule], list[str]],
 ) -> None:

@@ -72,6 +72,10 @@ class KernelOptions:
     #: in ranges of query rows whose fp32 scores take at most this many bytes
     #: (:mod:`.chunked_attention`; 0: the fused kernel, as on the other paths).
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
+    #: On the other paths (shader-f16, fp32), the attentions that would be fused
+    #: (scores above ``fused_attention_min_bytes``) as the same chunked products
+    #: instead, the products on the scalar matmul schedule (0: the fused kernel).
+    attention_chunk_bytes: int = 0
     #: ... or, where it takes the attention, one kernel on tensor cores with an
     #: online softmax (:mod:`~wsd_compile.kernels.flash_attention`, tiled by these).
     #: None, the default: the chunked products, which are faster today

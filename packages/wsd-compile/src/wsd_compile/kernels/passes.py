@@ -103,11 +103,16 @@ def webgpu_pipeline(
 
 
 def _attention_pass(kernels: KernelOptions) -> tvm.transform.Pass:
-    """Large attention fused; on the subgroup-matrix path every attention as
-    products on tensor cores, the large ones in chunks of queries."""
-    chunk = kernels.subgroup_attention_chunk_bytes if kernels.subgroup_matrix else 0
-    min_bytes = 0 if chunk else kernels.fused_attention_min_bytes
-    flash = kernels.subgroup_flash_attention if chunk else None
+    """Large attention fused (or, with ``attention_chunk_bytes``, as products in
+    chunks of queries); on the subgroup-matrix path every attention as products
+    on tensor cores, the large ones in chunks of queries."""
+    min_bytes, flash = kernels.fused_attention_min_bytes, None
+    if kernels.subgroup_matrix:
+        chunk = kernels.subgroup_attention_chunk_bytes
+        if chunk:
+            min_bytes, flash = 0, kernels.subgroup_flash_attention
+    else:
+        chunk = kernels.attention_chunk_bytes
     return fuse_attention_pass(min_bytes=min_bytes, chunk_bytes=chunk, flash=flash)
 
 
