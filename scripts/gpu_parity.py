@@ -288,13 +288,16 @@ def prepare(
     tiles: bool = False,
     flash: bool = False,
     gather: bool = False,
+    chunked: bool = False,
 ) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in
     ``out/reference``; only the cases of ``kernel_paths`` when given; with
     ``tiles``, every build with workgroup tiles wherever a product allows them;
     with ``flash``, attention fused on tensor cores wherever it fits; with
     ``gather``, workgroup tiles as ``tiles`` gives them, their convolutions
-    gathering from their input (implicit GEMM) rather than reading im2col."""
+    gathering from their input (implicit GEMM) rather than reading im2col;
+    with ``chunked``, every attention on the shader-f16 and fp32 paths as
+    products in chunks of queries (``attention_chunk_bytes``), however small."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
@@ -321,6 +324,13 @@ def prepare(
     if flash:
         for case in cases:
             case["kernels"] = {**case.get("kernels", {}), "subgroup_flash_attention": {}}
+    if chunked:
+        for case in cases:
+            case["kernels"] = {
+                **case.get("kernels", {}),
+                "fused_attention_min_bytes": 0,
+                "attention_chunk_bytes": 32768,
+            }
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():
@@ -438,6 +448,11 @@ def main() -> int:
         action="store_true",
         help="as --tiles, the tiles' convolutions gathering from their input (subgroup-matrix)",
     )
+    prep.add_argument(
+        "--chunked",
+        action="store_true",
+        help="every attention as products in chunks of queries (shader-f16 and fp32 paths)",
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
@@ -452,6 +467,7 @@ def main() -> int:
             args.tiles,
             args.flash,
             args.gather,
+            args.chunked,
         )
         return 0
     return compare(args.out, args.json)
