@@ -49,6 +49,7 @@ def _cached_build(
     preset: str,
     *,
     fuse_all_attention: bool = False,
+    chunk_all_attention: bool = False,
     precision: str = "fp32",
     quantize: str = "none",
 ) -> Path:
@@ -58,7 +59,10 @@ def _cached_build(
     A fresh machine compiles it once (about a minute on 2 cores); a cached
     build is used only if ``verify`` finds every file intact. With
     ``fuse_all_attention`` every attention runs as the fused kernel (builds
-    fuse only attention with a large score matrix, which no tiny preset has).
+    fuse only attention with a large score matrix, which no tiny preset has);
+    with ``chunk_all_attention`` every attention runs as two products around a
+    softmax in ranges of queries whose scores take at most 32 KiB (the shader-f16
+    and fp32 paths' ``attention_chunk_bytes``).
     An fp16 build holds both kernel paths (``shader-f16`` and the ``fp32`` fallback).
     ``quantize``: the weights' quantization (``int8``, ``int4``; none by default).
     """
@@ -71,7 +75,7 @@ def _cached_build(
     from wsd_compile.cache import cache_root
     from wsd_compile.kernels import DEFAULT_KERNELS
 
-    variant = "-fused" if fuse_all_attention else ""
+    variant = "-fused" if fuse_all_attention else "-chunked" if chunk_all_attention else ""
     variant += "" if quantize == "none" else f"-{quantize}"
     out = cache_root() / "builds" / f"{preset}-{precision}{variant}-{_source_key()}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,15 +85,17 @@ def _cached_build(
         if out.exists() and not verify(out).ok:
             shutil.rmtree(out)
         if not out.exists():
-            kernels = (
-                DEFAULT_KERNELS.without(fused_attention_min_bytes=0) if fuse_all_attention else None
-            )
+            kernels = DEFAULT_KERNELS
+            if fuse_all_attention or chunk_all_attention:
+                kernels = kernels.without(fused_attention_min_bytes=0)
+            if chunk_all_attention:
+                kernels = kernels.without(attention_chunk_bytes=32 * 1024)
             compile_pipeline(
                 PRESET_KINDS[preset],
                 preset=preset,
                 out_dir=out,
                 precision=precision,
-                kernels=kernels or DEFAULT_KERNELS,
+                kernels=kernels,
                 quantize=quantize,
             )
     _prune_stale_builds(out)
@@ -120,6 +126,11 @@ def tiny_sd15_build() -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd15_fused_build() -> Path:
     return _cached_build("tiny-sd15", fuse_all_attention=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_chunked_build() -> Path:
+    return _cached_build("tiny-sd15", chunk_all_attention=True)
 
 
 @pytest.fixture(scope="session")

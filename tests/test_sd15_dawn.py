@@ -81,6 +81,18 @@ def test_fused_attention_generation_matches_diffusers(
     assert_run_matches(report, diffusers_reference, psnr, latent_error=1e-3)
 
 
+def test_chunked_attention_generation_matches_diffusers(
+    tiny_sd15_chunked_build: Path, diffusers_reference: Reference, psnr: PSNR
+) -> None:
+    """Every attention as two scalar products around a softmax, in ranges of
+    queries (``attention_chunk_bytes``, the shader-f16 and fp32 paths), in a
+    whole pipeline: no fused kernel, and diffusers' numbers."""
+    wasm = (tiny_sd15_chunked_build / "model.wasm").read_bytes()
+    assert b"fused_attention" not in wasm and b"scaled_softmax" in wasm
+    report = node_render(tiny_sd15_chunked_build, RENDER_OPTIONS)
+    assert_run_matches(report, diffusers_reference, psnr, latent_error=1e-3)
+
+
 def assert_run_matches(
     report: dict[str, Any],
     reference: Reference,
