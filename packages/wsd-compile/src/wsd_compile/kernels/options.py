@@ -74,7 +74,8 @@ class KernelOptions:
     subgroup_attention_chunk_bytes: int = FUSE_ABOVE_BYTES
     #: On the other paths (shader-f16, fp32), the attentions that would be fused
     #: (scores above ``fused_attention_min_bytes``) as the same chunked products
-    #: instead, the products on the scalar matmul schedule (0: the fused kernel).
+    #: instead, the products on the scalar matmul schedule (0, the default: the
+    #: fused kernel, which measured as fast on the H100: docs/kernels.md).
     attention_chunk_bytes: int = 0
     #: ... or, where it takes the attention, one kernel on tensor cores with an
     #: online softmax (:mod:`~wsd_compile.kernels.flash_attention`, tiled by these).
