@@ -40,6 +40,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# The parity tests' own helpers (conftest, editing, lora_files) are this script's too.
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import TINY_CHUNK_BYTES  # noqa: E402
+
 PRESETS = ("tiny-sd15", "tiny-sdxl")
 SCHEDULERS = ("dpmpp-2m", "euler", "lcm")
 PRECISIONS = ("fp16", "fp32")
@@ -80,7 +84,7 @@ TINY_TILES = {"large_from": 1, "min_k": 16}
 #: and SDXL take at 512 and 1024.
 ATTENTION_KERNELS = {
     "fused_attention_min_bytes": 0,
-    "subgroup_attention_chunk_bytes": 32768,
+    "subgroup_attention_chunk_bytes": TINY_CHUNK_BYTES,
     "subgroup_im2col_max_bytes": 262144,
     "subgroup_large_blocks_from": 1,
     # Workgroup tiles of 128 x 128 wherever the columns are in 128s, however short k.
@@ -298,7 +302,6 @@ def prepare(
     gathering from their input (implicit GEMM) rather than reading im2col;
     with ``chunked``, every attention on the shader-f16 and fp32 paths as
     products in chunks of queries (``attention_chunk_bytes``), however small."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _reference  # the parity tests' own diffusers run
 
     from wsd_capture import PRESET_KINDS
@@ -317,20 +320,16 @@ def prepare(
         cases = [c for c in cases if c["kernel_path"] in kernel_paths]
         if not cases:
             raise SystemExit(f"gpu_parity.py: no case runs on the kernel paths {kernel_paths}")
+    changes: dict[str, Any] = {}
     if tiles or gather:
-        policy = {**TINY_TILES, "gather": True} if gather else TINY_TILES
-        for case in cases:
-            case["kernels"] = {**case.get("kernels", {}), "subgroup_tiles": policy}
+        changes["subgroup_tiles"] = {**TINY_TILES, "gather": True} if gather else TINY_TILES
     if flash:
-        for case in cases:
-            case["kernels"] = {**case.get("kernels", {}), "subgroup_flash_attention": {}}
+        changes["subgroup_flash_attention"] = {}
     if chunked:
+        changes |= {"fused_attention_min_bytes": 0, "attention_chunk_bytes": TINY_CHUNK_BYTES}
+    if changes:
         for case in cases:
-            case["kernels"] = {
-                **case.get("kernels", {}),
-                "fused_attention_min_bytes": 0,
-                "attention_chunk_bytes": 32768,
-            }
+            case["kernels"] = {**case.get("kernels", {}), **changes}
     for case in cases:
         build = out / "builds" / _build_name(case)
         if not build.exists():

@@ -45,6 +45,12 @@ def _source_key() -> str:
     return digest.hexdigest()[:16]
 
 
+#: The tiny presets' attention chunk: ranges of queries whose scores take at most
+#: 32 KiB, small enough that every attention of every tiny preset is chunked
+#: (shared with ``scripts/gpu_parity.py``).
+TINY_CHUNK_BYTES = 32 * 1024
+
+
 def _cached_build(
     preset: str,
     *,
@@ -89,7 +95,7 @@ def _cached_build(
             if fuse_all_attention or chunk_all_attention:
                 kernels = kernels.without(fused_attention_min_bytes=0)
             if chunk_all_attention:
-                kernels = kernels.without(attention_chunk_bytes=32 * 1024)
+                kernels = kernels.without(attention_chunk_bytes=TINY_CHUNK_BYTES)
             compile_pipeline(
                 PRESET_KINDS[preset],
                 preset=preset,

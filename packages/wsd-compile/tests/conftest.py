@@ -12,6 +12,8 @@ import tvm
 from tvm import relax
 
 from wsd_compile import PipelineModule, RuntimeObjects, tvmjs_runtime
+from wsd_compile.kernels import KernelOptions, webgpu_pipeline
+from wsd_compile.webgpu import webgpu_target
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +72,14 @@ def called_kernels() -> Callable[[tvm.IRModule], list[str]]:
     """The kernels that ``main`` of a lowered module calls, by name, sorted: a
     PrimFunc that ``main`` no longer calls (a reshape that became a view) is none."""
     return _called_kernels
+
+
+def _lowered(mod: tvm.IRModule, options: KernelOptions) -> tvm.IRModule:
+    return webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def lowered() -> Callable[[tvm.IRModule, KernelOptions], tvm.IRModule]:
+    """``lowered(mod, options)``: ``mod`` lowered for WebGPU with the kernel
+    ``options``, ready for ``called_kernels``."""
+    return _lowered

@@ -22,6 +22,7 @@ from wsd_compile.kernels import (
     DEFAULT_KERNELS,
     FUSE_ABOVE_BYTES,
     AttentionTiles,
+    KernelOptions,
     attention_kernel,
     attention_tiles,
     fuse_attention_pass,
@@ -32,6 +33,9 @@ from wsd_compile.kernels.chunked_attention import query_chunks
 from wsd_compile.kernels.flash_attention import FlashTiles, flash_attention_kernel, flash_fits
 from wsd_compile.kernels.subgroup_matrix import subgroup_matrix_pass
 from wsd_compile.webgpu import check_wgsl, webgpu_target, wgsl_sources
+
+Kernels = Callable[[tvm.IRModule], list[str]]
+Lowered = Callable[[tvm.IRModule, KernelOptions], tvm.IRModule]
 
 T = relax.TensorType
 #: Every attention fused, however small (the default fuses only large ones).
@@ -327,7 +331,7 @@ def test_the_subgroup_matrix_path_builds_chunked_attention_for_webgpu() -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_the_other_paths_chunk_the_attentions_they_would_fuse(
-    dtype: str, called_kernels: Callable[[tvm.IRModule], list[str]]
+    dtype: str, called_kernels: Kernels, lowered: Lowered
 ) -> None:
     """``attention_chunk_bytes`` on the shader-f16 and fp32 paths: the attention
     that would be fused (scores of 8 x 64 x 64 fp32, 128 KiB, above the 64 KiB
@@ -337,34 +341,30 @@ def test_the_other_paths_chunk_the_attentions_they_would_fuse(
         fused_attention_min_bytes=100 * 1024, attention_chunk_bytes=64 * 1024
     )
 
-    def lowered(queries: int, keys: int, options: object) -> tvm.IRModule:
-        mod = _attention_module((8, queries, keys, 40), dtype)
-        return webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[arg-type]
+    def attention(queries: int, keys: int, options: KernelOptions) -> tvm.IRModule:
+        return lowered(_attention_module((8, queries, keys, 40), dtype), options)
 
-    fused = called_kernels(lowered(64, 64, kernels.without(attention_chunk_bytes=0)))
+    fused = called_kernels(attention(64, 64, kernels.without(attention_chunk_bytes=0)))
     assert fused == ["fused_attention"], fused
-    chunked = lowered(64, 64, kernels)
+    chunked = attention(64, 64, kernels)
     names = called_kernels(chunked)
     assert not [n for n in names if "attention" in n or "subgroup" in n], names
     calls = re.findall(r"\b(\w+)\(", chunked["main"].script())
     assert sum("scaled_softmax" in c for c in calls) == 2, calls
     assert sum("matmul" in c for c in calls) == 4, calls
-    small = called_kernels(lowered(16, 77, kernels))
-    assert small == called_kernels(lowered(16, 77, kernels.without(attention_chunk_bytes=0)))
+    small = called_kernels(attention(16, 77, kernels))
+    assert small == called_kernels(attention(16, 77, kernels.without(attention_chunk_bytes=0)))
     assert not [n for n in small if "attention" in n or "scaled_softmax" in n], small
 
 
 def test_cross_attentions_scores_are_read_whole_by_the_softmax(
-    called_kernels: Callable[[tvm.IRModule], list[str]],
+    called_kernels: Kernels, lowered: Lowered
 ) -> None:
     """In a WebGPU build of cross-attention (77 keys), the softmax reads the
     product's 80 columns of scores: no kernel slices them to 77 first, and
     the probabilities are not padded again for the second product."""
     kernels = DEFAULT_KERNELS.without(subgroup_matrix=True, fused_attention_min_bytes=0)
-    lowered = webgpu_pipeline(webgpu_target(), kernels)(
-        _attention_module((16, 256, 77, 40), "float16")
-    )
-    called = called_kernels(lowered)
+    called = called_kernels(lowered(_attention_module((16, 256, 77, 40), "float16"), kernels))
     assert sum(n.startswith("subgroup_matrix_matmul") for n in called) == 2, called
     assert not [n for n in called if re.fullmatch(r"strided_slice\d*", n)], called
     assert [n for n in called if "softmax" in n] == ["fused_scaled_softmax_cast"], called

@@ -11,12 +11,12 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from wsd_compile.kernels import DEFAULT_KERNELS, webgpu_pipeline
+from wsd_compile.kernels import DEFAULT_KERNELS, KernelOptions
 from wsd_compile.kernels.narrow_casts import narrow_before_reshape_pass
-from wsd_compile.webgpu import webgpu_target
 
 T = relax.TensorType
 Kernels = Callable[[tvm.IRModule], list[str]]
+Lowered = Callable[[tvm.IRModule, KernelOptions], tvm.IRModule]
 BATCH, SEQ, DEPTH = 2, 64, 32
 
 
@@ -86,14 +86,11 @@ def test_the_numbers_do_not_change() -> None:
     np.testing.assert_array_equal(after, before)
 
 
-def _lowered(mod: tvm.IRModule, options: object) -> tvm.IRModule:
-    """``mod`` lowered for WebGPU with the kernel ``options``."""
-    return webgpu_pipeline(webgpu_target(), options)(mod)  # type: ignore[arg-type]
-
-
-def test_the_norm_writes_fp16_itself_in_a_webgpu_build(called_kernels: Kernels) -> None:
-    def kernels(options: object) -> list[str]:
-        return called_kernels(_lowered(_norm_then_product(), options))
+def test_the_norm_writes_fp16_itself_in_a_webgpu_build(
+    called_kernels: Kernels, lowered: Lowered
+) -> None:
+    def kernels(options: KernelOptions) -> list[str]:
+        return called_kernels(lowered(_norm_then_product(), options))
 
     assert DEFAULT_KERNELS.narrow_before_reshape
     moved = kernels(DEFAULT_KERNELS)
@@ -106,7 +103,7 @@ def test_the_norm_writes_fp16_itself_in_a_webgpu_build(called_kernels: Kernels) 
 
 
 def test_a_cast_bound_to_a_second_name_still_fuses_into_its_reader(
-    called_kernels: Kernels,
+    called_kernels: Kernels, lowered: Lowered
 ) -> None:
     """An attention's ``P V`` in fp32, cast to fp16 and bound to a second name,
     then its heads put side by side for the output projection: the cast and
@@ -124,6 +121,6 @@ def test_a_cast_bound_to_a_second_name_still_fuses_into_its_reader(
             rows = bb.emit(op.reshape(split, (256, 640)))
             out = bb.emit_output(op.matmul(rows, w, out_dtype="float16"))
         bb.emit_func_output(out)
-    kernels = called_kernels(_lowered(bb.get(), DEFAULT_KERNELS.without(subgroup_matrix=True)))
+    kernels = called_kernels(lowered(bb.get(), DEFAULT_KERNELS.without(subgroup_matrix=True)))
     assert not any(n.startswith("cast") for n in kernels), kernels
     assert any(n.startswith("fused_cast_reshape") for n in kernels), kernels
