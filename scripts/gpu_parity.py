@@ -283,6 +283,24 @@ def _group(case: dict[str, Any]) -> tuple[str, str, str]:
     return case["preset"], quantize, case["precision"] if quantize != "none" else "fp32"
 
 
+def _kernel_changes(text: str) -> dict[str, Any]:
+    """``--kernels``: a JSON object of ``KernelOptions`` fields, each checked."""
+    from dataclasses import fields
+
+    from wsd_compile.kernels import KernelOptions
+
+    changes = json.loads(text)
+    if not isinstance(changes, dict):
+        raise argparse.ArgumentTypeError(f"--kernels takes a JSON object, not {text!r}")
+    known = {f.name for f in fields(KernelOptions)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown)} is no KernelOptions field; they are: {', '.join(sorted(known))}"
+        )
+    return changes
+
+
 def prepare(
     out: Path,
     quantized: bool = False,
@@ -293,6 +311,7 @@ def prepare(
     flash: bool = False,
     gather: bool = False,
     chunked: bool = False,
+    kernels: dict[str, Any] | None = None,
 ) -> None:
     """The cases' builds in ``out/builds`` and diffusers' outputs in
     ``out/reference``; only the cases of ``kernel_paths`` when given; with
@@ -301,7 +320,8 @@ def prepare(
     ``gather``, workgroup tiles as ``tiles`` gives them, their convolutions
     gathering from their input (implicit GEMM) rather than reading im2col;
     with ``chunked``, every attention on the shader-f16 and fp32 paths as
-    products in chunks of queries (``attention_chunk_bytes``), however small."""
+    products in chunks of queries (``attention_chunk_bytes``), however small;
+    ``kernels``: any other ``KernelOptions`` changes, for every build."""
     from conftest import _reference  # the parity tests' own diffusers run
 
     from wsd_capture import PRESET_KINDS
@@ -327,6 +347,7 @@ def prepare(
         changes["subgroup_flash_attention"] = {}
     if chunked:
         changes |= {"fused_attention_min_bytes": 0, "attention_chunk_bytes": TINY_CHUNK_BYTES}
+    changes |= kernels or {}
     if changes:
         for case in cases:
             case["kernels"] = {**case.get("kernels", {}), **changes}
@@ -452,6 +473,11 @@ def main() -> int:
         action="store_true",
         help="every attention as products in chunks of queries (shader-f16 and fp32 paths)",
     )
+    prep.add_argument(
+        "--kernels",
+        type=_kernel_changes,
+        help="KernelOptions changes for every build, as JSON: '{\"matmul_contiguous\": true}'",
+    )
     cmp = sub.add_parser("compare")
     cmp.add_argument("out", type=Path)
     cmp.add_argument("--json", type=Path, help="write the records here")
@@ -467,6 +493,7 @@ def main() -> int:
             args.flash,
             args.gather,
             args.chunked,
+            args.kernels,
         )
         return 0
     return compare(args.out, args.json)

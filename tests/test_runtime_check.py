@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from wsd_artifacts import read_tensor_cache, write_tensor_cache
+from wsd_compile import RuntimeCheck, write_runtime_check
+from wsd_compile.kernels import DEFAULT_KERNELS, DEFAULT_TILES
 from wsd_web.cli import main as wsd_web_main
 from wsd_web.headless import run_check
 
@@ -72,8 +76,7 @@ def test_headless_chromium_webgpu_matches_torch(check_dir: Path) -> None:
     print("chromium max abs error:", assert_matches_torch(result, check_dir))
 
 
-@pytest.mark.dawn
-def test_node_dawn_webgpu_matches_torch(check_dir: Path) -> None:
+def _run_in_dawn(check_dir: Path) -> dict[str, Any]:
     env = dict(os.environ)
     if not env.get("VK_ICD_FILENAMES") and not env.get("VK_DRIVER_FILES"):
         env["VK_ICD_FILENAMES"] = SWIFTSHADER_ICD
@@ -86,8 +89,36 @@ def test_node_dawn_webgpu_matches_torch(check_dir: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+@pytest.mark.dawn
+def test_node_dawn_webgpu_matches_torch(check_dir: Path) -> None:
+    result = _run_in_dawn(check_dir)
     print("dawn max abs error:", assert_matches_torch(result, check_dir))
+
+
+#: A thread's operands read from a workgroup tile as one vector of 4 (WGSL that TVM
+#: writes for a vectorized read of a ``*_shared`` array).
+VECTOR_TILE_READ = re.compile(rb"vec4<f32>\(\w+_shared\[")
+
+
+@pytest.mark.dawn
+@pytest.mark.parametrize("micro", [4, 8])
+def test_matmuls_of_neighbouring_outputs_match_torch(
+    micro: int, tmp_path: Path, runtime_check: RuntimeCheck
+) -> None:
+    """``matmul_contiguous``: each thread owning micro x micro neighbouring outputs
+    (4: the default register tile, 8: the large matmuls'), read as vectors of 4
+    from k-major workgroup tiles, gives the convolution's numbers in Dawn."""
+    tiles = replace(DEFAULT_TILES, micro_x=micro, micro_y=micro)
+    kernels = DEFAULT_KERNELS.without(matmul_contiguous=True, tiles=tiles, table=())
+    check = write_runtime_check(tmp_path / "check", kernels=kernels)
+    assert VECTOR_TILE_READ.search(check.build.wasm.path.read_bytes())
+    assert not VECTOR_TILE_READ.search(runtime_check.build.wasm.path.read_bytes())
+    result = _run_in_dawn(check.directory)
+    print("dawn max abs error:", assert_matches_torch(result, check.directory))
 
 
 @pytest.mark.browser

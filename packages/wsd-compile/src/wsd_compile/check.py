@@ -22,7 +22,7 @@ from tvm import relax
 
 from wsd_artifacts import write_tensor_cache
 
-from .kernels import DEFAULT_KERNELS
+from .kernels import DEFAULT_KERNELS, KernelOptions
 from .output import fresh_output_dir
 from .runtime import RuntimeObjects
 from .webgpu import WebGPUBuild, build_webgpu_wasm
@@ -228,18 +228,25 @@ class RuntimeCheck:
 
 
 def write_runtime_check(
-    out_dir: str | Path, *, runtime: RuntimeObjects | None = None, seed: int = 0
+    out_dir: str | Path,
+    *,
+    runtime: RuntimeObjects | None = None,
+    seed: int = 0,
+    kernels: KernelOptions = DEFAULT_KERNELS,
 ) -> RuntimeCheck:
     """Compile and link the check model into ``out_dir`` with its tensors and expected outputs.
 
     ``out_dir`` must not exist yet (or be empty); it appears only when complete.
+    ``kernels``: the kernels to check (wsd's defaults unless told), every
+    attention fused however small, so that the fused kernel is what runs.
     """
     out = Path(out_dir)
     with fresh_output_dir(out) as tmp:
-        # Every attention fused, however small, so that the kernel is what runs.
-        kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0)
         build = build_webgpu_wasm(
-            build_check_module(), tmp / CHECK_WASM, runtime=runtime, kernels=kernels
+            build_check_module(),
+            tmp / CHECK_WASM,
+            runtime=runtime,
+            kernels=kernels.without(fused_attention_min_bytes=0),
         )
         tensors = check_inputs(seed)
         expected = {f"expected.{fn.name}": _reference(fn, tensors) for fn in CHECK_FUNCTIONS}

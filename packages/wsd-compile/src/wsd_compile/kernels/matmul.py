@@ -198,11 +198,13 @@ class WebGPUMatmul(WebGPURule):
         *,
         table: Mapping[MatmulShape, MatmulTiles] | None = None,
         adaptive: bool = True,
+        contiguous: bool = False,
     ) -> None:
         super().__init__()
         self.tiles = tiles
         self.table = dict(table or {})
         self.adaptive = adaptive
+        self.contiguous = contiguous
 
     def _other_target(self, func: tirx.PrimFunc, target: tvm.target.Target, tunable: bool) -> Any:
         return dl.gpu.Matmul.apply(self, func, target, tunable)
@@ -223,16 +225,23 @@ class WebGPUMatmul(WebGPURule):
         tile_i, tile_j = t.block_y * t.micro_y, t.block_x * t.micro_x
         sch.pad_einsum(main, [1, tile_i, tile_j, t.micro_k])
         batch, i, j, k = sch.get_loops(main)
-        bi, ri, ti = sch.split(i, [None, t.micro_y, t.block_y])
-        bj, rj, tj = sch.split(j, [None, t.micro_x, t.block_x])
         ko, ki = sch.split(k, [None, t.micro_k])
-        sch.reorder(batch, bi, bj, ri, rj, ti, tj, ko, ki)
+        if self.contiguous:
+            # Each thread owns micro_y x micro_x neighbouring outputs, so that
+            # its operands are neighbouring words of the k-major tiles below.
+            bi, ti, ri = sch.split(i, [None, t.block_y, t.micro_y])
+            bj, tj, rj = sch.split(j, [None, t.block_x, t.micro_x])
+            sch.reorder(batch, bi, bj, ti, tj, ko, ki, ri, rj)
+        else:
+            bi, ri, ti = sch.split(i, [None, t.micro_y, t.block_y])
+            bj, rj, tj = sch.split(j, [None, t.micro_x, t.block_x])
+            sch.reorder(batch, bi, bj, ri, rj, ti, tj, ko, ki)
+            # Virtual threads: TVM gives each its own registers (strided outputs
+            # would otherwise make one sparse local array per thread).
+            sch.bind(ri, "vthread.y")
+            sch.bind(rj, "vthread.x")
         sch.bind(sch.fuse(batch, bi), "blockIdx.y")
         sch.bind(bj, "blockIdx.x")
-        # Virtual threads: TVM gives each its own registers (strided outputs
-        # would otherwise make one sparse local array per thread).
-        sch.bind(ri, "vthread.y")
-        sch.bind(rj, "vthread.x")
         sch.bind(ti, "threadIdx.y")
         sch.bind(tj, "threadIdx.x")
 
@@ -250,7 +259,12 @@ class WebGPUMatmul(WebGPURule):
             _, ty, tx = sch.split(fused, [None, t.block_y, t.block_x])
             sch.bind(ty, "threadIdx.y")
             sch.bind(tx, "threadIdx.x")
-            sch.storage_align(tile, 0, axis=1, factor=16, offset=1)
+            if self.contiguous:
+                # k-major, rows padded by a vector (4 words) to stay aligned.
+                sch.transform_layout(tile, ("write", 0), lambda s, r, d: (s, d, r))
+                sch.storage_align(tile, 0, axis=1, factor=32, offset=4)
+            else:
+                sch.storage_align(tile, 0, axis=1, factor=16, offset=1)
             return tile
 
         tile_a = fetch(0, k_contiguous[0])
@@ -258,9 +272,16 @@ class WebGPUMatmul(WebGPURule):
         for cached in (0, 1):
             local = sch.cache_read(main, cached, "local")
             sch.compute_at(local, ki, preserve_unit_loops=True)
+            if self.contiguous:
+                # WGSL's widest vector is 4: 8 neighbours are read as two.
+                words = sch.get_loops(local)[-1]
+                sch.vectorize(sch.split(words, [None, 4])[-1])
         auto_inline_producers(sch, tile_a)
         auto_inline_producers(sch, tile_b)
         auto_inline_consumer_chain(sch, store)
+        if self.contiguous:
+            sch.unroll(ri)
+            sch.unroll(rj)
         sch.unroll(ki)
         sch.decompose_reduction(main, ko)
         return sch

@@ -38,6 +38,10 @@ class KernelOptions:
         default_factory=lambda: tuple(load_tile_table().items())
     )
     adaptive: bool = True
+    #: ... each thread owning neighbouring outputs, read from workgroup tiles
+    #: stored k-major as vectors of 4 (False, the default: outputs strided by
+    #: the thread count, read a word at a time: docs/kernels.md).
+    matmul_contiguous: bool = False
     #: Matmuls of at most this many rows as matrix-vector products
     #: (:class:`.FewRowsMatmul`: the time-embedding projections; 0: tiled as the rest).
     few_rows: int = MAX_ROWS

@@ -161,7 +161,12 @@ def _schedule_rules(kernels: KernelOptions) -> list[Any]:
     if kernels.tiles is not None:
         if kernels.own_matmul:
             rules.append(
-                WebGPUMatmul(kernels.tiles, table=dict(kernels.table), adaptive=kernels.adaptive)
+                WebGPUMatmul(
+                    kernels.tiles,
+                    table=dict(kernels.table),
+                    adaptive=kernels.adaptive,
+                    contiguous=kernels.matmul_contiguous,
+                )
             )
         rules.append(TiledMatmul(kernels.tiles))
     return [
