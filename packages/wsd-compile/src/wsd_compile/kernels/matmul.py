@@ -252,19 +252,28 @@ class WebGPUMatmul(WebGPURule):
             tile = sch.cache_read(main, index, "shared")
             sch.compute_at(tile, ko, preserve_unit_loops=True)
             rows, depth = sch.get_loops(tile)[-2:]
-            if not k_fast:
-                sch.reorder(depth, rows)
-                rows, depth = depth, rows
-            fused = sch.fuse(rows, depth)
+            if self.contiguous:
+                # Stored k-major, rows padded by a vector (4 words) to stay aligned,
+                # each thread writing 4 neighbouring rows of one k as a vector.
+                sch.transform_layout(tile, ("write", 0), lambda s, r, d: (s, d, r))
+                sch.storage_align(tile, 0, axis=1, factor=32, offset=4)
+                rows, words = sch.split(rows, [None, 4])
+                if k_fast:
+                    sch.reorder(rows, depth, words)
+                    fused = sch.fuse(rows, depth)
+                else:
+                    sch.reorder(depth, rows, words)
+                    fused = sch.fuse(depth, rows)
+                sch.vectorize(words)
+            else:
+                if not k_fast:
+                    sch.reorder(depth, rows)
+                    rows, depth = depth, rows
+                fused = sch.fuse(rows, depth)
+                sch.storage_align(tile, 0, axis=1, factor=16, offset=1)
             _, ty, tx = sch.split(fused, [None, t.block_y, t.block_x])
             sch.bind(ty, "threadIdx.y")
             sch.bind(tx, "threadIdx.x")
-            if self.contiguous:
-                # k-major, rows padded by a vector (4 words) to stay aligned.
-                sch.transform_layout(tile, ("write", 0), lambda s, r, d: (s, d, r))
-                sch.storage_align(tile, 0, axis=1, factor=32, offset=4)
-            else:
-                sch.storage_align(tile, 0, axis=1, factor=16, offset=1)
             return tile
 
         tile_a = fetch(0, k_contiguous[0])
