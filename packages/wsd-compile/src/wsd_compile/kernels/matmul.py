@@ -264,7 +264,10 @@ class WebGPUMatmul(WebGPURule):
                 else:
                     sch.reorder(depth, rows, words)
                     fused = sch.fuse(depth, rows)
-                sch.vectorize(words)
+                # A convolution's gather (a condition per pixel) is no vector:
+                # its 4 words are written one by one, unrolled.
+                gather = any("im2col" in sch.get(b).name_hint for b in sch.get_producers(tile))
+                (sch.unroll if gather else sch.vectorize)(words)
             else:
                 if not k_fast:
                     sch.reorder(depth, rows)
@@ -283,14 +286,16 @@ class WebGPUMatmul(WebGPURule):
             sch.compute_at(local, ki, preserve_unit_loops=True)
             if self.contiguous:
                 # WGSL's widest vector is 4: 8 neighbours are read as two.
-                words = sch.get_loops(local)[-1]
-                sch.vectorize(sch.split(words, [None, 4])[-1])
+                vectors, words = sch.split(sch.get_loops(local)[-1], [None, 4])
+                sch.vectorize(words)
+                sch.unroll(vectors)
         auto_inline_producers(sch, tile_a)
         auto_inline_producers(sch, tile_b)
         auto_inline_consumer_chain(sch, store)
         if self.contiguous:
-            sch.unroll(ri)
-            sch.unroll(rj)
+            # Registers indexed by constants only: the products' and the stores' loops unrolled.
+            for loop in (ri, rj, *sch.get_loops(store)[-2:]):
+                sch.unroll(loop)
         sch.unroll(ki)
         sch.decompose_reduction(main, ko)
         return sch
