@@ -248,39 +248,8 @@ class WebGPUMatmul(WebGPURule):
         store = sch.cache_write(main, 0, "local")
         sch.reverse_compute_at(store, tj, preserve_unit_loops=True)
 
-        def fetch(index: int, k_fast: bool) -> Any:
-            tile = sch.cache_read(main, index, "shared")
-            sch.compute_at(tile, ko, preserve_unit_loops=True)
-            rows, depth = sch.get_loops(tile)[-2:]
-            if self.contiguous:
-                # Stored k-major, rows padded by a vector (4 words) to stay aligned,
-                # each thread writing 4 neighbouring rows of one k as a vector.
-                sch.transform_layout(tile, ("write", 0), lambda s, r, d: (s, d, r))
-                sch.storage_align(tile, 0, axis=1, factor=32, offset=4)
-                rows, words = sch.split(rows, [None, 4])
-                if k_fast:
-                    sch.reorder(rows, depth, words)
-                    fused = sch.fuse(rows, depth)
-                else:
-                    sch.reorder(depth, rows, words)
-                    fused = sch.fuse(depth, rows)
-                # A convolution's gather (a condition per pixel) is no vector:
-                # its 4 words are written one by one, unrolled.
-                gather = any("im2col" in sch.get(b).name_hint for b in sch.get_producers(tile))
-                (sch.unroll if gather else sch.vectorize)(words)
-            else:
-                if not k_fast:
-                    sch.reorder(depth, rows)
-                    rows, depth = depth, rows
-                fused = sch.fuse(rows, depth)
-                sch.storage_align(tile, 0, axis=1, factor=16, offset=1)
-            _, ty, tx = sch.split(fused, [None, t.block_y, t.block_x])
-            sch.bind(ty, "threadIdx.y")
-            sch.bind(tx, "threadIdx.x")
-            return tile
-
-        tile_a = fetch(0, k_contiguous[0])
-        tile_b = fetch(1, k_contiguous[1])
+        tile_a = self._stage(sch, main, ko, t, 0, k_contiguous[0])
+        tile_b = self._stage(sch, main, ko, t, 1, k_contiguous[1])
         for cached in (0, 1):
             local = sch.cache_read(main, cached, "local")
             sch.compute_at(local, ki, preserve_unit_loops=True)
@@ -300,6 +269,28 @@ class WebGPUMatmul(WebGPURule):
         sch.decompose_reduction(main, ko)
         return sch
 
+    def _stage(
+        self, sch: s_tir.Schedule, main: Any, ko: Any, t: MatmulTiles, index: int, k_fast: bool
+    ) -> Any:
+        """Operand ``index``'s workgroup tile for each step ``ko``, loaded by all
+        threads, consecutive threads reading consecutive addresses (``k_fast``:
+        the operand is stored k-contiguous)."""
+        tile = sch.cache_read(main, index, "shared")
+        sch.compute_at(tile, ko, preserve_unit_loops=True)
+        rows, depth = sch.get_loops(tile)[-2:]
+        if self.contiguous:
+            fused = _stage_k_major(sch, tile, rows, depth, k_fast)
+        else:
+            if not k_fast:
+                sch.reorder(depth, rows)
+                rows, depth = depth, rows
+            fused = sch.fuse(rows, depth)
+            sch.storage_align(tile, 0, axis=1, factor=16, offset=1)
+        _, ty, tx = sch.split(fused, [None, t.block_y, t.block_x])
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(tx, "threadIdx.x")
+        return tile
+
     def _tiles_for(self, extents: list[int]) -> MatmulTiles:
         """The tiles for a matmul of normalised loop ``extents`` ``(s, i, j, k)``."""
         shape = (extents[0], extents[1], extents[2], extents[3]) if len(extents) == 4 else None
@@ -312,6 +303,26 @@ class WebGPUMatmul(WebGPURule):
             # full-resolution convolutions); elsewhere 4x4 does.
             t = replace(t, micro_x=2 * t.micro_x, micro_y=2 * t.micro_y)
         return t
+
+
+def _stage_k_major(sch: s_tir.Schedule, tile: Any, rows: Any, depth: Any, k_fast: bool) -> Any:
+    """``matmul_contiguous``'s staging: the tile stored k-major, rows padded by a
+    vector (4 words) to stay aligned, each thread writing 4 neighbouring rows of
+    one k as a vector; returns the loop to spread over the threads."""
+    sch.transform_layout(tile, ("write", 0), lambda s, r, d: (s, d, r))
+    sch.storage_align(tile, 0, axis=1, factor=32, offset=4)
+    rows, words = sch.split(rows, [None, 4])
+    if k_fast:
+        sch.reorder(rows, depth, words)
+        fused = sch.fuse(rows, depth)
+    else:
+        sch.reorder(depth, rows, words)
+        fused = sch.fuse(depth, rows)
+    # A convolution's gather (a condition per pixel) is no vector: its 4 words
+    # are written one by one, unrolled.
+    gather = any("im2col" in sch.get(b).name_hint for b in sch.get_producers(tile))
+    (sch.unroll if gather else sch.vectorize)(words)
+    return fused
 
 
 def normalize_matmul(sch: s_tir.Schedule, main: Any) -> None:
