@@ -5,11 +5,21 @@
 # OUT/webgpu/. Run on the GPU
 # machine from the repository root, with .carry/ and OUT beside it:
 #   bash scripts/gpu_parity.sh OUT
+# or, on a machine without a GPU, on SwiftShader (Chromium's Vulkan on the
+# CPU; Node and the npm packages of scripts/setup.sh, no .carry/):
+#   SWIFTSHADER=1 bash scripts/gpu_parity.sh OUT
 set -euo pipefail
 out=$1
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/gpu_env.sh
-source "$root/scripts/gpu_env.sh"
+if [ "${SWIFTSHADER:-0}" = 1 ]; then
+  export VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
+  export LD_LIBRARY_PATH=/usr/lib/chromium${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  unset VK_DRIVER_FILES
+  [ -f "$VK_ICD_FILENAMES" ] || { echo "gpu_parity.sh: no SwiftShader at $VK_ICD_FILENAMES: install Debian's chromium (scripts/setup.sh)" >&2; exit 2; }
+else
+  # shellcheck source=scripts/gpu_env.sh
+  source "$root/scripts/gpu_env.sh"
+fi
 mkdir -p "$out/webgpu"
 python3 - "$out" <<'PY' | while IFS=$'\t' read -r name build options; do
 import json, sys

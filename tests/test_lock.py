@@ -3,29 +3,19 @@ that are wrong in one way each: every problem is named, with the command that fi
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from .conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "dev.lock"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_lock", ROOT / "scripts" / "check_lock.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-check_lock = _load()
+check_lock = load_script("check_lock")
 
 
 def _drop(text: str, name: str) -> str:

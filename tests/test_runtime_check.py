@@ -26,12 +26,12 @@ import torch.nn.functional as F
 
 from wsd_artifacts import read_tensor_cache, write_tensor_cache
 from wsd_compile import RuntimeCheck, write_runtime_check
-from wsd_compile.kernels import DEFAULT_KERNELS, DEFAULT_TILES
+from wsd_compile.kernels import DEFAULT_KERNELS, DEFAULT_TILES, MatmulTiles
+from wsd_web.bench.runner import swiftshader_environment
 from wsd_web.cli import main as wsd_web_main
 from wsd_web.headless import run_check
 
 NODE_RUNNER = Path(__file__).parents[1] / "packages/wsd-web/src/wsd_web/node/check.mjs"
-SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
 FP32_TOLERANCE = 1e-4
 
 
@@ -79,8 +79,7 @@ def test_headless_chromium_webgpu_matches_torch(check_dir: Path) -> None:
 def _run_in_dawn(check_dir: Path) -> dict[str, Any]:
     env = dict(os.environ)
     if not env.get("VK_ICD_FILENAMES") and not env.get("VK_DRIVER_FILES"):
-        env["VK_ICD_FILENAMES"] = SWIFTSHADER_ICD
-        env["LD_LIBRARY_PATH"] = "/usr/lib/chromium"
+        env = swiftshader_environment(env)
     proc = subprocess.run(
         ["node", str(NODE_RUNNER), str(check_dir)],
         capture_output=True,
@@ -105,15 +104,24 @@ VECTOR_TILE = re.compile(rb"var<workgroup> \w+_shared : array<vec4<f32>, \d+>")
 
 
 @pytest.mark.dawn
-@pytest.mark.parametrize("micro", [4, 8])
+@pytest.mark.parametrize(
+    "tiles",
+    [
+        DEFAULT_TILES,
+        replace(DEFAULT_TILES, micro_x=8, micro_y=8),
+        replace(DEFAULT_TILES, micro_x=4, micro_y=8),
+        replace(DEFAULT_TILES, block_x=8, block_y=8, micro_x=8, micro_y=8),
+    ],
+    ids=["t16-r4x4", "t16-r8x8", "t16-r8x4", "t8-r8x8"],
+)
 def test_matmuls_of_neighbouring_outputs_match_torch(
-    micro: int, tmp_path: Path, runtime_check: RuntimeCheck
+    tiles: MatmulTiles, tmp_path: Path, runtime_check: RuntimeCheck
 ) -> None:
-    """``matmul_contiguous``: each thread owning micro x micro neighbouring outputs
-    (4: the default register tile, 8: the large matmuls'), read as vectors of 4
-    from k-major workgroup tiles, gives the convolution's numbers in Dawn."""
-    tiles = replace(DEFAULT_TILES, micro_x=micro, micro_y=micro)
-    kernels = DEFAULT_KERNELS.without(matmul_contiguous=True, tiles=tiles, table=())
+    """Products read contiguously (each thread owning micro_y x micro_x
+    neighbouring outputs, read as vectors of 4 from k-major workgroup tiles),
+    with the tiles the contiguous table uses, give the check's numbers in Dawn."""
+    tiles = replace(tiles, contiguous=True)
+    kernels = DEFAULT_KERNELS.without(tiles=tiles, table=())
     check = write_runtime_check(tmp_path / "check", kernels=kernels)
     assert VECTOR_TILE.search(check.build.wasm.path.read_bytes())
     assert not VECTOR_TILE.search(runtime_check.build.wasm.path.read_bytes())

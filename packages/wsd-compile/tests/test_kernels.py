@@ -337,6 +337,8 @@ def test_committed_tile_table_is_valid() -> None:
         words = rows * (tiles.micro_k + 1)
         assert 4 * words <= 32 * 1024, (shape, tiles)  # TVM's WebGPU workgroup-memory cap
         assert tiles.block_x * tiles.block_y <= 256, (shape, tiles)  # WebGPU's default limit
+        if tiles.contiguous:  # operands read as vectors of 4
+            assert tiles.micro_x % 4 == 0 and tiles.micro_y % 4 == 0, (shape, tiles)
 
 
 def test_runtime_check_convolution_takes_the_split_k_path() -> None:
@@ -350,3 +352,27 @@ def test_runtime_check_convolution_takes_the_split_k_path() -> None:
     names = [gv.name_hint for gv in rewritten.get_global_vars()]
     assert "conv2d_split_sum" in names
     assert split_k_parts(16, 64, 128 * 9, DEFAULT_KERNELS.split_k_tiles) == 2
+
+
+def _vector_tiles(kernels: KernelOptions, mod: tvm.IRModule) -> list[int]:
+    """Per kernel, how many of its workgroup tiles are vectors of 4 (what TVM
+    declares where ``matmul_contiguous`` stages them and reads them)."""
+    target = webgpu_target()
+    executable = tvm.compile(mod, target=target, relax_pipeline=webgpu_pipeline(target, kernels))
+    vector = r"var<workgroup> \w+ : array<vec4<f32>"
+    return [len(re.findall(vector, wgsl)) for wgsl in wgsl_sources(executable.mod)]
+
+
+def test_contiguous_matmuls_everywhere_or_where_the_table_says() -> None:
+    # A convolution's weight tile is a vector tile, its gathered pixels are not
+    # (their 4 words are written one by one); both of a linear layer's are.
+    conv = (_conv_module((2, 32, 16, 16), (64, 32, 3, 3)), (1, 64, 512, 288), 1)
+    linear = (_linear_module(512, 64, 64), (1, 512, 64, 64), 2)
+    plain = DEFAULT_KERNELS.without(table=(), adaptive=False, split_k_tiles=0, few_rows=0)
+    tiles = MatmulTiles(contiguous=True)
+    for mod, shape, vectors in (conv, linear):
+        assert _vector_tiles(plain, mod) == [0]
+        assert _vector_tiles(plain.without(matmul_contiguous=True), mod) == [vectors]
+        assert _vector_tiles(plain.without(table=((shape, tiles),)), mod) == [vectors]
+        other = (*shape[:3], shape[3] + 1)
+        assert _vector_tiles(plain.without(table=((other, tiles),)), mod) == [0]

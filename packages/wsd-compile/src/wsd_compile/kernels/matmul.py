@@ -42,7 +42,10 @@ LARGE_MATMUL_OUTPUTS = 1024 * 128 * 128
 class MatmulTiles:
     """A matmul schedule: workgroup ``block_y x block_x`` threads, each
     computing ``micro_y x micro_x`` outputs, stepping ``k`` by ``micro_k``,
-    loading ``vector`` elements at a time."""
+    loading ``vector`` elements at a time; ``contiguous``: each thread owning
+    neighbouring outputs, read as vectors of 4 from k-major workgroup tiles
+    (``micro_x`` and ``micro_y`` multiples of 4; the tile table sets it for
+    the shapes where it measured faster, ``matmul_contiguous`` everywhere)."""
 
     block_x: int = 16
     block_y: int = 16
@@ -51,6 +54,7 @@ class MatmulTiles:
     micro_k: int = 16
     vector: int = 4
     unroll: int = 256
+    contiguous: bool = False
 
 
 DEFAULT_TILES = MatmulTiles()
@@ -222,11 +226,13 @@ class WebGPUMatmul(WebGPURule):
         normalize_matmul(sch, main)
 
         t = self._tiles_for([int(sch.get(loop).extent) for loop in sch.get_loops(main)])
+        if self.contiguous:
+            t = replace(t, contiguous=True)
         tile_i, tile_j = t.block_y * t.micro_y, t.block_x * t.micro_x
         sch.pad_einsum(main, [1, tile_i, tile_j, t.micro_k])
         batch, i, j, k = sch.get_loops(main)
         ko, ki = sch.split(k, [None, t.micro_k])
-        if self.contiguous:
+        if t.contiguous:
             # Each thread owns micro_y x micro_x neighbouring outputs, so that
             # its operands are neighbouring words of the k-major tiles below.
             bi, ti, ri = sch.split(i, [None, t.block_y, t.micro_y])
@@ -253,7 +259,7 @@ class WebGPUMatmul(WebGPURule):
         for cached in (0, 1):
             local = sch.cache_read(main, cached, "local")
             sch.compute_at(local, ki, preserve_unit_loops=True)
-            if self.contiguous:
+            if t.contiguous:
                 # WGSL's widest vector is 4: 8 neighbours are read as two.
                 vectors, words = sch.split(sch.get_loops(local)[-1], [None, 4])
                 sch.vectorize(words)
@@ -261,7 +267,7 @@ class WebGPUMatmul(WebGPURule):
         auto_inline_producers(sch, tile_a)
         auto_inline_producers(sch, tile_b)
         auto_inline_consumer_chain(sch, store)
-        if self.contiguous:
+        if t.contiguous:
             # Registers indexed by constants only: the products' and the stores' loops unrolled.
             for loop in (ri, rj, *sch.get_loops(store)[-2:]):
                 sch.unroll(loop)
@@ -269,16 +275,17 @@ class WebGPUMatmul(WebGPURule):
         sch.decompose_reduction(main, ko)
         return sch
 
+    @staticmethod
     def _stage(
-        self, sch: s_tir.Schedule, main: Any, ko: Any, t: MatmulTiles, index: int, k_fast: bool
+        sch: s_tir.Schedule, main: Any, ko: Any, t: MatmulTiles, index: int, k_fast: bool
     ) -> Any:
         """Operand ``index``'s workgroup tile for each step ``ko``, loaded by all
         threads, consecutive threads reading consecutive addresses (``k_fast``:
-        the operand is stored k-contiguous)."""
+        the operand is stored k-contiguous); k-major where ``t.contiguous``."""
         tile = sch.cache_read(main, index, "shared")
         sch.compute_at(tile, ko, preserve_unit_loops=True)
         rows, depth = sch.get_loops(tile)[-2:]
-        if self.contiguous:
+        if t.contiguous:
             fused = _stage_k_major(sch, tile, rows, depth, k_fast)
         else:
             if not k_fast:

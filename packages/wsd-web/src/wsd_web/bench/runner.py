@@ -40,7 +40,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ __all__ = [
     "BenchError",
     "format_table",
     "run_bench",
+    "swiftshader_environment",
 ]
 
 BENCH_SCRIPT = Path(__file__).parents[1] / "node" / "bench.mjs"
@@ -76,18 +77,24 @@ class BenchError(Exception):
     """The benchmark could not run; the message says why and what to do."""
 
 
-def _environment(swiftshader: bool) -> dict[str, str]:
-    env = dict(os.environ)
-    if swiftshader:
-        icd = SWIFTSHADER_DIR / "vk_swiftshader_icd.json"
-        if not icd.is_file():
-            raise BenchError(f"no SwiftShader Vulkan driver at {icd}: install Debian's chromium")
-        env["VK_ICD_FILENAMES"] = str(icd)
-        env.pop("VK_DRIVER_FILES", None)
-        env["LD_LIBRARY_PATH"] = ":".join(
-            p for p in (str(SWIFTSHADER_DIR), env.get("LD_LIBRARY_PATH", "")) if p
-        )
+def swiftshader_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (this process's environment by default) with Vulkan pointed at
+    SwiftShader, Chromium's Vulkan on the CPU: what Node + Dawn runs on where
+    there is no GPU. Raises :class:`BenchError` if Debian's chromium is missing."""
+    env = dict(os.environ if base is None else base)
+    icd = SWIFTSHADER_DIR / "vk_swiftshader_icd.json"
+    if not icd.is_file():
+        raise BenchError(f"no SwiftShader Vulkan driver at {icd}: install Debian's chromium")
+    env["VK_ICD_FILENAMES"] = str(icd)
+    env.pop("VK_DRIVER_FILES", None)
+    env["LD_LIBRARY_PATH"] = ":".join(
+        p for p in (str(SWIFTSHADER_DIR), env.get("LD_LIBRARY_PATH", "")) if p
+    )
     return env
+
+
+def _environment(swiftshader: bool) -> dict[str, str]:
+    return swiftshader_environment() if swiftshader else dict(os.environ)
 
 
 def _memory_options(offload: bool | None, memory_budget: float | None) -> dict[str, Any]:
