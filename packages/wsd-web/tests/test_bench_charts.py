@@ -198,10 +198,12 @@ def test_page_has_a_section_per_result_with_charts_tables_and_the_headline(
     )
     page = render_page([doc, {**xl, "name": "sdxl-1024"}])
     headings = re.findall(r"^#+ .*", page, flags=re.MULTILINE)
+    date = doc["date"]
     assert headings == [
         "# Benchmarks",
-        "## SD 1.5, 512x512, 20 steps",
-        "## SDXL, 1024x1024, 20 steps",
+        "## At a glance",
+        f"## SD 1.5, 512x512, 20 steps \u2014 sd15-512, {date}",
+        f"## SDXL, 1024x1024, 20 steps \u2014 sdxl-1024, {date}",
         "## How to reproduce",
     ]
     links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", page)
@@ -256,3 +258,40 @@ def test_page_of_two_builds_names_each_with_its_kernels_features_and_headline(
     )
     links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", page)
     assert links == ["benchmarks/sd15-512.svg", "benchmarks/sd15-512-kernels.svg"]
+
+
+def test_page_lists_every_build_at_a_glance_newest_first_with_unique_headings(
+    full_doc: dict[str, Any], two_doc: dict[str, Any]
+) -> None:
+    older = {**full_doc, "name": "sd15-512", "date": "2026-12-01"}
+    newer = {**two_doc, "name": "sd15-512-paths", "date": "2026-12-03"}
+    page = render_page([older, newer])
+    # The two results have the same model, size and steps: their name and date tell them apart.
+    headings = re.findall(r"^## .*", page, flags=re.MULTILINE)
+    assert headings[1:3] == [
+        "## SD 1.5, 512x512, 20 steps, WebGPU fp32 and fp16 \u2014 sd15-512-paths, 2026-12-03",
+        "## SD 1.5, 512x512, 20 steps \u2014 sd15-512, 2026-12-01",
+    ]
+    glance = page.split("## At a glance")[1].split("\n## ")[0]
+    rows = [line for line in glance.splitlines() if line.startswith("| `")]
+    # One row per WebGPU build, the newest result first, its fp32 build first.
+    assert [row.split(" | ")[:6] for row in rows] == [
+        ["| `sd15-512-paths`", "2026-12-03", "1x NVIDIA H200", "SD 1.5 512x512", "fp32", "fp32"],
+        [
+            "| `sd15-512-paths`",
+            "2026-12-03",
+            "1x NVIDIA H200",
+            "SD 1.5 512x512",
+            "fp16",
+            "shader-f16",
+        ],
+        ["| `sd15-512`", "2026-12-01", "1x NVIDIA H200", "SD 1.5 512x512", "fp32", "fp32"],
+    ]
+    for row, run in zip(rows, [*newer["webgpu_runs"], *older["webgpu_runs"]], strict=True):
+        cells = row.strip("|").split(" | ")
+        assert cells[7] == _ratio_text(run["ratio_unet_step_vs_pytorch_fp16"])
+        assert cells[8] == _ratio_text(run["ratio_unet_step_vs_pytorch_fp32"])
+
+
+def _ratio_text(value: float) -> str:
+    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"

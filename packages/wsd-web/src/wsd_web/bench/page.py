@@ -44,6 +44,72 @@ def _heading(doc: dict[str, Any]) -> str:
     return text
 
 
+def _title(doc: dict[str, Any]) -> str:
+    """A section's heading: :func:`_heading` with the result's name and date, so that
+    results of one model, size and builds stay apart."""
+    return f"{_heading(doc)} \u2014 {doc['name']}, {doc['date']}"
+
+
+def _newest_first(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``docs`` by date, newest first (ISO dates sort as text), then by name."""
+    by_name = sorted(docs, key=lambda doc: str(doc["name"]))
+    return sorted(by_name, key=lambda doc: str(doc["date"]), reverse=True)
+
+
+def _gpu(doc: dict[str, Any]) -> str:
+    """The machine's first field (its GPU, as the report's ``--machine`` gives it)."""
+    return str(doc["machine"]).split(",")[0].strip()
+
+
+def _build_name(run: dict[str, Any]) -> str:
+    """A WebGPU record's build: its precision, and its weights' quantization if any."""
+    weights = run.get("quantize") or "none"
+    return str(run["precision"]) + ("" if weights == "none" else f" {weights}")
+
+
+def _glance(docs: Sequence[dict[str, Any]]) -> str:
+    """One row per WebGPU build of every result, newest first: the UNet step, its
+    ratios to PyTorch, the VAE decode's to PyTorch fp16 and the generation."""
+    rows = []
+    for doc in docs:
+        for run in webgpu_runs(doc):
+            rows.append(
+                [
+                    _md_code(str(doc["name"])),
+                    _md_text(str(doc["date"])),
+                    _md_text(_gpu(doc)),
+                    _md_text(
+                        f"{KIND_NAMES.get(doc['kind'], doc['kind'])} {doc['width']}x{doc['height']}"
+                    ),
+                    _md_text(_build_name(run)),
+                    _md_text(str(run["kernel_path"])),
+                    format_ms(median(run["webgpu"], "unet_step")),
+                    _ratio(run.get("ratio_unet_step_vs_pytorch_fp16")),
+                    _ratio(run.get("ratio_unet_step_vs_pytorch_fp32")),
+                    _ratio(run.get("ratio_vae_decode_vs_pytorch_fp16")),
+                    format_ms(median(run["webgpu"], "generation")),
+                ]
+            )
+    header = [
+        "Result",
+        "Measured",
+        "GPU",
+        "Model",
+        "Build",
+        "Kernel path",
+        "UNet step (ms)",
+        "/ PyTorch fp16",
+        "/ PyTorch fp32",
+        "VAE decode / PyTorch fp16",
+        "Generation (ms)",
+    ]
+    intro = (
+        "## At a glance\n\nEvery WebGPU build of every result below (robustness on), "
+        "newest first; ratios are WebGPU / PyTorch in the same run."
+    )
+    return f"{intro}\n\n{_md_table(header, rows)}"
+
+
 def _and(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
@@ -328,10 +394,8 @@ def _about(doc: dict[str, Any]) -> str:
 
 def _section(doc: dict[str, Any]) -> str:
     heading = _heading(doc)
-    name = doc.get("name")
-    if not isinstance(name, str):
-        raise BenchReportError(f"{heading}: the document needs a name (its file stem) to link")
-    parts = [f"## {heading}", _about(doc)]
+    name = doc["name"]
+    parts = [f"## {_title(doc)}", _about(doc)]
     if "swiftshader" in doc["adapter"].lower():
         parts.append("> Measured on SwiftShader (the CPU): for smoke testing only.")
     parts += [
@@ -440,5 +504,11 @@ about GPU speed and do not belong on this page."""
 
 def render_page(docs: list[dict[str, Any]]) -> str:
     """``docs/benchmarks.md`` for result documents, each with its ``name`` (the file stem)."""
-    sections = [_section(doc) for doc in docs]
-    return "\n\n".join([_INTRO, *sections, _REPRODUCE]) + "\n"
+    for doc in docs:
+        if not isinstance(doc.get("name"), str):
+            raise BenchReportError(
+                f"{_heading(doc)}: the document needs a name (its file stem) to link"
+            )
+    ordered = _newest_first(docs)
+    sections = [_section(doc) for doc in ordered]
+    return "\n\n".join([_INTRO, _glance(ordered), *sections, _REPRODUCE]) + "\n"

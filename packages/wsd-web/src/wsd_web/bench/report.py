@@ -113,7 +113,8 @@ def write_report(
     record per build (see :func:`wsd_web.bench.results.combine`).
 
     The page (``OUT/benchmarks.md``) and every chart come from all of
-    ``OUT/benchmarks/*.json``, sorted by name. Returns the files written;
+    ``OUT/benchmarks/*.json``: a table of every build at a glance, then a section per result,
+    newest first. Returns the files written;
     on bad input raises `BenchReportError` naming the file, having written nothing.
     """
     if not _NAME.fullmatch(name) or name.endswith("-kernels"):
