@@ -12,10 +12,8 @@ set -euo pipefail
 out=$1
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ "${SWIFTSHADER:-0}" = 1 ]; then
-  export VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-  export LD_LIBRARY_PATH=/usr/lib/chromium${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  unset VK_DRIVER_FILES
-  [ -f "$VK_ICD_FILENAMES" ] || { echo "gpu_parity.sh: no SwiftShader at $VK_ICD_FILENAMES: install Debian's chromium (scripts/setup.sh)" >&2; exit 2; }
+  # shellcheck source=scripts/swiftshader_env.sh
+  source "$root/scripts/swiftshader_env.sh" || exit 2
 else
   # shellcheck source=scripts/gpu_env.sh
   source "$root/scripts/gpu_env.sh"

@@ -17,9 +17,9 @@ done
 bash scripts/setup.sh
 export PATH="$root/.venv/bin:$PATH"
 # Dawn (Node WebGPU) on machines without a GPU: Chromium's SwiftShader Vulkan driver.
-if [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ] && [ -f /usr/lib/chromium/vk_swiftshader_icd.json ]; then
-  export VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-  export LD_LIBRARY_PATH=/usr/lib/chromium${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+if [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ]; then
+  # shellcheck source=scripts/swiftshader_env.sh
+  source scripts/swiftshader_env.sh
 fi
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,26 @@ def test_a_missing_swiftshader_says_what_to_install(
     monkeypatch.setattr(runner, "SWIFTSHADER_DIR", tmp_path)
     with pytest.raises(BenchError, match="install Debian's chromium"):
         swiftshader_environment({})
+
+
+def test_the_shell_scripts_set_the_same_environment() -> None:
+    """``scripts/swiftshader_env.sh`` (sourced by scripts/test.sh and
+    ``SWIFTSHADER=1 scripts/gpu_parity.sh``) agrees with the Python helper."""
+    script = Path(__file__).parents[3] / "scripts/swiftshader_env.sh"
+    base = {
+        "VK_DRIVER_FILES": "/nvidia.json",
+        "LD_LIBRARY_PATH": "/opt/lib",
+        "PATH": "/usr/bin:/bin",
+    }
+    shown = subprocess.run(
+        ["bash", "-c", f'source "{script}" && env'],
+        env=base,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    env = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    expected = swiftshader_environment(base)
+    for key in ("VK_ICD_FILENAMES", "LD_LIBRARY_PATH"):
+        assert env[key] == expected[key]
+    assert "VK_DRIVER_FILES" not in env

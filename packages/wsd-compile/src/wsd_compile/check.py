@@ -46,13 +46,14 @@ _EPS = 1e-5
 # (the VAE's: one row per thread, 32 threads per row), plain batches.
 _Q = (2, 80, 512)
 _KV = (2, 77, 512)
-# The same with head dimension 96 (16 threads per row, 4 rows each) and the
-# heads side by side, as the attention projections compute them ([n, tokens,
-# heads x head dim], split and merged by transposes that the kernel folds
-# into its indexing): 2 images x 2 heads.
+# The same with SD 1.5's head dimension, 40 (16 threads per row, 4 rows each;
+# the head staged whole, once per tile of queries), and the heads side by
+# side, as the attention projections compute them ([n, tokens, heads x head
+# dim], split and merged by transposes that the kernel folds into its
+# indexing): 2 images x 2 heads.
 _HEADS = 2
-_XQ = (2, 80, _HEADS * 96)
-_XKV = (2, 77, _HEADS * 96)
+_XQ = (2, 80, _HEADS * 40)
+_XKV = (2, 77, _HEADS * 40)
 
 
 @dataclass(frozen=True)

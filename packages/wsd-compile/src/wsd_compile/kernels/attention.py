@@ -99,16 +99,15 @@ class _Plan:
 
     @property
     def staging_width(self) -> int:
-        """Row length of the K/V staging buffer: odd, so that threads reading a
-        column of K hit different banks."""
-        return max(self.depth_chunk, self.value_chunk) | 1
+        """Row length of the K/V staging buffer (see :func:`_vector_row`)."""
+        return _vector_row(max(self.depth_chunk, self.value_chunk))
 
     def shared_bytes(self) -> int:
         t = self.tiles
         words = (
-            t.rows * (self.depth_chunk | 1)  # Q
+            t.rows * _vector_row(self.depth_chunk)  # Q
             + t.keys * self.staging_width  # K, then V
-            + t.rows * (t.keys | 1)  # scores, then probabilities
+            + t.rows * _vector_row(t.keys)  # scores, then probabilities
             + t.rows * (t.threads_x | 1)  # per-thread partial row maxima and sums
         )
         return 4 * words
@@ -116,14 +115,27 @@ class _Plan:
     @staticmethod
     def make(tiles: AttentionTiles, depth: int) -> _Plan:
         """The largest chunks (fewest passes over the head dimension) that fit the
-        workgroup memory ``tiles`` allows."""
+        workgroup memory ``tiles`` allows: the whole head dimension (in 4s, as the
+        score loop reads it) where it fits, else 64, 32 or 16 of it at a time."""
+        if tiles.keys % 4:
+            raise ValueError(f"attention tiles {tiles}: keys must be a multiple of 4")
         per_thread = _ceil(depth, tiles.threads_x)
-        for chunk in (_ceil(depth, 16) * 16, 64, 32, 16):
+        whole = _ceil(depth, 4) * 4
+        for chunk in (whole, *(c for c in (64, 32, 16) if c < whole)):
             for cols in range(per_thread, 0, -1):
-                plan = _Plan(tiles, depth, min(chunk, _ceil(depth, 16) * 16), cols)
+                plan = _Plan(tiles, depth, chunk, cols)
                 if plan.shared_bytes() <= tiles.shared_bytes:
                     return plan
         raise ValueError(f"attention tiles {tiles} leave no room for head dimension {depth}")
+
+
+def _vector_row(words: int) -> int:
+    """A workgroup buffer's row length for ``words`` a row read as ``vec4``: a whole
+    number of vectors, and an odd number of them, so that the 8 threads of a
+    quarter-warp reading 16 bytes each from 8 different rows hit 8 different
+    groups of 4 banks (SD 1.5's head dimension 40: rows of 44 words)."""
+    vectors = _ceil(words, 4)
+    return 4 * (vectors | 1)
 
 
 class _Macros:
@@ -140,6 +152,9 @@ class _Macros:
         self.kk, self.bq, self.bk = t.keys // t.threads_x, t.rows, t.keys
         self.dc, self.cols, self.vc = plan.depth_chunk, plan.cols, plan.value_chunk
         self.n_dc, self.n_vc = _ceil(plan.depth, self.dc), _ceil(plan.depth, self.vc)
+        #: Row lengths of the flat probability and partial-maxima buffers: the two
+        #: row groups of a warp, ``rows_per_thread`` rows apart, on different banks.
+        self.p_row, self.part_row = _vector_row(t.keys), t.threads_x | 1
 
     def stage(self) -> Any:
         ty_n, tx_n, threads, depth = self.ty_n, self.tx_n, self.plan.threads, self.plan.depth
@@ -185,10 +200,20 @@ class _Macros:
                     stage(q_sh, q, b, qt * bq, queries, c * dc, bq, dc, ty, tx)
                 stage(kv_sh, k, b, kb * bk, keys, c * dc, bk, dc, ty, tx)
                 T.tvm_storage_sync("shared")
-                for d in T.unroll(dc):
+                # Q and K read as vec4 along the head dimension: 6 reads for 32 FMAs.
+                qr = T.alloc_buffer((rq, 4), "float32", scope="local")
+                kr = T.alloc_buffer((kk, 4), "float32", scope="local")
+                for d4 in T.unroll(dc // 4):
                     for i in T.unroll(rq):
-                        for j in T.unroll(kk):
-                            s[i, j] = s[i, j] + q_sh[ty * rq + i, d] * kv_sh[j * tx_n + tx, d]
+                        for w in T.vectorized(4):
+                            qr[i, w] = q_sh[ty * rq + i, d4 * 4 + w]
+                    for j in T.unroll(kk):
+                        for w in T.vectorized(4):
+                            kr[j, w] = kv_sh[j * tx_n + tx, d4 * 4 + w]
+                    for w in T.unroll(4):
+                        for i in T.unroll(rq):
+                            for j in T.unroll(kk):
+                                s[i, j] = s[i, j] + qr[i, w] * kr[j, w]
                 T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 for j in T.unroll(kk):
@@ -201,6 +226,7 @@ class _Macros:
 
     def softmax_block(self) -> Any:
         rq, kk, tx_n, width = self.rq, self.kk, self.tx_n, self.n_vc * self.cols
+        p_row, part_row = self.p_row, self.part_row
 
         @T.macro
         def softmax_block(s, p_sh, part_sh, m, m_new, total, acc, ty, tx):  # type: ignore[no-untyped-def]
@@ -212,26 +238,26 @@ class _Macros:
                 part[i] = s[i, 0]
                 for j in T.unroll(1, kk):
                     part[i] = T.max(part[i], s[i, j])
-                part_sh[ty * rq + i, tx] = part[i]
+                part_sh[(ty * rq + i) * part_row + tx] = part[i]
             T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 m_new[i] = m[i]
                 for x in T.serial(tx_n):
-                    m_new[i] = T.max(m_new[i], part_sh[ty * rq + i, x])
+                    m_new[i] = T.max(m_new[i], part_sh[(ty * rq + i) * part_row + x])
             T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 part[i] = T.float32(0)
                 for j in T.unroll(kk):
                     p: T.float32 = T.exp(s[i, j] - m_new[i])
-                    p_sh[ty * rq + i, j * tx_n + tx] = p
+                    p_sh[(ty * rq + i) * p_row + j * tx_n + tx] = p
                     part[i] = part[i] + p
-                part_sh[ty * rq + i, tx] = part[i]
+                part_sh[(ty * rq + i) * part_row + tx] = part[i]
             T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 alpha: T.float32 = T.exp(m[i] - m_new[i])
                 total[i] = total[i] * alpha
                 for x in T.serial(tx_n):
-                    total[i] = total[i] + part_sh[ty * rq + i, x]
+                    total[i] = total[i] + part_sh[(ty * rq + i) * part_row + x]
                 for c in T.unroll(width):
                     acc[i, c] = acc[i, c] * alpha
                 m[i] = m_new[i]
@@ -249,6 +275,7 @@ class _Macros:
             self.n_vc,
             self.keys,
         )
+        p_row = self.p_row
 
         @T.macro
         def add_values(acc, v, p_sh, kv_sh, b, kb, ty, tx):  # type: ignore[no-untyped-def]
@@ -256,10 +283,16 @@ class _Macros:
             for c in T.serial(n_vc):
                 stage(kv_sh, v, b, kb * bk, keys, c * vc, bk, vc, ty, tx)
                 T.tvm_storage_sync("shared")
-                for j in T.serial(bk):
+                # The probabilities read as vec4 along the keys.
+                pr = T.alloc_buffer((rq, 4), "float32", scope="local")
+                for j4 in T.serial(bk // 4):
                     for i in T.unroll(rq):
-                        for x in T.unroll(cols):
-                            acc[i, c * cols + x] += p_sh[ty * rq + i, j] * kv_sh[j, x * tx_n + tx]
+                        for w in T.vectorized(4):
+                            pr[i, w] = p_sh[(ty * rq + i) * p_row + j4 * 4 + w]
+                    for w in T.unroll(4):
+                        for i in T.unroll(rq):
+                            for x in T.unroll(cols):
+                                acc[i, c * cols + x] += pr[i, w] * kv_sh[j4 * 4 + w, x * tx_n + tx]
                 T.tvm_storage_sync("shared")
 
         return add_values
@@ -308,6 +341,7 @@ def attention_kernel(
     add_values, store, n_dc = mac.add_values(), mac.store(), mac.n_dc
     ty_n, tx_n, rq, bq, bk, width = mac.ty_n, mac.tx_n, mac.rq, mac.bq, mac.bk, mac.n_vc * mac.cols
     dc, kk, staging, f32 = mac.dc, mac.kk, plan.staging_width, "float32"
+    q_row = _vector_row(dc)
     n, width_all = batch // heads, heads * depth
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
@@ -322,12 +356,12 @@ def attention_kernel(
             for qt in T.thread_binding(_ceil(queries, bq), thread="blockIdx.x"):
                 for ty in T.thread_binding(ty_n, thread="threadIdx.y"):
                     for tx in T.thread_binding(tx_n, thread="threadIdx.x"):
-                        # Rows padded to an odd length: the threads of a warp that read
-                        # different rows at once hit different banks.
-                        q_sh = T.alloc_buffer((bq, dc | 1), f32, scope="shared")
+                        # Rows read as vectors padded to an odd number of them (_vector_row).
+                        q_sh = T.alloc_buffer((bq, q_row), f32, scope="shared")
                         kv_sh = T.alloc_buffer((bk, staging), f32, scope="shared")
-                        p_sh = T.alloc_buffer((bq, bk | 1), f32, scope="shared")
-                        part_sh = T.alloc_buffer((bq, tx_n | 1), f32, scope="shared")
+                        # Flat, so that compaction keeps the padding of their rows.
+                        p_sh = T.alloc_buffer((bq * mac.p_row,), f32, scope="shared")
+                        part_sh = T.alloc_buffer((bq * mac.part_row,), f32, scope="shared")
                         s = T.alloc_buffer((rq, kk), f32, scope="local")
                         acc = T.alloc_buffer((rq, width), f32, scope="local")
                         m = T.alloc_buffer((rq,), f32, scope="local")

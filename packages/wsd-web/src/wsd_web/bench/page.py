@@ -13,6 +13,7 @@ from .results import (
     PEAK_STAGES,
     STAGES,
     BenchReportError,
+    build_name,
     format_ms,
     is_number,
     median,
@@ -61,12 +62,6 @@ def _gpu(doc: dict[str, Any]) -> str:
     return str(doc["machine"]).split(",")[0].strip()
 
 
-def _build_name(run: dict[str, Any]) -> str:
-    """A WebGPU record's build: its precision, and its weights' quantization if any."""
-    weights = run.get("quantize") or "none"
-    return str(run["precision"]) + ("" if weights == "none" else f" {weights}")
-
-
 def _glance(docs: Sequence[dict[str, Any]]) -> str:
     """One row per WebGPU build of every result, newest first: the UNet step, its
     ratios to PyTorch, the VAE decode's to PyTorch fp16 and the generation."""
@@ -81,7 +76,7 @@ def _glance(docs: Sequence[dict[str, Any]]) -> str:
                     _md_text(
                         f"{KIND_NAMES.get(doc['kind'], doc['kind'])} {doc['width']}x{doc['height']}"
                     ),
-                    _md_text(_build_name(run)),
+                    _md_text(build_name(run)),
                     _md_text(str(run["kernel_path"])),
                     format_ms(median(run["webgpu"], "unet_step")),
                     _ratio(run.get("ratio_unet_step_vs_pytorch_fp16")),

@@ -463,14 +463,18 @@ def webgpu_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [_record(on["precision"], kernel_path(on), on, doc.get("webgpu_no_robustness"), ratios)]
 
 
-def run_name(run: dict[str, Any]) -> str:
-    """A WebGPU record's short name: its build's precision and quantized weights, and
-    its kernel path where not the build's usual one (``fp16 (fp32 path)``: an fp16
-    build's fallback; ``fp16 int8``: a build with int8 weights)."""
-    precision, path = run["precision"], run["kernel_path"]
+def build_name(run: dict[str, Any]) -> str:
+    """A WebGPU record's build: its precision, and its weights' quantization if any
+    (``fp16``, ``fp16 int8``)."""
     weights = run.get("quantize") or "none"
-    name = precision if weights == "none" else f"{precision} {weights}"
-    return name if path == DEFAULT_KERNEL_PATH.get(precision) else f"{name} ({path} path)"
+    return str(run["precision"]) + ("" if weights == "none" else f" {weights}")
+
+
+def run_name(run: dict[str, Any]) -> str:
+    """A WebGPU record's short name: its :func:`build_name`, and its kernel path where
+    not the build's usual one (``fp16 (fp32 path)``: an fp16 build's fallback)."""
+    name, path = build_name(run), run["kernel_path"]
+    return name if path == DEFAULT_KERNEL_PATH.get(run["precision"]) else f"{name} ({path} path)"
 
 
 #: The weights a result's build can have, in the order a document lists them.
