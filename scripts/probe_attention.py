@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Variants of the fused attention kernel (``wsd_compile.kernels.attention``),
+"""Variants of the fused attention kernel (``wsd_compile.kernels.online_softmax``),
 compiled to WGSL here and timed one by one on a GPU by
 ``packages/wsd-web/src/wsd_web/node/probe_kernels.mjs``: how tiles are chosen
 (``attention_tiles``), without a full build per variant. Not a test, not part

@@ -42,7 +42,7 @@ _EPS = 1e-5
 # Attention over 77 keys (the text encoder's length) for 80 query rows: no
 # length a multiple of the fused kernel's tiles, and heads too wide to stage
 # whole, so its masking of keys, rows and columns and its chunked passes over
-# the head are exercised (wsd_compile.kernels.attention). Head dimension 512
+# the head are exercised (wsd_compile.kernels.online_softmax). Head dimension 512
 # (the VAE's: one row per thread, 32 threads per row), plain batches.
 _Q = (2, 80, 512)
 _KV = (2, 77, 512)

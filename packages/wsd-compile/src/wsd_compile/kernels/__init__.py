@@ -48,15 +48,7 @@ a build uses (``KernelOptions``, all of them by default: ``DEFAULT_KERNELS``).
 from __future__ import annotations
 
 from .accumulate import accumulate_fp32
-from .attention import (
-    DEFAULT_ATTENTION_TILES,
-    FUSE_ABOVE_BYTES,
-    AttentionTiles,
-    attention_kernel,
-    attention_tiles,
-    fuse_attention,
-    fuse_attention_pass,
-)
+from .attention import FUSE_ABOVE_BYTES, fuse_attention, fuse_attention_pass
 from .conv2d import SPLIT_K_MIN_DEPTH, legalize_map, split_k_parts
 from .few_rows import FewRowsMatmul
 from .group_norm import GROUP_NORM_CHUNK, decompose_group_norm, group_norm_pass
@@ -70,6 +62,12 @@ from .matmul import (
     WebGPUMatmul,
     load_tile_table,
     matmul_shape,
+)
+from .online_softmax import (
+    DEFAULT_ATTENTION_TILES,
+    AttentionTiles,
+    attention_kernel,
+    attention_tiles,
 )
 from .options import DEFAULT_KERNELS, TVM_DEFAULT_KERNELS, KernelOptions
 from .passes import webgpu_pipeline
