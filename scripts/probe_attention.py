@@ -34,14 +34,14 @@ SHAPES: dict[str, tuple[int, int, int, int, int]] = {
 }
 
 #: Tilings to try besides each head dimension's default:
-#: (rows, rows_per_thread, threads_x, keys).
-TILINGS: tuple[tuple[int, int, int, int], ...] = (
-    (64, 4, 16, 32),
-    (32, 4, 16, 64),
-    (32, 2, 16, 64),
-    (64, 8, 16, 32),
-    (64, 4, 8, 32),
-    (128, 8, 16, 16),
+#: (rows, rows_per_thread, threads_x, keys, vectors).
+TILINGS: tuple[tuple[int, int, int, int, bool], ...] = (
+    (64, 4, 16, 32, True),
+    (64, 4, 16, 32, False),
+    (64, 4, 8, 32, True),
+    (64, 4, 8, 32, False),
+    (64, 2, 8, 32, True),
+    (64, 2, 8, 32, False),
 )
 
 _DTYPES = {"float32": "f32", "float16": "f16"}
@@ -76,6 +76,7 @@ def kernel_spec(shape_name: str, dtype: str, tiles: Any, label: str) -> dict[str
         buffers.append(buffer)
     output = next(b["binding"] for b in buffers if b["name"] == "out_ptr")
     tiling = "r{rows}x{rows_per_thread}-t{threads_x}-k{keys}".format(**asdict(tiles))
+    tiling += "-vec4" if getattr(tiles, "vectors", False) else "-scalar"
     return {
         "name": f"{label}{shape_name}-{dtype}-{tiling}",
         "group": f"{shape_name}-{dtype}",
@@ -104,7 +105,10 @@ def main() -> None:
         depth = SHAPES[shape_name][3]
         tilings = [attention_tiles(depth)]
         if not args.default_only:
-            tilings += [AttentionTiles(*t) for t in TILINGS if AttentionTiles(*t) != tilings[0]]
+            for rows, per_thread, threads_x, keys, vectors in TILINGS:
+                tiles = AttentionTiles(rows, per_thread, threads_x, keys, vectors=vectors)
+                if tiles != tilings[0]:
+                    tilings.append(tiles)
         for dtype in args.dtype or ["float32", "float16"]:
             for tiles in tilings:
                 try:

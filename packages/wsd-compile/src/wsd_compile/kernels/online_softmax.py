@@ -30,27 +30,33 @@ class AttentionTiles:
     """The fused kernel's tiling: ``rows`` query rows per workgroup, ``rows_per_thread``
     of them for each of ``rows // rows_per_thread`` x ``threads_x`` threads, and
     ``keys`` keys per block; the head dimension is staged through workgroup memory
-    whole when it fits in ``shared_bytes``, else in chunks."""
+    whole when it fits in ``shared_bytes``, else in chunks. ``vectors``: the score
+    loop reads Q and K, and the value loop the probabilities, as ``vec4`` (from
+    rows padded to an odd number of vectors), else one word at a time (from rows
+    of an odd number of words)."""
 
     rows: int = 64
     rows_per_thread: int = 4
     threads_x: int = 16
     keys: int = 32
     shared_bytes: int = 31 * 1024
+    vectors: bool = True
 
 
-DEFAULT_ATTENTION_TILES = AttentionTiles()
+DEFAULT_ATTENTION_TILES = AttentionTiles(threads_x=8)
 
 
 def attention_tiles(depth: int) -> AttentionTiles:
-    """The tiling for a head dimension: the default (16 threads per row, 4 rows
-    each) up to 160, which the UNets' heads have; 32 threads per row for wider
-    heads (the VAE's 512), so that a thread's share of the output rows stays 72
-    registers. No tiling has more than 256 threads (WebGPU's default limit).
+    """The tiling for a head dimension: the default (8 threads per row, 4 rows and
+    4 keys of a block each, vectors) up to 160, which the UNets' heads have; 32
+    threads per row for wider heads (the VAE's 512), so that a thread's share of
+    the output rows stays 72 registers. No tiling has more than 256 threads
+    (WebGPU's default limit).
 
-    Measured on the H200 (SD 1.5 512 fp16, the 4096-token attention, 5 calls per
-    UNet step): 8 threads per row with 4x4 scores per thread (128 threads) took
-    18.2 ms against the default's 15.7 ms, so the narrow heads keep the default."""
+    Measured on an H100 (``scripts/probe_attention.py``, SD 1.5 512's 4096-token
+    attention, fp32, 5 calls per UNet step): 2.60 ms a call, against 3.20 ms for
+    the tiling before (16 threads per row, scalar reads, the head padded to 48)
+    and 4.92 ms for 16 threads per row reading vectors."""
     if depth <= 160:
         return DEFAULT_ATTENTION_TILES
     return AttentionTiles(rows=32, rows_per_thread=4, threads_x=32)
@@ -87,14 +93,18 @@ class _Plan:
     @property
     def staging_width(self) -> int:
         """Row length of the K/V staging buffer (see :func:`_vector_row`)."""
-        return _vector_row(max(self.depth_chunk, self.value_chunk))
+        return self.row(max(self.depth_chunk, self.value_chunk))
+
+    def row(self, words: int) -> int:
+        """A workgroup buffer's row length for ``words`` a row."""
+        return _vector_row(words) if self.tiles.vectors else words | 1
 
     def shared_bytes(self) -> int:
         t = self.tiles
         words = (
-            t.rows * _vector_row(self.depth_chunk)  # Q
+            t.rows * self.row(self.depth_chunk)  # Q
             + t.keys * self.staging_width  # K, then V
-            + t.rows * _vector_row(t.keys)  # scores, then probabilities
+            + t.rows * self.row(t.keys)  # scores, then probabilities
             + t.rows * (t.threads_x | 1)  # per-thread partial row maxima and sums
         )
         return 4 * words
@@ -102,12 +112,12 @@ class _Plan:
     @staticmethod
     def make(tiles: AttentionTiles, depth: int) -> _Plan:
         """The largest chunks (fewest passes over the head dimension) that fit the
-        workgroup memory ``tiles`` allows: the whole head dimension (in 4s, as the
-        score loop reads it) where it fits, else 64, 32 or 16 of it at a time."""
+        workgroup memory ``tiles`` allows: the whole head dimension (in 4s where the
+        score loop reads vectors) where it fits, else 64, 32 or 16 of it at a time."""
         if tiles.keys % 4:
             raise ValueError(f"attention tiles {tiles}: keys must be a multiple of 4")
         per_thread = _ceil(depth, tiles.threads_x)
-        whole = _ceil(depth, 4) * 4
+        whole = _ceil(depth, 4) * 4 if tiles.vectors else depth
         for chunk in (whole, *(c for c in (64, 32, 16) if c < whole)):
             for cols in range(per_thread, 0, -1):
                 plan = _Plan(tiles, depth, chunk, cols)
@@ -141,7 +151,7 @@ class _Macros:
         self.n_dc, self.n_vc = _ceil(plan.depth, self.dc), _ceil(plan.depth, self.vc)
         #: Row lengths of the flat probability and partial-maxima buffers: the two
         #: row groups of a warp, ``rows_per_thread`` rows apart, on different banks.
-        self.p_row, self.part_row = _vector_row(t.keys), t.threads_x | 1
+        self.p_row, self.part_row = plan.row(t.keys), t.threads_x | 1
 
     def stage(self) -> Any:
         ty_n, tx_n, threads, depth = self.ty_n, self.tx_n, self.plan.threads, self.plan.depth
@@ -174,7 +184,7 @@ class _Macros:
             self.dc,
             self.n_dc,
         )
-        queries, keys, scale = self.queries, self.keys, self.scale
+        queries, keys, scale, vectors = self.queries, self.keys, self.scale, self.plan.tiles.vectors
 
         @T.macro
         def scores(s, q, k, q_sh, kv_sh, b, qt, kb, ty, tx):  # type: ignore[no-untyped-def]
@@ -187,20 +197,25 @@ class _Macros:
                     stage(q_sh, q, b, qt * bq, queries, c * dc, bq, dc, ty, tx)
                 stage(kv_sh, k, b, kb * bk, keys, c * dc, bk, dc, ty, tx)
                 T.tvm_storage_sync("shared")
-                # Q and K read as vec4 along the head dimension: 6 reads for 32 FMAs.
-                qr = T.alloc_buffer((rq, 4), "float32", scope="local")
-                kr = T.alloc_buffer((kk, 4), "float32", scope="local")
-                for d4 in T.unroll(dc // 4):
-                    for i in T.unroll(rq):
-                        for w in T.vectorized(4):
-                            qr[i, w] = q_sh[ty * rq + i, d4 * 4 + w]
-                    for j in T.unroll(kk):
-                        for w in T.vectorized(4):
-                            kr[j, w] = kv_sh[j * tx_n + tx, d4 * 4 + w]
-                    for w in T.unroll(4):
+                if vectors:  # Q and K read as vec4 along the head dimension
+                    qr = T.alloc_buffer((rq, 4), "float32", scope="local")
+                    kr = T.alloc_buffer((kk, 4), "float32", scope="local")
+                    for d4 in T.unroll(dc // 4):
+                        for i in T.unroll(rq):
+                            for w in T.vectorized(4):
+                                qr[i, w] = q_sh[ty * rq + i, d4 * 4 + w]
+                        for j in T.unroll(kk):
+                            for w in T.vectorized(4):
+                                kr[j, w] = kv_sh[j * tx_n + tx, d4 * 4 + w]
+                        for w in T.unroll(4):
+                            for i in T.unroll(rq):
+                                for j in T.unroll(kk):
+                                    s[i, j] = s[i, j] + qr[i, w] * kr[j, w]
+                else:
+                    for d in T.unroll(dc):
                         for i in T.unroll(rq):
                             for j in T.unroll(kk):
-                                s[i, j] = s[i, j] + qr[i, w] * kr[j, w]
+                                s[i, j] = s[i, j] + q_sh[ty * rq + i, d] * kv_sh[j * tx_n + tx, d]
                 T.tvm_storage_sync("shared")
             for i in T.unroll(rq):
                 for j in T.unroll(kk):
@@ -262,7 +277,7 @@ class _Macros:
             self.n_vc,
             self.keys,
         )
-        p_row = self.p_row
+        p_row, vectors = self.p_row, self.plan.tiles.vectors
 
         @T.macro
         def add_values(acc, v, p_sh, kv_sh, b, kb, ty, tx):  # type: ignore[no-untyped-def]
@@ -270,16 +285,25 @@ class _Macros:
             for c in T.serial(n_vc):
                 stage(kv_sh, v, b, kb * bk, keys, c * vc, bk, vc, ty, tx)
                 T.tvm_storage_sync("shared")
-                # The probabilities read as vec4 along the keys.
-                pr = T.alloc_buffer((rq, 4), "float32", scope="local")
-                for j4 in T.serial(bk // 4):
-                    for i in T.unroll(rq):
-                        for w in T.vectorized(4):
-                            pr[i, w] = p_sh[(ty * rq + i) * p_row + j4 * 4 + w]
-                    for w in T.unroll(4):
+                if vectors:  # the probabilities read as vec4 along the keys
+                    pr = T.alloc_buffer((rq, 4), "float32", scope="local")
+                    for j4 in T.serial(bk // 4):
+                        for i in T.unroll(rq):
+                            for w in T.vectorized(4):
+                                pr[i, w] = p_sh[(ty * rq + i) * p_row + j4 * 4 + w]
+                        for w in T.unroll(4):
+                            for i in T.unroll(rq):
+                                for x in T.unroll(cols):
+                                    acc[i, c * cols + x] += (
+                                        pr[i, w] * kv_sh[j4 * 4 + w, x * tx_n + tx]
+                                    )
+                else:
+                    for j in T.serial(bk):
                         for i in T.unroll(rq):
                             for x in T.unroll(cols):
-                                acc[i, c * cols + x] += pr[i, w] * kv_sh[j4 * 4 + w, x * tx_n + tx]
+                                acc[i, c * cols + x] += (
+                                    p_sh[(ty * rq + i) * p_row + j] * kv_sh[j, x * tx_n + tx]
+                                )
                 T.tvm_storage_sync("shared")
 
         return add_values
@@ -328,7 +352,7 @@ def attention_kernel(
     add_values, store, n_dc = mac.add_values(), mac.store(), mac.n_dc
     ty_n, tx_n, rq, bq, bk, width = mac.ty_n, mac.tx_n, mac.rq, mac.bq, mac.bk, mac.n_vc * mac.cols
     dc, kk, staging, f32 = mac.dc, mac.kk, plan.staging_width, "float32"
-    q_row = _vector_row(dc)
+    q_row = plan.row(dc)
     n, width_all = batch // heads, heads * depth
 
     @T.prim_func(private=True)  # type: ignore[untyped-decorator]
