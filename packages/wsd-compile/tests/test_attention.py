@@ -21,6 +21,7 @@ from wsd_compile.kernels import (
     DEFAULT_ATTENTION_TILES,
     DEFAULT_KERNELS,
     FUSE_ABOVE_BYTES,
+    NARROW_ATTENTION_TILES,
     AttentionTiles,
     KernelOptions,
     attention_kernel,
@@ -141,10 +142,14 @@ def test_same_shapes_share_one_kernel() -> None:
 
 
 def test_tiles_follow_the_head_dimension() -> None:
-    """The UNets' heads: the default; wide ones: 32 threads per row, so the output
-    accumulators stay few per thread; never more than 256 threads, WebGPU's default limit."""
-    assert attention_tiles(40) == attention_tiles(160) == DEFAULT_ATTENTION_TILES
-    assert attention_tiles(512).threads_x == 32
+    """SD 1.5's heads: 8 threads per row; SDXL's: the default (the compact layout);
+    wide ones: 32 threads per row reading vectors, so the output accumulators stay
+    few per thread; never more than 256 threads, WebGPU's default limit."""
+    assert attention_tiles(40) == attention_tiles(48) == NARROW_ATTENTION_TILES
+    assert NARROW_ATTENTION_TILES.threads_x == 8 and not NARROW_ATTENTION_TILES.vectors
+    assert attention_tiles(64) == attention_tiles(160) == DEFAULT_ATTENTION_TILES
+    assert DEFAULT_ATTENTION_TILES.compact
+    assert attention_tiles(512).threads_x == 32 and attention_tiles(512).vectors
     for depth in (8, 40, 64, 80, 160, 512):
         t = attention_tiles(depth)
         assert t.rows // t.rows_per_thread * t.threads_x <= 256
@@ -160,6 +165,27 @@ def test_every_head_dimension_fits_the_workgroup_memory(depth: int) -> None:
             words *= int(dim)
         shared += 4 * words
     assert 0 < shared <= DEFAULT_ATTENTION_TILES.shared_bytes <= 32 * 1024
+
+
+@pytest.mark.parametrize(
+    ("tiles", "q_row", "p_row"),
+    [
+        (AttentionTiles(vectors=False, compact=True), 49, 32),  # 40 staged as 48; rows unpadded
+        (AttentionTiles(vectors=False), 41, 33),  # odd rows
+        (AttentionTiles(), 44, 36),  # an odd number of vec4
+    ],
+    ids=["compact", "scalar", "vectors"],
+)
+def test_the_layouts_of_workgroup_memory(tiles: AttentionTiles, q_row: int, p_row: int) -> None:
+    script = attention_kernel(16, 4096, 4096, 40, "float32", 40**-0.5, tiles, heads=8).script()
+    assert f"T.alloc_shared((64, {q_row})" in script
+    assert f"T.alloc_shared(({64 * p_row},)" in script
+    assert ("vectorized" in script) == tiles.vectors
+
+
+def test_the_compact_layout_reads_no_vectors() -> None:
+    with pytest.raises(ValueError, match="compact layout reads no vectors"):
+        AttentionTiles(compact=True)
 
 
 def test_tiles_too_large_for_the_workgroup_memory_are_refused() -> None:

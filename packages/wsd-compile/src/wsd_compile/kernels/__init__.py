@@ -65,6 +65,7 @@ from .matmul import (
 )
 from .online_softmax import (
     DEFAULT_ATTENTION_TILES,
+    NARROW_ATTENTION_TILES,
     AttentionTiles,
     attention_kernel,
     attention_tiles,
@@ -79,6 +80,7 @@ __all__ = [
     "FUSE_ABOVE_BYTES",
     "GROUP_NORM_CHUNK",
     "LARGE_MATMUL_OUTPUTS",
+    "NARROW_ATTENTION_TILES",
     "SPLIT_K_MIN_DEPTH",
     "TUNED_TILES_FILE",
     "TVM_DEFAULT_KERNELS",

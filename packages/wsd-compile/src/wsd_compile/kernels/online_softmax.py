@@ -33,7 +33,9 @@ class AttentionTiles:
     whole when it fits in ``shared_bytes``, else in chunks. ``vectors``: the score
     loop reads Q and K, and the value loop the probabilities, as ``vec4`` (from
     rows padded to an odd number of vectors), else one word at a time (from rows
-    of an odd number of words)."""
+    of an odd number of words). ``compact``: the layout before vectors (scalar reads
+    only), the head chunk rounded up to 16 words and the probabilities' and partial
+    maxima's rows not padded."""
 
     rows: int = 64
     rows_per_thread: int = 4
@@ -41,22 +43,39 @@ class AttentionTiles:
     keys: int = 32
     shared_bytes: int = 31 * 1024
     vectors: bool = True
+    compact: bool = False
+
+    def __post_init__(self) -> None:
+        if self.compact and self.vectors:
+            raise ValueError("AttentionTiles: the compact layout reads no vectors")
 
 
-DEFAULT_ATTENTION_TILES = AttentionTiles(threads_x=8)
+#: The tiling of heads up to 48 wide (SD 1.5's 40): 8 threads per row, 4 rows and 4
+#: keys of a block each, scalar reads.
+NARROW_ATTENTION_TILES = AttentionTiles(threads_x=8, vectors=False)
+#: ... up to 160 (SDXL's 64): 16 threads per row, 4 rows and 2 keys each, the compact layout.
+DEFAULT_ATTENTION_TILES = AttentionTiles(vectors=False, compact=True)
 
 
 def attention_tiles(depth: int) -> AttentionTiles:
-    """The tiling for a head dimension: the default (8 threads per row, 4 rows and
-    4 keys of a block each, vectors) up to 160, which the UNets' heads have; 32
-    threads per row for wider heads (the VAE's 512), so that a thread's share of
-    the output rows stays 72 registers. No tiling has more than 256 threads
-    (WebGPU's default limit).
+    """The tiling for a head dimension: :data:`NARROW_ATTENTION_TILES` up to 48,
+    :data:`DEFAULT_ATTENTION_TILES` up to 160 (the UNets' heads), and for wider
+    heads (the VAE's 512) 32 threads per row reading vectors, so that a thread's
+    share of the output rows stays 72 registers. No tiling has more than 256
+    threads (WebGPU's default limit).
 
-    Measured on an H100 (``scripts/probe_attention.py``, SD 1.5 512's 4096-token
-    attention, fp32, 5 calls per UNet step): 2.60 ms a call, against 3.20 ms for
-    the tiling before (16 threads per row, scalar reads, the head padded to 48)
-    and 4.92 ms for 16 threads per row reading vectors."""
+    Measured on the H200 (``scripts/probe_attention.py``, one kernel call, fp32 /
+    fp16; docs/benchmarks/raw/attention-probe/):
+
+    * SD 1.5 512, 16 x 4096 x 4096, head 40: 2.46 / 2.32 ms with the narrow tiles,
+      3.24 / 3.11 ms with the default's (the tiling before), 2.60 / 2.49 ms with 8
+      threads per row reading vectors, 4.86 / 3.67 ms with 16 reading vectors.
+    * SDXL 1024, 20 x 4096 x 4096, head 64: 12.7 ms (fp32) with the default's,
+      20.4 ms with 8 threads per row reading vectors.
+    * The VAE's 1 x 4096 x 4096, head 512: 10.47 ms reading vectors, 10.80 ms
+      (compact) and 10.83 ms (scalar) without."""
+    if depth <= 48:
+        return NARROW_ATTENTION_TILES
     if depth <= 160:
         return DEFAULT_ATTENTION_TILES
     return AttentionTiles(rows=32, rows_per_thread=4, threads_x=32)
@@ -117,7 +136,8 @@ class _Plan:
         if tiles.keys % 4:
             raise ValueError(f"attention tiles {tiles}: keys must be a multiple of 4")
         per_thread = _ceil(depth, tiles.threads_x)
-        whole = _ceil(depth, 4) * 4 if tiles.vectors else depth
+        whole = _ceil(depth, 16 if tiles.compact else 4 if tiles.vectors else 1)
+        whole *= 16 if tiles.compact else 4 if tiles.vectors else 1
         for chunk in (whole, *(c for c in (64, 32, 16) if c < whole)):
             for cols in range(per_thread, 0, -1):
                 plan = _Plan(tiles, depth, chunk, cols)
@@ -152,6 +172,8 @@ class _Macros:
         #: Row lengths of the flat probability and partial-maxima buffers: the two
         #: row groups of a warp, ``rows_per_thread`` rows apart, on different banks.
         self.p_row, self.part_row = plan.row(t.keys), t.threads_x | 1
+        if t.compact:
+            self.p_row, self.part_row = t.keys, t.threads_x
 
     def stage(self) -> Any:
         ty_n, tx_n, threads, depth = self.ty_n, self.tx_n, self.plan.threads, self.plan.depth
