@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { globals } from "webgpu";
 
-import { createDawn } from "./dawn.mjs";
+import { probeDevice, timeDispatches } from "./gpu_timing.mjs";
 
 Object.assign(globalThis, globals);
 
@@ -94,7 +94,7 @@ async function readOutput(device, buffer, spec) {
 
 /**
  * One kernel's median GPU milliseconds per dispatch over `repeats` timed passes
- * (after WARM_MS of untimed ones: an idle GPU's clocks are low), and its output.
+ * (gpu_timing.mjs), and its output.
  * @param {GPUDevice} device @param {KernelSpec} spec @param {number} repeats
  */
 async function timeKernel(device, spec, repeats) {
@@ -111,40 +111,11 @@ async function timeKernel(device, spec, repeats) {
   });
   const failed = await device.popErrorScope();
   if (failed) return { error: failed.message.slice(0, 500) };
-  const query = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const times = [];
-  const warmUntil = performance.now() + Number(process.env.WARM_MS ?? 300);
-  while (times.length < repeats) {
-    const warm = performance.now() < warmUntil;
-    const encoder = device.createCommandEncoder();
-    const writes = { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 };
-    const pass = encoder.beginComputePass(warm ? {} : { timestampWrites: writes });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    for (let d = 0; d < DISPATCHES; d++) pass.dispatchWorkgroups(...spec.grid);
-    pass.end();
-    if (!warm) {
-      encoder.resolveQuerySet(query, 0, 2, resolve, 0);
-      encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
-    }
-    device.queue.submit([encoder.finish()]);
-    if (warm) {
-      await device.queue.onSubmittedWorkDone();
-      continue;
-    }
-    await read.mapAsync(GPUMapMode.READ);
-    const [start, end] = new BigUint64Array(read.getMappedRange().slice(0));
-    read.unmap();
-    times.push(Number(end - start) / 1e6 / DISPATCHES);
-  }
-  times.sort((x, y) => x - y);
+  const timed = await timeDispatches(device, pipeline, bindGroup, spec.grid, repeats, DISPATCHES);
   const index = spec.buffers.findIndex((b) => b.binding === spec.output);
   const output = await readOutput(device, buffers[index], spec.buffers[index]);
   for (const b of buffers) b.destroy();
-  query.destroy();
-  return { ms: times[Math.floor(times.length / 2)], min_ms: times[0], output };
+  return { ...timed, output };
 }
 
 const [file, repeatsArg] = process.argv.slice(2);
@@ -155,19 +126,7 @@ if (!file) {
 /** @type {KernelSpec[]} */
 // eslint-disable-next-line security/detect-non-literal-fs-filename -- a kernel list the caller names
 const specs = JSON.parse(readFileSync(file, "utf8"));
-const { gpu } = createDawn();
-const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
-if (!adapter) throw new Error("probe_kernels: no WebGPU adapter");
-const requiredFeatures = /** @type {GPUFeatureName[]} */ (["timestamp-query", "shader-f16"].filter((f) => adapter.features.has(f)));
-const device = await adapter.requestDevice({
-  requiredFeatures,
-  requiredLimits: {
-    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-    maxBufferSize: adapter.limits.maxBufferSize,
-    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
-  },
-});
+const { adapter, device, features: requiredFeatures } = await probeDevice(["timestamp-query", "shader-f16"]);
 const info = /** @type {any} */ (adapter.info);
 /** @type {Map<string, number[]>} */
 const firsts = new Map();

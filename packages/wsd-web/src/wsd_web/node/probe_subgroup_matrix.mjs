@@ -22,7 +22,7 @@ import { readFileSync } from "node:fs";
 
 import { globals } from "webgpu";
 
-import { createDawn } from "./dawn.mjs";
+import { probeDevice, timeDispatches } from "./gpu_timing.mjs";
 import { flashAttentionShader } from "./probe_attention_shaders.mjs";
 import {
   kernelVariants, pipelinedShader, scalarShader, SHARED_TILES, sharedTileShader, subgroupMatrixShader, variantShader,
@@ -89,36 +89,8 @@ async function timeKernel(device, code, grid, buffers, repeats) {
   });
   const failed = await device.popErrorScope();
   if (failed) return { error: failed.message.slice(0, 500) };
-  const query = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const times = [];
-  // Untimed passes for WARM_MS first (default 300): an idle GPU's clocks are low.
-  const warmUntil = performance.now() + Number(process.env.WARM_MS ?? 300);
-  for (let r = 0; r < repeats; r++) {
-    const warm = performance.now() < warmUntil;
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass(warm ? {} : { timestampWrites: { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    for (let d = 0; d < DISPATCHES; d++) pass.dispatchWorkgroups(grid[0], grid[1]);
-    pass.end();
-    if (warm) {
-      device.queue.submit([encoder.finish()]);
-      await device.queue.onSubmittedWorkDone();
-      r--;
-      continue;
-    }
-    encoder.resolveQuerySet(query, 0, 2, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
-    device.queue.submit([encoder.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const [start, end] = new BigUint64Array(read.getMappedRange().slice(0));
-    read.unmap();
-    times.push(Number(end - start) / 1e6 / DISPATCHES);
-  }
-  times.sort((x, y) => x - y);
-  return { ms: times[Math.floor(times.length / 2)] };
+  const { ms } = await timeDispatches(device, pipeline, bindGroup, grid, repeats, DISPATCHES);
+  return { ms };
 }
 
 const CORNER_ROWS = Array.from({ length: 32 }, (_, i) => i); // of C's checked corner
@@ -432,21 +404,7 @@ if (problems.length === 0 && !fileModes && !attention) {
   );
 }
 Object.assign(globalThis, globals);
-// Timestamps unquantised: Dawn rounds them to 64 microseconds otherwise.
-const dawn = createDawn({ enable: ["allow_unsafe_apis"], disable: ["timestamp_quantization"] });
-const adapter = await dawn.gpu.requestAdapter({ powerPreference: "high-performance" });
-if (!adapter) throw new Error("no adapter");
-const requiredFeatures = FEATURES.filter((f) => adapter.features.has(f));
-const device = await adapter.requestDevice({
-  requiredFeatures,
-  requiredLimits: {
-    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-    maxBufferSize: adapter.limits.maxBufferSize,
-    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
-    maxComputeWorkgroupSizeX: adapter.limits.maxComputeWorkgroupSizeX,
-  },
-});
+const { adapter, device, features: requiredFeatures } = await probeDevice(FEATURES);
 const info = /** @type {any} */ (adapter.info);
 const report = {
   adapter: [info.vendor, info.architecture, info.description].filter((s) => s).join(" "),
