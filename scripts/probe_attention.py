@@ -6,14 +6,18 @@ compiled to WGSL here and timed one by one on a GPU by
 of CI.
 
 usage:
-  probe_attention.py [--label L] [--shape NAME]... [--dtype float32|float16]... OUT.json
+  probe_attention.py [--label L] [--shape NAME]... [--dtype float32|float16]...
+                     [--default-only | --tiling ROWS,PER_THREAD,THREADS_X,KEYS,vec4|scalar...]
+                     OUT.json
   # on the GPU machine (after `source scripts/gpu_env.sh`):
   node packages/wsd-web/src/wsd_web/node/probe_kernels.mjs OUT.json [REPEATS]
 
 Each variant's group is its shape and type: every variant of a group must give
 the same output (probe_kernels.mjs reports the largest difference from the
 group's first). ``--label`` prefixes the names (e.g. to merge the lists written
-by two checkouts, before and after a change to the kernel).
+by two checkouts, before and after a change to the kernel). ``--tiling`` (repeatable)
+replaces ``TILINGS``: ``--tiling 64,4,8,32,scalar`` is 64 rows a workgroup, 4 per
+thread, 8 threads per row, 32 keys a block, scalar reads.
 """
 
 from __future__ import annotations
@@ -45,6 +49,19 @@ TILINGS: tuple[tuple[int, int, int, int, bool], ...] = (
 )
 
 _DTYPES = {"float32": "f32", "float16": "f16"}
+_READS = {"vec4": True, "scalar": False}
+
+
+def parse_tiling(text: str) -> tuple[int, int, int, int, bool]:
+    """``ROWS,PER_THREAD,THREADS_X,KEYS,vec4|scalar`` as a ``TILINGS`` entry."""
+    *numbers, reads = text.split(",")
+    if len(numbers) != 4 or not all(n.isdigit() for n in numbers) or reads not in _READS:
+        raise argparse.ArgumentTypeError(
+            f"tiling {text!r}: give ROWS,PER_THREAD,THREADS_X,KEYS,vec4|scalar "
+            "(like 64,4,8,32,scalar)"
+        )
+    rows, per_thread, threads_x, keys = map(int, numbers)
+    return rows, per_thread, threads_x, keys, _READS[reads]
 
 
 def kernel_spec(shape_name: str, dtype: str, tiles: Any, label: str) -> dict[str, Any]:
@@ -76,7 +93,10 @@ def kernel_spec(shape_name: str, dtype: str, tiles: Any, label: str) -> dict[str
         buffers.append(buffer)
     output = next(b["binding"] for b in buffers if b["name"] == "out_ptr")
     tiling = "r{rows}x{rows_per_thread}-t{threads_x}-k{keys}".format(**asdict(tiles))
-    tiling += "-vec4" if getattr(tiles, "vectors", False) else "-scalar"
+    if getattr(tiles, "vectors", False):
+        tiling += "-vec4"
+    else:  # before vectors, AttentionTiles had only the compact layout
+        tiling += "-compact" if getattr(tiles, "compact", True) else "-scalar"
     return {
         "name": f"{label}{shape_name}-{dtype}-{tiling}",
         "group": f"{shape_name}-{dtype}",
@@ -94,8 +114,16 @@ def main() -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--shape", action="append", choices=sorted(SHAPES))
     parser.add_argument("--dtype", action="append", choices=sorted(_DTYPES))
-    parser.add_argument(
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(
         "--default-only", action="store_true", help="each shape's default tiles only"
+    )
+    choice.add_argument(
+        "--tiling",
+        action="append",
+        type=parse_tiling,
+        help="ROWS,PER_THREAD,THREADS_X,KEYS,vec4|scalar: try this besides the default "
+        "(repeatable; replaces the built-in TILINGS)",
     )
     args = parser.parse_args()
     from wsd_compile.kernels import AttentionTiles, attention_tiles
@@ -105,8 +133,11 @@ def main() -> None:
         depth = SHAPES[shape_name][3]
         tilings = [attention_tiles(depth)]
         if not args.default_only:
-            for rows, per_thread, threads_x, keys, vectors in TILINGS:
-                tiles = AttentionTiles(rows, per_thread, threads_x, keys, vectors=vectors)
+            for rows, per_thread, threads_x, keys, vectors in args.tiling or TILINGS:
+                try:
+                    tiles = AttentionTiles(rows, per_thread, threads_x, keys, vectors=vectors)
+                except ValueError as error:
+                    parser.error(str(error))
                 if tiles != tilings[0]:
                     tilings.append(tiles)
         for dtype in args.dtype or ["float32", "float16"]:

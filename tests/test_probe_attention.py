@@ -4,12 +4,14 @@ by TVM, timed, agreeing with each other and with numpy on the probe's inputs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from wsd_compile.kernels import AttentionTiles
 from wsd_web.bench.runner import swiftshader_environment
@@ -72,3 +74,11 @@ def test_tilings_are_timed_and_agree_with_numpy(tmp_path: Path) -> None:
         assert row["ms"] > 0 and row["min_ms"] <= row["ms"]
         assert row["max_diff_from_first"] < 1e-5
         assert abs(row["checksum"] - float(expected @ weights)) < 1e-5 * weights.sum()
+
+
+def test_a_tiling_is_read_from_the_command_line() -> None:
+    assert probe.parse_tiling("64,4,8,32,scalar") == (64, 4, 8, 32, False)
+    assert probe.parse_tiling("32,4,32,32,vec4") == (32, 4, 32, 32, True)
+    for wrong in ("64,4,8,scalar", "64,4,8,32,half", "64,4,x,32,vec4"):
+        with pytest.raises(argparse.ArgumentTypeError, match="ROWS,PER_THREAD,THREADS_X"):
+            probe.parse_tiling(wrong)

@@ -188,6 +188,28 @@ def test_the_compact_layout_reads_no_vectors() -> None:
         AttentionTiles(compact=True)
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rows": 60, "rows_per_thread": 8}, "rows must be a multiple of rows_per_thread"),
+        ({"keys": 24, "threads_x": 16}, "keys of threads_x"),
+        ({"keys": 6, "threads_x": 2}, "vector reads need keys in 4s"),
+    ],
+    ids=["rows", "keys", "vector-keys"],
+)
+def test_tilings_that_would_drop_rows_or_keys_are_refused(
+    fields: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        AttentionTiles(**fields)  # type: ignore[arg-type]
+
+
+def test_scalar_reads_take_any_number_of_keys() -> None:
+    tiles = AttentionTiles(keys=6, threads_x=2, vectors=False)
+    script = attention_kernel(2, 40, 40, 16, "float32", 0.25, tiles).script()
+    assert "vectorized" not in script
+
+
 def test_tiles_too_large_for_the_workgroup_memory_are_refused() -> None:
     with pytest.raises(ValueError, match="leave no room for head dimension 64"):
         attention_kernel(1, 64, 64, 64, "float32", 0.125, AttentionTiles(shared_bytes=4096))

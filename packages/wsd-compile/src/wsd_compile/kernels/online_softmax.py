@@ -4,10 +4,10 @@ diffusers' attention chain), the way flash attention works:
 
 * a workgroup owns a tile of query rows and walks the keys in blocks;
 * for each block it computes the scores into workgroup memory (Q and K
-  staged through it, the head dimension whole where it fits, else in chunks,
-  and read back as ``vec4``), takes the block's row maxima, rescales what it
-  had summed so far by ``exp(old max - new max)`` and adds the block's
-  ``exp(score - max) V``;
+  staged through it, the head dimension whole where it fits, else in chunks;
+  read back one word at a time, or as ``vec4`` for wide heads), takes the
+  block's row maxima, rescales what it had summed so far by
+  ``exp(old max - new max)`` and adds the block's ``exp(score - max) V``;
 * at the end each row is divided by its sum of exponentials.
 
 Scores, maxima, sums and the output accumulate in fp32 whatever the storage
@@ -48,6 +48,12 @@ class AttentionTiles:
     def __post_init__(self) -> None:
         if self.compact and self.vectors:
             raise ValueError("AttentionTiles: the compact layout reads no vectors")
+        if self.rows % self.rows_per_thread or self.keys % self.threads_x:
+            raise ValueError(
+                f"{self}: rows must be a multiple of rows_per_thread, and keys of threads_x"
+            )
+        if self.vectors and self.keys % 4:
+            raise ValueError(f"{self}: vector reads need keys in 4s (or vectors=False)")
 
 
 #: The tiling of heads up to 48 wide (SD 1.5's 40): 8 threads per row, 4 rows and 4
@@ -118,7 +124,22 @@ class _Plan:
         """A workgroup buffer's row length for ``words`` a row."""
         return _vector_row(words) if self.tiles.vectors else words | 1
 
+    @property
+    def p_row(self) -> int:
+        """Row length of the flat probability buffer: padded, so that the two row
+        groups of a warp, ``rows_per_thread`` rows apart, sit on different banks
+        (not in the compact layout)."""
+        return self.tiles.keys if self.tiles.compact else self.row(self.tiles.keys)
+
+    @property
+    def part_row(self) -> int:
+        """Row length of the flat partial maxima and sums buffer (padded likewise)."""
+        return self.tiles.threads_x if self.tiles.compact else self.tiles.threads_x | 1
+
     def shared_bytes(self) -> int:
+        """The workgroup memory the plan takes. It counts the probability and partial
+        rows padded even in the compact layout, which does not pad them, so that the
+        compact layout's plans (chunks) stay those of the kernel before padding."""
         t = self.tiles
         words = (
             t.rows * self.row(self.depth_chunk)  # Q
@@ -133,11 +154,9 @@ class _Plan:
         """The largest chunks (fewest passes over the head dimension) that fit the
         workgroup memory ``tiles`` allows: the whole head dimension (in 4s where the
         score loop reads vectors) where it fits, else 64, 32 or 16 of it at a time."""
-        if tiles.keys % 4:
-            raise ValueError(f"attention tiles {tiles}: keys must be a multiple of 4")
         per_thread = _ceil(depth, tiles.threads_x)
-        whole = _ceil(depth, 16 if tiles.compact else 4 if tiles.vectors else 1)
-        whole *= 16 if tiles.compact else 4 if tiles.vectors else 1
+        align = 16 if tiles.compact else 4 if tiles.vectors else 1
+        whole = _ceil(depth, align) * align
         for chunk in (whole, *(c for c in (64, 32, 16) if c < whole)):
             for cols in range(per_thread, 0, -1):
                 plan = _Plan(tiles, depth, chunk, cols)
@@ -169,11 +188,8 @@ class _Macros:
         self.kk, self.bq, self.bk = t.keys // t.threads_x, t.rows, t.keys
         self.dc, self.cols, self.vc = plan.depth_chunk, plan.cols, plan.value_chunk
         self.n_dc, self.n_vc = _ceil(plan.depth, self.dc), _ceil(plan.depth, self.vc)
-        #: Row lengths of the flat probability and partial-maxima buffers: the two
-        #: row groups of a warp, ``rows_per_thread`` rows apart, on different banks.
-        self.p_row, self.part_row = plan.row(t.keys), t.threads_x | 1
-        if t.compact:
-            self.p_row, self.part_row = t.keys, t.threads_x
+        self.p_row, self.part_row = plan.p_row, plan.part_row
+        self.vectors = t.vectors
 
     def stage(self) -> Any:
         ty_n, tx_n, threads, depth = self.ty_n, self.tx_n, self.plan.threads, self.plan.depth
@@ -196,53 +212,45 @@ class _Macros:
         return stage
 
     def scores(self) -> Any:
-        stage, rq, kk, tx_n, bq, bk, dc, n_dc = (
-            self.stage(),
-            self.rq,
-            self.kk,
-            self.tx_n,
-            self.bq,
-            self.bk,
-            self.dc,
-            self.n_dc,
-        )
-        queries, keys, scale, vectors = self.queries, self.keys, self.scale, self.plan.tiles.vectors
+        stage, ex = self.stage(), self  # the extents
 
         @T.macro
         def scores(s, q, k, q_sh, kv_sh, b, qt, kb, ty, tx):  # type: ignore[no-untyped-def]
             """``s[i, j]``: this thread's scaled scores of the block, masked past the last key."""
-            for i in T.unroll(rq):
-                for j in T.unroll(kk):
+            for i in T.unroll(ex.rq):
+                for j in T.unroll(ex.kk):
                     s[i, j] = T.float32(0)
-            for c in T.serial(n_dc):
-                if n_dc > 1:  # else Q was staged once, before the first block
-                    stage(q_sh, q, b, qt * bq, queries, c * dc, bq, dc, ty, tx)
-                stage(kv_sh, k, b, kb * bk, keys, c * dc, bk, dc, ty, tx)
+            for c in T.serial(ex.n_dc):
+                if ex.n_dc > 1:  # else Q was staged once, before the first block
+                    stage(q_sh, q, b, qt * ex.bq, ex.queries, c * ex.dc, ex.bq, ex.dc, ty, tx)
+                stage(kv_sh, k, b, kb * ex.bk, ex.keys, c * ex.dc, ex.bk, ex.dc, ty, tx)
                 T.tvm_storage_sync("shared")
-                if vectors:  # Q and K read as vec4 along the head dimension
-                    qr = T.alloc_buffer((rq, 4), "float32", scope="local")
-                    kr = T.alloc_buffer((kk, 4), "float32", scope="local")
-                    for d4 in T.unroll(dc // 4):
-                        for i in T.unroll(rq):
+                if ex.vectors:  # Q and K read as vec4 along the head dimension
+                    qr = T.alloc_buffer((ex.rq, 4), "float32", scope="local")
+                    kr = T.alloc_buffer((ex.kk, 4), "float32", scope="local")
+                    for d4 in T.unroll(ex.dc // 4):
+                        for i in T.unroll(ex.rq):
                             for w in T.vectorized(4):
-                                qr[i, w] = q_sh[ty * rq + i, d4 * 4 + w]
-                        for j in T.unroll(kk):
+                                qr[i, w] = q_sh[ty * ex.rq + i, d4 * 4 + w]
+                        for j in T.unroll(ex.kk):
                             for w in T.vectorized(4):
-                                kr[j, w] = kv_sh[j * tx_n + tx, d4 * 4 + w]
+                                kr[j, w] = kv_sh[j * ex.tx_n + tx, d4 * 4 + w]
                         for w in T.unroll(4):
-                            for i in T.unroll(rq):
-                                for j in T.unroll(kk):
+                            for i in T.unroll(ex.rq):
+                                for j in T.unroll(ex.kk):
                                     s[i, j] = s[i, j] + qr[i, w] * kr[j, w]
                 else:
-                    for d in T.unroll(dc):
-                        for i in T.unroll(rq):
-                            for j in T.unroll(kk):
-                                s[i, j] = s[i, j] + q_sh[ty * rq + i, d] * kv_sh[j * tx_n + tx, d]
+                    for d in T.unroll(ex.dc):
+                        for i in T.unroll(ex.rq):
+                            for j in T.unroll(ex.kk):
+                                s[i, j] = (
+                                    s[i, j] + q_sh[ty * ex.rq + i, d] * kv_sh[j * ex.tx_n + tx, d]
+                                )
                 T.tvm_storage_sync("shared")
-            for i in T.unroll(rq):
-                for j in T.unroll(kk):
-                    if kb * bk + j * tx_n + tx < keys:
-                        s[i, j] = s[i, j] * T.float32(scale)
+            for i in T.unroll(ex.rq):
+                for j in T.unroll(ex.kk):
+                    if kb * ex.bk + j * ex.tx_n + tx < ex.keys:
+                        s[i, j] = s[i, j] * T.float32(ex.scale)
                     else:
                         s[i, j] = T.float32(_NEG)
 
@@ -289,42 +297,33 @@ class _Macros:
         return softmax_block
 
     def add_values(self) -> Any:
-        stage, rq, tx_n, bk, cols, vc, n_vc, keys = (
-            self.stage(),
-            self.rq,
-            self.tx_n,
-            self.bk,
-            self.cols,
-            self.vc,
-            self.n_vc,
-            self.keys,
-        )
-        p_row, vectors = self.p_row, self.plan.tiles.vectors
+        stage, ex = self.stage(), self  # the extents
 
         @T.macro
         def add_values(acc, v, p_sh, kv_sh, b, kb, ty, tx):  # type: ignore[no-untyped-def]
             """``acc += p V`` for the block, V staged ``value_chunk`` columns at a time."""
-            for c in T.serial(n_vc):
-                stage(kv_sh, v, b, kb * bk, keys, c * vc, bk, vc, ty, tx)
+            for c in T.serial(ex.n_vc):
+                stage(kv_sh, v, b, kb * ex.bk, ex.keys, c * ex.vc, ex.bk, ex.vc, ty, tx)
                 T.tvm_storage_sync("shared")
-                if vectors:  # the probabilities read as vec4 along the keys
-                    pr = T.alloc_buffer((rq, 4), "float32", scope="local")
-                    for j4 in T.serial(bk // 4):
-                        for i in T.unroll(rq):
+                if ex.vectors:  # the probabilities read as vec4 along the keys
+                    pr = T.alloc_buffer((ex.rq, 4), "float32", scope="local")
+                    for j4 in T.serial(ex.bk // 4):
+                        for i in T.unroll(ex.rq):
                             for w in T.vectorized(4):
-                                pr[i, w] = p_sh[(ty * rq + i) * p_row + j4 * 4 + w]
+                                pr[i, w] = p_sh[(ty * ex.rq + i) * ex.p_row + j4 * 4 + w]
                         for w in T.unroll(4):
-                            for i in T.unroll(rq):
-                                for x in T.unroll(cols):
-                                    acc[i, c * cols + x] += (
-                                        pr[i, w] * kv_sh[j4 * 4 + w, x * tx_n + tx]
+                            for i in T.unroll(ex.rq):
+                                for x in T.unroll(ex.cols):
+                                    acc[i, c * ex.cols + x] += (
+                                        pr[i, w] * kv_sh[j4 * 4 + w, x * ex.tx_n + tx]
                                     )
                 else:
-                    for j in T.serial(bk):
-                        for i in T.unroll(rq):
-                            for x in T.unroll(cols):
-                                acc[i, c * cols + x] += (
-                                    p_sh[(ty * rq + i) * p_row + j] * kv_sh[j, x * tx_n + tx]
+                    for j in T.serial(ex.bk):
+                        for i in T.unroll(ex.rq):
+                            for x in T.unroll(ex.cols):
+                                acc[i, c * ex.cols + x] += (
+                                    p_sh[(ty * ex.rq + i) * ex.p_row + j]
+                                    * kv_sh[j, x * ex.tx_n + tx]
                                 )
                 T.tvm_storage_sync("shared")
 
