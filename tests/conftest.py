@@ -79,7 +79,9 @@ def _cached_build(
     by source hash.
 
     A fresh machine compiles it once (about a minute on 2 cores); a cached
-    build is used only if ``verify`` finds every file intact. With
+    build is used only if ``verify`` finds every file intact. A build with the
+    default kernels is made by the command line (``wsd-compile KIND --preset``),
+    its JSON report kept beside it (:func:`cli_report`). With
     ``fuse_all_attention`` every attention runs as the fused kernel (builds
     fuse only attention with a large score matrix, which no tiny preset has);
     with ``chunk_all_attention`` every attention runs as two products around a
@@ -104,12 +106,13 @@ def _cached_build(
     # pytest-xdist's workers share the cache: one compiles a build, the others wait for it.
     with out.with_name(f"{out.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if out.exists() and not verify(out).ok:
+        by_cli = not (fuse_all_attention or chunk_all_attention)
+        if out.exists() and (not verify(out).ok or (by_cli and not cli_report(out).exists())):
             shutil.rmtree(out)
-        if not out.exists():
-            kernels = DEFAULT_KERNELS
-            if fuse_all_attention or chunk_all_attention:
-                kernels = kernels.without(fused_attention_min_bytes=0)
+        if not out.exists() and by_cli:
+            _compile_with_cli(preset, out, precision, quantize)
+        elif not out.exists():
+            kernels = DEFAULT_KERNELS.without(fused_attention_min_bytes=0)
             if chunk_all_attention:
                 kernels = kernels.without(attention_chunk_bytes=TINY_CHUNK_BYTES)
             compile_pipeline(
@@ -122,6 +125,29 @@ def _cached_build(
             )
     _prune_stale_builds(out)
     return out
+
+
+def cli_report(build: Path) -> Path:
+    """Where :func:`_cached_build` keeps the JSON report ``wsd-compile`` printed
+    for ``build`` (beside it, so that ``verify`` sees only the build's files)."""
+    return build.with_name(f"{build.name}.report.json")
+
+
+def _compile_with_cli(preset: str, out: Path, precision: str, quantize: str) -> None:
+    """``wsd-compile KIND --preset PRESET --out OUT ...``, its report kept."""
+    import contextlib
+    import io
+
+    from wsd_capture import PRESET_KINDS
+    from wsd_compile.cli import main
+
+    argv = [PRESET_KINDS[preset], "--preset", preset, "--out", str(out)]
+    argv += ["--precision", precision, "--quantize", quantize]
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        code = main(argv)
+    assert code == 0, f"wsd-compile {' '.join(argv)} exited {code}"
+    cli_report(out).write_text(report.getvalue())
 
 
 def _prune_stale_builds(out: Path, keep: int = 3) -> None:
@@ -138,6 +164,7 @@ def _prune_stale_builds(out: Path, keep: int = 3) -> None:
     for stale in builds[keep:]:
         shutil.rmtree(stale, ignore_errors=True)
         stale.with_name(f"{stale.name}.lock").unlink(missing_ok=True)
+        cli_report(stale).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

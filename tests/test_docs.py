@@ -83,7 +83,7 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "bash scripts/test.sh": (".ci/run",),
     # demo.sh = setup + the compile, verify, render and serve commands tested below.
     "bash scripts/demo.sh": (
-        "packages/wsd-compile/tests/test_sd15_cli.py::test_fp16_build_of_the_preset",
+        "tests/test_sd15_cli_build.py::test_fp16_build_of_the_preset",
         "packages/wsd-artifacts/tests/test_cli.py::test_ok_exits_0_with_a_summary",
         "tests/test_sd15_browser.py::test_render_cli_writes_png_and_timings",
         "packages/wsd-web/tests/test_server.py::test_serve_command_prints_its_url_and_serves",
@@ -96,7 +96,7 @@ EXERCISED_ELSEWHERE: dict[str, tuple[str, ...]] = {
     "wsd-capture sd15": ("packages/wsd-capture/tests/test_cli.py::test_sd15_captures_and_saves",),
     "wsd-capture sdxl": ("packages/wsd-capture/tests/test_api.py",),
     "wsd-compile sd15": (
-        "packages/wsd-compile/tests/test_sd15_cli.py::test_fp16_build_of_the_preset",
+        "tests/test_sd15_cli_build.py::test_fp16_build_of_the_preset",
         "packages/wsd-compile/tests/test_sd15_cli.py::test_model_and_preset_are_exclusive",
     ),
     "wsd-compile sdxl": (
