@@ -22,7 +22,7 @@ FIELDS = {
     "repeats", "load_ms", "pipeline_compile_ms", "stages", "unet_step_gpu_ms", "kernels",
     "peak_gpu_bytes", "dawn_toggles", "kernelPath", "vaeTiling", "vaeTiles", "offload",
     "stagePeakBytes", "memoryBudget", "memoryNeedBytes", "quantize", "unet_record_ms",
-    "bindings", "vae_kernels",
+    "bindings", "vae_kernels", "text_encoder_kernels",
 }  # fmt: skip
 
 
@@ -82,9 +82,14 @@ def test_bench_reports_every_field_on_swiftshader(tiny_sd15_build: Path, tmp_pat
         vae = report["vae_kernels"]
         assert any("conv2d" in k["name"] for k in vae)
         assert sum(k["share"] for k in vae) == pytest.approx(1.0)
+        # ... and one prompt encoding's: the text encoder's projections among them.
+        encoder = report["text_encoder_kernels"]
+        assert any("matmul" in k["name"] for k in encoder)
+        assert sum(k["share"] for k in encoder) == pytest.approx(1.0)
         assert report["peak_gpu_bytes"] >= manifest["components"]["unet"]["param_bytes"]
     table = result.stdout
-    for label in ("UNet step", "VAE decode", "robustness off", "disable_robustness", "peak GPU"):
+    labels = ("UNet step", "VAE decode", "robustness off", "disable_robustness", "peak GPU")
+    for label in (*labels, "text encoder GPU"):
         assert label in table
 
 

@@ -171,6 +171,11 @@ def test_combine_refuses_two_results_for_one_column(
             {},
             r"vae_kernels\[0\]: expected an object with a name",
         ),
+        (
+            ("webgpu", {"text_encoder_kernels": [{"name": "k", "calls": 1, "ms": 1.0}]}),
+            {},
+            r"text_encoder_kernels\[0\].share: expected a non-negative number",
+        ),
     ],
 )
 def test_combine_names_the_result_that_is_malformed(

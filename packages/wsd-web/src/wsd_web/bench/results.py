@@ -366,7 +366,7 @@ def _check_result(label: str, result: object, runtime: str) -> dict[str, Any]:
         _check_number(f"{label}: {key}", result.get(key), optional=True)
     if result.get("unet_step_gpu_ms") is not None:
         _check_stat(f"{label}: unet_step_gpu_ms", result["unet_step_gpu_ms"])
-    for field in ("kernels", "vae_kernels"):
+    for field in ("kernels", "vae_kernels", "text_encoder_kernels"):
         _check_kernels(f"{label}: {field}", result.get(field, []))
     return result
 

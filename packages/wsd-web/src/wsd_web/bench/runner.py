@@ -262,6 +262,11 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
         gpu = report.get("unet_step_gpu_ms")
         if gpu:
             lines.append(f"  UNet step GPU time {_ms(gpu['median']):>10} ms (timestamp queries)")
+        encoder = report.get("text_encoder_kernels")
+        if encoder:
+            ms = sum(k["ms"] for k in encoder)
+            calls = sum(k["calls"] for k in encoder)
+            lines.append(f"  text encoder GPU {_ms(ms):>12} ms ({calls} dispatches)")
         whole = f"{report['peak_gpu_bytes'] / 2**30:.2f} GiB"
         lines.append(f"  peak GPU memory    {whole} (the whole run)")
         lines += _offload_lines(report)

@@ -32,7 +32,8 @@
 // "unet_record_ms" is the CPU time of recording one UNet call, "bindings" how many
 // bind groups were made and how many dispatches reused one.
 // "kernels" is the median UNet call's GPU time per kernel, "vae_kernels" one whole
-// VAE decode's (empty where the decode runs in tiles or the device has no timestamps).
+// VAE decode's (empty where the decode runs in tiles or the device has no timestamps),
+// "text_encoder_kernels" one prompt encoding's (both prompts, and their pairing).
 // "robustness": false asks Dawn for its `disable_robustness` toggle (no
 // bounds checks in shaders; browsers always keep them on).
 // On a machine without a GPU, point Vulkan at SwiftShader:
@@ -216,6 +217,16 @@ try {
     vaeKernels = withShares(await profiler.stop());
     image.dispose();
   }
+  // One prompt encoding profiled per kernel: what the text encoder stage's GPU time is.
+  /** @type {{name: string, calls: number, ms: number, share: number}[]} */
+  let textEncoderKernels = [];
+  if (profiler) {
+    profiler.start();
+    const encoded = pipeline.encodePrompt(options);
+    await sync();
+    textEncoderKernels = withShares(await profiler.stop());
+    for (const t of encoded) t.dispose();
+  }
   const generations = [];
   const generationRepeats = Math.max(2, Math.ceil(repeats / 3));
   let vaeTiles = 0;
@@ -284,6 +295,7 @@ try {
     bindings: session.dispatch && { made: session.dispatch.bindings.made, reused: session.dispatch.bindings.reused },
     kernels,
     vae_kernels: vaeKernels,
+    text_encoder_kernels: textEncoderKernels,
     peak_gpu_bytes: session.peakAllocatedBytes(),
     stagePeakBytes,
     memoryNeedBytes: ran.memoryNeedBytes,
