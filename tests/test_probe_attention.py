@@ -5,8 +5,6 @@ by TVM, timed, agreeing with each other and with numpy on the probe's inputs."""
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +12,17 @@ import numpy as np
 import pytest
 
 from wsd_compile.kernels import AttentionTiles
-from wsd_web.bench.runner import swiftshader_environment
 
 from .conftest import load_script
+from .kernel_probe import checksum, probe_inputs, run_probe_kernels
 
 probe = load_script("probe_attention")
-WEB = Path(__file__).parents[1] / "packages/wsd-web"
-
-
-def _inputs(n: int, seed: int) -> np.ndarray[Any, Any]:
-    """probe_kernels.mjs's ``inputs``: seeded multiples of 1/8 in [-1, 1]."""
-    state, out = seed, np.empty(n, np.float32)
-    for i in range(n):
-        state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
-        out[i] = ((state >> 16) % 17) / 8 - 1
-    return out
 
 
 def _reference(spec: dict[str, Any]) -> np.ndarray[Any, Any]:
     batch, _, _, depth, heads = probe.SHAPES["small"]
     x = {
-        b["name"].removesuffix("_ptr"): _inputs(b["elements"], 1 + b["binding"])
+        b["name"].removesuffix("_ptr"): probe_inputs(b["elements"], 1 + b["binding"])
         for b in spec["buffers"]
         if b["kind"] == "storage"
     }
@@ -53,27 +41,13 @@ def test_tilings_are_timed_and_agree_with_numpy(tmp_path: Path) -> None:
         probe.kernel_spec("small", "float32", None, ""),
         probe.kernel_spec("small", "float32", AttentionTiles(32, 2, 16, 64), "other-"),
     ]
-    kernels = tmp_path / "kernels.json"
-    kernels.write_text(json.dumps(specs))
-    done = subprocess.run(
-        ["node", "src/wsd_web/node/probe_kernels.mjs", str(kernels), "2"],
-        cwd=WEB,
-        env={**swiftshader_environment(), "WARM_MS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout.splitlines()[-1])
-    rows = report["kernels"]
-    assert [r["name"] for r in rows] == [s["name"] for s in specs]
+    rows = run_probe_kernels(specs, tmp_path)
     assert [r["group"] for r in rows] == ["small-float32"] * 2
-    expected = _reference(specs[0])
-    weights = 1 + np.arange(expected.size) % 7
+    expected, scale = checksum(_reference(specs[0]))
     for row in rows:
         assert row["ms"] > 0 and row["min_ms"] <= row["ms"]
         assert row["max_diff_from_first"] < 1e-5
-        assert abs(row["checksum"] - float(expected @ weights)) < 1e-5 * weights.sum()
+        assert abs(row["checksum"] - expected) < 1e-5 * scale
 
 
 def test_a_tiling_is_read_from_the_command_line() -> None:

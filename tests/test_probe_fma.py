@@ -5,17 +5,13 @@ reason, the other kernels still timed)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wsd_web.bench.runner import swiftshader_environment
-
 from .conftest import load_script
-from .test_probe_attention import WEB, _inputs
+from .kernel_probe import checksum, probe_inputs, run_probe_kernels
 
 probe = load_script("probe_fma")
 
@@ -23,7 +19,7 @@ probe = load_script("probe_fma")
 def _reference(wgsl_type: str, threads: int, iterations: int) -> np.ndarray[Any, Any]:
     """Each thread's sum of its chains' lanes, in float64 (the probe's FMAs round in f32)."""
     _, lanes = probe.TYPES[wgsl_type]
-    x = _inputs(probe.INPUTS, 1).astype(np.float64)  # binding 0's inputs (seed 1 + binding)
+    x = probe_inputs(probe.INPUTS, 1).astype(np.float64)  # binding 0's inputs (seed 1 + binding)
     i = np.arange(threads)[:, None] + np.arange(lanes)[None, :]
 
     def at(offset: int) -> np.ndarray[Any, Any]:
@@ -47,22 +43,9 @@ def test_f32_chains_agree_with_numpy_and_f16_is_refused_without_the_feature(
     iterations, types = 3, ["f32", "vec4<f32>", "vec2<f16>"]
     specs = [probe.kernel_spec(t, iterations, workgroups=2) for t in types]
     assert specs[1]["fmas"] == 2 * probe.THREADS * iterations * probe.CHAINS * 4
-    kernels = tmp_path / "kernels.json"
-    kernels.write_text(json.dumps(specs))
-    done = subprocess.run(
-        ["node", "src/wsd_web/node/probe_kernels.mjs", str(kernels), "2"],
-        cwd=WEB,
-        env={**swiftshader_environment(), "WARM_MS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(done.stdout.splitlines()[-1])["kernels"]
-    assert [r["name"] for r in rows] == ["fma-f32", "fma-vec4-f32", "fma-vec2-f16"]
+    rows = run_probe_kernels(specs, tmp_path)
     for row, wgsl_type in zip(rows[:2], types[:2], strict=True):
         assert row["ms"] > 0
-        expected = _reference(wgsl_type, 2 * probe.THREADS, iterations)
-        weights = 1 + np.arange(expected.size) % 7
-        assert abs(row["checksum"] - float(expected @ weights)) < 1e-4 * weights.sum()
+        expected, scale = checksum(_reference(wgsl_type, 2 * probe.THREADS, iterations))
+        assert abs(row["checksum"] - expected) < 1e-4 * scale
     assert "f16" in rows[2]["error"]

@@ -5,17 +5,13 @@ whose sizes fill no tile, timed, agreeing with each other and with numpy."""
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from wsd_web.bench.runner import swiftshader_environment
-
 from .conftest import load_script
-from .test_probe_attention import WEB, _inputs
+from .kernel_probe import checksum, probe_inputs, run_probe_kernels
 
 probe = load_script("probe_matmul")
 
@@ -27,27 +23,14 @@ def test_tilings_are_timed_and_agree_with_numpy(tmp_path: Path) -> None:
         for text in ("16,16,4,4,16", "8,8,4,4,16,contiguous")
     ]
     assert specs[0]["grid"] == [2, 2, 1]  # 64 x 64 tiles: 72 columns in 2, 2 batches x 1 row tile
-    kernels = tmp_path / "kernels.json"
-    kernels.write_text(json.dumps(specs))
-    done = subprocess.run(
-        ["node", "src/wsd_web/node/probe_kernels.mjs", str(kernels), "2"],
-        cwd=WEB,
-        env={**swiftshader_environment(), "WARM_MS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(done.stdout.splitlines()[-1])["kernels"]
-    assert [r["name"] for r in rows] == [s["name"] for s in specs]
+    rows = run_probe_kernels(specs, tmp_path)
     s, i, j, k = shape
-    a = _inputs(s * i * k, 1).reshape(s, i, k).astype(np.float64)
-    b = _inputs(s * j * k, 2).reshape(s, j, k).astype(np.float64)
-    expected = (a @ b.transpose(0, 2, 1)).reshape(-1)
-    weights = 1 + np.arange(expected.size) % 7
+    a = probe_inputs(s * i * k, 1).reshape(s, i, k).astype(np.float64)
+    b = probe_inputs(s * j * k, 2).reshape(s, j, k).astype(np.float64)
+    expected, scale = checksum(a @ b.transpose(0, 2, 1))
     for row in rows:
         assert row["ms"] > 0 and row["max_diff_from_first"] < 1e-5
-        assert abs(row["checksum"] - float(expected @ weights)) < 1e-5 * weights.sum()
+        assert abs(row["checksum"] - expected) < 1e-5 * scale
 
 
 def test_shapes_and_tiles_are_read_from_the_command_line() -> None:
