@@ -89,7 +89,7 @@ def kernel_spec(shape: tuple[int, int, int, int], dtype: str, tiles: Any) -> dic
     )
     func = te.create_prim_func([a, b, c])
     target = webgpu_target()
-    sch = WebGPUMatmul(tiles, adaptive=False)._schedule(func)
+    sch = WebGPUMatmul(tiles, adaptive=False).apply(func, target, False)
     if sch is None:
         raise ValueError(f"the matmul schedule does not apply to {shape} with {tiles}")
     scheduled = sch.mod["main"].with_attr("global_symbol", "matmul")
